@@ -1,0 +1,20 @@
+"""nnlite: neural-network inference in NumPy + Numba, without TensorFlow.
+
+    >>> import nnlite
+    >>> model = nnlite.load("mobilenet_v2")
+    >>> model.classify("cat.png").best(3)
+"""
+
+from .errors import (GraphFormatError, ImageError, LibraryError, ModelError, NnliteError, ShapeError,
+                     UnsupportedOpError, WeightsError, WeightsMissingError)
+
+__version__ = "0.1.0"
+
+__all__ = ["load", "NnliteError", "WeightsError", "WeightsMissingError", "ImageError", "ShapeError",
+           "ModelError", "GraphFormatError", "UnsupportedOpError", "LibraryError", "__version__"]
+
+
+def load(name: str):
+    """Load a registered model by name (``nnlite models`` lists them)."""
+    from .models import registry
+    return registry.load(name)

@@ -1,0 +1,51 @@
+"""The ``nnlite`` command. Each subcommand lives in its own module of this package, which offers
+``add_parser(subparsers)``; the parser it adds sets ``func`` to a function taking the parsed
+arguments and returning an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import NnliteError
+
+# Order here is the order in `nnlite --help`.
+COMMANDS = ("classify", "models", "fetch", "faces", "compare", "inspect", "savedmodel",
+            "index", "search", "people", "serve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+    parser = argparse.ArgumentParser(
+        prog="nnlite", description="Neural-network inference in NumPy + Numba, without TensorFlow.")
+    parser.add_argument("--version", action="version", version=f"nnlite {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}_cmd")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}_cmd":
+                continue  # command not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except NnliteError as exc:
+        print(f"nnlite {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""A model is a graph of named layers; every model in nnlite is one.
+
+A model file builds its graph with :class:`GraphBuilder`, one line per layer, reading weights by the
+names they have in the weights file::
+
+    g = GraphBuilder("mobilenet_v2")
+    x = g.input("input_1", (224, 224, 3))
+    x = g.layer("conv2d", "Conv1", x, kernel=w["Conv1/kernel"], bias=b, stride=2, padding="same",
+                activation="relu6", covers=("Conv1", "bn_Conv1", "Conv1_relu"))
+    model = g.build(outputs=[x])
+
+A layer's ``op`` is the name of a kernel in :mod:`nnlite.ops` (or any callable); its array keyword
+arguments are its weights, the other keyword arguments its attributes. Because every model is the
+same kind of object, three tools work for all of them: :meth:`Model.summary` (shapes, parameters,
+multiply-accumulates), :meth:`Model.trace` (every intermediate by layer name) and
+:meth:`Model.first_divergence` (the first layer that disagrees with a reference run).
+
+``covers`` names the source-framework layers one nnlite layer computes when several were fused at
+load time (a convolution with its batch norm and activation). The layer's output equals the *last*
+covered layer's output, so a reference activation recorded under that name can be compared with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ModelError, ShapeError
+
+
+@dataclass
+class Layer:
+    name: str                         # unique in the model; the weight-file key prefix where there is one
+    op: str                           # kernel name in nnlite.ops, or the callable's name
+    inputs: tuple[str, ...]           # names of the layers (or model inputs) this one reads
+    weights: dict[str, np.ndarray]    # keyword name -> array, passed to the kernel
+    attrs: dict[str, Any]             # stride, padding, activation, ...
+    fn: Callable[..., np.ndarray]
+    covers: tuple[str, ...] = ()      # source-framework layers fused into this one (output = last)
+
+    @property
+    def params(self) -> int:
+        return int(sum(w.size for w in self.weights.values()))
+
+    @property
+    def output_name(self) -> str:
+        """The name under which a reference framework records this layer's output."""
+        return self.covers[-1] if self.covers else self.name
+
+    def __call__(self, *xs: np.ndarray) -> np.ndarray:
+        return self.fn(*xs, **self.weights, **self.attrs)
+
+
+@dataclass
+class Divergence:
+    """The first layer whose output differs from a reference by more than the tolerance."""
+    layer: str             # nnlite layer name
+    reference_name: str    # the key in the reference activations
+    rel_error: float       # ||ours - ref|| / ||ref||
+    tolerance: float
+    checked: list[tuple[str, float]] = field(default_factory=list)  # every (layer, error) compared up to here
+
+    def __str__(self) -> str:
+        return (f"first divergence at layer {self.layer!r} (reference {self.reference_name!r}): "
+                f"relative error {self.rel_error:.3g} > {self.tolerance:.3g} "
+                f"after {len(self.checked) - 1} matching layers")
+
+
+def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
+    """Scale-free error ||ours - ref|| / ||ref|| (computed in float64)."""
+    ours = np.asarray(ours, np.float64)
+    ref = np.asarray(ref, np.float64)
+    if ours.shape != ref.shape:
+        return float("inf")
+    den = np.linalg.norm(ref)
+    num = np.linalg.norm(ours - ref)
+    return float(num / den) if den > 0 else float(num)
+
+
+def _resolve_op(op: str | Callable) -> tuple[str, Callable]:
+    if callable(op):
+        return getattr(op, "__name__", "custom"), op
+    from . import ops  # imported here so graph.py stays importable while ops load lazily
+    fn = getattr(ops, op, None)
+    if fn is None or not callable(fn):
+        raise ModelError(f"unknown op {op!r}: not a kernel in nnlite.ops")
+    return op, fn
+
+
+class GraphBuilder:
+    """Collects layers in the order they are declared (which is a valid execution order)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._inputs: dict[str, tuple] = {}
+        self._layers: dict[str, Layer] = {}
+
+    def input(self, name: str, shape: Sequence[int | None]) -> str:
+        """Declare a model input of per-example shape ``shape`` (H, W, C); None for a free size."""
+        self._check_new(name)
+        self._inputs[name] = tuple(shape)
+        return name
+
+    def layer(self, op: str | Callable, name: str, *inputs: str, covers: Sequence[str] = (),
+              **kwargs: Any) -> str:
+        """Add a layer; array keyword arguments become its weights, the rest its attributes."""
+        self._check_new(name)
+        for src in inputs:
+            if src not in self._layers and src not in self._inputs:
+                raise ModelError(f"{self.name}: layer {name!r} reads {src!r}, which is not defined before it")
+        op_name, fn = _resolve_op(op)
+        weights = {k: v for k, v in kwargs.items() if isinstance(v, np.ndarray)}
+        attrs = {k: v for k, v in kwargs.items() if not isinstance(v, np.ndarray)}
+        self._layers[name] = Layer(name, op_name, tuple(inputs), weights, attrs, fn, tuple(covers))
+        return name
+
+    def build(self, outputs: Sequence[str]) -> "Model":
+        for out in outputs:
+            if out not in self._layers and out not in self._inputs:
+                raise ModelError(f"{self.name}: output {out!r} is not a layer")
+        return Model(self.name, self._inputs, list(self._layers.values()), list(outputs))
+
+    def _check_new(self, name: str) -> None:
+        if name in self._layers or name in self._inputs:
+            raise ModelError(f"{self.name}: layer name {name!r} is used twice")
+
+
+class Model:
+    """A built graph: run it, trace it, summarise it, compare it with a reference run."""
+
+    def __init__(self, name: str, inputs: dict[str, tuple], layers: list[Layer], outputs: list[str]):
+        self.name = name
+        self.inputs = dict(inputs)
+        self.layers = layers
+        self.outputs = outputs
+        self._by_name = {layer.name: layer for layer in layers}
+        # how many layers (or model outputs) read each tensor, to free intermediates early
+        self._readers: dict[str, int] = {}
+        for layer in layers:
+            for src in layer.inputs:
+                self._readers[src] = self._readers.get(src, 0) + 1
+
+    def __getitem__(self, name: str) -> Layer:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise ModelError(f"{self.name} has no layer {name!r}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    # -- running ---------------------------------------------------------------------------------
+    def _feed(self, args: tuple, kwargs: dict) -> dict[str, np.ndarray]:
+        names = list(self.inputs)
+        if args and kwargs:
+            raise ModelError(f"{self.name}: pass inputs positionally or by name, not both")
+        if args:
+            if len(args) != len(names):
+                raise ModelError(f"{self.name} takes {len(names)} input(s) {names}, got {len(args)}")
+            kwargs = dict(zip(names, args))
+        missing = [n for n in names if n not in kwargs]
+        if missing:
+            raise ModelError(f"{self.name}: missing input(s) {missing}")
+        feed = {}
+        for n in names:
+            x = np.asarray(kwargs[n])
+            want = self.inputs[n]
+            if x.ndim != len(want) + 1 or any(w is not None and w != s for w, s in zip(want, x.shape[1:])):
+                raise ShapeError(f"{self.name}: input {n!r} expects shape (N, {', '.join(map(str, want))}), "
+                                 f"got {x.shape}")
+            feed[n] = x.astype(np.float32, copy=False) if x.dtype != np.float32 else x
+        return feed
+
+    def _run(self, feed: dict[str, np.ndarray], keep_all: bool) -> dict[str, np.ndarray]:
+        values = dict(feed)
+        remaining = dict(self._readers)
+        keep = set(self.outputs)
+        for layer in self.layers:
+            try:
+                values[layer.name] = layer(*(values[src] for src in layer.inputs))
+            except ShapeError:
+                raise
+            except (ValueError, IndexError) as exc:
+                shapes = [values[src].shape for src in layer.inputs]
+                raise ShapeError(f"{self.name}: layer {layer.name!r} ({layer.op}) failed on input shapes "
+                                 f"{shapes}: {exc}") from exc
+            if not keep_all:
+                for src in layer.inputs:
+                    remaining[src] -= 1
+                    if remaining[src] == 0 and src not in keep:
+                        del values[src]
+        return values
+
+    def forward(self, *args: np.ndarray, **kwargs: np.ndarray):
+        """Run the model; returns the output array, or a tuple when the model has several outputs."""
+        values = self._run(self._feed(args, kwargs), keep_all=False)
+        outs = tuple(values[o] for o in self.outputs)
+        return outs[0] if len(outs) == 1 else outs
+
+    __call__ = forward
+
+    def trace(self, *args: np.ndarray, **kwargs: np.ndarray) -> dict[str, np.ndarray]:
+        """Every intermediate activation, keyed by layer name, in execution order (inputs first)."""
+        return self._run(self._feed(args, kwargs), keep_all=True)
+
+    # -- inspecting ------------------------------------------------------------------------------
+    def _example_input(self, input_shape) -> dict[str, np.ndarray]:
+        feed = {}
+        for n, shape in self.inputs.items():
+            shape = input_shape.get(n, shape) if isinstance(input_shape, Mapping) else (input_shape or shape)
+            if any(s is None for s in shape):
+                raise ShapeError(f"{self.name}: input {n!r} has a free size {shape}; pass input_shape=")
+            feed[n] = np.zeros((1, *shape), np.float32)
+        return feed
+
+    def layer_table(self, input_shape=None) -> list[dict]:
+        """One row per layer: name, op, output shape, parameter count, multiply-accumulates (batch 1)."""
+        values = self._run(self._example_input(input_shape), keep_all=True)
+        rows = []
+        for layer in self.layers:
+            out = values[layer.name]
+            rows.append({"name": layer.name, "op": layer.op, "inputs": layer.inputs,
+                         "output_shape": tuple(out.shape) if hasattr(out, "shape") else (),
+                         "params": layer.params, "macs": count_macs(layer, out)})
+        return rows
+
+    def summary(self, input_shape=None) -> str:
+        """A Keras-like table of the layers (batch 1) and the totals."""
+        rows = self.layer_table(input_shape)
+        head = ("Layer", "Op", "Output shape", "Params", "MACs")
+        lines = [[r["name"], r["op"], str((None,) + r["output_shape"][1:]), f"{r['params']:,}", f"{r['macs']:,}"]
+                 for r in rows]
+        widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
+        fmt = lambda cells: "  ".join(c.ljust(w) if i < 3 else c.rjust(w)  # noqa: E731
+                                      for i, (c, w) in enumerate(zip(cells, widths)))
+        rule = "-" * len(fmt(head))
+        total_p = sum(r["params"] for r in rows)
+        total_m = sum(r["macs"] for r in rows)
+        inputs = ", ".join(f"{n} (None, {', '.join(map(str, s))})" for n, s in self.inputs.items())
+        return "\n".join([f'Model "{self.name}"  inputs: {inputs}', rule, fmt(head), rule,
+                          *(fmt(line) for line in lines), rule,
+                          f"Total params: {total_p:,}    Total MACs (batch 1): {total_m:,}"])
+
+    def first_divergence(self, reference: Mapping[str, np.ndarray], *args, tolerance: float = 1e-4,
+                         **kwargs) -> Divergence | None:
+        """Run the model and compare, in execution order, every layer whose output the reference has.
+
+        ``reference`` maps source-framework layer names (or nnlite layer names) to activations from the
+        same input. Returns the first layer whose relative error exceeds ``tolerance``, or None.
+        """
+        values = self.trace(*args, **kwargs)
+        checked: list[tuple[str, float]] = []
+        for layer in self.layers:
+            key = layer.output_name if layer.output_name in reference else layer.name
+            if key not in reference:
+                continue
+            err = relative_error(values[layer.name], reference[key])
+            checked.append((layer.name, err))
+            if not err <= tolerance:
+                return Divergence(layer.name, key, err, tolerance, checked)
+        return None
+
+
+def count_macs(layer: Layer, out: np.ndarray) -> int:
+    """Multiply-accumulates of one layer for one example (batch 1)."""
+    w = layer.weights
+    spatial = int(np.prod(out.shape[1:-1])) if getattr(out, "ndim", 0) >= 3 else 1
+    if layer.op in ("conv2d", "depthwise_conv2d") and "kernel" in w:
+        return spatial * int(w["kernel"].size)
+    if layer.op == "separable_conv2d":
+        return spatial * int(w["depthwise_kernel"].size + w["pointwise_kernel"].size)
+    if layer.op == "dense" and "kernel" in w:
+        rows = int(np.prod(out.shape[1:-1])) if out.ndim > 2 else 1
+        return rows * int(w["kernel"].size)
+    return 0

@@ -1,0 +1,1 @@
+"""Model architectures, one file per net, and the registry of model names."""

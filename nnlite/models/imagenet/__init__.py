@@ -1,0 +1,1 @@
+"""ImageNet classifiers (one file per architecture); importing this registers them."""

@@ -1,0 +1,64 @@
+"""Model names -> how to build them, their input size, preprocessing and where their weights live.
+
+Each model family (``nnlite.models.imagenet``, ``nnlite.models.faceapi``) calls :func:`register`
+for each of its models when imported; :func:`load` imports the families on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import ModelError
+
+FAMILIES = ("nnlite.models.imagenet", "nnlite.models.faceapi")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str                             # what users type: nnlite.load("mobilenet_v2")
+    family: str                           # "imagenet" or "faceapi"
+    description: str
+    input_size: tuple[int, int] | None    # (height, width); None where any size works
+    preprocessing: str                    # human-readable, e.g. "torch: resize 256, crop 224, mean/std"
+    load: Callable[[], Any]               # -> the user-facing object; it has a ``.model`` (graph.Model)
+    weights_present: Callable[[], bool]
+    params: int | None = None             # parameter count, where known without loading
+
+
+_SPECS: dict[str, ModelSpec] = {}
+_loaded_families = False
+
+
+def register(spec: ModelSpec) -> None:
+    if spec.name in _SPECS:
+        raise ModelError(f"model name {spec.name!r} registered twice")
+    _SPECS[spec.name] = spec
+
+
+def _ensure_families() -> None:
+    global _loaded_families
+    if not _loaded_families:
+        _loaded_families = True
+        for module in FAMILIES:
+            importlib.import_module(module)
+
+
+def specs() -> list[ModelSpec]:
+    _ensure_families()
+    return list(_SPECS.values())
+
+
+def get(name: str) -> ModelSpec:
+    _ensure_families()
+    try:
+        return _SPECS[name]
+    except KeyError:
+        known = ", ".join(sorted(_SPECS)) or "(none)"
+        raise ModelError(f"unknown model {name!r}; known models: {known}") from None
+
+
+def load(name: str) -> Any:
+    """Build model ``name`` with its weights; raises WeightsMissingError naming how to get them."""
+    return get(name).load()
