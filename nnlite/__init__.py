@@ -18,3 +18,4 @@ def load(name: str):
     """Load a registered model by name (``nnlite models`` lists them)."""
     from .models import registry
     return registry.load(name)
+

@@ -1,0 +1,124 @@
+"""A pickle reader that can only build what it was told about.
+
+``pickle`` runs code: every GLOBAL / STACK_GLOBAL / INST / EXT opcode names a callable that the loader
+imports and later calls (``os.system`` is one ``REDUCE`` away). :class:`SafeUnpickler` overrides
+``find_class`` - the single door through which all of those opcodes obtain callables - and answers only
+from an explicit allow list of ``(module, name) -> replacement``. Anything else is refused with a
+WeightsError *before* it is imported, so nothing from the file is ever executed.
+
+The replacements are our own small functions or harmless builtins (``collections.OrderedDict``); they
+never come from importing the module the pickle names, so no torch is needed and no torch code runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import WeightsError
+
+Allowed = dict[tuple[str, str], Any]
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickler whose globals come only from ``allowed``; ``persistent_load`` is supplied by the caller."""
+
+    def __init__(self, file, *, allowed: Allowed, source: str | Path,
+                 persistent_load: Callable[[Any], Any] | None = None):
+        super().__init__(file, encoding="latin1")  # latin1 keeps Python-2 era byte strings intact
+        self._allowed, self._source, self._persistent = allowed, source, persistent_load
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise WeightsError(f"{self._source}: refusing to load pickle global {module}.{name} "
+                               f"(not on the allow list of a weights file; it could run code)") from None
+
+    def persistent_load(self, pid):
+        if self._persistent is None:
+            raise WeightsError(f"{self._source}: unexpected persistent reference {pid!r:.80} in a plain pickle")
+        return self._persistent(pid)
+
+
+def safe_load(file, *, allowed: Allowed, source: str | Path,
+              persistent_load: Callable[[Any], Any] | None = None) -> Any:
+    """Unpickle one object from ``file``; any failure becomes a WeightsError naming ``source``."""
+    try:
+        return SafeUnpickler(file, allowed=allowed, source=source, persistent_load=persistent_load).load()
+    except WeightsError:
+        raise
+    except EOFError:
+        raise WeightsError(f"{source}: pickle data ends early (file truncated?)") from None
+    except Exception as exc:  # UnpicklingError, ValueError, TypeError ... all mean "not a valid pickle"
+        raise WeightsError(f"{source}: not a valid pickle of weights ({type(exc).__name__}: {exc})") from None
+
+
+# ------------------------------------------------------------------ NumPy arrays inside pickles
+
+def _safe_dtype(spec, align=False, copy=False):
+    """np.dtype, minus object dtypes: an object array would unpickle arbitrary nested objects."""
+    dtype = np.dtype(spec, align, copy)
+    if dtype.hasobject:
+        raise WeightsError(f"refusing object dtype {dtype} in a weights pickle")
+    return dtype
+
+
+def _safe_reconstruct(cls, shape, dtype_code):
+    """numpy's ndarray pickle constructor, restricted to plain ndarrays (no subclasses)."""
+    if cls is not np.ndarray:
+        raise WeightsError(f"refusing to rebuild array subclass {cls!r} from a weights pickle")
+    return np.ndarray.__new__(np.ndarray, shape, dtype_code)
+
+
+def _safe_scalar(dtype, data=None):
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
+        raise WeightsError(f"refusing numpy scalar of dtype {dtype!r} in a weights pickle")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+NUMPY_ALLOWED: Allowed = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _safe_dtype,
+}
+for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # NumPy 1.x and 2.x spellings
+    NUMPY_ALLOWED[(_module, "_reconstruct")] = _safe_reconstruct
+    NUMPY_ALLOWED[(_module, "scalar")] = _safe_scalar
+
+
+def load_pickled_arrays(path: str | Path) -> Any:
+    """Read a plain pickle of dicts/lists/tuples of NumPy arrays (e.g. ``{layer: [kernel, bias]}``).
+
+    Only NumPy's own array/dtype/scalar reconstructors and ``OrderedDict`` are allowed; object arrays
+    and every other global are refused with a WeightsError, so a hostile file cannot run code.
+    The structure is returned as stored (containers and arrays), not flattened.
+    """
+    from ._common import read_bytes, require_nonempty
+
+    data = read_bytes(path, what="pickled weights file")
+    require_nonempty(data, path, what="pickled weights file")
+    if not data.startswith(b"\x80"):  # protocol >= 2 pickles start with PROTO; older ones aren't written by numpy
+        raise WeightsError(f"{path} is not a pickle file (expected first byte 0x80, found {data[:4]!r})")
+    obj = safe_load(io.BytesIO(data), allowed=NUMPY_ALLOWED, source=path)
+    _check_arrays_present(obj, path)
+    return obj
+
+
+def _check_arrays_present(obj, path) -> None:
+    """A weights pickle that holds no array at all (e.g. a pickled int) is the wrong file."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, np.ndarray):
+            return
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    raise WeightsError(f"{path}: pickle holds no NumPy arrays (found {type(obj).__name__})")

@@ -1,0 +1,38 @@
+"""NHWC float32 kernels: fast paths (NumPy BLAS + Numba) with naive twins in :mod:`nnlite.ops.reference`.
+
+Layout: x is (N, H, W, C). Inputs are positional, weights and attributes keyword. ``padding`` is "valid",
+TensorFlow "same" (extra row/column bottom/right) or explicit (top, bottom, left, right); ``activation`` is
+None, "relu", "relu6", "leaky_relu" (``alpha``, default 0.2), "sigmoid" or "swish". See
+:mod:`nnlite.ops.padding` for the padding rule and :mod:`nnlite.ops.reference` for every other rule.
+
+Threads: ``NNLITE_NUM_THREADS`` (default all cores) sets Numba's and BLAS's thread counts. BLAS reads its
+count when NumPy is first imported, so set the variable before importing NumPy, or import ``nnlite.ops``
+first (it exports the variable to OPENBLAS_NUM_THREADS/OMP_NUM_THREADS) - or call :func:`set_num_threads`.
+"""
+
+from __future__ import annotations
+
+from . import threads as _threads
+
+_threads.apply_env_before_numpy()  # must run before the first NumPy import to reach OpenBLAS
+
+from . import reference  # noqa: E402
+from .padding import resolve_padding, resolve_padding_2d  # noqa: E402
+from .threads import get_num_threads, set_num_threads  # noqa: E402
+
+from .reference import (  # noqa: E402  (fast kernels replace these names as they land)
+    add, avg_pool2d, batch_norm, bias_add, concat, conv2d, crop2d, dense, depthwise_conv2d, flatten,
+    fold_batch_norm, global_avg_pool2d, leaky_relu, max_pool2d, mean, multiply, relu, relu6, reshape,
+    resize_bilinear, resize_nearest, separable_conv2d, sigmoid, softmax, swish, zero_pad2d)
+
+ACTIVATIONS = {"relu": relu, "relu6": relu6, "leaky_relu": leaky_relu, "sigmoid": sigmoid, "swish": swish}
+
+_threads.configure()
+
+__all__ = [
+    "conv2d", "depthwise_conv2d", "separable_conv2d", "dense", "bias_add", "batch_norm", "fold_batch_norm",
+    "relu", "relu6", "leaky_relu", "sigmoid", "swish", "softmax", "max_pool2d", "avg_pool2d",
+    "global_avg_pool2d", "zero_pad2d", "crop2d", "add", "multiply", "concat", "mean", "reshape", "flatten",
+    "resize_bilinear", "resize_nearest", "resolve_padding", "resolve_padding_2d", "ACTIVATIONS",
+    "set_num_threads", "get_num_threads", "reference",
+]

@@ -1,0 +1,68 @@
+"""Input validation shared by the fast kernels and their reference twins.
+
+Every check raises a typed :class:`~nnlite.errors.ShapeError` (or ModelError for a bad attribute) whose
+message names the op and states what was expected and what was found, never a raw NumPy traceback.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ModelError, ShapeError
+
+ACTIVATION_NAMES = ("relu", "relu6", "leaky_relu", "sigmoid", "swish")
+
+
+def nhwc(x, op: str) -> np.ndarray:
+    """``x`` as a float32 (N, H, W, C) array; ShapeError if it is not 4-D."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 4:
+        raise ShapeError(f"{op}: expected a 4-D NHWC input (N, H, W, C), found shape {x.shape}")
+    return x
+
+
+def array(a, op: str, what: str, ndim: int | None = None) -> np.ndarray:
+    """``a`` as float32, optionally with ``ndim`` dimensions."""
+    if a is None:
+        raise ShapeError(f"{op}: {what} is missing")
+    a = np.asarray(a, dtype=np.float32)
+    if ndim is not None and a.ndim != ndim:
+        raise ShapeError(f"{op}: expected {what} with {ndim} dimensions, found shape {a.shape}")
+    return a
+
+
+def channels(op: str, what: str, expected: int, found: int) -> None:
+    """ShapeError naming both channel counts when they differ."""
+    if expected != found:
+        raise ShapeError(f"{op}: {what} expects {expected} input channels, found {found} in the input")
+
+
+def bias_vector(bias, n: int, op: str) -> np.ndarray | None:
+    """``bias`` as a float32 (n,) vector, or None."""
+    if bias is None:
+        return None
+    bias = np.asarray(bias, dtype=np.float32)
+    if bias.shape != (n,):
+        raise ShapeError(f"{op}: expected bias of shape ({n},), found {bias.shape}")
+    return bias
+
+
+def activation_name(activation, op: str) -> str | None:
+    """Normalise an activation spec: None/"linear" -> None; unknown names are a ModelError."""
+    if activation is None or activation == "linear":
+        return None
+    if activation not in ACTIVATION_NAMES:
+        raise ModelError(f"{op}: unknown activation {activation!r}; expected None or one of {ACTIVATION_NAMES}")
+    return activation
+
+
+def vector(a, n: int, op: str, what: str, default: float | None = None) -> np.ndarray:
+    """A per-channel (n,) float32 vector; None becomes ``default`` everywhere when a default is given."""
+    if a is None:
+        if default is None:
+            raise ShapeError(f"{op}: {what} is missing")
+        return np.full(n, default, dtype=np.float32)
+    a = np.asarray(a, dtype=np.float32)
+    if a.shape != (n,):
+        raise ShapeError(f"{op}: expected {what} of shape ({n},), found {a.shape}")
+    return a

@@ -1,0 +1,1 @@
+"""Pipelines on top of the models: image classification (``classify``), faces, boxes."""
