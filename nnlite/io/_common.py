@@ -7,11 +7,13 @@ from pathlib import Path
 from ..errors import WeightsError
 
 
-def read_bytes(path: str | Path, *, what: str = "weights file") -> bytes:
-    """Return the whole content of ``path``; a missing or unreadable file is a WeightsError naming it."""
+def read_bytes(path: str | Path, *, what: str = "weights file", limit: int | None = None) -> bytes:
+    """Return the content of ``path`` (its first ``limit`` bytes if given); a missing or unreadable file is
+    a WeightsError naming it."""
     path = Path(path)
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            return handle.read() if limit is None else handle.read(limit)
     except FileNotFoundError:
         raise WeightsError(f"{what} not found: {path}") from None
     except IsADirectoryError:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import WeightsError
+from ._common import read_bytes, require_nonempty
 
 Allowed = dict[tuple[str, str], Any]
 
@@ -51,8 +52,10 @@ def safe_load(file, *, allowed: Allowed, source: str | Path,
     """Unpickle one object from ``file``; any failure becomes a WeightsError naming ``source``."""
     try:
         return SafeUnpickler(file, allowed=allowed, source=source, persistent_load=persistent_load).load()
-    except WeightsError:
-        raise
+    except WeightsError as exc:  # raised by an allow-listed stand-in: make sure it names the file
+        if str(source) in str(exc):
+            raise
+        raise WeightsError(f"{source}: {exc}") from None
     except EOFError:
         raise WeightsError(f"{source}: pickle data ends early (file truncated?)") from None
     except Exception as exc:  # UnpicklingError, ValueError, TypeError ... all mean "not a valid pickle"
@@ -82,14 +85,30 @@ def _safe_scalar(dtype, data=None):
     return np.frombuffer(data, dtype=dtype, count=1)[0]
 
 
+def _latin1_bytes(text, encoding="latin1"):
+    """``_codecs.encode``, as protocol-2 pickles written by Python 3 spell a bytes object; text only."""
+    if not isinstance(text, str) or encoding.replace("-", "") != "latin1":
+        raise WeightsError(f"refusing _codecs.encode({type(text).__name__}, {encoding!r}) in a weights pickle")
+    return text.encode("latin1")
+
+
+def _safe_frombuffer(buffer, dtype, shape, order="C"):
+    """numpy's protocol-5 array constructor (raw buffer + dtype + shape), plain dtypes only."""
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(buffer, (bytes, bytearray)):
+        raise WeightsError(f"refusing numpy buffer of dtype {dtype!r} in a weights pickle")
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order="F" if order == "F" else "C").copy()
+
+
 NUMPY_ALLOWED: Allowed = {
+    ("_codecs", "encode"): _latin1_bytes,
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): _safe_dtype,
 }
-for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # NumPy 1.x and 2.x spellings
-    NUMPY_ALLOWED[(_module, "_reconstruct")] = _safe_reconstruct
-    NUMPY_ALLOWED[(_module, "scalar")] = _safe_scalar
+for _core in ("numpy.core", "numpy._core"):  # NumPy 1.x and 2.x spellings
+    NUMPY_ALLOWED[(f"{_core}.multiarray", "_reconstruct")] = _safe_reconstruct
+    NUMPY_ALLOWED[(f"{_core}.multiarray", "scalar")] = _safe_scalar
+    NUMPY_ALLOWED[(f"{_core}.numeric", "_frombuffer")] = _safe_frombuffer
 
 
 def load_pickled_arrays(path: str | Path) -> Any:
@@ -99,8 +118,6 @@ def load_pickled_arrays(path: str | Path) -> Any:
     and every other global are refused with a WeightsError, so a hostile file cannot run code.
     The structure is returned as stored (containers and arrays), not flattened.
     """
-    from ._common import read_bytes, require_nonempty
-
     data = read_bytes(path, what="pickled weights file")
     require_nonempty(data, path, what="pickled weights file")
     if not data.startswith(b"\x80"):  # protocol >= 2 pickles start with PROTO; older ones aren't written by numpy

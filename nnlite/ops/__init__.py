@@ -18,14 +18,15 @@ _threads.apply_env_before_numpy()  # must run before the first NumPy import to r
 
 from . import reference  # noqa: E402
 from .padding import resolve_padding, resolve_padding_2d  # noqa: E402
-from .threads import get_num_threads, set_num_threads  # noqa: E402
+from .threads import blas_core, blas_num_threads, get_num_threads, set_num_threads  # noqa: E402
 
-from .reference import (  # noqa: E402  (fast kernels replace these names as they land)
-    add, avg_pool2d, batch_norm, bias_add, concat, conv2d, crop2d, dense, depthwise_conv2d, flatten,
-    fold_batch_norm, global_avg_pool2d, leaky_relu, max_pool2d, mean, multiply, relu, relu6, reshape,
-    resize_bilinear, resize_nearest, separable_conv2d, sigmoid, softmax, swish, zero_pad2d)
-
-ACTIVATIONS = {"relu": relu, "relu6": relu6, "leaky_relu": leaky_relu, "sigmoid": sigmoid, "swish": swish}
+from .activations import ACTIVATIONS, leaky_relu, relu, relu6, sigmoid, softmax, swish  # noqa: E402
+from .conv import conv2d, dense  # noqa: E402
+from .depthwise import depthwise_conv2d, separable_conv2d  # noqa: E402
+from .normalization import batch_norm, bias_add, fold_batch_norm  # noqa: E402
+from .pooling import avg_pool2d, global_avg_pool2d, max_pool2d  # noqa: E402
+from .resize import resize_bilinear, resize_nearest  # noqa: E402
+from .shape import add, concat, crop2d, flatten, mean, multiply, reshape, zero_pad2d  # noqa: E402
 
 _threads.configure()
 
@@ -34,5 +35,5 @@ __all__ = [
     "relu", "relu6", "leaky_relu", "sigmoid", "swish", "softmax", "max_pool2d", "avg_pool2d",
     "global_avg_pool2d", "zero_pad2d", "crop2d", "add", "multiply", "concat", "mean", "reshape", "flatten",
     "resize_bilinear", "resize_nearest", "resolve_padding", "resolve_padding_2d", "ACTIVATIONS",
-    "set_num_threads", "get_num_threads", "reference",
+    "set_num_threads", "get_num_threads", "blas_num_threads", "blas_core", "reference",
 ]

@@ -66,3 +66,14 @@ def vector(a, n: int, op: str, what: str, default: float | None = None) -> np.nd
     if a.shape != (n,):
         raise ShapeError(f"{op}: expected {what} of shape ({n},), found {a.shape}")
     return a
+
+
+def pool_padding(padding, kh: int, kw: int, op: str) -> None:
+    """Explicit pooling padding must be smaller than the window, so no window holds only padding."""
+    if isinstance(padding, str):
+        return
+    from .padding import four
+    t, b, l, r = four(padding, f"{op} padding")
+    if max(t, b) >= kh or max(l, r) >= kw:
+        raise ShapeError(f"{op}: padding {(t, b, l, r)} must be smaller than the pool window {(kh, kw)}, "
+                         "or some windows would hold only padding")

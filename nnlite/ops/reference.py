@@ -190,6 +190,7 @@ def _pool_geometry(x, pool_size, stride, padding, op):
     x = checks.nhwc(x, op)
     kh, kw = pair(pool_size, "pool_size")
     stride = (kh, kw) if stride is None else pair(stride, "stride")
+    checks.pool_padding(padding, kh, kw, op)
     geo = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, stride, 1, padding)
     return x, kh, kw, stride, geo
 

@@ -5,7 +5,10 @@ OpenBLAS reads ``OPENBLAS_NUM_THREADS`` only when it is loaded, i.e. when NumPy 
 ``NNLITE_NUM_THREADS`` into ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` unless the
 user set those. If NumPy was already imported, :func:`set_num_threads` calls the BLAS library's own
 ``*_set_num_threads`` through ctypes instead (NumPy's wheels bundle scipy-openblas). Numba's thread count
-is set with ``numba.set_num_threads``. This module must not import NumPy at import time.
+is set with ``numba.set_num_threads``. On AMD CPUs with AVX-512 it also sets ``OPENBLAS_CORETYPE=SkylakeX``
+(unless set), because OpenBLAS 0.3.x may not recognise them (Zen 5) and would use its AVX2 kernels at half
+the float32 matmul speed. Both variables only take effect if ``nnlite.ops`` is imported before NumPy.
+This module must not import NumPy at import time.
 """
 
 from __future__ import annotations
@@ -33,36 +36,91 @@ def requested_threads() -> int | None:
     return n
 
 
+def _cpu_flags() -> tuple[str, set[str]]:
+    """(vendor, feature flags) of CPU 0 from /proc/cpuinfo; ("", set()) where that file does not exist."""
+    vendor, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "vendor_id":
+                    vendor = value.strip()
+                elif key == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return vendor, flags
+
+
+def _openblas_coretype() -> str | None:
+    """"SkylakeX" on AMD CPUs with AVX-512 (Zen 4/5), which OpenBLAS 0.3.x may not recognise (it then falls
+    back to its AVX2 "Haswell" kernels, half the float32 matmul speed measured on Zen 5); None otherwise."""
+    vendor, flags = _cpu_flags()
+    if vendor == "AuthenticAMD" and {"avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512cd"} <= flags:
+        return "SkylakeX"
+    return None
+
+
 def apply_env_before_numpy() -> None:
-    """Copy NNLITE_NUM_THREADS into the BLAS env variables, if NumPy is not loaded yet and they are unset."""
-    n = requested_threads()
-    if n is None or "numpy" in sys.modules:
+    """Before NumPy loads OpenBLAS: copy NNLITE_NUM_THREADS into the BLAS thread variables and pick
+    OpenBLAS's AVX-512 kernels where it would miss them. Variables the user set are left alone."""
+    if "numpy" in sys.modules:
         return
-    for name in _BLAS_ENV:
+    n = requested_threads()
+    for name in _BLAS_ENV if n is not None else ():
         os.environ.setdefault(name, str(n))
+    coretype = _openblas_coretype()
+    if coretype and "OPENBLAS_CORETYPE" not in os.environ:
+        os.environ["OPENBLAS_CORETYPE"] = coretype
 
 
-def _blas_setters():
-    """``*_set_num_threads`` functions of the BLAS libraries loaded in this process (Linux: /proc/self/maps)."""
+def _blas_libraries() -> list[str]:
+    """Paths of the BLAS libraries loaded in this process (Linux: /proc/self/maps; elsewhere none)."""
     try:
         with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if line.rstrip().split("/")[-1].lower().count("blas")}
+            paths = {line.split()[-1] for line in maps if "blas" in line.rstrip().split("/")[-1].lower()}
     except OSError:
         return []
-    setters = []
-    for path in sorted(p for p in paths if p.startswith("/")):
+    return sorted(p for p in paths if p.startswith("/"))
+
+
+def _blas_functions(kind: str):
+    """``*_{kind}_num_threads`` functions of the loaded OpenBLAS libraries."""
+    found = []
+    for path in _blas_libraries():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for sym in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                    "openblas_set_num_threads64_", "openblas_set_num_threads"):
-            fn = getattr(lib, sym, None)
+        for prefix in ("scipy_openblas", "openblas"):
+            name = f"{prefix}_{kind}_num_threads"
+            fn = getattr(lib, name + "64_", None) or getattr(lib, name, None)
             if fn is not None:
-                fn.argtypes, fn.restype = [ctypes.c_int], None
-                setters.append(fn)
+                found.append(fn)
                 break
-    return setters
+    return found
+
+
+def blas_core() -> str | None:
+    """The kernel family OpenBLAS chose (e.g. "SkylakeX", "Haswell"), or None if no OpenBLAS is loaded."""
+    for path in _blas_libraries():
+        lib = ctypes.CDLL(path)
+        fn = getattr(lib, "scipy_openblas_get_corename64_", None) or getattr(lib, "openblas_get_corename", None)
+        if fn is not None:
+            fn.restype = ctypes.c_char_p
+            return fn().decode()
+    return None
+
+
+def blas_num_threads() -> int | None:
+    """OpenBLAS's current thread count, or None if no OpenBLAS is loaded (e.g. NumPy built on MKL/Accelerate)."""
+    getters = _blas_functions("get")
+    if not getters:
+        return None
+    getters[0].argtypes, getters[0].restype = [], ctypes.c_int
+    return int(getters[0]())
 
 
 def set_num_threads(n: int) -> None:
@@ -70,7 +128,8 @@ def set_num_threads(n: int) -> None:
     import numba
     n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
-    for setter in _blas_setters():
+    for setter in _blas_functions("set"):
+        setter.argtypes, setter.restype = [ctypes.c_int], None
         setter(n)
 
 

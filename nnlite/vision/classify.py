@@ -203,6 +203,20 @@ def caffe_preprocess(size: tuple[int, int], mean_bgr: Sequence[float] = CAFFE_ME
     return preprocess
 
 
+def tf_crop_preprocess(size: int = 224, crop_padding: int = 32, mean: float = 127.0,
+                       std: float = 128.0) -> Preprocess:
+    """TensorFlow reference recipe of EfficientNet(-Lite): centre crop ``size / (size + crop_padding)`` of the
+    shorter side (offsets rounded up, as TF), bicubic resize to ``size``, then (x - mean) / std."""
+    def preprocess(image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        crop = int(size / (size + crop_padding) * min(h, w))
+        top, left = (h - crop + 1) // 2, (w - crop + 1) // 2
+        x = Image.fromarray(image[top:top + crop, left:left + crop]).resize((size, size), Image.BICUBIC)
+        return (np.asarray(x).astype(np.float32) - mean) / std   # (size, size, 3)
+    preprocess.__doc__ = f"tf crop: centre {size}/{size + crop_padding} of shorter side, bicubic {size}, (x-{mean:g})/{std:g}"
+    return preprocess
+
+
 def tf_preprocess(size: tuple[int, int]) -> Preprocess:
     """Keras 'tf' recipe (Inception, Xception, NASNet, MobileNet): resize to ``size``, scale to [-1, 1]."""
     def preprocess(image: np.ndarray) -> np.ndarray:

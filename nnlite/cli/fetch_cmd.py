@@ -1,0 +1,32 @@
+"""``nnlite fetch MODEL [--url URL] [--md5 HEX] [--force]``: download weights nnlite cannot bundle."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..fetch import REMOTE_WEIGHTS, fetch
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "fetch", help="download a model's official weights file into the models cache",
+        description="Download the official weights of MODEL (" + ", ".join(sorted(REMOTE_WEIGHTS)) +
+                    ") into the models cache ($NNLITE_HOME/models). Needs internet unless --url names a "
+                    "local copy (file:///path/to/file.h5).")
+    parser.add_argument("model", metavar="MODEL", choices=sorted(REMOTE_WEIGHTS),
+                        help="one of: " + ", ".join(sorted(REMOTE_WEIGHTS)))
+    parser.add_argument("--url", help="download from this URL (a mirror or file:// URL) instead")
+    parser.add_argument("--md5", help="expected MD5 of the file (default: the official file's; "
+                                      "'' to skip the check)")
+    parser.add_argument("--force", action="store_true", help="download again even if the file is present")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args) -> int:
+    remote = REMOTE_WEIGHTS[args.model]
+    print(f"fetching {args.model}: {args.url or remote.url}", file=sys.stderr)
+    path = fetch(args.model, url=args.url, md5=args.md5, force=args.force)
+    print(path)
+    return 0

@@ -1,0 +1,59 @@
+"""`nnlite index DIR`: analyze every photo under DIR into the library index (incremental, resumable)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="index a folder of photos (labels, faces) into the library",
+                       description="Walk DIR recursively and store, for every image, its hash, size, "
+                                   "dimensions, top ImageNet labels and every face (box, landmarks, "
+                                   "descriptor, age, gender, expression) in an SQLite index. Unchanged files "
+                                   "are skipped; each image is committed on its own, so an interrupted run "
+                                   "resumes where it stopped; unreadable files are recorded with their error.")
+    p.add_argument("dir", help="folder of photos")
+    add_db_argument(p)
+    p.add_argument("--workers", type=int, default=1, help="analyze in N processes (default 1)")
+    p.add_argument("--engine", choices=("local", "dask"), default="local",
+                   help="local processes (default) or Dask's scheduler, mapping the same per-image function")
+    p.add_argument("--model", default="mobilenet_v2", help="ImageNet classifier (default mobilenet_v2)")
+    p.add_argument("--top-k", type=int, default=5, help="labels stored per image (default 5)")
+    p.add_argument("--retry-errors", action="store_true", help="analyze again files that failed before")
+    p.add_argument("--json", action="store_true", help="print the run's report as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    # tests and experiments swap the models for another analyzer ("module:factory")
+    p.add_argument("--analyzer", help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def add_db_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", help="index file (default $NNLITE_DB or ~/.cache/nnlite/library.db)")
+
+
+def db_path(args: argparse.Namespace):
+    from ..library.index import default_db
+    return args.db or default_db()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..library.analyze import AnalyzerSpec
+    from ..library.indexer import ProgressBar, index_folder
+    if args.analyzer:
+        spec = AnalyzerSpec.of(args.analyzer)
+    else:
+        spec = AnalyzerSpec.of(None, model=args.model, top_k=args.top_k)
+    progress = None if args.quiet else ProgressBar(sys.stderr)
+    report = index_folder(args.dir, db_path(args), workers=args.workers, engine=args.engine, spec=spec,
+                          retry_errors=args.retry_errors, progress=progress)
+    if args.json:
+        print(json.dumps(report.as_dict()))
+        return 0
+    print(f"{report.found} images: {report.analyzed} analyzed ({report.faces} faces), {report.skipped} "
+          f"unchanged, {report.touched} touched, {report.removed} removed, {len(report.errors)} errors "
+          f"in {report.seconds:.1f} s")
+    for path, error in report.errors:
+        print(f"  error: {path}: {error}")
+    return 0

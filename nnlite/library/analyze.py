@@ -1,0 +1,171 @@
+"""The per-image work of the indexer, as one pure function: :func:`analyze_file` (path -> ImageRecord).
+
+Pure means: the result depends only on the file's bytes and the :class:`AnalyzerSpec`, and nothing
+is written anywhere. That is what lets any engine map it: the in-process loop, a pool of worker
+processes, or Dask; one writer then stores the records (see :mod:`.indexer`).
+
+An *analyzer* turns RGB pixels into labels and faces. The spec names it as "module:factory" plus
+keyword arguments, so it pickles cheaply and each worker process builds (and caches) its own
+copy of the models. The default, :class:`ModelAnalyzer`, runs an ImageNet classifier and the face
+pipeline; tests name a deterministic fake instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import LibraryError
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    label: str       # "Egyptian_cat"
+    wnid: str        # "n02124075"
+    index: int       # classifier output index
+    score: float     # probability
+
+
+@dataclass
+class FaceRecord:
+    box: tuple[float, float, float, float]   # x, y, w, h in original pixels
+    score: float
+    landmarks: np.ndarray                     # (68, 2) float32, original pixels
+    descriptor: np.ndarray                    # (128,) float32
+    age: float | None = None
+    gender: str | None = None
+    gender_probability: float | None = None
+    expression: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Analysis:
+    """What an analyzer finds in one photo."""
+    model: str                                # classifier name, e.g. "mobilenet_v2"
+    labels: list[LabelRecord]                 # best first
+    faces: list[FaceRecord]
+
+
+@dataclass
+class ImageRecord:
+    """Everything the index stores about one file; ``error`` is set (and the rest empty) when it failed."""
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    model: str | None = None
+    labels: list[LabelRecord] = field(default_factory=list)
+    faces: list[FaceRecord] = field(default_factory=list)
+    error: str | None = None
+
+
+class Analyzer(Protocol):
+    def analyze(self, pixels: np.ndarray) -> Analysis:
+        """RGB uint8 (H, W, 3) -> labels and faces."""
+
+
+@dataclass(frozen=True)
+class AnalyzerSpec:
+    """Names an analyzer: ``factory`` is "module:callable", called with ``options`` as keywords."""
+    factory: str = "nnlite.library.analyze:ModelAnalyzer"
+    options: tuple[tuple[str, object], ...] = ()
+
+    @classmethod
+    def of(cls, factory: str | None = None, **options) -> "AnalyzerSpec":
+        return cls(factory or cls.factory, tuple(sorted(options.items())))
+
+
+_ANALYZERS: dict[AnalyzerSpec, Analyzer] = {}
+_ANALYZERS_LOCK = threading.Lock()
+
+
+def get_analyzer(spec: AnalyzerSpec) -> Analyzer:
+    """The analyzer a spec names, built once per process (models load once per worker)."""
+    with _ANALYZERS_LOCK:
+        if spec not in _ANALYZERS:
+            module_name, _, attr = spec.factory.partition(":")
+            try:
+                factory = getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError) as exc:
+                raise LibraryError(f"analyzer {spec.factory!r} not found: {exc}") from exc
+            _ANALYZERS[spec] = factory(**dict(spec.options))
+        return _ANALYZERS[spec]
+
+
+def analyze_file(path: str, spec: AnalyzerSpec = AnalyzerSpec()) -> ImageRecord:
+    """Read, hash, decode and analyze one file. Failures of this file become ``record.error``;
+    a failure to build the analyzer itself (e.g. missing weights) raises, since it would fail every file."""
+    analyzer = get_analyzer(spec)
+    try:
+        stat = os.stat(path)
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        return ImageRecord(path, 0, 0, error=f"unreadable: {exc.strerror or exc}")
+    record = ImageRecord(path, stat.st_size, stat.st_mtime_ns, sha256=hashlib.sha256(data).hexdigest())
+    try:
+        pixels = decode(data)
+        record.height, record.width = pixels.shape[:2]
+        analysis = analyzer.analyze(pixels)
+    except Exception as exc:   # one bad photo (or one model bug on it) must not stop a library-wide run
+        record.error = f"{type(exc).__name__}: {exc}"
+        return record
+    record.model, record.labels, record.faces = analysis.model, analysis.labels, analysis.faces
+    return record
+
+
+def decode(data: bytes) -> np.ndarray:
+    """Bytes -> RGB uint8 (H, W, 3), through nnlite.image (EXIF orientation, modes, size guard)."""
+    from ..image import load_image
+    return load_image(data)
+
+
+def file_sha256(path: str) -> str:
+    """Content hash, read in 1 MiB chunks (used to tell a touched file from a changed one)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ModelAnalyzer:
+    """The real analyzer: an ImageNet classifier (top ``top_k`` labels) and the face pipeline."""
+
+    def __init__(self, model: str = "mobilenet_v2", top_k: int = 5, detector: str = "ssd",
+                 min_face_score: float = 0.5):
+        import nnlite
+        from ..vision.faces import FacePipeline
+        self.classifier = nnlite.load(model)
+        self.faces = FacePipeline(detector=detector, min_score=min_face_score)
+        self.top_k = top_k
+        self.lock = threading.Lock()   # the web server calls one analyzer from many threads
+
+    def analyze(self, pixels: np.ndarray) -> Analysis:
+        with self.lock:
+            predictions = self.classifier.classify(pixels).best(self.top_k)
+            faces = self.faces.detect(pixels)
+        labels = [LabelRecord(p.label, p.wnid, int(p.index), float(p.score)) for p in predictions]
+        return Analysis(self.classifier.name, labels, [face_record(f) for f in faces])
+
+
+def face_record(face) -> FaceRecord:
+    """nnlite.vision.faces.Face -> FaceRecord (plain floats and float32 arrays)."""
+    return FaceRecord(
+        box=tuple(float(v) for v in face.box),
+        score=float(face.score),
+        landmarks=np.asarray(face.landmarks, np.float32).reshape(-1, 2),
+        descriptor=np.asarray(face.descriptor, np.float32).reshape(-1),
+        age=None if face.age is None else float(face.age),
+        gender=face.gender,
+        gender_probability=None if face.gender_probability is None else float(face.gender_probability),
+        expression={str(k): float(v) for k, v in (face.expression or {}).items()},
+    )

@@ -1,0 +1,203 @@
+"""What the face-api.js face nets (landmarks, recognition, age/gender, expression) share.
+
+Input rule (face-api.js ``NetInput.toBatchTensor(size, centred=True)`` on its tensor path):
+
+1. each RGB image (H, W, 3) is zero-padded to a square *centred*: ``append = round_half_up(diff / 2)``
+   rows/columns go after the image (bottom/right), the rest before it, so an odd difference puts the
+   extra line bottom/right (face-api.js's padToSquare);
+2. the square is bilinearly resized to ``size`` with the legacy TF1 / tfjs rule
+   (``align_corners=False``, *no* half-pixel centres), unless it already has that size;
+3. the batch is normalised per net: ``(x - mean_rgb) / divisor``.
+
+The dense blocks of the landmark and expression nets live here too, since three nets use them.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ... import ops
+from ...errors import ImageError, ShapeError, WeightsError
+from ...graph import GraphBuilder
+
+# ImageNet-like per-channel means every face-api.js face net subtracts (RGB order).
+MEAN_RGB = (122.782, 117.001, 104.298)
+
+
+def as_rgb_image(image, where: str = "image") -> np.ndarray:
+    """``image`` as a float32 (H, W, 3) array; greyscale (H, W) / (H, W, 1) repeat, RGBA drops alpha."""
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise ImageError(f"{where}: expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, "
+                         f"found shape {arr.shape}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageError(f"{where}: image is empty (shape {arr.shape})")
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    return arr.astype(np.float32, copy=False)
+
+
+def centred_square_padding(height: int, width: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) zero padding that makes the image square, centred as face-api.js does."""
+    diff = abs(height - width)
+    after = (diff + 1) // 2          # JavaScript Math.round(diff / 2): halves round up
+    before = diff - after
+    if height > width:
+        return (0, 0, before, after)
+    return (before, after, 0, 0)
+
+
+def to_square_tensor(image, size: int) -> np.ndarray:
+    """One image -> (1, size, size, 3) float32: centred pad to square, then tfjs bilinear resize."""
+    x = as_rgb_image(image)[None]                                   # (1, H, W, 3)
+    pad = centred_square_padding(x.shape[1], x.shape[2])
+    if any(pad):
+        x = ops.zero_pad2d(x, padding=pad)
+    if x.shape[1] != size:
+        x = ops.resize_bilinear(x, size=(size, size), half_pixel_centers=False, align_corners=False)
+    return x
+
+
+def to_batch_tensor(images: Sequence, size: int, mean_rgb=MEAN_RGB, divisor: float = 255.0) -> np.ndarray:
+    """A list of RGB images of any sizes -> the normalised (N, size, size, 3) net input."""
+    if len(images) == 0:
+        raise ShapeError("face net input: expected at least one image, found an empty list")
+    batch = np.concatenate([to_square_tensor(img, size) for img in images], axis=0)
+    return (batch - np.asarray(mean_rgb, np.float32)) / np.float32(divisor)
+
+
+def image_sizes(images: Sequence) -> list[tuple[int, int]]:
+    """(width, height) of each image, as the post-processing of the landmark nets needs them."""
+    return [(int(np.shape(img)[1]), int(np.shape(img)[0])) for img in images]
+
+
+def as_image_list(images) -> tuple[list, bool]:
+    """Accept one image or a list of images; returns (list, was_single)."""
+    if isinstance(images, (list, tuple)):
+        return list(images), False
+    return [images], True
+
+
+# -- building blocks -----------------------------------------------------------------------------------
+
+
+def separable(g: GraphBuilder, w: Mapping[str, np.ndarray], name: str, x: str, *, stride: int = 1,
+              activation=None) -> str:
+    """face-api.js's depthwiseSeparableConv: separable conv, 'same' padding, plus bias."""
+    return g.layer("separable_conv2d", name, x,
+                   depthwise_kernel=w[f"{name}/depthwise_filter"],   # (3, 3, cin, 1)
+                   pointwise_kernel=w[f"{name}/pointwise_filter"],   # (1, 1, cin, cout)
+                   bias=w[f"{name}/bias"],                           # (cout,)
+                   stride=stride, padding="same", activation=activation)
+
+
+def dense_block(g: GraphBuilder, w: Mapping[str, np.ndarray], name: str, x: str, *, n_convs: int,
+                first: bool = False) -> str:
+    """A densely connected block of 3 or 4 convolutions that halves the resolution.
+
+    conv0 (a plain 3x3 conv in the first block, else separable; stride 2; ReLU) gives out0; each later
+    conv k reads relu(out0 + ... + out{k-1}) and the block returns relu(out0 + ... + out{n-1}).
+    """
+    conv0 = f"{name}/conv0"
+    if first:
+        out = g.layer("conv2d", conv0, x, kernel=w[f"{conv0}/filters"],   # (3, 3, 3, 32)
+                      bias=w[f"{conv0}/bias"], stride=2, padding="same", activation="relu")
+    else:
+        out = separable(g, w, conv0, x, stride=2, activation="relu")
+    outs = [out]
+    for k in range(1, n_convs):
+        inp = outs[0] if k == 1 else g.layer("relu", f"{name}/relu{k}", g.layer("add", f"{name}/add{k}", *outs))
+        outs.append(separable(g, w, f"{name}/conv{k}", inp))
+    return g.layer("relu", f"{name}/relu", g.layer("add", f"{name}/add", *outs))
+
+
+def dense_feature_extractor(g: GraphBuilder, w: Mapping[str, np.ndarray], x: str, *, n_blocks: int,
+                            n_convs: int) -> str:
+    """The 112x112 face feature extractor: ``n_blocks`` dense blocks, then the average pool to 1x1.
+
+    4 blocks of 4 convs (112 -> 7, pool 7x7) for FaceLandmark68Net and FaceExpressionNet;
+    3 blocks of 3 convs (112 -> 14, pool 14x14) for FaceLandmark68TinyNet.
+    """
+    for b in range(n_blocks):
+        x = dense_block(g, w, f"dense{b}", x, n_convs=n_convs, first=(b == 0))
+    pool = 112 >> n_blocks
+    x = g.layer("avg_pool2d", "avg_pool", x, pool_size=pool, stride=2, padding="valid")   # (N, 1, 1, C)
+    return g.layer("flatten", "flatten", x)                                                # (N, C)
+
+
+def fc(g: GraphBuilder, w: Mapping[str, np.ndarray], name: str, x: str, activation=None) -> str:
+    """Fully connected layer ``name`` reading ``name/weights`` (in, out) and ``name/bias`` (out,)."""
+    return g.layer("dense", name, x, kernel=w[f"{name}/weights"], bias=w[f"{name}/bias"],
+                   activation=activation)
+
+
+class NetWeights(Mapping):
+    """The manifest dictionary of one net; a missing key is a WeightsError naming the net and the key.
+
+    It records which keys the model read, so :meth:`check_all_used` can catch a manifest whose names do
+    not match the architecture (a renamed key would otherwise be silently ignored).
+    """
+
+    def __init__(self, net: str, weights: Mapping[str, np.ndarray]):
+        self.net = net
+        self._weights = dict(weights)
+        self._used: set[str] = set()
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        try:
+            value = self._weights[key]
+        except KeyError:
+            raise WeightsError(f"{self.net}: weight {key!r} not found in the manifest "
+                               f"({len(self._weights)} entries)") from None
+        self._used.add(key)
+        return np.asarray(value, np.float32)
+
+    def __iter__(self):
+        return iter(self._weights)
+
+    def __len__(self) -> int:
+        return len(self._weights)
+
+    def check_all_used(self) -> None:
+        unused = sorted(set(self._weights) - self._used)
+        if unused:
+            raise WeightsError(f"{self.net}: {len(unused)} manifest weight(s) not used by the model, "
+                               f"e.g. {unused[:3]}; the manifest does not match this architecture")
+
+
+class FaceNet:
+    """Base of the five face nets: load the manifest, build the graph, preprocess a list of images.
+
+    Subclasses set ``net`` (manifest name), ``input_size``, ``divisor`` and implement ``build``.
+    ``weights`` may be given directly (a ``{manifest key: array}`` dict) instead of the bundled file.
+    """
+
+    net: str = ""
+    input_size: int = 112
+    divisor: float = 255.0
+
+    def __init__(self, weights: Mapping[str, np.ndarray] | None = None):
+        if weights is None:
+            from .weights import load_net_weights
+            weights = load_net_weights(self.net)
+        w = NetWeights(self.net, weights)
+        self.model = self.build(w)
+        w.check_all_used()
+
+    def build(self, w: NetWeights):  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def preprocess(self, images) -> np.ndarray:
+        """One image or a list -> the normalised (N, size, size, 3) input (see the module docstring)."""
+        images, _ = as_image_list(images)
+        return to_batch_tensor(images, self.input_size, divisor=self.divisor)
+
+    def forward(self, images):
+        """Raw net output(s) for one image or a list of images (any sizes, RGB)."""
+        return self.model(self.preprocess(images))

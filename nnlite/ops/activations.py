@@ -1,0 +1,119 @@
+"""Activations, standalone and fused into the kernel that produces their input.
+
+Each Numba kernel takes an integer activation ``code`` (see :data:`CODES`) and calls :func:`act`, so bias,
+batch-norm affine and activation are applied in the same pass that writes the output (one memory pass
+instead of three). Rules: relu6 = min(max(x, 0), 6); leaky_relu = x if x >= 0 else alpha*x (TF default alpha
+0.2); sigmoid = 1 / (1 + exp(-x)); swish = x * sigmoid(x); softmax subtracts the max first (stable).
+fastmath stays off so results match TensorFlow to float32 rounding.
+
+Numba caches per file: after editing :func:`act`, delete ``nnlite/ops/__pycache__/*.nbi`` so kernels in
+other modules that inline it are recompiled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from . import checks
+
+CODES = {None: 0, "relu": 1, "relu6": 2, "leaky_relu": 3, "sigmoid": 4, "swish": 5}
+
+
+def code_of(activation, op: str) -> int:
+    """Integer code of an activation spec (None/"linear" -> 0); unknown names raise ModelError."""
+    return CODES[checks.activation_name(activation, op)]
+
+
+@njit(cache=True, inline="always")
+def act(v, code, alpha):
+    """Activation ``code`` applied to one float32 value (0 = identity)."""
+    if code == 0:
+        return v
+    if code == 1:
+        return v if v > 0 else np.float32(0)
+    if code == 2:
+        return min(max(v, np.float32(0)), np.float32(6))
+    if code == 3:
+        return v if v >= 0 else alpha * v
+    s = np.float32(1) / (np.float32(1) + np.exp(-v))
+    return s if code == 4 else v * s
+
+
+@njit(cache=True, parallel=True)
+def _bias_act_rows(y, bias, has_bias, code, alpha):  # y (rows, C) in place; bias (C,)
+    rows, c = y.shape
+    for r in prange(rows):
+        for j in range(c):
+            v = y[r, j] + bias[j] if has_bias else y[r, j]
+            y[r, j] = act(v, code, alpha)
+
+
+@njit(cache=True, parallel=True)
+def _affine_act_rows(x, scale, shift, code, alpha, y):  # x, y (rows, C); scale, shift (C,)
+    rows, c = x.shape
+    for r in prange(rows):
+        for j in range(c):
+            y[r, j] = act(x[r, j] * scale[j] + shift[j], code, alpha)
+
+
+_NO_BIAS = np.zeros(1, np.float32)
+
+
+def bias_act_(y: np.ndarray, bias: np.ndarray | None, code: int, alpha: float) -> np.ndarray:
+    """In place: y = act(y + bias) over the last axis of a C-contiguous float32 array; returns y."""
+    if bias is None and code == 0:
+        return y
+    y2 = y.reshape(-1, y.shape[-1])  # (rows, C) view, no copy
+    _bias_act_rows(y2, _NO_BIAS if bias is None else bias, bias is not None, code, np.float32(alpha))
+    return y
+
+
+def affine_act(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, code: int = 0, alpha: float = 0.2):
+    """New array act(x * scale + shift) on the last axis (batch norm, bias add)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.empty_like(x)
+    _affine_act_rows(x.reshape(-1, x.shape[-1]), scale, shift, code, np.float32(alpha), y.reshape(-1, x.shape[-1]))
+    return y
+
+
+def _standalone(x, code: int, alpha: float = 0.2) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    y = np.array(x, dtype=np.float32, order="C", ndmin=1)  # a copy: never modify the caller's array
+    return bias_act_(y, None, code, alpha).reshape(x.shape)
+
+
+def relu(x):
+    """max(x, 0)."""
+    return _standalone(x, 1)
+
+
+def relu6(x):
+    """min(max(x, 0), 6)."""
+    return _standalone(x, 2)
+
+
+def leaky_relu(x, *, alpha=0.2):
+    """x if x >= 0 else alpha * x (TF's default alpha is 0.2)."""
+    return _standalone(x, 3, alpha)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x))."""
+    return _standalone(x, 4)
+
+
+def swish(x):
+    """x * sigmoid(x) (SiLU)."""
+    return _standalone(x, 5)
+
+
+def softmax(x, *, axis=-1):
+    """exp(x - max) / sum(exp(x - max)) along ``axis``; subtracting the max keeps it finite for large logits."""
+    x = np.asarray(x, dtype=np.float32)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True, dtype=np.float64).astype(np.float32)
+    return e
+
+
+ACTIVATIONS = {"relu": relu, "relu6": relu6, "leaky_relu": leaky_relu, "sigmoid": sigmoid, "swish": swish}

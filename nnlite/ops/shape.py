@@ -1,0 +1,94 @@
+"""Fast shape and elementwise ops: zero padding, cropping, add, multiply, concat, mean, reshape, flatten.
+
+Plain float32 NumPy: each is a single memory pass, which NumPy already does at memory speed. add and
+multiply broadcast (e.g. a squeeze-excite gate (N, 1, 1, C) times (N, H, W, C)) and write into one output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from . import checks
+from .padding import four
+
+
+def zero_pad2d(x, *, padding=(1, 1, 1, 1)):
+    """Zero rows/columns around H and W: padding (top, bottom, left, right)."""
+    x = checks.nhwc(x, "zero_pad2d")
+    t, b, l, r = four(padding, "zero_pad2d padding")
+    n, h, w, c = x.shape
+    y = np.zeros((n, h + t + b, w + l + r, c), np.float32)
+    y[:, t:t + h, l:l + w] = x
+    return y
+
+
+def crop2d(x, *, cropping=(0, 0, 0, 0)):
+    """Drop rows/columns from H and W: cropping (top, bottom, left, right)."""
+    x = checks.nhwc(x, "crop2d")
+    t, b, l, r = four(cropping, "crop2d cropping")
+    h, w = x.shape[1:3]
+    if t + b >= h or l + r >= w:
+        raise ShapeError(f"crop2d: cropping {(t, b, l, r)} leaves nothing of an input {h}x{w}")
+    return np.ascontiguousarray(x[:, t:h - b, l:w - r, :])
+
+
+def _broadcast(xs, op: str):
+    arrays = [np.asarray(a, dtype=np.float32) for a in xs]
+    if not arrays:
+        raise ShapeError(f"{op}: expected at least one input, found none")
+    try:
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    except ValueError:
+        raise ShapeError(f"{op}: input shapes {[a.shape for a in arrays]} do not broadcast together") from None
+    return arrays, shape
+
+
+def add(*xs):
+    """Elementwise sum with broadcasting."""
+    arrays, shape = _broadcast(xs, "add")
+    y = np.empty(shape, np.float32)
+    y[...] = arrays[0]
+    for a in arrays[1:]:
+        np.add(y, a, out=y)
+    return y
+
+
+def multiply(*xs):
+    """Elementwise product with broadcasting."""
+    arrays, shape = _broadcast(xs, "multiply")
+    y = np.empty(shape, np.float32)
+    y[...] = arrays[0]
+    for a in arrays[1:]:
+        np.multiply(y, a, out=y)
+    return y
+
+
+def concat(*xs, axis=-1):
+    """Concatenate along ``axis`` (channels by default)."""
+    arrays = [np.asarray(a, dtype=np.float32) for a in xs]
+    try:
+        return np.concatenate(arrays, axis=axis)
+    except ValueError:
+        raise ShapeError(f"concat: shapes {[a.shape for a in arrays]} differ outside axis {axis}") from None
+
+
+def mean(x, *, axis, keepdims=False):
+    """Mean along ``axis`` (int or tuple), accumulated in float64."""
+    axis = tuple(axis) if isinstance(axis, (list, tuple)) else axis
+    return np.asarray(x, np.float32).mean(axis=axis, keepdims=keepdims, dtype=np.float64).astype(np.float32)
+
+
+def reshape(x, *, shape):
+    """Reshape each sample: ``shape`` excludes the batch axis."""
+    x = np.asarray(x, dtype=np.float32)
+    try:
+        return x.reshape((x.shape[0], *shape))
+    except ValueError:
+        raise ShapeError(f"reshape: cannot reshape a sample of shape {x.shape[1:]} to {tuple(shape)}") from None
+
+
+def flatten(x):
+    """(N, ...) -> (N, prod(...)) in C order (H, W, C for NHWC, as Keras Flatten)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x.reshape(x.shape[0], -1)

@@ -1,0 +1,180 @@
+"""A flat graph of nodes built from a GraphDef, with function calls inlined.
+
+Tensor names: at the top level ``node`` / ``node:1`` / ``^node`` (control input); inside a function body
+``arg`` (a function argument), ``node:output_arg:index`` or ``^node``. Both are resolved to endpoints
+``(node name, flat output number)``.
+
+TF2 exports keep the model in function-library bodies called through ``(Stateful)PartitionedCall`` (or a
+node whose op is the function's name). Inlining replaces the body's nodes into the graph as
+``<call node>/<inner node>`` and turns the call into an ``_Outputs`` node whose outputs are the body's
+return values, so ``StatefulPartitionedCall:0`` keeps working and inner tensors can be fetched too.
+"""
+
+from __future__ import annotations
+
+from ..errors import GraphFormatError
+from .opdefs import MISSING, OpInfo
+from .tensors import shape_of, to_array
+from .wire import Msg
+
+CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
+
+
+class Node:
+    """One operation: ``inputs`` are data endpoints ``(node, port)``; ``control`` are node names."""
+
+    __slots__ = ("name", "op", "inputs", "control", "attrs", "origin")
+
+    def __init__(self, name: str, op: str, inputs: list, control: list, attrs: dict, origin: str = ""):
+        self.name, self.op, self.inputs, self.control, self.attrs = name, op, inputs, control, attrs
+        self.origin = origin  # function the node was inlined from ("" at the top level)
+
+    def __repr__(self) -> str:
+        return f"Node({self.name!r}, {self.op})"
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """Top-level tensor name ``node`` / ``node:3`` -> ``("node", 3)``."""
+    name, sep, port = text.rpartition(":")
+    if sep and port.isdigit():
+        return name, int(port)
+    return text, 0
+
+
+def attr_value(v: Msg):
+    """AttrValue -> Python: bytes, int, float, bool, dtype code, shape tuple, ndarray, list or func."""
+    if v.has("list"):
+        lst = v.list
+        for field in ("i", "f", "s", "b", "type"):
+            if lst.has(field):
+                return list(getattr(lst, field))
+        if lst.has("shape"):
+            return [shape_of(s) for s in lst.shape]
+        if lst.has("tensor"):
+            return [to_array(t) for t in lst.tensor]
+        if lst.has("func"):
+            return list(lst.func)
+        return []
+    for field in ("s", "i", "f", "b", "type", "func"):
+        if v.has(field):
+            return getattr(v, field)
+    if v.has("shape"):
+        return shape_of(v.shape)
+    if v.has("tensor"):
+        return to_array(v.tensor)
+    if v.has("placeholder"):
+        raise GraphFormatError(f"attribute placeholder ${v.placeholder} (polymorphic functions) is not supported")
+    return None
+
+
+class Graph:
+    """Nodes by name (insertion order kept), the function library and op information."""
+
+    def __init__(self, graph_def, info: OpInfo, path: str):
+        self.path, self.info = path, info
+        self.functions = {f.signature.name: f for f in graph_def.library.function}
+        self.nodes: dict[str, Node] = {}
+        for nd in graph_def.node:
+            inputs, control = [], []
+            for text in nd.input:
+                if text.startswith("^"):
+                    control.append(text[1:])
+                else:
+                    inputs.append(parse_endpoint(text))
+            if nd.name in self.nodes:
+                raise GraphFormatError(f"{path}: two nodes are named {nd.name!r}")
+            self.nodes[nd.name] = Node(nd.name, nd.op, inputs, control, dict(nd.attr))
+        for node in self.nodes.values():
+            for src, _ in node.inputs:
+                if src not in self.nodes:
+                    raise GraphFormatError(f"{path}: node {node.name!r} reads {src!r}, which is not in the graph")
+
+    # -- attributes -------------------------------------------------------------------------------
+    def attr(self, node: Node, name: str, default=MISSING):
+        v = node.attrs.get(name)
+        if v is None:
+            d = self.info.default(node.op, name)
+            if d is MISSING:
+                if default is not MISSING:
+                    return default
+                raise GraphFormatError(f"{self.path}: node {node.name!r} ({node.op}) has no attribute {name!r} "
+                                       "and nnlite knows no default for it")
+            return attr_value(d) if isinstance(d, Msg) else d
+        return attr_value(v)
+
+    def is_call(self, node: Node) -> bool:
+        return node.op in CALL_OPS or node.op in self.functions
+
+    def callee(self, node: Node):
+        fname = self.attr(node, "f").name if node.op in CALL_OPS else node.op
+        if fname not in self.functions:
+            raise GraphFormatError(f"{self.path}: node {node.name!r} calls {fname!r}, which is not in the "
+                                   "function library")
+        return self.functions[fname]
+
+    # -- inlining ---------------------------------------------------------------------------------
+    def inline(self, call: Node) -> list[Node]:
+        """Replace call node ``call`` by its function body; returns the new nodes (calls among them
+        are inlined by the caller's walk when reached)."""
+        fdef = self.callee(call)
+        sig = fdef.signature
+        fname = sig.name
+        where = f"{self.path} (function {fname})"
+        if len(call.inputs) != len(sig.input_arg):
+            raise GraphFormatError(f"{where}: called by {call.name!r} with {len(call.inputs)} inputs, "
+                                   f"the function takes {len(sig.input_arg)}")
+        args = {a.name: ep for a, ep in zip(sig.input_arg, call.inputs)}
+        prefix = call.name + "/"
+        inner = {nd.name: nd for nd in fdef.node_def}
+
+        def resolve(text: str) -> tuple[str, int]:
+            if text in args:
+                return args[text]
+            parts = text.split(":")
+            if parts[0] not in inner:
+                raise GraphFormatError(f"{where}: tensor {text!r} names no node or argument")
+            if len(parts) == 1:
+                return prefix + parts[0], 0
+            src = inner[parts[0]]
+            if len(parts) == 2:
+                return prefix + parts[0], int(parts[1])
+            port = self.info.output_port(src.op, src.attr, parts[1], int(parts[2]), where, self.functions)
+            return prefix + parts[0], port
+
+        new = []
+        for nd in fdef.node_def:
+            inputs, control = [], []
+            for text in nd.input:
+                if text.startswith("^"):
+                    if text[1:] in inner:
+                        control.append(prefix + text[1:])
+                else:
+                    inputs.append(resolve(text))
+            name = prefix + nd.name
+            if name in self.nodes:
+                raise GraphFormatError(f"{where}: inlined node name {name!r} clashes with an existing node")
+            node = Node(name, nd.op, inputs, control, dict(nd.attr), origin=fname)
+            self.nodes[name] = node
+            new.append(node)
+        outs = []
+        for arg in sig.output_arg:
+            if arg.name not in fdef.ret:
+                raise GraphFormatError(f"{where}: output {arg.name!r} has no return value")
+            outs.append(resolve(fdef.ret[arg.name]))
+        call.op, call.inputs, call.attrs = "_Outputs", outs, {"f": call.attrs.get("f"), "_callee": fname}
+        return new
+
+    def inline_reachable(self, roots: list[str]) -> None:
+        """Inline every call node that ``roots`` depend on (data inputs), depth first."""
+        seen, stack = set(), list(roots)
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            node = self.nodes.get(name)
+            if node is None:
+                raise GraphFormatError(f"{self.path}: no operation named {name!r}")
+            if self.is_call(node):
+                self.inline(node)
+            stack.extend(src for src, _ in node.inputs)

@@ -1,0 +1,271 @@
+"""The face pipeline: detect -> 68 landmarks -> aligned crop -> 128-d descriptor (+ age/gender, expression).
+
+    >>> from nnlite.vision.faces import FacePipeline, FaceMatcher
+    >>> faces = FacePipeline().detect("group.jpg")          # list[Face], boxes in original pixels
+    >>> FaceMatcher({"amy": [faces[0].descriptor]}).match(faces[1].descriptor)   # ("amy", 0.41) or ("unknown", d)
+
+Steps per detected face, as face-api.js's ``detectAllFaces(...).withFaceLandmarks().withFaceDescriptors()``
+on its tensor path:
+
+1. crop the detection box (floored, clipped) and run the landmark net on it; landmarks are shifted back
+   by the unfloored detection corner;
+2. align, as face-api.js does (``"facecrop"``): the descriptor reads the dlib-style box around the eyes
+   and mouth, age/gender and expression read the landmark bounding box padded by 20 %; both boxes are
+   floored and clipped. ``"rotate"`` first rotates the image so the eyes are level, then takes the same
+   two boxes of the rotated landmarks (:mod:`nnlite.vision.align`);
+3. descriptor, age/gender and expression nets on those crops.
+
+Two descriptors of one person are usually closer than 0.6 (face-api.js's default threshold).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ModelError, ShapeError
+from . import align as _align
+
+EXPRESSIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
+DEFAULT_THRESHOLD = 0.6
+
+
+@dataclass
+class Face:
+    """One face. ``box`` (x, y, w, h) and ``landmarks`` (68, 2) are in original-image pixels."""
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray                       # (68, 2) float32
+    descriptor: np.ndarray | None = None        # (128,) float32
+    age: float | None = None
+    gender: str | None = None                   # "male" | "female"
+    gender_probability: float | None = None
+    expression: dict[str, float] | None = None  # the 7 labels of EXPRESSIONS -> probability
+    aligned_box: tuple[float, float, float, float] | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict:
+        """The ``nnlite faces --json`` shape of one face (plain Python numbers and lists)."""
+        return {
+            "box": [float(v) for v in self.box],
+            "score": float(self.score),
+            "landmarks": [[float(x), float(y)] for x, y in np.asarray(self.landmarks)],
+            "descriptor": None if self.descriptor is None else [float(v) for v in self.descriptor],
+            "age": None if self.age is None else float(self.age),
+            "gender": self.gender,
+            "gender_probability": None if self.gender_probability is None else float(self.gender_probability),
+            "expression": None if self.expression is None else {k: float(self.expression[k]) for k in EXPRESSIONS},
+        }
+
+    @property
+    def area(self) -> float:
+        return max(self.box[2], 0.0) * max(self.box[3], 0.0)
+
+
+def load_rgb(image) -> np.ndarray:
+    """A path, bytes or array -> RGB uint8 (H, W, 3) through :func:`nnlite.image.load_image`."""
+    try:
+        from ..image import load_image
+    except ImportError:  # TEMPORARY until nnlite.image lands (io engineer); then this branch goes
+        return _pil_load(image)
+    return load_image(image)
+
+
+def _pil_load(image) -> np.ndarray:
+    import io
+    from PIL import Image, UnidentifiedImageError
+    from ..errors import ImageError
+    if isinstance(image, np.ndarray):
+        from ..models.faceapi.common import as_rgb_image
+        return np.clip(as_rgb_image(image), 0, 255).astype(np.uint8)
+    try:
+        src = io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image
+        with Image.open(src) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise ImageError(f"cannot read image {str(image)[:80]!r}: {exc}") from None
+
+
+class FacePipeline:
+    """Find every face in an image with its landmarks, descriptor and (optionally) age/gender/expression.
+
+    detector: "ssd" (SsdMobilenetv1, 512 input) or "tiny" (TinyFaceDetector, ``input_size``, default 416);
+    min_score: detection threshold (face-api.js default 0.5); align: "facecrop" | "rotate";
+    landmarks: "full" | "tiny" landmark net; attributes: also run age/gender and expression nets.
+    The nets load once, on first use.
+    """
+
+    def __init__(self, detector: str = "ssd", min_score: float = 0.5, align: str = "facecrop",
+                 landmarks: str = "full", attributes: bool = True, input_size: int = 416):
+        _choice("detector", detector, ("ssd", "tiny"))
+        _choice("align", align, ("facecrop", "rotate"))
+        _choice("landmarks", landmarks, ("full", "tiny"))
+        if not 0.0 <= float(min_score) <= 1.0:
+            raise ModelError(f"face pipeline: min_score must be in [0, 1], found {min_score}")
+        self.detector_name, self.min_score, self.align = detector, float(min_score), align
+        self.landmarks_name, self.attributes, self.input_size = landmarks, bool(attributes), int(input_size)
+        self._nets: dict[str, object] = {}
+
+    # -- the nets, loaded lazily (each costs a weight-file read) ---------------------------------------
+    def _net(self, key: str):
+        if key not in self._nets:
+            from ..models.faceapi import (age_gender, face_expression, face_landmark_68, face_landmark_68_tiny,
+                                          face_recognition)
+            make = {
+                "landmarks": lambda: (face_landmark_68.FaceLandmark68Net() if self.landmarks_name == "full"
+                                      else face_landmark_68_tiny.FaceLandmark68TinyNet()),
+                "recognition": face_recognition.FaceRecognitionNet,
+                "age_gender": age_gender.AgeGenderNet,
+                "expression": face_expression.FaceExpressionNet,
+                "detector": self._make_detector,
+            }[key]
+            self._nets[key] = make()
+        return self._nets[key]
+
+    def _make_detector(self):
+        if self.detector_name == "ssd":
+            from ..models.faceapi.ssd_mobilenetv1 import SsdMobilenetv1
+            return SsdMobilenetv1()
+        from ..models.faceapi.tiny_face_detector import TinyFaceDetector
+        return TinyFaceDetector()
+
+    def _detect_boxes(self, img: np.ndarray):
+        det = self._net("detector")
+        if self.detector_name == "ssd":
+            return det.detect(img, min_score=self.min_score)
+        return det.detect(img, input_size=self.input_size, min_score=self.min_score)
+
+    # -- public API ------------------------------------------------------------------------------------
+    def detect(self, image) -> list[Face]:
+        """Every face in ``image`` (path, bytes or RGB/greyscale/RGBA array); [] when there is none."""
+        img = load_rgb(image)
+        detections = self._detect_boxes(img)
+        return self.analyze(img, [d.box for d in detections], [d.score for d in detections])
+
+    def detect_batch(self, images: Iterable) -> list[list[Face]]:
+        """:meth:`detect` for each image, in order."""
+        return [self.detect(image) for image in images]
+
+    def analyze(self, image, boxes: Sequence, scores: Sequence[float] | None = None) -> list[Face]:
+        """The pipeline after detection, on given boxes (x, y, w, h): e.g. the whole of a tight face crop."""
+        img = load_rgb(image)
+        boxes = [tuple(float(v) for v in b) for b in boxes]
+        if not boxes:
+            return []
+        for b in boxes:
+            if len(b) != 4 or not all(math.isfinite(v) for v in b):
+                raise ShapeError(f"face pipeline: expected boxes (x, y, w, h) of finite numbers, found {b}")
+        scores = [1.0] * len(boxes) if scores is None else [float(s) for s in scores]
+        crops = [_align.crop(img, b) for b in boxes]
+        local = self._net("landmarks").detect_landmarks(crops)              # list of (68, 2) crop pixels
+        faces = []
+        for box, score, pts in zip(boxes, scores, local):
+            # shifted by the *unfloored* corner, as face-api.js does
+            landmarks = (np.asarray(pts, np.float64) + np.array(box[:2])).astype(np.float32)
+            faces.append(Face(box=box, score=score, landmarks=landmarks))
+        desc_crops, attr_crops = zip(*(self._aligned_crops(img, f) for f in faces))
+        for face, desc in zip(faces, self._net("recognition").compute_descriptor(list(desc_crops))):
+            face.descriptor = np.asarray(desc, np.float32)
+        if self.attributes:
+            for face, ag in zip(faces, self._net("age_gender").predict_age_gender(list(attr_crops))):
+                face.age, face.gender, face.gender_probability = ag["age"], ag["gender"], ag["gender_probability"]
+            for face, expr in zip(faces, self._net("expression").predict_expressions(list(attr_crops))):
+                face.expression = expr
+        return faces
+
+    def _aligned_crops(self, img: np.ndarray, face: Face) -> tuple[np.ndarray, np.ndarray]:
+        """(descriptor crop, attribute crop), as face-api.js: dlib-style box for the descriptor, padded
+        landmark box for age/gender and expression; "rotate" first levels the eyes."""
+        if self.align == "rotate":
+            desc, face.aligned_box = _align.rotated_crop(img, face.landmarks, box="dlib")
+            attrs, _ = _align.rotated_crop(img, face.landmarks, box="landmarks")
+            return desc, attrs
+        face.aligned_box = _align.dlib_box(face.landmarks)
+        return _align.crop(img, face.aligned_box), _align.crop(img, _align.landmark_box(face.landmarks))
+
+
+def _choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ModelError(f"face pipeline: {what} must be one of {', '.join(allowed)}; found {value!r}")
+
+
+# -- matching ------------------------------------------------------------------------------------------
+
+
+def face_distance(a, b) -> float:
+    """Euclidean distance between two descriptors of the same length."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.shape != b.shape:
+        raise ShapeError(f"face_distance: descriptors differ in length ({a.size} vs {b.size})")
+    return float(np.linalg.norm(a - b))
+
+
+class FaceMatcher:
+    """Labelled reference descriptors; a query matches the label with the smallest *mean* distance to
+    that label's descriptors (face-api.js's rule), or "unknown" when that distance is not below
+    ``threshold`` (default 0.6).
+
+    ``labeled_descriptors``: ``{label: [descriptor, ...]}``, a list of ``(label, [descriptors])`` pairs,
+    or a list of bare descriptors (labelled "person 1", "person 2", ... as face-api.js does).
+    """
+
+    def __init__(self, labeled_descriptors, threshold: float = DEFAULT_THRESHOLD):
+        self.threshold = float(threshold)
+        self.labels: list[str] = []
+        self.descriptors: list[np.ndarray] = []          # per label: (n, D) float32
+        items = labeled_descriptors.items() if isinstance(labeled_descriptors, Mapping) else labeled_descriptors
+        for i, item in enumerate(items):
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+                label, descs = item
+            else:
+                label, descs = f"person {i + 1}", [item]
+            arr = np.asarray([np.asarray(d, np.float32).ravel() for d in descs], np.float32)
+            if arr.ndim != 2 or arr.shape[0] == 0:
+                raise ShapeError(f"FaceMatcher: label {label!r} needs at least one 1-D descriptor")
+            self.labels.append(str(label))
+            self.descriptors.append(arr)
+        if not self.labels:
+            raise ShapeError("FaceMatcher: expected at least one labelled descriptor, found none")
+        if len({d.shape[1] for d in self.descriptors}) != 1:
+            raise ShapeError("FaceMatcher: all descriptors must have the same length")
+
+    def distances(self, descriptor) -> list[tuple[str, float]]:
+        """(label, mean Euclidean distance) for every label, in label order."""
+        q = np.asarray(descriptor, np.float64).ravel()
+        if q.size != self.descriptors[0].shape[1]:
+            raise ShapeError(f"FaceMatcher: query has {q.size} values, references have "
+                             f"{self.descriptors[0].shape[1]}")
+        return [(label, float(np.linalg.norm(d - q, axis=1).mean())) for label, d in zip(self.labels,
+                                                                                       self.descriptors)]
+
+    def match(self, descriptor) -> tuple[str, float]:
+        """(best label, distance), or ("unknown", distance) when the best distance is >= the threshold."""
+        label, dist = min(self.distances(descriptor), key=lambda t: t[1])
+        return (label if dist < self.threshold else "unknown"), dist
+
+    def top_k(self, descriptor, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` closest labels with their distances, closest first."""
+        return sorted(self.distances(descriptor), key=lambda t: t[1])[:max(0, int(k))]
+
+    def to_json(self) -> dict:
+        """face-api.js's FaceMatcher JSON: distanceThreshold and labeledDescriptors [{label, descriptors}]."""
+        return {"distanceThreshold": _js_number(self.threshold),
+                "labeledDescriptors": [{"label": label, "descriptors": [[_js_number(v) for v in row] for row in d]}
+                                       for label, d in zip(self.labels, self.descriptors)]}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> "FaceMatcher":
+        try:
+            pairs = [(ld["label"], ld["descriptors"]) for ld in data["labeledDescriptors"]]
+            return cls(pairs, float(data["distanceThreshold"]))
+        except (KeyError, TypeError) as exc:
+            raise ShapeError(f"FaceMatcher JSON: expected distanceThreshold and labeledDescriptors "
+                             f"[{{label, descriptors}}], found {exc!r}") from None
+
+
+def _js_number(v) -> int | float:
+    """A float as JavaScript's JSON writes it: whole numbers without a decimal point."""
+    v = float(v)
+    return int(v) if v.is_integer() and abs(v) < 2 ** 53 else v

@@ -1,0 +1,245 @@
+"""Fast kernels (nnlite.ops) against their naive twins (nnlite.ops.reference) on randomized shapes.
+
+Relative error ||fast - reference|| / ||reference|| <= 1e-5 (issue 2). Hypothesis draws shapes, strides 1-3,
+dilations, every padding kind, channel multipliers and activations; invalid draws must fail the same way
+(a typed ShapeError) in both implementations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nnlite import ops
+from nnlite.errors import ShapeError
+from nnlite.ops import reference
+
+TOL = 1e-5
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+ACTS = st.sampled_from([None, "relu", "relu6", "leaky_relu", "sigmoid", "swish"])
+PADDING = st.one_of(st.sampled_from(["valid", "same"]), st.tuples(*[st.integers(0, 3)] * 4))
+STRIDE = st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3)))
+DILATION = st.one_of(st.just(1), st.integers(1, 3), st.tuples(st.integers(1, 2), st.integers(1, 2)))
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, f"fast shape {a.shape} != reference {b.shape}"
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def rand(seed, *shape, scale=1.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+def same_result(name, *args, **kwargs):
+    """Run ops.<name> and reference.<name>; both raise the same typed error, or agree to TOL."""
+    try:
+        want = getattr(reference, name)(*args, **kwargs)
+    except ShapeError:
+        with pytest.raises(ShapeError):
+            getattr(ops, name)(*args, **kwargs)
+        return
+    got = getattr(ops, name)(*args, **kwargs)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    assert rel(got, want) <= TOL
+
+
+@FAST
+@given(st.integers(0, 2**31), st.integers(1, 2), st.integers(1, 12), st.integers(1, 12), st.integers(1, 6),
+       st.integers(1, 6), st.integers(1, 5), st.integers(1, 5), STRIDE, DILATION, PADDING, ACTS)
+def test_conv2d(seed, n, h, w, cin, cout, kh, kw, stride, dilation, padding, act):
+    x, k, b = rand(seed, n, h, w, cin), rand(seed + 1, kh, kw, cin, cout), rand(seed + 2, cout)
+    same_result("conv2d", x, k, b, stride=stride, padding=padding, dilation=dilation, activation=act, alpha=0.1)
+
+
+@FAST
+@given(st.integers(0, 2**31), st.integers(1, 9), st.integers(1, 9), st.integers(1, 40), st.integers(1, 40),
+       st.integers(1, 3), st.sampled_from(["valid", "same"]), st.booleans())
+def test_conv2d_1x1(seed, h, w, cin, cout, stride, padding, with_bias):
+    x, k = rand(seed, 2, h, w, cin), rand(seed + 1, 1, 1, cin, cout)
+    same_result("conv2d", x, k, rand(seed + 2, cout) if with_bias else None, stride=stride, padding=padding)
+
+
+@FAST
+@given(st.integers(0, 2**31), st.integers(1, 2), st.integers(1, 12), st.integers(1, 12), st.integers(1, 8),
+       st.integers(1, 3), st.integers(1, 5), st.integers(1, 5), STRIDE, DILATION, PADDING, ACTS)
+def test_depthwise_conv2d(seed, n, h, w, cin, mult, kh, kw, stride, dilation, padding, act):
+    x, k, b = rand(seed, n, h, w, cin), rand(seed + 1, kh, kw, cin, mult), rand(seed + 2, cin * mult)
+    same_result("depthwise_conv2d", x, k, b, stride=stride, padding=padding, dilation=dilation, activation=act)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**31), st.integers(2, 10), st.integers(1, 5), st.integers(1, 2), st.integers(1, 6),
+       st.integers(1, 2), PADDING, ACTS)
+def test_separable_conv2d(seed, size, cin, mult, cout, stride, padding, act):
+    x = rand(seed, 1, size, size + 1, cin)
+    dk, pk, b = rand(seed + 1, 3, 3, cin, mult), rand(seed + 2, 1, 1, cin * mult, cout), rand(seed + 3, cout)
+    same_result("separable_conv2d", x, dk, pk, b, stride=stride, padding=padding, activation=act)
+
+
+@FAST
+@given(st.integers(0, 2**31), st.integers(1, 2), st.integers(1, 11), st.integers(1, 11), st.integers(1, 5),
+       st.one_of(st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 4))),
+       st.one_of(st.none(), STRIDE), PADDING)
+def test_pooling(seed, n, h, w, c, pool, stride, padding):
+    x = rand(seed, n, h, w, c)
+    same_result("max_pool2d", x, pool_size=pool, stride=stride, padding=padding)
+    same_result("avg_pool2d", x, pool_size=pool, stride=stride, padding=padding)
+
+
+@FAST
+@given(st.integers(0, 2**31), st.integers(1, 9), st.integers(1, 9), st.integers(1, 20), st.integers(1, 20),
+       st.sampled_from([(True, False), (False, False), (False, True)]))
+def test_resize(seed, h, w, oh, ow, rule):
+    half_pixel_centers, align_corners = rule
+    x = rand(seed, 2, h, w, 3)
+    kwargs = dict(size=(oh, ow), half_pixel_centers=half_pixel_centers, align_corners=align_corners)
+    same_result("resize_bilinear", x, **kwargs)
+    assert np.array_equal(ops.resize_nearest(x, **kwargs), reference.resize_nearest(x, **kwargs))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 4), st.integers(1, 70), st.integers(1, 30), ACTS)
+def test_dense_and_activations(seed, rows, n_in, n_out, act):
+    x, k, b = rand(seed, rows, n_in, scale=4), rand(seed + 1, n_in, n_out), rand(seed + 2, n_out)
+    same_result("dense", x, k, b, activation=act, alpha=0.3)
+    for name in ("relu", "relu6", "sigmoid", "swish"):
+        same_result(name, x)
+    same_result("leaky_relu", x, alpha=0.3)
+    same_result("softmax", x * 20)
+    same_result("softmax", x, axis=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 6), st.integers(1, 6), st.integers(1, 8), st.booleans())
+def test_normalization(seed, h, w, c, scaled):
+    x, mean, var = rand(seed, 2, h, w, c), rand(seed + 1, c), np.abs(rand(seed + 2, c)) + 0.01
+    gamma, beta = (rand(seed + 3, c), rand(seed + 4, c)) if scaled else (None, None)
+    same_result("bias_add", x, mean)
+    same_result("batch_norm", x, gamma, beta, mean, var, epsilon=1e-3)
+    # folding batch norm into a conv equals conv followed by batch norm
+    k, b, m4, v4 = rand(seed + 5, 3, 3, c, 4), rand(seed + 6, 4), rand(seed + 7, 4), np.abs(rand(seed + 8, 4)) + .01
+    g4, b4 = (rand(seed + 9, 4), rand(seed + 10, 4)) if scaled else (None, None)
+    k2, b2 = ops.fold_batch_norm(k, b, g4, b4, m4, v4, epsilon=1e-3)
+    want = reference.batch_norm(reference.conv2d(x, k, b, padding="same"), g4, b4, m4, v4, epsilon=1e-3)
+    assert rel(ops.conv2d(x, k2, b2, padding="same"), want) <= TOL
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 7), st.integers(1, 7), st.integers(1, 5), st.tuples(*[st.integers(0, 3)] * 4))
+def test_shape_ops(seed, h, w, c, pads):
+    x, y, gate = rand(seed, 2, h, w, c), rand(seed + 1, 2, h, w, c), rand(seed + 2, 2, 1, 1, c)
+    same_result("zero_pad2d", x, padding=pads)
+    same_result("crop2d", ops.zero_pad2d(x, padding=pads), cropping=pads)
+    same_result("add", x, y, gate)
+    same_result("multiply", x, gate)
+    same_result("concat", x, y, axis=-1)
+    same_result("mean", x, axis=(1, 2), keepdims=True)
+    same_result("global_avg_pool2d", x)
+    same_result("global_avg_pool2d", x, keepdims=True)
+    same_result("reshape", x, shape=(h * w, c))
+    same_result("flatten", x)
+
+
+# ---------------------------------------------------------------- edge cases and errors
+
+
+@pytest.mark.parametrize("name", ["conv2d", "depthwise_conv2d"])
+def test_kernel_bigger_than_input_same(name):
+    x, k = rand(0, 1, 2, 3, 4), rand(1, 7, 5, 4, 2)
+    assert getattr(ops, name)(x, k, padding="same", stride=2).shape[1:3] == (1, 2)
+    same_result(name, x, k, padding="same", stride=2)
+    with pytest.raises(ShapeError, match="smaller than the window"):
+        getattr(ops, name)(x, k, padding="valid")
+
+
+def test_one_pixel_images():
+    x = rand(0, 3, 1, 1, 5)
+    for name, k in (("conv2d", rand(1, 3, 3, 5, 2)), ("depthwise_conv2d", rand(1, 3, 3, 5, 2))):
+        same_result(name, x, k, padding="same", stride=2)
+    same_result("max_pool2d", x, pool_size=3, stride=2, padding="same")
+    same_result("avg_pool2d", x, pool_size=3, stride=2, padding="same")
+    same_result("resize_bilinear", x, size=(4, 3))
+
+
+@pytest.mark.parametrize("name,kshape", [("conv2d", (3, 3, 4, 8)), ("depthwise_conv2d", (3, 3, 4, 1))])
+def test_channel_mismatch_is_a_shape_error(name, kshape):
+    for impl in (ops, reference):
+        with pytest.raises(ShapeError, match=r"expects 4 input channels, found 3"):
+            getattr(impl, name)(rand(0, 1, 5, 5, 3), rand(1, *kshape))
+
+
+def test_bad_inputs_are_typed_errors():
+    with pytest.raises(ShapeError, match="4-D NHWC"):
+        ops.conv2d(rand(0, 5, 5, 3), rand(1, 3, 3, 3, 2))
+    with pytest.raises(ShapeError, match=r"bias of shape \(2,\)"):
+        ops.conv2d(rand(0, 1, 5, 5, 3), rand(1, 3, 3, 3, 2), np.zeros(3))
+    with pytest.raises(ShapeError, match="dense"):
+        ops.dense(rand(0, 2, 5), rand(1, 6, 3))
+
+
+def test_resolve_padding_tf_same_rule():
+    assert ops.resolve_padding(224, 3, 2, 1, "same") == (0, 1, 112)  # extra row goes bottom/right
+    assert ops.resolve_padding(225, 3, 2, 1, "same") == (1, 1, 113)
+    assert ops.resolve_padding(7, 3, 1, 2, "valid") == (0, 0, 3)
+    assert ops.resolve_padding(5, 3, 2, 1, (1, 2)) == (1, 2, 3)
+
+
+def test_inputs_are_not_modified():
+    x = rand(0, 1, 4, 4, 3, scale=3)
+    before = x.copy()
+    for name in ("relu", "relu6", "sigmoid", "swish", "leaky_relu"):
+        getattr(ops, name)(x)
+    assert np.array_equal(x, before)
+
+
+# ---------------------------------------------------------------- threads and the Numba cache
+
+WORKLOAD = '''
+import numpy as np, numba
+from nnlite import ops
+rng = np.random.default_rng(7)
+def r(*s): return rng.standard_normal(s).astype(np.float32)
+x = r(2, 33, 31, 16)
+outputs = {
+    "conv": ops.conv2d(x, r(3, 3, 16, 24), r(24), stride=2, padding="same", activation="relu6"),
+    "conv1x1": ops.conv2d(x, r(1, 1, 16, 40), r(40), activation="swish"),
+    "depthwise": ops.depthwise_conv2d(x, r(3, 3, 16, 2), r(32), stride=2, padding="same", activation="relu"),
+    "dense": ops.dense(r(4, 300), r(300, 50), r(50), activation="sigmoid"),
+    "max": ops.max_pool2d(x, pool_size=3, stride=2, padding="same"),
+    "avg": ops.avg_pool2d(x, pool_size=3, stride=2, padding="same"),
+    "resize": ops.resize_bilinear(x, size=(50, 20)),
+    "bn": ops.batch_norm(x, r(16), r(16), r(16), np.abs(r(16)) + 1, epsilon=1e-3),
+    "relu": ops.relu(x),
+}
+dispatchers = [obj for mod in (ops.activations, ops.conv, ops.depthwise, ops.pooling, ops.resize)
+               for obj in vars(mod).values() if isinstance(obj, numba.core.registry.CPUDispatcher)]
+cache_misses = sum(sum(d.stats.cache_misses.values()) for d in dispatchers)
+threads = (ops.get_num_threads(), ops.blas_num_threads())
+'''
+
+
+def test_one_thread_matches_all_threads_and_uses_the_numba_cache(tmp_path):
+    """NNLITE_NUM_THREADS=1 reaches Numba and BLAS, gives the same outputs (1e-6), and reuses compiled kernels."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here: dict = {}
+    exec(WORKLOAD, here)  # this process: all threads; compiles and caches the kernels if needed
+    out = tmp_path / "one_thread.npz"
+    script = WORKLOAD + f"\nnp.savez({str(out)!r}, **outputs, threads=np.array(threads), misses=cache_misses)\n"
+    env = {**os.environ, "NNLITE_NUM_THREADS": "1"}
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(name, None)
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, cwd=Path(__file__).resolve().parents[1])
+    one = np.load(out)
+    assert list(one["threads"]) == [1, 1], "NNLITE_NUM_THREADS=1 did not reach Numba and BLAS"
+    assert int(one["misses"]) == 0, "a second process recompiled Numba kernels instead of loading the cache"
+    for name, want in here["outputs"].items():
+        assert rel(one[name], want) <= 1e-6, name
