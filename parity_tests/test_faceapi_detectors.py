@@ -21,7 +21,8 @@ from tools.faceapi_tf import tiny_face_detector as tiny_tf
 
 RAW_TOLERANCE = 1e-4
 BOX_TOLERANCE_PX = 0.5
-# landscape group photos of several sizes (scenes/bbt4.jpg is faces.jpg again), a portrait photo (pads on the right) and a small portrait crop
+# landscape group photos of several sizes (scenes/bbt4.jpg is faces.jpg again), a portrait photo (pads on
+# the right) and a small portrait crop
 IMAGES = ["test-images/faces.jpg", "scenes/bbt1.jpg", "scenes/bbt2.jpg", "scenes/bbt3.jpg", "scenes/bbt5.jpg",
           "portrait:scenes/bbt1.jpg", "test-images/face_rectangular.png"]
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 SEED = 20240611
-FORMAT_VERSION = 2   # bump when what is exported changes, so stale caches are rebuilt
+FORMAT_VERSION = 3   # bump when what is exported changes, so stale caches are rebuilt
 MODELS = {           # nnlite name -> (keras.applications constructor, input size, preprocessing mode)
     "nasnet_mobile": ("NASNetMobile", 224, "tf"),
     "xception": ("Xception", 299, "tf"),
@@ -56,8 +56,10 @@ def keras_model(name: str, seed: int = SEED):
     model = getattr(keras.applications, constructor)(weights=None)
     rng = np.random.default_rng(seed)
     _randomize_affine(model, rng)
-    _calibrate_batch_norms(model, _random_batch(rng, size, mode))
+    batch = _random_batch(rng, size, mode)
+    _calibrate_batch_norms(model, batch)
     _perturb_statistics(model, rng)
+    _spread_logits(model, batch)
     return model
 
 
@@ -135,6 +137,16 @@ def _perturb_statistics(model, rng: np.random.Generator) -> None:
             std = np.sqrt(var)
             layer.moving_mean.assign((mean + rng.normal(0, 0.1, mean.shape) * std).astype(np.float32))
             layer.moving_variance.assign((var * rng.uniform(0.7, 1.4, var.shape)).astype(np.float32))
+
+
+def _spread_logits(model, batch: np.ndarray, target_std: float = 2.5) -> None:
+    """Scale the classifier's kernel so the logits vary by ``target_std``: the softmax is then neither
+    flat (top-5 decided by noise) nor saturated (probabilities one-hot)."""
+    import keras
+    dense = model.get_layer("predictions")
+    features = keras.Model(model.input, dense.input)(batch)
+    logits = np.asarray(features) @ dense.kernel.numpy() + dense.bias.numpy()
+    dense.kernel.assign(dense.kernel.numpy() * np.float32(target_std / logits.std()))
 
 
 def _random_batch(rng: np.random.Generator, size: int, mode: str) -> np.ndarray:

@@ -40,21 +40,43 @@ def act(v, code, alpha):
     return s if code == 4 else v * s
 
 
+@njit(cache=True, inline="always")
+def act_row(row, code, alpha):
+    """In place: activation ``code`` on a 1-D float32 row. One loop per code, so each one vectorises."""
+    n = row.shape[0]
+    if code == 1:
+        for j in range(n):
+            row[j] = max(row[j], np.float32(0))
+    elif code == 2:
+        for j in range(n):
+            row[j] = min(max(row[j], np.float32(0)), np.float32(6))
+    elif code == 3:
+        for j in range(n):
+            row[j] = row[j] if row[j] >= 0 else alpha * row[j]
+    elif code == 4 or code == 5:
+        for j in range(n):
+            row[j] = act(row[j], code, alpha)
+
+
 @njit(cache=True, parallel=True)
 def _bias_act_rows(y, bias, has_bias, code, alpha):  # y (rows, C) in place; bias (C,)
     rows, c = y.shape
     for r in prange(rows):
-        for j in range(c):
-            v = y[r, j] + bias[j] if has_bias else y[r, j]
-            y[r, j] = act(v, code, alpha)
+        row = y[r]
+        if has_bias:
+            for j in range(c):
+                row[j] += bias[j]
+        act_row(row, code, alpha)
 
 
 @njit(cache=True, parallel=True)
 def _affine_act_rows(x, scale, shift, code, alpha, y):  # x, y (rows, C); scale, shift (C,)
     rows, c = x.shape
     for r in prange(rows):
+        row, src = y[r], x[r]
         for j in range(c):
-            y[r, j] = act(x[r, j] * scale[j] + shift[j], code, alpha)
+            row[j] = src[j] * scale[j] + shift[j]
+        act_row(row, code, alpha)
 
 
 _NO_BIAS = np.zeros(1, np.float32)

@@ -13,9 +13,17 @@ import numpy as np
 from numba import njit, prange
 
 from . import checks
-from .activations import act, code_of
+from .activations import act_row, code_of
 from .conv import conv2d
 from .padding import pair, resolve_padding_2d
+
+
+@njit(cache=True, inline="always")
+def _valid_range(n_out, n_in, stride, offset):
+    """Output indices o in [lo, hi) whose input index o*stride + offset lies inside [0, n_in)."""
+    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    hi = 0 if n_in - offset <= 0 else min(n_out, (n_in - offset - 1) // stride + 1)
+    return lo, max(hi, lo)
 
 
 @njit(cache=True, parallel=True)
@@ -28,29 +36,25 @@ def _depthwise(x, k, bias, mult, sh, sw, dh, dw, top, left, code, alpha, y):
         n, oy = r // oh, r % oh
         out = y[n, oy]  # (ow, cout) row being accumulated
         for ox in range(ow):
-            for oc in range(cout):
-                out[ox, oc] = bias[oc]
+            out[ox, :] = bias
         for i in range(kh):
             iy = oy * sh + i * dh - top
             if iy < 0 or iy >= h:
-                continue
+                continue  # a padded row contributes zero
             src = x[n, iy]  # (W, cin)
             for j in range(kw):
                 kij = k[i, j]  # (cout,)
-                for ox in range(ow):
-                    ix = ox * sw + j * dw - left
-                    if ix < 0 or ix >= w:
-                        continue
+                lo, hi = _valid_range(ow, w, sw, j * dw - left)  # skip padded columns without a branch
+                for ox in range(lo, hi):
+                    pix, acc = src[ox * sw + j * dw - left], out[ox]  # (cin,), (cout,)
                     if mult == 1:
                         for c in range(cout):
-                            out[ox, c] += src[ix, c] * kij[c]
+                            acc[c] += pix[c] * kij[c]
                     else:
                         for oc in range(cout):
-                            out[ox, oc] += src[ix, oc // mult] * kij[oc]
-        if code != 0:
-            for ox in range(ow):
-                for oc in range(cout):
-                    out[ox, oc] = act(out[ox, oc], code, alpha)
+                            acc[oc] += pix[oc // mult] * kij[oc]
+        for ox in range(ow):
+            act_row(out[ox], code, alpha)
 
 
 def depthwise_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2):

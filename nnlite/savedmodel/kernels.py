@@ -368,6 +368,13 @@ def _identity_n(g, node):
     return lambda *xs: xs
 
 
+@kernel("Switch", "Merge")
+def _control(g, node):  # the planner runs these itself (see plan._control_flow)
+    def run(*xs):
+        raise GraphFormatError(f"node {node.name!r}: {node.op} reached the kernel table")
+    return run
+
+
 @kernel("NoOp")
 def _noop(g, node):
     return lambda *xs: ()

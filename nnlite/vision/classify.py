@@ -7,8 +7,8 @@
 A :class:`Classifier` is three things: a preprocessing function (RGB uint8 photo of any size ->
 float32 (h, w, 3) tensor, exactly as the model was trained), a :class:`nnlite.graph.Model` and the
 class labels. The preprocessing functions of the common training recipes live here too
-(:func:`torch_preprocess`, :func:`caffe_preprocess`, :func:`tf_preprocess`) so each model file
-only names its recipe.
+(:func:`torch_preprocess`, :func:`caffe_preprocess`, :func:`tf_crop_preprocess`, :func:`tf_preprocess`), so
+each registered model only names its recipe.
 """
 
 from __future__ import annotations
@@ -17,17 +17,13 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from ..errors import ImageError, ModelError, ShapeError
 from ..graph import Model
+from ..image import CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, load_image, normalize, resize
 from .labels import Labels, imagenet_labels
 
 Preprocess = Callable[[np.ndarray], np.ndarray]   # uint8 (H, W, 3) RGB -> float32 (h, w, 3)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)   # torchvision, RGB, on [0, 1] pixels
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)   # Keras 'caffe' mode (ResNet50), BGR, on [0, 255] pixels
 
 
 @dataclass(frozen=True)
@@ -134,45 +130,30 @@ class Classifier:
 # -- loading ----------------------------------------------------------------------------------------
 
 def _load_rgb(image) -> np.ndarray:
-    """Any accepted image source -> RGB uint8 (H, W, 3), via nnlite.image."""
-    if isinstance(image, np.ndarray):
-        # arrays are checked here so the message names the classifier's contract
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ImageError(f"expected an RGB uint8 array of shape (H, W, 3), "
-                             f"found {image.dtype} array of shape {image.shape}")
-        return image
-    from ..image import load_image
+    """Any accepted image source (path, bytes, file object, PIL image, array) -> RGB uint8 (H, W, 3);
+    the rules (EXIF, modes, size guard) are :func:`nnlite.image.load_image`'s."""
     return load_image(image)
 
 
 # -- preprocessing recipes --------------------------------------------------------------------------
+# Resizing and normalisation are nnlite.image's; what is specific here is each recipe's order of steps.
 
-def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """PIL bilinear resize of RGB uint8 (H, W, 3) to ``size`` = (h, w); PIL antialiases when shrinking,
-    exactly as torchvision's Resize does on PIL images."""
-    h, w = size
-    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
-
-
-def resize_shorter(image: np.ndarray, shorter: int) -> np.ndarray:
-    """Scale so the shorter side is ``shorter`` pixels; the longer side is truncated like torchvision
-    (``int(shorter * long / short)``)."""
+def resize_shorter(image: np.ndarray, shorter: int, method: str = "bilinear") -> np.ndarray:
+    """Scale (Pillow filter, antialiased like torchvision on PIL images) so the shorter side is ``shorter``;
+    the longer side is truncated like torchvision (``int(shorter * long / short)``)."""
     h, w = image.shape[:2]
-    if h <= w:
-        size = (shorter, int(shorter * w / h))
-    else:
-        size = (int(shorter * h / w), shorter)
-    return image if size == (h, w) else resize(image, size)
+    size = (shorter, int(shorter * w / h)) if h <= w else (int(shorter * h / w), shorter)
+    return image if size == (h, w) else resize(image, size, method=method)
 
 
-def center_crop(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Crop the centre ``size`` = (h, w); offsets rounded like torchvision's CenterCrop."""
+def torch_center_crop(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """torchvision's CenterCrop: top = round((H - h) / 2) with Python's round-half-to-even, which differs
+    from :func:`nnlite.image.center_crop`'s (H - h) // 2 for some odd margins (35 -> 18, not 17)."""
     h, w = image.shape[:2]
     ch, cw = size
     if ch > h or cw > w:
         raise ImageError(f"cannot centre-crop {size} from an image of {(h, w)}")
-    top = int(round((h - ch) / 2.0))
-    left = int(round((w - cw) / 2.0))
+    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
     return image[top:top + ch, left:left + cw]
 
 
@@ -180,25 +161,18 @@ def torch_preprocess(size: int = 224, resize_to: int = 256,
                      mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Preprocess:
     """torchvision's ImageNet eval recipe: shorter side -> ``resize_to`` (PIL bilinear), centre crop
     ``size``, scale to [0, 1], subtract ``mean`` and divide by ``std`` per RGB channel."""
-    mean32 = np.asarray(mean, np.float32)
-    std32 = np.asarray(std, np.float32)
-
     def preprocess(image: np.ndarray) -> np.ndarray:
-        x = center_crop(resize_shorter(image, resize_to), (size, size)).astype(np.float32) / 255.0
-        return (x - mean32) / std32   # (size, size, 3)
+        crop = torch_center_crop(resize_shorter(image, resize_to), (size, size))
+        return normalize(crop, "torch", mean=mean, std=std)   # (size, size, 3)
     preprocess.__doc__ = f"torch: resize {resize_to}, centre crop {size}, /255, ImageNet mean/std"
     return preprocess
 
 
-def caffe_preprocess(size: tuple[int, int], mean_bgr: Sequence[float] = CAFFE_MEAN_BGR,
-                     resize_to: int | None = None) -> Preprocess:
-    """Caffe recipe: resize (whole image to ``size``, or shorter side to ``resize_to`` then centre crop),
-    RGB -> BGR, subtract the per-channel BGR mean on [0, 255] pixels; no scaling."""
-    mean32 = np.asarray(mean_bgr, np.float32)
-
+def caffe_preprocess(size: tuple[int, int], mean_bgr: Sequence[float] = CAFFE_MEAN_BGR) -> Preprocess:
+    """Caffe recipe: resize the whole image to ``size`` (PIL bilinear), RGB -> BGR, subtract the per-channel
+    BGR mean on [0, 255] pixels; no scaling."""
     def preprocess(image: np.ndarray) -> np.ndarray:
-        image = (center_crop(resize_shorter(image, resize_to), size) if resize_to else resize(image, size))
-        return image[..., ::-1].astype(np.float32) - mean32   # (h, w, 3) BGR
+        return normalize(resize(image, size), "caffe", mean=mean_bgr)   # (h, w, 3) BGR
     preprocess.__doc__ = f"caffe: resize to {size}, BGR, minus mean {tuple(mean_bgr)}"
     return preprocess
 
@@ -211,15 +185,15 @@ def tf_crop_preprocess(size: int = 224, crop_padding: int = 32, mean: float = 12
         h, w = image.shape[:2]
         crop = int(size / (size + crop_padding) * min(h, w))
         top, left = (h - crop + 1) // 2, (w - crop + 1) // 2
-        x = Image.fromarray(image[top:top + crop, left:left + crop]).resize((size, size), Image.BICUBIC)
-        return (np.asarray(x).astype(np.float32) - mean) / std   # (size, size, 3)
-    preprocess.__doc__ = f"tf crop: centre {size}/{size + crop_padding} of shorter side, bicubic {size}, (x-{mean:g})/{std:g}"
+        x = resize(np.ascontiguousarray(image[top:top + crop, left:left + crop]), size, method="bicubic")
+        return normalize(x, "torch", mean=(mean / 255,) * 3, std=(std / 255,) * 3)   # (size, size, 3)
+    preprocess.__doc__ = f"tf crop: {size}/{size + crop_padding} of shorter side, bicubic {size}, (x-{mean:g})/{std:g}"
     return preprocess
 
 
 def tf_preprocess(size: tuple[int, int]) -> Preprocess:
     """Keras 'tf' recipe (Inception, Xception, NASNet, MobileNet): resize to ``size``, scale to [-1, 1]."""
     def preprocess(image: np.ndarray) -> np.ndarray:
-        return resize(image, size).astype(np.float32) / 127.5 - 1.0   # (h, w, 3)
+        return normalize(resize(image, size), "tf")   # (h, w, 3)
     preprocess.__doc__ = f"tf: resize to {size}, x/127.5 - 1"
     return preprocess

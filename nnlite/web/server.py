@@ -56,13 +56,15 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if method == "GET" and url.path in STATIC:
                 return self._static(STATIC[url.path])
+            other_verb = False
             for verb, pattern, name in ROUTES:
                 match = re.fullmatch(pattern, url.path)
-                if match:
-                    if verb != method:
-                        continue
+                if match and verb == method:
                     return getattr(self, name)(*(int(g) for g in match.groups()))
-            raise HttpError(404 if method == "GET" else 405, f"no {method} route for {url.path}")
+                other_verb = other_verb or bool(match)
+            if other_verb:
+                raise HttpError(405, f"{url.path} does not take {method} (see nnlite/web/API.md)")
+            raise HttpError(404, f"nothing at {url.path}")
         except HttpError as exc:
             self._json({"error": exc.message}, exc.status)
         except Exception as exc:   # a bug must still answer JSON, and not kill the server thread

@@ -22,7 +22,6 @@ class TorchToKeras:
     def __init__(self, keras, sd: dict[str, np.ndarray], epsilon: float):
         self.keras, self.sd, self.epsilon = keras, sd, epsilon
         self.names: dict[str, str] = {}   # nnlite reference name -> keras layer name
-        self._pending: list[tuple] = []   # (layer, weights) set once the layer is built
 
     def _apply(self, layer, x, weights, ref: str | None = None):
         y = layer(x)

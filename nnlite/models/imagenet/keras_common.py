@@ -36,6 +36,7 @@ class KerasLayers:
         self.weights = weights
         self.source = str(source)
         self.aliases = dict(aliases or {})   # name this code uses -> another name some files use
+        self.used: set[str] = set()          # file layers read so far
 
     @classmethod
     def from_file(cls, path: str | Path, aliases: Mapping[str, str] | None = None) -> "KerasLayers":
@@ -50,12 +51,21 @@ class KerasLayers:
             also = f" (nor {key!r})" if key != name else ""
             raise WeightsError(f"{self.source}: layer {name!r}{also} not found; the file has "
                                f"{len(self.weights)} layers with weights, e.g. {list(self.weights)[:5]}")
+        self.used.add(key)
         found = [np.asarray(a, np.float32) for a in self.weights[key]]
         allowed = (count,) if isinstance(count, int) else count
         if len(found) not in allowed:
             raise WeightsError(f"{self.source}: layer {key!r} has {len(found)} arrays, expected "
                                f"{' or '.join(map(str, allowed))}")
         return found
+
+    def require_all_used(self, model: str) -> None:
+        """A file with layers the model never read is another model's file (or a variant, such as
+        a no-top file with extra heads): refuse it rather than silently ignore weights."""
+        unused = [name for name in self.weights if name not in self.used]
+        if unused:
+            raise WeightsError(f"{self.source}: {len(unused)} layer(s) with weights are not part of {model}: "
+                               f"{unused[:5]}{' ...' if len(unused) > 5 else ''}; is this {model}'s file?")
 
     def unnamed(self, prefix: str) -> list[str]:
         """Names of the layers Keras named automatically (``conv2d``, ``conv2d_1``, ... in Keras 3;

@@ -59,6 +59,7 @@ def build(w: KerasLayers) -> Model:
     y = g.layer("global_avg_pool2d", "avg_pool", y)                      # (1056,)
     y = g.layer("dense", "predictions", y, **w.dense("predictions"),
                 covers=("predictions (logits, before softmax)",))        # (1000,)
+    w.require_all_used(NAME)
     return g.build([y])
 
 

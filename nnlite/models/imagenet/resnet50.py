@@ -41,6 +41,7 @@ def build(w: KerasLayers) -> Model:
     x = g.layer("global_avg_pool2d", "avg_pool", x)                    # (2048,)
     x = g.layer("dense", "predictions", x, **w.dense("predictions"),
                 covers=("predictions (logits, before softmax)",))      # (1000,)
+    w.require_all_used(NAME)
     return g.build([x])
 
 

@@ -1,0 +1,174 @@
+"""Load-time fusion of the dynamic program, so a SavedModel runs as fast as a hand-written nnlite model.
+
+A ``Conv2D`` / ``DepthwiseConv2dNative`` with a constant kernel becomes one ``_FusedConv`` call of
+:func:`nnlite.ops.conv2d` / :func:`nnlite.ops.depthwise_conv2d`, absorbing, while each intermediate has a
+single consumer and is not fetched:
+
+* a preceding zero ``Pad`` on H/W into explicit padding (Keras ``ZeroPadding2D`` + 'valid' conv);
+* ``BiasAdd`` / ``Add`` / ``AddV2`` / ``Sub`` of a per-channel constant into the bias;
+* ``Mul`` by a per-channel constant into kernel and bias (how Keras 3 exports batch norm once its
+  statistics are folded: ``x * (gamma / sqrt(var + eps)) + (beta - mean * gamma / sqrt(var + eps))``);
+* an inference ``FusedBatchNorm(V3)`` with constant parameters (TF1 graphs), via ``ops.fold_batch_norm``;
+* a final ``Relu`` / ``Relu6`` / ``LeakyRelu`` / ``Sigmoid`` as the kernel's activation.
+
+``MatMul`` by a constant matrix becomes ``_FusedDense`` (``ops.dense``) with the same bias/activation rules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from .graph import Node
+from .kernels import conv_geometry
+
+ACTIVATIONS = {"Relu": "relu", "Relu6": "relu6", "LeakyRelu": "leaky_relu", "Sigmoid": "sigmoid"}
+BIAS_OPS = {"BiasAdd", "Add", "AddV2"}
+
+
+def fuse(graph, dyn: dict, protected: set):
+    """Rewrite ``dyn`` (name -> PNode, in dependency order) in place; returns ``resolve(ref)`` that maps
+    a ref of a removed node's output onto the fused node that now produces it."""
+    consumers: dict = {}
+    for p in dyn.values():
+        for r in p.ins:
+            if r[0] == "d":
+                consumers.setdefault(r[1], []).append(p.name)
+    alias: dict = {}
+    ctx = (graph, dyn, protected, consumers, alias)
+    for p in list(dyn.values()):
+        if p.name not in dyn:
+            continue
+        if p.op in ("Conv2D", "DepthwiseConv2dNative"):
+            _fuse_conv(ctx, p)
+        elif p.op == "MatMul":
+            _fuse_dense(ctx, p)
+
+    def resolve(ref):
+        while ref[0] == "d" and ref[1] in alias:
+            ref = ("d", alias[ref[1]])
+        return ref
+
+    for p in dyn.values():
+        p.ins = [resolve(r) for r in p.ins]
+    return resolve
+
+
+def _sole_consumer(ctx, ep):
+    graph, dyn, protected, consumers, _ = ctx
+    users = consumers.get(ep, [])
+    if ep in protected or len(users) != 1 or users[0] not in dyn:
+        return None
+    return dyn[users[0]]
+
+
+def _const(r, dtype=np.float32):
+    if r[0] != "k" or not isinstance(r[1], np.ndarray) or r[1].dtype != dtype:
+        return None
+    return r[1]
+
+
+def _channel_vector(v, channels: int):
+    """A constant that broadcasts over NHWC only along channels -> (C,) vector, else None."""
+    if v is None or v.ndim > 4:
+        return None
+    if v.size == 1:
+        return np.full(channels, v.reshape(()), np.float32)
+    if v.size == channels and v.shape[-1] == channels:
+        return v.reshape(channels).astype(np.float32)
+    return None
+
+
+def _fuse_conv(ctx, p) -> None:
+    graph, dyn, protected, consumers, alias = ctx
+    kernel = _const(p.ins[1])
+    if kernel is None or kernel.ndim != 4:
+        return
+    spec = {"kernel": np.array(kernel), "bias": None, "depthwise": p.op == "DepthwiseConv2dNative",
+            "activation": None, "alpha": 0.2, **conv_geometry(graph, p.node)}
+    x = p.ins[0]
+    if spec["padding"] == "valid" and x[0] == "d":
+        pad = dyn.get(x[1][0])
+        if pad is not None and pad.op == "Pad" and x[1][1] == 0 and _sole_consumer(ctx, x[1]) is p:
+            amounts = np.asarray(pad.ins[1][1]) if pad.ins[1][0] == "k" else None
+            if amounts is not None and amounts.shape == (4, 2) and not amounts[0].any() and not amounts[3].any():
+                spec["padding"] = tuple(int(v) for v in (*amounts[1], *amounts[2]))
+                x = pad.ins[0]
+                del dyn[pad.name]
+    channels = kernel.shape[2] * kernel.shape[3] if spec["depthwise"] else kernel.shape[3]
+    _absorb_chain(ctx, p, spec, channels)
+    dyn[p.name] = type(p)(p.name, "_FusedConv", Node(p.name, "_FusedConv", [], [], {"_spec": spec}), [x])
+
+
+def _fuse_dense(ctx, p) -> None:
+    graph = ctx[0]
+    w = _const(p.ins[1])
+    if w is None or w.ndim != 2 or graph.attr(p.node, "transpose_a"):
+        return
+    w = np.array(w.T if graph.attr(p.node, "transpose_b") else w)
+    spec = {"kernel": w, "bias": None, "activation": None, "alpha": 0.2, "depthwise": False}
+    _absorb_chain(ctx, p, spec, w.shape[1])
+    ctx[1][p.name] = type(p)(p.name, "_FusedDense", Node(p.name, "_FusedDense", [], [], {"_spec": spec}),
+                             [p.ins[0]])
+
+
+def _absorb_chain(ctx, p, spec: dict, channels: int) -> None:
+    graph, dyn, protected, consumers, alias = ctx
+    cur = (p.name, 0)
+    while spec["activation"] is None:
+        c = _sole_consumer(ctx, cur)
+        if c is None or not _absorb(graph, c, cur, spec, channels, consumers, protected):
+            return
+        alias[(c.name, 0)] = (p.name, 0)
+        del dyn[c.name]
+        cur = (c.name, 0)
+
+
+def _absorb(graph, c, cur, spec: dict, channels: int, consumers, protected) -> bool:
+    """Fold consumer ``c`` of ``cur`` into ``spec``; False when it does not fit."""
+    others = [r for r in c.ins if not _is(r, cur)]
+    if len(others) != len(c.ins) - 1:
+        return False
+    if c.op in ACTIVATIONS and not others:
+        spec["activation"] = ACTIVATIONS[c.op]
+        if c.op == "LeakyRelu":
+            spec["alpha"] = float(graph.attr(c.node, "alpha"))
+        return True
+    if c.op in BIAS_OPS | {"Sub", "Mul"} and len(others) == 1:
+        if c.op in ("BiasAdd", "Sub") and not _is(c.ins[0], cur):
+            return False
+        v = _channel_vector(_const(others[0]), channels)
+        if v is None:
+            return False
+        if c.op == "Mul":
+            _scale(spec, v)
+        else:
+            bias = spec["bias"] if spec["bias"] is not None else np.zeros(channels, np.float32)
+            spec["bias"] = bias - v if c.op == "Sub" else bias + v
+        return True
+    if c.op.startswith("FusedBatchNorm") and _is(c.ins[0], cur) and spec["kernel"].ndim == 4 \
+            and not graph.attr(c.node, "is_training"):
+        params = [_const(r) for r in c.ins[1:5]]
+        side_used = any(consumers.get((c.name, i)) or (c.name, i) in protected for i in range(1, 6))
+        if any(v is None for v in params) or side_used:
+            return False
+        gamma, beta, mean, var = params
+        spec["kernel"], spec["bias"] = ops.fold_batch_norm(
+            spec["kernel"], spec["bias"], gamma, beta, mean, var,
+            epsilon=float(graph.attr(c.node, "epsilon")), depthwise=spec["depthwise"])
+        return True
+    return False
+
+
+def _is(ref, ep) -> bool:
+    return ref[0] == "d" and ref[1] == ep
+
+
+def _scale(spec: dict, v: np.ndarray) -> None:
+    k = spec["kernel"]
+    if spec["depthwise"]:  # (kh, kw, cin, mult): output channel c * mult + m
+        spec["kernel"] = (k.reshape(k.shape[0], k.shape[1], -1) * v).reshape(k.shape).astype(np.float32)
+    else:
+        spec["kernel"] = (k * v).astype(np.float32)  # last axis is the output channel (conv and dense)
+    if spec["bias"] is not None:
+        spec["bias"] = (spec["bias"] * v).astype(np.float32)

@@ -1,0 +1,270 @@
+"""From fetches to a straight-line program: lazy selection, constant folding, dead-branch pruning.
+
+Only the nodes the fetches depend on (data inputs) are looked at. Walking them in dependency order, each
+output becomes either *known* (a value computed now, at load) or *dynamic* (depends on a feed):
+
+* ``Const``, variables (read from the bundle) and every pure op whose inputs are all known are folded, so
+  weight reads, batch-norm arithmetic and shape computations cost nothing per run.
+* ``Switch`` with a known predicate forwards its data to one output and marks the other DEAD; an op with
+  a DEAD input is DEAD (never run); ``Merge`` takes its single live input. A TF1 Keras graph's
+  learning-phase flag (``PlaceholderWithDefault``, default False) therefore prunes every training branch
+  unless it is fed. With a fed predicate the same rules run at run time.
+* Identity-like ops become aliases. ``PlaceholderWithDefault`` is its default unless fed.
+
+The dynamic remainder is handed to :mod:`.fuse` (conv + batch norm + bias + activation folding) and then
+becomes a list of steps; intermediate arrays are dropped after their last use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import GraphFormatError, NnliteError, ShapeError, UnsupportedOpError
+from . import fuse
+from .kernels import KERNELS, make_kernel
+from .tensors import to_array
+
+
+class _Dead:
+    def __repr__(self) -> str:
+        return "DEAD"
+
+
+DEAD = _Dead()
+
+
+class _AllDead:
+    def __getitem__(self, port):
+        return DEAD
+
+
+ALL_DEAD = _AllDead()
+ALIAS_OPS = {"Identity", "Snapshot", "StopGradient", "PreventGradient", "_Outputs", "IdentityN"}
+FEED_OPS = {"Placeholder", "PlaceholderWithDefault"}
+VARIABLE_OPS = {"VarHandleOp", "VariableV2", "Variable"}
+
+
+class PNode:
+    """A dynamic node of the program: ``ins`` are refs, ("k", value) or ("d", (node, port))."""
+
+    __slots__ = ("name", "op", "node", "ins")
+
+    def __init__(self, name, op, node, ins):
+        self.name, self.op, self.node, self.ins = name, op, node, ins
+
+
+class Program:
+    """Steps to run for one (feeds, fetches) pair."""
+
+    def __init__(self, graph, feeds: dict, steps: list, outputs: list, runtime_dead: bool):
+        self.graph, self.feeds, self.steps, self.outputs = graph, feeds, steps, outputs
+        self.runtime_dead = runtime_dead
+
+    def run(self, values: dict) -> list[np.ndarray]:
+        env = {}
+        for name, node in self.feeds.items():
+            env[(name, 0)] = values[name]
+        for name, op, fn, ins, ports, free in self.steps:
+            args = [r[1] if r[0] == "k" else env[r[1]] for r in ins]
+            if self.runtime_dead:
+                outs = _control_flow(op, args, fn)
+            else:
+                outs = None
+            if outs is None:
+                try:
+                    outs = fn(*args)
+                except NnliteError as exc:
+                    raise type(exc)(f"node {name!r} ({op}): {exc}") from None
+                except (ValueError, IndexError, TypeError) as exc:
+                    shapes = [getattr(a, "shape", None) for a in args]
+                    raise ShapeError(f"node {name!r} ({op}) failed on inputs of shapes {shapes}: {exc}") from None
+            for port in ports:
+                env[(name, port)] = outs[port]
+            for key in free:
+                del env[key]
+        results = []
+        for ref in self.outputs:
+            v = ref[1] if ref[0] == "k" else env[ref[1]]
+            if v is DEAD:
+                raise GraphFormatError("a fetched tensor lies on a branch that was not taken (Switch/Merge)")
+            results.append(np.array(v) if ref[0] == "k" else v)
+        return results
+
+
+def _control_flow(op: str, args: list, fn):
+    """Run-time Switch/Merge and DEAD propagation; None means 'run the kernel normally'."""
+    if op == "Merge":
+        for i, a in enumerate(args):
+            if a is not DEAD:
+                return (a, np.int32(i))
+        return ALL_DEAD
+    if any(a is DEAD for a in args):
+        return ALL_DEAD
+    if op == "Switch":
+        return (DEAD, args[0]) if bool(np.asarray(args[1])) else (args[0], DEAD)
+    return None
+
+
+def build(graph, fetches: list[tuple[str, int]], feeds: dict, variables, drop_dead: bool = False) -> Program:
+    """Plan ``fetches`` (endpoints) given ``feeds`` (node name -> Node). ``variables`` binds variable
+    nodes to values. ``drop_dead``: leave out fetches on branches not taken instead of failing."""
+    known, alias, dyn, unsupported = {}, {}, {}, {}
+
+    def ref(name, port):
+        if name in known:
+            return ("k", known[name][port])
+        return alias.get((name, port), ("d", (name, port)))
+
+    for node in _postorder(graph, [n for n, _ in fetches]):
+        ins = [ref(s, p) for s, p in node.inputs]
+        _visit(graph, node, ins, feeds, variables, known, alias, dyn, unsupported)
+    if unsupported:
+        raise unsupported_error(graph.path, unsupported)
+    outputs = [ref(n, p) for n, p in fetches]
+    if drop_dead:
+        outputs = [r for r in outputs if not (r[0] == "k" and r[1] is DEAD)]
+    for (name, port), r in zip(fetches, outputs):
+        if r[0] == "k" and r[1] is DEAD:
+            raise GraphFormatError(f"{graph.path}: fetch {name}:{port} lies on a branch that is not taken "
+                                   "with these feeds (Switch/Merge)")
+    resolve = fuse.fuse(graph, dyn, {r[1] for r in outputs if r[0] == "d"})
+    outputs = [resolve(r) for r in outputs]
+    return _lower(graph, dyn, feeds, outputs)
+
+
+def unsupported_error(path, unsupported: dict) -> UnsupportedOpError:
+    listing = ", ".join(f"{op} (e.g. node {name!r})" for op, name in sorted(unsupported.items()))
+    return UnsupportedOpError(f"{path}: {len(unsupported)} operation type(s) not supported by nnlite: {listing}")
+
+
+def _postorder(graph, roots: list[str]):
+    """Nodes the roots depend on, each after its data inputs (iterative: graphs can be thousands deep)."""
+    seen, order = set(), []
+    for root in roots:
+        if root in seen:
+            continue
+        stack = [(root, False)]
+        while stack:
+            name, done = stack.pop()
+            if done:
+                order.append(graph.nodes[name])
+                continue
+            if name in seen:
+                continue
+            node = graph.nodes.get(name)
+            if node is None:
+                raise GraphFormatError(f"{graph.path}: no operation named {name!r}")
+            if graph.is_call(node):
+                graph.inline(node)
+            seen.add(name)
+            stack.append((name, True))
+            stack.extend((s, False) for s, _ in reversed(node.inputs) if s not in seen)
+    return order
+
+
+def _visit(graph, node, ins, feeds, variables, known, alias, dyn, unsupported) -> None:
+    name, op = node.name, node.op
+    if name in feeds or op == "Placeholder":
+        dyn[name] = PNode(name, "_Feed", node, [])
+        return
+    if op == "PlaceholderWithDefault":
+        alias[(name, 0)] = ins[0]
+        return
+    if op in VARIABLE_OPS:
+        known[name] = (variables.handle(node),)
+        return
+    if op == "Const":
+        known[name] = (to_array(node.attrs["value"].tensor, f"{graph.path} (node {name})"),)
+        return
+    if op == "NoOp":
+        known[name] = ()
+        return
+    if op != "Merge" and any(r[0] == "k" and r[1] is DEAD for r in ins):
+        known[name] = ALL_DEAD
+        return
+    if op == "Merge":
+        live = [(i, r) for i, r in enumerate(ins) if not (r[0] == "k" and r[1] is DEAD)]
+        if not live:
+            known[name] = ALL_DEAD
+        elif len(live) == 1:
+            alias[(name, 0)], alias[(name, 1)] = live[0][1], ("k", np.int32(live[0][0]))
+        else:
+            dyn[name] = PNode(name, op, node, ins)
+        return
+    if op == "Switch" and ins[1][0] == "k":
+        live = 1 if bool(np.asarray(ins[1][1])) else 0
+        alias[(name, live)], alias[(name, 1 - live)] = ins[0], ("k", DEAD)
+        return
+    if op in ALIAS_OPS:
+        for i, r in enumerate(ins):
+            alias[(name, i)] = r
+        return
+    if op == "ReadVariableOp":
+        if ins[0][0] != "k":
+            unsupported.setdefault("ReadVariableOp of a computed handle", name)
+            return
+        known[name] = (variables.read(ins[0][1], node),)
+        return
+    if op == "Switch":  # predicate depends on a feed: decided at run time
+        dyn[name] = PNode(name, op, node, ins)
+        return
+    if op not in KERNELS or op.startswith("_"):
+        unsupported.setdefault(op, name)
+        return
+    if all(r[0] == "k" for r in ins):
+        known[name] = _fold(graph, node, [r[1] for r in ins])
+        return
+    dyn[name] = PNode(name, op, node, ins)
+
+
+def _fold(graph, node, args: list) -> tuple:
+    try:
+        return tuple(make_kernel(graph, node)(*args))
+    except NnliteError as exc:
+        raise type(exc)(f"{graph.path}: node {node.name!r} ({node.op}): {exc}") from None
+    except (ValueError, IndexError, TypeError) as exc:
+        shapes = [getattr(a, "shape", None) for a in args]
+        raise ShapeError(f"{graph.path}: node {node.name!r} ({node.op}) failed on constant inputs of "
+                         f"shapes {shapes}: {exc}") from None
+
+
+def _lower(graph, dyn: dict, feeds: dict, outputs: list) -> Program:
+    """Keep the dynamic nodes the outputs need, in order, with kernels built and last uses known."""
+    needed, stack = set(), [r[1][0] for r in outputs if r[0] == "d"]
+    while stack:
+        name = stack.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        stack.extend(r[1][0] for r in dyn[name].ins if r[0] == "d")
+    order = [p for p in dyn.values() if p.name in needed]
+    feed_nodes = {}
+    for p in order:
+        if p.op == "_Feed":
+            if p.name not in feeds:
+                raise GraphFormatError(f"{graph.path}: placeholder {p.name!r} must be fed")
+            feed_nodes[p.name] = p.node
+    last: dict = {}
+    for i, p in enumerate(order):
+        for r in p.ins:
+            if r[0] == "d":
+                last[r[1]] = i
+    keep = {r[1] for r in outputs if r[0] == "d"}
+    used_ports: dict = {}
+    for key in last:
+        used_ports.setdefault(key[0], set()).add(key[1])
+    for key in keep:
+        used_ports.setdefault(key[0], set()).add(key[1])
+    frees: dict = {}
+    for key, i in last.items():
+        if key not in keep:
+            frees.setdefault(i, []).append(key)
+    steps, runtime_dead = [], False
+    for i, p in enumerate(order):
+        if p.op == "_Feed":
+            continue
+        runtime_dead |= p.op in ("Switch", "Merge")
+        steps.append((p.name, p.op, make_kernel(graph, p.node), p.ins, sorted(used_ports.get(p.name, ())),
+                      frees.get(i, [])))
+    # Feeds that are read directly by outputs stay in env; free lists never include fetched keys.
+    return Program(graph, feed_nodes, steps, outputs, runtime_dead)
