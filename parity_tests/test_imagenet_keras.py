@@ -6,8 +6,7 @@ SavedModel (once per run, in ``cache_dir``). nnlite loads the ``.h5`` through th
 reproduce the SavedModel on real photos, image by image (issue 4):
 
 - the global-average-pool features and the logits: relative L2 <= 1e-4 (random-weight probabilities are
-  nearly uniform, so these are the comparisons with teeth; reference logits are TF's log-probabilities,
-  which equal the logits up to a constant, so both sides are centred);
+  close to uniform, so these are the comparisons with teeth);
 - the probabilities: relative L2 <= 1e-4 and the same top-5.
 
 A failure names the first nnlite layer that disagrees with Keras's own intermediate outputs.
@@ -25,6 +24,7 @@ import pytest
 import nnlite
 from nnlite import ops
 from nnlite.graph import Model, relative_error
+from nnlite.image import load_image
 from nnlite.models.imagenet.keras_common import KerasLayers
 from nnlite.models.imagenet.resnet50 import legacy_names
 from tools.keras_reference import ensure_exported, keras_model_from_h5
@@ -50,9 +50,22 @@ def photos(shared_dir) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def exports(tf, cache_dir):
-    """name -> paths of the exported files; each model is exported on first use in a run."""
-    return lambda name: ensure_exported(cache_dir / "keras", name)
+def exports(tf, cache_dir, photos):
+    """name -> (paths of the exported files, the photos preprocessed for the model (n, h, w, 3)).
+
+    Each model is exported on first use in a run, its batch norms calibrated on these photos so
+    activations are O(1) on exactly the inputs compared."""
+    def export(name: str):
+        x = np.stack([preprocess(name)(load_image(p)) for p in photos])
+        return ensure_exported(cache_dir / "keras", name, calibration=x), x
+    return export
+
+
+def preprocess(name: str):
+    """Keras's preprocessing for ``name``: resize, then 'tf' (x/127.5 - 1) or 'caffe' (BGR - mean)."""
+    from nnlite.vision.classify import caffe_preprocess, tf_preprocess
+    return {"resnet50": caffe_preprocess((224, 224)), "xception": tf_preprocess((299, 299)),
+            "nasnet_mobile": tf_preprocess((224, 224))}[name]
 
 
 def classifier_from(h5: Path, name: str, home: Path, monkeypatch):
@@ -69,10 +82,6 @@ def classifier_from(h5: Path, name: str, home: Path, monkeypatch):
 def with_features(model: Model) -> Model:
     """The same layers, returning the pooled features as well as the logits."""
     return Model(model.name, model.inputs, model.layers, [FEATURES, model.outputs[0]])
-
-
-def centred(logits: np.ndarray) -> np.ndarray:
-    return logits - logits.mean(axis=-1, keepdims=True)
 
 
 def first_divergence_report(name: str, h5: Path, model: Model, x: np.ndarray) -> str:
@@ -95,18 +104,17 @@ def first_divergence_report(name: str, h5: Path, model: Model, x: np.ndarray) ->
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_matches_tensorflow_on_photos(tf, exports, photos, name, tmp_path, monkeypatch):
-    files = exports(name)
+    files, x = exports(name)                                           # x: (n, h, w, 3)
     classifier = classifier_from(files["h5"], name, tmp_path, monkeypatch)
-    x = np.stack([classifier.prepare(p) for p in photos])              # (n, h, w, 3)
+    assert np.array_equal(np.stack([classifier.prepare(p) for p in photos]), x)
     features, logits = with_features(classifier.model)(x)              # (n, c), (n, 1000)
     probabilities = ops.softmax(logits, axis=-1)
     saved_model = tf.saved_model.load(str(files["savedmodel"]))   # keep a reference: it owns the variables
-    ref_features, ref_probabilities = (np.asarray(t) for t in saved_model.serve(tf.constant(x)))
-    ref_logits = np.log(ref_probabilities.astype(np.float64))
+    ref_features, ref_logits, ref_probabilities = (np.asarray(t) for t in saved_model.serve(tf.constant(x)))
 
     for i, photo in enumerate(photos):
         errors = {"features": relative_error(features[i], ref_features[i]),
-                  "logits": relative_error(centred(logits[i]), centred(ref_logits[i])),
+                  "logits": relative_error(logits[i], ref_logits[i]),
                   "probabilities": relative_error(probabilities[i], ref_probabilities[i])}
         ours, theirs = np.argsort(-probabilities[i])[:5], np.argsort(-ref_probabilities[i])[:5]
         if max(errors.values()) > TOLERANCE or not np.array_equal(ours, theirs):
@@ -120,7 +128,7 @@ def test_matches_tensorflow_on_photos(tf, exports, photos, name, tmp_path, monke
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_keras3_weights_layout_loads_the_same_model(tf, exports, name):
-    files = exports(name)
+    files, _ = exports(name)
     module = importlib.import_module(f"nnlite.models.imagenet.{name}")
     legacy, keras3 = module.load_model(files["h5"]), module.load_model(files["keras3"])
     assert [layer.name for layer in keras3.layers] == [layer.name for layer in legacy.layers]
@@ -135,7 +143,7 @@ def test_resnet50_reads_keras2_names_and_suffixes(tf, exports, tmp_path):
     """The original Keras-2 file names ResNet50's layers after the Caffe model (``res2a_branch2a``)
     and its weights with ``:0``; rewrite the export that way and expect the same model."""
     import h5py
-    files = exports("resnet50")
+    files, _ = exports("resnet50")
     old_names = legacy_names()
     renamed = tmp_path / "resnet50_keras2.h5"
     with h5py.File(files["h5"], "r") as src, h5py.File(renamed, "w") as dst:
@@ -163,15 +171,24 @@ def test_resnet50_reads_keras2_names_and_suffixes(tf, exports, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_broken_layer_is_named_by_the_divergence_report(tf, exports, photos):
+def test_a_broken_layer_is_named_by_the_divergence_report(tf, exports):
     """The failure message of the parity test must point at the layer that is wrong."""
-    files = exports("resnet50")
-    module = importlib.import_module("nnlite.models.imagenet.resnet50")
-    model = module.load_model(files["h5"])
-    from nnlite.vision.classify import caffe_preprocess
-    from nnlite.image import load_image
-    x = caffe_preprocess((224, 224))(load_image(photos[0]))[None]
+    files, x = exports("resnet50")
+    model = importlib.import_module("nnlite.models.imagenet.resnet50").load_model(files["h5"])
+    x = x[:1]
     broken = model["conv3_block2_2_conv"]
     broken.weights["kernel"] = broken.weights["kernel"] * np.float32(1.01)
     report = first_divergence_report("resnet50", files["h5"], model, x)
     assert "'conv3_block2_2_conv'" in report and "conv3_block2_2_relu" in report, report
+
+
+@pytest.mark.parametrize("name, keras_module", [("resnet50", "resnet50"), ("xception", "xception"),
+                                                ("nasnet_mobile", "nasnet")])
+def test_preprocessing_is_keras_preprocess_input(tf, photos, name, keras_module):
+    """After the resize, nnlite's recipe must be keras.applications.<module>.preprocess_input."""
+    import keras
+    from nnlite.vision.classify import resize
+    size = {"xception": (299, 299)}.get(name, (224, 224))
+    resized = resize(load_image(photos[0]), size).astype(np.float32)            # (h, w, 3) RGB 0..255
+    expected = getattr(keras.applications, keras_module).preprocess_input(resized.copy())
+    np.testing.assert_allclose(preprocess(name)(load_image(photos[0])), expected, rtol=0, atol=1e-5)

@@ -8,7 +8,11 @@ the depth, then perturbed so no layer is an identity), saved three ways:
 - ``<name>.h5``          legacy weights-only layout (the published pretrained files' layout)
 - ``<name>.weights.h5``  Keras 3 layout (``model.save_weights``)
 - ``<name>_savedmodel/`` TF SavedModel (``model.export``) whose ``serve`` returns
-                         ``[features, probabilities]``: the global-average-pool vector and the softmax
+                         ``[features, logits, probabilities]``: the global-average-pool vector, the
+                         classifier's pre-softmax output and the model's own softmax output
+
+The batch-norm calibration uses the images the caller passes (the parity test passes its photos, so
+activations are O(1) on exactly the inputs compared), else smooth random images.
 
 Usage: ``python -m tools.keras_reference OUT_DIR [--models resnet50 xception nasnet_mobile]``.
 Needs TensorFlow (the ``test`` extra); never imported by the nnlite package.
@@ -17,6 +21,7 @@ Needs TensorFlow (the ``test`` extra); never imported by the nnlite package.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 SEED = 20240611
-FORMAT_VERSION = 3   # bump when what is exported changes, so stale caches are rebuilt
+FORMAT_VERSION = 4   # bump when what is exported changes, so stale caches are rebuilt
 MODELS = {           # nnlite name -> (keras.applications constructor, input size, preprocessing mode)
     "nasnet_mobile": ("NASNetMobile", 224, "tf"),
     "xception": ("Xception", 299, "tf"),
@@ -39,24 +44,27 @@ def paths(out_dir: str | Path, name: str) -> dict[str, Path]:
             "savedmodel": out / f"{name}_savedmodel", "done": out / f"{name}.done.json"}
 
 
-def ensure_exported(out_dir: str | Path, name: str) -> dict[str, Path]:
-    """Export ``name`` into ``out_dir`` unless a complete export of this format is already there."""
+def ensure_exported(out_dir: str | Path, name: str, calibration: np.ndarray | None = None) -> dict[str, Path]:
+    """Export ``name`` into ``out_dir`` unless an export of this format and calibration is already there."""
     p = paths(out_dir, name)
-    if p["done"].exists() and json.loads(p["done"].read_text()).get("format") == FORMAT_VERSION:
-        return p
-    export(out_dir, name)
+    if p["done"].exists():
+        done = json.loads(p["done"].read_text())
+        if done.get("format") == FORMAT_VERSION and done.get("calibration") == _digest(calibration):
+            return p
+    export(out_dir, name, calibration=calibration)
     return p
 
 
-def keras_model(name: str, seed: int = SEED):
-    """``keras.applications.X(weights=None)`` with seeded weights and non-trivial batch-norm statistics."""
+def keras_model(name: str, seed: int = SEED, calibration: np.ndarray | None = None):
+    """``keras.applications.X(weights=None)`` with seeded weights and non-trivial batch-norm statistics;
+    ``calibration`` is a batch of preprocessed images (N, size, size, 3)."""
     import keras
     constructor, size, mode = MODELS[name]
     keras.utils.set_random_seed(seed)              # seeds Keras's own initializers too
     model = getattr(keras.applications, constructor)(weights=None)
     rng = np.random.default_rng(seed)
     _randomize_affine(model, rng)
-    batch = _random_batch(rng, size, mode)
+    batch = _random_batch(rng, size, mode) if calibration is None else np.asarray(calibration, np.float32)
     _calibrate_batch_norms(model, batch)
     _perturb_statistics(model, rng)
     _spread_logits(model, batch)
@@ -71,26 +79,39 @@ def keras_model_from_h5(name: str, h5: str | Path):
     return model
 
 
-def export(out_dir: str | Path, name: str, seed: int = SEED) -> dict[str, Path]:
+def export(out_dir: str | Path, name: str, seed: int = SEED, calibration: np.ndarray | None = None
+           ) -> dict[str, Path]:
     import h5py
     import keras
     from keras.src.legacy.saving import legacy_h5_format
 
     p = paths(out_dir, name)
     p["h5"].parent.mkdir(parents=True, exist_ok=True)
-    model = keras_model(name, seed)
+    model = keras_model(name, seed, calibration)
     _write_atomically(p["h5"], lambda tmp: _save_legacy(h5py, legacy_h5_format, model, tmp))
     _write_atomically(p["keras3"], lambda tmp: model.save_weights(str(tmp)), suffix=".weights.h5")
-    features = model.get_layer("predictions").input     # the global-average-pool vector
-    served = keras.Model(model.input, [features, model.output])
+    dense = model.get_layer("predictions")
+    features = dense.input                              # the global-average-pool vector
+    logits_layer = keras.layers.Dense(dense.units, name="logits")   # the same dense, without softmax
+    logits = logits_layer(features)
+    logits_layer.set_weights(dense.get_weights())
+    served = keras.Model(model.input, [features, logits, model.output])
     tmp_dir = p["savedmodel"].with_name(p["savedmodel"].name + ".tmp")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     served.export(str(tmp_dir), verbose=False)
     shutil.rmtree(p["savedmodel"], ignore_errors=True)
     os.replace(tmp_dir, p["savedmodel"])
-    p["done"].write_text(json.dumps({"format": FORMAT_VERSION, "seed": seed, "model": name,
+    p["done"].write_text(json.dumps({"format": FORMAT_VERSION, "calibration": _digest(calibration),
+                                     "seed": seed, "model": name,
                                      "keras": keras.__version__, "params": int(model.count_params())}))
     return p
+
+
+def _digest(batch: np.ndarray | None) -> str | None:
+    if batch is None:
+        return None
+    batch = np.ascontiguousarray(batch, np.float32)
+    return hashlib.sha256(repr(batch.shape).encode() + batch.tobytes()).hexdigest()
 
 
 def _save_legacy(h5py, legacy_h5_format, model, path: Path) -> None:

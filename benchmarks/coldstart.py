@@ -1,0 +1,103 @@
+"""Cold start and peak memory: each engine in a fresh process, from launch to first result.
+
+``measure(engine, model)`` starts ``python -m benchmarks.coldstart --child ENGINE MODEL PATH`` and returns
+the child's phases: interpreter launch + ``import`` (nnlite / tensorflow / onnxruntime), loading the
+weights (nnlite: the original weight file; TF: the SavedModel; ort: the .onnx), the first batch-1
+inference, then three more inferences and the process's peak resident memory
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``). Input preparation (a real photo resized with Pillow) is
+timed apart and left out of the totals.
+
+Numba compiles each kernel the first time it is used and caches the machine code on disk. nnlite is run
+twice: with a warm cache (``NUMBA_CACHE_DIR`` already filled by an earlier run: what users see from the
+second start on) and with an empty one (the very first start after installation); the difference is the
+compile cost, reported separately.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD_FLAG = "--child"
+
+
+def _child(engine: str, name: str, path: str) -> dict:
+    t0 = time.perf_counter()
+    if engine == "nnlite":
+        import nnlite
+        import nnlite.ops  # noqa: F401  (kernels load here)
+    elif engine == "tf":
+        import tensorflow as tf
+    else:
+        import onnxruntime as ort
+    t_import = time.perf_counter()
+    from benchmarks import common
+    threads = common.num_threads()
+    t1 = time.perf_counter()
+    if engine == "nnlite":
+        model = nnlite.load(name).model
+        shape = common.input_shape(name, model)
+        run = common.NnliteEngine(model)
+    elif engine == "tf":
+        common.configure_tf_threads(tf, threads)
+        run = common.TFEngine(Path(path))
+        shape = tuple(json.loads(os.environ["NNLITE_BENCH_SHAPE"]))
+    else:
+        run = common.OrtEngine(Path(path), threads)
+        shape = tuple(json.loads(os.environ["NNLITE_BENCH_SHAPE"]))
+    t_load = time.perf_counter()
+    x = common.input_batch(name, shape, 1)
+    t_prep = time.perf_counter()
+    run(x)
+    t_first = time.perf_counter()
+    wall_first = time.time()
+    for _ in range(3):
+        run(x)
+    t_steady = (time.perf_counter() - t_first) / 3
+    import resource
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss          # kilobytes on Linux
+    return {"import_s": t_import - t0, "load_s": (t_load - t1), "first_s": t_first - t_prep,
+            "prep_s": t_prep - t_load + (t1 - t_import), "steady_s": t_steady, "peak_rss_mb": rss_kb / 1024,
+            "first_result_wall": wall_first}
+
+
+def measure(engine: str, name: str, path: str | Path = "", shape=None, numba_cache: str | Path | None = None,
+            timeout: float = 300) -> dict:
+    """Run one cold start in a subprocess; adds ``total_s`` = launch to first result (input prep excluded)."""
+    from benchmarks import common
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", NNLITE_HOME=str(common.CACHE / "home"))
+    if shape is not None:
+        env["NNLITE_BENCH_SHAPE"] = json.dumps(list(shape))
+    if numba_cache is not None:
+        env["NUMBA_CACHE_DIR"] = str(numba_cache)
+    cmd = [sys.executable, "-m", "benchmarks.coldstart", CHILD_FLAG, engine, name, str(path)]
+    start = time.time()
+    done = subprocess.run(cmd, cwd=common.REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"cold start {engine} {name} failed:\n{done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["total_s"] = result.pop("first_result_wall") - start - result["prep_s"]
+    return result
+
+
+def measure_nnlite_both(name: str, warm_cache: Path) -> tuple[dict, dict]:
+    """(warm Numba cache, empty Numba cache); a first run fills the warm cache with this model's kernels."""
+    warm_cache.mkdir(parents=True, exist_ok=True)
+    measure("nnlite", name, numba_cache=warm_cache)
+    warm = measure("nnlite", name, numba_cache=warm_cache)
+    with tempfile.TemporaryDirectory(prefix="nnlite-numba-") as empty:
+        cold = measure("nnlite", name, numba_cache=empty)
+    return warm, cold
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == CHILD_FLAG:
+        print(json.dumps(_child(sys.argv[2], sys.argv[3], sys.argv[4])), flush=True)
+    else:
+        print("internal: used by benchmarks/run.py", file=sys.stderr)
+        sys.exit(2)
