@@ -23,12 +23,13 @@ LIMIT = 4096
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("photos")
+    base = tmp_path_factory.mktemp("web")
+    root = base / "photos"
     make_photo(root / "cat.png", (220, 20, 20), person=1, variant=0)
     make_photo(root / "trip" / "dog.png", (20, 180, 20), person=1, variant=1, faces=2)
     make_photo(root / "snack.png", (20, 20, 150), person=2, variant=0)
-    (root.parent / "secret.txt").write_text("outside the index")
-    db = root.parent / "lib.db"
+    (base / "secret.txt").write_text("outside the index")
+    db = base / "lib.db"
     index_folder(root, db, spec=AnalyzerSpec.of(FAKE))
     app = LibraryApp(db, AnalyzerSpec.of(FAKE), max_upload=LIMIT)
     server = make_server(app, port=0, quiet=True)

@@ -27,11 +27,13 @@ CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory, shared_dir):
-    root = tmp_path_factory.mktemp("photos")
+    base = tmp_path_factory.mktemp("e2e")
+    root = base / "photos"
+    root.mkdir()
     shutil.copy(shared_dir / "data" / "faceapi" / "test-images" / "faces.jpg", root / "faces.jpg")
     shutil.copy(REPO / "nnlite" / "data" / "samples" / "chelsea.png", root / "chelsea.png")
     (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    db = root.parent / "lib.db"
+    db = base / "lib.db"
     report = index_folder(root, db, spec=SPEC)
     assert (report.analyzed, len(report.errors)) == (3, 1)
     return root, db

@@ -10,8 +10,11 @@ Three forms per architecture (MobileNetV2, ResNet50, Xception, NASNetMobile):
   names such as ``input_1`` / ``predictions/Softmax``.
 * ``frozen``: the same TF1 graph with variables turned into constants, as one GraphDef ``.pb`` file.
 
-Weights are seeded; batch-norm statistics and scales are set to seeded random values so that outputs are
-not flat. Each form also writes TensorFlow's own outputs for the given inputs (``reference.npz``, computed
+Weights are seeded random values. Batch-norm statistics are then calibrated in Keras 3 (one training-mode
+pass with momentum 0 on the inputs, so each layer's moving mean/variance equals what it sees) and
+perturbed by seeded noise: with raw random statistics a 50-layer residual net saturates its softmax to a
+one-hot vector, which would make top-5 comparisons meaningless. The keras3 run saves the final weights
+(``weights/<arch>.npz``) and the tf1 run loads them, so all three forms hold the same numbers. Each form also writes TensorFlow's own outputs for the given inputs (``reference.npz``, computed
 by re-loading what was saved), so tests compare nnlite with TensorFlow on exactly those files.
 
 Graph-mode TensorFlow is process-global, so every form runs in its own subprocess:
@@ -71,12 +74,31 @@ def _build_keras(keras_module, arch: str, size: int):
     return app(weights=None, input_shape=(size, size, 3), classes=1000)
 
 
-def export_keras3(arch: str, size: int, out: Path, x: np.ndarray) -> None:
+def calibrate_batch_norm(model, x: np.ndarray, seed: int) -> None:
+    """Moving statistics := what each BN layer sees on ``x`` (and its mirror), then seeded noise."""
+    import keras
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in bns:
+        layer.momentum = 0.0
+    model(np.concatenate([x, x[:, :, ::-1]]), training=True)
+    rng = np.random.default_rng(seed + 1)
+    for layer in bns:
+        mean, var = layer.moving_mean.numpy(), layer.moving_variance.numpy()
+        layer.moving_mean.assign(mean + 0.1 * np.sqrt(var) * rng.normal(size=mean.shape).astype(np.float32))
+        layer.moving_variance.assign(var * rng.uniform(0.8, 1.25, var.shape).astype(np.float32))
+        layer.momentum = 0.99
+
+
+def export_keras3(arch: str, size: int, out: Path, x: np.ndarray, weights_path: Path) -> None:
     import keras
     import tensorflow as tf
     keras.utils.set_random_seed(SEED)
     model = _build_keras(keras, arch, size)
     model.set_weights(random_weights(model, SEED))
+    calibrate_batch_norm(model, x, SEED)
+    tmp = weights_path.with_name(weights_path.stem + ".tmp.npz")
+    np.savez(tmp, *model.get_weights())
+    tmp.replace(weights_path)
     model.export(str(out / "model"), verbose=False)
     loaded = tf.saved_model.load(str(out / "model"))
     fn = loaded.signatures["serving_default"]
@@ -88,7 +110,7 @@ def export_keras3(arch: str, size: int, out: Path, x: np.ndarray) -> None:
     (out / "meta.json").write_text(json.dumps(meta))
 
 
-def export_tf1(arch: str, size: int, out: Path, x: np.ndarray, frozen_out: Path) -> None:
+def export_tf1(arch: str, size: int, out: Path, x: np.ndarray, frozen_out: Path, weights_path: Path) -> None:
     """Build in v1 graph mode (call ``_enter_graph_mode`` first), save with the Builder and frozen."""
     import tensorflow as tf
     import tf_keras
@@ -100,7 +122,8 @@ def export_tf1(arch: str, size: int, out: Path, x: np.ndarray, frozen_out: Path)
         kb.set_session(sess)
         model = _build_keras(tf_keras, arch, size)
         sess.run(tf.compat.v1.global_variables_initializer())
-        model.set_weights(random_weights(model, SEED))
+        with np.load(weights_path) as saved:
+            model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
         in_name, out_name = model.input.op.name, model.output.op.name
         builder = tf.compat.v1.saved_model.Builder(str(out / "model"))
         builder.add_meta_graph_and_variables(sess, [TF1_TAG])
@@ -143,16 +166,18 @@ def export_in_process(form: str, archs: list[str], out: Path, inputs: Path) -> N
     data = np.load(inputs)
     if form == "tf1":
         _enter_graph_mode()
+    (out / "weights").mkdir(parents=True, exist_ok=True)
     for arch in archs:
         x = data[str(ARCHS[arch][1])]
+        weights = out / "weights" / f"{arch}.npz"
         if form == "keras3":
             tmp = _fresh(out / "keras3" / f".{arch}.tmp")
-            export_keras3(arch, ARCHS[arch][1], tmp, x)
+            export_keras3(arch, ARCHS[arch][1], tmp, x, weights)
             _publish(tmp, out / "keras3" / arch)
         else:
             tmp = _fresh(out / "tf1" / f".{arch}.tmp")
             ftmp = _fresh(out / "frozen" / f".{arch}.tmp")
-            export_tf1(arch, ARCHS[arch][1], tmp, x, ftmp)
+            export_tf1(arch, ARCHS[arch][1], tmp, x, ftmp, weights)
             _publish(tmp, out / "tf1" / arch)
             _publish(ftmp, out / "frozen" / arch)
 
@@ -176,7 +201,8 @@ def ensure_exports(out: Path, inputs: dict[int, np.ndarray], archs: list[str] | 
     repo = Path(__file__).resolve().parents[1]
     for form, check in (("keras3", "keras3"), ("tf1", "frozen")):
         missing = [a for a in archs if not (out / check / a / "reference.npz").exists()
-                   or not (out / form / a / "reference.npz").exists()]
+                   or not (out / form / a / "reference.npz").exists()
+                   or not (out / "weights" / f"{a}.npz").exists()]
         if not missing:
             continue
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

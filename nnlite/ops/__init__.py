@@ -5,9 +5,9 @@ TensorFlow "same" (extra row/column bottom/right) or explicit (top, bottom, left
 None, "relu", "relu6", "leaky_relu" (``alpha``, default 0.2), "sigmoid" or "swish". See
 :mod:`nnlite.ops.padding` for the padding rule and :mod:`nnlite.ops.reference` for every other rule.
 
-Threads: ``NNLITE_NUM_THREADS`` (default all cores) sets Numba's and BLAS's thread counts. BLAS reads its
-count when NumPy is first imported, so set the variable before importing NumPy, or import ``nnlite.ops``
-first (it exports the variable to OPENBLAS_NUM_THREADS/OMP_NUM_THREADS) - or call :func:`set_num_threads`.
+Threads: ``NNLITE_NUM_THREADS`` (default all cores) sets how many threads run every kernel, Numba loops and
+BLAS matmuls alike, on nnlite's own pool (:mod:`nnlite.ops.parallel`); NumPy's OpenBLAS is set to one thread
+(:mod:`nnlite.ops.threads` says why). :func:`set_num_threads` changes it at run time.
 """
 
 from __future__ import annotations

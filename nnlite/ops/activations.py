@@ -13,9 +13,9 @@ other modules that inline it are recompiled.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import checks
+from . import checks, parallel
 
 CODES = {None: 0, "relu": 1, "relu6": 2, "leaky_relu": 3, "sigmoid": 4, "swish": 5}
 
@@ -58,10 +58,10 @@ def act_row(row, code, alpha):
             row[j] = act(row[j], code, alpha)
 
 
-@njit(cache=True, parallel=True)
-def _bias_act_rows(y, bias, has_bias, code, alpha):  # y (rows, C) in place; bias (C,)
-    rows, c = y.shape
-    for r in prange(rows):
+@njit(cache=True, nogil=True)
+def _bias_act_rows(y, bias, has_bias, code, alpha, r0, r1):  # y (rows, C) in place, rows [r0, r1); bias (C,)
+    c = y.shape[1]
+    for r in range(r0, r1):
         row = y[r]
         if has_bias:
             for j in range(c):
@@ -69,10 +69,10 @@ def _bias_act_rows(y, bias, has_bias, code, alpha):  # y (rows, C) in place; bia
         act_row(row, code, alpha)
 
 
-@njit(cache=True, parallel=True)
-def _affine_act_rows(x, scale, shift, code, alpha, y):  # x, y (rows, C); scale, shift (C,)
-    rows, c = x.shape
-    for r in prange(rows):
+@njit(cache=True, nogil=True)
+def _affine_act_rows(x, scale, shift, code, alpha, y, r0, r1):  # x, y (rows, C), rows [r0, r1); scale, shift (C,)
+    c = x.shape[1]
+    for r in range(r0, r1):
         row, src = y[r], x[r]
         for j in range(c):
             row[j] = src[j] * scale[j] + shift[j]
@@ -82,12 +82,18 @@ def _affine_act_rows(x, scale, shift, code, alpha, y):  # x, y (rows, C); scale,
 _NO_BIAS = np.zeros(1, np.float32)
 
 
+def bias_act_rows(y2: np.ndarray, bias: np.ndarray | None, code: int, alpha: float, r0: int, r1: int) -> None:
+    """In place on rows [r0, r1) of y2 (rows, C): act(y + bias). For callers already inside a parallel chunk."""
+    if bias is not None or code != 0:
+        _bias_act_rows(y2, _NO_BIAS if bias is None else bias, bias is not None, code, np.float32(alpha), r0, r1)
+
+
 def bias_act_(y: np.ndarray, bias: np.ndarray | None, code: int, alpha: float) -> np.ndarray:
     """In place: y = act(y + bias) over the last axis of a C-contiguous float32 array; returns y."""
     if bias is None and code == 0:
         return y
     y2 = y.reshape(-1, y.shape[-1])  # (rows, C) view, no copy
-    _bias_act_rows(y2, _NO_BIAS if bias is None else bias, bias is not None, code, np.float32(alpha))
+    parallel.run(lambda r0, r1: bias_act_rows(y2, bias, code, alpha, r0, r1), y2.shape[0], y2.size)
     return y
 
 
@@ -95,7 +101,9 @@ def affine_act(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, code: int = 
     """New array act(x * scale + shift) on the last axis (batch norm, bias add)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     y = np.empty_like(x)
-    _affine_act_rows(x.reshape(-1, x.shape[-1]), scale, shift, code, np.float32(alpha), y.reshape(-1, x.shape[-1]))
+    x2, y2 = x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1])  # (rows, C) views
+    parallel.run(lambda r0, r1: _affine_act_rows(x2, scale, shift, code, np.float32(alpha), y2, r0, r1),
+                 x2.shape[0], x2.size)
     return y
 
 

@@ -1,49 +1,51 @@
-"""Fast conv2d and dense: everything becomes one BLAS matrix multiply, then one fused bias+activation pass.
+"""Fast conv2d and dense: each becomes BLAS matrix multiplies with bias and activation fused per chunk.
 
 * 1x1 convolution without padding: (N*H*W, cin) @ (cin, cout) on a reshaped view of x (no copy at stride 1).
-* k x k convolution: im2col (a parallel Numba kernel that also writes the zero padding) into a reused
-  scratch buffer of shape (N*oh*ow, kh*kw*cin), times the kernel viewed as (kh*kw*cin, cout). The column
-  order (i, j, c) matches the kernel's C-order layout (kh, kw, cin, cout), so the kernel needs no copy.
-* bias and activation are applied in place in one parallel pass over the output.
+* k x k convolution: im2col (a Numba kernel that also writes the zero padding) into a reused scratch
+  buffer of shape (N*oh*ow, kh*kw*cin), times the kernel viewed as (kh*kw*cin, cout). The column order
+  (i, j, c) matches the kernel's C-order layout (kh, kw, cin, cout), so the kernel needs no copy.
+* Work is split into chunks of output rows (:mod:`nnlite.ops.parallel`); each chunk does its im2col, its
+  matmul and its bias+activation pass back to back, while its rows are still in cache.
 Padding follows :mod:`nnlite.ops.padding` (TF 'same': extra row/column bottom/right).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import checks
-from .activations import bias_act_, code_of
+from . import checks, parallel
+from .activations import bias_act_, bias_act_rows, code_of
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
 
+CHUNK_BYTES = 1 << 20  # im2col rows per chunk are capped so a chunk's columns stay in L2 cache
 
-@njit(cache=True, parallel=True)
-def _im2col(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols):
-    # x (N, H, W, C); cols (N*oh*ow, kh*kw*C): row (n, oy, ox), column (i, j, c)
+
+@njit(cache=True, nogil=True)
+def _im2col(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols, r0, r1):
+    # x (N, H, W, C); cols (N*oh*ow, kh*kw*C): row (n, oy, ox), column (i, j, c); image rows r = n*oh + oy
     n_, h, w, c = x.shape
-    for r in prange(n_ * oh):
+    for r in range(r0, r1):
         n, oy = r // oh, r % oh
         for ox in range(ow):
-            row = r * ow + ox
+            row = cols[r * ow + ox]  # (kh*kw*C,)
             col = 0
             for i in range(kh):
                 iy = oy * sh + i * dh - top
                 for j in range(kw):
                     ix = ox * sw + j * dw - left
                     if 0 <= iy < h and 0 <= ix < w:
-                        for ch in range(c):
-                            cols[row, col + ch] = x[n, iy, ix, ch]
+                        row[col:col + c] = x[n, iy, ix]
                     else:
-                        for ch in range(c):
-                            cols[row, col + ch] = 0.0
+                        row[col:col + c] = 0.0
                     col += c
 
 
-def _kernel_2d(kernel: np.ndarray) -> np.ndarray:
-    """(kh, kw, cin, cout) -> (kh*kw*cin, cout) view (a copy only if the kernel is not C-contiguous)."""
-    return np.ascontiguousarray(kernel).reshape(-1, kernel.shape[-1])
+def _matmul_rows(a, k2, y2, bias, code, alpha, r0, r1):
+    """y2[r0:r1] = act(a[r0:r1] @ k2 + bias)."""
+    np.dot(a[r0:r1], k2, out=y2[r0:r1])
+    bias_act_rows(y2, bias, code, alpha, r0, r1)
 
 
 def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2):
@@ -62,6 +64,8 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
     n = x.shape[0]
     y = np.empty((n, oh, ow, cout), np.float32)  # (N, oh, ow, cout)
     y2 = y.reshape(n * oh * ow, cout)
+    k2 = np.ascontiguousarray(kernel).reshape(kh * kw * cin, cout)  # (kh*kw*cin, cout), rows in (i, j, c) order
+    work = y2.size * k2.shape[0] // 4
     if kh == kw == 1 and t == b == l == r == 0:
         if sh == sw == 1:
             a = x.reshape(-1, cin)  # (N*H*W, cin) view
@@ -69,12 +73,16 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
             a = scratch("conv_strided", (n, oh, ow, cin))
             a[...] = x[:, ::sh, ::sw][:, :oh, :ow]
             a = a.reshape(-1, cin)
-        np.dot(a, kernel.reshape(cin, cout), out=y2)
-    else:
-        cols = scratch("im2col", (n * oh * ow, kh * kw * cin))
-        _im2col(x, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cols)
-        np.dot(cols, _kernel_2d(kernel), out=y2)
-    return bias_act_(y, bias, code, alpha)
+        parallel.run(lambda r0, r1: _matmul_rows(a, k2, y2, bias, code, alpha, r0, r1), y2.shape[0], work)
+        return y
+    cols = scratch("im2col", (n * oh * ow, k2.shape[0]))  # (N*oh*ow, kh*kw*cin)
+
+    def chunk(r0, r1):  # image rows [r0, r1) = output rows [r0*ow, r1*ow)
+        _im2col(x, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cols, r0, r1)
+        _matmul_rows(cols, k2, y2, bias, code, alpha, r0 * ow, r1 * ow)
+
+    parallel.run(chunk, n * oh, work, min_parts=cols.nbytes // CHUNK_BYTES)
+    return y
 
 
 def dense(x, kernel, bias=None, *, activation=None, alpha=0.2):

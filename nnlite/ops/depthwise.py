@@ -1,7 +1,8 @@
 """Fast depthwise and separable convolution: a parallel Numba loop with bias and activation fused.
 
 Depthwise convolution is memory-bound (kh*kw multiply-adds per output value), so the kernel reads each
-input row once per tap row and writes each output value once: threads split the (image, output row) pairs,
+input row once per tap row and writes each output value once: threads (:mod:`nnlite.ops.parallel`) split
+the (image, output row) pairs,
 the innermost loop runs over contiguous channels (SIMD). Output channel c*mult + m reads input channel c
 (TF's layout for a (kh, kw, cin, mult) kernel). Padding follows :mod:`nnlite.ops.padding`: padded taps are
 skipped, which is the same as multiplying by zero.
@@ -10,9 +11,9 @@ skipped, which is the same as multiplying by zero.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import checks
+from . import checks, parallel
 from .activations import act_row, code_of
 from .conv import conv2d
 from .padding import pair, resolve_padding_2d
@@ -26,13 +27,13 @@ def _valid_range(n_out, n_in, stride, offset):
     return lo, max(hi, lo)
 
 
-@njit(cache=True, parallel=True)
-def _depthwise(x, k, bias, mult, sh, sw, dh, dw, top, left, code, alpha, y):
-    # x (N, H, W, cin); k (kh, kw, cin*mult); bias (cin*mult,); y (N, oh, ow, cin*mult)
+@njit(cache=True, nogil=True)
+def _depthwise(x, k, bias, mult, sh, sw, dh, dw, top, left, code, alpha, y, r0, r1):
+    # x (N, H, W, cin); k (kh, kw, cin*mult); bias (cin*mult,); y (N, oh, ow, cin*mult); rows r = n*oh + oy
     n_, h, w, cin = x.shape
     kh, kw, cout = k.shape
     _, oh, ow, _ = y.shape
-    for r in prange(n_ * oh):
+    for r in range(r0, r1):
         n, oy = r // oh, r % oh
         out = y[n, oy]  # (ow, cout) row being accumulated
         for ox in range(ow):
@@ -70,7 +71,8 @@ def depthwise_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilatio
     k = np.ascontiguousarray(kernel).reshape(kh, kw, cin * mult)  # (kh, kw, cout), channel c*mult + m
     b = np.zeros(cin * mult, np.float32) if bias is None else bias
     y = np.empty((x.shape[0], oh, ow, cin * mult), np.float32)
-    _depthwise(x, k, b, mult, sh, sw, dh, dw, t, l, code, np.float32(alpha), y)
+    parallel.run(lambda r0, r1: _depthwise(x, k, b, mult, sh, sw, dh, dw, t, l, code, np.float32(alpha), y, r0, r1),
+                 x.shape[0] * oh, y.size * kh * kw // 4)
     return y
 
 

@@ -1,4 +1,4 @@
-"""Fast max and average pooling (parallel Numba over (image, output row)), and global average pooling.
+"""Fast max and average pooling (Numba, threads split the (image, output row) pairs), and global average pooling.
 
 Padding follows :mod:`nnlite.ops.padding`. Padded cells are skipped: they never win a max (as if -inf) and
 are not counted in an average's divisor (TF's 'same' rule; explicit padding is treated the same way).
@@ -7,18 +7,18 @@ are not counted in an average's divisor (TF's 'same' rule; explicit padding is t
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import checks
+from . import checks, parallel
 from .padding import pair, resolve_padding_2d
 
 
-@njit(cache=True, parallel=True)
-def _pool(x, kh, kw, sh, sw, top, left, is_max, y):
-    # x (N, H, W, C); y (N, oh, ow, C); each window clipped to the image, so padding is never read
+@njit(cache=True, nogil=True)
+def _pool(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
+    # x (N, H, W, C); y (N, oh, ow, C), rows r = n*oh + oy in [r0, r1); windows clipped to the image
     n_, h, w, c = x.shape
     _, oh, ow, _ = y.shape
-    for r in prange(n_ * oh):
+    for r in range(r0, r1):
         n, oy = r // oh, r % oh
         y0, y1 = max(oy * sh - top, 0), min(oy * sh - top + kh, h)
         for ox in range(ow):
@@ -47,7 +47,8 @@ def _pool2d(x, pool_size, stride, padding, is_max, op):
     checks.pool_padding(padding, kh, kw, op)
     (t, _, oh), (l, _, ow) = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, (sh, sw), 1, padding)
     y = np.empty((x.shape[0], oh, ow, x.shape[3]), np.float32)
-    _pool(x, kh, kw, sh, sw, t, l, is_max, y)
+    parallel.run(lambda r0, r1: _pool(x, kh, kw, sh, sw, t, l, is_max, y, r0, r1), x.shape[0] * oh,
+                 y.size * kh * kw // 4)
     return y
 
 

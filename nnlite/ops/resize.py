@@ -12,9 +12,9 @@ Source coordinate of output index i (computed in float32, as TF does, so index c
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import checks
+from . import checks, parallel
 from .padding import pair
 
 
@@ -42,11 +42,11 @@ def _bilinear_axis(n_in, n_out, half_pixel_centers, align_corners):
     return lower, upper, (src - floor).astype(np.float32)
 
 
-@njit(cache=True, parallel=True)
-def _bilinear(x, y0, y1, fy, x0, x1, fx, y):
-    # x (N, H, W, C); y0, y1, fy (oh,); x0, x1, fx (ow,); y (N, oh, ow, C)
+@njit(cache=True, nogil=True)
+def _bilinear(x, y0, y1, fy, x0, x1, fx, y, r0, r1):
+    # x (N, H, W, C); y0, y1, fy (oh,); x0, x1, fx (ow,); y (N, oh, ow, C), rows r = n*oh + oy in [r0, r1)
     n_, oh, ow, c = y.shape
-    for r in prange(n_ * oh):
+    for r in range(r0, r1):
         n, oy = r // oh, r % oh
         top_row, bottom_row, wy = x[n, y0[oy]], x[n, y1[oy]], fy[oy]
         for ox in range(ow):
@@ -64,7 +64,7 @@ def resize_bilinear(x, *, size, half_pixel_centers=True, align_corners=False):
     ys = _bilinear_axis(x.shape[1], oh, half_pixel_centers, align_corners)
     xs = _bilinear_axis(x.shape[2], ow, half_pixel_centers, align_corners)
     y = np.empty((x.shape[0], oh, ow, x.shape[3]), np.float32)
-    _bilinear(x, *ys, *xs, y)
+    parallel.run(lambda r0, r1: _bilinear(x, *ys, *xs, y, r0, r1), x.shape[0] * oh, y.size)
     return y
 
 

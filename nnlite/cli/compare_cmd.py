@@ -1,0 +1,50 @@
+"""`nnlite compare IMAGE1 IMAGE2`: are the most prominent faces of two photos the same person?
+
+The most prominent face is the one with the largest box. Same person when the descriptor distance is
+below 0.6 (face-api.js's threshold). With ``--json``, exactly one JSON object::
+
+    {"image1": path, "image2": path, "box1": [x, y, w, h], "box2": [x, y, w, h],
+     "distance": d, "threshold": 0.6, "same_person": true|false}
+
+A photo without a face is an error (exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import NnliteError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="are the main faces of two photos the same person?",
+                       description="Compare the largest face of each photo by descriptor distance.")
+    p.add_argument("image1", metavar="IMAGE1")
+    p.add_argument("image2", metavar="IMAGE2")
+    p.add_argument("--detector", choices=("ssd", "tiny"), default="ssd", help="face detector (default ssd)")
+    p.add_argument("--align", choices=("facecrop", "rotate"), default="facecrop", help="alignment")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p.set_defaults(func=run)
+
+
+def main_face(pipeline, image: str):
+    faces = pipeline.detect(image)
+    if not faces:
+        raise NnliteError(f"no face found in {image}")
+    return max(faces, key=lambda f: f.area)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..vision.faces import DEFAULT_THRESHOLD, FacePipeline, face_distance
+    pipeline = FacePipeline(detector=args.detector, align=args.align, attributes=False)
+    a, b = main_face(pipeline, args.image1), main_face(pipeline, args.image2)
+    dist = face_distance(a.descriptor, b.descriptor)
+    same = dist < DEFAULT_THRESHOLD
+    if args.json:
+        print(json.dumps({"image1": args.image1, "image2": args.image2, "box1": list(a.box), "box2": list(b.box),
+                          "distance": dist, "threshold": DEFAULT_THRESHOLD, "same_person": bool(same)}))
+    else:
+        print(f"distance {dist:.3f}: {'same person' if same else 'different people'} "
+              f"(threshold {DEFAULT_THRESHOLD})")
+    return 0
