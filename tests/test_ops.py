@@ -130,7 +130,8 @@ def test_normalization(seed, h, w, c, scaled):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**31), st.integers(1, 7), st.integers(1, 7), st.integers(1, 5), st.tuples(*[st.integers(0, 3)] * 4))
+@given(st.integers(0, 2**31), st.integers(1, 7), st.integers(1, 7), st.integers(1, 5),
+       st.tuples(*[st.integers(0, 3)] * 4))
 def test_shape_ops(seed, h, w, c, pads):
     x, y, gate = rand(seed, 2, h, w, c), rand(seed + 1, 2, h, w, c), rand(seed + 2, 2, 1, 1, c)
     same_result("zero_pad2d", x, padding=pads)

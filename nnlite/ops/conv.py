@@ -4,8 +4,9 @@
 * k x k convolution: im2col (a Numba kernel that also writes the zero padding) into a reused scratch
   buffer of shape (N*oh*ow, kh*kw*cin), times the kernel viewed as (kh*kw*cin, cout). The column order
   (i, j, c) matches the kernel's C-order layout (kh, kw, cin, cout), so the kernel needs no copy.
-* Work is split into chunks of output rows (:mod:`nnlite.ops.parallel`); each chunk does its im2col, its
-  matmul and its bias+activation pass back to back, while its rows are still in cache.
+* Work is split into chunks of output rows (:mod:`nnlite.ops.parallel`); each chunk does its im2col (at
+  most ~4 MiB, so the buffer stays small and in cache), its matmul and its bias+activation pass back to
+  back, while its rows are still in cache.
 Padding follows :mod:`nnlite.ops.padding` (TF 'same': extra row/column bottom/right).
 """
 
@@ -19,17 +20,19 @@ from .activations import bias_act_, bias_act_rows, code_of
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
 
-CHUNK_BYTES = 1 << 20  # im2col rows per chunk are capped so a chunk's columns stay in L2 cache
+CHUNK_BYTES = 4 << 20  # a chunk's im2col columns stay in cache ...
+CHUNK_MIN_ROWS = 256  # ... but each matmul keeps enough rows to amortise BLAS packing the kernel
 
 
 @njit(cache=True, nogil=True)
 def _im2col(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols, r0, r1):
-    # x (N, H, W, C); cols (N*oh*ow, kh*kw*C): row (n, oy, ox), column (i, j, c); image rows r = n*oh + oy
+    # x (N, H, W, C); image rows r = n*oh + oy in [r0, r1);
+    # cols ((r1-r0)*ow, kh*kw*C): row (r - r0)*ow + ox, column (i, j, c)
     n_, h, w, c = x.shape
     for r in range(r0, r1):
         n, oy = r // oh, r % oh
         for ox in range(ow):
-            row = cols[r * ow + ox]  # (kh*kw*C,)
+            row = cols[(r - r0) * ow + ox]  # (kh*kw*C,)
             col = 0
             for i in range(kh):
                 iy = oy * sh + i * dh - top
@@ -75,13 +78,14 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
             a = a.reshape(-1, cin)
         parallel.run(lambda r0, r1: _matmul_rows(a, k2, y2, bias, code, alpha, r0, r1), y2.shape[0], work)
         return y
-    cols = scratch("im2col", (n * oh * ow, k2.shape[0]))  # (N*oh*ow, kh*kw*cin)
-
     def chunk(r0, r1):  # image rows [r0, r1) = output rows [r0*ow, r1*ow)
+        cols = scratch("im2col", ((r1 - r0) * ow, k2.shape[0]))  # this thread's ((r1-r0)*ow, kh*kw*cin)
         _im2col(x, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cols, r0, r1)
-        _matmul_rows(cols, k2, y2, bias, code, alpha, r0 * ow, r1 * ow)
+        np.dot(cols, k2, out=y2[r0 * ow:r1 * ow])
+        bias_act_rows(y2, bias, code, alpha, r0 * ow, r1 * ow)
 
-    parallel.run(chunk, n * oh, work, min_parts=cols.nbytes // CHUNK_BYTES)
+    rows_per_chunk = max(CHUNK_MIN_ROWS, CHUNK_BYTES // (4 * k2.shape[0]))  # output rows per chunk
+    parallel.run(chunk, n * oh, work, min_parts=y2.shape[0] // rows_per_chunk)
     return y
 
 
