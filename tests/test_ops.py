@@ -205,7 +205,7 @@ import numpy as np, numba
 from nnlite import ops
 rng = np.random.default_rng(7)
 def r(*s): return rng.standard_normal(s).astype(np.float32)
-x = r(2, 33, 31, 16)
+x = r(2, 64, 60, 16)  # large enough that every kernel below splits its work across threads
 outputs = {
     "conv": ops.conv2d(x, r(3, 3, 16, 24), r(24), stride=2, padding="same", activation="relu6"),
     "conv1x1": ops.conv2d(x, r(1, 1, 16, 40), r(40), activation="swish"),
@@ -213,7 +213,7 @@ outputs = {
     "dense": ops.dense(r(4, 300), r(300, 50), r(50), activation="sigmoid"),
     "max": ops.max_pool2d(x, pool_size=3, stride=2, padding="same"),
     "avg": ops.avg_pool2d(x, pool_size=3, stride=2, padding="same"),
-    "resize": ops.resize_bilinear(x, size=(50, 20)),
+    "resize": ops.resize_bilinear(x, size=(90, 70)),
     "bn": ops.batch_norm(x, r(16), r(16), r(16), np.abs(r(16)) + 1, epsilon=1e-3),
     "relu": ops.relu(x),
 }
@@ -233,6 +233,7 @@ def test_one_thread_matches_all_threads_and_uses_the_numba_cache(tmp_path):
 
     here: dict = {}
     exec(WORKLOAD, here)  # this process: all threads; compiles and caches the kernels if needed
+    assert here["threads"][0] == ops.threads.available_cores() and here["threads"][1] in (1, None)
     out = tmp_path / "one_thread.npz"
     script = WORKLOAD + f"\nnp.savez({str(out)!r}, **outputs, threads=np.array(threads), misses=cache_misses)\n"
     env = {**os.environ, "NNLITE_NUM_THREADS": "1"}
@@ -244,3 +245,28 @@ def test_one_thread_matches_all_threads_and_uses_the_numba_cache(tmp_path):
     assert int(one["misses"]) == 0, "a second process recompiled Numba kernels instead of loading the cache"
     for name, want in here["outputs"].items():
         assert rel(one[name], want) <= 1e-6, name
+
+
+def test_parallel_chunks_partition_the_rows():
+    from nnlite.ops import parallel
+    before = parallel.threads()
+    try:
+        parallel.set_threads(3)
+        for total, work, min_parts, min_rows in [(100, 1 << 30, 1, 1), (7, 1 << 30, 1, 1), (100, 10, 1, 1),
+                                                 (1000, 1 << 30, 40, 1), (100, 1 << 30, 1, 64)]:
+            parts = parallel.chunks(total, work, min_parts, min_rows)
+            assert parts[0][0] == 0 and parts[-1][1] == total
+            assert all(a < b for a, b in parts) and all(p[1] == q[0] for p, q in zip(parts, parts[1:]))
+        assert len(parallel.chunks(100, 10)) == 1  # small work runs inline
+        assert len(parallel.chunks(1000, 1 << 30, min_parts=40)) == 40
+        assert len(parallel.chunks(100, 1 << 30, min_rows=64)) == 1
+        seen = []
+        parallel.run(lambda a, b: seen.extend(range(a, b)), 1000, 1 << 30)
+        assert sorted(seen) == list(range(1000))
+
+        def boom(a, b):
+            raise ValueError("chunk failed")
+        with pytest.raises(ValueError, match="chunk failed"):
+            parallel.run(boom, 1000, 1 << 30)
+    finally:
+        parallel.set_threads(before)

@@ -75,15 +75,21 @@ def _build_keras(keras_module, arch: str, size: int):
 
 
 def calibrate_batch_norm(model, x: np.ndarray, seed: int) -> None:
-    """Moving statistics := what each BN layer sees on ``x`` (and its mirror), then seeded noise."""
+    """Moving statistics := what each BN layer sees on ``x`` (plus mirrored and shifted copies), then
+    seeded noise. Variances are floored at a tenth of the layer's median: a channel that is almost
+    constant on a few images would otherwise be scaled up by 1/sqrt(eps) and turn float32 rounding
+    noise into visible output differences (TensorFlow's own code paths would then disagree)."""
     import keras
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     for layer in bns:
         layer.momentum = 0.0
-    model(np.concatenate([x, x[:, :, ::-1]]), training=True)
+    batch = np.concatenate([x, x[:, :, ::-1], np.roll(x, x.shape[1] // 3, axis=1),
+                            np.roll(x, x.shape[2] // 3, axis=2)])
+    model(batch, training=True)
     rng = np.random.default_rng(seed + 1)
     for layer in bns:
         mean, var = layer.moving_mean.numpy(), layer.moving_variance.numpy()
+        var = np.maximum(var, 0.1 * np.median(var))
         layer.moving_mean.assign(mean + 0.1 * np.sqrt(var) * rng.normal(size=mean.shape).astype(np.float32))
         layer.moving_variance.assign(var * rng.uniform(0.8, 1.25, var.shape).astype(np.float32))
         layer.momentum = 0.99

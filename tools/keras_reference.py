@@ -87,6 +87,7 @@ def export(out_dir: str | Path, name: str, seed: int = SEED, calibration: np.nda
 
     p = paths(out_dir, name)
     p["h5"].parent.mkdir(parents=True, exist_ok=True)
+    p["done"].unlink(missing_ok=True)      # written last: a crash midway leaves no valid-looking export
     model = keras_model(name, seed, calibration)
     _write_atomically(p["h5"], lambda tmp: _save_legacy(h5py, legacy_h5_format, model, tmp))
     _write_atomically(p["keras3"], lambda tmp: model.save_weights(str(tmp)), suffix=".weights.h5")

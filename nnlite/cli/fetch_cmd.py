@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..fetch import REMOTE_WEIGHTS, fetch
+from ..paths import models_cache_dir
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,7 +27,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     remote = REMOTE_WEIGHTS[args.model]
-    print(f"fetching {args.model}: {args.url or remote.url}", file=sys.stderr)
+    target = models_cache_dir() / remote.filename
+    if target.exists() and not args.force:
+        print(f"{args.model}: already present (--force downloads it again)", file=sys.stderr)
+    else:
+        print(f"fetching {args.model}: {args.url or remote.url}", file=sys.stderr)
     path = fetch(args.model, url=args.url, md5=args.md5, force=args.force)
     print(path)
     return 0

@@ -1,12 +1,11 @@
 """Fast conv2d and dense: each becomes BLAS matrix multiplies with bias and activation fused per chunk.
 
 * 1x1 convolution without padding: (N*H*W, cin) @ (cin, cout) on a reshaped view of x (no copy at stride 1).
-* k x k convolution: im2col (a Numba kernel that also writes the zero padding) into a reused scratch
-  buffer of shape (N*oh*ow, kh*kw*cin), times the kernel viewed as (kh*kw*cin, cout). The column order
+* k x k convolution: im2col (a Numba kernel that also writes the zero padding) into a reused per-thread
+  scratch buffer of shape (rows, kh*kw*cin), times the kernel viewed as (kh*kw*cin, cout). The column order
   (i, j, c) matches the kernel's C-order layout (kh, kw, cin, cout), so the kernel needs no copy.
 * Work is split into chunks of output rows (:mod:`nnlite.ops.parallel`); each chunk does its im2col (at
-  most ~4 MiB, so the buffer stays small and in cache), its matmul and its bias+activation pass back to
-  back, while its rows are still in cache.
+  most ~4 MiB), its matmul and its bias+activation pass back to back, while its rows are still in cache.
 Padding follows :mod:`nnlite.ops.padding` (TF 'same': extra row/column bottom/right).
 """
 
@@ -22,6 +21,7 @@ from .workspace import scratch
 
 CHUNK_BYTES = 4 << 20  # a chunk's im2col columns stay in cache ...
 CHUNK_MIN_ROWS = 256  # ... but each matmul keeps enough rows to amortise BLAS packing the kernel
+MATMUL_MIN_ROWS = 64  # fewest output rows worth a separate parallel matmul chunk
 
 
 @njit(cache=True, nogil=True)
@@ -32,16 +32,18 @@ def _im2col(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols, r0, r1):
     for r in range(r0, r1):
         n, oy = r // oh, r % oh
         for ox in range(ow):
-            row = cols[(r - r0) * ow + ox]  # (kh*kw*C,)
+            row = (r - r0) * ow + ox
             col = 0
             for i in range(kh):
                 iy = oy * sh + i * dh - top
                 for j in range(kw):
                     ix = ox * sw + j * dw - left
                     if 0 <= iy < h and 0 <= ix < w:
-                        row[col:col + c] = x[n, iy, ix]
+                        for ch in range(c):
+                            cols[row, col + ch] = x[n, iy, ix, ch]
                     else:
-                        row[col:col + c] = 0.0
+                        for ch in range(c):
+                            cols[row, col + ch] = 0.0
                     col += c
 
 
@@ -76,7 +78,8 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
             a = scratch("conv_strided", (n, oh, ow, cin))
             a[...] = x[:, ::sh, ::sw][:, :oh, :ow]
             a = a.reshape(-1, cin)
-        parallel.run(lambda r0, r1: _matmul_rows(a, k2, y2, bias, code, alpha, r0, r1), y2.shape[0], work)
+        parallel.run(lambda r0, r1: _matmul_rows(a, k2, y2, bias, code, alpha, r0, r1), y2.shape[0], work,
+                     min_rows=MATMUL_MIN_ROWS)
         return y
     def chunk(r0, r1):  # image rows [r0, r1) = output rows [r0*ow, r1*ow)
         cols = scratch("im2col", ((r1 - r0) * ow, k2.shape[0]))  # this thread's ((r1-r0)*ow, kh*kw*cin)
@@ -85,7 +88,7 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
         bias_act_rows(y2, bias, code, alpha, r0 * ow, r1 * ow)
 
     rows_per_chunk = max(CHUNK_MIN_ROWS, CHUNK_BYTES // (4 * k2.shape[0]))  # output rows per chunk
-    parallel.run(chunk, n * oh, work, min_parts=y2.shape[0] // rows_per_chunk)
+    parallel.run(chunk, n * oh, work, min_parts=y2.shape[0] // rows_per_chunk, min_rows=-(-MATMUL_MIN_ROWS // ow))
     return y
 
 

@@ -58,20 +58,21 @@ def _pool() -> ThreadPoolExecutor:
         return _state["pool"]
 
 
-def chunks(total: int, work: int, min_parts: int = 1) -> list[tuple[int, int]]:
+def chunks(total: int, work: int, min_parts: int = 1, min_rows: int = 1) -> list[tuple[int, int]]:
     """Split rows [0, total) into contiguous (start, stop) ranges: about four per thread when ``work`` is
-    large (enough to balance load, few enough to keep BLAS efficient), one when it is small, and at least
-    ``min_parts`` (a caller bounding each chunk's scratch memory to stay in cache)."""
+    large (enough to balance load), one when it is small, at least ``min_parts`` (a caller bounding each
+    chunk's scratch memory) and, before that, at most one per ``min_rows`` rows (BLAS re-packs the whole
+    right-hand matrix for every call, so a matmul chunk needs enough rows to pay for that)."""
     n = threads()
-    parts = 1 if n == 1 or work < MIN_WORK else 4 * n
+    parts = 1 if n == 1 or work < MIN_WORK else min(4 * n, total // max(min_rows, 1))
     parts = max(1, min(total, max(parts, min_parts)))
     bounds = [total * i // parts for i in range(parts + 1)]
     return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def run(task, total: int, work: int, min_parts: int = 1) -> None:
+def run(task, total: int, work: int, min_parts: int = 1, min_rows: int = 1) -> None:
     """Call ``task(start, stop)`` on row ranges covering [0, total), in parallel when ``work`` is large."""
-    parts = chunks(total, work, min_parts)
+    parts = chunks(total, work, min_parts, min_rows)
     if len(parts) <= 1:
         for a, b in parts:
             task(a, b)

@@ -23,21 +23,20 @@ def _pool(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
         y0, y1 = max(oy * sh - top, 0), min(oy * sh - top + kh, h)
         for ox in range(ow):
             x0, x1 = max(ox * sw - left, 0), min(ox * sw - left + kw, w)
-            out = y[n, oy, ox]  # (C,) accumulated in place
-            for ch in range(c):
-                out[ch] = -np.inf if is_max else 0.0
+            for ch in range(c):  # accumulated in place in y (plain indexing: no views in the hot loop)
+                y[n, oy, ox, ch] = -np.inf if is_max else 0.0
             for iy in range(y0, y1):
                 for ix in range(x0, x1):
                     if is_max:
                         for ch in range(c):
-                            out[ch] = max(out[ch], x[n, iy, ix, ch])
+                            y[n, oy, ox, ch] = max(y[n, oy, ox, ch], x[n, iy, ix, ch])
                     else:
                         for ch in range(c):
-                            out[ch] += x[n, iy, ix, ch]
+                            y[n, oy, ox, ch] += x[n, iy, ix, ch]
             if not is_max:
                 count = np.float32((y1 - y0) * (x1 - x0))  # real inputs only (TF 'same' divisor)
                 for ch in range(c):
-                    out[ch] /= count
+                    y[n, oy, ox, ch] /= count
 
 
 def _pool2d(x, pool_size, stride, padding, is_max, op):

@@ -66,26 +66,8 @@ class Face:
 
 def load_rgb(image) -> np.ndarray:
     """A path, bytes or array -> RGB uint8 (H, W, 3) through :func:`nnlite.image.load_image`."""
-    try:
-        from ..image import load_image
-    except ImportError:  # TEMPORARY until nnlite.image lands (io engineer); then this branch goes
-        return _pil_load(image)
+    from ..image import load_image
     return load_image(image)
-
-
-def _pil_load(image) -> np.ndarray:
-    import io
-    from PIL import Image, UnidentifiedImageError
-    from ..errors import ImageError
-    if isinstance(image, np.ndarray):
-        from ..models.faceapi.common import as_rgb_image
-        return np.clip(as_rgb_image(image), 0, 255).astype(np.uint8)
-    try:
-        src = io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image
-        with Image.open(src) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise ImageError(f"cannot read image {str(image)[:80]!r}: {exc}") from None
 
 
 class FacePipeline:

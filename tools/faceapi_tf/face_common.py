@@ -9,19 +9,14 @@ resize (align_corners=False, half_pixel_centers=False), then (x - mean RGB) / di
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from . import cached_savedmodel
+
 MEAN_RGB = (122.782, 117.001, 104.298)
-
-
-def tf_module():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    return tf
 
 
 def preprocess(tf, image, size: int, divisor: float):
@@ -68,27 +63,24 @@ def dense_extractor(tf, w: dict, x, n_blocks: int, n_convs: int):
     return tf.reshape(x, [tf.shape(x)[0], -1])
 
 
-def export(net: str, cache_dir: Path, forward: Callable, n_outputs: int = 1) -> Path:
-    """Save ``forward(tf, weights, image) -> outputs`` as a SavedModel in ``cache_dir`` (reused if there).
+def export(net: str, cache_dir: Path, forward: Callable) -> Path:
+    """Save ``forward(tf, weights, image) -> output(s)`` as the SavedModel ``cache_dir/faceapi_<net>``.
 
-    The signature ``serving_default`` takes ``image`` (1, H, W, 3) float32 and returns ``output_0``...
+    Signature ``serving_default``: ``image`` (1, H, W, 3) float32 -> ``output_0``, ``output_1``, ...
+    Written once per cache directory (see :func:`tools.faceapi_tf.cached_savedmodel`).
     """
-    path = Path(cache_dir) / f"faceapi_{net}"
-    if (path / "saved_model.pb").is_file():
-        return path
-    tf = tf_module()
-    from nnlite.models.faceapi.weights import load_net_weights
-    weights = {k: tf.constant(np.asarray(v, np.float32)) for k, v in load_net_weights(net).items()}
+    def build(tf):
+        from nnlite.models.faceapi.weights import load_net_weights
+        weights = {k: tf.constant(np.asarray(v, np.float32)) for k, v in load_net_weights(net).items()}
 
-    class Net(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="image")])
-        def serve(self, image):
-            outs = forward(tf, weights, image)
-            outs = outs if isinstance(outs, tuple) else (outs,)
-            return {f"output_{i}": o for i, o in enumerate(outs)}
+        class Net(tf.Module):
+            @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="image")])
+            def serve(self, image):
+                outs = forward(tf, weights, image)
+                outs = outs if isinstance(outs, tuple) else (outs,)
+                return {f"output_{i}": o for i, o in enumerate(outs)}
 
-    module = Net()
-    tmp = path.with_name(path.name + ".tmp")
-    tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
-    os.replace(tmp, path)
-    return path
+        module = Net()
+        return module, {"serving_default": module.serve}
+
+    return cached_savedmodel(cache_dir, f"faceapi_{net}", build)

@@ -4,7 +4,8 @@ Recognition", Fig. 4) as Keras applications builds it: NASNet (4 @ 1056).
 224x224 RGB input with Keras 'tf' preprocessing (x / 127.5 - 1). A 3x3/2 stem conv, two reduction
 cells, then three stacks of four normal cells with a reduction cell between stacks (44, 88, 176
 filters per branch). Every cell reads two inputs: the previous cell's output ``x`` (here ``ip``) and
-the one before it ``p``; ``adjust`` first brings ``p`` to ``ip``'s size and width. A normal cell
+the one before it ``p`` (after a reduction cell, the reduction's own input: Keras's
+``skip_reduction=False`` for Mobile); ``adjust`` first brings ``p`` to ``ip``'s size and width. A normal cell
 concatenates ``p`` and five branch sums (6 x filters channels), a reduction cell four branch sums at
 half the size (4 x filters). No conv has a bias; batch norms (epsilon 1e-3) are folded in at load.
 

@@ -70,7 +70,8 @@ def legacy_names() -> dict[str, str]:
     for stage, _, blocks in STAGES:
         for block in range(1, blocks + 1):
             old = f"{stage}{'abcdef'[block - 1]}"
-            for part, branch in (("0", "1"), ("1", "2a"), ("2", "2b"), ("3", "2c")):
+            parts = (("0", "1"), ("1", "2a"), ("2", "2b"), ("3", "2c"))   # "0": the projection shortcut
+            for part, branch in (parts if block == 1 else parts[1:]):
                 names[f"conv{stage}_block{block}_{part}_conv"] = f"res{old}_branch{branch}"
                 names[f"conv{stage}_block{block}_{part}_bn"] = f"bn{old}_branch{branch}"
     return names

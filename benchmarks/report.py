@@ -1,0 +1,133 @@
+"""benchmarks/RESULTS.md and benchmarks/results.png from one run's measurements (see benchmarks/run.py).
+
+Latencies are the *fastest* of each measurement's rounds: on a shared machine other processes only ever
+add time, so the minimum is the least noisy estimate of what the engine itself needs; medians are shown
+beside them. Every ratio compares numbers taken in the same run, back to back.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from benchmarks import common
+
+TARGET_COLD, TARGET_RSS, TARGET_RESNET_SHARE, TARGET_ORT = 0.15, 0.3, 0.5, 1.5
+
+
+def latency_table(lat: dict, batch: int, matmul: float) -> list[str]:
+    rows = ["| model | GMAC/img | nnlite ms | TF ms | ORT ms | TF Keras-export ms | nnlite/TF | target | "
+            "nnlite/ORT (<= 1.5) | nnlite GFLOP/s | % of matmul | max rel. err TF, ORT |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+    for m in [*common.MODELS, "face_pipeline"]:
+        e = {k: lat.get((m, batch, k)) for k in common.ENGINES}
+        if not e["nnlite"]:
+            continue
+        n = e["nnlite"]
+        ratio = _ratio(n, e["tf"])
+        target = common.TARGETS.get(m) if batch == 1 else None
+        verdict = "" if target is None or ratio is None else f"{target} {'met' if ratio <= target else 'missed'}"
+        gflops = 2 * n["macs"] * batch / n["min"] / 1e9 if n["macs"] else None
+        errs = ", ".join(_g(e[k]["err"]) if e[k] and e[k]["err"] is not None else "-" for k in ("tf", "ort"))
+        rows.append(f"| {m} | {_f(n['macs'] / 1e9, 3) if n['macs'] else '-'} | {_ms(n)} | {_ms(e['tf'])} | "
+                    f"{_ms(e['ort'])} | {_ms(e['tf_keras'])} | {_f(ratio)} | {verdict} | "
+                    f"{_f(_ratio(n, e['ort']))} | {_f(gflops, 1)} | "
+                    f"{_pct(gflops / matmul) if gflops and matmul else '-'} | {errs} |")
+    return rows
+
+
+def cold_table(cold: dict) -> list[str]:
+    rows = ["| model | nnlite warm cache s (import + load + 1st) | nnlite empty cache s | Numba compile s | "
+            "TF s (import + load + 1st) | ORT s | nnlite/TF (<= 0.15) | peak RSS MB nnlite / TF / ORT | "
+            "RSS nnlite/TF (<= 0.3) |", "|---|---|---|---:|---|---|---:|---|---:|"]
+    for m, c in cold.items():
+        w, e, t, o = c["nnlite"], c["nnlite_empty"], c["tf"], c["ort"]
+        r_cold, r_rss = w["total_s"] / t["total_s"], w["peak_rss_mb"] / t["peak_rss_mb"]
+        rows.append(f"| {m} | {_phases(w)} | {_f(e['total_s'])} | {_f(e['total_s'] - w['total_s'])} | "
+                    f"{_phases(t)} | {_f(o['total_s'])} | {_f(r_cold)} {_ok(r_cold <= TARGET_COLD)} | "
+                    f"{w['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} / {o['peak_rss_mb']:.0f} | "
+                    f"{_f(r_rss)} {_ok(r_rss <= TARGET_RSS)} |")
+    return rows
+
+
+def target_summary(lat: dict, cold: dict, matmul: float) -> list[str]:
+    """One line per issue target: met or missed, with the number."""
+    out = []
+    for m, target in common.TARGETS.items():
+        ratio = _ratio(lat.get((m, 1, "nnlite")), lat.get((m, 1, "tf")))
+        if ratio is not None:
+            out.append(f"- batch-1 nnlite/TF {m}: {ratio:.2f} (target <= {target}): "
+                       f"**{'met' if ratio <= target else 'missed'}**")
+    ort_bad = [m for m in common.MODELS
+               if (r := _ratio(lat.get((m, 1, "nnlite")), lat.get((m, 1, "ort")))) is not None and r > TARGET_ORT]
+    out.append(f"- within 1.5x of onnxruntime (batch 1) on every model: **{'met' if not ort_bad else 'missed'}**"
+               + (f" (missed on {', '.join(ort_bad)})" if ort_bad else ""))
+    r50 = lat.get(("resnet50", 1, "nnlite"))
+    if r50 and matmul:
+        share = 2 * r50["macs"] / r50["min"] / 1e9 / matmul
+        out.append(f"- ResNet50 batch 1 at >= 50 % of matmul GFLOP/s: {share:.0%} "
+                   f"**{'met' if share >= TARGET_RESNET_SHARE else 'missed'}**")
+    for m, c in cold.items():
+        rc = c["nnlite"]["total_s"] / c["tf"]["total_s"]
+        rr = c["nnlite"]["peak_rss_mb"] / c["tf"]["peak_rss_mb"]
+        out.append(f"- {m}: cold start nnlite/TF {rc:.2f} (<= 0.15) **{'met' if rc <= TARGET_COLD else 'missed'}**, "
+                   f"peak memory nnlite/TF {rr:.2f} (<= 0.3) **{'met' if rr <= TARGET_RSS else 'missed'}**")
+    return out
+
+
+def chart(lat: dict, path: Path, title: str) -> None:
+    """Batch-1 latency per model and engine (log scale), and nnlite/TF against its target."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    models = [m for m in [*common.MODELS, "face_pipeline"] if lat.get((m, 1, "nnlite"))]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 9), sharex=True)
+    width = 0.27
+    for i, (eng, colour) in enumerate((("nnlite", "#d95f02"), ("tf", "#1b9e77"), ("ort", "#7570b3"))):
+        vals = [lat[(m, 1, eng)]["min"] * 1e3 if lat.get((m, 1, eng)) else 0 for m in models]
+        ax1.bar([j + (i - 1) * width for j in range(len(models))], vals, width, label=eng, color=colour)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("batch-1 latency, ms (best of rounds)")
+    ax1.legend()
+    ax1.set_title(title)
+    ratios = [_ratio(lat.get((m, 1, "nnlite")), lat.get((m, 1, "tf"))) or 0 for m in models]
+    ax2.bar(range(len(models)), ratios, color="#d95f02", label="nnlite / TF")
+    for j, m in enumerate(models):
+        if m in common.TARGETS:
+            ax2.hlines(common.TARGETS[m], j - 0.4, j + 0.4, colors="k", linestyles="dashed")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("nnlite / TF (dashed: target)")
+    ax2.set_xticks(range(len(models)), models, rotation=35, ha="right")
+    fig.tight_layout()
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _ratio(a, b):
+    return a["min"] / b["min"] if a and b else None
+
+
+def _ms(e) -> str:
+    return f"{e['min'] * 1e3:.2f} ({e['median'] * 1e3:.1f})" if e else "-"
+
+
+def _phases(c) -> str:
+    return f"{c['total_s']:.2f} ({c['import_s']:.2f} + {c['load_s']:.2f} + {c['first_s']:.2f})"
+
+
+def _f(v, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _g(v) -> str:
+    return f"{v:.1e}"
+
+
+def _pct(v) -> str:
+    return f"{v:.0%}"
+
+
+def _ok(flag: bool) -> str:
+    return "met" if flag else "missed"

@@ -1,0 +1,248 @@
+"""Run every speed benchmark and write benchmarks/RESULTS.md and benchmarks/results.png.
+
+    .venv/bin/python -m benchmarks.run                      # all models, NNLITE_NUM_THREADS or all cores
+    .venv/bin/python -m benchmarks.run --threads 2 --also-threads 1 --seconds 1.0
+
+Steps, each in its own process so thread settings reach BLAS at load time and one engine's memory does
+not count against another's: (1) numpy float32 matmul GFLOP/s; (2) the pytest-benchmark suites
+(test_latency.py, test_pipeline.py) -> JSON; (3) cold start + peak memory per engine for a few models;
+(4) per-layer profiles of the nnlite models. First run only: the TF SavedModels, ONNX files and Keras
+random-weight files are exported into .cache/bench (a few minutes); later runs reuse them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import common, report
+
+OUT_MD = common.REPO / "benchmarks" / "RESULTS.md"
+OUT_PNG = common.REPO / "benchmarks" / "results.png"
+COLD_MODELS = ("face_landmark_68_tiny", "face_recognition", "ssd_mobilenetv1", "mobilenet_v2", "resnet50")
+RAW = common.CACHE / "results.json"
+PROFILE_MODELS = ("face_recognition", "ssd_mobilenetv1", "mobilenet_v2", "resnet50", "xception")
+
+
+def _env(threads: int, seconds: float) -> dict:
+    return dict(os.environ, NNLITE_NUM_THREADS=str(threads), NNLITE_BENCH_SECONDS=str(seconds),
+                TF_CPP_MIN_LOG_LEVEL="2", NNLITE_HOME=str(common.CACHE / "home"))
+
+
+def _run(cmd: list[str], env: dict, timeout: float, ok=(0,)) -> str:
+    print("+", " ".join(cmd[1:]), flush=True)
+    done = subprocess.run(cmd, cwd=common.REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode not in ok:
+        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(cmd)}")
+    return done.stdout
+
+
+def matmul_rate(threads: int) -> dict:
+    out = _run([sys.executable, "-m", "benchmarks.matmul_rate"], _env(threads, 0), 600)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def latency(threads: int, seconds: float, models: list[str], pipeline: bool, failures: list) -> dict:
+    """{(model, batch, engine): {min, median, rounds, macs, err, first}} from pytest-benchmark's JSON."""
+    path = common.CACHE / f"latency-{threads}t.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = _env(threads, seconds)
+    env["NNLITE_BENCH_MODELS"] = ",".join(models)
+    files = ["benchmarks/test_latency.py"] + (["benchmarks/test_pipeline.py"] if pipeline else [])
+    path.unlink(missing_ok=True)
+    out = _run([sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider", "-rfE",
+                f"--benchmark-json={path}"], env, 3600, ok=(0, 1))     # 1: some test failed, the rest is kept
+    failures.extend(line for line in out.splitlines() if line.startswith(("FAILED", "ERROR")))
+    lat = {}
+    for b in json.loads(path.read_text())["benchmarks"]:
+        info, stats = b["extra_info"], b["stats"]
+        err = info.get("rel_err_vs_nnlite", info.get("max_descriptor_distance_vs_nnlite"))
+        lat[(info["model"], info["batch"], info["engine"])] = {
+            "min": stats["min"], "median": stats["median"], "rounds": stats["rounds"], "macs": info["macs"],
+            "err": err, "first": info["first_call_s"]}
+    return lat
+
+
+def cold_starts(threads: int, models: list[str], failures: list) -> dict:
+    os.environ.update(_env(threads, 0))
+    from benchmarks import coldstart
+    out = {}
+    for name in models:
+        try:
+            shape = _shape_of(name)
+            warm, empty = coldstart.measure_nnlite_both(name, common.CACHE / "numba")
+            out[name] = {"nnlite": warm, "nnlite_empty": empty,
+                         "tf": coldstart.measure("tf", name, common.CACHE / "tf" / name, shape=shape),
+                         "ort": coldstart.measure("ort", name, common.CACHE / "onnx" / f"{name}.onnx", shape=shape)}
+        except Exception as exc:  # noqa: BLE001 - reported in RESULTS.md, the other models still run
+            failures.append(f"cold start {name}: {str(exc).strip().splitlines()[-1][:300]}")
+            continue
+        print(f"cold start {name}: nnlite {warm['total_s']:.2f} s, TF {out[name]['tf']['total_s']:.2f} s",
+              flush=True)
+    return out
+
+
+def _shape_of(name: str) -> tuple:
+    """The input shape the TF/ONNX exports were made with (the latency run wrote them)."""
+    if name == "tiny_face_detector":
+        return (common.TINY_DETECTOR_SIZE, common.TINY_DETECTOR_SIZE, 3)
+    import nnlite
+    (shape,) = nnlite.load(name).model.inputs.values()
+    return tuple(shape)
+
+
+def profiles(threads: int, models: list[str]) -> str:
+    out = []
+    for name in models:   # one process per model: a broken model must not lose the other profiles
+        try:
+            out.append(_run([sys.executable, "-m", "benchmarks.profile_layers", name, "--top", "6"],
+                            _env(threads, 0), 900))
+        except SystemExit as exc:
+            out.append(f"{name}: profile failed ({exc})\n")
+    return "".join(out)
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    mem = next((int(line.split()[1]) // 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
+    versions = {}
+    for mod in ("numpy", "numba", "tensorflow", "onnxruntime", "tf2onnx", "pytest_benchmark"):
+        try:
+            versions[mod] = __import__(mod).__version__ if mod != "tensorflow" else _tf_version()
+        except Exception:  # noqa: BLE001 - a missing package is reported, not fatal
+            versions[mod] = "absent"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=common.REPO, capture_output=True,
+                            text=True).stdout.strip()
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "mem_mb": mem, "python": platform.python_version(),
+            "versions": versions, "commit": commit, "host": platform.node(), "load": os.getloadavg()}
+
+
+def _tf_version() -> str:
+    from importlib.metadata import version
+    return version("tensorflow-cpu")
+
+
+def numba_layer(threads: int) -> str:
+    code = ("import nnlite.ops as o, numpy as np, numba; o.relu(np.ones((1, 4, 4, 8), np.float32)); "
+            "print(numba.threading_layer())")
+    return _run([sys.executable, "-c", code], _env(threads, 0), 300).strip()
+
+
+def write(results: dict, path: Path = OUT_MD) -> None:
+    m, runs = results["machine"], results["runs"]
+    main = runs[0]
+    lines = [
+        "# nnlite speed results", "",
+        f"Written by `.venv/bin/python -m benchmarks.run {' '.join(results['argv'])}` on {results['date']} "
+        f"({results['minutes']:.1f} min). Chart: [results.png](results.png).", "",
+        "## Machine", "",
+        f"- CPU: {m['cpu']}, {m['cores']} cores available, {m['mem_mb']} MB RAM; host `{m['host']}`",
+        f"- load average at start {m['load'][0]:.1f}, at end {results['load_end'][0]:.1f} "
+        "(the machine is **shared** with other engineers' test runs: expect noise; every ratio compares "
+        "engines measured back to back in the same run)",
+        f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + f"; nnlite at commit {m['commit']} plus the working tree",
+        f"- BLAS: {main['matmul']['blas_core']} kernels (OPENBLAS_CORETYPE={main['matmul']['openblas_coretype_env']}), "
+        f"Numba threading layer: {results['numba_layer']}", "",
+        "Latency = best of the rounds (other processes only ever add time); the median is in brackets. "
+        "TF and ORT run the same layer graph as nnlite with the same weights (benchmarks/tf_graph.py); "
+        "'TF Keras-export' is the independent Keras SavedModel of the same weights used by the parity tests. "
+        "The last column is each engine's largest relative L2 difference from nnlite's output.", ""]
+    for run in runs:
+        lines += [f"## {run['threads']} thread(s)", "",
+                  f"numpy float32 matmul: **{run['matmul']['gflops']:.0f} GFLOP/s** "
+                  f"(1024: {run['matmul']['gflops_1024']:.0f}, 2048: {run['matmul']['gflops_2048']:.0f}, "
+                  f"4096: {run['matmul']['gflops_4096']:.0f})", ""]
+        for batch in (1, 8):
+            lines += [f"### Steady-state latency, batch {batch}", "",
+                      *report.latency_table(run["latency"], batch, run["matmul"]["gflops"]), ""]
+        if run.get("failures"):
+            lines += ["### Failed measurements (an engine raised or disagreed with nnlite)", "",
+                      *(f"- `{f}`" for f in run["failures"]), ""]
+        lines += ["### Targets", "", *report.target_summary(run["latency"], run.get("cold", {}),
+                                                             run["matmul"]["gflops"]), ""]
+        if run.get("cold"):
+            lines += ["### Cold start (fresh process, launch to first batch-1 result) and peak memory", "",
+                      *report.cold_table(run["cold"]), "",
+                      "Numba compile = empty-cache start minus warm-cache start: paid once per installation "
+                      "(kernels are cached on disk, `cache=True`).", ""]
+        if run.get("profile"):
+            lines += ["### Where nnlite's time goes (per-layer profile, batch 1)", "", "```",
+                      run["profile"].rstrip(), "```", ""]
+    lines += ["## Notes", "", *results.get("notes", []), ""]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=common.num_threads())
+    p.add_argument("--also-threads", type=int, nargs="*", default=[],
+                   help="extra thread counts for the latency tables (cold start and profile: main count only)")
+    p.add_argument("--seconds", type=float, default=1.0, help="timing budget per (model, batch, engine)")
+    p.add_argument("--models", default=",".join(common.MODELS))
+    p.add_argument("--cold-models", default=",".join(COLD_MODELS))
+    p.add_argument("--profile-models", default=",".join(PROFILE_MODELS))
+    p.add_argument("--no-pipeline", action="store_true")
+    p.add_argument("--notes", type=Path, help="a Markdown file appended under Notes (analysis of this run)")
+    p.add_argument("--rewrite", action="store_true",
+                   help="measure nothing: rewrite RESULTS.md and the chart from the last run (e.g. new --notes)")
+    args = p.parse_args(argv)
+    if args.rewrite:
+        return rewrite(args.notes)
+    start = time.time()
+    models = [x for x in args.models.split(",") if x]
+    results = {"argv": argv, "machine": machine(), "runs": [],
+               "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+               "numba_layer": numba_layer(args.threads)}
+    for i, threads in enumerate([args.threads, *args.also_threads]):
+        run = {"threads": threads, "matmul": matmul_rate(threads), "failures": []}
+        run["latency"] = latency(threads, args.seconds, models, not args.no_pipeline, run["failures"])
+        if i == 0:
+            run["cold"] = cold_starts(threads, [x for x in args.cold_models.split(",") if x in models],
+                                      run["failures"])
+            run["profile"] = profiles(threads, [x for x in args.profile_models.split(",") if x in models])
+        results["runs"].append(run)
+    results["minutes"] = (time.time() - start) / 60
+    results["load_end"] = os.getloadavg()
+    if args.notes and args.notes.is_file():
+        results["notes"] = args.notes.read_text().splitlines()
+    RAW.write_text(json.dumps({**results, "runs": [{**r, "latency": {"|".join(map(str, k)): v for k, v in
+                                                                    r["latency"].items()}} for r in results["runs"]]},
+                              indent=1, default=str))
+    publish(results)
+    return 0
+
+
+def rewrite(notes: Path | None) -> int:
+    results = json.loads(RAW.read_text())
+    for r in results["runs"]:
+        r["latency"] = {(m, int(b), e): v for (m, b, e), v in
+                        ((k.split("|"), v) for k, v in r["latency"].items())}
+    if notes and notes.is_file():
+        results["notes"] = notes.read_text().splitlines()
+    publish(results)
+    return 0
+
+
+def publish(results: dict) -> None:
+    write(results)
+    main = results["runs"][0]
+    report.chart(main["latency"], OUT_PNG, f"nnlite vs TF vs onnxruntime, batch 1, {main['threads']} thread(s) - "
+                 f"{results['machine']['cpu']}, {results['machine']['cores']} cores, {results['date']}")
+    print(f"wrote {OUT_MD} and {OUT_PNG} ({results['minutes']:.1f} min of measuring)", flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
