@@ -57,7 +57,7 @@ def random_weights(model, seed: int) -> list[np.ndarray]:
         elif "moving_mean" in label:
             v = rng.normal(0.0, 0.2, shape)
         elif "gamma" in label:
-            v = rng.uniform(0.6, 1.4, shape)
+            v = rng.uniform(0.3, 0.7, shape)
         elif "beta" in label or "bias" in label:
             v = rng.normal(0.0, 0.1, shape)
         else:  # kernels: He-normal keeps activations from vanishing or exploding through deep stacks

@@ -6,7 +6,9 @@ below 0.6 (face-api.js's threshold). With ``--json``, exactly one JSON object::
     {"image1": path, "image2": path, "box1": [x, y, w, h], "box2": [x, y, w, h],
      "distance": d, "threshold": 0.6, "same_person": true|false}
 
-A photo without a face is an error (exit status 2).
+A photo without a face is an error (exit status 2). Tight face crops (passport-style photos) often
+defeat the detector: ``--crops`` skips detection and describes each whole image as one face, as
+face-api.js does when handed a crop.
 """
 
 from __future__ import annotations
@@ -24,21 +26,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image2", metavar="IMAGE2")
     p.add_argument("--detector", choices=("ssd", "tiny"), default="ssd", help="face detector (default ssd)")
     p.add_argument("--align", choices=("facecrop", "rotate"), default="facecrop", help="alignment")
+    p.add_argument("--crops", action="store_true",
+                   help="the images are already face crops: skip detection, use each whole image")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.set_defaults(func=run)
 
 
-def main_face(pipeline, image: str):
+def main_face(pipeline, image: str, crops: bool = False):
+    if crops:
+        from ..image import load_image
+        pixels = load_image(image)
+        h, w = pixels.shape[:2]
+        return pipeline.analyze(pixels, [(0.0, 0.0, float(w), float(h))], [1.0])[0]
     faces = pipeline.detect(image)
     if not faces:
-        raise NnliteError(f"no face found in {image}")
+        raise NnliteError(f"no face found in {image} (if it is a tight face crop, try --crops)")
     return max(faces, key=lambda f: f.area)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..vision.faces import DEFAULT_THRESHOLD, FacePipeline, face_distance
     pipeline = FacePipeline(detector=args.detector, align=args.align, attributes=False)
-    a, b = main_face(pipeline, args.image1), main_face(pipeline, args.image2)
+    a, b = main_face(pipeline, args.image1, args.crops), main_face(pipeline, args.image2, args.crops)
     dist = face_distance(a.descriptor, b.descriptor)
     same = dist < DEFAULT_THRESHOLD
     if args.json:
