@@ -72,6 +72,15 @@ def test_depthwise_conv2d(seed, n, h, w, cin, mult, kh, kw, stride, dilation, pa
     same_result("depthwise_conv2d", x, k, b, stride=stride, padding=padding, dilation=dilation, activation=act)
 
 
+@FAST
+@given(st.integers(0, 2**31), st.integers(1, 2), st.integers(1, 12), st.integers(1, 12), st.integers(1, 40),
+       STRIDE, PADDING, ACTS)
+def test_depthwise_conv2d_3x3(seed, n, h, w, c, stride, padding, act):
+    """The unrolled 3x3 / multiplier-1 path, including images narrower than the kernel."""
+    x, k, b = rand(seed, n, h, w, c), rand(seed + 1, 3, 3, c, 1), rand(seed + 2, c)
+    same_result("depthwise_conv2d", x, k, b, stride=stride, padding=padding, activation=act)
+
+
 @settings(max_examples=20, deadline=None)
 @given(st.integers(0, 2**31), st.integers(2, 10), st.integers(1, 5), st.integers(1, 2), st.integers(1, 6),
        st.integers(1, 2), PADDING, ACTS)

@@ -55,6 +55,43 @@ def _depthwise(x, k, bias, mult, sh, sw, dh, dw, top, left, code, alpha, y, r0, 
         act_row(y[n, oy].reshape(ow * cout), code, alpha)
 
 
+@njit(cache=True, nogil=True)
+def _depthwise3x3(x, k, bias, sh, sw, top, left, code, alpha, y, r0, r1):
+    # The common case (3x3, multiplier 1, no dilation), unrolled: the 9 products of a pixel are summed in
+    # registers and stored once, in the same order as _depthwise (bias first, then taps row by row), so
+    # results are identical. Padded rows read a zero row; columns at the border take the generic path.
+    # x (N, H, W, C); k (3, 3, C); bias (C,); y (N, oh, ow, C); rows r = n*oh + oy in [r0, r1)
+    n_, h, w, c = x.shape
+    _, oh, ow, _ = y.shape
+    zero = np.zeros((w, c), np.float32)
+    lo = min(ow, (left + sw - 1) // sw)  # first output column whose 3 taps are all inside the image
+    hi = max(lo, min(ow, (w - 3 + left) // sw + 1))  # one past the last such column
+    for r in range(r0, r1):
+        n, oy = r // oh, r % oh
+        iy = oy * sh - top
+        a = x[n, iy] if 0 <= iy < h else zero  # (W, C) input rows of taps i = 0, 1, 2
+        b = x[n, iy + 1] if 0 <= iy + 1 < h else zero
+        d = x[n, iy + 2] if 0 <= iy + 2 < h else zero
+        for ox in range(lo, hi):
+            ix = ox * sw - left
+            for ch in range(c):
+                y[n, oy, ox, ch] = (bias[ch] + a[ix, ch] * k[0, 0, ch] + a[ix + 1, ch] * k[0, 1, ch]
+                                    + a[ix + 2, ch] * k[0, 2, ch] + b[ix, ch] * k[1, 0, ch]
+                                    + b[ix + 1, ch] * k[1, 1, ch] + b[ix + 2, ch] * k[1, 2, ch]
+                                    + d[ix, ch] * k[2, 0, ch] + d[ix + 1, ch] * k[2, 1, ch]
+                                    + d[ix + 2, ch] * k[2, 2, ch])
+        for ox in list(range(0, lo)) + list(range(hi, ow)):  # border columns: skip taps outside the image
+            for ch in range(c):
+                y[n, oy, ox, ch] = bias[ch]
+            for i, src in ((0, a), (1, b), (2, d)):
+                for j in range(3):
+                    ix = ox * sw + j - left
+                    if 0 <= ix < w:
+                        for ch in range(c):
+                            y[n, oy, ox, ch] += src[ix, ch] * k[i, j, ch]
+        act_row(y[n, oy].reshape(ow * c), code, alpha)
+
+
 def depthwise_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2):
     """Depthwise conv. x (N, H, W, cin), kernel (kh, kw, cin, mult) -> (N, oh, ow, cin*mult), channel c*mult + m."""
     x = np.ascontiguousarray(checks.nhwc(x, "depthwise_conv2d"))
@@ -68,8 +105,13 @@ def depthwise_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilatio
     k = np.ascontiguousarray(kernel).reshape(kh, kw, cin * mult)  # (kh, kw, cout), channel c*mult + m
     b = np.zeros(cin * mult, np.float32) if bias is None else bias
     y = np.empty((x.shape[0], oh, ow, cin * mult), np.float32)
-    parallel.run(lambda r0, r1: _depthwise(x, k, b, mult, sh, sw, dh, dw, t, l, code, np.float32(alpha), y, r0, r1),
-                 x.shape[0] * oh, y.size * kh * kw // 4)
+    if kh == kw == 3 and mult == 1 and dh == dw == 1:
+        def task(r0, r1):
+            _depthwise3x3(x, k, b, sh, sw, t, l, code, np.float32(alpha), y, r0, r1)
+    else:
+        def task(r0, r1):
+            _depthwise(x, k, b, mult, sh, sw, dh, dw, t, l, code, np.float32(alpha), y, r0, r1)
+    parallel.run(task, x.shape[0] * oh, y.size * kh * kw // 4)
     return y
 
 
