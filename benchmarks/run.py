@@ -114,21 +114,17 @@ def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
     mem = next((int(line.split()[1]) // 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
+    from importlib.metadata import PackageNotFoundError, version
     versions = {}
-    for mod in ("numpy", "numba", "tensorflow", "onnxruntime", "tf2onnx", "pytest_benchmark"):
-        try:
-            versions[mod] = __import__(mod).__version__ if mod != "tensorflow" else _tf_version()
-        except Exception:  # noqa: BLE001 - a missing package is reported, not fatal
-            versions[mod] = "absent"
+    for dist in ("numpy", "numba", "tensorflow-cpu", "onnxruntime", "tf2onnx", "pytest-benchmark"):
+        try:   # metadata only: importing tf2onnx would load TensorFlow into this small process
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            versions[dist] = "absent"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=common.REPO, capture_output=True,
                             text=True).stdout.strip()
     return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "mem_mb": mem, "python": platform.python_version(),
             "versions": versions, "commit": commit, "host": platform.node(), "load": os.getloadavg()}
-
-
-def _tf_version() -> str:
-    from importlib.metadata import version
-    return version("tensorflow-cpu")
 
 
 def numba_layer(threads: int) -> str:

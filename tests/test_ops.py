@@ -219,6 +219,7 @@ outputs = {
     "conv": ops.conv2d(x, r(3, 3, 16, 24), r(24), stride=2, padding="same", activation="relu6"),
     "conv1x1": ops.conv2d(x, r(1, 1, 16, 40), r(40), activation="swish"),
     "depthwise": ops.depthwise_conv2d(x, r(3, 3, 16, 2), r(32), stride=2, padding="same", activation="relu"),
+    "depthwise3x3": ops.depthwise_conv2d(x, r(3, 3, 16, 1), r(16), padding="same", activation="relu6"),
     "dense": ops.dense(r(4, 300), r(300, 50), r(50), activation="sigmoid"),
     "max": ops.max_pool2d(x, pool_size=3, stride=2, padding="same"),
     "avg": ops.avg_pool2d(x, pool_size=3, stride=2, padding="same"),
@@ -272,6 +273,12 @@ def test_parallel_chunks_partition_the_rows():
         seen = []
         parallel.run(lambda a, b: seen.extend(range(a, b)), 1000, 1 << 30)
         assert sorted(seen) == list(range(1000))
+
+        parallel.set_threads(1)  # one thread, several chunks (cache blocking): all run inline
+        seen.clear()
+        parallel.run(lambda a, b: seen.extend(range(a, b)), 1000, 1 << 30, min_parts=7)
+        assert sorted(seen) == list(range(1000))
+        parallel.set_threads(3)
 
         def boom(a, b):
             raise ValueError("chunk failed")

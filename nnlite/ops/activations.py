@@ -59,14 +59,18 @@ def act_row(row, code, alpha):
 
 
 @njit(cache=True, nogil=True)
-def _bias_act_rows(y, bias, has_bias, code, alpha, r0, r1):  # y (rows, C) in place, rows [r0, r1); bias (C,)
-    c = y.shape[1]
-    for r in range(r0, r1):
-        row = y[r]
+def _bias_act_flat(flat, tiled_bias, has_bias, code, alpha, start, stop):
+    # flat (rows*C,) in place over [start, stop), both multiples of C; tiled_bias (G*C,): the bias G times.
+    # Working on G rows at once gives long inner loops even when C is small (16 channels = 1 SIMD vector).
+    pos = start
+    while pos < stop:
+        m = min(tiled_bias.shape[0], stop - pos)
+        block = flat[pos:pos + m]
         if has_bias:
-            for j in range(c):
-                row[j] += bias[j]
-        act_row(row, code, alpha)
+            for t in range(m):
+                block[t] += tiled_bias[t]
+        act_row(block, code, alpha)
+        pos += m
 
 
 @njit(cache=True, nogil=True)
@@ -79,13 +83,23 @@ def _affine_act_rows(x, scale, shift, code, alpha, y, r0, r1):  # x, y (rows, C)
         act_row(row, code, alpha)
 
 
-_NO_BIAS = np.zeros(1, np.float32)
 
 
-def bias_act_rows(y2: np.ndarray, bias: np.ndarray | None, code: int, alpha: float, r0: int, r1: int) -> None:
-    """In place on rows [r0, r1) of y2 (rows, C): act(y + bias). For callers already inside a parallel chunk."""
-    if bias is not None or code != 0:
-        _bias_act_rows(y2, _NO_BIAS if bias is None else bias, bias is not None, code, np.float32(alpha), r0, r1)
+BIAS_BLOCK = 1024  # values per inner loop of _bias_act_flat
+
+
+def tiled(bias: np.ndarray | None, c: int) -> np.ndarray:
+    """The bias repeated to about BIAS_BLOCK values (whole rows), for _bias_act_flat; zeros if None."""
+    reps = max(1, BIAS_BLOCK // c)
+    return np.zeros(reps * c, np.float32) if bias is None else np.tile(bias, reps)
+
+
+def bias_act_rows(y2: np.ndarray, tiled_bias: np.ndarray, has_bias: bool, code: int, alpha: float,
+                  r0: int, r1: int) -> None:
+    """In place on rows [r0, r1) of y2 (rows, C): act(y + bias); ``tiled_bias`` from :func:`tiled`."""
+    if has_bias or code != 0:
+        c = y2.shape[1]
+        _bias_act_flat(y2.reshape(-1), tiled_bias, has_bias, code, np.float32(alpha), r0 * c, r1 * c)
 
 
 def bias_act_(y: np.ndarray, bias: np.ndarray | None, code: int, alpha: float) -> np.ndarray:
@@ -93,7 +107,8 @@ def bias_act_(y: np.ndarray, bias: np.ndarray | None, code: int, alpha: float) -
     if bias is None and code == 0:
         return y
     y2 = y.reshape(-1, y.shape[-1])  # (rows, C) view, no copy
-    parallel.run(lambda r0, r1: bias_act_rows(y2, bias, code, alpha, r0, r1), y2.shape[0], y2.size)
+    tb = tiled(bias, y2.shape[1])
+    parallel.run(lambda r0, r1: bias_act_rows(y2, tb, bias is not None, code, alpha, r0, r1), y2.shape[0], y2.size)
     return y
 
 

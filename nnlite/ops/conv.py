@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from . import checks, parallel
-from .activations import bias_act_, bias_act_rows, code_of
+from .activations import bias_act_, bias_act_rows, code_of, tiled
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
 
@@ -47,10 +47,10 @@ def _im2col(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols, r0, r1):
                     col += c
 
 
-def _matmul_rows(a, k2, y2, bias, code, alpha, r0, r1):
-    """y2[r0:r1] = act(a[r0:r1] @ k2 + bias)."""
+def _matmul_rows(a, k2, y2, tiled_bias, has_bias, code, alpha, r0, r1):
+    """y2[r0:r1] = act(a[r0:r1] @ k2 + bias); ``tiled_bias`` from activations.tiled."""
     np.dot(a[r0:r1], k2, out=y2[r0:r1])
-    bias_act_rows(y2, bias, code, alpha, r0, r1)
+    bias_act_rows(y2, tiled_bias, has_bias, code, alpha, r0, r1)
 
 
 def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2):
@@ -71,6 +71,7 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
     y2 = y.reshape(n * oh * ow, cout)
     k2 = np.ascontiguousarray(kernel).reshape(kh * kw * cin, cout)  # (kh*kw*cin, cout), rows in (i, j, c) order
     work = y2.size * k2.shape[0] // 4
+    tb, has_bias = tiled(bias, cout), bias is not None  # (G*cout,) bias repeated for the fused pass
     if kh == kw == 1 and t == b == l == r == 0:
         if sh == sw == 1:
             a = x.reshape(-1, cin)  # (N*H*W, cin) view
@@ -78,14 +79,15 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
             a = scratch("conv_strided", (n, oh, ow, cin))
             a[...] = x[:, ::sh, ::sw][:, :oh, :ow]
             a = a.reshape(-1, cin)
-        parallel.run(lambda r0, r1: _matmul_rows(a, k2, y2, bias, code, alpha, r0, r1), y2.shape[0], work,
-                     min_rows=MATMUL_MIN_ROWS)
+        out_rows = max(CHUNK_MIN_ROWS, CHUNK_BYTES // (4 * cout))  # bias+act while the chunk is in cache
+        parallel.run(lambda r0, r1: _matmul_rows(a, k2, y2, tb, has_bias, code, alpha, r0, r1), y2.shape[0], work,
+                     min_parts=y2.shape[0] // out_rows if code or has_bias else 1, min_rows=MATMUL_MIN_ROWS)
         return y
     def chunk(r0, r1):  # image rows [r0, r1) = output rows [r0*ow, r1*ow)
         cols = scratch("im2col", ((r1 - r0) * ow, k2.shape[0]))  # this thread's ((r1-r0)*ow, kh*kw*cin)
         _im2col(x, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cols, r0, r1)
         np.dot(cols, k2, out=y2[r0 * ow:r1 * ow])
-        bias_act_rows(y2, bias, code, alpha, r0 * ow, r1 * ow)
+        bias_act_rows(y2, tb, has_bias, code, alpha, r0 * ow, r1 * ow)
 
     rows_per_chunk = max(CHUNK_MIN_ROWS, CHUNK_BYTES // (4 * k2.shape[0]))  # output rows per chunk
     parallel.run(chunk, n * oh, work, min_parts=y2.shape[0] // rows_per_chunk, min_rows=-(-MATMUL_MIN_ROWS // ow))

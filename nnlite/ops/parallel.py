@@ -73,7 +73,7 @@ def chunks(total: int, work: int, min_parts: int = 1, min_rows: int = 1) -> list
 def run(task, total: int, work: int, min_parts: int = 1, min_rows: int = 1) -> None:
     """Call ``task(start, stop)`` on row ranges covering [0, total), in parallel when ``work`` is large."""
     parts = chunks(total, work, min_parts, min_rows)
-    if len(parts) <= 1:
+    if len(parts) <= 1 or threads() == 1:
         for a, b in parts:
             task(a, b)
         return

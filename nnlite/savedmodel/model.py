@@ -113,8 +113,13 @@ class SavedModel:
 
     @property
     def inputs(self) -> list[str]:
-        """Placeholder names of the top-level graph (what ``feeds`` usually names)."""
-        return [n for n in self._top if self.graph.nodes[n].op == "Placeholder"]
+        """Top-level placeholders that feed the model (not those that only initialise variables)."""
+        feeding = set()
+        for name in self._top:
+            node = self.graph.nodes[name]
+            if node.op not in BOOKKEEPING:
+                feeding.update(s for s, _ in node.inputs)
+        return [n for n in self._top if self.graph.nodes[n].op == "Placeholder" and n in feeding]
 
     # -- internals --------------------------------------------------------------------------------
     def _endpoint(self, text: str) -> tuple[str, int]:
