@@ -83,8 +83,6 @@ def _affine_act_rows(x, scale, shift, code, alpha, y, r0, r1):  # x, y (rows, C)
         act_row(row, code, alpha)
 
 
-
-
 BIAS_BLOCK = 1024  # values per inner loop of _bias_act_flat
 
 
@@ -104,7 +102,7 @@ def bias_act_rows(y2: np.ndarray, tiled_bias: np.ndarray, has_bias: bool, code: 
 
 def bias_act_(y: np.ndarray, bias: np.ndarray | None, code: int, alpha: float) -> np.ndarray:
     """In place: y = act(y + bias) over the last axis of a C-contiguous float32 array; returns y."""
-    if bias is None and code == 0:
+    if (bias is None and code == 0) or y.size == 0:
         return y
     y2 = y.reshape(-1, y.shape[-1])  # (rows, C) view, no copy
     tb = tiled(bias, y2.shape[1])
