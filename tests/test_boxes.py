@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nnlite.errors import ShapeError
-from nnlite.vision.boxes import Detection, iou, iou_matrix, iou_naive, nms, nms_naive
+from nnlite.boxes import Detection, iou, iou_matrix, iou_naive, nms, nms_naive
 
 
 # H1 of the face-api.js peer suite (exact values).

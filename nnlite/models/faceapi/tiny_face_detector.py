@@ -26,7 +26,7 @@ import numpy as np
 
 from ...errors import NnliteError
 from ...graph import GraphBuilder, Model
-from ...vision.boxes import Detection, nms
+from ...boxes import Detection, nms
 from .common import NetWeights
 from .detector_input import detector_input, square_to_image_scale
 
