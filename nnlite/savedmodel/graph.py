@@ -161,7 +161,9 @@ class Graph:
             if arg.name not in fdef.ret:
                 raise GraphFormatError(f"{where}: output {arg.name!r} has no return value")
             outs.append(resolve(fdef.ret[arg.name]))
-        call.op, call.inputs, call.attrs = "_Outputs", outs, {"f": call.attrs.get("f"), "_callee": fname}
+        # Keep what the file said (for operations()), then make the call a pass-through of the body's outputs.
+        call.attrs = {**call.attrs, "_op": call.op, "_inputs": list(call.inputs)}
+        call.op, call.inputs = "_Outputs", outs
         return new
 
     def inline_reachable(self, roots: list[str]) -> None:

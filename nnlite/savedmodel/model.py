@@ -105,10 +105,9 @@ class SavedModel:
         ops = []
         for name in names:
             node = self.graph.nodes[name]
-            inputs = [s if p == 0 else f"{s}:{p}" for s, p in node.inputs] + [f"^{c}" for c in node.control]
-            op = node.attrs.get("_callee") and "StatefulPartitionedCall" or node.op
-            ops.append(Operation(name, op if node.op == "_Outputs" else node.op, inputs,
-                                 _shape_hint(self.graph, node)))
+            op, data = node.attrs.get("_op", node.op), node.attrs.get("_inputs", node.inputs)  # inlined calls
+            inputs = [s if p == 0 else f"{s}:{p}" for s, p in data] + [f"^{c}" for c in node.control]
+            ops.append(Operation(name, op, inputs, _shape_hint(self.graph, node)))
         return ops
 
     @property
@@ -236,7 +235,7 @@ def _feed_value(graph, node, value) -> np.ndarray:
     if shape is not None and (len(shape) != arr.ndim or any(d is not None and d != a for d, a in zip(shape, arr.shape))):
         expected = tuple("?" if d is None else d for d in shape)
         raise ShapeError(f"{graph.path}: input {node.name!r} expects shape {expected}, found {arr.shape}")
-    return np.ascontiguousarray(arr)
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)  # (keeps 0-d scalars 0-d)
 
 
 def _shape_hint(graph, node):

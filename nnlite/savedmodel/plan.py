@@ -121,12 +121,11 @@ def build(graph, fetches: list[tuple[str, int]], feeds: dict, variables, drop_de
     if unsupported:
         raise unsupported_error(graph.path, unsupported)
     outputs = [ref(n, p) for n, p in fetches]
-    if drop_dead:
-        outputs = [r for r in outputs if not (r[0] == "k" and r[1] is DEAD)]
     for (name, port), r in zip(fetches, outputs):
-        if r[0] == "k" and r[1] is DEAD:
+        if r[0] == "k" and r[1] is DEAD and not drop_dead:
             raise GraphFormatError(f"{graph.path}: fetch {name}:{port} lies on a branch that is not taken "
                                    "with these feeds (Switch/Merge)")
+    outputs = [r for r in outputs if not (r[0] == "k" and r[1] is DEAD)]
     resolve = fuse.fuse(graph, dyn, {r[1] for r in outputs if r[0] == "d"})
     outputs = [resolve(r) for r in outputs]
     return _lower(graph, dyn, feeds, outputs)
@@ -199,10 +198,7 @@ def _visit(graph, node, ins, feeds, variables, known, alias, dyn, unsupported) -
         for i, r in enumerate(ins):
             alias[(name, i)] = r
         return
-    if op == "ReadVariableOp":
-        if ins[0][0] != "k":
-            unsupported.setdefault("ReadVariableOp of a computed handle", name)
-            return
+    if op == "ReadVariableOp" and ins[0][0] == "k":
         known[name] = (variables.read(ins[0][1], node),)
         return
     if op == "Switch":  # predicate depends on a feed: decided at run time

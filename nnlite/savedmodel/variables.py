@@ -20,12 +20,16 @@ OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 
 class VarRef:
-    """What a resource-variable handle evaluates to while planning."""
+    """What a resource-variable handle evaluates to (while planning, or at run time when a handle
+    flows through a Switch whose predicate is fed)."""
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "store")
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self, name: str, store: Variables):
+        self.name, self.store = name, store
+
+    def value(self) -> np.ndarray:
+        return self.store.value(self.name)
 
     def __repr__(self) -> str:
         return f"VarRef({self.name!r})"
@@ -40,7 +44,7 @@ class Variables:
 
     def handle(self, node):
         """Known value of a variable node: a VarRef for resource handles, the tensor for TF1 ref vars."""
-        return VarRef(node.name) if node.op == "VarHandleOp" else self.value(node.name)
+        return VarRef(node.name, self) if node.op == "VarHandleOp" else self.value(node.name)
 
     def read(self, ref, node) -> np.ndarray:
         if not isinstance(ref, VarRef):
