@@ -1,8 +1,11 @@
 """The machine's float32 matrix-multiply rate through NumPy (its BLAS): the yardstick for GFLOP/s.
 
 Prints one JSON object: GFLOP/s for square float32 ``numpy.matmul`` of each size (best of a few runs),
-the BLAS thread count and kernel family. Run in its own process so ``NNLITE_NUM_THREADS`` reaches BLAS
-at load time:  ``NNLITE_NUM_THREADS=2 .venv/bin/python -m benchmarks.matmul_rate``
+the BLAS thread count and kernel family. Run in its own process: ``NNLITE_NUM_THREADS`` is copied into
+``OPENBLAS_NUM_THREADS`` before NumPy loads OpenBLAS. nnlite.ops is imported only *after* measuring, to
+name the BLAS kernels: importing it first would pin OpenBLAS to one thread (nnlite runs its own pool).
+
+    NNLITE_NUM_THREADS=2 .venv/bin/python -m benchmarks.matmul_rate
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import json
 import os
 import time
 
-import nnlite.ops as ops  # noqa: I001 - before NumPy, so the thread settings reach OpenBLAS
+if os.environ.get("NNLITE_NUM_THREADS"):   # before NumPy loads OpenBLAS
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["NNLITE_NUM_THREADS"]
 
-import numpy as np
+import numpy as np  # noqa: E402
 
 
 def rate(n: int, repeats: int) -> float:
@@ -31,8 +35,9 @@ def rate(n: int, repeats: int) -> float:
 
 def main() -> int:
     result = {f"gflops_{n}": rate(n, r) for n, r in ((1024, 10), (2048, 5), (4096, 2))}
-    result.update({"gflops": max(result.values()), "blas_threads": ops.blas_num_threads(),
-                   "blas_core": ops.blas_core(), "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE")})
+    from nnlite.ops import threads
+    result.update({"gflops": max(result.values()), "blas_threads": threads.blas_num_threads(),
+                   "blas_core": threads.blas_core(), "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE")})
     print(json.dumps(result))
     return 0
 
