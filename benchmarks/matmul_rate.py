@@ -36,7 +36,8 @@ def rate(n: int, repeats: int) -> float:
 def main() -> int:
     result = {f"gflops_{n}": rate(n, r) for n, r in ((1024, 10), (2048, 5), (4096, 2))}
     from nnlite.ops import threads
-    result.update({"gflops": max(result.values()), "blas_threads": threads.blas_num_threads(),
+    result.update({"gflops": max(result.values()),
+                   "blas_threads": int(os.environ.get("OPENBLAS_NUM_THREADS", "0")) or None,
                    "blas_core": threads.blas_core(), "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE")})
     print(json.dumps(result))
     return 0

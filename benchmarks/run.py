@@ -1,7 +1,7 @@
 """Run every speed benchmark and write benchmarks/RESULTS.md and benchmarks/results.png.
 
     .venv/bin/python -m benchmarks.run                      # all models, NNLITE_NUM_THREADS or all cores
-    .venv/bin/python -m benchmarks.run --threads 2 --also-threads 1 --seconds 1.0
+    .venv/bin/python -m benchmarks.run --threads 2 --also 1 2:SkylakeX --seconds 1.0
 
 Steps, each in its own process so thread settings reach BLAS at load time and one engine's memory does
 not count against another's: (1) numpy float32 matmul GFLOP/s; (2) the pytest-benchmark suites
@@ -31,9 +31,15 @@ RAW = common.CACHE / "results.json"
 PROFILE_MODELS = ("face_recognition", "ssd_mobilenetv1", "mobilenet_v2", "resnet50", "xception")
 
 
+_CORETYPE: dict = {"value": None}   # OPENBLAS_CORETYPE of the configuration being measured (None: inherited)
+
+
 def _env(threads: int, seconds: float) -> dict:
-    return dict(os.environ, NNLITE_NUM_THREADS=str(threads), NNLITE_BENCH_SECONDS=str(seconds),
-                TF_CPP_MIN_LOG_LEVEL="2", NNLITE_HOME=str(common.CACHE / "home"))
+    env = dict(os.environ, NNLITE_NUM_THREADS=str(threads), NNLITE_BENCH_SECONDS=str(seconds),
+               TF_CPP_MIN_LOG_LEVEL="2", NNLITE_HOME=str(common.CACHE / "home"))
+    if _CORETYPE["value"]:
+        env["OPENBLAS_CORETYPE"] = _CORETYPE["value"]
+    return env
 
 
 def _run(cmd: list[str], env: dict, timeout: float, ok=(0,)) -> str:
@@ -52,7 +58,7 @@ def matmul_rate(threads: int) -> dict:
 
 def latency(threads: int, seconds: float, models: list[str], pipeline: bool, failures: list) -> dict:
     """{(model, batch, engine): {min, median, rounds, macs, err, first}} from pytest-benchmark's JSON."""
-    path = common.CACHE / f"latency-{threads}t.json"
+    path = common.CACHE / f"latency-{threads}t-{_CORETYPE['value'] or 'env'}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     env = _env(threads, seconds)
     env["NNLITE_BENCH_MODELS"] = ",".join(models)
@@ -72,7 +78,7 @@ def latency(threads: int, seconds: float, models: list[str], pipeline: bool, fai
 
 
 def cold_starts(threads: int, models: list[str], failures: list) -> dict:
-    os.environ.update(_env(threads, 0))
+    os.environ.update(_env(threads, 0))   # the cold-start children inherit this process's environment
     from benchmarks import coldstart
     out = {}
     for name in models:
@@ -147,14 +153,16 @@ def write(results: dict, path: Path = OUT_MD) -> None:
         "engines measured back to back in the same run)",
         f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
         + f"; nnlite at commit {m['commit']} plus the working tree",
-        f"- BLAS: {main['matmul']['blas_core']} kernels (OPENBLAS_CORETYPE={main['matmul']['openblas_coretype_env']}), "
-        f"Numba threading layer: {results['numba_layer']}", "",
+        f"- BLAS: OpenBLAS {main['matmul']['blas_core']} kernels (OPENBLAS_CORETYPE="
+        f"{main['matmul']['openblas_coretype_env']}) in the main configuration; nnlite threads: its own pool "
+        f"(nnlite/ops/parallel.py), OpenBLAS pinned to 1 thread inside it (Numba layer present: {results['numba_layer']})",
+        "",
         "Latency = best of the rounds (other processes only ever add time); the median is in brackets. "
         "TF and ORT run the same layer graph as nnlite with the same weights (benchmarks/tf_graph.py); "
         "'TF Keras-export' is the independent Keras SavedModel of the same weights used by the parity tests. "
         "The last column is each engine's largest relative L2 difference from nnlite's output.", ""]
     for run in runs:
-        lines += [f"## {run['threads']} thread(s)", "",
+        lines += [f"## {run['threads']} thread(s), OpenBLAS {run['matmul']['blas_core']} kernels", "",
                   f"numpy float32 matmul: **{run['matmul']['gflops']:.0f} GFLOP/s** "
                   f"(1024: {run['matmul']['gflops_1024']:.0f}, 2048: {run['matmul']['gflops_2048']:.0f}, "
                   f"4096: {run['matmul']['gflops_4096']:.0f})", ""]
@@ -184,8 +192,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=common.num_threads())
-    p.add_argument("--also-threads", type=int, nargs="*", default=[],
-                   help="extra thread counts for the latency tables (cold start and profile: main count only)")
+    p.add_argument("--coretype", help="OPENBLAS_CORETYPE for nnlite's BLAS (default: as the environment has it)")
+    p.add_argument("--also", nargs="*", default=[], metavar="THREADS[:CORETYPE]",
+                   help="extra configurations for the latency tables, e.g. 1 2:SkylakeX (cold start and "
+                        "profile: main configuration only)")
     p.add_argument("--seconds", type=float, default=1.0, help="timing budget per (model, batch, engine)")
     p.add_argument("--models", default=",".join(common.MODELS))
     p.add_argument("--cold-models", default=",".join(COLD_MODELS))
@@ -202,7 +212,9 @@ def main(argv=None) -> int:
     results = {"argv": argv, "machine": machine(), "runs": [],
                "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
                "numba_layer": numba_layer(args.threads)}
-    for i, threads in enumerate([args.threads, *args.also_threads]):
+    configs = [(args.threads, args.coretype)] + [(int(c.split(":")[0]), (c.split(":") + [None])[1]) for c in args.also]
+    for i, (threads, coretype) in enumerate(configs):
+        _CORETYPE["value"] = coretype
         run = {"threads": threads, "matmul": matmul_rate(threads), "failures": []}
         run["latency"] = latency(threads, args.seconds, models, not args.no_pipeline, run["failures"])
         if i == 0:

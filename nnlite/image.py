@@ -87,6 +87,8 @@ def _open(src, name: str, max_pixels: int) -> Image.Image:
         src = io.BytesIO(bytes(src))
     elif isinstance(src, (str, Path)):
         path = Path(src)
+        if path.is_dir():
+            raise ImageError(f"{path} is a directory, not an image file")
         if not path.is_file():
             raise ImageError(f"image file not found: {path}")
         if path.stat().st_size == 0:

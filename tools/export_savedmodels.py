@@ -9,6 +9,10 @@ Three forms per architecture (MobileNetV2, ResNet50, Xception, NASNetMobile):
   ``tf.compat.v1.saved_model.Builder(...).add_meta_graph_and_variables(sess, ["myTag"])``; fetched by node
   names such as ``input_1`` / ``predictions/Softmax``.
 * ``frozen``: the same TF1 graph with variables turned into constants, as one GraphDef ``.pb`` file.
+* ``tf1v2`` (MobileNetV2 only, to save CI time): the README's recipe exactly as a user runs it on TF 2 --
+  graph mode, ``tf.keras`` = tf_keras, TF 2's default control flow v2, so batch norm branches on the
+  learning phase through functional ``If``/``StatelessIf`` nodes -- saved with the same Builder call. Its
+  ``reference.npz`` also holds ``y_train``: TensorFlow's output with the learning phase fed True.
 
 Weights are seeded random values. Batch-norm statistics are then calibrated in Keras 3 (one training-mode
 pass with momentum 0 on the inputs, so each layer's moving mean/variance equals what it sees) and
@@ -41,6 +45,7 @@ ARCHS = {
     "nasnet_mobile": ("NASNetMobile", 96),
 }
 FORMS = ("keras3", "tf1", "frozen")
+TF1V2_ARCHS = ("mobilenet_v2",)  # the control-flow-v2 form (see export_tf1v2)
 TF1_TAG = "myTag"
 SEED = 1234
 
@@ -154,6 +159,27 @@ def export_tf1(arch: str, size: int, out: Path, x: np.ndarray, frozen_out: Path,
     np.savez(frozen_out / "reference.npz", y=y)
 
 
+def export_tf1v2(arch: str, size: int, out: Path, x: np.ndarray, weights_path: Path) -> None:
+    """The README's recipe (process started with TF_USE_LEGACY_KERAS=1, eager execution disabled, control
+    flow left at TF 2's default), with the shared weights loaded before saving."""
+    import tensorflow as tf
+    tf.compat.v1.keras.backend.clear_session()
+    model = _build_keras(tf.keras, arch, size)
+    with np.load(weights_path) as saved:
+        model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+    sess = tf.compat.v1.keras.backend.get_session()
+    builder = tf.compat.v1.saved_model.Builder(str(out / "model"))
+    builder.add_meta_graph_and_variables(sess, [TF1_TAG])
+    builder.save()
+    in_name, out_name = model.input.op.name, model.output.op.name
+    (out / "meta.json").write_text(json.dumps({"input": in_name, "output": out_name, "tags": [TF1_TAG]}))
+    with tf.Graph().as_default() as g, tf.compat.v1.Session(graph=g) as s:
+        tf.compat.v1.saved_model.loader.load(s, [TF1_TAG], str(out / "model"))
+        y = s.run(f"{out_name}:0", {f"{in_name}:0": x})
+        y_train = s.run(f"{out_name}:0", {f"{in_name}:0": x, "keras_learning_phase:0": True})
+    np.savez(out / "reference.npz", y=y, y_train=y_train)
+
+
 def _enter_graph_mode() -> None:
     import tensorflow as tf
     tf.compat.v1.disable_eager_execution()
@@ -172,6 +198,9 @@ def export_in_process(form: str, archs: list[str], out: Path, inputs: Path) -> N
     data = np.load(inputs)
     if form == "tf1":
         _enter_graph_mode()
+    elif form == "tf1v2":
+        import tensorflow as tf
+        tf.compat.v1.disable_eager_execution()  # and nothing else: the README's recipe
     (out / "weights").mkdir(parents=True, exist_ok=True)
     for arch in archs:
         x = data[str(ARCHS[arch][1])]
@@ -180,6 +209,10 @@ def export_in_process(form: str, archs: list[str], out: Path, inputs: Path) -> N
             tmp = _fresh(out / "keras3" / f".{arch}.tmp")
             export_keras3(arch, ARCHS[arch][1], tmp, x, weights)
             _publish(tmp, out / "keras3" / arch)
+        elif form == "tf1v2":
+            tmp = _fresh(out / "tf1v2" / f".{arch}.tmp")
+            export_tf1v2(arch, ARCHS[arch][1], tmp, x, weights)
+            _publish(tmp, out / "tf1v2" / arch)
         else:
             tmp = _fresh(out / "tf1" / f".{arch}.tmp")
             ftmp = _fresh(out / "frozen" / f".{arch}.tmp")
@@ -208,12 +241,13 @@ def ensure_exports(out: Path, inputs: dict[int, np.ndarray], archs: list[str] | 
         with np.load(x_path) as old:
             same = set(old.files) == set(arrays) and all(np.array_equal(old[k], arrays[k]) for k in arrays)
         if not same:  # references were computed on other inputs: export again
-            for form in FORMS + ("weights",):
+            for form in FORMS + ("tf1v2", "weights"):
                 shutil.rmtree(out / form, ignore_errors=True)
     np.savez(x_path, **arrays)
     repo = Path(__file__).resolve().parents[1]
-    for form, check in (("keras3", "keras3"), ("tf1", "frozen")):
-        missing = [a for a in archs if not (out / check / a / "reference.npz").exists()
+    for form, check in (("keras3", "keras3"), ("tf1", "frozen"), ("tf1v2", "tf1v2")):
+        wanted = [a for a in archs if form != "tf1v2" or a in TF1V2_ARCHS]
+        missing = [a for a in wanted if not (out / check / a / "reference.npz").exists()
                    or not (out / form / a / "reference.npz").exists()
                    or not (out / "weights" / f"{a}.npz").exists()]
         if not missing:
@@ -227,14 +261,17 @@ def ensure_exports(out: Path, inputs: dict[int, np.ndarray], archs: list[str] | 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--form", choices=("keras3", "tf1"), required=True,
-                        help="keras3, or tf1 (writes the Builder SavedModel and the frozen graph)")
+    parser.add_argument("--form", choices=("keras3", "tf1", "tf1v2"), required=True,
+                        help="keras3, tf1 (writes the Builder SavedModel and the frozen graph), or tf1v2 "
+                             "(the README's recipe, control flow v2)")
     parser.add_argument("--archs", default=",".join(ARCHS))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--inputs", type=Path, required=True,
                         help=".npz with one NHWC batch per input side, keyed by the side ('224', '96')")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.form == "tf1v2":  # before TensorFlow is imported: tf.keras = tf_keras, as in the README
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
     export_in_process(args.form, args.archs.split(","), args.out, args.inputs)
     return 0
 

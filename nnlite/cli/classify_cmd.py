@@ -18,14 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._types import positive_int
+
 DEFAULT_MODEL = "mobilenet_v2"
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file(s): JPEG, PNG, ...")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL}; "
                                                           "`nnlite models` lists them)")
-    p.add_argument("--top", type=_positive, default=5, metavar="K", help="how many classes (default 5)")
+    p.add_argument("--top", type=positive_int, default=5, metavar="K", help="how many classes (default 5)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (one image: {image, model, predictions}; several: "
                         "{model, results: [...]})")

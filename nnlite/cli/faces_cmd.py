@@ -16,12 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 
-
-def _score(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
+from ._types import open_unit_float, output_file
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,11 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", metavar="IMAGE", help="image file (JPEG, PNG, ...)")
     p.add_argument("--detector", choices=("ssd", "tiny"), default="ssd",
                    help="SsdMobilenetv1 (default, more accurate) or TinyFaceDetector (faster)")
-    p.add_argument("--min-score", type=_score, default=0.5, metavar="S", help="detection threshold (default 0.5)")
+    p.add_argument("--min-score", type=open_unit_float, default=0.5, metavar="S", help="detection threshold (default 0.5)")
     p.add_argument("--align", choices=("facecrop", "rotate"), default="facecrop",
                    help="face-api.js's crops (default) or rotate the eyes level first")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
-    p.add_argument("--out", metavar="PNG", help="also write the photo with boxes, landmarks and labels")
+    p.add_argument("--out", metavar="PNG", type=output_file,
+                   help="also write the photo with boxes, landmarks and labels")
     p.set_defaults(func=run)
 
 

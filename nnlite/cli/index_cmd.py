@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from ._types import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("index", help="index a folder of photos (labels, faces) into the library",
@@ -20,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=("local", "dask"), default="local",
                    help="local processes (default) or Dask's scheduler, mapping the same per-image function")
     p.add_argument("--model", default="mobilenet_v2", help="ImageNet classifier (default mobilenet_v2)")
-    p.add_argument("--top-k", type=int, default=5, help="labels stored per image (default 5)")
+    p.add_argument("--top-k", type=positive_int, default=5, help="labels stored per image (default 5)")
     p.add_argument("--retry-errors", action="store_true", help="analyze again files that failed before")
     p.add_argument("--json", action="store_true", help="print the run's report as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -38,12 +40,24 @@ def db_path(args: argparse.Namespace):
     return args.db or default_db()
 
 
+def check_classifier(name: str) -> None:
+    """Refuse a --model that is not an ImageNet classifier before any work starts (else every photo
+    would be recorded with the same error)."""
+    from ..errors import ModelError
+    from ..models import registry
+    family = registry.get(name).family   # an unknown name raises, listing the known ones
+    if family != "imagenet":
+        raise ModelError(f"--model {name!r} is a {family} model, not an ImageNet classifier; "
+                         f"`nnlite models --family imagenet` lists them")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..library.analyze import AnalyzerSpec
     from ..library.indexer import ProgressBar, index_folder
     if args.analyzer:
         spec = AnalyzerSpec.of(args.analyzer)
     else:
+        check_classifier(args.model)
         spec = AnalyzerSpec.of(None, model=args.model, top_k=args.top_k)
     progress = None if args.quiet else ProgressBar(sys.stderr)
     report = index_folder(args.dir, db_path(args), workers=args.workers, engine=args.engine, spec=spec,

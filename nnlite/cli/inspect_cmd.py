@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import ModelError
+from ..errors import ImageError, ModelError
+from ._types import output_file, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,8 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="a model name (see `nnlite models`)")
     p.add_argument("--image", help="image to run through the model")
     p.add_argument("--layer", help="layer whose output to render (a name from the table)")
-    p.add_argument("--out", help="PNG file to write the feature-map grid to")
-    p.add_argument("--max-maps", type=int, default=64, help="at most this many channels (default 64)")
+    p.add_argument("--out", type=output_file, help="PNG file to write the feature-map grid to")
+    p.add_argument("--max-maps", type=positive_int, default=64, help="at most this many channels (default 64)")
     p.set_defaults(func=run)
 
 
@@ -54,5 +55,8 @@ def render_layer(obj, image_src, layer: str, out: str, max_maps: int = 64) -> No
     x = np.asarray(preprocess(load_image(image_src)), np.float32)
     acts = obj.model.trace(x[None] if x.ndim == 3 else x)
     grid = feature_map_grid(acts[layer], max_maps=max_maps)
-    with atomic_path(out) as tmp:
-        Image.fromarray(grid).save(tmp, format="PNG")
+    try:
+        with atomic_path(out) as tmp:
+            Image.fromarray(grid).save(tmp, format="PNG")
+    except OSError as exc:   # missing folder, no permission, a directory in the way
+        raise ImageError(f"cannot write {out}: {exc.strerror or exc}") from None

@@ -17,7 +17,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def rows(family: str | None = None) -> list[dict]:
+    from ..errors import ModelError
     from ..models import registry
+    families = sorted({spec.family for spec in registry.specs()})
+    if family and family not in families:
+        raise ModelError(f"unknown model family {family!r}; families: {', '.join(families)}")
     out = []
     for spec in registry.specs():
         if family and spec.family != family:

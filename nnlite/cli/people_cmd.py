@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._types import positive_int
 from .index_cmd import add_db_argument, db_path
 
 
@@ -16,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_db_argument(p)
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help=f"faces closer than this may be the same person (default {DEFAULT_THRESHOLD})")
-    p.add_argument("--min-faces", type=int, default=2, help="smallest group shown (default 2)")
+    p.add_argument("--min-faces", type=positive_int, default=2, help="smallest group shown (default 2)")
     p.add_argument("--json", action="store_true", help='print {"people": [{"faces": [{"path", "box"}]}]}')
     p.set_defaults(func=run)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from ..errors import ImageError, LibraryError
+from ..errors import LibraryError
+from ._types import positive_float, positive_int
 from .index_cmd import add_db_argument, db_path
 
 
@@ -18,8 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("query", nargs="?", help="a word or phrase (e.g. cat, dog, golden retriever)")
     p.add_argument("--face", metavar="IMAGE", help="find faces of the person in IMAGE instead")
     add_db_argument(p)
-    p.add_argument("--top", type=int, default=None, help="number of results (default 10 faces, 50 images)")
-    p.add_argument("--threshold", type=float, default=None, help="face search: only distances <= T")
+    p.add_argument("--top", type=positive_int, default=None, help="number of results (default 10 faces, 50 images)")
+    p.add_argument("--threshold", type=positive_float, default=None, help="face search: only distances <= T")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--analyzer", help=argparse.SUPPRESS)   # tests: another face analyzer
     p.set_defaults(func=run)
@@ -50,14 +50,12 @@ def _keyword(args, library) -> int:
 
 
 def _face(args, library) -> int:
-    from ..library.analyze import AnalyzerSpec, decode, get_analyzer
+    from ..image import load_image
+    from ..library.analyze import AnalyzerSpec, get_analyzer
     from ..library.search import face_search
     spec = AnalyzerSpec.of(args.analyzer) if args.analyzer else AnalyzerSpec()
-    try:
-        data = Path(args.face).read_bytes()
-    except OSError as exc:
-        raise ImageError(f"{args.face}: cannot read the image ({exc.strerror or exc})") from exc
-    faces = get_analyzer(spec).analyze(decode(data)).faces
+    pixels = load_image(args.face)   # errors name the file (missing, a folder, corrupt, too large)
+    faces = get_analyzer(spec).analyze(pixels).faces
     if not faces:
         raise LibraryError(f"{args.face}: no face found to search for")
     query = max(faces, key=lambda face: face.score)

@@ -143,8 +143,13 @@ class ModelAnalyzer:
     def __init__(self, model: str = "mobilenet_v2", top_k: int = 5, detector: str = "ssd",
                  min_face_score: float = 0.5):
         import nnlite
+        from ..errors import ModelError
         from ..vision.faces import FacePipeline
+        if int(top_k) < 1:
+            raise ModelError(f"ModelAnalyzer: top_k must be at least 1, found {top_k}")
         self.classifier = nnlite.load(model)
+        if not hasattr(self.classifier, "classify"):
+            raise ModelError(f"ModelAnalyzer: model {model!r} is not an ImageNet classifier")
         self.faces = FacePipeline(detector=detector, min_score=min_face_score)
         self.top_k = top_k
         self.lock = threading.Lock()   # the web server calls one analyzer from many threads

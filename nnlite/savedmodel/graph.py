@@ -107,24 +107,39 @@ class Graph:
 
     def callee(self, node: Node):
         fname = self.attr(node, "f").name if node.op in CALL_OPS else node.op
+        return self.function(fname, node)
+
+    # -- inlining ---------------------------------------------------------------------------------
+    def function(self, fname: str, user: Node):
+        """The library's FunctionDef ``fname``, used by node ``user``."""
         if fname not in self.functions:
-            raise GraphFormatError(f"{self.path}: node {node.name!r} calls {fname!r}, which is not in the "
+            raise GraphFormatError(f"{self.path}: node {user.name!r} calls {fname!r}, which is not in the "
                                    "function library")
         return self.functions[fname]
 
-    # -- inlining ---------------------------------------------------------------------------------
-    def inline(self, call: Node) -> list[Node]:
-        """Replace call node ``call`` by its function body; returns the new nodes (calls among them
-        are inlined by the caller's walk when reached)."""
-        fdef = self.callee(call)
+    def scope(self) -> Graph:
+        """An empty graph sharing this one's function library and op information (run-time branches)."""
+        sub = Graph.__new__(Graph)
+        sub.path, sub.info, sub.functions, sub.nodes = self.path, self.info, self.functions, {}
+        return sub
+
+    def inline(self, call: Node, fdef=None, inputs: list | None = None, prefix: str | None = None,
+               rewrite: bool = True) -> list[tuple[str, int]]:
+        """Add the body of ``call``'s function to the graph (calls among the new nodes are inlined by
+        the caller's walk when reached) and return the endpoints of its return values. With
+        ``rewrite`` the call itself becomes an ``_Outputs`` pass-through of them. ``fdef`` / ``inputs``
+        / ``prefix`` default to the callee, the call's data inputs and ``<call name>/`` (an ``If``
+        passes one branch and keeps its node: which branch runs may depend on the feeds)."""
+        fdef = self.callee(call) if fdef is None else fdef
+        inputs = call.inputs if inputs is None else inputs
         sig = fdef.signature
         fname = sig.name
         where = f"{self.path} (function {fname})"
-        if len(call.inputs) != len(sig.input_arg):
-            raise GraphFormatError(f"{where}: called by {call.name!r} with {len(call.inputs)} inputs, "
+        if len(inputs) != len(sig.input_arg):
+            raise GraphFormatError(f"{where}: called by {call.name!r} with {len(inputs)} inputs, "
                                    f"the function takes {len(sig.input_arg)}")
-        args = {a.name: ep for a, ep in zip(sig.input_arg, call.inputs)}
-        prefix = call.name + "/"
+        args = {a.name: ep for a, ep in zip(sig.input_arg, inputs)}
+        prefix = call.name + "/" if prefix is None else prefix
         inner = {nd.name: nd for nd in fdef.node_def}
 
         def resolve(text: str) -> tuple[str, int]:
@@ -141,7 +156,6 @@ class Graph:
             port = self.info.output_port(src.op, src.attr, parts[1], int(parts[2]), where, self.functions)
             return prefix + parts[0], port
 
-        new = []
         for nd in fdef.node_def:
             inputs, control = [], []
             for text in nd.input:
@@ -155,16 +169,15 @@ class Graph:
                 raise GraphFormatError(f"{where}: inlined node name {name!r} clashes with an existing node")
             node = Node(name, nd.op, inputs, control, dict(nd.attr), origin=fname)
             self.nodes[name] = node
-            new.append(node)
         outs = []
         for arg in sig.output_arg:
             if arg.name not in fdef.ret:
                 raise GraphFormatError(f"{where}: output {arg.name!r} has no return value")
             outs.append(resolve(fdef.ret[arg.name]))
-        # Keep what the file said (for operations()), then make the call a pass-through of the body's outputs.
-        call.attrs = {**call.attrs, "_op": call.op, "_inputs": list(call.inputs)}
-        call.op, call.inputs = "_Outputs", outs
-        return new
+        if rewrite:  # keep what the file said (for operations()), then pass the body's outputs through
+            call.attrs = {**call.attrs, "_op": call.op, "_inputs": list(call.inputs)}
+            call.op, call.inputs = "_Outputs", outs
+        return outs
 
     def inline_reachable(self, roots: list[str]) -> None:
         """Inline every call node that ``roots`` depend on (data inputs), depth first."""

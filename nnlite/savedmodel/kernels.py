@@ -107,11 +107,14 @@ def _fused_bn(g, node):
     training = bool(g.attr(node, "is_training"))
 
     def run(x, scale, offset, mean, var):
+        reported = var
         if training:  # batch statistics, as a training-mode graph computes them
             mean = x.mean(axis=(0, 1, 2), dtype=np.float64).astype(np.float32)
             var = x.var(axis=(0, 1, 2), dtype=np.float64).astype(np.float32)
+            n = x.size // max(x.shape[-1], 1)  # TF reports the unbiased variance (for moving averages)
+            reported = (var * (n / (n - 1)) if n > 1 else var).astype(np.float32)
         y = ops.batch_norm(x, scale, offset, mean, var, epsilon=eps)
-        return (y, mean, var) + (np.zeros_like(mean),) * (n_out - 3)
+        return (y, mean, reported) + (np.zeros_like(mean),) * (n_out - 3)
     return run
 
 

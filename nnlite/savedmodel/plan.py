@@ -10,6 +10,8 @@ output becomes either *known* (a value computed now, at load) or *dynamic* (depe
   learning-phase flag (``PlaceholderWithDefault``, default False) therefore prunes every training branch
   unless it is fed. With a fed predicate the same rules run at run time.
 * Identity-like ops become aliases. ``PlaceholderWithDefault`` is its default unless fed.
+* Functional ``If`` / ``StatelessIf`` (TF2 control flow): the walk plans the condition first; a known one
+  inlines the taken branch in place (see :mod:`.functional`), a fed one becomes a run-time choice.
 
 The dynamic remainder is handed to :mod:`.fuse` (conv + batch norm + bias + activation folding) and then
 becomes a list of steps; intermediate arrays are dropped after their last use.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GraphFormatError, NnliteError, ShapeError, UnsupportedOpError
-from . import fuse
+from . import functional, fuse
 from .kernels import KERNELS, make_kernel
 from .tensors import to_array
 
@@ -115,7 +117,20 @@ def build(graph, fetches: list[tuple[str, int]], feeds: dict, variables, drop_de
             return ("k", known[name][port])
         return alias.get((name, port), ("d", (name, port)))
 
-    for node in _postorder(graph, [n for n, _ in fetches]):
+    taken = {}  # If node -> its taken branch's output endpoints, when the condition is known
+
+    def decide(node):  # an If whose condition has been visited: what the walk must visit next
+        cond = ref(*node.inputs[0])
+        if cond[0] == "k" and cond[1] is not DEAD:
+            taken[node.name] = functional.inline_taken(graph, node, cond[1])
+            return taken[node.name]
+        return node.inputs
+
+    for node in _postorder(graph, [n for n, _ in fetches], decide):
+        if node.name in taken:
+            for i, ep in enumerate(taken[node.name]):
+                alias[(node.name, i)] = ref(*ep)
+            continue
         ins = [ref(s, p) for s, p in node.inputs]
         _visit(graph, node, ins, feeds, variables, known, alias, dyn, unsupported)
     if unsupported:
@@ -126,6 +141,9 @@ def build(graph, fetches: list[tuple[str, int]], feeds: dict, variables, drop_de
             raise GraphFormatError(f"{graph.path}: fetch {name}:{port} lies on a branch that is not taken "
                                    "with these feeds (Switch/Merge)")
     outputs = [r for r in outputs if not (r[0] == "k" and r[1] is DEAD)]
+    # Fusion counts consumers, so first drop what the outputs do not need (e.g. the gradient-only
+    # outputs of an inlined If branch, walked because the If's outputs are walked together).
+    dyn = _needed(dyn, outputs)
     resolve = fuse.fuse(graph, dyn, {r[1] for r in outputs if r[0] == "d"})
     outputs = [resolve(r) for r in outputs]
     return _lower(graph, dyn, feeds, outputs)
@@ -136,29 +154,40 @@ def unsupported_error(path, unsupported: dict) -> UnsupportedOpError:
     return UnsupportedOpError(f"{path}: {len(unsupported)} operation type(s) not supported by nnlite: {listing}")
 
 
-def _postorder(graph, roots: list[str]):
-    """Nodes the roots depend on, each after its data inputs (iterative: graphs can be thousands deep)."""
-    seen, order = set(), []
+def _postorder(graph, roots: list[str], decide):
+    """Nodes the roots depend on, each after its data inputs (iterative: graphs can be thousands deep).
+    A generator: the caller visits each node before the walk goes on, so once an ``If``'s condition
+    has been visited, ``decide(node)`` says what the ``If`` depends on: its taken branch's outputs
+    (a known condition) or its own inputs."""
+    seen = set()
     for root in roots:
         if root in seen:
             continue
-        stack = [(root, False)]
+        stack = [(root, 0)]  # 0: first reached, 1: If condition visited, 2: inputs visited
         while stack:
-            name, done = stack.pop()
-            if done:
-                order.append(graph.nodes[name])
-                continue
-            if name in seen:
+            name, state = stack.pop()
+            if state == 2:
+                yield graph.nodes[name]
                 continue
             node = graph.nodes.get(name)
-            if node is None:
-                raise GraphFormatError(f"{graph.path}: no operation named {name!r}")
-            if graph.is_call(node):
-                graph.inline(node)
-            seen.add(name)
-            stack.append((name, True))
-            stack.extend((s, False) for s, _ in reversed(node.inputs) if s not in seen)
-    return order
+            if state == 1:
+                deps = decide(node)
+            else:
+                if name in seen:
+                    continue
+                if node is None:
+                    raise GraphFormatError(f"{graph.path}: no operation named {name!r}")
+                seen.add(name)
+                if graph.is_call(node):
+                    graph.inline(node)
+                elif node.op in functional.IF_OPS and node.inputs:
+                    stack.append((name, 1))
+                    if node.inputs[0][0] not in seen:
+                        stack.append((node.inputs[0][0], 0))
+                    continue
+                deps = node.inputs
+            stack.append((name, 2))
+            stack.extend((s, 0) for s, _ in reversed(deps) if s not in seen)
 
 
 def _visit(graph, node, ins, feeds, variables, known, alias, dyn, unsupported) -> None:
@@ -174,6 +203,9 @@ def _visit(graph, node, ins, feeds, variables, known, alias, dyn, unsupported) -
         return
     if op == "Const":
         known[name] = (to_array(node.attrs["value"].tensor, f"{graph.path} (node {name})"),)
+        return
+    if op == "_Known":  # a run-time branch's argument that was known when the branch was planned
+        known[name] = (node.attrs["_value"],)
         return
     if op == "NoOp":
         known[name] = ()
@@ -204,6 +236,9 @@ def _visit(graph, node, ins, feeds, variables, known, alias, dyn, unsupported) -
     if op == "Switch":  # predicate depends on a feed: decided at run time
         dyn[name] = PNode(name, op, node, ins)
         return
+    if op in functional.IF_OPS:  # a known condition was inlined by the walk; this one depends on a feed
+        dyn[name] = functional.runtime_if(graph, node, ins, variables, PNode)
+        return
     if op not in KERNELS or op.startswith("_"):
         unsupported.setdefault(op, name)
         return
@@ -224,8 +259,8 @@ def _fold(graph, node, args: list) -> tuple:
                          f"shapes {shapes}: {exc}") from None
 
 
-def _lower(graph, dyn: dict, feeds: dict, outputs: list) -> Program:
-    """Keep the dynamic nodes the outputs need, in order, with kernels built and last uses known."""
+def _needed(dyn: dict, outputs: list) -> dict:
+    """The dynamic nodes ``outputs`` depend on, in ``dyn``'s (dependency) order."""
     needed, stack = set(), [r[1][0] for r in outputs if r[0] == "d"]
     while stack:
         name = stack.pop()
@@ -233,7 +268,12 @@ def _lower(graph, dyn: dict, feeds: dict, outputs: list) -> Program:
             continue
         needed.add(name)
         stack.extend(r[1][0] for r in dyn[name].ins if r[0] == "d")
-    order = [p for p in dyn.values() if p.name in needed]
+    return {name: p for name, p in dyn.items() if name in needed}
+
+
+def _lower(graph, dyn: dict, feeds: dict, outputs: list) -> Program:
+    """Keep the dynamic nodes the outputs need, in order, with kernels built and last uses known."""
+    order = list(_needed(dyn, outputs).values())
     feed_nodes = {}
     for p in order:
         if p.op == "_Feed":
@@ -260,6 +300,8 @@ def _lower(graph, dyn: dict, feeds: dict, outputs: list) -> Program:
         if p.op == "_Feed":
             continue
         runtime_dead |= p.op in ("Switch", "Merge")
+        if p.op == "_If":  # plans its branches for exactly the outputs in use
+            p.node.attrs["_ports"] = sorted(used_ports.get(p.name, ()))
         steps.append((p.name, p.op, make_kernel(graph, p.node), p.ins, sorted(used_ports.get(p.name, ())),
                       frees.get(i, [])))
     # Feeds that are read directly by outputs stay in env; free lists never include fetched keys.

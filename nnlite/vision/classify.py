@@ -14,6 +14,7 @@ each registered model only names its recipe.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -107,7 +108,11 @@ class Classifier:
         return Predictions(self.probabilities(self.prepare(image)[None])[0], self.labels)
 
     def classify_batch(self, images: Iterable) -> list[Predictions]:
-        """Classify several images; they run through the model ``batch_size`` at a time."""
+        """Classify several images; they run through the model ``batch_size`` at a time.
+        ``images`` is a sequence of sources (or an (N, H, W, C) array); one path is not a sequence."""
+        if isinstance(images, (str, bytes, bytearray, Path)) or (isinstance(images, np.ndarray) and images.ndim < 4):
+            raise ImageError(f"classify_batch: expected a sequence of images, found one "
+                             f"{type(images).__name__}; use classify() for a single image")
         results: list[Predictions] = []
         chunk: list[np.ndarray] = []
         for image in images:

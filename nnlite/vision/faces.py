@@ -84,8 +84,9 @@ class FacePipeline:
         _choice("detector", detector, ("ssd", "tiny"))
         _choice("align", align, ("facecrop", "rotate"))
         _choice("landmarks", landmarks, ("full", "tiny"))
-        if not 0.0 <= float(min_score) <= 1.0:
-            raise ModelError(f"face pipeline: min_score must be in [0, 1], found {min_score}")
+        if not isinstance(min_score, (int, float, np.number)) or not 0.0 < float(min_score) < 1.0:
+            # the detectors need 0 < min_score < 1: fail here, before any net loads
+            raise ModelError(f"face pipeline: min_score must be a number in (0, 1), found {min_score!r}")
         self.detector_name, self.min_score, self.align = detector, float(min_score), align
         self.landmarks_name, self.attributes, self.input_size = landmarks, bool(attributes), int(input_size)
         self._nets: dict[str, object] = {}
@@ -194,6 +195,8 @@ class FaceMatcher:
     """
 
     def __init__(self, labeled_descriptors, threshold: float = DEFAULT_THRESHOLD):
+        if not isinstance(threshold, (int, float, np.number)) or not math.isfinite(threshold) or threshold <= 0:
+            raise ShapeError(f"FaceMatcher: threshold must be a number > 0, found {threshold!r}")
         self.threshold = float(threshold)
         self.labels: list[str] = []
         self.descriptors: list[np.ndarray] = []          # per label: (n, D) float32
@@ -203,9 +206,7 @@ class FaceMatcher:
                 label, descs = item
             else:
                 label, descs = f"person {i + 1}", [item]
-            arr = np.asarray([np.asarray(d, np.float32).ravel() for d in descs], np.float32)
-            if arr.ndim != 2 or arr.shape[0] == 0:
-                raise ShapeError(f"FaceMatcher: label {label!r} needs at least one 1-D descriptor")
+            arr = _descriptor_rows(label, descs)
             self.labels.append(str(label))
             self.descriptors.append(arr)
         if not self.labels:
@@ -215,7 +216,10 @@ class FaceMatcher:
 
     def distances(self, descriptor) -> list[tuple[str, float]]:
         """(label, mean Euclidean distance) for every label, in label order."""
-        q = np.asarray(descriptor, np.float64).ravel()
+        q = _descriptor_rows("query", descriptor)
+        if q.shape[0] != 1:
+            raise ShapeError(f"FaceMatcher: expected one query descriptor, found {q.shape[0]}")
+        q = q[0].astype(np.float64)
         if q.size != self.descriptors[0].shape[1]:
             raise ShapeError(f"FaceMatcher: query has {q.size} values, references have "
                              f"{self.descriptors[0].shape[1]}")
@@ -245,6 +249,29 @@ class FaceMatcher:
         except (KeyError, TypeError) as exc:
             raise ShapeError(f"FaceMatcher JSON: expected distanceThreshold and labeledDescriptors "
                              f"[{{label, descriptors}}], found {exc!r}") from None
+
+
+def _descriptor_rows(label: str, descs) -> np.ndarray:
+    """One label's descriptors -> (n, D) float32. ``descs`` is a list of 1-D descriptors or one (n, D)
+    array; a single bare 1-D descriptor is taken as one row. Rows must be finite numbers of one length."""
+    try:
+        arr = np.asarray(descs, np.float32)
+    except (TypeError, ValueError):   # ragged rows, strings, None
+        raise ShapeError(f"FaceMatcher: {label!r} needs descriptors of numbers, all of one length; "
+                         f"found {_describe(descs)}") from None
+    if arr.ndim == 1 and arr.size > 1:
+        arr = arr[None]   # one descriptor given without the enclosing list
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ShapeError(f"FaceMatcher: {label!r} needs at least one 1-D descriptor, found shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ShapeError(f"FaceMatcher: {label!r} holds NaN or infinite values")
+    return arr
+
+
+def _describe(descs) -> str:
+    items = descs if isinstance(descs, (list, tuple)) else [descs]
+    return ", ".join(type(d).__name__ + (f" of length {len(d)}" if hasattr(d, "__len__") else "")
+                     for d in items[:4]) + (", ..." if len(items) > 4 else "")
 
 
 def _js_number(v) -> int | float:

@@ -1,0 +1,68 @@
+"""Argument types shared by the subcommands: bad values become argparse's one-line usage error
+(exit status 2) naming the option, the rule and the value found, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (counts: --top, --workers, --max-maps, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, found {value}")
+    return value
+
+
+def open_unit_float(text: str) -> float:
+    """A number strictly between 0 and 1 (detection score thresholds, as the detectors require)."""
+    value = _float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), found {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (sizes, distance thresholds)."""
+    value = _float(text)
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, found {text}")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port, 0..65535 (0: any free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, found {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0..65535, found {value}")
+    return value
+
+
+def output_file(text: str) -> str:
+    """A file to write: its folder must exist and it must not be a folder. Checked when the command
+    starts, so a typo fails at once, not after the models have run (writing is still atomic and
+    reports what else can go wrong, e.g. permissions)."""
+    folder = os.path.dirname(text) or "."
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: directory {folder} does not exist")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: it is a directory")
+    return text
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, found {text!r}")
+    return value
