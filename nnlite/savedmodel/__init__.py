@@ -6,7 +6,8 @@
     m.signatures["serving_default"].inputs                   # Keras 3 model.export(): tag "serve"
 
 Modules: ``wire``/``schema`` (protobuf decoding), ``bundle`` (variables index + shards), ``graph``
-(function inlining), ``plan`` (constant folding, dead-branch pruning), ``fuse`` (conv + batch-norm +
+(function inlining), ``plan`` (constant folding, dead-branch pruning), ``functional`` (TF2
+``If``/``StatelessIf``: taken branch inlined at load, or chosen per run), ``fuse`` (conv + batch-norm +
 bias + activation fusion), ``kernels`` (TensorFlow ops on nnlite.ops).
 """
 

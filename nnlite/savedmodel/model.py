@@ -232,7 +232,8 @@ def _feed_value(graph, node, value) -> np.ndarray:
         if dt is not object and arr.dtype != dt:
             arr = arr.astype(dt)
     shape = graph.attr(node, "shape", None)
-    if shape is not None and (len(shape) != arr.ndim or any(d is not None and d != a for d, a in zip(shape, arr.shape))):
+    if shape is not None and (len(shape) != arr.ndim
+                              or any(d is not None and d != a for d, a in zip(shape, arr.shape))):
         expected = tuple("?" if d is None else d for d in shape)
         raise ShapeError(f"{graph.path}: input {node.name!r} expects shape {expected}, found {arr.shape}")
     return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)  # (keeps 0-d scalars 0-d)
