@@ -50,13 +50,15 @@ REMOTE_WEIGHTS: dict[str, RemoteFile] = {
 
 
 def fetch(model: str, *, url: str | None = None, md5: str | None = None, force: bool = False,
-          dest_dir: str | Path | None = None, progress: TextIO | None = sys.stderr,
+          dest_dir: str | Path | None = None, progress: TextIO | None | str = "stderr",
           timeout: float = 60.0) -> Path:
     """Download ``model``'s weights into the models cache (or ``dest_dir``) and return the path.
 
     ``url`` replaces the official address (a mirror, or a ``file://`` URL); ``md5`` replaces the
     expected digest (``""`` skips the digest check). An existing file is kept unless ``force``.
     """
+    if progress == "stderr":   # the stream of the moment, not the one bound at import (tests redirect it)
+        progress = sys.stderr
     remote = remote_file(model)
     dest = Path(dest_dir) if dest_dir is not None else models_cache_dir()
     target = dest / remote.filename

@@ -181,3 +181,15 @@ def test_serve_on_a_taken_port_is_one_typed_line(capsys, files):
         port = str(taken.getsockname()[1])
         code, out, err = _run(capsys, ["serve", "--db", files["db"], "--port", port])
     _assert_error(code, out, err, "serve", port)
+
+
+@pytest.mark.parametrize("threshold", [-1.0, 0.0, float("nan")])
+def test_web_people_with_a_bad_threshold_is_a_400(files, threshold):
+    from nnlite.web.app import HttpError, LibraryApp
+    app = LibraryApp(files["db"])
+    try:
+        with pytest.raises(HttpError) as caught:
+            app.people(threshold=threshold)
+        assert caught.value.status == 400
+    finally:
+        app.close()

@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", metavar="IMAGE", help="image file (JPEG, PNG, ...)")
     p.add_argument("--detector", choices=("ssd", "tiny"), default="ssd",
                    help="SsdMobilenetv1 (default, more accurate) or TinyFaceDetector (faster)")
-    p.add_argument("--min-score", type=open_unit_float, default=0.5, metavar="S", help="detection threshold (default 0.5)")
+    p.add_argument("--min-score", type=open_unit_float, default=0.5, metavar="S",
+                   help="detection threshold, between 0 and 1 (default 0.5)")
     p.add_argument("--align", choices=("facecrop", "rotate"), default="facecrop",
                    help="face-api.js's crops (default) or rotate the eyes level first")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")

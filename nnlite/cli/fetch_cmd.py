@@ -32,7 +32,6 @@ def run(args) -> int:
         print(f"{args.model}: already present (--force downloads it again)", file=sys.stderr)
     else:
         print(f"fetching {args.model}: {args.url or remote.url}", file=sys.stderr)
-    # sys.stderr as it is now (fetch's default was bound at import; tests and wrappers redirect it)
-    path = fetch(args.model, url=args.url, md5=args.md5, force=args.force, progress=sys.stderr)
+    path = fetch(args.model, url=args.url, md5=args.md5, force=args.force)
     print(path)
     return 0

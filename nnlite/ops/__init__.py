@@ -16,7 +16,6 @@ from . import threads as _threads
 
 _threads.apply_env_before_numpy()  # must run before the first NumPy import to reach OpenBLAS
 
-from . import memory as _memory  # noqa: E402
 from . import reference  # noqa: E402
 from .padding import resolve_padding, resolve_padding_2d  # noqa: E402
 from .threads import blas_core, blas_num_threads, get_num_threads, set_num_threads  # noqa: E402
@@ -30,7 +29,6 @@ from .resize import resize_bilinear, resize_nearest  # noqa: E402
 from .shape import add, concat, crop2d, flatten, mean, multiply, reshape, zero_pad2d  # noqa: E402
 
 _threads.configure()
-_memory.tune_malloc()  # reuse freed activation memory instead of page-faulting it in again (see ops/memory.py)
 
 __all__ = [
     "conv2d", "depthwise_conv2d", "separable_conv2d", "dense", "bias_add", "batch_norm", "fold_batch_norm",

@@ -5,7 +5,9 @@ blocks with fresh ``mmap`` pages, or trims them off the heap top when freed, so 
 page-faulted in again: FaceLandmark68Net at batch 8 spent 40 % of its time there (23.3 -> 13.4 ms measured
 with 1 thread; neutral on other models). :func:`tune_malloc` raises glibc's mmap threshold to 32 MiB and
 its trim threshold to 128 MiB, so freed blocks are reused. The price: up to 128 MiB freed memory stays
-in the process (counted in RSS) until it is reused. Not done when the user set any ``MALLOC_*_`` variable
+in the process (counted in RSS) until it is reused. Applied on the first kernel call (:func:`tune_once`,
+from :func:`nnlite.ops.parallel.run`), not at import: weight loading's large transients then still go
+back to the OS (tuning before loading cost ResNet50 +50 MB peak RSS, measured). Not done when the user set any ``MALLOC_*_`` variable
 or ``NNLITE_MALLOC_TUNING=0``, nor off glibc (musl, macOS, Windows): results never depend on it.
 """
 
@@ -18,6 +20,16 @@ import sys
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3     # mallopt parameter numbers from glibc's <malloc.h>
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 128 << 20
+
+
+_done = [False]
+
+
+def tune_once() -> None:
+    """:func:`tune_malloc` the first time it is called in this process."""
+    if not _done[0]:
+        _done[0] = True
+        tune_malloc()
 
 
 def tune_malloc() -> bool:

@@ -22,6 +22,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from . import memory
+
 _state = {"threads": 1, "pool": None}
 _lock = threading.Lock()
 
@@ -72,6 +74,7 @@ def chunks(total: int, work: int, min_parts: int = 1, min_rows: int = 1) -> list
 
 def run(task, total: int, work: int, min_parts: int = 1, min_rows: int = 1) -> None:
     """Call ``task(start, stop)`` on row ranges covering [0, total), in parallel when ``work`` is large."""
+    memory.tune_once()  # first kernel call: keep freed activation memory for reuse (see ops/memory.py)
     parts = chunks(total, work, min_parts, min_rows)
     if len(parts) <= 1 or threads() == 1:
         for a, b in parts:

@@ -110,7 +110,8 @@ class Classifier:
     def classify_batch(self, images: Iterable) -> list[Predictions]:
         """Classify several images; they run through the model ``batch_size`` at a time.
         ``images`` is a sequence of sources (or an (N, H, W, C) array); one path is not a sequence."""
-        if isinstance(images, (str, bytes, bytearray, Path)) or (isinstance(images, np.ndarray) and images.ndim < 4):
+        one_image = isinstance(images, np.ndarray) and images.ndim < 4
+        if one_image or isinstance(images, (str, bytes, bytearray, Path)):
             raise ImageError(f"classify_batch: expected a sequence of images, found one "
                              f"{type(images).__name__}; use classify() for a single image")
         results: list[Predictions] = []

@@ -85,6 +85,8 @@ class LibraryApp:
         return {"results": [_with_urls(r) for r in results]}
 
     def people(self, threshold: float = DEFAULT_THRESHOLD, min_faces: int = 2) -> dict:
+        if not threshold > 0:   # the client's mistake (also NaN): a 400, not the clustering's 500
+            raise HttpError(400, f"threshold must be > 0, got {threshold}")
         with self.db_lock:
             groups = people(self.library, threshold=threshold, min_faces=min_faces)
         return {"people": [{"faces": [_with_urls(f) for f in g["faces"]]} for g in groups]}

@@ -34,7 +34,7 @@ register(_face_net("face_expression", "face_expression", "FaceExpressionNet", 11
 _DETECT = "RGB photo, zero pad bottom/right to square, bilinear resize {0} (tfjs rule), {1}"
 register(_face_net("ssd_mobilenetv1", "ssd_mobilenetv1", "SsdMobilenetv1", 512,
                    _DETECT.format(512, "x / 127.5 - 1"),
-                   "face detector (SSD, MobileNetV1 backbone; boxes + scores, NMS IoU 0.5)"))
+                   "face detector (SSD, MobileNetV1 backbone; boxes + scores, NMS IoU 0.5)", 5_540_639))
 register(_face_net("tiny_face_detector", "tiny_face_detector", "TinyFaceDetector", 416,
                    _DETECT.format("416 (any multiple of 32)", "(x - mean RGB) / 256"),
-                   "small face detector (YOLO-style anchors, separable convs; NMS IoU 0.4)"))
+                   "small face detector (YOLO-style anchors, separable convs; NMS IoU 0.4)", 193_321))
