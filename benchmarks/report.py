@@ -95,8 +95,8 @@ def chart(lat: dict, path: Path, title: str) -> None:
     for j, m in enumerate(models):
         if m in common.TARGETS:
             ax2.hlines(common.TARGETS[m], j - 0.4, j + 0.4, colors="k", linestyles="dashed")
-    ax2.set_yscale("log")
-    ax2.set_ylabel("nnlite / TF (dashed: target)")
+    ax2.axhline(1.0, color="grey", linewidth=0.8)
+    ax2.set_ylabel("nnlite / TF (dashed: target; below 1: nnlite faster)")
     ax2.set_xticks(range(len(models)), models, rotation=35, ha="right")
     fig.tight_layout()
     tmp = path.with_name(path.name + f".tmp{os.getpid()}.png")
