@@ -1,8 +1,9 @@
 """Per-layer time of an nnlite model: which layers dominate, and at what GFLOP/s each runs.
 
-Each layer's kernel is wrapped in a timer for the duration of the profile (``graph.Model`` itself is not
-changed); the model runs ``repeats`` times after one warm-up and each layer keeps its fastest time, which
-is the least noisy figure on a shared machine.
+Profiles what ``model(x)`` runs: a layer fused into its producer by the execution plan (graph.plan_steps)
+is timed as part of that producer and not listed. Each layer's kernel is wrapped in a timer for the duration
+of the profile (``graph.Model`` itself is not changed); the model runs ``repeats`` times after one warm-up
+and each layer keeps its fastest time, which is the least noisy figure on a shared machine.
 
     .venv/bin/python -m benchmarks.profile_layers mobilenet_v2 [--batch 1] [--top 15]
 """
@@ -39,9 +40,11 @@ def profile(model, x, repeats: int = 3) -> list[dict]:
     finally:
         for layer in model.layers:
             layer.fn = saved[layer.name]
+    # layers forward() never calls (fused into their producer, or a repeat of an identical layer; see
+    # graph.plan_steps) are left out: their time is inside the producer's
     return [{"name": layer.name, "op": layer.op, "seconds": best[layer.name],
              "macs": table[layer.name]["macs"], "shape": table[layer.name]["output_shape"]}
-            for layer in model.layers]
+            for layer in model.layers if layer.name in best]
 
 
 def by_op(rows: list[dict]) -> list[tuple[str, float, int, int]]:
@@ -57,7 +60,7 @@ def by_op(rows: list[dict]) -> list[tuple[str, float, int, int]]:
 
 def report(name: str, rows: list[dict], batch: int, top: int) -> str:
     total = sum(r["seconds"] for r in rows)
-    lines = [f"{name} (batch {batch}): {total * 1e3:.1f} ms summed over {len(rows)} layers",
+    lines = [f"{name} (batch {batch}): {total * 1e3:.1f} ms summed over {len(rows)} layer calls",
              f"{'op':<20}{'ms':>9}{'share':>8}{'GFLOP/s':>9}{'layers':>8}"]
     for op, s, m, n in by_op(rows):
         gflops = 2 * m * batch / s / 1e9 if s > 0 and m else 0.0

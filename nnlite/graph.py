@@ -18,6 +18,13 @@ multiply-accumulates), :meth:`Model.trace` (every intermediate by layer name) an
 ``covers`` names the source-framework layers one nnlite layer computes when several were fused at
 load time (a convolution with its batch norm and activation). The layer's output equals the *last*
 covered layer's output, so a reference activation recorded under that name can be compared with it.
+
+:meth:`Model.forward` runs an *execution plan* of the same layers (see :func:`plan_steps`): a standalone
+activation layer is fused into the convolution / dense / add that produces its only input, and a
+weightless nnlite.ops layer repeated on the same input (NASNet applies relu to one tensor in several
+branches) runs once. Both give bit-identical outputs. :meth:`Model.trace`, :meth:`Model.summary` and
+:meth:`Model.first_divergence` run the layers exactly as declared, so every layer name stays visible.
+``model.optimize = False`` makes forward run the declared layers too.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ class Layer:
     attrs: dict[str, Any]             # stride, padding, activation, ...
     fn: Callable[..., np.ndarray]
     covers: tuple[str, ...] = ()      # source-framework layers fused into this one (output = last)
+    kernel: bool = False              # op named an nnlite.ops kernel (pure; the execution plan may fuse it)
 
     @property
     def params(self) -> int:
@@ -89,6 +97,73 @@ def _resolve_op(op: str | Callable) -> tuple[str, Callable]:
     return op, fn
 
 
+FUSABLE_ACTIVATIONS = ("relu", "relu6", "leaky_relu", "sigmoid", "swish")
+ACTIVATION_PRODUCERS = ("conv2d", "depthwise_conv2d", "separable_conv2d", "dense", "add")  # take activation=
+
+
+@dataclass
+class Step:
+    """One call of the execution plan: ``layer``'s kernel on ``inputs``, stored under ``out``."""
+    layer: Layer
+    out: str                      # the layer whose output this is (the fused activation's name)
+    inputs: tuple[str, ...]
+    extra: dict[str, Any] = field(default_factory=dict)  # attribute overrides: a fused activation
+
+    def __call__(self, *xs: np.ndarray) -> np.ndarray:
+        layer = self.layer  # layer.fn read at call time, so a profiler's wrapper still sees the call
+        if not self.extra:
+            return layer.fn(*xs, **layer.weights, **layer.attrs)
+        return layer.fn(*xs, **layer.weights, **{**layer.attrs, **self.extra})
+
+
+def _is_kernel(layer: Layer) -> bool:
+    """True when the layer was declared with an nnlite.ops kernel name (pure, with known keywords).
+    Decided at declaration, so a profiler that later wraps ``layer.fn`` does not change the plan."""
+    return layer.kernel
+
+
+def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
+    """The layers as an execution plan, with two rewrites that leave every output bit-identical.
+
+    1. A weightless kernel layer identical to an earlier one (same op, inputs and attributes) is not run
+       again; readers of its output read the earlier one's.
+    2. An activation layer whose input is produced by a conv / dense / add layer (no activation of its
+       own, read by nothing else, not a model output) is folded into that producer's ``activation=``:
+       the kernel applies it while the output is still in cache (one pass over memory instead of two).
+    """
+    alias: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    steps: list[Step] = []
+    for layer in layers:
+        inputs = tuple(alias.get(src, src) for src in layer.inputs)
+        if not layer.weights and layer.name not in outputs and _is_kernel(layer):
+            key = (layer.op, inputs, repr(sorted(layer.attrs.items())))
+            if key in seen:
+                alias[layer.name] = seen[key]
+                continue
+            seen[key] = layer.name
+        steps.append(Step(layer, layer.name, inputs))
+    readers: dict[str, int] = {}
+    for step in steps:
+        for src in step.inputs:
+            readers[src] = readers.get(src, 0) + 1
+    producer = {step.out: step for step in steps}
+    fused: list[Step] = []
+    for step in steps:
+        p = producer.get(step.inputs[0]) if len(step.inputs) == 1 else None
+        if (p is not None and step.layer.op in FUSABLE_ACTIVATIONS and _is_kernel(step.layer)
+                and p.layer.op in ACTIVATION_PRODUCERS and _is_kernel(p.layer) and not p.extra
+                and p.layer.attrs.get("activation") in (None, "linear") and readers[p.out] == 1
+                and p.out not in outputs):
+            p.extra = {"activation": step.layer.op}
+            if step.layer.op == "leaky_relu":
+                p.extra["alpha"] = step.layer.attrs.get("alpha", 0.2)
+            p.out = step.out  # nothing between p and step reads p's old output (its only reader is step)
+            continue
+        fused.append(step)
+    return fused
+
+
 class GraphBuilder:
     """Collects layers in the order they are declared (which is a valid execution order)."""
 
@@ -113,7 +188,8 @@ class GraphBuilder:
         op_name, fn = _resolve_op(op)
         weights = {k: v for k, v in kwargs.items() if isinstance(v, np.ndarray)}
         attrs = {k: v for k, v in kwargs.items() if not isinstance(v, np.ndarray)}
-        self._layers[name] = Layer(name, op_name, tuple(inputs), weights, attrs, fn, tuple(covers))
+        self._layers[name] = Layer(name, op_name, tuple(inputs), weights, attrs, fn, tuple(covers),
+                                   kernel=isinstance(op, str))
         return name
 
     def build(self, outputs: Sequence[str]) -> "Model":
@@ -141,6 +217,8 @@ class Model:
         for layer in layers:
             for src in layer.inputs:
                 self._readers[src] = self._readers.get(src, 0) + 1
+        self.optimize = True  # forward() runs the fused execution plan (see plan_steps)
+        self._plan: tuple[list[Step], dict[str, int]] | None = None
 
     def __getitem__(self, name: str) -> Layer:
         try:
@@ -178,20 +256,37 @@ class Model:
         return feed
 
     def _run(self, feed: dict[str, np.ndarray], keep_all: bool) -> dict[str, np.ndarray]:
+        """Every declared layer in order (trace, summary); intermediates freed unless ``keep_all``."""
+        steps = [Step(layer, layer.name, layer.inputs) for layer in self.layers]
+        return self._run_steps(steps, self._readers, feed, keep_all)
+
+    def _execution_plan(self) -> tuple[list[Step], dict[str, int]]:
+        if self._plan is None:
+            steps = plan_steps(self.layers, self.outputs)
+            readers: dict[str, int] = {}
+            for step in steps:
+                for src in step.inputs:
+                    readers[src] = readers.get(src, 0) + 1
+            self._plan = (steps, readers)
+        return self._plan
+
+    def _run_steps(self, steps: list[Step], readers: dict[str, int], feed: dict[str, np.ndarray],
+                   keep_all: bool) -> dict[str, np.ndarray]:
         values = dict(feed)
-        remaining = dict(self._readers)
+        remaining = dict(readers)
         keep = set(self.outputs)
-        for layer in self.layers:
+        for step in steps:
             try:
-                values[layer.name] = layer(*(values[src] for src in layer.inputs))
+                values[step.out] = step(*[values[src] for src in step.inputs])
             except ShapeError:
                 raise
             except (ValueError, IndexError) as exc:
-                shapes = [values[src].shape for src in layer.inputs]
+                layer = step.layer
+                shapes = [values[src].shape for src in step.inputs]
                 raise ShapeError(f"{self.name}: layer {layer.name!r} ({layer.op}) failed on input shapes "
                                  f"{shapes}: {exc}") from exc
             if not keep_all:
-                for src in layer.inputs:
+                for src in step.inputs:
                     remaining[src] -= 1
                     if remaining[src] == 0 and src not in keep:
                         del values[src]
@@ -199,7 +294,11 @@ class Model:
 
     def forward(self, *args: np.ndarray, **kwargs: np.ndarray):
         """Run the model; returns the output array, or a tuple when the model has several outputs."""
-        values = self._run(self._feed(args, kwargs), keep_all=False)
+        feed = self._feed(args, kwargs)
+        if self.optimize:
+            values = self._run_steps(*self._execution_plan(), feed, keep_all=False)
+        else:
+            values = self._run(feed, keep_all=False)
         outs = tuple(values[o] for o in self.outputs)
         return outs[0] if len(outs) == 1 else outs
 

@@ -199,6 +199,34 @@ def test_resolve_padding_tf_same_rule():
     assert ops.resolve_padding(5, 3, 2, 1, (1, 2)) == (1, 2, 3)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 7), st.integers(1, 7), st.integers(1, 5), ACTS)
+def test_add_with_fused_activation(seed, h, w, c, act):
+    x, y, gate = rand(seed, 2, h, w, c, scale=3), rand(seed + 1, 2, h, w, c), rand(seed + 2, 2, 1, 1, c)
+    same_result("add", x, y, gate, activation=act, alpha=0.1)
+    if act is not None:  # the fused form is exactly add then the standalone activation
+        alone = getattr(ops, act)(ops.add(x, y, gate), **({"alpha": 0.1} if act == "leaky_relu" else {}))
+        assert np.array_equal(ops.add(x, y, gate, activation=act, alpha=0.1), alone)
+
+
+@FAST
+@given(st.integers(0, 2**31), st.integers(1, 2), st.integers(5, 40), st.integers(5, 40), st.integers(1, 7),
+       st.integers(1, 20), st.integers(1, 7), STRIDE, DILATION, PADDING)
+def test_conv2d_few_input_channels(seed, n, h, w, cin, cout, k, stride, dilation, padding):
+    """The thin-input im2col (cin < THIN_CIN, e.g. an RGB stem) on image-sized inputs and 1x1..7x7 kernels."""
+    x, kern, b = rand(seed, n, h, w, cin), rand(seed + 1, k, k, cin, cout), rand(seed + 2, cout)
+    same_result("conv2d", x, kern, b, stride=stride, padding=padding, dilation=dilation, activation="relu")
+
+
+@FAST
+@given(st.integers(0, 2**31), st.integers(1, 2), st.integers(3, 30), st.integers(3, 30), st.integers(1, 140),
+       st.integers(1, 7), st.integers(1, 7), STRIDE, DILATION, PADDING, ACTS)
+def test_depthwise_conv2d_flat_rows(seed, n, h, w, c, kh, kw, stride, dilation, padding, act):
+    """Multiplier 1 up to 140 channels: the flat-row kernel (see depthwise.FLAT_MAX_C) and its neighbours."""
+    x, k, b = rand(seed, n, h, w, c), rand(seed + 1, kh, kw, c, 1), rand(seed + 2, c)
+    same_result("depthwise_conv2d", x, k, b, stride=stride, padding=padding, dilation=dilation, activation=act)
+
+
 def test_inputs_are_not_modified():
     x = rand(0, 1, 4, 4, 3, scale=3)
     before = x.copy()
@@ -226,6 +254,10 @@ outputs = {
     "resize": ops.resize_bilinear(x, size=(90, 70)),
     "bn": ops.batch_norm(x, r(16), r(16), r(16), np.abs(r(16)) + 1, epsilon=1e-3),
     "relu": ops.relu(x),
+    "conv_rgb": ops.conv2d(r(2, 64, 60, 3), r(7, 7, 3, 16), r(16), stride=2, padding="same", activation="relu"),
+    "add_relu": ops.add(x, r(2, 64, 60, 16), activation="relu"),
+    "depthwise_flat": ops.depthwise_conv2d(x, r(5, 5, 16, 1), r(16), padding="same", activation="relu"),
+    "depthwise_flat_s2": ops.depthwise_conv2d(x, r(7, 7, 16, 1), r(16), stride=2, padding="same"),
 }
 dispatchers = [obj for mod in (ops.activations, ops.conv, ops.depthwise, ops.pooling, ops.resize)
                for obj in vars(mod).values() if isinstance(obj, numba.core.registry.CPUDispatcher)]

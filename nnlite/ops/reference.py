@@ -243,9 +243,9 @@ def crop2d(x, *, cropping=(0, 0, 0, 0)):
     return np.ascontiguousarray(x[:, t:h - b, l:w - r, :])
 
 
-def add(*xs):
-    """Elementwise sum (NumPy broadcasting)."""
-    return np.asarray(sum(np.asarray(a, np.float64) for a in xs), np.float32)
+def add(*xs, activation=None, alpha=0.2):
+    """Elementwise sum (NumPy broadcasting), then ``activation``."""
+    return _activate(np.asarray(sum(np.asarray(a, np.float64) for a in xs), np.float32), activation, alpha)
 
 
 def multiply(*xs):

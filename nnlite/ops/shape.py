@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from . import checks
+from . import activations, checks
 from .padding import four
 
 
@@ -44,13 +44,16 @@ def _broadcast(xs, op: str):
     return arrays, shape
 
 
-def add(*xs):
-    """Elementwise sum with broadcasting."""
+def add(*xs, activation=None, alpha=0.2):
+    """Elementwise sum with broadcasting, then ``activation`` in place (a residual add + relu in one call)."""
+    code = activations.code_of(activation, "add")
     arrays, shape = _broadcast(xs, "add")
     y = np.empty(shape, np.float32)
     y[...] = arrays[0]
     for a in arrays[1:]:
         np.add(y, a, out=y)
+    if code:
+        activations.bias_act_(y if y.ndim else y.reshape(1), None, code, alpha)  # 0-d: a (1,) view of y
     return y
 
 

@@ -1,0 +1,101 @@
+"""Model.forward's execution plan (activation fusion, repeated-layer reuse) against the declared layers.
+
+The plan must give bit-identical outputs to running every declared layer, while trace/summary/first_divergence
+keep seeing every layer name the model declares.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnlite.graph import GraphBuilder, plan_steps
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def branchy_model(rng):
+    """conv -> relu (fusable), conv read twice -> relu (not fusable), add -> leaky_relu (fusable),
+    the same relu twice on one tensor (NASNet's branches), and a relu that is a model output."""
+    g = GraphBuilder("branchy")
+    x = g.input("image", (9, 9, 3))
+    a = g.layer("conv2d", "conv_a", x, kernel=rand(rng, 3, 3, 3, 8), bias=rand(rng, 8), padding="same")
+    a = g.layer("relu", "relu_a", a)
+    b = g.layer("conv2d", "conv_b", a, kernel=rand(rng, 1, 1, 8, 8))
+    b_relu = g.layer("relu6", "relu6_b", b)
+    s = g.layer("add", "sum", b, b_relu)  # conv_b is read twice: its relu6 cannot be fused
+    s = g.layer("leaky_relu", "sum_act", s, alpha=0.3)
+    r1 = g.layer("relu", "branch1_relu", s)
+    r2 = g.layer("relu", "branch2_relu", s)  # same op, same input: computed once
+    c1 = g.layer("separable_conv2d", "sep1", r1, depthwise_kernel=rand(rng, 3, 3, 8, 1),
+                 pointwise_kernel=rand(rng, 1, 1, 8, 4), padding="same")
+    c2 = g.layer("depthwise_conv2d", "dw2", r2, kernel=rand(rng, 3, 3, 8, 1), padding="same")
+    c2 = g.layer("sigmoid", "dw2_act", c2)
+    d = g.layer("dense", "head", c1, kernel=rand(rng, 4, 5))
+    out = g.layer("swish", "head_act", d)
+    last = g.layer("relu", "out_relu", c2)
+    return g.build([out, last])
+
+
+def test_plan_fuses_and_reuses_but_outputs_are_bit_identical():
+    rng = np.random.default_rng(0)
+    model = branchy_model(rng)
+    x = rand(rng, 2, 9, 9, 3)
+    fused = model(x)
+    model.optimize = False
+    plain = model(x)
+    for got, want in zip(fused, plain):
+        assert np.array_equal(got, want)
+    steps = plan_steps(model.layers, model.outputs)
+    by_out = {s.out: s for s in steps}
+    assert by_out["relu_a"].layer.name == "conv_a" and by_out["relu_a"].extra == {"activation": "relu"}
+    assert by_out["sum_act"].extra == {"activation": "leaky_relu", "alpha": 0.3}
+    assert by_out["dw2_act"].layer.name == "dw2" and by_out["head_act"].layer.name == "head"
+    assert "relu6_b" in by_out and by_out["conv_b"].extra == {}  # conv_b has two readers
+    assert "branch2_relu" not in by_out and by_out["sep1"].inputs == ("branch1_relu",)
+    assert "out_relu" in by_out and by_out["out_relu"].layer.name == "out_relu"  # c2's output is read once,
+    # but dw2_act is already fused into dw2, so out_relu (a model output) still runs on its own
+    assert len(steps) == len(model.layers) - 5
+
+
+def test_trace_and_summary_still_show_every_declared_layer():
+    rng = np.random.default_rng(1)
+    model = branchy_model(rng)
+    x = rand(rng, 1, 9, 9, 3)
+    model(x)  # builds the plan first: trace must not use it
+    values = model.trace(x)
+    assert list(values) == ["image", *(layer.name for layer in model.layers)]
+    np.testing.assert_array_equal(values["relu_a"], np.maximum(values["conv_a"], 0))
+    assert [r["name"] for r in model.layer_table()] == [layer.name for layer in model.layers]
+    assert model.first_divergence({"conv_a": values["conv_a"], "branch2_relu": values["branch2_relu"]}, x) is None
+
+
+def test_custom_callables_are_never_fused_or_merged():
+    def my_conv(x, *, kernel, activation=None):
+        return x @ kernel[0, 0]
+
+    def my_relu(x):
+        return np.maximum(x, 0)
+
+    rng = np.random.default_rng(2)
+    g = GraphBuilder("custom")
+    x = g.input("x", (3, 3, 4))
+    a = g.layer(my_conv, "conv2d", x, kernel=rand(rng, 1, 1, 4, 4))
+    a = g.layer("relu", "r", a)  # producer is not the nnlite kernel: stays a separate step
+    b = g.layer(my_relu, "relu_1", a)
+    c = g.layer(my_relu, "relu_2", a)  # custom ops are not assumed pure: both run
+    model = g.build([b, c])
+    assert [s.out for s in plan_steps(model.layers, model.outputs)] == ["conv2d", "r", "relu_1", "relu_2"]
+
+
+def test_a_profiler_wrapping_layer_fn_still_sees_fused_calls():
+    rng = np.random.default_rng(3)
+    model = branchy_model(rng)
+    x = rand(rng, 1, 9, 9, 3)
+    calls = []
+    layer = model["conv_a"]
+    inner = layer.fn
+    layer.fn = lambda *a, **k: calls.append(k.get("activation")) or inner(*a, **k)
+    model(x)  # the plan is built after the wrapping here: it must fuse all the same
+    assert calls == ["relu"]
