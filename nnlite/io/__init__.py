@@ -7,18 +7,32 @@ extension only to tell a tfjs manifest (JSON) apart.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from ..errors import WeightsError
 from ._common import read_bytes, require_nonempty
-from ._safe_pickle import load_pickled_arrays
-from .keras_h5 import KerasWeights, LayerNotFoundError, load_keras_h5
-from .npz import load_npz
-from .tfjs import load_tfjs
-from .torch_pth import load_torch_pth
 
 __all__ = ["load_weights", "load_tfjs", "load_torch_pth", "load_pickled_arrays", "load_keras_h5", "load_npz",
            "KerasWeights", "LayerNotFoundError"]
+
+# The readers are imported on first use (PEP 562): loading a tfjs or .pth model then never imports h5py
+# (about 35 ms and several MB of a cold start).
+_LAZY = {"load_pickled_arrays": "_safe_pickle", "KerasWeights": "keras_h5", "LayerNotFoundError": "keras_h5",
+         "load_keras_h5": "keras_h5", "load_npz": "npz", "load_tfjs": "tfjs", "load_torch_pth": "torch_pth"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _LEGACY_TORCH_HEAD = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"  # pickle of torch's magic number
@@ -35,15 +49,15 @@ def load_weights(path: str | Path):
     head = read_bytes(path, what="weights file", limit=64)
     require_nonempty(head, path)
     if head.startswith(_HDF5_MAGIC):
-        return load_keras_h5(path)
+        return __getattr__("load_keras_h5")(path)
     if head.startswith(b"PK\x03\x04"):
-        return load_torch_pth(path) if _zip_has_data_pkl(path) else load_npz(path)
+        return __getattr__("load_torch_pth" if _zip_has_data_pkl(path) else "load_npz")(path)
     if head.startswith(_LEGACY_TORCH_HEAD):
-        return load_torch_pth(path)
+        return __getattr__("load_torch_pth")(path)
     if head.startswith(b"\x80"):
-        return load_pickled_arrays(path)
+        return __getattr__("load_pickled_arrays")(path)
     if head.lstrip().startswith(b"[") or path.suffix == ".json":
-        return load_tfjs(path)
+        return __getattr__("load_tfjs")(path)
     raise WeightsError(f"{path}: unknown weights format (expected HDF5, zip/npz, PyTorch, pickle or a tfjs "
                        f"JSON manifest; first bytes {head[:8]!r})")
 

@@ -133,7 +133,7 @@ def _read_legacy(path: Path, data: bytes) -> tuple[object, dict[str, np.ndarray]
         raise WeightsError(f"{path}: storage key list does not match the tensors' storages")
     storages = {}
     for key in keys:
-        storages[key] = _read_legacy_storage(stream, refs[key], little, path)
+        storages[key] = _read_legacy_storage(stream, data, refs[key], little, path)
     return obj, storages
 
 
@@ -142,8 +142,9 @@ def _remember(refs: dict, ref: _StorageRef) -> _StorageRef:
     return ref
 
 
-def _read_legacy_storage(stream: io.BytesIO, ref: _StorageRef, little: bool, path: Path) -> np.ndarray:
-    """One storage record: int64 element count, then that many elements."""
+def _read_legacy_storage(stream: io.BytesIO, data: bytes, ref: _StorageRef, little: bool,
+                         path: Path) -> np.ndarray:
+    """One storage record: int64 element count, then that many elements (``data``: the stream's bytes)."""
     head = stream.read(8)
     if len(head) != 8:
         raise WeightsError(f"{path}: file ends before storage {ref.key} (truncated?)")
@@ -151,11 +152,13 @@ def _read_legacy_storage(stream: io.BytesIO, ref: _StorageRef, little: bool, pat
     if numel != ref.numel:
         raise WeightsError(f"{path}: storage {ref.key} holds {numel} elements, the pickle expected {ref.numel}")
     dtype = ref.storage_type.dtype.newbyteorder("<" if little else ">")
-    raw = stream.read(numel * dtype.itemsize)
-    if len(raw) != numel * dtype.itemsize:
-        raise WeightsError(f"{path}: storage {ref.key} expected {numel * dtype.itemsize} bytes, found "
-                           f"{len(raw)} (file truncated)")
-    return np.frombuffer(raw, dtype)
+    start, nbytes = stream.tell(), numel * dtype.itemsize
+    if len(data) - start < nbytes:
+        raise WeightsError(f"{path}: storage {ref.key} expected {nbytes} bytes, found "
+                           f"{max(len(data) - start, 0)} (file truncated)")
+    stream.seek(start + nbytes)
+    # a view of the file's bytes, not a read() copy: _materialize makes the one copy each tensor keeps
+    return np.frombuffer(data, dtype, count=numel, offset=start)
 
 
 # ------------------------------------------------------------------ zip container

@@ -1,7 +1,8 @@
 """Model names -> how to build them, their input size, preprocessing and where their weights live.
 
 Each model family (``nnlite.models.imagenet``, ``nnlite.models.faceapi``) calls :func:`register`
-for each of its models when imported; :func:`load` imports the families on first use.
+for each of its models when imported; :func:`load` imports the families on first use, in order, stopping at
+the one that registers the requested name.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class ModelSpec:
 
 
 _SPECS: dict[str, ModelSpec] = {}
-_loaded_families = False
+_loaded_families: set[str] = set()
 
 
 def register(spec: ModelSpec) -> None:
@@ -37,11 +38,14 @@ def register(spec: ModelSpec) -> None:
     _SPECS[spec.name] = spec
 
 
-def _ensure_families() -> None:
-    global _loaded_families
-    if not _loaded_families:
-        _loaded_families = True
-        for module in FAMILIES:
+def _ensure_families(until: str | None = None) -> None:
+    """Import the families in order; with ``until``, stop as soon as that model name is registered, so
+    loading one model never imports the other family's modules (a shorter cold start)."""
+    for module in FAMILIES:
+        if until is not None and until in _SPECS:
+            return
+        if module not in _loaded_families:
+            _loaded_families.add(module)
             importlib.import_module(module)
 
 
@@ -51,10 +55,11 @@ def specs() -> list[ModelSpec]:
 
 
 def get(name: str) -> ModelSpec:
-    _ensure_families()
+    _ensure_families(until=name)
     try:
         return _SPECS[name]
     except KeyError:
+        _ensure_families()   # unknown name: every family has registered by now, for the list below
         known = ", ".join(sorted(_SPECS)) or "(none)"
         raise ModelError(f"unknown model {name!r}; known models: {known}") from None
 

@@ -2,8 +2,10 @@
 
 Batch norm: y = (x - mean) / sqrt(variance + epsilon) * gamma + beta, computed as one fused multiply-add
 x * scale + shift per channel with scale and shift prepared in float64. Folding into the preceding conv
-or dense is exact algebra (see :func:`nnlite.ops.reference.fold_batch_norm`); it runs once at load time,
-so the reference implementation serves as the fast one too.
+or dense is exact algebra (see :func:`nnlite.ops.reference.fold_batch_norm`); it runs once at load time.
+The fast version gives bit-identical results (each product is still formed in float64 and rounded once to
+float32) but streams the kernel through NumPy's small cast buffers instead of making two full float64 copies:
+for ResNet50's 3x3x512x512 kernels that was 38 MB of temporaries per call and 0.2 s of its 0.3 s load.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 
 from . import checks
 from .activations import affine_act
-from .reference import fold_batch_norm  # noqa: F401  (load-time only: exact float64 algebra is fast enough)
+from . import reference
 
 
 def bias_add(x, bias):
@@ -32,3 +34,27 @@ def batch_norm(x, gamma, beta, mean, variance, *, epsilon=1e-3):
     v = checks.vector(variance, c, "batch_norm", "variance").astype(np.float64)
     scale = g / np.sqrt(v + epsilon)
     return affine_act(x, scale.astype(np.float32), (b - m * scale).astype(np.float32))
+
+
+def fold_batch_norm(kernel, bias, gamma, beta, mean, variance, *, epsilon, depthwise=False):
+    """Fold inference batch norm into the preceding conv/dense: returns (kernel', bias') as float32.
+
+    Same rule and same bits as :func:`nnlite.ops.reference.fold_batch_norm` (scale = gamma /
+    sqrt(variance + epsilon) per output channel, depthwise output channel c*mult + m).
+    """
+    kernel = np.asarray(kernel)
+    if kernel.dtype.kind not in "biuf" or kernel.ndim < (2 if depthwise else 1):
+        return reference.fold_batch_norm(kernel, bias, gamma, beta, mean, variance, epsilon=epsilon,
+                                         depthwise=depthwise)   # odd input: the twin's errors and rules
+    cout = kernel.shape[-2] * kernel.shape[-1] if depthwise else kernel.shape[-1]
+    g = checks.vector(gamma, cout, "fold_batch_norm", "gamma", 1.0).astype(np.float64)
+    bt = checks.vector(beta, cout, "fold_batch_norm", "beta", 0.0).astype(np.float64)
+    m = checks.vector(mean, cout, "fold_batch_norm", "mean").astype(np.float64)
+    v = checks.vector(variance, cout, "fold_batch_norm", "variance").astype(np.float64)
+    b0 = np.zeros(cout) if bias is None else checks.vector(bias, cout, "fold_batch_norm", "bias").astype(np.float64)
+    scale = g / np.sqrt(v + epsilon)
+    out = np.empty(kernel.shape, np.float32)
+    # the float64 loop with a float32 output: inputs widened and the product rounded in small buffers
+    np.multiply(kernel, scale.reshape(kernel.shape[-2:]) if depthwise else scale, out=out, dtype=np.float64,
+                casting="same_kind")
+    return out, ((b0 - m) * scale + bt).astype(np.float32)
