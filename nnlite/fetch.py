@@ -12,9 +12,7 @@ corrupt download never leaves a file behind.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from .errors import WeightsError
+from .fsutil import atomic_path
 from .paths import models_cache_dir
 
 KERAS_BUCKET = "https://storage.googleapis.com/tensorflow/keras-applications"
@@ -94,16 +93,10 @@ def remote_file(model: str) -> RemoteFile:
 def download(url: str, target: Path, *, md5: str | None, progress: TextIO | None = None,
              timeout: float = 60.0) -> str:
     """Stream ``url`` into ``target`` atomically; returns the SHA-256 of what was written."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_path(target) as tmp:   # readers see no file or the whole, checked file
+        with open(tmp, "wb") as out:
             digests = _copy(url, out, progress, timeout)
         _check(url, tmp, digests, md5)
-        os.replace(tmp, target)   # atomic on one filesystem: readers see no file or the whole file
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return digests["sha256"].hexdigest()
 
 
