@@ -46,15 +46,10 @@ def fold_batch_norm(kernel, bias, gamma, beta, mean, variance, *, epsilon, depth
     if kernel.dtype.kind not in "biuf" or kernel.ndim < (2 if depthwise else 1):
         return reference.fold_batch_norm(kernel, bias, gamma, beta, mean, variance, epsilon=epsilon,
                                          depthwise=depthwise)   # odd input: the twin's errors and rules
-    cout = kernel.shape[-2] * kernel.shape[-1] if depthwise else kernel.shape[-1]
-    g = checks.vector(gamma, cout, "fold_batch_norm", "gamma", 1.0).astype(np.float64)
-    bt = checks.vector(beta, cout, "fold_batch_norm", "beta", 0.0).astype(np.float64)
-    m = checks.vector(mean, cout, "fold_batch_norm", "mean").astype(np.float64)
-    v = checks.vector(variance, cout, "fold_batch_norm", "variance").astype(np.float64)
-    b0 = np.zeros(cout) if bias is None else checks.vector(bias, cout, "fold_batch_norm", "bias").astype(np.float64)
-    scale = g / np.sqrt(v + epsilon)
+    scale, folded_bias = reference.batch_norm_scale(kernel.shape, bias, gamma, beta, mean, variance,
+                                                    epsilon=epsilon, depthwise=depthwise)
     out = np.empty(kernel.shape, np.float32)
     # the float64 loop with a float32 output: inputs widened and the product rounded in small buffers
     np.multiply(kernel, scale.reshape(kernel.shape[-2:]) if depthwise else scale, out=out, dtype=np.float64,
                 casting="same_kind")
-    return out, ((b0 - m) * scale + bt).astype(np.float32)
+    return out, folded_bias

@@ -172,15 +172,22 @@ def fold_batch_norm(kernel, bias, gamma, beta, mean, variance, *, epsilon, depth
     (for a depthwise kernel (kh, kw, cin, mult) output channel c*mult + m); bias' = (bias - mean) * scale + beta.
     """
     kernel = np.asarray(kernel, np.float64)
-    cout = kernel.shape[-2] * kernel.shape[-1] if depthwise else kernel.shape[-1]
+    scale, folded_bias = batch_norm_scale(kernel.shape, bias, gamma, beta, mean, variance, epsilon=epsilon,
+                                          depthwise=depthwise)
+    k = kernel * (scale.reshape(kernel.shape[-2:]) if depthwise else scale)
+    return k.astype(np.float32), folded_bias
+
+
+def batch_norm_scale(kernel_shape, bias, gamma, beta, mean, variance, *, epsilon, depthwise=False):
+    """The per-output-channel (scale, folded bias) of :func:`fold_batch_norm`: scale float64, bias float32."""
+    cout = kernel_shape[-2] * kernel_shape[-1] if depthwise else kernel_shape[-1]
     g = checks.vector(gamma, cout, "fold_batch_norm", "gamma", 1.0).astype(np.float64)
     bt = checks.vector(beta, cout, "fold_batch_norm", "beta", 0.0).astype(np.float64)
     m = checks.vector(mean, cout, "fold_batch_norm", "mean").astype(np.float64)
     v = checks.vector(variance, cout, "fold_batch_norm", "variance").astype(np.float64)
     b0 = np.zeros(cout) if bias is None else checks.vector(bias, cout, "fold_batch_norm", "bias").astype(np.float64)
     scale = g / np.sqrt(v + epsilon)
-    k = kernel * (scale.reshape(kernel.shape[-2:]) if depthwise else scale)
-    return k.astype(np.float32), ((b0 - m) * scale + bt).astype(np.float32)
+    return scale, ((b0 - m) * scale + bt).astype(np.float32)
 
 
 # ---------------------------------------------------------------- pooling
