@@ -258,8 +258,9 @@ outputs = {
     "add_relu": ops.add(x, r(2, 64, 60, 16), activation="relu"),
     "depthwise_flat": ops.depthwise_conv2d(x, r(5, 5, 16, 1), r(16), padding="same", activation="relu"),
     "depthwise_flat_s2": ops.depthwise_conv2d(x, r(7, 7, 16, 1), r(16), stride=2, padding="same"),
+    "conv_few_rows": ops.conv2d(r(1, 5, 7, 64), r(3, 3, 64, 200), r(200), padding="same"),  # split by channels
 }
-dispatchers = [obj for mod in (ops.activations, ops.conv, ops.depthwise, ops.pooling, ops.resize)
+dispatchers = [obj for mod in (ops.activations, ops.conv, ops.gemm, ops.depthwise, ops.pooling, ops.resize)
                for obj in vars(mod).values() if isinstance(obj, numba.core.registry.CPUDispatcher)]
 cache_misses = sum(sum(d.stats.cache_misses.values()) for d in dispatchers)
 threads = (ops.get_num_threads(), ops.blas_num_threads())

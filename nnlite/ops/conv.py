@@ -1,4 +1,8 @@
-"""Fast conv2d and dense: each becomes BLAS matrix multiplies with bias and activation fused per chunk.
+"""Fast conv2d and dense: matrix multiplies with bias and activation fused.
+
+conv2d has two engines, chosen once by :func:`nnlite.ops.gemm.choose` (``NNLITE_GEMM``; ``ENGINE`` below):
+"simd", nnlite's own AVX-512 implicit GEMM (:mod:`nnlite.ops.gemm`, the default where the CPU has AVX-512),
+and "blas", described here, for other CPUs. dense always uses BLAS (at batch 1 it is a matrix-vector product).
 
 * 1x1 convolution without padding: (N*H*W, cin) @ (cin, cout) on a reshaped view of x (no copy at stride 1).
 * k x k convolution: im2col (a Numba kernel that also writes the zero padding) into a reused per-thread
@@ -16,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import checks, parallel
+from . import checks, gemm, parallel
 from .activations import bias_act_, bias_act_rows, code_of, tiled
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
@@ -25,6 +29,7 @@ CHUNK_BYTES = 4 << 20  # a chunk's im2col columns stay in cache ...
 CHUNK_MIN_ROWS = 256  # ... but each matmul keeps enough rows to amortise BLAS packing the kernel
 MATMUL_MIN_ROWS = 64  # fewest output rows worth a separate parallel matmul chunk
 THIN_CIN = 8  # below this many input channels im2col copies from a padded copy of x (2x faster at cin = 3)
+ENGINE = {"conv": gemm.choose()}  # "simd": nnlite.ops.gemm; "blas": im2col + NumPy matmul (this module)
 
 
 @njit(cache=True, nogil=True)
@@ -92,6 +97,8 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
     code = code_of(activation, "conv2d")
     (sh, sw), (dh, dw) = pair(stride, "stride"), pair(dilation, "dilation")
     (t, b, oh), (l, r, ow) = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, stride, dilation, padding)
+    if ENGINE["conv"] == "simd":
+        return gemm.conv2d(x, kernel, bias, code, alpha, (sh, sw), (dh, dw), (t, b, l, r), (oh, ow))
     n = x.shape[0]
     y = np.empty((n, oh, ow, cout), np.float32)  # (N, oh, ow, cout)
     y2 = y.reshape(n * oh * ow, cout)

@@ -1,0 +1,161 @@
+"""Explicit SIMD vectors for Numba kernels: a 16-lane float32 type and the few operations a GEMM needs.
+
+Numba's loop vectoriser cannot keep a matrix-multiply tile in registers (its arrays may alias, so each
+multiply-add would load and store the tile). Here a tile is plain local variables of type :data:`f32x16`,
+an LLVM ``<16 x float>``: LLVM keeps them in vector registers (one AVX-512 ``zmm`` each) and each
+``fma`` is one instruction. Each operation below is a Numba ``@intrinsic`` emitting a few lines of LLVM IR;
+the kernels that use them (:mod:`nnlite.ops.gemm`) are ordinary ``@njit`` code.
+
+On a CPU without AVX-512 LLVM splits each vector into two AVX2 (or four SSE) registers: still correct, but
+a 16-vector tile then spills, so :mod:`nnlite.ops.gemm` is only chosen where AVX-512 exists.
+
+Memory operations take a 1-D C-contiguous float32 array and an element offset, and do no bounds check:
+callers guarantee ``offset + 16 <= size`` (``*_n`` variants: ``offset + count <= size``).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+LANES = 16
+_F32 = ir.FloatType()
+_VEC = ir.VectorType(_F32, LANES)
+_I32 = ir.IntType(32)
+
+
+class F32x16(types.Type):
+    """Numba type of a 16-lane float32 vector (an LLVM ``<16 x float>`` value)."""
+
+    def __init__(self):
+        super().__init__(name="f32x16")
+
+
+f32x16 = F32x16()
+
+
+@register_model(F32x16)
+class _F32x16Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VEC)
+
+
+def _vec_ptr(context, builder, arrty, arr, offset):
+    data = context.make_array(arrty)(context, builder, arr).data
+    return builder.bitcast(builder.gep(data, [offset]), _VEC.as_pointer())
+
+
+def _lane_mask(builder, count):
+    """<16 x i1>: lane i is on when i < count."""
+    i64v = ir.VectorType(ir.IntType(64), LANES)
+    lanes = ir.Constant(i64v, list(range(LANES)))
+    first = builder.insert_element(ir.Constant(i64v, ir.Undefined), count, ir.Constant(_I32, 0))
+    splat = builder.shuffle_vector(first, ir.Constant(i64v, ir.Undefined),
+                                   ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+    return builder.icmp_signed("<", lanes, splat)
+
+
+def _masked_name(op: str, ptr) -> str:
+    opaque = getattr(ptr.type, "is_opaque", False)
+    return f"llvm.masked.{op}.v16f32.{'p0' if opaque else 'p0v16f32'}"
+
+
+@intrinsic
+def vzero(typingctx):
+    """All lanes 0."""
+    return f32x16(), lambda context, builder, sig, args: ir.Constant(_VEC, [0.0] * LANES)
+
+
+@intrinsic
+def vsplat(typingctx, x):
+    """All lanes = the float32 scalar x."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        first = builder.insert_element(ir.Constant(_VEC, ir.Undefined), args[0], ir.Constant(_I32, 0))
+        return builder.shuffle_vector(first, ir.Constant(_VEC, ir.Undefined),
+                                      ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+    return f32x16(x), codegen
+
+
+@intrinsic
+def vload(typingctx, arr, offset):
+    """arr[offset : offset + 16]."""
+    def codegen(context, builder, sig, args):
+        return builder.load(_vec_ptr(context, builder, sig.args[0], args[0], args[1]), align=4)
+    return f32x16(arr, types.intp), codegen
+
+
+@intrinsic
+def vload_n(typingctx, arr, offset, count):
+    """arr[offset : offset + count] in the first ``count`` lanes, 0 in the others; reads nothing beyond."""
+    def codegen(context, builder, sig, args):
+        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1])
+        mask = _lane_mask(builder, args[2])
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_VEC, [ptr.type, _I32, mask.type, _VEC]), _masked_name("load", ptr))
+        return builder.call(fn, [ptr, ir.Constant(_I32, 4), mask, ir.Constant(_VEC, [0.0] * LANES)])
+    return f32x16(arr, types.intp, types.intp), codegen
+
+
+@intrinsic
+def vstore(typingctx, arr, offset, v):
+    """arr[offset : offset + 16] = v."""
+    def codegen(context, builder, sig, args):
+        builder.store(args[2], _vec_ptr(context, builder, sig.args[0], args[0], args[1]), align=4)
+        return context.get_dummy_value()
+    return types.void(arr, types.intp, f32x16), codegen
+
+
+@intrinsic
+def vstore_n(typingctx, arr, offset, v, count):
+    """arr[offset : offset + count] = the first ``count`` lanes of v; writes nothing beyond."""
+    def codegen(context, builder, sig, args):
+        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1])
+        mask = _lane_mask(builder, args[3])
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [_VEC, ptr.type, _I32, mask.type]),
+            _masked_name("store", ptr))
+        builder.call(fn, [args[2], ptr, ir.Constant(_I32, 4), mask])
+        return context.get_dummy_value()
+    return types.void(arr, types.intp, f32x16, types.intp), codegen
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):
+    """a * b + c, lane by lane, with one rounding (as BLAS's FMA kernels)."""
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
+        return builder.call(fn, args)
+    return f32x16(f32x16, f32x16, f32x16), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """a + b."""
+    return f32x16(f32x16, f32x16), lambda context, builder, sig, args: builder.fadd(*args)
+
+
+@intrinsic
+def vmul(typingctx, a, b):
+    """a * b."""
+    return f32x16(f32x16, f32x16), lambda context, builder, sig, args: builder.fmul(*args)
+
+
+@intrinsic
+def vselect_gt(typingctx, a, b, yes, no):
+    """yes where a > b, else no (a NaN in a or b picks no)."""
+    def codegen(context, builder, sig, args):
+        return builder.select(builder.fcmp_ordered(">", args[0], args[1]), args[2], args[3])
+    return f32x16(f32x16, f32x16, f32x16, f32x16), codegen
+
+
+@intrinsic
+def vselect_ge(typingctx, a, b, yes, no):
+    """yes where a >= b, else no (a NaN in a or b picks no)."""
+    def codegen(context, builder, sig, args):
+        return builder.select(builder.fcmp_ordered(">=", args[0], args[1]), args[2], args[3])
+    return f32x16(f32x16, f32x16, f32x16, f32x16), codegen

@@ -1,0 +1,151 @@
+"""nnlite's own implicit-GEMM convolution (nnlite.ops.gemm) and its SIMD primitives (nnlite.ops.simd).
+
+tests/test_ops.py already runs ops.conv2d against its naive twin with whichever engine this CPU picks;
+here both engines are forced in turn, on shapes chosen to hit every edge of the tiling: rows that are not a
+multiple of the 8-row tile, channel counts on either side of the 16- and 32-wide panels, long sums, few
+output rows (the split by channels) and batches. The SIMD primitives are checked lane by lane, including
+that masked loads and stores touch nothing past their count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from numba import njit
+
+from nnlite import ops
+from nnlite.errors import ModelError, ShapeError
+from nnlite.ops import conv, gemm, parallel, reference, simd
+
+TOL = 1e-5
+ENGINES = ("simd", "blas")
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request, monkeypatch):
+    monkeypatch.setitem(conv.ENGINE, "conv", request.param)
+    return request.param
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+CASES = [  # (n, h, w, cin, cout, k, stride, dilation, padding)
+    (1, 7, 9, 5, 1, 3, 1, 1, "same"),  # 63 rows: 7 full tiles + 7 rows
+    (1, 11, 3, 16, 15, 1, 1, 1, "valid"),
+    (1, 6, 6, 16, 16, 3, 1, 1, "same"),
+    (2, 5, 5, 8, 17, 3, 2, 1, "same"),  # batch: rows cross image boundaries inside a tile
+    (1, 9, 9, 7, 31, 3, 1, 2, "same"),
+    (1, 8, 8, 4, 32, 1, 2, 1, "valid"),  # strided 1x1
+    (1, 10, 10, 3, 33, 7, 2, 1, "same"),  # RGB stem
+    (1, 4, 4, 300, 48, 3, 1, 1, "same"),  # long sums (K = 2700), few rows: split by channels
+    (1, 3, 3, 64, 270, 1, 1, 1, "valid"),  # several panels and a 14-wide tail
+    (3, 13, 2, 2, 70, (1, 3), (2, 1), 1, (1, 2, 0, 3)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
+@pytest.mark.parametrize("act", [None, "relu", "relu6", "leaky_relu", "sigmoid", "swish"])
+def test_conv2d_matches_reference(engine, case, act):
+    n, h, w, cin, cout, k, stride, dilation, padding = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    rng = np.random.default_rng(hash((case[:6], act)) % 2**32)
+    x, kernel, bias = rand(rng, n, h, w, cin), rand(rng, kh, kw, cin, cout), rand(rng, cout)
+    kwargs = dict(stride=stride, dilation=dilation, padding=padding, activation=act, alpha=0.1)
+    want = reference.conv2d(x, kernel, bias, **kwargs)
+    got = ops.conv2d(x, kernel, bias, **kwargs)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    assert rel(got, want) <= TOL
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 2**31), st.integers(1, 2), st.integers(1, 20), st.integers(1, 20), st.integers(1, 40),
+       st.integers(1, 80), st.integers(1, 4), st.integers(1, 2), st.sampled_from(["valid", "same"]),
+       st.booleans())
+def test_conv2d_random_shapes(engine, seed, n, h, w, cin, cout, k, stride, padding, with_bias):
+    rng = np.random.default_rng(seed)
+    x, kernel = rand(rng, n, h, w, cin), rand(rng, k, k, cin, cout)
+    bias = rand(rng, cout) if with_bias else None
+    try:
+        want = reference.conv2d(x, kernel, bias, stride=stride, padding=padding, activation="relu")
+    except ShapeError:
+        return
+    assert rel(ops.conv2d(x, kernel, bias, stride=stride, padding=padding, activation="relu"), want) <= TOL
+
+
+def test_engines_agree_and_thread_splits_are_bit_identical(monkeypatch):
+    """Rows split (many rows) and channel split (few rows) give the same bits at 1 and 3 threads."""
+    rng = np.random.default_rng(3)
+    before = parallel.threads()
+    monkeypatch.setitem(conv.ENGINE, "conv", "simd")
+    for x, kernel in [(rand(rng, 1, 40, 40, 24), rand(rng, 3, 3, 24, 40)),  # by rows
+                      (rand(rng, 1, 3, 3, 200), rand(rng, 1, 1, 200, 500))]:  # by channel panels
+        try:
+            parallel.set_threads(1)
+            one = ops.conv2d(x, kernel, padding="same", activation="relu")
+            parallel.set_threads(3)
+            three = ops.conv2d(x, kernel, padding="same", activation="relu")
+        finally:
+            parallel.set_threads(before)
+        assert np.array_equal(one, three)
+        monkeypatch.setitem(conv.ENGINE, "conv", "blas")
+        assert rel(one, ops.conv2d(x, kernel, padding="same", activation="relu")) <= TOL
+        monkeypatch.setitem(conv.ENGINE, "conv", "simd")
+
+
+def test_engine_choice_from_the_environment(monkeypatch):
+    for raw, want in [("simd", "simd"), (" BLAS ", "blas")]:
+        monkeypatch.setenv("NNLITE_GEMM", raw)
+        assert gemm.choose() == want
+    monkeypatch.setenv("NNLITE_GEMM", "mkl")
+    with pytest.raises(ModelError, match="NNLITE_GEMM"):
+        gemm.choose()
+    monkeypatch.delenv("NNLITE_GEMM")
+    assert gemm.choose() == ("simd" if gemm._cpu_has_avx512() else "blas")
+
+
+@njit(cache=True)
+def _roundtrip(src, dst, offset, count, scalar, alpha):
+    v = simd.vload_n(src, offset, count)
+    simd.vstore_n(dst, offset, v, count)
+    full = simd.vload(src, 0)
+    fma = simd.vfma(full, simd.vsplat(scalar), simd.vzero())  # src * scalar
+    simd.vstore(dst, 20, simd.vadd(fma, simd.vmul(full, simd.vsplat(alpha))))
+    zero = simd.vzero()
+    simd.vstore(dst, 40, simd.vselect_gt(full, zero, full, zero))
+    simd.vstore(dst, 60, simd.vselect_ge(full, zero, full, simd.vmul(full, simd.vsplat(alpha))))
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 15, 16])
+def test_simd_primitives_lane_by_lane(count):
+    src = np.arange(-8, 72, dtype=np.float32)  # 80 values, lanes 0..15 = -8..7
+    src[3] = np.nan
+    dst = np.full(80, 99.0, np.float32)
+    _roundtrip(src, dst, 2, count, np.float32(2.0), np.float32(0.5))
+    assert np.array_equal(dst[2:2 + count], src[2:2 + count], equal_nan=True)
+    assert (dst[:2] == 99).all() and (dst[2 + count:20] == 99).all()  # masked store wrote nothing else
+    lanes = src[:16]
+    np.testing.assert_array_equal(dst[20:36], lanes * 2 + lanes * 0.5)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(dst[40:56], np.where(lanes > 0, lanes, 0))  # NaN -> 0, as ops.relu
+        np.testing.assert_array_equal(dst[60:76], np.where(lanes >= 0, lanes, 0.5 * lanes))
+    assert (dst[36:40] == 99).all() and (dst[56:60] == 99).all() and (dst[76:] == 99).all()
+
+
+def test_masked_load_reads_nothing_past_its_count():
+    """A 3-value tail at the very end of an array: a full 16-lane load there would read past the buffer."""
+    rng = np.random.default_rng(0)
+    x, kernel = rand(rng, 1, 1, 1, 5), rand(rng, 1, 1, 5, 3)  # b (5*3 values): the last row is a 3-lane tail
+    for _ in range(20):
+        want = reference.conv2d(x, kernel)
+        assert rel(gemm.conv2d(x, kernel, None, 0, 0.2, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)), want) <= TOL
