@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+import numba
 from numba import njit
 
 from nnlite import ops
@@ -32,6 +33,7 @@ def rel(a, b) -> float:
 @pytest.fixture(params=ENGINES)
 def engine(request, monkeypatch):
     monkeypatch.setitem(conv.ENGINE, "conv", request.param)
+    monkeypatch.setitem(conv.ENGINE, "depthwise", request.param)
     return request.param
 
 
@@ -51,6 +53,27 @@ CASES = [  # (n, h, w, cin, cout, k, stride, dilation, padding)
     (1, 3, 3, 64, 270, 1, 1, 1, "valid"),  # several panels and a 14-wide tail
     (3, 13, 2, 2, 70, (1, 3), (2, 1), 1, (1, 2, 0, 3)),
 ]
+
+
+DEPTHWISE_CASES = [  # (n, h, w, c, k, stride, dilation, padding)
+    (1, 3, 3, 70, 5, 1, 1, "same"),  # every pixel is a border pixel
+    (1, 9, 30, 16, 3, 1, 1, "same"),  # interior tiles of 8 plus a partial tile
+    (2, 11, 13, 33, 3, 2, 1, "same"),
+    (1, 20, 21, 11, 7, 2, 1, "same"),
+    (1, 12, 12, 130, 3, 1, 2, "valid"),  # channels in 64-wide groups with a 2-channel tail
+    (1, 6, 40, 8, (1, 5), (1, 3), 1, (2, 0, 1, 3)),
+]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=[str(i) for i in range(len(DEPTHWISE_CASES))])
+@pytest.mark.parametrize("act", [None, "relu6", "leaky_relu", "swish"])
+def test_depthwise_matches_reference(engine, case, act):
+    n, h, w, c, k, stride, dilation, padding = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    rng = np.random.default_rng(hash((case[:5], act)) % 2**32)
+    x, kernel, bias = rand(rng, n, h, w, c), rand(rng, kh, kw, c, 1), rand(rng, c)
+    kwargs = dict(stride=stride, dilation=dilation, padding=padding, activation=act, alpha=0.1)
+    assert rel(ops.depthwise_conv2d(x, kernel, bias, **kwargs), reference.depthwise_conv2d(x, kernel, bias, **kwargs)) <= TOL
 
 
 @pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
@@ -84,22 +107,24 @@ def test_conv2d_random_shapes(engine, seed, n, h, w, cin, cout, k, stride, paddi
 
 
 def test_engines_agree_and_thread_splits_are_bit_identical(monkeypatch):
-    """Rows split (many rows) and channel split (few rows) give the same bits at 1 and 3 threads."""
+    """Rows split (many rows) and channel split (few rows) give the same bits at 1 and 2 threads."""
     rng = np.random.default_rng(3)
-    before = parallel.threads()
+    before = ops.get_num_threads()
     monkeypatch.setitem(conv.ENGINE, "conv", "simd")
     for x, kernel in [(rand(rng, 1, 40, 40, 24), rand(rng, 3, 3, 24, 40)),  # by rows
                       (rand(rng, 1, 3, 3, 200), rand(rng, 1, 1, 200, 500))]:  # by channel panels
         try:
-            parallel.set_threads(1)
-            one = ops.conv2d(x, kernel, padding="same", activation="relu")
-            parallel.set_threads(3)
-            three = ops.conv2d(x, kernel, padding="same", activation="relu")
+            ops.set_num_threads(1)
+            assert parallel.parts(1000, 1 << 30) == 1
+            one = ops.conv2d(x, kernel, padding="same", activation="swish")
+            ops.set_num_threads(2)
+            assert parallel.parts(1000, 1 << 30) == min(2, numba.config.NUMBA_NUM_THREADS)
+            two = ops.conv2d(x, kernel, padding="same", activation="swish")
         finally:
-            parallel.set_threads(before)
-        assert np.array_equal(one, three)
+            ops.set_num_threads(before)
+        assert np.array_equal(one, two)
         monkeypatch.setitem(conv.ENGINE, "conv", "blas")
-        assert rel(one, ops.conv2d(x, kernel, padding="same", activation="relu")) <= TOL
+        assert rel(one, ops.conv2d(x, kernel, padding="same", activation="swish")) <= TOL
         monkeypatch.setitem(conv.ENGINE, "conv", "simd")
 
 

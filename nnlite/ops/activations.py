@@ -13,7 +13,7 @@ other modules that inline it are recompiled.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from . import checks, parallel
 
@@ -83,6 +83,18 @@ def _affine_act_rows(x, scale, shift, code, alpha, y, r0, r1):  # x, y (rows, C)
         act_row(row, code, alpha)
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def _bias_act_parallel(flat, tiled_bias, has_bias, code, alpha, c, rows, pieces):
+    for i in prange(pieces):
+        _bias_act_flat(flat, tiled_bias, has_bias, code, alpha, rows * i // pieces * c, rows * (i + 1) // pieces * c)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _affine_act_parallel(x, scale, shift, code, alpha, y, rows, pieces):
+    for i in prange(pieces):
+        _affine_act_rows(x, scale, shift, code, alpha, y, rows * i // pieces, rows * (i + 1) // pieces)
+
+
 BIAS_BLOCK = 1024  # values per inner loop of _bias_act_flat
 
 
@@ -105,8 +117,15 @@ def bias_act_(y: np.ndarray, bias: np.ndarray | None, code: int, alpha: float) -
     if (bias is None and code == 0) or y.size == 0:
         return y
     y2 = y.reshape(-1, y.shape[-1])  # (rows, C) view, no copy
-    tb = tiled(bias, y2.shape[1])
-    parallel.run(lambda r0, r1: bias_act_rows(y2, tb, bias is not None, code, alpha, r0, r1), y2.shape[0], y2.size)
+    c = y2.shape[1]
+    tb = tiled(bias, c)
+    rows = y2.shape[0]
+    pieces = parallel.parts(rows, y2.size)
+    if pieces == 1:
+        _bias_act_flat(y.reshape(-1), tb, bias is not None, code, np.float32(alpha), 0, rows * c)
+    else:
+        parallel.launch(_bias_act_parallel, y.reshape(-1), tb, bias is not None, code, np.float32(alpha), c, rows,
+                        pieces)
     return y
 
 
@@ -115,8 +134,12 @@ def affine_act(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, code: int = 
     x = np.ascontiguousarray(x, dtype=np.float32)
     y = np.empty_like(x)
     x2, y2 = x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1])  # (rows, C) views
-    parallel.run(lambda r0, r1: _affine_act_rows(x2, scale, shift, code, np.float32(alpha), y2, r0, r1),
-                 x2.shape[0], x2.size)
+    rows = x2.shape[0]
+    pieces = parallel.parts(rows, x2.size)
+    if pieces == 1:
+        _affine_act_rows(x2, scale, shift, code, np.float32(alpha), y2, 0, rows)
+    else:
+        parallel.launch(_affine_act_parallel, x2, scale, shift, code, np.float32(alpha), y2, rows, pieces)
     return y
 
 

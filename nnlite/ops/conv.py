@@ -29,7 +29,7 @@ CHUNK_BYTES = 4 << 20  # a chunk's im2col columns stay in cache ...
 CHUNK_MIN_ROWS = 256  # ... but each matmul keeps enough rows to amortise BLAS packing the kernel
 MATMUL_MIN_ROWS = 64  # fewest output rows worth a separate parallel matmul chunk
 THIN_CIN = 8  # below this many input channels im2col copies from a padded copy of x (2x faster at cin = 3)
-ENGINE = {"conv": gemm.choose()}  # "simd": nnlite.ops.gemm; "blas": im2col + NumPy matmul (this module)
+ENGINE = dict.fromkeys(("conv", "depthwise"), gemm.choose())  # "simd": nnlite.ops.gemm / simd kernels; "blas"
 
 
 @njit(cache=True, nogil=True)

@@ -12,11 +12,13 @@ skipped, which is the same as multiplying by zero.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from . import checks, parallel
+from . import checks, conv, parallel
 from .activations import act_row, code_of
 from .conv import conv2d
+from .gemm import _finish
+from .simd import vfma, vload_n, vstore_n, vzero
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
 
@@ -27,6 +29,7 @@ from .workspace import scratch
 FLAT_MAX_C = 128
 FLAT_MAX_C_STRIDED = 31
 FLAT_MAX_C_3X3 = 31
+SIMD_MIN_C = 0  # with the "simd" engine, multiplier 1 above this many channels runs _depthwise_simd
 
 
 @njit(cache=True, inline="always")
@@ -163,6 +166,16 @@ def depthwise_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilatio
     b = np.zeros(cin * mult, np.float32) if bias is None else bias
     y = np.empty((x.shape[0], oh, ow, cin * mult), np.float32)
     unrolled = kh == kw == 3 and mult == 1 and dh == dw == 1
+    if mult == 1 and conv.ENGINE["depthwise"] == "simd" and cin > SIMD_MIN_C:
+        args = (x.reshape(-1), x.shape[1], x.shape[2], cin, k.reshape(-1), b, kh, kw, sh, sw, dh, dw, t, l, code,
+                np.float32(alpha), y.reshape(-1), oh, ow)
+        rows = x.shape[0] * oh
+        pieces = parallel.parts(rows, y.size * kh * kw // 4)
+        if pieces == 1:
+            _depthwise_simd(*args, 0, rows)
+        else:
+            parallel.launch(_depthwise_simd_parallel, *args, rows, pieces)
+        return y
     if sw == 1:
         flat_max = FLAT_MAX_C_3X3 if unrolled else FLAT_MAX_C
     else:
@@ -192,3 +205,110 @@ def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride
     pointwise_kernel = checks.array(pointwise_kernel, "separable_conv2d", "pointwise kernel (1, 1, cin*mult, cout)", 4)
     mid = depthwise_conv2d(x, depthwise_kernel, stride=stride, padding=padding, dilation=dilation)
     return conv2d(mid, pointwise_kernel, bias, activation=activation, alpha=alpha)
+
+
+@njit(cache=True, nogil=True)
+def _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0):
+    # One output pixel's sums over its valid taps (rows i in [i0, i1), columns tested here) for channels
+    # [c0, c0 + 64): four independent 16-lane sums, so consecutive multiply-adds do not wait on each other.
+    # top = offset of input row 0 of tap i = 0 (may be < 0).
+    w0, w1, w2, w3 = min(16, c - c0), min(16, c - c0 - 16), min(16, c - c0 - 32), min(16, c - c0 - 48)
+    a0, a1, a2, a3 = vzero(), vzero(), vzero(), vzero()
+    ix0 = ox * sw - left  # input column of tap j = 0
+    j0, j1 = _valid_range(kw, w, dw, ix0)  # taps j whose column ix0 + j*dw is inside [0, w)
+    for i in range(i0, i1):
+        for j in range(j0, j1):
+            q = top + i * dh * w * c + (ix0 + j * dw) * c + c0
+            t = (i * kw + j) * c + c0
+            a0 = vfma(vload_n(xf, q, w0), vload_n(k, t, w0), a0)
+            a1 = vfma(vload_n(xf, q + 16, w1), vload_n(k, t + 16, w1), a1)
+            a2 = vfma(vload_n(xf, q + 32, w2), vload_n(k, t + 32, w2), a2)
+            a3 = vfma(vload_n(xf, q + 48, w3), vload_n(k, t + 48, w3), a3)
+    return a0, a1, a2, a3
+
+
+@njit(cache=True, nogil=True)
+def _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
+                    r0, r1):
+    # Multiplier 1 on explicit 16-lane vectors (nnlite.ops.simd): a tile of 8 output pixels x 16 channels
+    # sums its kh*kw taps in 8 registers (one weight load per tap for all 8), then bias and activation are
+    # applied and the tile is stored once. All channel blocks of 8 pixels are done before moving on, while
+    # their kh input rows are in L1. Padding is never copied: taps on padded rows are skipped, and the few
+    # pixels whose taps reach into padded columns (the row's ends) take _dw_pixel's path, with the ranges
+    # of valid taps computed per pixel. A last partial tile of 4-7 pixels recomputes its last pixel in the
+    # missing slots (not stored); 1-3 leftover pixels go one at a time.
+    # xf = x (N, H, W, C) flattened; k (kh*kw*C,) taps in (i, j) order; yf = y (N, oh, ow, C) flattened;
+    # rows r = n*oh + oy in [r0, r1).
+    fused = code if code <= 3 else 0
+    lo = min(ow, (left + sw - 1) // sw)  # first output column whose kw taps are all inside the image
+    hi = max(lo, min(ow, (w - 1 - (kw - 1) * dw + left) // sw + 1))  # one past the last such column
+    for r in range(r0, r1):
+        n = r // oh
+        iy0 = (r - n * oh) * sh - top_pad  # input row of tap i = 0
+        i0, i1 = _valid_range(kh, h, dh, iy0)  # taps i whose row iy0 + i*dh is inside [0, h)
+        top = (n * h + iy0) * w * c
+        out_row = r * ow * c
+        tiled_hi = hi if (hi - lo) % 8 >= 4 else hi - (hi - lo) % 8  # interior tiles end; the rest: singles
+        for b in range(lo + ow - tiled_hi):  # pixels [0, lo) and [tiled_hi, ow), one at a time
+            ox = b if b < lo else tiled_hi + b - lo
+            for c0 in range(0, c, 64):
+                a0, a1, a2, a3 = _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0)
+                out = out_row + ox * c + c0
+                for v, acc in enumerate((a0, a1, a2, a3)):
+                    width = min(16, c - c0 - 16 * v)
+                    if width > 0:
+                        bv = vload_n(bias, c0 + 16 * v, width)
+                        vstore_n(yf, out + 16 * v, _finish(acc, bv, fused, alpha), width)
+        last = tiled_hi - 1
+        for ox0 in range(lo, tiled_hi, 8):
+            for c0 in range(0, c, 16):
+                width = min(16, c - c0)
+                q0 = top + (min(ox0, last) * sw - left) * c + c0
+                q1 = top + (min(ox0 + 1, last) * sw - left) * c + c0
+                q2 = top + (min(ox0 + 2, last) * sw - left) * c + c0
+                q3 = top + (min(ox0 + 3, last) * sw - left) * c + c0
+                q4 = top + (min(ox0 + 4, last) * sw - left) * c + c0
+                q5 = top + (min(ox0 + 5, last) * sw - left) * c + c0
+                q6 = top + (min(ox0 + 6, last) * sw - left) * c + c0
+                q7 = top + (min(ox0 + 7, last) * sw - left) * c + c0
+                a0, a1, a2, a3 = vzero(), vzero(), vzero(), vzero()
+                a4, a5, a6, a7 = vzero(), vzero(), vzero(), vzero()
+                for i in range(i0, i1):
+                    for j in range(kw):
+                        tap = (i * dh * w + j * dw) * c
+                        wv = vload_n(k, (i * kw + j) * c + c0, width)
+                        a0 = vfma(vload_n(xf, q0 + tap, width), wv, a0)
+                        a1 = vfma(vload_n(xf, q1 + tap, width), wv, a1)
+                        a2 = vfma(vload_n(xf, q2 + tap, width), wv, a2)
+                        a3 = vfma(vload_n(xf, q3 + tap, width), wv, a3)
+                        a4 = vfma(vload_n(xf, q4 + tap, width), wv, a4)
+                        a5 = vfma(vload_n(xf, q5 + tap, width), wv, a5)
+                        a6 = vfma(vload_n(xf, q6 + tap, width), wv, a6)
+                        a7 = vfma(vload_n(xf, q7 + tap, width), wv, a7)
+                bv = vload_n(bias, c0, width)
+                out = out_row + ox0 * c + c0
+                vstore_n(yf, out, _finish(a0, bv, fused, alpha), width)
+                if ox0 + 1 < tiled_hi:
+                    vstore_n(yf, out + c, _finish(a1, bv, fused, alpha), width)
+                if ox0 + 2 < tiled_hi:
+                    vstore_n(yf, out + 2 * c, _finish(a2, bv, fused, alpha), width)
+                if ox0 + 3 < tiled_hi:
+                    vstore_n(yf, out + 3 * c, _finish(a3, bv, fused, alpha), width)
+                if ox0 + 4 < tiled_hi:
+                    vstore_n(yf, out + 4 * c, _finish(a4, bv, fused, alpha), width)
+                if ox0 + 5 < tiled_hi:
+                    vstore_n(yf, out + 5 * c, _finish(a5, bv, fused, alpha), width)
+                if ox0 + 6 < tiled_hi:
+                    vstore_n(yf, out + 6 * c, _finish(a6, bv, fused, alpha), width)
+                if ox0 + 7 < tiled_hi:
+                    vstore_n(yf, out + 7 * c, _finish(a7, bv, fused, alpha), width)
+        if code > 3:
+            act_row(yf[out_row:out_row + ow * c], code, alpha)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _depthwise_simd_parallel(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
+                             rows, pieces):
+    for i in prange(pieces):
+        _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
+                        rows * i // pieces, rows * (i + 1) // pieces)

@@ -28,9 +28,11 @@ import functools
 import os
 
 import numpy as np
-from numba import njit
+import numba
+from numba import njit, prange
 
 from . import parallel
+from .activations import act
 from .simd import (vadd, vfma, vload, vload_n, vmul, vselect_ge, vselect_gt, vsplat, vstore, vstore_n, vzero)
 from .workspace import scratch
 
@@ -242,6 +244,36 @@ def _panels(x, c, taps, bases, b, bias, code, alpha, y, n, r0, r1, p0, p1, pk):
 
 
 @njit(cache=True, nogil=True)
+def _act_block(y, n, r0, r1, c0, c1, code, alpha):
+    # sigmoid/swish (codes 4, 5) in place on rows [r0, r1) x columns [c0, c1) of y flat (rows*n,)
+    for r in range(r0, r1):
+        for j in range(r * n + c0, r * n + c1):
+            y[j] = act(y[j], code, alpha)
+
+
+@njit(cache=True, nogil=True)
+def _units(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, u0, u1):
+    # units [u0, u1) of the output: 8-row tiles (by_rows) or 32-channel panels; then codes 4/5 on them
+    pk = np.empty(taps.shape[0] * c * NR, np.float32)  # this piece's packed panel (L1/L2-sized)
+    fused = code if code <= 3 else 0
+    panels = (n + NR - 1) // NR
+    if by_rows:
+        r0, r1, p0, p1 = u0 * MR, min(rows, u1 * MR), 0, panels
+    else:
+        r0, r1, p0, p1 = 0, rows, u0, u1
+    _panels(x, c, taps, bases, b, bias, fused, alpha, y, n, r0, r1, p0, p1, pk)
+    if code > 3:
+        _act_block(y, n, r0, r1, p0 * NR, min(n, p1 * NR), code, alpha)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _units_parallel(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, units, pieces):
+    for i in prange(pieces):
+        _units(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, units * i // pieces,
+               units * (i + 1) // pieces)
+
+
+@njit(cache=True, nogil=True)
 def _pad_into(x, top, left, xp):
     # xp (N, Hp, Wp, C) = x (N, H, W, C) placed at (top, left), zeros around
     n_, h, w, c = x.shape
@@ -260,8 +292,6 @@ def _pad_into(x, top, left, xp):
 def conv2d(x, kernel, bias, code, alpha, stride, dilation, pads, out_hw):
     """y = act(conv(x, kernel) + bias) as one implicit GEMM. x (N, H, W, cin) C-contiguous float32, kernel
     (kh, kw, cin, cout), bias (cout,) or None, pads (top, bottom, left, right), out_hw (oh, ow)."""
-    from .activations import bias_act_rows, tiled
-
     n_img, h, w, c = x.shape
     kh, kw, _, cout = kernel.shape
     (sh, sw), (dh, dw), (top, bottom, left, right), (oh, ow) = stride, dilation, pads, out_hw
@@ -275,28 +305,14 @@ def conv2d(x, kernel, bias, code, alpha, stride, dilation, pads, out_hw):
     b = np.zeros(cout, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     rows = n_img * oh * ow
     y = np.empty((n_img, oh, ow, cout), np.float32)
-    y1 = y.reshape(-1)
-    xf = xp.reshape(-1)
-    fused = code if code <= 3 else 0
-    after = code if code > 3 else 0
     tiles, panels = -(-rows // MR), -(-cout // NR)
-    work = rows * cout * kh * kw * c // 4
-
-    def by_rows(t0, t1):
-        pk = scratch("gemm_panel", (taps.shape[0] * c * NR,))
-        r0, r1 = t0 * MR, min(rows, t1 * MR)
-        _panels(xf, c, taps, bases, k2, b, fused, np.float32(alpha), y1, cout, r0, r1, 0, panels, pk)
-        if after:
-            bias_act_rows(y.reshape(rows, cout), tiled(None, cout), False, after, alpha, r0, r1)
-
-    def by_panels(q0, q1):
-        pk = scratch("gemm_panel", (taps.shape[0] * c * NR,))
-        _panels(xf, c, taps, bases, k2, b, fused, np.float32(alpha), y1, cout, 0, rows, q0, q1, pk)
-
-    if tiles >= 4 * parallel.threads() or panels < parallel.threads():
-        parallel.run(by_rows, tiles, work)
-    else:  # few rows (late layers at batch 1): split the channels instead, each thread packs only its panels
-        parallel.run(by_panels, panels, work)
-        if after:
-            bias_act_rows(y.reshape(rows, cout), tiled(None, cout), False, after, alpha, 0, rows)
+    threads = numba.get_num_threads()
+    by_rows = tiles >= 4 * threads or panels < threads  # few rows (late layers at batch 1): split channels
+    units = tiles if by_rows else panels
+    pieces = parallel.parts(units, rows * cout * kh * kw * c // 4)
+    args = (xp.reshape(-1), c, taps, bases, k2, b, code, np.float32(alpha), y.reshape(-1), cout, rows, by_rows)
+    if pieces == 1:
+        _units(*args, 0, units)
+    else:
+        parallel.launch(_units_parallel, *args, units, pieces)
     return y

@@ -7,7 +7,7 @@ are not counted in an average's divisor (TF's 'same' rule; explicit padding is t
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from . import checks, parallel
 from .padding import pair, resolve_padding_2d
@@ -39,6 +39,12 @@ def _pool(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
                     y[n, oy, ox, ch] /= count
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def _pool_parallel(x, kh, kw, sh, sw, top, left, is_max, y, rows, pieces):
+    for i in prange(pieces):
+        _pool(x, kh, kw, sh, sw, top, left, is_max, y, rows * i // pieces, rows * (i + 1) // pieces)
+
+
 def _pool2d(x, pool_size, stride, padding, is_max, op):
     x = np.ascontiguousarray(checks.nhwc(x, op))
     kh, kw = pair(pool_size, f"{op} pool_size")
@@ -46,8 +52,12 @@ def _pool2d(x, pool_size, stride, padding, is_max, op):
     checks.pool_padding(padding, kh, kw, op)
     (t, _, oh), (l, _, ow) = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, (sh, sw), 1, padding)
     y = np.empty((x.shape[0], oh, ow, x.shape[3]), np.float32)
-    parallel.run(lambda r0, r1: _pool(x, kh, kw, sh, sw, t, l, is_max, y, r0, r1), x.shape[0] * oh,
-                 y.size * kh * kw // 4)
+    rows = x.shape[0] * oh
+    pieces = parallel.parts(rows, y.size * kh * kw // 4)
+    if pieces == 1:
+        _pool(x, kh, kw, sh, sw, t, l, is_max, y, 0, rows)
+    else:
+        parallel.launch(_pool_parallel, x, kh, kw, sh, sw, t, l, is_max, y, rows, pieces)
     return y
 
 

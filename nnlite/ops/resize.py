@@ -12,7 +12,7 @@ Source coordinate of output index i (computed in float32, as TF does, so index c
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from . import checks, parallel
 from .padding import pair
@@ -57,6 +57,12 @@ def _bilinear(x, y0, y1, fy, x0, x1, fx, y, r0, r1):
                 y[n, oy, ox, ch] = top + (bottom - top) * wy
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def _bilinear_parallel(x, y0, y1, fy, x0, x1, fx, y, rows, pieces):
+    for i in prange(pieces):
+        _bilinear(x, y0, y1, fy, x0, x1, fx, y, rows * i // pieces, rows * (i + 1) // pieces)
+
+
 def resize_bilinear(x, *, size, half_pixel_centers=True, align_corners=False):
     """Bilinear resize of x (N, H, W, C) to (N, h, w, C) for size (h, w); rules in the module docstring."""
     x = np.ascontiguousarray(checks.nhwc(x, "resize_bilinear"))
@@ -64,7 +70,12 @@ def resize_bilinear(x, *, size, half_pixel_centers=True, align_corners=False):
     ys = _bilinear_axis(x.shape[1], oh, half_pixel_centers, align_corners)
     xs = _bilinear_axis(x.shape[2], ow, half_pixel_centers, align_corners)
     y = np.empty((x.shape[0], oh, ow, x.shape[3]), np.float32)
-    parallel.run(lambda r0, r1: _bilinear(x, *ys, *xs, y, r0, r1), x.shape[0] * oh, y.size)
+    rows = x.shape[0] * oh
+    pieces = parallel.parts(rows, y.size)
+    if pieces == 1:
+        _bilinear(x, *ys, *xs, y, 0, rows)
+    else:
+        parallel.launch(_bilinear_parallel, x, *ys, *xs, y, rows, pieces)
     return y
 
 

@@ -1,10 +1,14 @@
 """Thread count for every kernel: ``NNLITE_NUM_THREADS`` (default: all cores this process may use).
 
-nnlite runs its kernels on its own pool (:mod:`nnlite.ops.parallel`) and calls BLAS from inside that pool,
-so NumPy's OpenBLAS is switched to one thread (otherwise the two pools fight over the cores; see
-parallel.py for the measurement). This is process-wide: NumPy matmuls elsewhere in the program also run
-single-threaded after ``import nnlite.ops``.
+nnlite's Numba kernels run on Numba's threads (``prange`` drivers, :mod:`nnlite.ops.parallel`); the BLAS
+conv engine (CPUs without AVX-512) calls NumPy's matmul from nnlite's Python pool. NumPy's OpenBLAS is
+switched to one thread either way (otherwise its pool fights nnlite's threads for the cores; see
+parallel.py). This is process-wide: NumPy matmuls elsewhere in the program also run single-threaded after
+``import nnlite.ops``.
 
+* Numba's thread count is per Python thread. Before Numba loads, ``NUMBA_NUM_THREADS`` is exported as the
+  requested count (unless set), so every thread, a web server's included, defaults to it;
+  :func:`set_num_threads` changes the calling thread's count, up to that launch-time maximum.
 * If NumPy is not imported yet, ``OPENBLAS_NUM_THREADS=1`` is exported first, so OpenBLAS starts no
   threads at all; otherwise OpenBLAS's ``*_set_num_threads`` is called through ctypes.
 * On AMD CPUs with AVX-512, ``OPENBLAS_CORETYPE=SkylakeX`` is exported (unless set, and only before NumPy
@@ -67,6 +71,11 @@ def _openblas_coretype() -> str | None:
 
 def apply_env_before_numpy() -> None:
     """Before NumPy loads OpenBLAS: one BLAS thread, and the AVX-512 kernels where OpenBLAS would miss them."""
+    if "numba" not in sys.modules and "NUMBA_NUM_THREADS" not in os.environ:
+        try:  # Numba's thread count is per Python thread: this makes NNLITE_NUM_THREADS every thread's default
+            os.environ["NUMBA_NUM_THREADS"] = str(requested_threads())
+        except ModelError:
+            pass  # configure() reports the bad value
     if "numpy" in sys.modules:
         return  # too late for the environment; configure() uses ctypes instead
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -113,19 +122,21 @@ def blas_core() -> str | None:
 
 
 def set_num_threads(n: int) -> None:
-    """Run nnlite's kernels on ``n`` threads from now on (BLAS stays at one thread inside each)."""
+    """Run nnlite's kernels on ``n`` threads from now on: the Python pool, and Numba's kernels launched from
+    this Python thread (at most ``NUMBA_NUM_THREADS``, fixed when Numba loaded). BLAS stays at one thread."""
     import numba
     n = max(1, int(n))
     parallel.set_threads(n)
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))  # for any prange kernel; ours use the pool
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))  # this Python thread's prange kernels
     fn = _openblas_function("openblas_set_num_threads", None, [ctypes.c_int])
     if fn is not None:
         fn(1)
 
 
 def get_num_threads() -> int:
-    """The number of threads nnlite's kernels use."""
-    return parallel.threads()
+    """The number of threads nnlite's kernels use (Numba's count for this Python thread)."""
+    import numba
+    return min(parallel.threads(), numba.get_num_threads())
 
 
 def configure() -> None:
