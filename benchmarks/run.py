@@ -1,7 +1,7 @@
 """Run every speed benchmark and write benchmarks/RESULTS.md and benchmarks/results.png.
 
     .venv/bin/python -m benchmarks.run                      # all models, NNLITE_NUM_THREADS or all cores
-    .venv/bin/python -m benchmarks.run --threads 2 --also 1 2:SkylakeX --seconds 1.0
+    .venv/bin/python -m benchmarks.run --threads 2 --also 1 2:blas --seconds 1.0
 
 Steps, each in its own process so thread settings reach BLAS at load time and one engine's memory does
 not count against another's: (1) numpy float32 matmul GFLOP/s; (2) the pytest-benchmark suites
@@ -32,6 +32,16 @@ PROFILE_MODELS = ("face_recognition", "ssd_mobilenetv1", "mobilenet_v2", "resnet
 
 
 _CORETYPE: dict = {"value": None}   # OPENBLAS_CORETYPE of the configuration being measured (None: inherited)
+_ENGINE: dict = {"value": None}   # NNLITE_GEMM of the configuration being measured (None: nnlite's choice)
+ENGINES = ("simd", "blas")
+
+
+def parse_config(spec: str) -> tuple[int, str | None, str | None]:
+    """"THREADS[:CORETYPE][:ENGINE]" -> (threads, OPENBLAS_CORETYPE, NNLITE_GEMM), e.g. "2:blas", "2:SkylakeX"."""
+    threads, *rest = spec.split(":")
+    engine = next((r for r in rest if r in ENGINES), None)
+    coretype = next((r for r in rest if r not in ENGINES), None)
+    return int(threads), coretype, engine
 
 
 def _env(threads: int, seconds: float) -> dict:
@@ -39,6 +49,8 @@ def _env(threads: int, seconds: float) -> dict:
                TF_CPP_MIN_LOG_LEVEL="2", NNLITE_HOME=str(common.CACHE / "home"))
     if _CORETYPE["value"]:
         env["OPENBLAS_CORETYPE"] = _CORETYPE["value"]
+    if _ENGINE["value"]:
+        env["NNLITE_GEMM"] = _ENGINE["value"]
     return env
 
 
@@ -58,7 +70,7 @@ def matmul_rate(threads: int) -> dict:
 
 def latency(threads: int, seconds: float, models: list[str], pipeline: bool, failures: list) -> dict:
     """{(model, batch, engine): {min, median, rounds, macs, err, first}} from pytest-benchmark's JSON."""
-    path = common.CACHE / f"latency-{threads}t-{_CORETYPE['value'] or 'env'}.json"
+    path = common.CACHE / f"latency-{threads}t-{_CORETYPE['value'] or 'env'}-{_ENGINE['value'] or 'auto'}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     env = _env(threads, seconds)
     env["NNLITE_BENCH_MODELS"] = ",".join(models)
@@ -133,9 +145,15 @@ def machine() -> dict:
             "versions": versions, "commit": commit, "host": platform.node(), "load": os.getloadavg()}
 
 
+def engine_choice(threads: int) -> str:
+    """The conv engine nnlite picks on this machine with the configuration's environment."""
+    code = "from nnlite.ops import conv; print(conv.ENGINE['conv'])"
+    return _run([sys.executable, "-c", code], _env(threads, 0), 300).strip()
+
+
 def numba_layer(threads: int) -> str:
-    code = ("import nnlite.ops as o, numpy as np, numba; o.relu(np.ones((1, 4, 4, 8), np.float32)); "
-            "print(numba.threading_layer())")
+    code = ("import nnlite.ops as o, numpy as np, numba\no.relu(np.ones((1, 256, 256, 16), np.float32))\n"
+            "try:\n    print(numba.threading_layer())\nexcept ValueError:\n    print('none launched')")
     return _run([sys.executable, "-c", code], _env(threads, 0), 300).strip()
 
 
@@ -153,16 +171,19 @@ def write(results: dict, path: Path = OUT_MD) -> None:
         "engines measured back to back in the same run)",
         f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
         + f"; nnlite at commit {m['commit']} plus the working tree",
-        f"- BLAS: OpenBLAS {main['matmul']['blas_core']} kernels (OPENBLAS_CORETYPE="
-        f"{main['matmul']['openblas_coretype_env']}) in the main configuration; nnlite threads: its own pool "
-        f"(nnlite/ops/parallel.py), OpenBLAS pinned to 1 thread inside it (Numba layer present: {results['numba_layer']})",
+        f"- nnlite's conv engine: **{main.get('engine', 'blas')}** in the main configuration (\"simd\": its own "
+        "AVX-512 implicit GEMM, nnlite/ops/gemm.py; \"blas\": im2col + NumPy's OpenBLAS matmul); threads: "
+        f"Numba's {results['numba_layer']} layer (prange drivers, nnlite/ops/parallel.py)",
+        f"- BLAS (dense layers, the \"blas\" engine, the matmul rate): OpenBLAS {main['matmul']['blas_core']} "
+        f"kernels (OPENBLAS_CORETYPE={main['matmul']['openblas_coretype_env']}), pinned to 1 thread",
         "",
         "Latency = best of the rounds (other processes only ever add time); the median is in brackets. "
         "TF and ORT run the same layer graph as nnlite with the same weights (benchmarks/tf_graph.py); "
         "'TF Keras-export' is the independent Keras SavedModel of the same weights used by the parity tests. "
         "The last column is each engine's largest relative L2 difference from nnlite's output.", ""]
     for run in runs:
-        lines += [f"## {run['threads']} thread(s), OpenBLAS {run['matmul']['blas_core']} kernels", "",
+        lines += [f"## {run['threads']} thread(s), conv engine {run.get('engine', 'blas')}, OpenBLAS "
+                  f"{run['matmul']['blas_core']} kernels", "",
                   f"numpy float32 matmul: **{run['matmul']['gflops']:.0f} GFLOP/s** "
                   f"(1024: {run['matmul']['gflops_1024']:.0f}, 2048: {run['matmul']['gflops_2048']:.0f}, "
                   f"4096: {run['matmul']['gflops_4096']:.0f})", ""]
@@ -194,8 +215,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=common.num_threads())
     p.add_argument("--coretype", help="OPENBLAS_CORETYPE for nnlite's BLAS (default: as the environment has it)")
     p.add_argument("--also", nargs="*", default=[], metavar="THREADS[:CORETYPE]",
-                   help="extra configurations for the latency tables, e.g. 1 2:SkylakeX (cold start and "
-                        "profile: main configuration only)")
+                   help="extra configurations for the latency tables, THREADS[:CORETYPE][:ENGINE], e.g. 1 "
+                        "2:blas 2:SkylakeX:blas (cold start and profile: main configuration only)")
     p.add_argument("--seconds", type=float, default=1.0, help="timing budget per (model, batch, engine)")
     p.add_argument("--models", default=",".join(common.MODELS))
     p.add_argument("--cold-models", default=",".join(COLD_MODELS))
@@ -212,10 +233,11 @@ def main(argv=None) -> int:
     results = {"argv": argv, "machine": machine(), "runs": [],
                "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
                "numba_layer": numba_layer(args.threads)}
-    configs = [(args.threads, args.coretype)] + [(int(c.split(":")[0]), (c.split(":") + [None])[1]) for c in args.also]
-    for i, (threads, coretype) in enumerate(configs):
-        _CORETYPE["value"] = coretype
-        run = {"threads": threads, "matmul": matmul_rate(threads), "failures": []}
+    configs = [(args.threads, args.coretype, None)] + [parse_config(c) for c in args.also]
+    for i, (threads, coretype, engine) in enumerate(configs):
+        _CORETYPE["value"], _ENGINE["value"] = coretype, engine
+        run = {"threads": threads, "engine": engine or engine_choice(threads), "matmul": matmul_rate(threads),
+               "failures": []}
         run["latency"] = latency(threads, args.seconds, models, not args.no_pipeline, run["failures"])
         if i == 0:
             run["cold"] = cold_starts(threads, [x for x in args.cold_models.split(",") if x in models],
