@@ -12,6 +12,9 @@ twice: with a warm cache (``NUMBA_CACHE_DIR`` already filled by an earlier run: 
 second start on) and with an empty one (the very first start after installation); the difference is the
 compile cost, reported separately.
 
+Interpreters: nnlite is measured in the test venv and in a venv holding only its runtime dependencies
+(:func:`runtime_python`), which is what a user's ``pip install nnlite`` gives; the targets use the latter.
+
 Bytecode: the children run with ``PYTHONDONTWRITEBYTECODE`` removed from their environment, so the repo's
 modules are byte-compiled once (by the warm-up run) and read from ``__pycache__`` afterwards, as from an
 installed wheel (pip compiles at install time, and TensorFlow's and onnxruntime's modules in site-packages
@@ -86,16 +89,19 @@ def _peak_rss_kb() -> float:
 
 
 def measure(engine: str, name: str, path: str | Path = "", shape=None, numba_cache: str | Path | None = None,
-            timeout: float = 300) -> dict:
-    """Run one cold start in a subprocess; adds ``total_s`` = launch to first result (input prep excluded)."""
+            timeout: float = 300, python: str | Path | None = None) -> dict:
+    """Run one cold start in a subprocess; adds ``total_s`` = launch to first result (input prep excluded).
+    ``python``: the interpreter to run it with (default this one), e.g. :func:`runtime_python`'s."""
     from benchmarks import common
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", NNLITE_HOME=str(common.CACHE / "home"))
+    if python is not None:  # a venv without nnlite installed: it runs from the checkout
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(common.REPO), env.get("PYTHONPATH")]))
     env.pop("PYTHONDONTWRITEBYTECODE", None)   # as installed: modules read from __pycache__ (module docstring)
     if shape is not None:
         env["NNLITE_BENCH_SHAPE"] = json.dumps(list(shape))
     if numba_cache is not None:
         env["NUMBA_CACHE_DIR"] = str(numba_cache)
-    cmd = [sys.executable, "-m", "benchmarks.coldstart", CHILD_FLAG, engine, name, str(path)]
+    cmd = [str(python or sys.executable), "-m", "benchmarks.coldstart", CHILD_FLAG, engine, name, str(path)]
     start = time.time()
     done = subprocess.run(cmd, cwd=common.REPO, env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
@@ -105,14 +111,36 @@ def measure(engine: str, name: str, path: str | Path = "", shape=None, numba_cac
     return result
 
 
-def measure_nnlite_both(name: str, warm_cache: Path) -> tuple[dict, dict]:
+def measure_nnlite_both(name: str, warm_cache: Path, python: str | Path | None = None) -> tuple[dict, dict]:
     """(warm Numba cache, empty Numba cache); a first run fills the warm cache with this model's kernels."""
     warm_cache.mkdir(parents=True, exist_ok=True)
-    measure("nnlite", name, numba_cache=warm_cache)
-    warm = measure("nnlite", name, numba_cache=warm_cache)
+    measure("nnlite", name, numba_cache=warm_cache, python=python)
+    warm = measure("nnlite", name, numba_cache=warm_cache, python=python)
     with tempfile.TemporaryDirectory(prefix="nnlite-numba-") as empty:
-        cold = measure("nnlite", name, numba_cache=empty)
+        cold = measure("nnlite", name, numba_cache=empty, python=python)
     return warm, cold
+
+
+RUNTIME_PACKAGES = ("numpy", "numba", "llvmlite", "pillow", "h5py")
+
+
+def runtime_python() -> Path:
+    """A venv holding only nnlite's runtime dependencies, at this venv's versions: what ``pip install nnlite``
+    gives a user. The test venv also holds SciPy (scikit-image needs it), and when SciPy is importable
+    Numba imports ``scipy.linalg`` while it sets up its first compilation or cache load (0.13 s measured):
+    a cost no plain nnlite install pays. Made once under the bench cache."""
+    from importlib import metadata
+
+    from benchmarks import common
+    venv = common.CACHE / "runtime-venv"
+    python = venv / "bin" / "python"
+    pins = [f"{p}=={metadata.version(p)}" for p in RUNTIME_PACKAGES]
+    stamp = venv / "pins.txt"
+    if not python.exists() or not stamp.is_file() or stamp.read_text() != "\n".join(pins):
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *pins], check=True)
+        stamp.write_text("\n".join(pins))
+    return python
 
 
 if __name__ == "__main__":

@@ -93,11 +93,13 @@ def cold_starts(threads: int, models: list[str], failures: list) -> dict:
     os.environ.update(_env(threads, 0))   # the cold-start children inherit this process's environment
     from benchmarks import coldstart
     out = {}
+    runtime = coldstart.runtime_python()
     for name in models:
         try:
             shape = _shape_of(name)
-            warm, empty = coldstart.measure_nnlite_both(name, common.CACHE / "numba")
-            out[name] = {"nnlite": warm, "nnlite_empty": empty,
+            warm, empty = coldstart.measure_nnlite_both(name, common.CACHE / "numba", python=runtime)
+            test_venv = coldstart.measure("nnlite", name, numba_cache=common.CACHE / "numba")
+            out[name] = {"nnlite": warm, "nnlite_empty": empty, "nnlite_test_venv": test_venv,
                          "tf": coldstart.measure("tf", name, common.CACHE / "tf" / name, shape=shape),
                          "ort": coldstart.measure("ort", name, common.CACHE / "onnx" / f"{name}.onnx", shape=shape)}
         except Exception as exc:  # noqa: BLE001 - reported in RESULTS.md, the other models still run

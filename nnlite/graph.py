@@ -130,6 +130,8 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
     2. An activation layer whose input is produced by a conv / dense / add layer (no activation of its
        own, read by nothing else, not a model output) is folded into that producer's ``activation=``:
        the kernel applies it while the output is still in cache (one pass over memory instead of two).
+    3. A multiplier-1 depthwise_conv2d step read only by the 1x1 conv2d step right after it becomes one
+       :class:`PairStep` (the depthwise output stays in cache; see there).
     """
     alias: dict[str, str] = {}
     seen: dict[tuple, str] = {}
@@ -161,7 +163,68 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
             p.out = step.out  # nothing between p and step reads p's old output (its only reader is step)
             continue
         fused.append(step)
-    return fused
+    return _pair_depthwise_pointwise(fused, outputs)
+
+
+_CONV_ATTRS = {"stride", "padding", "dilation", "activation", "alpha"}
+
+
+def _unit(value) -> bool:
+    return value in (1, (1, 1), [1, 1])
+
+
+def _fusable_pair(d: Step, p: Step) -> bool:
+    """d a multiplier-1 depthwise_conv2d, p a 1x1 conv2d (stride 1, no padding) reading only d's output."""
+    dk, pk = d.layer.weights.get("kernel"), p.layer.weights.get("kernel")
+    pa = {**p.layer.attrs, **p.extra}
+    return (d.layer.op == "depthwise_conv2d" and p.layer.op == "conv2d" and _is_kernel(d.layer)
+            and _is_kernel(p.layer) and dk is not None and pk is not None and np.ndim(dk) == 4
+            and np.shape(dk)[3] == 1 and np.ndim(pk) == 4 and np.shape(pk)[:2] == (1, 1)
+            and set(d.layer.weights) <= {"kernel", "bias"} and set(p.layer.weights) <= {"kernel", "bias"}
+            and set(d.layer.attrs) | set(d.extra) <= _CONV_ATTRS and set(pa) <= _CONV_ATTRS
+            and _unit(pa.get("stride", 1)) and _unit(pa.get("dilation", 1))
+            and pa.get("padding", "valid") in ("valid", "same", (0, 0, 0, 0)))
+
+
+@dataclass
+class PairStep(Step):
+    """A depthwise_conv2d step and the 1x1 conv2d step that alone reads it, run as one kernel
+    (:func:`nnlite.ops.depthwise.depthwise_pointwise`: the depthwise output never goes to memory; the
+    result is bit-identical to the two steps). Runs them one after the other instead when the conv engine
+    is not "simd" or either layer's ``fn`` was replaced (a profiler timing each layer)."""
+    first: Step | None = None
+
+    def __call__(self, *xs: np.ndarray) -> np.ndarray:
+        from . import ops
+        d, p = self.first, self.layer
+        if (d.layer.fn is not ops.depthwise_conv2d or p.fn is not ops.conv2d
+                or ops.conv.ENGINE["conv"] != "simd" or ops.conv.ENGINE["depthwise"] != "simd"):
+            return Step.__call__(self, d(*xs))
+        da, pa = {**d.layer.attrs, **d.extra}, {**p.attrs, **self.extra}
+        return ops.depthwise.depthwise_pointwise(
+            xs[0], d.layer.weights["kernel"], d.layer.weights.get("bias"), p.weights["kernel"], p.weights.get("bias"),
+            stride=da.get("stride", 1), padding=da.get("padding", "valid"), dilation=da.get("dilation", 1),
+            depthwise_activation=da.get("activation"), depthwise_alpha=da.get("alpha", 0.2),
+            activation=pa.get("activation"), alpha=pa.get("alpha", 0.2))
+
+
+def _pair_depthwise_pointwise(steps: list[Step], outputs: Sequence[str]) -> list[Step]:
+    readers: dict[str, int] = {}
+    for step in steps:
+        for src in step.inputs:
+            readers[src] = readers.get(src, 0) + 1
+    producer = {step.out: step for step in steps}
+    paired: set[int] = set()
+    out: list[Step] = []
+    for step in steps:
+        d = producer.get(step.inputs[0]) if len(step.inputs) == 1 else None
+        if (d is not None and id(d) not in paired and readers.get(d.out) == 1 and d.out not in outputs
+                and _fusable_pair(d, step) and out and out[-1] is d):
+            out[-1] = PairStep(step.layer, step.out, d.inputs, step.extra, first=d)
+            paired.add(id(d))
+            continue
+        out.append(step)
+    return out
 
 
 class GraphBuilder:

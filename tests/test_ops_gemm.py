@@ -174,3 +174,44 @@ def test_masked_load_reads_nothing_past_its_count():
     for _ in range(20):
         want = reference.conv2d(x, kernel)
         assert rel(gemm.conv2d(x, kernel, None, 0, 0.2, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)), want) <= TOL
+
+
+SEPARABLE_CASES = [  # (n, h, w, cin, cout, k, stride, padding)
+    (1, 9, 9, 16, 24, 3, 1, "same"),
+    (2, 13, 7, 11, 40, 5, 2, "same"),  # batch: bands cross image boundaries
+    (1, 30, 30, 64, 33, 3, 1, "same"),  # several bands per thread
+    (1, 4, 4, 130, 200, 3, 1, "valid"),
+    (1, 6, 6, 200, 200, 3, 1, "same"),  # a kernel over FUSE_MAX_WEIGHT_BYTES: run unfused
+]
+
+
+@pytest.mark.parametrize("case", SEPARABLE_CASES, ids=[str(i) for i in range(len(SEPARABLE_CASES))])
+@pytest.mark.parametrize("acts", [(None, None), ("relu6", "relu"), ("swish", "sigmoid"), (None, "leaky_relu")])
+def test_fused_depthwise_pointwise(monkeypatch, case, acts):
+    """depthwise_pointwise = depthwise_conv2d then conv2d, bit for bit (simd engine), and the naive twins."""
+    monkeypatch.setitem(conv.ENGINE, "conv", "simd")
+    monkeypatch.setitem(conv.ENGINE, "depthwise", "simd")
+    n, h, w, cin, cout, k, stride, padding = case
+    rng = np.random.default_rng(hash((case, acts)) % 2**32)
+    x, dk, db = rand(rng, n, h, w, cin), rand(rng, k, k, cin, 1), rand(rng, cin)
+    pk, pb = rand(rng, 1, 1, cin, cout), rand(rng, cout)
+    got = ops.depthwise.depthwise_pointwise(x, dk, db, pk, pb, stride=stride, padding=padding,
+                                            depthwise_activation=acts[0], activation=acts[1], alpha=0.1)
+    mid = ops.depthwise_conv2d(x, dk, db, stride=stride, padding=padding, activation=acts[0])
+    assert np.array_equal(got, ops.conv2d(mid, pk, pb, activation=acts[1], alpha=0.1))
+    want = reference.conv2d(reference.depthwise_conv2d(x, dk, db, stride=stride, padding=padding,
+                                                       activation=acts[0]), pk, pb, activation=acts[1], alpha=0.1)
+    assert rel(got, want) <= TOL
+    sep = ops.separable_conv2d(x, dk, pk, pb, stride=stride, padding=padding, activation=acts[1], alpha=0.1)
+    assert rel(sep, reference.separable_conv2d(x, dk, pk, pb, stride=stride, padding=padding, activation=acts[1],
+                                               alpha=0.1)) <= TOL
+
+
+def test_fused_depthwise_pointwise_rejects_what_it_cannot_fuse():
+    x = np.zeros((1, 5, 5, 4), np.float32)
+    with pytest.raises(ShapeError, match="multiplier 1"):
+        ops.depthwise.depthwise_pointwise(x, np.zeros((3, 3, 4, 2), np.float32), None,
+                                          np.zeros((1, 1, 8, 3), np.float32), None)
+    with pytest.raises(ShapeError):
+        ops.depthwise.depthwise_pointwise(x, np.zeros((3, 3, 4, 1), np.float32), None,
+                                          np.zeros((1, 1, 5, 3), np.float32), None)

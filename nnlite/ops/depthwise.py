@@ -1,12 +1,19 @@
-"""Fast depthwise and separable convolution: a parallel Numba loop with bias and activation fused.
+"""Fast depthwise and separable convolution, bias and activation fused.
 
 Depthwise convolution is memory-bound (kh*kw multiply-adds per output value; judge it by bytes moved), so
-each output row is accumulated tap by tap while it sits in L1 cache and written to memory once, with bias
-and activation applied before it leaves. Threads (:mod:`nnlite.ops.parallel`) split the (image, output
-row) pairs; the innermost loop runs over contiguous channels (SIMD), or, with few channels (NASNet's 11-44),
-over a whole output row at once (:func:`_depthwise_flat`). Output channel c*mult + m reads input channel c
-(TF's layout for a (kh, kw, cin, mult) kernel). Padding follows :mod:`nnlite.ops.padding`: padded taps are
-skipped, which is the same as multiplying by zero.
+each output value is summed in registers or while its row sits in L1, and written to memory once with
+bias and activation applied. Output channel c*mult + m reads input channel c (TF's layout for a
+(kh, kw, cin, mult) kernel). Padding follows :mod:`nnlite.ops.padding`: padded taps are skipped, which is
+the same as multiplying by zero.
+
+* "simd" engine (AVX-512 CPUs, :mod:`nnlite.ops.gemm`), multiplier 1: :func:`_depthwise_simd`, tiles of 8
+  pixels x 16 channels in vector registers; Numba's threads split the (image, output row) pairs.
+  :func:`depthwise_pointwise` (separable convolutions, and a depthwise layer feeding a 1x1 conv in a
+  model's plan, see :mod:`nnlite.graph`) also runs the 1x1 conv on each band of depthwise rows while it
+  is in L2, so the depthwise output never goes to memory.
+* Otherwise: a channel loop per pixel (:func:`_depthwise`), an unrolled 3x3 (:func:`_depthwise3x3`) or,
+  with few channels (NASNet's 11-44), whole output rows at once (:func:`_depthwise_flat`), on the Python
+  pool.
 """
 
 from __future__ import annotations
@@ -14,10 +21,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ..errors import ShapeError
 from . import checks, conv, parallel
 from .activations import act_row, code_of
 from .conv import conv2d
-from .gemm import _finish
+from .gemm import NR, _act_block, _finish, _pack_all, _panel_tiles
 from .simd import vfma, vload_n, vstore_n, vzero
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
@@ -29,7 +37,6 @@ from .workspace import scratch
 FLAT_MAX_C = 128
 FLAT_MAX_C_STRIDED = 31
 FLAT_MAX_C_3X3 = 31
-SIMD_MIN_C = 0  # with the "simd" engine, multiplier 1 above this many channels runs _depthwise_simd
 
 
 @njit(cache=True, inline="always")
@@ -166,7 +173,7 @@ def depthwise_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilatio
     b = np.zeros(cin * mult, np.float32) if bias is None else bias
     y = np.empty((x.shape[0], oh, ow, cin * mult), np.float32)
     unrolled = kh == kw == 3 and mult == 1 and dh == dw == 1
-    if mult == 1 and conv.ENGINE["depthwise"] == "simd" and cin > SIMD_MIN_C:
+    if mult == 1 and conv.ENGINE["depthwise"] == "simd":
         args = (x.reshape(-1), x.shape[1], x.shape[2], cin, k.reshape(-1), b, kh, kw, sh, sw, dh, dw, t, l, code,
                 np.float32(alpha), y.reshape(-1), oh, ow)
         rows = x.shape[0] * oh
@@ -203,8 +210,63 @@ def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride
                      activation=None, alpha=0.2):
     """Depthwise (kh, kw, cin, mult) then pointwise (1, 1, cin*mult, cout); bias and activation after both."""
     pointwise_kernel = checks.array(pointwise_kernel, "separable_conv2d", "pointwise kernel (1, 1, cin*mult, cout)", 4)
+    if (conv.ENGINE["depthwise"] == "simd" and conv.ENGINE["conv"] == "simd"
+            and np.ndim(depthwise_kernel) == 4 and np.shape(depthwise_kernel)[3] == 1):
+        return depthwise_pointwise(x, depthwise_kernel, None, pointwise_kernel, bias, stride=stride,
+                                   padding=padding, dilation=dilation, activation=activation, alpha=alpha)
     mid = depthwise_conv2d(x, depthwise_kernel, stride=stride, padding=padding, dilation=dilation)
     return conv2d(mid, pointwise_kernel, bias, activation=activation, alpha=alpha)
+
+
+BAND_BYTES = 192 << 10  # depthwise rows computed at once by depthwise_pointwise: they stay in L2 for the GEMM
+# Larger pointwise kernels run unfused: each band's GEMM would stream the whole kernel from L3, which cost
+# more than the saved memory pass (measured, 2 threads: 19x19x728 -> 728 900 us unfused, 1094 fused;
+# 128x128x128 -> 128 2169 unfused, 1717 fused; the crossover lies between 64 and 256 KiB of kernel).
+FUSE_MAX_WEIGHT_BYTES = 128 << 10
+
+
+def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, *, stride=1,
+                        padding="valid", dilation=1, depthwise_activation=None, activation=None, alpha=0.2,
+                        depthwise_alpha=0.2):
+    """act(pointwise(act_d(depthwise(x) + depthwise_bias)) + pointwise_bias) without writing the depthwise
+    output to memory: each thread computes a band of depthwise rows into a buffer that stays in L2 and
+    multiplies it by the pointwise kernel at once (:func:`_separable_rows`); with a pointwise kernel over
+    :data:`FUSE_MAX_WEIGHT_BYTES` the two run one after the other. The same arithmetic, in the same
+    order, as depthwise_conv2d then conv2d with the "simd" engine, so results are bit-identical to them.
+    Multiplier 1 only. depthwise_kernel (kh, kw, cin, 1), pointwise_kernel (1, 1, cin, cout)."""
+    x = np.ascontiguousarray(checks.nhwc(x, "separable_conv2d"))
+    dk = checks.array(depthwise_kernel, "separable_conv2d", "depthwise kernel (kh, kw, cin, 1)", 4)
+    pk = checks.array(pointwise_kernel, "separable_conv2d", "pointwise kernel (1, 1, cin, cout)", 4)
+    kh, kw, cin, mult = dk.shape
+    checks.channels("separable_conv2d", f"depthwise kernel of shape {dk.shape}", cin, x.shape[3])
+    checks.channels("separable_conv2d", f"pointwise kernel of shape {pk.shape}", pk.shape[2], cin * mult)
+    if mult != 1 or pk.shape[:2] != (1, 1):
+        raise ShapeError(f"separable_conv2d: fused path needs multiplier 1 and a 1x1 pointwise kernel, got "
+                         f"{dk.shape} and {pk.shape}")
+    cout = pk.shape[3]
+    db = checks.bias_vector(depthwise_bias, cin, "separable_conv2d")
+    pb = checks.bias_vector(pointwise_bias, cout, "separable_conv2d")
+    if cin * cout * 4 > FUSE_MAX_WEIGHT_BYTES:  # same results either way (see the docstring)
+        mid = depthwise_conv2d(x, dk, db, stride=stride, padding=padding, dilation=dilation,
+                               activation=depthwise_activation, alpha=depthwise_alpha)
+        return conv2d(mid, pk, pb, activation=activation, alpha=alpha)
+    dcode, pcode = code_of(depthwise_activation, "separable_conv2d"), code_of(activation, "separable_conv2d")
+    (sh, sw), (dh, dw) = pair(stride, "stride"), pair(dilation, "dilation")
+    (t, _, oh), (l, _, ow) = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, stride, dilation, padding)
+    y = np.empty((x.shape[0], oh, ow, cout), np.float32)
+    rows = x.shape[0] * oh
+    band = max(1, min(rows, BAND_BYTES // (4 * ow * cin)))
+    args = (x.reshape(-1), x.shape[1], x.shape[2], cin, np.ascontiguousarray(dk).reshape(-1),
+            np.zeros(cin, np.float32) if db is None else db, kh, kw, sh, sw, dh, dw, t, l, dcode,
+            np.float32(depthwise_alpha), np.ascontiguousarray(pk).reshape(-1),
+            np.zeros(cout, np.float32) if pb is None else pb, pcode, np.float32(alpha), y.reshape(-1), oh, ow, cout,
+            band)
+    pieces = parallel.parts(rows, rows * ow * cin * (kh * kw + cout) // 4)
+    if pieces == 1:
+        _separable_rows(*args, 0, rows)
+    else:
+        parallel.launch(_separable_parallel, *args, rows, pieces)
+    return y
 
 
 @njit(cache=True, nogil=True)
@@ -229,7 +291,7 @@ def _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0):
 
 @njit(cache=True, nogil=True)
 def _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
-                    r0, r1):
+                    r0, r1, row_off=0):
     # Multiplier 1 on explicit 16-lane vectors (nnlite.ops.simd): a tile of 8 output pixels x 16 channels
     # sums its kh*kw taps in 8 registers (one weight load per tap for all 8), then bias and activation are
     # applied and the tile is stored once. All channel blocks of 8 pixels are done before moving on, while
@@ -238,7 +300,7 @@ def _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left,
     # of valid taps computed per pixel. A last partial tile of 4-7 pixels recomputes its last pixel in the
     # missing slots (not stored); 1-3 leftover pixels go one at a time.
     # xf = x (N, H, W, C) flattened; k (kh*kw*C,) taps in (i, j) order; yf = y (N, oh, ow, C) flattened;
-    # rows r = n*oh + oy in [r0, r1).
+    # rows r = n*oh + oy in [r0, r1), stored at row r - row_off of yf.
     fused = code if code <= 3 else 0
     lo = min(ow, (left + sw - 1) // sw)  # first output column whose kw taps are all inside the image
     hi = max(lo, min(ow, (w - 1 - (kw - 1) * dw + left) // sw + 1))  # one past the last such column
@@ -247,7 +309,7 @@ def _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left,
         iy0 = (r - n * oh) * sh - top_pad  # input row of tap i = 0
         i0, i1 = _valid_range(kh, h, dh, iy0)  # taps i whose row iy0 + i*dh is inside [0, h)
         top = (n * h + iy0) * w * c
-        out_row = r * ow * c
+        out_row = (r - row_off) * ow * c
         tiled_hi = hi if (hi - lo) % 8 >= 4 else hi - (hi - lo) % 8  # interior tiles end; the rest: singles
         for b in range(lo + ow - tiled_hi):  # pixels [0, lo) and [tiled_hi, ow), one at a time
             ox = b if b < lo else tiled_hi + b - lo
@@ -312,3 +374,35 @@ def _depthwise_simd_parallel(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_p
     for i in prange(pieces):
         _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
                         rows * i // pieces, rows * (i + 1) // pieces)
+
+
+@njit(cache=True, nogil=True)
+def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pbias, pcode,
+                    palpha, yf, oh, ow, cout, band, r0, r1):
+    # Output rows [r0, r1) of depthwise_pointwise, ``band`` rows at a time: the depthwise rows go to ``mid``
+    # (band*ow, c), then nnlite.ops.gemm's tiles multiply them by the pointwise kernel pk (c*cout,).
+    mid = np.empty(band * ow * c, np.float32)
+    panels = (cout + NR - 1) // NR
+    packed = np.empty(panels * c * NR, np.float32)  # the pointwise kernel packed once, for every band
+    _pack_all(pk, c, cout, packed)
+    bases = np.arange(band * ow) * c
+    taps = np.zeros(1, np.int64)
+    fused = pcode if pcode <= 3 else 0
+    for b0 in range(r0, r1, band):
+        b1 = min(r1, b0 + band)
+        _depthwise_simd(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, mid, oh, ow,
+                        b0, b1, b0)
+        out = yf[b0 * ow * cout:b1 * ow * cout]
+        n_rows = (b1 - b0) * ow
+        for p in range(panels):
+            _panel_tiles(mid, c, taps, bases, packed, p * c * NR, pbias, fused, palpha, out, cout, 0, n_rows, p)
+        if pcode > 3:
+            _act_block(out, cout, 0, n_rows, 0, cout, pcode, palpha)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _separable_parallel(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pbias,
+                        pcode, palpha, yf, oh, ow, cout, band, rows, pieces):
+    for i in prange(pieces):
+        _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pbias,
+                        pcode, palpha, yf, oh, ow, cout, band, rows * i // pieces, rows * (i + 1) // pieces)

@@ -124,8 +124,9 @@ def _offsets(n_img, hp, wp, c, kh, kw, sh, sw, dh, dw, oh, ow):
 
 
 @njit(cache=True, nogil=True)
-def _tile(x, c, taps, bases, pk, m0, m_end, y, ldy, col0, width, bias0, bias1, code, alpha):
-    """Rows m0..m0+7 (those < m_end stored) x one panel: 8 rows of 32 sums in 16 vector registers."""
+def _tile(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, bias0, bias1, code, alpha):
+    """Rows m0..m0+7 (those < m_end stored) x one panel (packed at pk[kk:]): 8 rows of 32 sums in 16
+    vector registers."""
     last = m_end - 1
     q0 = bases[min(m0, last)]
     q1 = bases[min(m0 + 1, last)]
@@ -137,7 +138,6 @@ def _tile(x, c, taps, bases, pk, m0, m_end, y, ldy, col0, width, bias0, bias1, c
     q7 = bases[min(m0 + 7, last)]
     a00, a01, a10, a11, a20, a21, a30, a31 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
     a40, a41, a50, a51, a60, a61, a70, a71 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
-    kk = 0
     for t in range(taps.shape[0]):
         tap = taps[t]
         p0, p1, p2, p3, p4, p5, p6, p7 = q0 + tap, q1 + tap, q2 + tap, q3 + tap, q4 + tap, q5 + tap, q6 + tap, q7 + tap
@@ -180,7 +180,7 @@ def _tile(x, c, taps, bases, pk, m0, m_end, y, ldy, col0, width, bias0, bias1, c
 
 
 @njit(cache=True, nogil=True)
-def _tile_narrow(x, c, taps, bases, pk, m0, m_end, y, ldy, col0, width, bias0, code, alpha):
+def _tile_narrow(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, bias0, code, alpha):
     """As :func:`_tile` for a panel of at most 16 channels: one vector per row."""
     last = m_end - 1
     q0 = bases[min(m0, last)]
@@ -192,7 +192,6 @@ def _tile_narrow(x, c, taps, bases, pk, m0, m_end, y, ldy, col0, width, bias0, c
     q6 = bases[min(m0 + 6, last)]
     q7 = bases[min(m0 + 7, last)]
     a0, a1, a2, a3, a4, a5, a6, a7 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
-    kk = 0
     for t in range(taps.shape[0]):
         tap = taps[t]
         p0, p1, p2, p3, p4, p5, p6, p7 = q0 + tap, q1 + tap, q2 + tap, q3 + tap, q4 + tap, q5 + tap, q6 + tap, q7 + tap
@@ -227,20 +226,34 @@ def _tile_narrow(x, c, taps, bases, pk, m0, m_end, y, ldy, col0, width, bias0, c
 
 @njit(cache=True, nogil=True)
 def _panels(x, c, taps, bases, b, bias, code, alpha, y, n, r0, r1, p0, p1, pk):
-    # output rows [r0, r1) x channel panels [p0, p1); b flat (K*n,), bias (n,), y flat (rows*n,)
+    # output rows [r0, r1) x channel panels [p0, p1); b flat (K*n,), bias (n,), y flat (rows*n,); each panel
+    # is packed into pk (K*32,) just before its tiles run
     k = taps.shape[0] * c
     for p in range(p0, p1):
-        col0 = p * NR
-        width = min(NR, n - col0)
-        _pack_panel(b, k, n, col0, width, pk)
-        bias0 = vload_n(bias, col0, min(16, width))
-        if width > 16:
-            bias1 = vload_n(bias, col0 + 16, width - 16)
-            for m0 in range(r0, r1, MR):
-                _tile(x, c, taps, bases, pk, m0, r1, y, n, col0, width, bias0, bias1, code, alpha)
-        else:
-            for m0 in range(r0, r1, MR):
-                _tile_narrow(x, c, taps, bases, pk, m0, r1, y, n, col0, width, bias0, code, alpha)
+        _pack_panel(b, k, n, p * NR, min(NR, n - p * NR), pk)
+        _panel_tiles(x, c, taps, bases, pk, 0, bias, code, alpha, y, n, r0, r1, p)
+
+
+@njit(cache=True, nogil=True)
+def _pack_all(b, k, n, packed):
+    # every panel of b flat (k*n,) into packed (panels*k*32,), panel p at p*k*32
+    for p in range((n + NR - 1) // NR):
+        _pack_panel(b, k, n, p * NR, min(NR, n - p * NR), packed[p * k * NR:(p + 1) * k * NR])
+
+
+@njit(cache=True, nogil=True)
+def _panel_tiles(x, c, taps, bases, pk, kk, bias, code, alpha, y, n, r0, r1, p):
+    # rows [r0, r1) of panel p, whose packed kernel starts at pk[kk]
+    col0 = p * NR
+    width = min(NR, n - col0)
+    bias0 = vload_n(bias, col0, min(16, width))
+    if width > 16:
+        bias1 = vload_n(bias, col0 + 16, width - 16)
+        for m0 in range(r0, r1, MR):
+            _tile(x, c, taps, bases, pk, kk, m0, r1, y, n, col0, width, bias0, bias1, code, alpha)
+    else:
+        for m0 in range(r0, r1, MR):
+            _tile_narrow(x, c, taps, bases, pk, kk, m0, r1, y, n, col0, width, bias0, code, alpha)
 
 
 @njit(cache=True, nogil=True)
