@@ -1,7 +1,8 @@
 """Per-layer time of an nnlite model: which layers dominate, and at what GFLOP/s each runs.
 
 Profiles what ``model(x)`` runs: a layer fused into its producer by the execution plan (graph.plan_steps)
-is timed as part of that producer and not listed. Each layer's kernel is wrapped in a timer for the duration
+is timed as part of that producer and not listed; a depthwise/1x1-conv pair that forward() runs as one
+kernel (graph.PairStep) runs as its two layers here, since their kernels are wrapped. Each layer's kernel is wrapped in a timer for the duration
 of the profile (``graph.Model`` itself is not changed); the model runs ``repeats`` times after one warm-up
 and each layer keeps its fastest time, which is the least noisy figure on a shared machine.
 

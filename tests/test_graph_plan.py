@@ -99,3 +99,44 @@ def test_a_profiler_wrapping_layer_fn_still_sees_fused_calls():
     layer.fn = lambda *a, **k: calls.append(k.get("activation")) or inner(*a, **k)
     model(x)  # the plan is built after the wrapping here: it must fuse all the same
     assert calls == ["relu"]
+
+
+def test_depthwise_then_pointwise_runs_as_one_step_with_identical_outputs(monkeypatch):
+    """dw -> relu6 -> 1x1 conv -> relu becomes one PairStep (same bits as the layers one by one); a depthwise
+    read twice, a 3x3 'pointwise' or a strided 1x1 conv is not paired; a profiler's wrapped fn unpairs it."""
+    from nnlite import graph, ops
+    monkeypatch.setitem(ops.conv.ENGINE, "conv", "simd")
+    monkeypatch.setitem(ops.conv.ENGINE, "depthwise", "simd")
+    rng = np.random.default_rng(5)
+    g = GraphBuilder("pairs")
+    x = g.input("image", (12, 12, 8))
+    a = g.layer("depthwise_conv2d", "dw_a", x, kernel=rand(rng, 3, 3, 8, 1), bias=rand(rng, 8), padding="same")
+    a = g.layer("relu6", "dw_a_act", a)
+    a = g.layer("conv2d", "pw_a", a, kernel=rand(rng, 1, 1, 8, 24), bias=rand(rng, 24))
+    a = g.layer("relu", "pw_a_act", a)  # paired: dw_a (+relu6) and pw_a (+relu)
+    b = g.layer("depthwise_conv2d", "dw_b", a, kernel=rand(rng, 3, 3, 24, 1), stride=2, padding="same")
+    b1 = g.layer("conv2d", "pw_b1", b, kernel=rand(rng, 1, 1, 24, 8))  # dw_b has two readers: no pair
+    b2 = g.layer("conv2d", "pw_b2", b, kernel=rand(rng, 1, 1, 24, 8))
+    s = g.layer("add", "sum", b1, b2)
+    c = g.layer("depthwise_conv2d", "dw_c", s, kernel=rand(rng, 3, 3, 8, 1), padding="same")
+    c = g.layer("conv2d", "pw_c", c, kernel=rand(rng, 3, 3, 8, 4), padding="same")  # 3x3: no pair
+    d = g.layer("depthwise_conv2d", "dw_d", c, kernel=rand(rng, 3, 3, 4, 1), padding="same")
+    d = g.layer("conv2d", "pw_d", d, kernel=rand(rng, 1, 1, 4, 4), stride=2)  # strided: no pair
+    model = g.build([d])
+    steps = plan_steps(model.layers, model.outputs)
+    pairs = [s for s in steps if isinstance(s, graph.PairStep)]
+    assert [(p.first.layer.name, p.layer.name, p.out) for p in pairs] == [("dw_a", "pw_a", "pw_a_act")]
+    assert pairs[0].first.extra == {"activation": "relu6"} and pairs[0].extra == {"activation": "relu"}
+    img = rand(rng, 2, 12, 12, 8)
+    fused = model(img)
+    model.optimize = False
+    assert np.array_equal(fused, model(img))
+    model.optimize = True
+    calls = []
+    layer = model["pw_a"]
+    original = layer.fn
+    layer.fn = lambda *a, **k: calls.append(1) or original(*a, **k)  # as benchmarks/profile_layers does
+    try:
+        assert np.array_equal(model(img), fused) and calls == [1]
+    finally:
+        layer.fn = original
