@@ -9,7 +9,9 @@ The product: output row r (one output pixel) times kernel column j (one output c
     y[r, j] = act(bias[j] + sum over taps t, channels c of  x[base(r) + tap(t) + c] * k[t*C + c, j])
 where x is the (zero-padded) input flattened, ``base(r)`` the offset of the pixel's top-left input and
 ``tap(t)`` the offset of kernel tap t = (i, j). So a k x k convolution needs no im2col copy, a strided one
-no gather, and a 1x1 convolution is the same loop with one tap. The kernel matrix is the layer's own
+no gather, and a 1x1 convolution is the same loop with one tap. Without column dilation a kernel row's
+kw taps read kw*C consecutive inputs, so the loop runs over kh "taps" of kw*C values each (fewer, longer
+inner loops: an RGB stem's 3x3x3 is 3 runs of 9, not 9 of 3). The kernel matrix is the layer's own
 (kh*kw*cin, cout) weights, unchanged.
 
 Blocking: output channels go in panels of 32 (two 16-lane vectors). Each panel's slice of the kernel is
@@ -111,10 +113,14 @@ def _store_row(y, off, v0, v1, width):
 
 @functools.lru_cache(maxsize=512)
 def _offsets(n_img, hp, wp, c, kh, kw, sh, sw, dh, dw, oh, ow):
-    """Read-only int64 offsets into the flattened padded input (N, hp, wp, c): ``taps`` (kh*kw,), of each
-    kernel tap from a pixel's top-left input, and ``bases`` (n_img*oh*ow,), of each output pixel's top-left
-    input. Cached: a model calls each layer with the same shapes every time."""
-    taps = np.array([(i * dh * wp + j * dw) * c for i in range(kh) for j in range(kw)], np.int64)
+    """Read-only int64 offsets into the flattened padded input (N, hp, wp, c): ``taps``, where each run of
+    inputs starts relative to a pixel's top-left input, and ``bases`` (n_img*oh*ow,), of each output pixel's
+    top-left input. A run is one kernel row's kw*c inputs (contiguous when dw == 1: kh taps) or else one
+    tap's c inputs (kh*kw taps). Cached: a model calls each layer with the same shapes every time."""
+    if dw == 1:  # a kernel row's kw*c inputs are one contiguous run: one tap per row, runs of kw*c
+        taps = np.array([i * dh * wp * c for i in range(kh)], np.int64)
+    else:
+        taps = np.array([(i * dh * wp + j * dw) * c for i in range(kh) for j in range(kw)], np.int64)
     img = np.arange(n_img, dtype=np.int64)[:, None, None] * (hp * wp * c)
     row = np.arange(oh, dtype=np.int64)[None, :, None] * (sh * wp * c)
     col = np.arange(ow, dtype=np.int64)[None, None, :] * (sw * c)
@@ -314,6 +320,7 @@ def conv2d(x, kernel, bias, code, alpha, stride, dilation, pads, out_hw):
     else:
         xp = x
     taps, bases = _offsets(n_img, xp.shape[1], xp.shape[2], c, kh, kw, sh, sw, dh, dw, oh, ow)
+    run = kh * kw * c // taps.shape[0]  # inputs per tap: kw*c or c
     k2 = np.ascontiguousarray(kernel, dtype=np.float32).reshape(-1)  # (kh*kw*cin*cout,) rows (i, j, c)
     b = np.zeros(cout, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     rows = n_img * oh * ow
@@ -323,7 +330,7 @@ def conv2d(x, kernel, bias, code, alpha, stride, dilation, pads, out_hw):
     by_rows = tiles >= 4 * threads or panels < threads  # few rows (late layers at batch 1): split channels
     units = tiles if by_rows else panels
     pieces = parallel.parts(units, rows * cout * kh * kw * c // 4)
-    args = (xp.reshape(-1), c, taps, bases, k2, b, code, np.float32(alpha), y.reshape(-1), cout, rows, by_rows)
+    args = (xp.reshape(-1), run, taps, bases, k2, b, code, np.float32(alpha), y.reshape(-1), cout, rows, by_rows)
     if pieces == 1:
         _units(*args, 0, units)
     else:
