@@ -187,7 +187,8 @@ def _tile(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, bias0, bias
 
 @njit(cache=True, nogil=True)
 def _tile_narrow(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, bias0, code, alpha):
-    """As :func:`_tile` for a panel of at most 16 channels: one vector per row."""
+    """As :func:`_tile` for a panel of at most 16 channels: one vector per row, and 16 rows (16 independent
+    sums keep both FMA pipes busy; with 8 each multiply-add would wait on the previous one's latency)."""
     last = m_end - 1
     q0 = bases[min(m0, last)]
     q1 = bases[min(m0 + 1, last)]
@@ -197,10 +198,21 @@ def _tile_narrow(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, bias
     q5 = bases[min(m0 + 5, last)]
     q6 = bases[min(m0 + 6, last)]
     q7 = bases[min(m0 + 7, last)]
+    q8 = bases[min(m0 + 8, last)]
+    q9 = bases[min(m0 + 9, last)]
+    q10 = bases[min(m0 + 10, last)]
+    q11 = bases[min(m0 + 11, last)]
+    q12 = bases[min(m0 + 12, last)]
+    q13 = bases[min(m0 + 13, last)]
+    q14 = bases[min(m0 + 14, last)]
+    q15 = bases[min(m0 + 15, last)]
     a0, a1, a2, a3, a4, a5, a6, a7 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
+    a8, a9, a10, a11, a12, a13, a14, a15 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
     for t in range(taps.shape[0]):
         tap = taps[t]
         p0, p1, p2, p3, p4, p5, p6, p7 = q0 + tap, q1 + tap, q2 + tap, q3 + tap, q4 + tap, q5 + tap, q6 + tap, q7 + tap
+        p8, p9, p10, p11, p12, p13, p14, p15 = (q8 + tap, q9 + tap, q10 + tap, q11 + tap, q12 + tap, q13 + tap,
+                                                q14 + tap, q15 + tap)
         for ch in range(c):
             w0 = vload(pk, kk)
             kk += NR
@@ -212,6 +224,14 @@ def _tile_narrow(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, bias
             a5 = vfma(vsplat(x[p5 + ch]), w0, a5)
             a6 = vfma(vsplat(x[p6 + ch]), w0, a6)
             a7 = vfma(vsplat(x[p7 + ch]), w0, a7)
+            a8 = vfma(vsplat(x[p8 + ch]), w0, a8)
+            a9 = vfma(vsplat(x[p9 + ch]), w0, a9)
+            a10 = vfma(vsplat(x[p10 + ch]), w0, a10)
+            a11 = vfma(vsplat(x[p11 + ch]), w0, a11)
+            a12 = vfma(vsplat(x[p12 + ch]), w0, a12)
+            a13 = vfma(vsplat(x[p13 + ch]), w0, a13)
+            a14 = vfma(vsplat(x[p14 + ch]), w0, a14)
+            a15 = vfma(vsplat(x[p15 + ch]), w0, a15)
     off = m0 * ldy + col0
     vstore_n(y, off, _finish(a0, bias0, code, alpha), width)
     if m0 + 1 < m_end:
@@ -228,6 +248,22 @@ def _tile_narrow(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, bias
         vstore_n(y, off + 6 * ldy, _finish(a6, bias0, code, alpha), width)
     if m0 + 7 < m_end:
         vstore_n(y, off + 7 * ldy, _finish(a7, bias0, code, alpha), width)
+    if m0 + 8 < m_end:
+        vstore_n(y, off + 8 * ldy, _finish(a8, bias0, code, alpha), width)
+    if m0 + 9 < m_end:
+        vstore_n(y, off + 9 * ldy, _finish(a9, bias0, code, alpha), width)
+    if m0 + 10 < m_end:
+        vstore_n(y, off + 10 * ldy, _finish(a10, bias0, code, alpha), width)
+    if m0 + 11 < m_end:
+        vstore_n(y, off + 11 * ldy, _finish(a11, bias0, code, alpha), width)
+    if m0 + 12 < m_end:
+        vstore_n(y, off + 12 * ldy, _finish(a12, bias0, code, alpha), width)
+    if m0 + 13 < m_end:
+        vstore_n(y, off + 13 * ldy, _finish(a13, bias0, code, alpha), width)
+    if m0 + 14 < m_end:
+        vstore_n(y, off + 14 * ldy, _finish(a14, bias0, code, alpha), width)
+    if m0 + 15 < m_end:
+        vstore_n(y, off + 15 * ldy, _finish(a15, bias0, code, alpha), width)
 
 
 @njit(cache=True, nogil=True)
@@ -258,7 +294,7 @@ def _panel_tiles(x, c, taps, bases, pk, kk, bias, code, alpha, y, n, r0, r1, p):
         for m0 in range(r0, r1, MR):
             _tile(x, c, taps, bases, pk, kk, m0, r1, y, n, col0, width, bias0, bias1, code, alpha)
     else:
-        for m0 in range(r0, r1, MR):
+        for m0 in range(r0, r1, 2 * MR):
             _tile_narrow(x, c, taps, bases, pk, kk, m0, r1, y, n, col0, width, bias0, code, alpha)
 
 
