@@ -68,6 +68,12 @@ class KerasWeights(Mapping):
     def __len__(self) -> int:
         return len(self._layers)
 
+    def release(self, layer: str) -> None:
+        """Drop ``layer``'s arrays (the name stays listed): a loader that has folded them into new arrays
+        calls this so the file's copy is freed during loading, not after (ResNet50: 100 MB less peak)."""
+        if layer in self._layers:
+            self._layers[layer] = []
+
     def weight_names(self, layer: str) -> list[str] | None:
         """Short variable names (``kernel``, ``moving_mean``) of ``layer``, or None where the file has none
         (Keras 3 ``.weights.h5`` stores variables only by position)."""

@@ -30,7 +30,6 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
@@ -91,7 +90,8 @@ def launch(driver, *args):
     return out
 
 
-def _pool() -> ThreadPoolExecutor:
+def _pool():
+    from concurrent.futures import ThreadPoolExecutor  # only the "blas" engine needs it: not at import (8 ms)
     with _lock:
         if _state["pool"] is None:
             _state["pool"] = ThreadPoolExecutor(max_workers=_state["threads"] - 1, thread_name_prefix="nnlite")

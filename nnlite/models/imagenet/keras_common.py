@@ -37,6 +37,7 @@ class KerasLayers:
         self.source = str(source)
         self.aliases = dict(aliases or {})   # name this code uses -> another name some files use
         self.used: set[str] = set()          # file layers read so far
+        self.released: set[str] = set()      # file layers whose arrays were folded into new ones and freed
 
     @classmethod
     def from_file(cls, path: str | Path, aliases: Mapping[str, str] | None = None) -> "KerasLayers":
@@ -47,6 +48,9 @@ class KerasLayers:
     def arrays(self, name: str, count: int | tuple[int, ...]) -> list[np.ndarray]:
         """The arrays stored under layer ``name``; ``count`` is how many that layer kind may have."""
         key = name if name in self.weights else self.aliases.get(name, name)
+        if key in self.released:
+            raise WeightsError(f"{self.source}: layer {key!r} was read after its arrays were released "
+                               "(a loader bug: each convolution is folded once)")
         if key not in self.weights:
             also = f" (nor {key!r})" if key != name else ""
             raise WeightsError(f"{self.source}: layer {name!r}{also} not found; the file has "
@@ -58,6 +62,13 @@ class KerasLayers:
             raise WeightsError(f"{self.source}: layer {key!r} has {len(found)} arrays, expected "
                                f"{' or '.join(map(str, allowed))}")
         return found
+
+    def _release(self, name: str) -> None:
+        """Free the file's arrays of layer ``name`` (already folded into new arrays): lower peak memory."""
+        key = name if name in self.weights else self.aliases.get(name, name)
+        if hasattr(self.weights, "release"):
+            self.weights.release(key)
+        self.released.add(key)
 
     def require_all_used(self, model: str) -> None:
         """A file with layers the model never read is another model's file (or a variant, such as
@@ -99,6 +110,7 @@ class KerasLayers:
             return {"kernel": kernel, "bias": bias} if bias is not None else {"kernel": kernel}
         stats = self.batch_norm(bn, kernel.shape[3])
         kernel, bias = ops.fold_batch_norm(kernel, bias, *stats, epsilon=epsilon)
+        self._release(conv)
         return {"kernel": kernel, "bias": bias}
 
     def separable_bn(self, conv: str, bn: str, *, epsilon: float) -> dict[str, np.ndarray]:
@@ -112,6 +124,7 @@ class KerasLayers:
         bias = self._bias(conv, bias, pointwise.shape[3])
         stats = self.batch_norm(bn, pointwise.shape[3])
         pointwise, bias = ops.fold_batch_norm(pointwise, bias, *stats, epsilon=epsilon)
+        self._release(conv)
         return {"depthwise_kernel": depthwise, "pointwise_kernel": pointwise, "bias": bias}
 
     def dense(self, name: str) -> dict[str, np.ndarray]:
