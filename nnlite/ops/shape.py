@@ -43,8 +43,11 @@ def add(*xs, activation=None, alpha=0.2):
     code = activations.code_of(activation, "add")
     arrays, shape = _broadcast(xs, "add")
     y = np.empty(shape, np.float32)
-    y[...] = arrays[0]
-    for a in arrays[1:]:
+    if len(arrays) == 1:
+        y[...] = arrays[0]
+    else:  # the first sum written straight into y: one memory pass fewer than copying arrays[0] first
+        np.add(arrays[0], arrays[1], out=y)
+    for a in arrays[2:]:
         np.add(y, a, out=y)
     if code:
         activations.bias_act_(y if y.ndim else y.reshape(1), None, code, alpha)  # 0-d: a (1,) view of y
