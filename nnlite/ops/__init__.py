@@ -5,9 +5,14 @@ TensorFlow "same" (extra row/column bottom/right) or explicit (top, bottom, left
 None, "relu", "relu6", "leaky_relu" (``alpha``, default 0.2), "sigmoid" or "swish". See
 :mod:`nnlite.ops.padding` for the padding rule and :mod:`nnlite.ops.reference` for every other rule.
 
-Threads: ``NNLITE_NUM_THREADS`` (default all cores) sets how many threads run every kernel, Numba loops and
-BLAS matmuls alike, on nnlite's own pool (:mod:`nnlite.ops.parallel`); NumPy's OpenBLAS is set to one thread
-(:mod:`nnlite.ops.threads` says why). :func:`set_num_threads` changes it at run time.
+Engines: convolutions run on nnlite's own AVX-512 implicit GEMM (:mod:`nnlite.ops.gemm`, built on the
+explicit SIMD vectors of :mod:`nnlite.ops.simd`) where the CPU has AVX-512, else on im2col + NumPy's BLAS;
+``NNLITE_GEMM=simd|blas`` overrides the choice. Results agree to float32 rounding either way (tested).
+
+Threads: ``NNLITE_NUM_THREADS`` (default all cores) sets how many threads run every kernel: Numba's
+threads for the Numba kernels (:mod:`nnlite.ops.parallel`), nnlite's Python pool for the BLAS engine's
+matmuls; NumPy's OpenBLAS is set to one thread (:mod:`nnlite.ops.threads` says why).
+:func:`set_num_threads` changes it at run time.
 """
 
 from __future__ import annotations
