@@ -88,6 +88,8 @@ def test_conv2d_matches_reference(engine, case, act):
     got = ops.conv2d(x, kernel, bias, **kwargs)
     assert got.dtype == np.float32 and got.flags.c_contiguous
     assert rel(got, want) <= TOL
+    checked = ops.conv2d(x.astype(np.float64), np.asfortranarray(kernel), list(bias), **kwargs)  # converted first
+    assert np.array_equal(got, checked)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -199,6 +201,10 @@ def test_fused_depthwise_pointwise(monkeypatch, case, acts):
                                             depthwise_activation=acts[0], activation=acts[1], alpha=0.1)
     mid = ops.depthwise_conv2d(x, dk, db, stride=stride, padding=padding, activation=acts[0])
     assert np.array_equal(got, ops.conv2d(mid, pk, pb, activation=acts[1], alpha=0.1))
+    as64 = [a.astype(np.float64) for a in (x, dk, db, pk, pb)]  # the checked (converting) path: same bits
+    assert np.array_equal(got, ops.depthwise.depthwise_pointwise(
+        *as64, stride=list(stride) if isinstance(stride, tuple) else stride, padding=padding,
+        depthwise_activation=acts[0], activation=acts[1], alpha=0.1))
     want = reference.conv2d(reference.depthwise_conv2d(x, dk, db, stride=stride, padding=padding,
                                                        activation=acts[0]), pk, pb, activation=acts[1], alpha=0.1)
     assert rel(got, want) <= TOL

@@ -17,11 +17,13 @@ Padding follows :mod:`nnlite.ops.padding` (TF 'same': extra row/column bottom/ri
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit
 
 from . import checks, gemm, parallel
-from .activations import bias_act_, bias_act_rows, code_of, tiled
+from .activations import CODES, bias_act_, bias_act_rows, code_of, tiled
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
 
@@ -89,6 +91,10 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
 
     padding: "valid", TF "same" (extra row/column bottom/right) or (top, bottom, left, right).
     """
+    if ENGINE["conv"] == "simd":  # the common case, checked in a few attribute reads (a model's hot path)
+        fast = _fast_layout(x, kernel, bias, stride, padding, dilation, activation)
+        if fast is not None:
+            return gemm.run(x, kernel, bias, CODES[activation], alpha, fast)
     x = np.ascontiguousarray(checks.nhwc(x, "conv2d"))
     kernel = checks.array(kernel, "conv2d", "kernel (kh, kw, cin, cout)", 4)
     kh, kw, cin, cout = kernel.shape
@@ -135,6 +141,36 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
     rows_per_chunk = max(CHUNK_MIN_ROWS, CHUNK_BYTES // (4 * k2.shape[0]))  # output rows per chunk
     parallel.run(chunk, n * oh, work, min_parts=y2.shape[0] // rows_per_chunk, min_rows=-(-MATMUL_MIN_ROWS // ow))
     return y
+
+
+_F32 = np.dtype(np.float32)
+
+
+def _plain(a, ndim: int) -> bool:
+    """A C-contiguous float32 ndarray of ``ndim`` dimensions: usable as is, nothing to convert or check."""
+    return type(a) is np.ndarray and a.dtype is _F32 and a.ndim == ndim and a.flags.c_contiguous
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout(x_shape, k_shape, stride, padding, dilation):
+    (t, b, oh), (l, r, ow) = resolve_padding_2d(x_shape[1], x_shape[2], k_shape[0], k_shape[1], stride, dilation,
+                                                padding)
+    return gemm.layout(x_shape, k_shape, pair(stride, "stride"), pair(dilation, "dilation"), (t, b, l, r),
+                       (oh, ow))
+
+
+def _fast_layout(x, kernel, bias, stride, padding, dilation, activation):
+    """conv2d's layout when every argument is already in final form (else None: the checked path runs,
+    which converts what it can and raises nnlite's errors for the rest)."""
+    if not (_plain(x, 4) and _plain(kernel, 4) and x.shape[3] == kernel.shape[2]
+            and (bias is None or (_plain(bias, 1) and bias.shape[0] == kernel.shape[3]))):
+        return None
+    try:
+        if activation not in CODES:
+            return None
+        return _layout(x.shape, kernel.shape, stride, padding, dilation)
+    except TypeError:  # an unhashable argument (a list): the checked path handles it
+        return None
 
 
 def dense(x, kernel, bias=None, *, activation=None, alpha=0.2):

@@ -18,14 +18,16 @@ the same as multiplying by zero.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit, prange
 
 from ..errors import ShapeError
 from . import checks, conv, parallel
-from .activations import act_row, code_of
-from .conv import conv2d
-from .gemm import NR, _act_block, _finish, _pack_all, _panel_tiles
+from .activations import CODES, act_row, code_of
+from .conv import _plain, conv2d
+from .gemm import NR, _act_block, _finish, _pack_all, _panel_tiles, _zeros
 from .simd import vfma, vload_n, vstore_n, vzero
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
@@ -234,6 +236,12 @@ def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, p
     :data:`FUSE_MAX_WEIGHT_BYTES` the two run one after the other. The same arithmetic, in the same
     order, as depthwise_conv2d then conv2d with the "simd" engine, so results are bit-identical to them.
     Multiplier 1 only. depthwise_kernel (kh, kw, cin, 1), pointwise_kernel (1, 1, cin, cout)."""
+    if conv.ENGINE["conv"] == "simd" and conv.ENGINE["depthwise"] == "simd":  # hot path: nothing to convert
+        geo = _fast_pair_geometry(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride,
+                                  padding, dilation, depthwise_activation, activation)
+        if geo is not None:
+            return _run_pair(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias,
+                             CODES[depthwise_activation], depthwise_alpha, CODES[activation], alpha, geo)
     x = np.ascontiguousarray(checks.nhwc(x, "separable_conv2d"))
     dk = checks.array(depthwise_kernel, "separable_conv2d", "depthwise kernel (kh, kw, cin, 1)", 4)
     pk = checks.array(pointwise_kernel, "separable_conv2d", "pointwise kernel (1, 1, cin, cout)", 4)
@@ -246,22 +254,63 @@ def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, p
     cout = pk.shape[3]
     db = checks.bias_vector(depthwise_bias, cin, "separable_conv2d")
     pb = checks.bias_vector(pointwise_bias, cout, "separable_conv2d")
+    dcode, pcode = code_of(depthwise_activation, "separable_conv2d"), code_of(activation, "separable_conv2d")
     if cin * cout * 4 > FUSE_MAX_WEIGHT_BYTES:  # same results either way (see the docstring)
         mid = depthwise_conv2d(x, dk, db, stride=stride, padding=padding, dilation=dilation,
                                activation=depthwise_activation, alpha=depthwise_alpha)
         return conv2d(mid, pk, pb, activation=activation, alpha=alpha)
-    dcode, pcode = code_of(depthwise_activation, "separable_conv2d"), code_of(activation, "separable_conv2d")
-    (sh, sw), (dh, dw) = pair(stride, "stride"), pair(dilation, "dilation")
-    (t, _, oh), (l, _, ow) = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, stride, dilation, padding)
-    y = np.empty((x.shape[0], oh, ow, cout), np.float32)
-    rows = x.shape[0] * oh
+    geo = _pair_geometry(x.shape, dk.shape, pk.shape, pair(stride, "stride"), pair(dilation, "dilation"),
+                         resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, stride, dilation, padding))
+    return _run_pair(x, np.ascontiguousarray(dk), db, np.ascontiguousarray(pk), pb, dcode, depthwise_alpha, pcode,
+                     alpha, geo)
+
+
+@functools.lru_cache(maxsize=1024)
+def _pair_geometry(x_shape, dk_shape, pk_shape, stride, dilation, resolved):
+    """Shape-derived arguments of _separable_rows, and (rows, band, work); cached per layer shape."""
+    n, h, w, cin = x_shape
+    kh, kw = dk_shape[0], dk_shape[1]
+    cout = pk_shape[3]
+    (t, _, oh), (l, _, ow) = resolved
+    rows = n * oh
     band = max(1, min(rows, BAND_BYTES // (4 * ow * cin)))
-    args = (x.reshape(-1), x.shape[1], x.shape[2], cin, np.ascontiguousarray(dk).reshape(-1),
-            np.zeros(cin, np.float32) if db is None else db, kh, kw, sh, sw, dh, dw, t, l, dcode,
-            np.float32(depthwise_alpha), np.ascontiguousarray(pk).reshape(-1),
-            np.zeros(cout, np.float32) if pb is None else pb, pcode, np.float32(alpha), y.reshape(-1), oh, ow, cout,
-            band)
-    pieces = parallel.parts(rows, rows * ow * cin * (kh * kw + cout) // 4)
+    return (h, w, cin, kh, kw, *stride, *dilation, t, l, oh, ow, cout, rows, band,
+            rows * ow * cin * (kh * kw + cout) // 4)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fast_pair_key(x_shape, dk_shape, pk_shape, stride, padding, dilation):
+    if not (dk_shape[2] == x_shape[3] and dk_shape[3] == 1 and pk_shape[:3] == (1, 1, x_shape[3])
+            and x_shape[3] * pk_shape[3] * 4 <= FUSE_MAX_WEIGHT_BYTES):
+        return None
+    resolved = resolve_padding_2d(x_shape[1], x_shape[2], dk_shape[0], dk_shape[1], stride, dilation, padding)
+    return _pair_geometry(x_shape, dk_shape, pk_shape, pair(stride, "stride"), pair(dilation, "dilation"),
+                          resolved)
+
+
+def _fast_pair_geometry(x, dk, db, pk, pb, stride, padding, dilation, dact, act):
+    """depthwise_pointwise's geometry when every argument is in final form and fusable, else None."""
+    if not (_plain(x, 4) and _plain(dk, 4) and _plain(pk, 4) and (db is None or _plain(db, 1))
+            and (pb is None or _plain(pb, 1))):
+        return None
+    try:
+        if dact not in CODES or act not in CODES:
+            return None
+        geo = _fast_pair_key(x.shape, dk.shape, pk.shape, stride, padding, dilation)
+    except TypeError:  # an unhashable argument (a list): the checked path handles it
+        return None
+    if geo is None or (db is not None and db.shape[0] != x.shape[3]) or (pb is not None and pb.shape[0] != geo[13]):
+        return None
+    return geo
+
+
+def _run_pair(x, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo):
+    h, w, cin, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cout, rows, band, work = geo
+    y = np.empty((x.shape[0], oh, ow, cout), np.float32)
+    args = (x.reshape(-1), h, w, cin, dk.reshape(-1), _zeros(cin) if db is None else db, kh, kw, sh, sw, dh, dw,
+            t, l, dcode, np.float32(dalpha), pk.reshape(-1), _zeros(cout) if pb is None else pb, pcode,
+            np.float32(alpha), y.reshape(-1), oh, ow, cout, band)
+    pieces = parallel.parts(rows, work)
     if pieces == 1:
         _separable_rows(*args, 0, rows)
     else:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import NamedTuple
 
 import numpy as np
 import numba
@@ -344,31 +345,64 @@ def _pad_into(x, top, left, xp):
             dst[(left + w) * c:] = 0.0
 
 
+class Layout(NamedTuple):
+    """What conv2d derives from shapes and geometry alone (see :func:`layout`)."""
+    pads: tuple[int, int, int, int]   # top, bottom, left, right
+    out_shape: tuple[int, int, int, int]
+    taps: np.ndarray                  # read-only, see _offsets
+    bases: np.ndarray
+    run: int                          # inputs per tap: kw*cin or cin
+    rows: int                         # output pixels
+    work: int                         # multiply-adds / 4, for parallel.parts
+
+
+@functools.lru_cache(maxsize=1024)
+def layout(x_shape, k_shape, stride, dilation, pads, out_hw) -> Layout:
+    """The :class:`Layout` of a convolution; cached, since a model calls each layer with the same shapes.
+    Arguments as :func:`conv2d` takes them (shapes as tuples)."""
+    n_img, h, w, c = x_shape
+    kh, kw, _, cout = k_shape
+    (sh, sw), (dh, dw), (top, bottom, left, right), (oh, ow) = stride, dilation, pads, out_hw
+    taps, bases = _offsets(n_img, h + top + bottom, w + left + right, c, kh, kw, sh, sw, dh, dw, oh, ow)
+    rows = n_img * oh * ow
+    return Layout(tuple(pads), (n_img, oh, ow, cout), taps, bases, kh * kw * c // taps.shape[0], rows,
+                  rows * cout * kh * kw * c // 4)
+
+
 def conv2d(x, kernel, bias, code, alpha, stride, dilation, pads, out_hw):
     """y = act(conv(x, kernel) + bias) as one implicit GEMM. x (N, H, W, cin) C-contiguous float32, kernel
     (kh, kw, cin, cout), bias (cout,) or None, pads (top, bottom, left, right), out_hw (oh, ow)."""
-    n_img, h, w, c = x.shape
-    kh, kw, _, cout = kernel.shape
-    (sh, sw), (dh, dw), (top, bottom, left, right), (oh, ow) = stride, dilation, pads, out_hw
+    return run(x, kernel, bias, code, alpha, layout(x.shape, kernel.shape, stride, dilation, tuple(pads), out_hw))
+
+
+def run(x, kernel, bias, code, alpha, lay: Layout):
+    """:func:`conv2d` with its :class:`Layout` already known: x, kernel, bias as there, and C-contiguous."""
+    top, bottom, left, right = lay.pads
     if top or bottom or left or right:
+        n_img, h, w, c = x.shape
         xp = scratch("gemm_pad", (n_img, h + top + bottom, w + left + right, c))
         _pad_into(x, top, left, xp)
     else:
         xp = x
-    taps, bases = _offsets(n_img, xp.shape[1], xp.shape[2], c, kh, kw, sh, sw, dh, dw, oh, ow)
-    run = kh * kw * c // taps.shape[0]  # inputs per tap: kw*c or c
-    k2 = np.ascontiguousarray(kernel, dtype=np.float32).reshape(-1)  # (kh*kw*cin*cout,) rows (i, j, c)
-    b = np.zeros(cout, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
-    rows = n_img * oh * ow
-    y = np.empty((n_img, oh, ow, cout), np.float32)
-    tiles, panels = -(-rows // MR), -(-cout // NR)
+    cout = lay.out_shape[3]
+    b = _zeros(cout) if bias is None else bias
+    y = np.empty(lay.out_shape, np.float32)
+    tiles, panels = -(-lay.rows // MR), -(-cout // NR)
     threads = numba.get_num_threads()
     by_rows = tiles >= 4 * threads or panels < threads  # few rows (late layers at batch 1): split channels
     units = tiles if by_rows else panels
-    pieces = parallel.parts(units, rows * cout * kh * kw * c // 4)
-    args = (xp.reshape(-1), run, taps, bases, k2, b, code, np.float32(alpha), y.reshape(-1), cout, rows, by_rows)
+    pieces = parallel.parts(units, lay.work)
+    args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), b, code, np.float32(alpha),
+            y.reshape(-1), cout, lay.rows, by_rows)
     if pieces == 1:
         _units(*args, 0, units)
     else:
         parallel.launch(_units_parallel, *args, units, pieces)
     return y
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros(n: int) -> np.ndarray:
+    """A float32 zero vector of length n (the bias of a conv without one). Shared: kernels only read it (it is
+    not marked read-only because Numba would compile every kernel again for read-only arrays)."""
+    return np.zeros(n, np.float32)
