@@ -353,11 +353,19 @@ def _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left,
     fused = code if code <= 3 else 0
     lo = min(ow, (left + sw - 1) // sw)  # first output column whose kw taps are all inside the image
     hi = max(lo, min(ow, (w - 1 - (kw - 1) * dw + left) // sw + 1))  # one past the last such column
+    tap_x = np.empty(kh * kw, np.int64)  # this row's valid taps: input offset from column 0's pixel ...
+    tap_k = np.empty(kh * kw, np.int64)  # ... and kernel offset: one flat loop of up to kh*kw steps per tile
     for r in range(r0, r1):
         n = r // oh
         iy0 = (r - n * oh) * sh - top_pad  # input row of tap i = 0
         i0, i1 = _valid_range(kh, h, dh, iy0)  # taps i whose row iy0 + i*dh is inside [0, h)
         top = (n * h + iy0) * w * c
+        taps = 0
+        for i in range(i0, i1):
+            for j in range(kw):
+                tap_x[taps] = top + (i * dh * w + j * dw - left) * c
+                tap_k[taps] = (i * kw + j) * c
+                taps += 1
         out_row = (r - row_off) * ow * c
         tiled_hi = hi if (hi - lo) % 8 >= 4 else hi - (hi - lo) % 8  # interior tiles end; the rest: singles
         for b in range(lo + ow - tiled_hi):  # pixels [0, lo) and [tiled_hi, ow), one at a time
@@ -374,28 +382,27 @@ def _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left,
         for ox0 in range(lo, tiled_hi, 8):
             for c0 in range(0, c, 16):
                 width = min(16, c - c0)
-                q0 = top + (min(ox0, last) * sw - left) * c + c0
-                q1 = top + (min(ox0 + 1, last) * sw - left) * c + c0
-                q2 = top + (min(ox0 + 2, last) * sw - left) * c + c0
-                q3 = top + (min(ox0 + 3, last) * sw - left) * c + c0
-                q4 = top + (min(ox0 + 4, last) * sw - left) * c + c0
-                q5 = top + (min(ox0 + 5, last) * sw - left) * c + c0
-                q6 = top + (min(ox0 + 6, last) * sw - left) * c + c0
-                q7 = top + (min(ox0 + 7, last) * sw - left) * c + c0
+                q0 = min(ox0, last) * sw * c + c0
+                q1 = min(ox0 + 1, last) * sw * c + c0
+                q2 = min(ox0 + 2, last) * sw * c + c0
+                q3 = min(ox0 + 3, last) * sw * c + c0
+                q4 = min(ox0 + 4, last) * sw * c + c0
+                q5 = min(ox0 + 5, last) * sw * c + c0
+                q6 = min(ox0 + 6, last) * sw * c + c0
+                q7 = min(ox0 + 7, last) * sw * c + c0
                 a0, a1, a2, a3 = vzero(), vzero(), vzero(), vzero()
                 a4, a5, a6, a7 = vzero(), vzero(), vzero(), vzero()
-                for i in range(i0, i1):
-                    for j in range(kw):
-                        tap = (i * dh * w + j * dw) * c
-                        wv = vload_n(k, (i * kw + j) * c + c0, width)
-                        a0 = vfma(vload_n(xf, q0 + tap, width), wv, a0)
-                        a1 = vfma(vload_n(xf, q1 + tap, width), wv, a1)
-                        a2 = vfma(vload_n(xf, q2 + tap, width), wv, a2)
-                        a3 = vfma(vload_n(xf, q3 + tap, width), wv, a3)
-                        a4 = vfma(vload_n(xf, q4 + tap, width), wv, a4)
-                        a5 = vfma(vload_n(xf, q5 + tap, width), wv, a5)
-                        a6 = vfma(vload_n(xf, q6 + tap, width), wv, a6)
-                        a7 = vfma(vload_n(xf, q7 + tap, width), wv, a7)
+                for t in range(taps):
+                    p = tap_x[t]
+                    wv = vload_n(k, tap_k[t] + c0, width)
+                    a0 = vfma(vload_n(xf, p + q0, width), wv, a0)
+                    a1 = vfma(vload_n(xf, p + q1, width), wv, a1)
+                    a2 = vfma(vload_n(xf, p + q2, width), wv, a2)
+                    a3 = vfma(vload_n(xf, p + q3, width), wv, a3)
+                    a4 = vfma(vload_n(xf, p + q4, width), wv, a4)
+                    a5 = vfma(vload_n(xf, p + q5, width), wv, a5)
+                    a6 = vfma(vload_n(xf, p + q6, width), wv, a6)
+                    a7 = vfma(vload_n(xf, p + q7, width), wv, a7)
                 bv = vload_n(bias, c0, width)
                 out = out_row + ox0 * c + c0
                 vstore_n(yf, out, _finish(a0, bv, fused, alpha), width)
