@@ -131,7 +131,8 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
        own, read by nothing else, not a model output) is folded into that producer's ``activation=``:
        the kernel applies it while the output is still in cache (one pass over memory instead of two).
     3. A multiplier-1 depthwise_conv2d step read only by the 1x1 conv2d step right after it becomes one
-       :class:`PairStep` (the depthwise output stays in cache; see there).
+       :class:`PairStep` (the depthwise output stays in cache; see there), and a conv2d step read only by
+       the max_pool2d step right after it one :class:`ConvPoolStep`.
     """
     alias: dict[str, str] = {}
     seen: dict[tuple, str] = {}
@@ -208,6 +209,38 @@ class PairStep(Step):
             activation=pa.get("activation"), alpha=pa.get("alpha", 0.2))
 
 
+_POOL_ATTRS = {"pool_size", "stride", "padding"}
+
+
+@dataclass
+class ConvPoolStep(Step):
+    """A conv2d step and the max_pool2d step that alone reads it, run as one kernel
+    (:func:`nnlite.ops.convpool.conv2d_max_pool`: the conv output never goes to memory; the result is
+    bit-identical to the two steps). Runs them one after the other instead when the conv engine is not
+    "simd" or either layer's ``fn`` was replaced (a profiler timing each layer)."""
+    first: Step | None = None
+
+    def __call__(self, *xs: np.ndarray) -> np.ndarray:
+        from . import ops
+        from .ops.convpool import conv2d_max_pool
+        c, pool = self.first, self.layer
+        if (c.layer.fn is not ops.conv2d or pool.fn is not ops.max_pool2d
+                or ops.conv.ENGINE["conv"] != "simd"):
+            return Step.__call__(self, c(*xs))
+        ca, pa = {**c.layer.attrs, **c.extra}, pool.attrs
+        return conv2d_max_pool(xs[0], c.layer.weights["kernel"], c.layer.weights.get("bias"), **ca,
+                               pool_size=pa["pool_size"], pool_stride=pa.get("stride"),
+                               pool_padding=pa.get("padding", "valid"))
+
+
+def _fusable_conv_pool(c: Step, pool: Step) -> bool:
+    """c a conv2d step, pool a max_pool2d step (without attribute overrides) reading only c's output."""
+    return (type(c) is Step and c.layer.op == "conv2d" and pool.layer.op == "max_pool2d" and _is_kernel(c.layer)
+            and _is_kernel(pool.layer) and np.ndim(c.layer.weights.get("kernel")) == 4
+            and set(c.layer.weights) <= {"kernel", "bias"} and set(c.layer.attrs) | set(c.extra) <= _CONV_ATTRS
+            and "pool_size" in pool.layer.attrs and set(pool.layer.attrs) <= _POOL_ATTRS and not pool.extra)
+
+
 def _pair_depthwise_pointwise(steps: list[Step], outputs: Sequence[str]) -> list[Step]:
     readers: dict[str, int] = {}
     for step in steps:
@@ -219,10 +252,15 @@ def _pair_depthwise_pointwise(steps: list[Step], outputs: Sequence[str]) -> list
     for step in steps:
         d = producer.get(step.inputs[0]) if len(step.inputs) == 1 else None
         if (d is not None and id(d) not in paired and readers.get(d.out) == 1 and d.out not in outputs
-                and _fusable_pair(d, step) and out and out[-1] is d):
-            out[-1] = PairStep(step.layer, step.out, d.inputs, step.extra, first=d)
-            paired.add(id(d))
-            continue
+                and out and out[-1] is d):
+            if _fusable_pair(d, step):
+                out[-1] = PairStep(step.layer, step.out, d.inputs, step.extra, first=d)
+                paired.add(id(d))
+                continue
+            if _fusable_conv_pool(d, step):
+                out[-1] = ConvPoolStep(step.layer, step.out, d.inputs, step.extra, first=d)
+                paired.add(id(d))
+                continue
         out.append(step)
     return out
 

@@ -140,3 +140,26 @@ def test_depthwise_then_pointwise_runs_as_one_step_with_identical_outputs(monkey
         assert np.array_equal(model(img), fused) and calls == [1]
     finally:
         layer.fn = original
+
+
+def test_conv_then_max_pool_runs_as_one_step_with_identical_outputs(monkeypatch):
+    from nnlite import graph, ops
+    monkeypatch.setitem(ops.conv.ENGINE, "conv", "simd")
+    rng = np.random.default_rng(6)
+    g = GraphBuilder("convpool")
+    x = g.input("image", (21, 21, 3))
+    a = g.layer("conv2d", "conv0", x, kernel=rand(rng, 3, 3, 3, 16), bias=rand(rng, 16), padding="valid")
+    a = g.layer("leaky_relu", "conv0_act", a, alpha=0.1)
+    a = g.layer("max_pool2d", "pool0", a, pool_size=2, stride=2, padding="same")  # paired with conv0 (+leaky)
+    b = g.layer("conv2d", "conv1", a, kernel=rand(rng, 3, 3, 16, 8), padding="same")
+    b1 = g.layer("max_pool2d", "pool1", b, pool_size=2)
+    b2 = g.layer("relu", "side", b)  # conv1 has two readers: not paired
+    model = g.build([b1, b2])
+    steps = plan_steps(model.layers, model.outputs)
+    fused = [s for s in steps if isinstance(s, graph.ConvPoolStep)]
+    assert [(s.first.layer.name, s.layer.name) for s in fused] == [("conv0", "pool0")]
+    img = rand(rng, 2, 21, 21, 3)
+    got = model(img)
+    model.optimize = False
+    for a_, b_ in zip(got, model(img)):
+        assert np.array_equal(a_, b_)

@@ -221,3 +221,27 @@ def test_fused_depthwise_pointwise_rejects_what_it_cannot_fuse():
     with pytest.raises(ShapeError):
         ops.depthwise.depthwise_pointwise(x, np.zeros((3, 3, 4, 1), np.float32), None,
                                           np.zeros((1, 1, 5, 3), np.float32), None)
+
+
+CONV_POOL_CASES = [  # (n, h, w, cin, cout, k, stride, padding, pool, pool_stride, pool_padding)
+    (1, 20, 20, 3, 16, 3, 1, "valid", 2, 2, "same"),  # TinyFaceDetector's conv0 + pool0 (odd map)
+    (2, 17, 15, 5, 40, 3, 2, "same", 3, 2, "valid"),  # overlapping windows, a batch (SqueezeNet's conv1 + pool)
+    (1, 30, 12, 8, 33, 3, 1, "same", 2, 1, "same"),  # stride-1 pool
+    (1, 9, 9, 4, 8, 1, 1, "valid", (3, 2), (2, 3), (1, 1, 0, 1)),
+]
+
+
+@pytest.mark.parametrize("case", CONV_POOL_CASES, ids=[str(i) for i in range(len(CONV_POOL_CASES))])
+@pytest.mark.parametrize("act", [None, "leaky_relu", "swish"])
+def test_conv_max_pool_is_conv_then_pool(engine, case, act):
+    from nnlite.ops.convpool import conv2d_max_pool
+    n, h, w, cin, cout, k, stride, padding, pool, pool_stride, pool_padding = case
+    rng = np.random.default_rng(hash((case[:5], act)) % 2**32)
+    x, kernel, bias = rand(rng, n, h, w, cin), rand(rng, k, k, cin, cout), rand(rng, cout)
+    got = conv2d_max_pool(x, kernel, bias, stride=stride, padding=padding, activation=act, alpha=0.1,
+                          pool_size=pool, pool_stride=pool_stride, pool_padding=pool_padding)
+    mid = ops.conv2d(x, kernel, bias, stride=stride, padding=padding, activation=act, alpha=0.1)
+    assert np.array_equal(got, ops.max_pool2d(mid, pool_size=pool, stride=pool_stride, padding=pool_padding))
+    ref = reference.max_pool2d(reference.conv2d(x, kernel, bias, stride=stride, padding=padding, activation=act,
+                                                alpha=0.1), pool_size=pool, stride=pool_stride, padding=pool_padding)
+    assert rel(got, ref) <= TOL

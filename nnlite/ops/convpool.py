@@ -1,0 +1,115 @@
+"""A convolution and the max pooling right after it, as one kernel: the conv output never goes to memory.
+
+A detector's first layer writes a large map that the pool reads back at once (TinyFaceDetector's 416x416
+input: a 414x414x16 conv output, 11 MB, pooled to 207x207). Here each thread computes a band of conv rows
+into a buffer that stays in L2 (:mod:`nnlite.ops.gemm`'s tiles, with the conv kernel packed once per
+thread) and pools it straight into the output. The conv rows are computed by the same code in the same
+order as :func:`nnlite.ops.conv2d`, and the max is taken as :func:`nnlite.ops.max_pool2d` takes it
+(windows clipped to the map: padded cells never win), so the result is bit-identical to the two ops.
+Needs the "simd" conv engine; :mod:`nnlite.graph` pairs such layers in a model's plan.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from . import checks, conv, parallel
+from .activations import code_of
+from .gemm import NR, _act_block, _pack_all, _panel_tiles, _pad_into, layout
+from .padding import pair, resolve_padding_2d
+from .workspace import scratch
+
+BAND_BYTES = 256 << 10  # conv rows computed at once: they stay in L2 until pooled
+
+
+def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2,
+                    pool_size=2, pool_stride=None, pool_padding="valid"):
+    """max_pool2d(conv2d(x, kernel, bias, ...), pool_size, pool_stride, pool_padding) in one pass.
+    Arguments as those two ops take them; pool_stride None means pool_size."""
+    x = np.ascontiguousarray(checks.nhwc(x, "conv2d_max_pool"))
+    kernel = np.ascontiguousarray(checks.array(kernel, "conv2d_max_pool", "kernel (kh, kw, cin, cout)", 4))
+    kh, kw, cin, cout = kernel.shape
+    checks.channels("conv2d_max_pool", f"kernel of shape {kernel.shape}", cin, x.shape[3])
+    bias = checks.bias_vector(bias, cout, "conv2d_max_pool")
+    code = code_of(activation, "conv2d_max_pool")
+    if conv.ENGINE["conv"] != "simd":
+        from .pooling import max_pool2d
+        y = conv.conv2d(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, activation=activation,
+                        alpha=alpha)
+        return max_pool2d(y, pool_size=pool_size, stride=pool_stride, padding=pool_padding)
+    (sh, sw), (dh, dw) = pair(stride, "stride"), pair(dilation, "dilation")
+    (t, b, oh), (l, r, ow) = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, stride, dilation, padding)
+    ph, pw = pair(pool_size, "conv2d_max_pool pool_size")
+    psh, psw = (ph, pw) if pool_stride is None else pair(pool_stride, "conv2d_max_pool pool_stride")
+    checks.pool_padding(pool_padding, ph, pw, "conv2d_max_pool")
+    (pt, _, poh), (pl, _, pow_) = resolve_padding_2d(oh, ow, ph, pw, (psh, psw), 1, pool_padding)
+    lay = layout(x.shape, kernel.shape, (sh, sw), (dh, dw), (t, b, l, r), (oh, ow))
+    if t or b or l or r:
+        xp = scratch("gemm_pad", (x.shape[0], x.shape[1] + t + b, x.shape[2] + l + r, cin))
+        _pad_into(x, t, l, xp)
+    else:
+        xp = x
+    n = x.shape[0]
+    y = np.empty((n, poh, pow_, cout), np.float32)
+    rows = n * poh
+    band = max(1, BAND_BYTES // (4 * ow * cout * psh))  # pooled rows per band
+    bias = np.zeros(cout, np.float32) if bias is None else bias
+    args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), bias, code, np.float32(alpha), cout,
+            oh, ow, ph, pw, psh, psw, pt, pl, poh, pow_, y.reshape(-1), band)
+    pieces = parallel.parts(rows, lay.work)
+    if pieces == 1:
+        _conv_pool_rows(*args, 0, rows)
+    else:
+        parallel.launch(_conv_pool_parallel, *args, rows, pieces)
+    return y
+
+
+@njit(cache=True, nogil=True)
+def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph, pw, psh, psw, ptop, pleft, poh,
+                    pow_, y, band, r0, r1):
+    # pooled rows R = n*poh + py in [r0, r1), ``band`` of them at a time, never across images: the conv rows
+    # they need, [a, e) of image n, are computed into ``buf`` and max-pooled into y (flat (N*poh*pow_*cout,))
+    kk = taps.shape[0] * run
+    panels = (cout + NR - 1) // NR
+    packed = np.empty(panels * kk * NR, np.float32)
+    _pack_all(k, kk, cout, packed)
+    fused = code if code <= 3 else 0
+    buf = np.empty(((band - 1) * psh + ph) * ow * cout, np.float32)
+    b0 = r0
+    while b0 < r1:
+        n = b0 // poh
+        b1 = min(r1, b0 + band, (n + 1) * poh)
+        py0, py1 = b0 - n * poh, b1 - n * poh
+        a = max(0, py0 * psh - ptop)  # conv rows [a, e) of image n
+        e = min(oh, (py1 - 1) * psh - ptop + ph)
+        if e > a:
+            pix = (n * oh + a) * ow
+            m = (e - a) * ow
+            for p in range(panels):
+                _panel_tiles(xf, run, taps, bases[pix:pix + m], packed, p * kk * NR, bias, fused, alpha, buf, cout,
+                             0, m, p)
+            if code > 3:
+                _act_block(buf, cout, 0, m, 0, cout, code, alpha)
+        for py in range(py0, py1):
+            i0, i1 = max(py * psh - ptop, 0), min(py * psh - ptop + ph, oh)
+            for px in range(pow_):
+                j0, j1 = max(px * psw - pleft, 0), min(px * psw - pleft + pw, ow)
+                out = y[((n * poh + py) * pow_ + px) * cout:((n * poh + py) * pow_ + px + 1) * cout]
+                for ch in range(cout):
+                    out[ch] = -np.inf
+                for i in range(i0, i1):
+                    for j in range(j0, j1):
+                        src = buf[((i - a) * ow + j) * cout:((i - a) * ow + j + 1) * cout]
+                        for ch in range(cout):
+                            out[ch] = max(out[ch], src[ch])
+        b0 = b1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _conv_pool_parallel(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph, pw, psh, psw, ptop, pleft, poh,
+                        pow_, y, band, rows, pieces):
+    for i in prange(pieces):
+        _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph, pw, psh, psw, ptop, pleft,
+                        poh, pow_, y, band, rows * i // pieces, rows * (i + 1) // pieces)
+
