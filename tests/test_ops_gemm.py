@@ -245,3 +245,21 @@ def test_conv_max_pool_is_conv_then_pool(engine, case, act):
     ref = reference.max_pool2d(reference.conv2d(x, kernel, bias, stride=stride, padding=padding, activation=act,
                                                 alpha=0.1), pool_size=pool, stride=pool_stride, padding=pool_padding)
     assert rel(got, ref) <= TOL
+
+
+@pytest.mark.parametrize("count", [2, 3, 4])
+@pytest.mark.parametrize("act", [None, "relu", "relu6", "leaky_relu", "sigmoid", "swish"])
+@pytest.mark.parametrize("shape", [(1, 3, 5, 7), (2, 64, 60, 16)])  # serial, and split across threads
+def test_same_shape_add_kernel(count, act, shape):
+    """The Numba add (same-shape inputs) against the reference, and against NumPy's left-to-right sum bit for bit."""
+    rng = np.random.default_rng(count)
+    xs = [rand(rng, *shape) for _ in range(count)]
+    before = [a.copy() for a in xs]
+    got = ops.add(*xs, activation=act, alpha=0.1)
+    assert rel(got, reference.add(*xs, activation=act, alpha=0.1)) <= TOL
+    total = xs[0] + xs[1]
+    for a in xs[2:]:
+        total = total + a
+    if act is None:
+        assert np.array_equal(got, total)
+    assert all(np.array_equal(a, b) for a, b in zip(xs, before))  # inputs untouched
