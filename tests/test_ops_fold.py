@@ -35,3 +35,18 @@ def test_fold_batch_norm_gamma_beta_none_and_bad_stats():
     np.testing.assert_array_equal(got[0], want[0])
     with pytest.raises(ShapeError, match="mean"):
         ops.fold_batch_norm(kernel, None, None, None, np.zeros(4), np.ones(4), epsilon=0.0)
+
+
+def test_fold_into_out_and_in_place_give_the_same_bits():
+    rng = np.random.default_rng(11)
+    kernel = rng.standard_normal((3, 3, 4, 6)).astype(np.float32)
+    stats = [rng.standard_normal(6).astype(np.float32) for _ in range(3)] + [rng.random(6).astype(np.float32) + 0.5]
+    want_k, want_b = ops.fold_batch_norm(kernel, None, *stats, epsilon=1e-3)
+    out = np.empty_like(kernel)
+    got_k, got_b = ops.fold_batch_norm(kernel, None, *stats, epsilon=1e-3, out=out)
+    assert got_k is out and np.array_equal(got_k, want_k) and np.array_equal(got_b, want_b)
+    same = kernel.copy()
+    got_k, _ = ops.fold_batch_norm(same, None, *stats, epsilon=1e-3, out=same)  # in place
+    assert got_k is same and np.array_equal(same, want_k)
+    with pytest.raises(ShapeError, match="out must be"):
+        ops.fold_batch_norm(kernel, None, *stats, epsilon=1e-3, out=np.empty((3, 3), np.float32))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ShapeError
 from . import checks
 from .activations import affine_act
 from . import reference
@@ -36,11 +37,13 @@ def batch_norm(x, gamma, beta, mean, variance, *, epsilon=1e-3):
     return affine_act(x, scale.astype(np.float32), (b - m * scale).astype(np.float32))
 
 
-def fold_batch_norm(kernel, bias, gamma, beta, mean, variance, *, epsilon, depthwise=False):
+def fold_batch_norm(kernel, bias, gamma, beta, mean, variance, *, epsilon, depthwise=False, out=None):
     """Fold inference batch norm into the preceding conv/dense: returns (kernel', bias') as float32.
 
     Same rule and same bits as :func:`nnlite.ops.reference.fold_batch_norm` (scale = gamma /
     sqrt(variance + epsilon) per output channel, depthwise output channel c*mult + m).
+    ``out``: a float32 array of the kernel's shape to write kernel' into (it may be ``kernel`` itself: a
+    loader folding a file's array in place saves allocating, and page-faulting, a second copy).
     """
     kernel = np.asarray(kernel)
     if kernel.dtype.kind not in "biuf" or kernel.ndim < (2 if depthwise else 1):
@@ -48,7 +51,10 @@ def fold_batch_norm(kernel, bias, gamma, beta, mean, variance, *, epsilon, depth
                                          depthwise=depthwise)   # odd input: the twin's errors and rules
     scale, folded_bias = reference.batch_norm_scale(kernel.shape, bias, gamma, beta, mean, variance,
                                                     epsilon=epsilon, depthwise=depthwise)
-    out = np.empty(kernel.shape, np.float32)
+    if out is None:
+        out = np.empty(kernel.shape, np.float32)
+    elif not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == kernel.shape):
+        raise ShapeError(f"fold_batch_norm: out must be a float32 array of shape {kernel.shape}")
     # the float64 loop with a float32 output: inputs widened and the product rounded in small buffers
     np.multiply(kernel, scale.reshape(kernel.shape[-2:]) if depthwise else scale, out=out, dtype=np.float64,
                 casting="same_kind")

@@ -63,6 +63,14 @@ class KerasLayers:
                                f"{' or '.join(map(str, allowed))}")
         return found
 
+    def _own(self, name: str, array: np.ndarray) -> np.ndarray | None:
+        """``array`` itself when folding may overwrite it: a writable float32 array that is the file's own
+        (read from this file's layer ``name``, which is released right after); else None (fold into a copy)."""
+        key = name if name in self.weights else self.aliases.get(name, name)
+        mine = any(array is a for a in self.weights.get(key, ()))
+        return array if mine and hasattr(self.weights, "release") and array.flags.writeable \
+            and array.dtype == np.float32 else None
+
     def _release(self, name: str) -> None:
         """Free the file's arrays of layer ``name`` (already folded into new arrays): lower peak memory."""
         key = name if name in self.weights else self.aliases.get(name, name)
@@ -109,7 +117,7 @@ class KerasLayers:
         if bn is None:
             return {"kernel": kernel, "bias": bias} if bias is not None else {"kernel": kernel}
         stats = self.batch_norm(bn, kernel.shape[3])
-        kernel, bias = ops.fold_batch_norm(kernel, bias, *stats, epsilon=epsilon)
+        kernel, bias = ops.fold_batch_norm(kernel, bias, *stats, epsilon=epsilon, out=self._own(conv, kernel))
         self._release(conv)
         return {"kernel": kernel, "bias": bias}
 
@@ -123,7 +131,8 @@ class KerasLayers:
                                f"pointwise {pointwise.shape}; expected (kh, kw, cin, m) and (1, 1, cin*m, cout)")
         bias = self._bias(conv, bias, pointwise.shape[3])
         stats = self.batch_norm(bn, pointwise.shape[3])
-        pointwise, bias = ops.fold_batch_norm(pointwise, bias, *stats, epsilon=epsilon)
+        pointwise, bias = ops.fold_batch_norm(pointwise, bias, *stats, epsilon=epsilon,
+                                              out=self._own(conv, pointwise))
         self._release(conv)
         return {"depthwise_kernel": depthwise, "pointwise_kernel": pointwise, "bias": bias}
 
