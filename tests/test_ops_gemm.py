@@ -263,3 +263,30 @@ def test_same_shape_add_kernel(count, act, shape):
     if act is None:
         assert np.array_equal(got, total)
     assert all(np.array_equal(a, b) for a, b in zip(xs, before))  # inputs untouched
+
+
+def test_kernels_called_from_several_python_threads_at_once():
+    """The web demo runs models on request threads: concurrent launches of the parallel kernels (each
+    thread's pad/scratch buffers are its own) give the same bits as one call alone."""
+    import threading
+    rng = np.random.default_rng(9)
+    x, kernel, dk, pk = rand(rng, 1, 48, 48, 16), rand(rng, 3, 3, 16, 32), rand(rng, 3, 3, 32, 1), rand(rng, 1, 1, 32, 8)
+
+    def model(a):
+        y = ops.conv2d(a, kernel, padding="same", activation="relu")
+        return ops.separable_conv2d(y, dk, pk, padding="same", activation="relu6")
+
+    want = model(x)
+    bad = []
+
+    def work():
+        for _ in range(20):
+            if not np.array_equal(model(x), want):
+                bad.append(1)
+
+    workers = [threading.Thread(target=work) for _ in range(4)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert not bad
