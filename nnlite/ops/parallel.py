@@ -8,21 +8,19 @@ measured), where the Python pool below lost (25 -> 51 us: submitting, waking a t
 the GIL cost more than the layer). Small jobs (:data:`MIN_WORK`) run serially without a launch.
 
 The Python pool remains for work that is not a Numba kernel: the "blas" conv engine's NumPy matmul chunks
-(:mod:`nnlite.ops.conv`), on CPUs without AVX-512. What follows describes it.
+(:mod:`nnlite.ops.conv`), on CPUs without AVX-512. Why not OpenBLAS's own threads there: OpenBLAS and Numba
+would each keep a pool whose idle threads spin while the other works, and on 2 cores they fight for the
+CPU (measured under load: MobileNetV2 batch 1 took 2340 ms that way at 2 threads, 21 ms at 1). Instead:
 
-Why not Numba's ``prange`` plus OpenBLAS's own threads: the two pools alternate (conv = BLAS matmul, then a
-Numba pass, then a Numba depthwise kernel ...) and each pool's idle threads spin while the other works, so
-on 2 cores they fight for the CPU. Measured on the shared 2-core machine under load, MobileNetV2 batch 1
-took 2340 ms that way at 2 threads, against 21 ms at 1 thread. Here instead:
-
-* OpenBLAS runs single-threaded inside each chunk (set by :mod:`nnlite.ops.threads`), Numba kernels are
-  compiled ``nogil`` without ``parallel``, so chunks run truly in parallel on Python threads;
+* OpenBLAS runs single-threaded inside each chunk (set by :mod:`nnlite.ops.threads`) and chunks run in
+  parallel on Python threads (NumPy releases the GIL in matmul);
 * scheduling is dynamic and the calling thread takes chunks too: if a worker is descheduled (a busy
   machine), the caller finishes the work and cancels the worker's not-yet-started job instead of waiting;
 * idle workers sleep on a lock (no spinning), and small jobs run inline, where waking a thread costs more.
 
-Chunks partition output rows, so each output value is computed by the same arithmetic whatever the thread
-count: results agree across thread counts (tested to 1e-6).
+Both kinds of split partition the output (rows or channel panels) and never a sum, so each output value is
+computed by the same arithmetic whatever the thread count: results are bit-identical across thread counts
+(tested).
 """
 
 from __future__ import annotations
