@@ -138,7 +138,10 @@ def test_engine_choice_from_the_environment(monkeypatch):
     with pytest.raises(ModelError, match="NNLITE_GEMM"):
         gemm.choose()
     monkeypatch.delenv("NNLITE_GEMM")
-    assert gemm.choose() == ("simd" if gemm._cpu_has_avx512() else "blas")
+    assert gemm.choose() == ("simd" if gemm._cpu_has_avx512() and gemm._numba_targets_host() else "blas")
+    monkeypatch.setenv("NUMBA_CPU_NAME", "generic")  # a portable Numba build: no AVX-512 tiles
+    monkeypatch.delenv("NUMBA_CPU_FEATURES", raising=False)
+    assert gemm.choose() == "blas"
 
 
 @njit(cache=True)

@@ -57,7 +57,8 @@ def _cpu_has_avx512() -> bool:
 def choose() -> str:
     """"simd" (this module) or "blas" (im2col + NumPy matmul), from ``NNLITE_GEMM`` or the CPU.
 
-    Default: "simd" where the CPU has AVX-512 (16-lane tiles fit its 32 vector registers), "blas" otherwise.
+    Default: "simd" where the CPU has AVX-512 (16-lane tiles fit its 32 vector registers) and Numba compiles
+    for it, "blas" otherwise.
     """
     raw = os.environ.get("NNLITE_GEMM", "").strip().lower()
     if raw in ("simd", "blas"):
@@ -65,7 +66,15 @@ def choose() -> str:
     if raw:
         from ..errors import ModelError
         raise ModelError(f"NNLITE_GEMM: expected 'simd' or 'blas', found {raw!r}")
-    return "simd" if _cpu_has_avx512() else "blas"
+    return "simd" if _cpu_has_avx512() and _numba_targets_host() else "blas"
+
+
+def _numba_targets_host() -> bool:
+    """False when Numba was told to compile for another CPU (``NUMBA_CPU_NAME``, e.g. "generic" for a cache
+    shared between machines) without AVX-512 in ``NUMBA_CPU_FEATURES``: the 16-lane tiles would then be
+    split into narrower registers and spill."""
+    name = os.environ.get("NUMBA_CPU_NAME", "").strip()
+    return name in ("", "host") or "+avx512f" in os.environ.get("NUMBA_CPU_FEATURES", "")
 
 
 @njit(cache=True, nogil=True)
