@@ -293,3 +293,15 @@ def test_kernels_called_from_several_python_threads_at_once():
     for t in workers:
         t.join()
     assert not bad
+
+
+@pytest.mark.parametrize("rows", [1, 3, 4, 5])  # 5: past GEMV_MAX_ROWS, the BLAS path
+@pytest.mark.parametrize("n_in, n_out", [(1280, 1000), (7, 70), (64, 16)])
+@pytest.mark.parametrize("act", [None, "relu", "sigmoid"])
+def test_dense(engine, rows, n_in, n_out, act):
+    rng = np.random.default_rng(rows * n_out)
+    x, kernel, bias = rand(rng, rows, n_in), rand(rng, n_in, n_out), rand(rng, n_out)
+    got = ops.dense(x, kernel, bias, activation=act)
+    assert got.shape == (rows, n_out) and got.dtype == np.float32
+    assert rel(got, reference.dense(x, kernel, bias, activation=act)) <= TOL
+    assert rel(ops.dense(x[0], kernel, None), reference.dense(x[0], kernel, None)) <= TOL  # 1-D input

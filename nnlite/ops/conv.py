@@ -2,7 +2,8 @@
 
 conv2d has two engines, chosen once by :func:`nnlite.ops.gemm.choose` (``NNLITE_GEMM``; ``ENGINE`` below):
 "simd", nnlite's own AVX-512 implicit GEMM (:mod:`nnlite.ops.gemm`, the default where the CPU has AVX-512),
-and "blas", described here, for other CPUs. dense always uses BLAS (at batch 1 it is a matrix-vector product).
+and "blas", described here, for other CPUs. dense uses BLAS, except with the "simd" engine for 1-4 rows
+(a classifier at batch 1): a matrix-vector product on all threads (:func:`nnlite.ops.gemm.dense_rows`).
 
 * 1x1 convolution without padding: (N*H*W, cin) @ (cin, cout) on a reshaped view of x (no copy at stride 1).
 * k x k convolution: im2col (a Numba kernel that also writes the zero padding) into a reused per-thread
@@ -181,6 +182,9 @@ def dense(x, kernel, bias=None, *, activation=None, alpha=0.2):
     bias = checks.bias_vector(bias, kernel.shape[1], "dense")
     code = code_of(activation, "dense")
     x2 = np.ascontiguousarray(x).reshape(-1, kernel.shape[0])  # (rows, in)
+    if ENGINE["conv"] == "simd" and 0 < x2.shape[0] <= gemm.GEMV_MAX_ROWS:
+        y2 = gemm.dense_rows(x2, np.ascontiguousarray(kernel), bias, code, alpha)
+        return y2.reshape(x.shape[:-1] + (kernel.shape[1],))
     y = np.empty(x.shape[:-1] + (kernel.shape[1],), np.float32)
     np.dot(x2, np.ascontiguousarray(kernel), out=y.reshape(-1, kernel.shape[1]))
     return bias_act_(y, bias, code, alpha)
