@@ -1,8 +1,8 @@
 """Per-layer time of an nnlite model: which layers dominate, and at what GFLOP/s each runs.
 
-Profiles what ``model(x)`` runs: a layer fused into its producer by the execution plan (graph.plan_steps)
+Profiles what ``model(x)`` runs: a layer fused into its producer by the execution plan (nnlite.plan.plan_steps)
 is timed as part of that producer and not listed; a depthwise/1x1-conv pair that forward() runs as one
-kernel (graph.PairStep) runs as its two layers here, since their kernels are wrapped. Each layer's kernel is wrapped in a timer for the duration
+kernel (nnlite.plan.PairStep) runs as its two layers here, since their kernels are wrapped. Each layer's kernel is wrapped in a timer for the duration
 of the profile (``graph.Model`` itself is not changed); the model runs ``repeats`` times after one warm-up
 and each layer keeps its fastest time, which is the least noisy figure on a shared machine.
 
@@ -42,7 +42,7 @@ def profile(model, x, repeats: int = 3) -> list[dict]:
         for layer in model.layers:
             layer.fn = saved[layer.name]
     # layers forward() never calls (fused into their producer, or a repeat of an identical layer; see
-    # graph.plan_steps) are left out: their time is inside the producer's
+    # nnlite.plan.plan_steps) are left out: their time is inside the producer's
     return [{"name": layer.name, "op": layer.op, "seconds": best[layer.name],
              "macs": table[layer.name]["macs"], "shape": table[layer.name]["output_shape"]}
             for layer in model.layers if layer.name in best]

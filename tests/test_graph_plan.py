@@ -104,7 +104,7 @@ def test_a_profiler_wrapping_layer_fn_still_sees_fused_calls():
 def test_depthwise_then_pointwise_runs_as_one_step_with_identical_outputs(monkeypatch):
     """dw -> relu6 -> 1x1 conv -> relu becomes one PairStep (same bits as the layers one by one); a depthwise
     read twice, a 3x3 'pointwise' or a strided 1x1 conv is not paired; a profiler's wrapped fn unpairs it."""
-    from nnlite import graph, ops
+    from nnlite import ops, plan
     monkeypatch.setitem(ops.conv.ENGINE, "conv", "simd")
     monkeypatch.setitem(ops.conv.ENGINE, "depthwise", "simd")
     rng = np.random.default_rng(5)
@@ -124,7 +124,7 @@ def test_depthwise_then_pointwise_runs_as_one_step_with_identical_outputs(monkey
     d = g.layer("conv2d", "pw_d", d, kernel=rand(rng, 1, 1, 4, 4), stride=2)  # strided: no pair
     model = g.build([d])
     steps = plan_steps(model.layers, model.outputs)
-    pairs = [s for s in steps if isinstance(s, graph.PairStep)]
+    pairs = [s for s in steps if isinstance(s, plan.PairStep)]
     assert [(p.first.layer.name, p.layer.name, p.out) for p in pairs] == [("dw_a", "pw_a", "pw_a_act")]
     assert pairs[0].first.extra == {"activation": "relu6"} and pairs[0].extra == {"activation": "relu"}
     img = rand(rng, 2, 12, 12, 8)
@@ -143,7 +143,7 @@ def test_depthwise_then_pointwise_runs_as_one_step_with_identical_outputs(monkey
 
 
 def test_conv_then_max_pool_runs_as_one_step_with_identical_outputs(monkeypatch):
-    from nnlite import graph, ops
+    from nnlite import ops, plan
     monkeypatch.setitem(ops.conv.ENGINE, "conv", "simd")
     rng = np.random.default_rng(6)
     g = GraphBuilder("convpool")
@@ -156,7 +156,7 @@ def test_conv_then_max_pool_runs_as_one_step_with_identical_outputs(monkeypatch)
     b2 = g.layer("relu", "side", b)  # conv1 has two readers: not paired
     model = g.build([b1, b2])
     steps = plan_steps(model.layers, model.outputs)
-    fused = [s for s in steps if isinstance(s, graph.ConvPoolStep)]
+    fused = [s for s in steps if isinstance(s, plan.ConvPoolStep)]
     assert [(s.first.layer.name, s.layer.name) for s in fused] == [("conv0", "pool0")]
     img = rand(rng, 2, 21, 21, 3)
     got = model(img)

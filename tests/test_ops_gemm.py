@@ -133,15 +133,15 @@ def test_engines_agree_and_thread_splits_are_bit_identical(monkeypatch):
 def test_engine_choice_from_the_environment(monkeypatch):
     for raw, want in [("simd", "simd"), (" BLAS ", "blas")]:
         monkeypatch.setenv("NNLITE_GEMM", raw)
-        assert gemm.choose() == want
+        assert conv.choose() == want
     monkeypatch.setenv("NNLITE_GEMM", "mkl")
     with pytest.raises(ModelError, match="NNLITE_GEMM"):
-        gemm.choose()
+        conv.choose()
     monkeypatch.delenv("NNLITE_GEMM")
-    assert gemm.choose() == ("simd" if gemm._cpu_has_avx512() and gemm._numba_targets_host() else "blas")
+    assert conv.choose() == ("simd" if conv._cpu_has_avx512() and conv._numba_targets_host() else "blas")
     monkeypatch.setenv("NUMBA_CPU_NAME", "generic")  # a portable Numba build: no AVX-512 tiles
     monkeypatch.delenv("NUMBA_CPU_FEATURES", raising=False)
-    assert gemm.choose() == "blas"
+    assert conv.choose() == "blas"
 
 
 @njit(cache=True)
@@ -200,12 +200,12 @@ def test_fused_depthwise_pointwise(monkeypatch, case, acts):
     rng = np.random.default_rng(hash((case, acts)) % 2**32)
     x, dk, db = rand(rng, n, h, w, cin), rand(rng, k, k, cin, 1), rand(rng, cin)
     pk, pb = rand(rng, 1, 1, cin, cout), rand(rng, cout)
-    got = ops.depthwise.depthwise_pointwise(x, dk, db, pk, pb, stride=stride, padding=padding,
+    got = ops.separable.depthwise_pointwise(x, dk, db, pk, pb, stride=stride, padding=padding,
                                             depthwise_activation=acts[0], activation=acts[1], alpha=0.1)
     mid = ops.depthwise_conv2d(x, dk, db, stride=stride, padding=padding, activation=acts[0])
     assert np.array_equal(got, ops.conv2d(mid, pk, pb, activation=acts[1], alpha=0.1))
     as64 = [a.astype(np.float64) for a in (x, dk, db, pk, pb)]  # the checked (converting) path: same bits
-    assert np.array_equal(got, ops.depthwise.depthwise_pointwise(
+    assert np.array_equal(got, ops.separable.depthwise_pointwise(
         *as64, stride=list(stride) if isinstance(stride, tuple) else stride, padding=padding,
         depthwise_activation=acts[0], activation=acts[1], alpha=0.1))
     want = reference.conv2d(reference.depthwise_conv2d(x, dk, db, stride=stride, padding=padding,
@@ -219,10 +219,10 @@ def test_fused_depthwise_pointwise(monkeypatch, case, acts):
 def test_fused_depthwise_pointwise_rejects_what_it_cannot_fuse():
     x = np.zeros((1, 5, 5, 4), np.float32)
     with pytest.raises(ShapeError, match="multiplier 1"):
-        ops.depthwise.depthwise_pointwise(x, np.zeros((3, 3, 4, 2), np.float32), None,
+        ops.separable.depthwise_pointwise(x, np.zeros((3, 3, 4, 2), np.float32), None,
                                           np.zeros((1, 1, 8, 3), np.float32), None)
     with pytest.raises(ShapeError):
-        ops.depthwise.depthwise_pointwise(x, np.zeros((3, 3, 4, 1), np.float32), None,
+        ops.separable.depthwise_pointwise(x, np.zeros((3, 3, 4, 1), np.float32), None,
                                           np.zeros((1, 1, 5, 3), np.float32), None)
 
 

@@ -27,7 +27,8 @@ from .threads import blas_core, blas_num_threads, get_num_threads, set_num_threa
 
 from .activations import ACTIVATIONS, leaky_relu, relu, relu6, sigmoid, softmax, swish  # noqa: E402
 from .conv import conv2d, dense  # noqa: E402
-from .depthwise import depthwise_conv2d, separable_conv2d  # noqa: E402
+from .depthwise import depthwise_conv2d  # noqa: E402
+from .separable import separable_conv2d  # noqa: E402
 from .normalization import batch_norm, bias_add, fold_batch_norm  # noqa: E402
 from .pooling import avg_pool2d, global_avg_pool2d, max_pool2d  # noqa: E402
 from .resize import resize_bilinear, resize_nearest  # noqa: E402

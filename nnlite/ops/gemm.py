@@ -27,7 +27,6 @@ count gives bit-identical results. Reference twin: :func:`nnlite.ops.reference.c
 from __future__ import annotations
 
 import functools
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -41,40 +40,6 @@ from .workspace import scratch
 
 MR = 8  # output rows per register tile
 NR = 32  # output channels per panel (two vectors)
-
-
-def _cpu_has_avx512() -> bool:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("flags"):
-                    return "avx512f" in line.split()
-    except OSError:
-        pass
-    return False
-
-
-def choose() -> str:
-    """"simd" (this module) or "blas" (im2col + NumPy matmul), from ``NNLITE_GEMM`` or the CPU.
-
-    Default: "simd" where the CPU has AVX-512 (16-lane tiles fit its 32 vector registers) and Numba compiles
-    for it, "blas" otherwise.
-    """
-    raw = os.environ.get("NNLITE_GEMM", "").strip().lower()
-    if raw in ("simd", "blas"):
-        return raw
-    if raw:
-        from ..errors import ModelError
-        raise ModelError(f"NNLITE_GEMM: expected 'simd' or 'blas', found {raw!r}")
-    return "simd" if _cpu_has_avx512() and _numba_targets_host() else "blas"
-
-
-def _numba_targets_host() -> bool:
-    """False when Numba was told to compile for another CPU (``NUMBA_CPU_NAME``, e.g. "generic" for a cache
-    shared between machines) without AVX-512 in ``NUMBA_CPU_FEATURES``: the 16-lane tiles would then be
-    split into narrower registers and spill."""
-    name = os.environ.get("NUMBA_CPU_NAME", "").strip()
-    return name in ("", "host") or "+avx512f" in os.environ.get("NUMBA_CPU_FEATURES", "")
 
 
 @njit(cache=True, nogil=True)
@@ -415,62 +380,3 @@ def _zeros(n: int) -> np.ndarray:
     """A float32 zero vector of length n (the bias of a conv without one). Shared: kernels only read it (it is
     not marked read-only because Numba would compile every kernel again for read-only arrays)."""
     return np.zeros(n, np.float32)
-
-
-GEMV_MAX_ROWS = 4  # dense layers with at most this many rows run as matrix-vector products (_gemv_cols)
-GEMV_COLS = 64  # output columns per block: four vectors of sums
-
-
-@njit(cache=True, nogil=True)
-def _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, b0, b1):
-    # y (rows*n,) = act(x (rows*k,) @ w (k*n,) + bias) for column blocks [b0, b1) of GEMV_COLS columns:
-    # per block, four vectors of sums over k (a streaming read of the kernel's columns, each once per row)
-    for r in range(rows):
-        for blk in range(b0, b1):
-            c0 = blk * GEMV_COLS
-            w0, w1 = min(16, n - c0), min(16, n - c0 - 16)
-            w2, w3 = min(16, n - c0 - 32), min(16, n - c0 - 48)
-            a0, a1, a2, a3 = vzero(), vzero(), vzero(), vzero()
-            off = c0
-            for kk in range(k):
-                v = vsplat(x[r * k + kk])
-                a0 = vfma(v, vload_n(w, off, w0), a0)
-                a1 = vfma(v, vload_n(w, off + 16, w1), a1)
-                a2 = vfma(v, vload_n(w, off + 32, w2), a2)
-                a3 = vfma(v, vload_n(w, off + 48, w3), a3)
-                off += n
-            out = r * n + c0
-            vstore_n(y, out, _finish(a0, vload_n(bias, c0, w0), code, alpha), w0)
-            if w1 > 0:
-                vstore_n(y, out + 16, _finish(a1, vload_n(bias, c0 + 16, w1), code, alpha), w1)
-            if w2 > 0:
-                vstore_n(y, out + 32, _finish(a2, vload_n(bias, c0 + 32, w2), code, alpha), w2)
-            if w3 > 0:
-                vstore_n(y, out + 48, _finish(a3, vload_n(bias, c0 + 48, w3), code, alpha), w3)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _gemv_parallel(x, w, bias, code, alpha, y, rows, k, n, blocks, pieces):
-    for i in prange(pieces):
-        _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, blocks * i // pieces, blocks * (i + 1) // pieces)
-
-
-def dense_rows(x2, kernel, bias, code, alpha):
-    """act(x2 @ kernel + bias) for a few rows (batch 1-4 classifiers): x2 (rows, in), kernel (in, out), both
-    C-contiguous float32. A matrix-vector product is bound by reading the kernel (ResNet50's: 8 MB), so
-    its columns are split across threads; BLAS, pinned to one thread, read it on one core."""
-    rows, k = x2.shape
-    n = kernel.shape[1]
-    y = np.empty((rows, n), np.float32)
-    b = _zeros(n) if bias is None else bias
-    fused = code if code <= 3 else 0
-    blocks = -(-n // GEMV_COLS)
-    pieces = parallel.parts(blocks, rows * k * n // 4)
-    args = (x2.reshape(-1), kernel.reshape(-1), b, fused, np.float32(alpha), y.reshape(-1), rows, k, n)
-    if pieces == 1:
-        _gemv_cols(*args, 0, blocks)
-    else:
-        parallel.launch(_gemv_parallel, *args, blocks, pieces)
-    if code > 3:
-        _act_block(y.reshape(-1), n, 0, rows, 0, n, code, np.float32(alpha))
-    return y

@@ -1,0 +1,140 @@
+"""Depthwise convolution (multiplier 1) on explicit 16-lane vectors: the "simd" engine's kernel.
+
+A tile of 8 output pixels x 16 channels sums its kh*kw taps in 8 vector registers (one weight load per tap
+for all 8 pixels), then bias and activation are applied and the tile is stored once. All channel blocks of
+8 pixels are done before moving on, while their kh input rows are in L1. Padding is never copied: taps on
+padded rows are skipped, and the few pixels whose taps reach into padded columns (a row's ends) take
+:func:`_dw_pixel`'s path, with each pixel's range of valid taps computed. Called by
+:func:`nnlite.ops.depthwise_conv2d` and, band by band, by :mod:`nnlite.ops.separable`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .activations import act_row
+from .gemm import _finish
+from .simd import vfma, vload_n, vstore_n, vzero
+
+
+@njit(cache=True, inline="always")
+def _valid_range(n_out, n_in, stride, offset):
+    """Output indices o in [lo, hi) whose input index o*stride + offset lies inside [0, n_in)."""
+    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    hi = 0 if n_in - offset <= 0 else min(n_out, (n_in - offset - 1) // stride + 1)
+    return lo, max(hi, lo)
+
+
+@njit(cache=True, nogil=True)
+def _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0):
+    # One output pixel's sums over its valid taps (rows i in [i0, i1), columns tested here) for channels
+    # [c0, c0 + 64): four independent 16-lane sums, so consecutive multiply-adds do not wait on each other.
+    # top = offset of input row 0 of tap i = 0 (may be < 0).
+    w0, w1, w2, w3 = min(16, c - c0), min(16, c - c0 - 16), min(16, c - c0 - 32), min(16, c - c0 - 48)
+    a0, a1, a2, a3 = vzero(), vzero(), vzero(), vzero()
+    ix0 = ox * sw - left  # input column of tap j = 0
+    j0, j1 = _valid_range(kw, w, dw, ix0)  # taps j whose column ix0 + j*dw is inside [0, w)
+    for i in range(i0, i1):
+        for j in range(j0, j1):
+            q = top + i * dh * w * c + (ix0 + j * dw) * c + c0
+            t = (i * kw + j) * c + c0
+            a0 = vfma(vload_n(xf, q, w0), vload_n(k, t, w0), a0)
+            a1 = vfma(vload_n(xf, q + 16, w1), vload_n(k, t + 16, w1), a1)
+            a2 = vfma(vload_n(xf, q + 32, w2), vload_n(k, t + 32, w2), a2)
+            a3 = vfma(vload_n(xf, q + 48, w3), vload_n(k, t + 48, w3), a3)
+    return a0, a1, a2, a3
+
+
+@njit(cache=True, nogil=True)
+def _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
+                    r0, r1, row_off=0):
+    # Multiplier 1 on explicit 16-lane vectors (nnlite.ops.simd): a tile of 8 output pixels x 16 channels
+    # sums its kh*kw taps in 8 registers (one weight load per tap for all 8), then bias and activation are
+    # applied and the tile is stored once. All channel blocks of 8 pixels are done before moving on, while
+    # their kh input rows are in L1. Padding is never copied: taps on padded rows are skipped, and the few
+    # pixels whose taps reach into padded columns (the row's ends) take _dw_pixel's path, with the ranges
+    # of valid taps computed per pixel. A last partial tile of 4-7 pixels recomputes its last pixel in the
+    # missing slots (not stored); 1-3 leftover pixels go one at a time.
+    # xf = x (N, H, W, C) flattened; k (kh*kw*C,) taps in (i, j) order; yf = y (N, oh, ow, C) flattened;
+    # rows r = n*oh + oy in [r0, r1), stored at row r - row_off of yf.
+    fused = code if code <= 3 else 0
+    lo = min(ow, (left + sw - 1) // sw)  # first output column whose kw taps are all inside the image
+    hi = max(lo, min(ow, (w - 1 - (kw - 1) * dw + left) // sw + 1))  # one past the last such column
+    tap_x = np.empty(kh * kw, np.int64)  # this row's valid taps: input offset from column 0's pixel ...
+    tap_k = np.empty(kh * kw, np.int64)  # ... and kernel offset: one flat loop of up to kh*kw steps per tile
+    for r in range(r0, r1):
+        n = r // oh
+        iy0 = (r - n * oh) * sh - top_pad  # input row of tap i = 0
+        i0, i1 = _valid_range(kh, h, dh, iy0)  # taps i whose row iy0 + i*dh is inside [0, h)
+        top = (n * h + iy0) * w * c
+        taps = 0
+        for i in range(i0, i1):
+            for j in range(kw):
+                tap_x[taps] = top + (i * dh * w + j * dw - left) * c
+                tap_k[taps] = (i * kw + j) * c
+                taps += 1
+        out_row = (r - row_off) * ow * c
+        tiled_hi = hi if (hi - lo) % 8 >= 4 else hi - (hi - lo) % 8  # interior tiles end; the rest: singles
+        for b in range(lo + ow - tiled_hi):  # pixels [0, lo) and [tiled_hi, ow), one at a time
+            ox = b if b < lo else tiled_hi + b - lo
+            for c0 in range(0, c, 64):
+                a0, a1, a2, a3 = _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0)
+                out = out_row + ox * c + c0
+                for v, acc in enumerate((a0, a1, a2, a3)):
+                    width = min(16, c - c0 - 16 * v)
+                    if width > 0:
+                        bv = vload_n(bias, c0 + 16 * v, width)
+                        vstore_n(yf, out + 16 * v, _finish(acc, bv, fused, alpha), width)
+        last = tiled_hi - 1
+        for ox0 in range(lo, tiled_hi, 8):
+            for c0 in range(0, c, 16):
+                width = min(16, c - c0)
+                q0 = min(ox0, last) * sw * c + c0
+                q1 = min(ox0 + 1, last) * sw * c + c0
+                q2 = min(ox0 + 2, last) * sw * c + c0
+                q3 = min(ox0 + 3, last) * sw * c + c0
+                q4 = min(ox0 + 4, last) * sw * c + c0
+                q5 = min(ox0 + 5, last) * sw * c + c0
+                q6 = min(ox0 + 6, last) * sw * c + c0
+                q7 = min(ox0 + 7, last) * sw * c + c0
+                a0, a1, a2, a3 = vzero(), vzero(), vzero(), vzero()
+                a4, a5, a6, a7 = vzero(), vzero(), vzero(), vzero()
+                for t in range(taps):
+                    p = tap_x[t]
+                    wv = vload_n(k, tap_k[t] + c0, width)
+                    a0 = vfma(vload_n(xf, p + q0, width), wv, a0)
+                    a1 = vfma(vload_n(xf, p + q1, width), wv, a1)
+                    a2 = vfma(vload_n(xf, p + q2, width), wv, a2)
+                    a3 = vfma(vload_n(xf, p + q3, width), wv, a3)
+                    a4 = vfma(vload_n(xf, p + q4, width), wv, a4)
+                    a5 = vfma(vload_n(xf, p + q5, width), wv, a5)
+                    a6 = vfma(vload_n(xf, p + q6, width), wv, a6)
+                    a7 = vfma(vload_n(xf, p + q7, width), wv, a7)
+                bv = vload_n(bias, c0, width)
+                out = out_row + ox0 * c + c0
+                vstore_n(yf, out, _finish(a0, bv, fused, alpha), width)
+                if ox0 + 1 < tiled_hi:
+                    vstore_n(yf, out + c, _finish(a1, bv, fused, alpha), width)
+                if ox0 + 2 < tiled_hi:
+                    vstore_n(yf, out + 2 * c, _finish(a2, bv, fused, alpha), width)
+                if ox0 + 3 < tiled_hi:
+                    vstore_n(yf, out + 3 * c, _finish(a3, bv, fused, alpha), width)
+                if ox0 + 4 < tiled_hi:
+                    vstore_n(yf, out + 4 * c, _finish(a4, bv, fused, alpha), width)
+                if ox0 + 5 < tiled_hi:
+                    vstore_n(yf, out + 5 * c, _finish(a5, bv, fused, alpha), width)
+                if ox0 + 6 < tiled_hi:
+                    vstore_n(yf, out + 6 * c, _finish(a6, bv, fused, alpha), width)
+                if ox0 + 7 < tiled_hi:
+                    vstore_n(yf, out + 7 * c, _finish(a7, bv, fused, alpha), width)
+        if code > 3:
+            act_row(yf[out_row:out_row + ow * c], code, alpha)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _depthwise_simd_parallel(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
+                             rows, pieces):
+    for i in prange(pieces):
+        _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
+                        rows * i // pieces, rows * (i + 1) // pieces)

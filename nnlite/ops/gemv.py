@@ -1,0 +1,74 @@
+"""Dense layers with a few rows (a classifier at batch 1) as a matrix-vector product on 16-lane vectors.
+
+A matrix-vector product is bound by reading the kernel (ResNet50's classifier: 8 MB), so its columns are
+split across threads in blocks of 64, each block's sums kept in four vector registers while the kernel's
+rows stream past. BLAS, pinned to one thread (:mod:`nnlite.ops.threads`), would read it on one core.
+Used by :func:`nnlite.ops.dense` with the "simd" engine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from . import parallel
+from .gemm import _act_block, _finish, _zeros
+from .simd import vfma, vload_n, vsplat, vstore_n, vzero
+
+
+GEMV_MAX_ROWS = 4  # dense layers with at most this many rows run as matrix-vector products (_gemv_cols)
+GEMV_COLS = 64  # output columns per block: four vectors of sums
+
+
+@njit(cache=True, nogil=True)
+def _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, b0, b1):
+    # y (rows*n,) = act(x (rows*k,) @ w (k*n,) + bias) for column blocks [b0, b1) of GEMV_COLS columns:
+    # per block, four vectors of sums over k (a streaming read of the kernel's columns, each once per row)
+    for r in range(rows):
+        for blk in range(b0, b1):
+            c0 = blk * GEMV_COLS
+            w0, w1 = min(16, n - c0), min(16, n - c0 - 16)
+            w2, w3 = min(16, n - c0 - 32), min(16, n - c0 - 48)
+            a0, a1, a2, a3 = vzero(), vzero(), vzero(), vzero()
+            off = c0
+            for kk in range(k):
+                v = vsplat(x[r * k + kk])
+                a0 = vfma(v, vload_n(w, off, w0), a0)
+                a1 = vfma(v, vload_n(w, off + 16, w1), a1)
+                a2 = vfma(v, vload_n(w, off + 32, w2), a2)
+                a3 = vfma(v, vload_n(w, off + 48, w3), a3)
+                off += n
+            out = r * n + c0
+            vstore_n(y, out, _finish(a0, vload_n(bias, c0, w0), code, alpha), w0)
+            if w1 > 0:
+                vstore_n(y, out + 16, _finish(a1, vload_n(bias, c0 + 16, w1), code, alpha), w1)
+            if w2 > 0:
+                vstore_n(y, out + 32, _finish(a2, vload_n(bias, c0 + 32, w2), code, alpha), w2)
+            if w3 > 0:
+                vstore_n(y, out + 48, _finish(a3, vload_n(bias, c0 + 48, w3), code, alpha), w3)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _gemv_parallel(x, w, bias, code, alpha, y, rows, k, n, blocks, pieces):
+    for i in prange(pieces):
+        _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, blocks * i // pieces, blocks * (i + 1) // pieces)
+
+
+def dense_rows(x2, kernel, bias, code, alpha):
+    """act(x2 @ kernel + bias) for a few rows: x2 (rows, in), kernel (in, out), both C-contiguous float32;
+    bias (out,) float32 or None."""
+    rows, k = x2.shape
+    n = kernel.shape[1]
+    y = np.empty((rows, n), np.float32)
+    b = _zeros(n) if bias is None else bias
+    fused = code if code <= 3 else 0
+    blocks = -(-n // GEMV_COLS)
+    pieces = parallel.parts(blocks, rows * k * n // 4)
+    args = (x2.reshape(-1), kernel.reshape(-1), b, fused, np.float32(alpha), y.reshape(-1), rows, k, n)
+    if pieces == 1:
+        _gemv_cols(*args, 0, blocks)
+    else:
+        parallel.launch(_gemv_parallel, *args, blocks, pieces)
+    if code > 3:
+        _act_block(y.reshape(-1), n, 0, rows, 0, n, code, np.float32(alpha))
+    return y

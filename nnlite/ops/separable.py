@@ -1,0 +1,166 @@
+"""Separable convolution, and a depthwise layer fused with the 1x1 conv after it.
+
+:func:`depthwise_pointwise` computes act(pointwise(act_d(depthwise(x) + b_d)) + b) without writing the
+depthwise output to memory: each thread computes a band of depthwise rows into a buffer that stays in L2
+(:mod:`nnlite.ops.depthwise_simd`) and multiplies it by the pointwise kernel at once with
+:mod:`nnlite.ops.gemm`'s tiles. :func:`separable_conv2d` (Keras's SeparableConv2D) uses it with the "simd"
+engine; :mod:`nnlite.graph` pairs depthwise and 1x1 conv layers through it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import njit, prange
+
+from ..errors import ShapeError
+from . import checks, conv, parallel
+from .activations import CODES, code_of
+from .conv import _plain, conv2d
+from .depthwise import depthwise_conv2d
+from .depthwise_simd import _depthwise_simd
+from .gemm import NR, _act_block, _pack_all, _panel_tiles, _zeros
+from .padding import pair, resolve_padding_2d
+
+
+def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid", dilation=1,
+                     activation=None, alpha=0.2):
+    """Depthwise (kh, kw, cin, mult) then pointwise (1, 1, cin*mult, cout); bias and activation after both."""
+    pointwise_kernel = checks.array(pointwise_kernel, "separable_conv2d", "pointwise kernel (1, 1, cin*mult, cout)", 4)
+    if (conv.ENGINE["depthwise"] == "simd" and conv.ENGINE["conv"] == "simd"
+            and np.ndim(depthwise_kernel) == 4 and np.shape(depthwise_kernel)[3] == 1):
+        return depthwise_pointwise(x, depthwise_kernel, None, pointwise_kernel, bias, stride=stride,
+                                   padding=padding, dilation=dilation, activation=activation, alpha=alpha)
+    mid = depthwise_conv2d(x, depthwise_kernel, stride=stride, padding=padding, dilation=dilation)
+    return conv2d(mid, pointwise_kernel, bias, activation=activation, alpha=alpha)
+
+
+BAND_BYTES = 192 << 10  # depthwise rows computed at once by depthwise_pointwise: they stay in L2 for the GEMM
+# Larger pointwise kernels run unfused: each band's GEMM would stream the whole kernel from L3, which cost
+# more than the saved memory pass (measured, 2 threads: 19x19x728 -> 728 900 us unfused, 1094 fused;
+# 128x128x128 -> 128 2169 unfused, 1717 fused; the crossover lies between 64 and 256 KiB of kernel).
+FUSE_MAX_WEIGHT_BYTES = 128 << 10
+
+
+def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, *, stride=1,
+                        padding="valid", dilation=1, depthwise_activation=None, activation=None, alpha=0.2,
+                        depthwise_alpha=0.2):
+    """act(pointwise(act_d(depthwise(x) + depthwise_bias)) + pointwise_bias) without writing the depthwise
+    output to memory: each thread computes a band of depthwise rows into a buffer that stays in L2 and
+    multiplies it by the pointwise kernel at once (:func:`_separable_rows`); with a pointwise kernel over
+    :data:`FUSE_MAX_WEIGHT_BYTES` the two run one after the other. The same arithmetic, in the same
+    order, as depthwise_conv2d then conv2d with the "simd" engine, so results are bit-identical to them.
+    Multiplier 1 only. depthwise_kernel (kh, kw, cin, 1), pointwise_kernel (1, 1, cin, cout)."""
+    if conv.ENGINE["conv"] == "simd" and conv.ENGINE["depthwise"] == "simd":  # hot path: nothing to convert
+        geo = _fast_pair_geometry(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride,
+                                  padding, dilation, depthwise_activation, activation)
+        if geo is not None:
+            return _run_pair(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias,
+                             CODES[depthwise_activation], depthwise_alpha, CODES[activation], alpha, geo)
+    x = np.ascontiguousarray(checks.nhwc(x, "separable_conv2d"))
+    dk = checks.array(depthwise_kernel, "separable_conv2d", "depthwise kernel (kh, kw, cin, 1)", 4)
+    pk = checks.array(pointwise_kernel, "separable_conv2d", "pointwise kernel (1, 1, cin, cout)", 4)
+    kh, kw, cin, mult = dk.shape
+    checks.channels("separable_conv2d", f"depthwise kernel of shape {dk.shape}", cin, x.shape[3])
+    checks.channels("separable_conv2d", f"pointwise kernel of shape {pk.shape}", pk.shape[2], cin * mult)
+    if mult != 1 or pk.shape[:2] != (1, 1):
+        raise ShapeError(f"separable_conv2d: fused path needs multiplier 1 and a 1x1 pointwise kernel, got "
+                         f"{dk.shape} and {pk.shape}")
+    cout = pk.shape[3]
+    db = checks.bias_vector(depthwise_bias, cin, "separable_conv2d")
+    pb = checks.bias_vector(pointwise_bias, cout, "separable_conv2d")
+    dcode, pcode = code_of(depthwise_activation, "separable_conv2d"), code_of(activation, "separable_conv2d")
+    if cin * cout * 4 > FUSE_MAX_WEIGHT_BYTES:  # same results either way (see the docstring)
+        mid = depthwise_conv2d(x, dk, db, stride=stride, padding=padding, dilation=dilation,
+                               activation=depthwise_activation, alpha=depthwise_alpha)
+        return conv2d(mid, pk, pb, activation=activation, alpha=alpha)
+    geo = _pair_geometry(x.shape, dk.shape, pk.shape, pair(stride, "stride"), pair(dilation, "dilation"),
+                         resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, stride, dilation, padding))
+    return _run_pair(x, np.ascontiguousarray(dk), db, np.ascontiguousarray(pk), pb, dcode, depthwise_alpha, pcode,
+                     alpha, geo)
+
+
+@functools.lru_cache(maxsize=1024)
+def _pair_geometry(x_shape, dk_shape, pk_shape, stride, dilation, resolved):
+    """Shape-derived arguments of _separable_rows, and (rows, band, work); cached per layer shape."""
+    n, h, w, cin = x_shape
+    kh, kw = dk_shape[0], dk_shape[1]
+    cout = pk_shape[3]
+    (t, _, oh), (l, _, ow) = resolved
+    rows = n * oh
+    band = max(1, min(rows, BAND_BYTES // (4 * ow * cin)))
+    return (h, w, cin, kh, kw, *stride, *dilation, t, l, oh, ow, cout, rows, band,
+            rows * ow * cin * (kh * kw + cout) // 4)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fast_pair_key(x_shape, dk_shape, pk_shape, stride, padding, dilation):
+    if not (dk_shape[2] == x_shape[3] and dk_shape[3] == 1 and pk_shape[:3] == (1, 1, x_shape[3])
+            and x_shape[3] * pk_shape[3] * 4 <= FUSE_MAX_WEIGHT_BYTES):
+        return None
+    resolved = resolve_padding_2d(x_shape[1], x_shape[2], dk_shape[0], dk_shape[1], stride, dilation, padding)
+    return _pair_geometry(x_shape, dk_shape, pk_shape, pair(stride, "stride"), pair(dilation, "dilation"),
+                          resolved)
+
+
+def _fast_pair_geometry(x, dk, db, pk, pb, stride, padding, dilation, dact, act):
+    """depthwise_pointwise's geometry when every argument is in final form and fusable, else None."""
+    if not (_plain(x, 4) and _plain(dk, 4) and _plain(pk, 4) and (db is None or _plain(db, 1))
+            and (pb is None or _plain(pb, 1))):
+        return None
+    try:
+        if dact not in CODES or act not in CODES:
+            return None
+        geo = _fast_pair_key(x.shape, dk.shape, pk.shape, stride, padding, dilation)
+    except TypeError:  # an unhashable argument (a list): the checked path handles it
+        return None
+    if geo is None or (db is not None and db.shape[0] != x.shape[3]) or (pb is not None and pb.shape[0] != geo[13]):
+        return None
+    return geo
+
+
+def _run_pair(x, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo):
+    h, w, cin, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cout, rows, band, work = geo
+    y = np.empty((x.shape[0], oh, ow, cout), np.float32)
+    args = (x.reshape(-1), h, w, cin, dk.reshape(-1), _zeros(cin) if db is None else db, kh, kw, sh, sw, dh, dw,
+            t, l, dcode, np.float32(dalpha), pk.reshape(-1), _zeros(cout) if pb is None else pb, pcode,
+            np.float32(alpha), y.reshape(-1), oh, ow, cout, band)
+    pieces = parallel.parts(rows, work)
+    if pieces == 1:
+        _separable_rows(*args, 0, rows)
+    else:
+        parallel.launch(_separable_parallel, *args, rows, pieces)
+    return y
+
+
+@njit(cache=True, nogil=True)
+def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pbias, pcode,
+                    palpha, yf, oh, ow, cout, band, r0, r1):
+    # Output rows [r0, r1) of depthwise_pointwise, ``band`` rows at a time: the depthwise rows go to ``mid``
+    # (band*ow, c), then nnlite.ops.gemm's tiles multiply them by the pointwise kernel pk (c*cout,).
+    mid = np.empty(band * ow * c, np.float32)
+    panels = (cout + NR - 1) // NR
+    packed = np.empty(panels * c * NR, np.float32)  # the pointwise kernel packed once, for every band
+    _pack_all(pk, c, cout, packed)
+    bases = np.arange(band * ow) * c
+    taps = np.zeros(1, np.int64)
+    fused = pcode if pcode <= 3 else 0
+    for b0 in range(r0, r1, band):
+        b1 = min(r1, b0 + band)
+        _depthwise_simd(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, mid, oh, ow,
+                        b0, b1, b0)
+        out = yf[b0 * ow * cout:b1 * ow * cout]
+        n_rows = (b1 - b0) * ow
+        for p in range(panels):
+            _panel_tiles(mid, c, taps, bases, packed, p * c * NR, pbias, fused, palpha, out, cout, 0, n_rows, p)
+        if pcode > 3:
+            _act_block(out, cout, 0, n_rows, 0, cout, pcode, palpha)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _separable_parallel(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pbias,
+                        pcode, palpha, yf, oh, ow, cout, band, rows, pieces):
+    for i in prange(pieces):
+        _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pbias,
+                        pcode, palpha, yf, oh, ow, cout, band, rows * i // pieces, rows * (i + 1) // pieces)

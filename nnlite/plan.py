@@ -1,0 +1,184 @@
+"""A model's execution plan: its layers as :meth:`nnlite.graph.Model.forward` runs them.
+
+:func:`plan_steps` rewrites the declared layers into :class:`Step` calls without changing a single output
+bit: activations fold into their producers, repeated weightless layers run once, and depthwise -> 1x1 conv
+and conv -> max pool pairs run as one fused kernel each (:class:`PairStep`, :class:`ConvPoolStep`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .graph import Layer
+
+
+FUSABLE_ACTIVATIONS = ("relu", "relu6", "leaky_relu", "sigmoid", "swish")
+ACTIVATION_PRODUCERS = ("conv2d", "depthwise_conv2d", "separable_conv2d", "dense", "add")  # take activation=
+
+
+@dataclass
+class Step:
+    """One call of the execution plan: ``layer``'s kernel on ``inputs``, stored under ``out``."""
+    layer: Layer
+    out: str                      # the layer whose output this is (the fused activation's name)
+    inputs: tuple[str, ...]
+    extra: dict[str, Any] = field(default_factory=dict)  # attribute overrides: a fused activation
+
+    def __call__(self, *xs: np.ndarray) -> np.ndarray:
+        layer = self.layer  # layer.fn read at call time, so a profiler's wrapper still sees the call
+        if not self.extra:
+            return layer.fn(*xs, **layer.weights, **layer.attrs)
+        return layer.fn(*xs, **layer.weights, **{**layer.attrs, **self.extra})
+
+
+def _is_kernel(layer: Layer) -> bool:
+    """True when the layer was declared with an nnlite.ops kernel name (pure, with known keywords).
+    Decided at declaration, so a profiler that later wraps ``layer.fn`` does not change the plan."""
+    return layer.kernel
+
+
+def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
+    """The layers as an execution plan, with two rewrites that leave every output bit-identical.
+
+    1. A weightless kernel layer identical to an earlier one (same op, inputs and attributes) is not run
+       again; readers of its output read the earlier one's.
+    2. An activation layer whose input is produced by a conv / dense / add layer (no activation of its
+       own, read by nothing else, not a model output) is folded into that producer's ``activation=``:
+       the kernel applies it while the output is still in cache (one pass over memory instead of two).
+    3. A multiplier-1 depthwise_conv2d step read only by the 1x1 conv2d step right after it becomes one
+       :class:`PairStep` (the depthwise output stays in cache; see there), and a conv2d step read only by
+       the max_pool2d step right after it one :class:`ConvPoolStep`.
+    """
+    alias: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    steps: list[Step] = []
+    for layer in layers:
+        inputs = tuple(alias.get(src, src) for src in layer.inputs)
+        if not layer.weights and layer.name not in outputs and _is_kernel(layer):
+            key = (layer.op, inputs, repr(sorted(layer.attrs.items())))
+            if key in seen:
+                alias[layer.name] = seen[key]
+                continue
+            seen[key] = layer.name
+        steps.append(Step(layer, layer.name, inputs))
+    readers: dict[str, int] = {}
+    for step in steps:
+        for src in step.inputs:
+            readers[src] = readers.get(src, 0) + 1
+    producer = {step.out: step for step in steps}
+    fused: list[Step] = []
+    for step in steps:
+        p = producer.get(step.inputs[0]) if len(step.inputs) == 1 else None
+        if (p is not None and step.layer.op in FUSABLE_ACTIVATIONS and _is_kernel(step.layer)
+                and p.layer.op in ACTIVATION_PRODUCERS and _is_kernel(p.layer) and not p.extra
+                and p.layer.attrs.get("activation") in (None, "linear") and readers[p.out] == 1
+                and p.out not in outputs):
+            p.extra = {"activation": step.layer.op}
+            if step.layer.op == "leaky_relu":
+                p.extra["alpha"] = step.layer.attrs.get("alpha", 0.2)
+            p.out = step.out  # nothing between p and step reads p's old output (its only reader is step)
+            continue
+        fused.append(step)
+    return _pair_depthwise_pointwise(fused, outputs)
+
+
+_CONV_ATTRS = {"stride", "padding", "dilation", "activation", "alpha"}
+
+
+def _unit(value) -> bool:
+    return value in (1, (1, 1), [1, 1])
+
+
+def _fusable_pair(d: Step, p: Step) -> bool:
+    """d a multiplier-1 depthwise_conv2d, p a 1x1 conv2d (stride 1, no padding) reading only d's output."""
+    dk, pk = d.layer.weights.get("kernel"), p.layer.weights.get("kernel")
+    pa = {**p.layer.attrs, **p.extra}
+    return (d.layer.op == "depthwise_conv2d" and p.layer.op == "conv2d" and _is_kernel(d.layer)
+            and _is_kernel(p.layer) and dk is not None and pk is not None and np.ndim(dk) == 4
+            and np.shape(dk)[3] == 1 and np.ndim(pk) == 4 and np.shape(pk)[:2] == (1, 1)
+            and set(d.layer.weights) <= {"kernel", "bias"} and set(p.layer.weights) <= {"kernel", "bias"}
+            and set(d.layer.attrs) | set(d.extra) <= _CONV_ATTRS and set(pa) <= _CONV_ATTRS
+            and _unit(pa.get("stride", 1)) and _unit(pa.get("dilation", 1))
+            and pa.get("padding", "valid") in ("valid", "same", (0, 0, 0, 0)))
+
+
+@dataclass
+class PairStep(Step):
+    """A depthwise_conv2d step and the 1x1 conv2d step that alone reads it, run as one kernel
+    (:func:`nnlite.ops.separable.depthwise_pointwise`: the depthwise output never goes to memory; the
+    result is bit-identical to the two steps). Runs them one after the other instead when the conv engine
+    is not "simd" or either layer's ``fn`` was replaced (a profiler timing each layer)."""
+    first: Step | None = None
+
+    def __call__(self, *xs: np.ndarray) -> np.ndarray:
+        from . import ops
+        d, p = self.first, self.layer
+        if (d.layer.fn is not ops.depthwise_conv2d or p.fn is not ops.conv2d
+                or ops.conv.ENGINE["conv"] != "simd" or ops.conv.ENGINE["depthwise"] != "simd"):
+            return Step.__call__(self, d(*xs))
+        da, pa = {**d.layer.attrs, **d.extra}, {**p.attrs, **self.extra}
+        return ops.separable.depthwise_pointwise(
+            xs[0], d.layer.weights["kernel"], d.layer.weights.get("bias"), p.weights["kernel"], p.weights.get("bias"),
+            stride=da.get("stride", 1), padding=da.get("padding", "valid"), dilation=da.get("dilation", 1),
+            depthwise_activation=da.get("activation"), depthwise_alpha=da.get("alpha", 0.2),
+            activation=pa.get("activation"), alpha=pa.get("alpha", 0.2))
+
+
+_POOL_ATTRS = {"pool_size", "stride", "padding"}
+
+
+@dataclass
+class ConvPoolStep(Step):
+    """A conv2d step and the max_pool2d step that alone reads it, run as one kernel
+    (:func:`nnlite.ops.convpool.conv2d_max_pool`: the conv output never goes to memory; the result is
+    bit-identical to the two steps). Runs them one after the other instead when the conv engine is not
+    "simd" or either layer's ``fn`` was replaced (a profiler timing each layer)."""
+    first: Step | None = None
+
+    def __call__(self, *xs: np.ndarray) -> np.ndarray:
+        from . import ops
+        from .ops.convpool import conv2d_max_pool
+        c, pool = self.first, self.layer
+        if (c.layer.fn is not ops.conv2d or pool.fn is not ops.max_pool2d
+                or ops.conv.ENGINE["conv"] != "simd"):
+            return Step.__call__(self, c(*xs))
+        ca, pa = {**c.layer.attrs, **c.extra}, pool.attrs
+        return conv2d_max_pool(xs[0], c.layer.weights["kernel"], c.layer.weights.get("bias"), **ca,
+                               pool_size=pa["pool_size"], pool_stride=pa.get("stride"),
+                               pool_padding=pa.get("padding", "valid"))
+
+
+def _fusable_conv_pool(c: Step, pool: Step) -> bool:
+    """c a conv2d step, pool a max_pool2d step (without attribute overrides) reading only c's output."""
+    return (type(c) is Step and c.layer.op == "conv2d" and pool.layer.op == "max_pool2d" and _is_kernel(c.layer)
+            and _is_kernel(pool.layer) and np.ndim(c.layer.weights.get("kernel")) == 4
+            and set(c.layer.weights) <= {"kernel", "bias"} and set(c.layer.attrs) | set(c.extra) <= _CONV_ATTRS
+            and "pool_size" in pool.layer.attrs and set(pool.layer.attrs) <= _POOL_ATTRS and not pool.extra)
+
+
+def _pair_depthwise_pointwise(steps: list[Step], outputs: Sequence[str]) -> list[Step]:
+    readers: dict[str, int] = {}
+    for step in steps:
+        for src in step.inputs:
+            readers[src] = readers.get(src, 0) + 1
+    producer = {step.out: step for step in steps}
+    paired: set[int] = set()
+    out: list[Step] = []
+    for step in steps:
+        d = producer.get(step.inputs[0]) if len(step.inputs) == 1 else None
+        if (d is not None and id(d) not in paired and readers.get(d.out) == 1 and d.out not in outputs
+                and out and out[-1] is d):
+            if _fusable_pair(d, step):
+                out[-1] = PairStep(step.layer, step.out, d.inputs, step.extra, first=d)
+                paired.add(id(d))
+                continue
+            if _fusable_conv_pool(d, step):
+                out[-1] = ConvPoolStep(step.layer, step.out, d.inputs, step.extra, first=d)
+                paired.add(id(d))
+                continue
+        out.append(step)
+    return out
