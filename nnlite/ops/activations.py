@@ -135,11 +135,8 @@ def affine_act(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, code: int = 
     y = np.empty_like(x)
     x2, y2 = x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1])  # (rows, C) views
     rows = x2.shape[0]
-    pieces = parallel.parts(rows, x2.size)
-    if pieces == 1:
-        _affine_act_rows(x2, scale, shift, code, np.float32(alpha), y2, 0, rows)
-    else:
-        parallel.launch(_affine_act_parallel, x2, scale, shift, code, np.float32(alpha), y2, rows, pieces)
+    parallel.split(_affine_act_rows, _affine_act_parallel, (x2, scale, shift, code, np.float32(alpha), y2), rows,
+                   x2.size)
     return y
 
 

@@ -57,11 +57,7 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     bias = np.zeros(cout, np.float32) if bias is None else bias
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), bias, code, np.float32(alpha), cout,
             oh, ow, ph, pw, psh, psw, pt, pl, poh, pow_, y.reshape(-1), band)
-    pieces = parallel.parts(rows, lay.work)
-    if pieces == 1:
-        _conv_pool_rows(*args, 0, rows)
-    else:
-        parallel.launch(_conv_pool_parallel, *args, rows, pieces)
+    parallel.split(_conv_pool_rows, _conv_pool_parallel, args, rows, lay.work)
     return y
 
 

@@ -164,11 +164,7 @@ def depthwise_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilatio
         args = (x.reshape(-1), x.shape[1], x.shape[2], cin, k.reshape(-1), b, kh, kw, sh, sw, dh, dw, t, l, code,
                 np.float32(alpha), y.reshape(-1), oh, ow)
         rows = x.shape[0] * oh
-        pieces = parallel.parts(rows, y.size * kh * kw // 4)
-        if pieces == 1:
-            _depthwise_simd(*args, 0, rows)
-        else:
-            parallel.launch(_depthwise_simd_parallel, *args, rows, pieces)
+        parallel.split(_depthwise_simd, _depthwise_simd_parallel, args, rows, y.size * kh * kw // 4)
         return y
     if sw == 1:
         flat_max = FLAT_MAX_C_3X3 if unrolled else FLAT_MAX_C

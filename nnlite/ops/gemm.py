@@ -365,13 +365,9 @@ def run(x, kernel, bias, code, alpha, lay: Layout):
     threads = numba.get_num_threads()
     by_rows = tiles >= 4 * threads or panels < threads  # few rows (late layers at batch 1): split channels
     units = tiles if by_rows else panels
-    pieces = parallel.parts(units, lay.work)
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), b, code, np.float32(alpha),
             y.reshape(-1), cout, lay.rows, by_rows)
-    if pieces == 1:
-        _units(*args, 0, units)
-    else:
-        parallel.launch(_units_parallel, *args, units, pieces)
+    parallel.split(_units, _units_parallel, args, units, lay.work)
     return y
 
 

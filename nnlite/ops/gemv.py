@@ -63,12 +63,8 @@ def dense_rows(x2, kernel, bias, code, alpha):
     b = _zeros(n) if bias is None else bias
     fused = code if code <= 3 else 0
     blocks = -(-n // GEMV_COLS)
-    pieces = parallel.parts(blocks, rows * k * n // 4)
     args = (x2.reshape(-1), kernel.reshape(-1), b, fused, np.float32(alpha), y.reshape(-1), rows, k, n)
-    if pieces == 1:
-        _gemv_cols(*args, 0, blocks)
-    else:
-        parallel.launch(_gemv_parallel, *args, blocks, pieces)
+    parallel.split(_gemv_cols, _gemv_parallel, args, blocks, rows * k * n // 4)
     if code > 3:
         _act_block(y.reshape(-1), n, 0, rows, 0, n, code, np.float32(alpha))
     return y

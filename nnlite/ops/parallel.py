@@ -72,6 +72,16 @@ def parts(total: int, work: int) -> int:
     return max(1, min(total, numba.get_num_threads()))
 
 
+def split(kernel, driver, args: tuple, total: int, work: int) -> None:
+    """``kernel(*args, 0, total)`` on units [0, total), serially or, when :func:`parts` says so, through
+    its ``prange`` driver as ``driver(*args, total, pieces)`` (the convention of every driver here)."""
+    pieces = parts(total, work)
+    if pieces == 1:
+        kernel(*args, 0, total)
+    else:
+        launch(driver, *args, total, pieces)
+
+
 _launch_lock = threading.Lock()
 _layer_is_threadsafe = [False]
 

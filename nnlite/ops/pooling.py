@@ -53,11 +53,7 @@ def _pool2d(x, pool_size, stride, padding, is_max, op):
     (t, _, oh), (l, _, ow) = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, (sh, sw), 1, padding)
     y = np.empty((x.shape[0], oh, ow, x.shape[3]), np.float32)
     rows = x.shape[0] * oh
-    pieces = parallel.parts(rows, y.size * kh * kw // 4)
-    if pieces == 1:
-        _pool(x, kh, kw, sh, sw, t, l, is_max, y, 0, rows)
-    else:
-        parallel.launch(_pool_parallel, x, kh, kw, sh, sw, t, l, is_max, y, rows, pieces)
+    parallel.split(_pool, _pool_parallel, (x, kh, kw, sh, sw, t, l, is_max, y), rows, y.size * kh * kw // 4)
     return y
 
 

@@ -71,11 +71,7 @@ def resize_bilinear(x, *, size, half_pixel_centers=True, align_corners=False):
     xs = _bilinear_axis(x.shape[2], ow, half_pixel_centers, align_corners)
     y = np.empty((x.shape[0], oh, ow, x.shape[3]), np.float32)
     rows = x.shape[0] * oh
-    pieces = parallel.parts(rows, y.size)
-    if pieces == 1:
-        _bilinear(x, *ys, *xs, y, 0, rows)
-    else:
-        parallel.launch(_bilinear_parallel, x, *ys, *xs, y, rows, pieces)
+    parallel.split(_bilinear, _bilinear_parallel, (x, *ys, *xs, y), rows, y.size)
     return y
 
 

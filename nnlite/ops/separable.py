@@ -126,11 +126,7 @@ def _run_pair(x, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo):
     args = (x.reshape(-1), h, w, cin, dk.reshape(-1), _zeros(cin) if db is None else db, kh, kw, sh, sw, dh, dw,
             t, l, dcode, np.float32(dalpha), pk.reshape(-1), _zeros(cout) if pb is None else pb, pcode,
             np.float32(alpha), y.reshape(-1), oh, ow, cout, band)
-    pieces = parallel.parts(rows, work)
-    if pieces == 1:
-        _separable_rows(*args, 0, rows)
-    else:
-        parallel.launch(_separable_parallel, *args, rows, pieces)
+    parallel.split(_separable_rows, _separable_parallel, args, rows, work)
     return y
 
 
