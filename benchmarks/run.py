@@ -149,7 +149,7 @@ def machine() -> dict:
 
 def engine_choice(threads: int) -> str:
     """The conv engine nnlite picks on this machine with the configuration's environment."""
-    code = "from nnlite.ops import conv; print(conv.ENGINE['conv'])"
+    code = "from nnlite.ops import engine; print(engine.current())"
     return _run([sys.executable, "-c", code], _env(threads, 0), 300).strip()
 
 

@@ -9,6 +9,10 @@ class NnliteError(Exception):
     """Base class of every error nnlite raises on purpose."""
 
 
+class ConfigError(NnliteError, ValueError):
+    """A setting is invalid: an environment variable (``NNLITE_*``) or an option value."""
+
+
 class WeightsError(NnliteError):
     """A weights file (tfjs manifest/shard, .h5, .npz, .pth) is missing, malformed or does not fit the model."""
 

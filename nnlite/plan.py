@@ -118,7 +118,7 @@ class PairStep(Step):
         from . import ops
         d, p = self.first, self.layer
         if (d.layer.fn is not ops.depthwise_conv2d or p.fn is not ops.conv2d
-                or ops.conv.ENGINE["conv"] != "simd" or ops.conv.ENGINE["depthwise"] != "simd"):
+                or not ops.engine.simd()):
             return Step.__call__(self, d(*xs))
         da, pa = {**d.layer.attrs, **d.extra}, {**p.attrs, **self.extra}
         return ops.separable.depthwise_pointwise(
@@ -144,7 +144,7 @@ class ConvPoolStep(Step):
         from .ops.convpool import conv2d_max_pool
         c, pool = self.first, self.layer
         if (c.layer.fn is not ops.conv2d or pool.fn is not ops.max_pool2d
-                or ops.conv.ENGINE["conv"] != "simd"):
+                or not ops.engine.simd()):
             return Step.__call__(self, c(*xs))
         ca, pa = {**c.layer.attrs, **c.extra}, pool.attrs
         return conv2d_max_pool(xs[0], c.layer.weights["kernel"], c.layer.weights.get("bias"), **ca,

@@ -7,8 +7,16 @@ keep seeing every layer name the model declares.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from nnlite.graph import GraphBuilder, plan_steps
+from nnlite.ops import engine
+
+
+@pytest.fixture
+def simd_engine():
+    with engine.use("simd"):
+        yield
 
 
 def rand(rng, *shape):
@@ -101,12 +109,10 @@ def test_a_profiler_wrapping_layer_fn_still_sees_fused_calls():
     assert calls == ["relu"]
 
 
-def test_depthwise_then_pointwise_runs_as_one_step_with_identical_outputs(monkeypatch):
+def test_depthwise_then_pointwise_runs_as_one_step_with_identical_outputs(simd_engine):
     """dw -> relu6 -> 1x1 conv -> relu becomes one PairStep (same bits as the layers one by one); a depthwise
     read twice, a 3x3 'pointwise' or a strided 1x1 conv is not paired; a profiler's wrapped fn unpairs it."""
     from nnlite import ops, plan
-    monkeypatch.setitem(ops.conv.ENGINE, "conv", "simd")
-    monkeypatch.setitem(ops.conv.ENGINE, "depthwise", "simd")
     rng = np.random.default_rng(5)
     g = GraphBuilder("pairs")
     x = g.input("image", (12, 12, 8))
@@ -142,9 +148,8 @@ def test_depthwise_then_pointwise_runs_as_one_step_with_identical_outputs(monkey
         layer.fn = original
 
 
-def test_conv_then_max_pool_runs_as_one_step_with_identical_outputs(monkeypatch):
+def test_conv_then_max_pool_runs_as_one_step_with_identical_outputs(simd_engine):
     from nnlite import ops, plan
-    monkeypatch.setitem(ops.conv.ENGINE, "conv", "simd")
     rng = np.random.default_rng(6)
     g = GraphBuilder("convpool")
     x = g.input("image", (21, 21, 3))

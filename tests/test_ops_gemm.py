@@ -17,8 +17,9 @@ import numba
 from numba import njit
 
 from nnlite import ops
-from nnlite.errors import ModelError, ShapeError
-from nnlite.ops import conv, gemm, parallel, reference, simd
+from nnlite.errors import ConfigError, ShapeError
+from nnlite.ops import engine as engines
+from nnlite.ops import gemm, parallel, reference, simd
 
 TOL = 1e-5
 ENGINES = ("simd", "blas")
@@ -31,10 +32,15 @@ def rel(a, b) -> float:
 
 
 @pytest.fixture(params=ENGINES)
-def engine(request, monkeypatch):
-    monkeypatch.setitem(conv.ENGINE, "conv", request.param)
-    monkeypatch.setitem(conv.ENGINE, "depthwise", request.param)
-    return request.param
+def engine(request):
+    with engines.use(request.param):
+        yield request.param
+
+
+@pytest.fixture
+def simd_engine():
+    with engines.use("simd"):
+        yield "simd"
 
 
 def rand(rng, *shape):
@@ -108,11 +114,10 @@ def test_conv2d_random_shapes(engine, seed, n, h, w, cin, cout, k, stride, paddi
     assert rel(ops.conv2d(x, kernel, bias, stride=stride, padding=padding, activation="relu"), want) <= TOL
 
 
-def test_engines_agree_and_thread_splits_are_bit_identical(monkeypatch):
+def test_engines_agree_and_thread_splits_are_bit_identical(simd_engine):
     """Rows split (many rows) and channel split (few rows) give the same bits at 1 and 2 threads."""
     rng = np.random.default_rng(3)
     before = ops.get_num_threads()
-    monkeypatch.setitem(conv.ENGINE, "conv", "simd")
     for x, kernel in [(rand(rng, 1, 40, 40, 24), rand(rng, 3, 3, 24, 40)),  # by rows
                       (rand(rng, 1, 3, 3, 200), rand(rng, 1, 1, 200, 500))]:  # by channel panels
         try:
@@ -125,23 +130,25 @@ def test_engines_agree_and_thread_splits_are_bit_identical(monkeypatch):
         finally:
             ops.set_num_threads(before)
         assert np.array_equal(one, two)
-        monkeypatch.setitem(conv.ENGINE, "conv", "blas")
-        assert rel(one, ops.conv2d(x, kernel, padding="same", activation="swish")) <= TOL
-        monkeypatch.setitem(conv.ENGINE, "conv", "simd")
+        with engines.use("blas"):
+            assert rel(one, ops.conv2d(x, kernel, padding="same", activation="swish")) <= TOL
 
 
 def test_engine_choice_from_the_environment(monkeypatch):
     for raw, want in [("simd", "simd"), (" BLAS ", "blas")]:
         monkeypatch.setenv("NNLITE_GEMM", raw)
-        assert conv.choose() == want
+        assert engines.choose() == want
     monkeypatch.setenv("NNLITE_GEMM", "mkl")
-    with pytest.raises(ModelError, match="NNLITE_GEMM"):
-        conv.choose()
+    with pytest.raises(ConfigError, match="NNLITE_GEMM"):
+        engines.choose()
     monkeypatch.delenv("NNLITE_GEMM")
-    assert conv.choose() == ("simd" if conv._cpu_has_avx512() and conv._numba_targets_host() else "blas")
+    assert engines.choose() == ("simd" if engines.cpu_has_avx512() and engines.numba_targets_host() else "blas")
     monkeypatch.setenv("NUMBA_CPU_NAME", "generic")  # a portable Numba build: no AVX-512 tiles
     monkeypatch.delenv("NUMBA_CPU_FEATURES", raising=False)
-    assert conv.choose() == "blas"
+    assert engines.choose() == "blas"
+    with pytest.raises(ConfigError, match="mkl"):
+        with engines.use("mkl"):
+            pass
 
 
 @njit(cache=True)
@@ -192,10 +199,8 @@ SEPARABLE_CASES = [  # (n, h, w, cin, cout, k, stride, padding)
 
 @pytest.mark.parametrize("case", SEPARABLE_CASES, ids=[str(i) for i in range(len(SEPARABLE_CASES))])
 @pytest.mark.parametrize("acts", [(None, None), ("relu6", "relu"), ("swish", "sigmoid"), (None, "leaky_relu")])
-def test_fused_depthwise_pointwise(monkeypatch, case, acts):
+def test_fused_depthwise_pointwise(simd_engine, case, acts):
     """depthwise_pointwise = depthwise_conv2d then conv2d, bit for bit (simd engine), and the naive twins."""
-    monkeypatch.setitem(conv.ENGINE, "conv", "simd")
-    monkeypatch.setitem(conv.ENGINE, "depthwise", "simd")
     n, h, w, cin, cout, k, stride, padding = case
     rng = np.random.default_rng(hash((case, acts)) % 2**32)
     x, dk, db = rand(rng, n, h, w, cin), rand(rng, k, k, cin, 1), rand(rng, cin)

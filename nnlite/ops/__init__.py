@@ -5,9 +5,11 @@ TensorFlow "same" (extra row/column bottom/right) or explicit (top, bottom, left
 None, "relu", "relu6", "leaky_relu" (``alpha``, default 0.2), "sigmoid" or "swish". See
 :mod:`nnlite.ops.padding` for the padding rule and :mod:`nnlite.ops.reference` for every other rule.
 
-Engines: convolutions run on nnlite's own AVX-512 implicit GEMM (:mod:`nnlite.ops.gemm`, built on the
-explicit SIMD vectors of :mod:`nnlite.ops.simd`) where the CPU has AVX-512, else on im2col + NumPy's BLAS;
-``NNLITE_GEMM=simd|blas`` overrides the choice. Results agree to float32 rounding either way (tested).
+Engines (:mod:`nnlite.ops.engine`): convolutions run on nnlite's own AVX-512 implicit GEMM
+(:mod:`nnlite.ops.gemm`: register tiles from :mod:`nnlite.ops.microkernels`, shared packing and epilogue in
+:mod:`nnlite.ops.tiles`, on the explicit SIMD vectors of :mod:`nnlite.ops.simd`) where the CPU has AVX-512,
+else on im2col + NumPy's BLAS; ``NNLITE_GEMM=simd|blas`` overrides the choice. Results agree to float32
+rounding either way (tested).
 
 Threads: ``NNLITE_NUM_THREADS`` (default all cores) sets how many threads run every kernel: Numba's
 threads for the Numba kernels (:mod:`nnlite.ops.parallel`), nnlite's Python pool for the BLAS engine's
@@ -21,14 +23,15 @@ from . import threads as _threads
 
 _threads.apply_env_before_numpy()  # must run before the first NumPy import to reach OpenBLAS
 
-from . import reference  # noqa: E402
+from . import engine  # noqa: E402
 from .padding import resolve_padding, resolve_padding_2d  # noqa: E402
 from .threads import blas_core, blas_num_threads, get_num_threads, set_num_threads  # noqa: E402
 
 from .activations import ACTIVATIONS, leaky_relu, relu, relu6, sigmoid, softmax, swish  # noqa: E402
 from .conv import conv2d, dense  # noqa: E402
 from .depthwise import depthwise_conv2d  # noqa: E402
-from .separable import separable_conv2d  # noqa: E402
+from .separable import depthwise_pointwise, separable_conv2d  # noqa: E402
+from .convpool import conv2d_max_pool  # noqa: E402
 from .normalization import batch_norm, bias_add, fold_batch_norm  # noqa: E402
 from .pooling import avg_pool2d, global_avg_pool2d, max_pool2d  # noqa: E402
 from .resize import resize_bilinear, resize_nearest  # noqa: E402
@@ -41,5 +44,12 @@ __all__ = [
     "relu", "relu6", "leaky_relu", "sigmoid", "swish", "softmax", "max_pool2d", "avg_pool2d",
     "global_avg_pool2d", "zero_pad2d", "crop2d", "add", "multiply", "concat", "mean", "reshape", "flatten",
     "resize_bilinear", "resize_nearest", "resolve_padding", "resolve_padding_2d", "ACTIVATIONS",
-    "set_num_threads", "get_num_threads", "blas_num_threads", "blas_core", "reference",
+    "set_num_threads", "get_num_threads", "blas_num_threads", "blas_core", "engine",
+    "depthwise_pointwise", "conv2d_max_pool",
 ]
+
+# The kernels above, each with a naive twin of the same name in nnlite.ops.reference (a test checks the pairing;
+# the twins are test oracles, never called by production code).
+KERNELS = tuple(name for name in __all__ if name not in (
+    "resolve_padding", "resolve_padding_2d", "ACTIVATIONS", "set_num_threads", "get_num_threads",
+    "blas_num_threads", "blas_core", "engine"))

@@ -17,7 +17,10 @@ from numba import njit, prange
 
 from . import checks, parallel
 
-CODES = {None: 0, "relu": 1, "relu6": 2, "leaky_relu": 3, "sigmoid": 4, "swish": 5}
+# Activation codes, as the Numba kernels take them (compile-time constants inside the kernels).
+LINEAR, RELU, RELU6, LEAKY_RELU, SIGMOID, SWISH = range(6)
+CODES = {None: LINEAR, "relu": RELU, "relu6": RELU6, "leaky_relu": LEAKY_RELU, "sigmoid": SIGMOID, "swish": SWISH}
+LAST_REGISTER_CODE = LEAKY_RELU  # codes up to this one are applied in vector registers; sigmoid/swish (exp) after
 
 
 def code_of(activation, op: str) -> int:
@@ -28,32 +31,32 @@ def code_of(activation, op: str) -> int:
 @njit(cache=True, inline="always")
 def act(v, code, alpha):
     """Activation ``code`` applied to one float32 value (0 = identity)."""
-    if code == 0:
+    if code == LINEAR:
         return v
-    if code == 1:
+    if code == RELU:
         return v if v > 0 else np.float32(0)
-    if code == 2:
+    if code == RELU6:
         return min(max(v, np.float32(0)), np.float32(6))
-    if code == 3:
+    if code == LEAKY_RELU:
         return v if v >= 0 else alpha * v
     s = np.float32(1) / (np.float32(1) + np.exp(-v))
-    return s if code == 4 else v * s
+    return s if code == SIGMOID else v * s
 
 
 @njit(cache=True, inline="always")
 def act_row(row, code, alpha):
     """In place: activation ``code`` on a 1-D float32 row. One loop per code, so each one vectorises."""
     n = row.shape[0]
-    if code == 1:
+    if code == RELU:
         for j in range(n):
             row[j] = max(row[j], np.float32(0))
-    elif code == 2:
+    elif code == RELU6:
         for j in range(n):
             row[j] = min(max(row[j], np.float32(0)), np.float32(6))
-    elif code == 3:
+    elif code == LEAKY_RELU:
         for j in range(n):
             row[j] = row[j] if row[j] >= 0 else alpha * row[j]
-    elif code == 4 or code == 5:
+    elif code == SIGMOID or code == SWISH:
         for j in range(n):
             row[j] = act(row[j], code, alpha)
 
@@ -107,14 +110,14 @@ def tiled(bias: np.ndarray | None, c: int) -> np.ndarray:
 def bias_act_rows(y2: np.ndarray, tiled_bias: np.ndarray, has_bias: bool, code: int, alpha: float,
                   r0: int, r1: int) -> None:
     """In place on rows [r0, r1) of y2 (rows, C): act(y + bias); ``tiled_bias`` from :func:`tiled`."""
-    if has_bias or code != 0:
+    if has_bias or code != LINEAR:
         c = y2.shape[1]
         _bias_act_flat(y2.reshape(-1), tiled_bias, has_bias, code, np.float32(alpha), r0 * c, r1 * c)
 
 
 def bias_act_(y: np.ndarray, bias: np.ndarray | None, code: int, alpha: float) -> np.ndarray:
     """In place: y = act(y + bias) over the last axis of a C-contiguous float32 array; returns y."""
-    if (bias is None and code == 0) or y.size == 0:
+    if (bias is None and code == LINEAR) or y.size == 0:
         return y
     y2 = y.reshape(-1, y.shape[-1])  # (rows, C) view, no copy
     c = y2.shape[1]
@@ -148,27 +151,27 @@ def _standalone(x, code: int, alpha: float = 0.2) -> np.ndarray:
 
 def relu(x):
     """max(x, 0)."""
-    return _standalone(x, 1)
+    return _standalone(x, RELU)
 
 
 def relu6(x):
     """min(max(x, 0), 6)."""
-    return _standalone(x, 2)
+    return _standalone(x, RELU6)
 
 
 def leaky_relu(x, *, alpha=0.2):
     """x if x >= 0 else alpha * x (TF's default alpha is 0.2)."""
-    return _standalone(x, 3, alpha)
+    return _standalone(x, LEAKY_RELU, alpha)
 
 
 def sigmoid(x):
     """1 / (1 + exp(-x))."""
-    return _standalone(x, 4)
+    return _standalone(x, SIGMOID)
 
 
 def swish(x):
     """x * sigmoid(x) (SiLU)."""
-    return _standalone(x, 5)
+    return _standalone(x, SWISH)
 
 
 def softmax(x, *, axis=-1):

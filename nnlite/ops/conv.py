@@ -1,6 +1,6 @@
 """Fast conv2d and dense: matrix multiplies with bias and activation fused.
 
-conv2d has two engines, chosen once by :func:`choose` (``NNLITE_GEMM``; ``ENGINE`` below):
+conv2d has two engines, chosen once per process by :mod:`nnlite.ops.engine` (``NNLITE_GEMM``):
 "simd", nnlite's own AVX-512 implicit GEMM (:mod:`nnlite.ops.gemm`, the default where the CPU has AVX-512),
 and "blas", described here, for other CPUs. dense uses BLAS, except with the "simd" engine for 1-4 rows
 (a classifier at batch 1): a matrix-vector product on all threads (:mod:`nnlite.ops.gemv`).
@@ -19,56 +19,19 @@ Padding follows :mod:`nnlite.ops.padding` (TF 'same': extra row/column bottom/ri
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 from numba import njit
 
-from . import checks, gemm, gemv, parallel
+from . import checks, engine, gemm, gemv, parallel
 from .activations import CODES, bias_act_, bias_act_rows, code_of, tiled
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
-
-def _cpu_has_avx512() -> bool:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("flags"):
-                    return "avx512f" in line.split()
-    except OSError:
-        pass
-    return False
-
-
-def choose() -> str:
-    """"simd" (:mod:`nnlite.ops.gemm`) or "blas" (im2col + NumPy matmul, this module), from ``NNLITE_GEMM`` or
-    the CPU.
-
-    Default: "simd" where the CPU has AVX-512 (16-lane tiles fit its 32 vector registers) and Numba compiles
-    for it, "blas" otherwise.
-    """
-    raw = os.environ.get("NNLITE_GEMM", "").strip().lower()
-    if raw in ("simd", "blas"):
-        return raw
-    if raw:
-        from ..errors import ModelError
-        raise ModelError(f"NNLITE_GEMM: expected 'simd' or 'blas', found {raw!r}")
-    return "simd" if _cpu_has_avx512() and _numba_targets_host() else "blas"
-
-
-def _numba_targets_host() -> bool:
-    """False when Numba was told to compile for another CPU (``NUMBA_CPU_NAME``, e.g. "generic" for a cache
-    shared between machines) without AVX-512 in ``NUMBA_CPU_FEATURES``: the 16-lane tiles would then be
-    split into narrower registers and spill."""
-    name = os.environ.get("NUMBA_CPU_NAME", "").strip()
-    return name in ("", "host") or "+avx512f" in os.environ.get("NUMBA_CPU_FEATURES", "")
-
 
 CHUNK_BYTES = 4 << 20  # a chunk's im2col columns stay in cache ...
 CHUNK_MIN_ROWS = 256  # ... but each matmul keeps enough rows to amortise BLAS packing the kernel
 MATMUL_MIN_ROWS = 64  # fewest output rows worth a separate parallel matmul chunk
 THIN_CIN = 8  # below this many input channels im2col copies from a padded copy of x (2x faster at cin = 3)
-ENGINE = dict.fromkeys(("conv", "depthwise"), choose())  # "simd": nnlite.ops.gemm / simd kernels; "blas"
 
 
 @njit(cache=True, nogil=True)
@@ -128,7 +91,7 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
 
     padding: "valid", TF "same" (extra row/column bottom/right) or (top, bottom, left, right).
     """
-    if ENGINE["conv"] == "simd":  # the common case, checked in a few attribute reads (a model's hot path)
+    if engine.simd():  # the common case, checked first (a model's hot path)
         fast = _fast_layout(x, kernel, bias, stride, padding, dilation, activation)
         if fast is not None:
             return gemm.run(x, kernel, bias, CODES[activation], alpha, fast)
@@ -140,7 +103,7 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
     code = code_of(activation, "conv2d")
     (sh, sw), (dh, dw) = pair(stride, "stride"), pair(dilation, "dilation")
     (t, b, oh), (l, r, ow) = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, stride, dilation, padding)
-    if ENGINE["conv"] == "simd":
+    if engine.simd():
         return gemm.conv2d(x, kernel, bias, code, alpha, (sh, sw), (dh, dw), (t, b, l, r), (oh, ow))
     n = x.shape[0]
     y = np.empty((n, oh, ow, cout), np.float32)  # (N, oh, ow, cout)
@@ -218,7 +181,7 @@ def dense(x, kernel, bias=None, *, activation=None, alpha=0.2):
     bias = checks.bias_vector(bias, kernel.shape[1], "dense")
     code = code_of(activation, "dense")
     x2 = np.ascontiguousarray(x).reshape(-1, kernel.shape[0])  # (rows, in)
-    if ENGINE["conv"] == "simd" and 0 < x2.shape[0] <= gemv.GEMV_MAX_ROWS:
+    if engine.simd() and 0 < x2.shape[0] <= gemv.GEMV_MAX_ROWS:
         y2 = gemv.dense_rows(x2, np.ascontiguousarray(kernel), bias, code, alpha)
         return y2.reshape(x.shape[:-1] + (kernel.shape[1],))
     y = np.empty(x.shape[:-1] + (kernel.shape[1],), np.float32)

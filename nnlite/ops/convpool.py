@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from . import checks, conv, parallel
-from .activations import code_of
-from .gemm import NR, _act_block, _pack_all, _panel_tiles, _pad_into, layout
+from . import checks, conv, engine, parallel
+from .activations import LAST_REGISTER_CODE, LINEAR, code_of
+from .gemm import layout, panel_tiles
+from .tiles import NR, act_block, pack_all, pad_into
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
 
@@ -33,7 +34,7 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     checks.channels("conv2d_max_pool", f"kernel of shape {kernel.shape}", cin, x.shape[3])
     bias = checks.bias_vector(bias, cout, "conv2d_max_pool")
     code = code_of(activation, "conv2d_max_pool")
-    if conv.ENGINE["conv"] != "simd":
+    if not engine.simd():
         from .pooling import max_pool2d
         y = conv.conv2d(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, activation=activation,
                         alpha=alpha)
@@ -47,7 +48,7 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     lay = layout(x.shape, kernel.shape, (sh, sw), (dh, dw), (t, b, l, r), (oh, ow))
     if t or b or l or r:
         xp = scratch("gemm_pad", (x.shape[0], x.shape[1] + t + b, x.shape[2] + l + r, cin))
-        _pad_into(x, t, l, xp)
+        pad_into(x, t, l, xp)
     else:
         xp = x
     n = x.shape[0]
@@ -69,8 +70,8 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
     kk = taps.shape[0] * run
     panels = (cout + NR - 1) // NR
     packed = np.empty(panels * kk * NR, np.float32)
-    _pack_all(k, kk, cout, packed)
-    fused = code if code <= 3 else 0
+    pack_all(k, kk, cout, packed)
+    fused = code if code <= LAST_REGISTER_CODE else LINEAR
     buf = np.empty(((band - 1) * psh + ph) * ow * cout, np.float32)
     b0 = r0
     while b0 < r1:
@@ -83,10 +84,10 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
             pix = (n * oh + a) * ow
             m = (e - a) * ow
             for p in range(panels):
-                _panel_tiles(xf, run, taps, bases[pix:pix + m], packed, p * kk * NR, bias, fused, alpha, buf, cout,
+                panel_tiles(xf, run, taps, bases[pix:pix + m], packed, p * kk * NR, bias, fused, alpha, buf, cout,
                              0, m, p)
-            if code > 3:
-                _act_block(buf, cout, 0, m, 0, cout, code, alpha)
+            if code > LAST_REGISTER_CODE:
+                act_block(buf, cout, 0, m, 0, cout, code, alpha)
         for py in range(py0, py1):
             i0, i1 = max(py * psh - ptop, 0), min(py * psh - ptop + ph, oh)
             for px in range(pow_):

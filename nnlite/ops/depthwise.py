@@ -21,7 +21,8 @@ from numba import njit
 
 from . import checks, conv, parallel
 from .activations import act_row, code_of
-from .depthwise_simd import _depthwise_simd, _depthwise_simd_parallel, _valid_range
+from . import engine
+from .depthwise_simd import depthwise_rows, depthwise_rows_parallel, valid_range
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
 
@@ -50,7 +51,7 @@ def _depthwise(x, k, bias, mult, sh, sw, dh, dw, top, left, code, alpha, y, r0, 
             if iy < 0 or iy >= h:
                 continue  # a padded row contributes zero
             for j in range(kw):
-                lo, hi = _valid_range(ow, w, sw, j * dw - left)  # skip padded columns without a branch
+                lo, hi = valid_range(ow, w, sw, j * dw - left)  # skip padded columns without a branch
                 for ox in range(lo, hi):
                     ix = ox * sw + j * dw - left
                     if mult == 1:
@@ -85,7 +86,7 @@ def _depthwise_flat(xf, shape, kt, bias_t, sh, sw, dh, dw, top, left, code, alph
                 continue  # a padded row contributes zero
             x0 = (n * h + iy) * w * c
             for j in range(kw):
-                lo, hi = _valid_range(ow, w, sw, j * dw - left)
+                lo, hi = valid_range(ow, w, sw, j * dw - left)
                 k0 = (i * kw + j) * row
                 m = (hi - lo) * c
                 if m <= 0:
@@ -160,11 +161,11 @@ def depthwise_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilatio
     b = np.zeros(cin * mult, np.float32) if bias is None else bias
     y = np.empty((x.shape[0], oh, ow, cin * mult), np.float32)
     unrolled = kh == kw == 3 and mult == 1 and dh == dw == 1
-    if mult == 1 and conv.ENGINE["depthwise"] == "simd":
+    if mult == 1 and engine.simd():
         args = (x.reshape(-1), x.shape[1], x.shape[2], cin, k.reshape(-1), b, kh, kw, sh, sw, dh, dw, t, l, code,
                 np.float32(alpha), y.reshape(-1), oh, ow)
         rows = x.shape[0] * oh
-        parallel.split(_depthwise_simd, _depthwise_simd_parallel, args, rows, y.size * kh * kw // 4)
+        parallel.split(depthwise_rows, depthwise_rows_parallel, args, rows, y.size * kh * kw // 4)
         return y
     if sw == 1:
         flat_max = FLAT_MAX_C_3X3 if unrolled else FLAT_MAX_C

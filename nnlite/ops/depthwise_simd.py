@@ -4,7 +4,8 @@ A tile of 8 output pixels x 16 channels sums its kh*kw taps in 8 vector register
 for all 8 pixels), then bias and activation are applied and the tile is stored once. All channel blocks of
 8 pixels are done before moving on, while their kh input rows are in L1. Padding is never copied: taps on
 padded rows are skipped, and the few pixels whose taps reach into padded columns (a row's ends) take
-:func:`_dw_pixel`'s path, with each pixel's range of valid taps computed. Called by
+:func:`_dw_pixel`'s path (the 8-pixel tiles are
+:func:`nnlite.ops.microkernels.dwconv_tile_8x16`), with each pixel's range of valid taps computed. Called by
 :func:`nnlite.ops.depthwise_conv2d` and, band by band, by :mod:`nnlite.ops.separable`.
 """
 
@@ -13,13 +14,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .activations import act_row
-from .gemm import _finish
+from .activations import LAST_REGISTER_CODE, LINEAR, act_row
+from .microkernels import dwconv_tile_8x16
 from .simd import vfma, vload_n, vstore_n, vzero
+from .tiles import finish
 
 
 @njit(cache=True, inline="always")
-def _valid_range(n_out, n_in, stride, offset):
+def valid_range(n_out, n_in, stride, offset):
     """Output indices o in [lo, hi) whose input index o*stride + offset lies inside [0, n_in)."""
     lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
     hi = 0 if n_in - offset <= 0 else min(n_out, (n_in - offset - 1) // stride + 1)
@@ -34,7 +36,7 @@ def _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0):
     w0, w1, w2, w3 = min(16, c - c0), min(16, c - c0 - 16), min(16, c - c0 - 32), min(16, c - c0 - 48)
     a0, a1, a2, a3 = vzero(), vzero(), vzero(), vzero()
     ix0 = ox * sw - left  # input column of tap j = 0
-    j0, j1 = _valid_range(kw, w, dw, ix0)  # taps j whose column ix0 + j*dw is inside [0, w)
+    j0, j1 = valid_range(kw, w, dw, ix0)  # taps j whose column ix0 + j*dw is inside [0, w)
     for i in range(i0, i1):
         for j in range(j0, j1):
             q = top + i * dh * w * c + (ix0 + j * dw) * c + c0
@@ -47,7 +49,7 @@ def _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0):
 
 
 @njit(cache=True, nogil=True)
-def _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
+def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
                     r0, r1, row_off=0):
     # Multiplier 1 on explicit 16-lane vectors (nnlite.ops.simd): a tile of 8 output pixels x 16 channels
     # sums its kh*kw taps in 8 registers (one weight load per tap for all 8), then bias and activation are
@@ -58,7 +60,7 @@ def _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left,
     # missing slots (not stored); 1-3 leftover pixels go one at a time.
     # xf = x (N, H, W, C) flattened; k (kh*kw*C,) taps in (i, j) order; yf = y (N, oh, ow, C) flattened;
     # rows r = n*oh + oy in [r0, r1), stored at row r - row_off of yf.
-    fused = code if code <= 3 else 0
+    fused = code if code <= LAST_REGISTER_CODE else LINEAR
     lo = min(ow, (left + sw - 1) // sw)  # first output column whose kw taps are all inside the image
     hi = max(lo, min(ow, (w - 1 - (kw - 1) * dw + left) // sw + 1))  # one past the last such column
     tap_x = np.empty(kh * kw, np.int64)  # this row's valid taps: input offset from column 0's pixel ...
@@ -66,7 +68,7 @@ def _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left,
     for r in range(r0, r1):
         n = r // oh
         iy0 = (r - n * oh) * sh - top_pad  # input row of tap i = 0
-        i0, i1 = _valid_range(kh, h, dh, iy0)  # taps i whose row iy0 + i*dh is inside [0, h)
+        i0, i1 = valid_range(kh, h, dh, iy0)  # taps i whose row iy0 + i*dh is inside [0, h)
         top = (n * h + iy0) * w * c
         taps = 0
         for i in range(i0, i1):
@@ -85,56 +87,19 @@ def _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left,
                     width = min(16, c - c0 - 16 * v)
                     if width > 0:
                         bv = vload_n(bias, c0 + 16 * v, width)
-                        vstore_n(yf, out + 16 * v, _finish(acc, bv, fused, alpha), width)
+                        vstore_n(yf, out + 16 * v, finish(acc, bv, fused, alpha), width)
         last = tiled_hi - 1
         for ox0 in range(lo, tiled_hi, 8):
             for c0 in range(0, c, 16):
-                width = min(16, c - c0)
-                q0 = min(ox0, last) * sw * c + c0
-                q1 = min(ox0 + 1, last) * sw * c + c0
-                q2 = min(ox0 + 2, last) * sw * c + c0
-                q3 = min(ox0 + 3, last) * sw * c + c0
-                q4 = min(ox0 + 4, last) * sw * c + c0
-                q5 = min(ox0 + 5, last) * sw * c + c0
-                q6 = min(ox0 + 6, last) * sw * c + c0
-                q7 = min(ox0 + 7, last) * sw * c + c0
-                a0, a1, a2, a3 = vzero(), vzero(), vzero(), vzero()
-                a4, a5, a6, a7 = vzero(), vzero(), vzero(), vzero()
-                for t in range(taps):
-                    p = tap_x[t]
-                    wv = vload_n(k, tap_k[t] + c0, width)
-                    a0 = vfma(vload_n(xf, p + q0, width), wv, a0)
-                    a1 = vfma(vload_n(xf, p + q1, width), wv, a1)
-                    a2 = vfma(vload_n(xf, p + q2, width), wv, a2)
-                    a3 = vfma(vload_n(xf, p + q3, width), wv, a3)
-                    a4 = vfma(vload_n(xf, p + q4, width), wv, a4)
-                    a5 = vfma(vload_n(xf, p + q5, width), wv, a5)
-                    a6 = vfma(vload_n(xf, p + q6, width), wv, a6)
-                    a7 = vfma(vload_n(xf, p + q7, width), wv, a7)
-                bv = vload_n(bias, c0, width)
-                out = out_row + ox0 * c + c0
-                vstore_n(yf, out, _finish(a0, bv, fused, alpha), width)
-                if ox0 + 1 < tiled_hi:
-                    vstore_n(yf, out + c, _finish(a1, bv, fused, alpha), width)
-                if ox0 + 2 < tiled_hi:
-                    vstore_n(yf, out + 2 * c, _finish(a2, bv, fused, alpha), width)
-                if ox0 + 3 < tiled_hi:
-                    vstore_n(yf, out + 3 * c, _finish(a3, bv, fused, alpha), width)
-                if ox0 + 4 < tiled_hi:
-                    vstore_n(yf, out + 4 * c, _finish(a4, bv, fused, alpha), width)
-                if ox0 + 5 < tiled_hi:
-                    vstore_n(yf, out + 5 * c, _finish(a5, bv, fused, alpha), width)
-                if ox0 + 6 < tiled_hi:
-                    vstore_n(yf, out + 6 * c, _finish(a6, bv, fused, alpha), width)
-                if ox0 + 7 < tiled_hi:
-                    vstore_n(yf, out + 7 * c, _finish(a7, bv, fused, alpha), width)
-        if code > 3:
+                dwconv_tile_8x16(xf, k, bias, tap_x, tap_k, taps, yf, out_row + ox0 * c + c0, c, c0, min(16, c - c0),
+                                 ox0, last, sw, tiled_hi, fused, alpha)
+        if code > LAST_REGISTER_CODE:
             act_row(yf[out_row:out_row + ow * c], code, alpha)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _depthwise_simd_parallel(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
+def depthwise_rows_parallel(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
                              rows, pieces):
     for i in prange(pieces):
-        _depthwise_simd(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
+        depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
                         rows * i // pieces, rows * (i + 1) // pieces)

@@ -12,8 +12,9 @@ import numpy as np
 from numba import njit, prange
 
 from . import parallel
-from .gemm import _act_block, _finish, _zeros
+from .activations import LAST_REGISTER_CODE, LINEAR
 from .simd import vfma, vload_n, vsplat, vstore_n, vzero
+from .tiles import act_block, finish, zeros
 
 
 GEMV_MAX_ROWS = 4  # dense layers with at most this many rows run as matrix-vector products (_gemv_cols)
@@ -39,13 +40,13 @@ def _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, b0, b1):
                 a3 = vfma(v, vload_n(w, off + 48, w3), a3)
                 off += n
             out = r * n + c0
-            vstore_n(y, out, _finish(a0, vload_n(bias, c0, w0), code, alpha), w0)
+            vstore_n(y, out, finish(a0, vload_n(bias, c0, w0), code, alpha), w0)
             if w1 > 0:
-                vstore_n(y, out + 16, _finish(a1, vload_n(bias, c0 + 16, w1), code, alpha), w1)
+                vstore_n(y, out + 16, finish(a1, vload_n(bias, c0 + 16, w1), code, alpha), w1)
             if w2 > 0:
-                vstore_n(y, out + 32, _finish(a2, vload_n(bias, c0 + 32, w2), code, alpha), w2)
+                vstore_n(y, out + 32, finish(a2, vload_n(bias, c0 + 32, w2), code, alpha), w2)
             if w3 > 0:
-                vstore_n(y, out + 48, _finish(a3, vload_n(bias, c0 + 48, w3), code, alpha), w3)
+                vstore_n(y, out + 48, finish(a3, vload_n(bias, c0 + 48, w3), code, alpha), w3)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -60,11 +61,11 @@ def dense_rows(x2, kernel, bias, code, alpha):
     rows, k = x2.shape
     n = kernel.shape[1]
     y = np.empty((rows, n), np.float32)
-    b = _zeros(n) if bias is None else bias
-    fused = code if code <= 3 else 0
+    b = zeros(n) if bias is None else bias
+    fused = code if code <= LAST_REGISTER_CODE else LINEAR
     blocks = -(-n // GEMV_COLS)
     args = (x2.reshape(-1), kernel.reshape(-1), b, fused, np.float32(alpha), y.reshape(-1), rows, k, n)
     parallel.split(_gemv_cols, _gemv_parallel, args, blocks, rows * k * n // 4)
-    if code > 3:
-        _act_block(y.reshape(-1), n, 0, rows, 0, n, code, np.float32(alpha))
+    if code > LAST_REGISTER_CODE:
+        act_block(y.reshape(-1), n, 0, rows, 0, n, code, np.float32(alpha))
     return y

@@ -15,7 +15,6 @@ import numpy as np
 from ..errors import ShapeError
 from . import checks
 from .activations import affine_act
-from . import reference
 
 
 def bias_add(x, bias):
@@ -47,10 +46,10 @@ def fold_batch_norm(kernel, bias, gamma, beta, mean, variance, *, epsilon, depth
     """
     kernel = np.asarray(kernel)
     if kernel.dtype.kind not in "biuf" or kernel.ndim < (2 if depthwise else 1):
-        return reference.fold_batch_norm(kernel, bias, gamma, beta, mean, variance, epsilon=epsilon,
-                                         depthwise=depthwise)   # odd input: the twin's errors and rules
-    scale, folded_bias = reference.batch_norm_scale(kernel.shape, bias, gamma, beta, mean, variance,
-                                                    epsilon=epsilon, depthwise=depthwise)
+        raise ShapeError(f"fold_batch_norm: expected a numeric kernel of at least {2 if depthwise else 1} "
+                         f"dimension(s), got dtype {kernel.dtype} and shape {kernel.shape}")
+    scale, folded_bias = batch_norm_scale(kernel.shape, bias, gamma, beta, mean, variance, epsilon=epsilon,
+                                          depthwise=depthwise)
     if out is None:
         out = np.empty(kernel.shape, np.float32)
     elif not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == kernel.shape):
@@ -59,3 +58,16 @@ def fold_batch_norm(kernel, bias, gamma, beta, mean, variance, *, epsilon, depth
     np.multiply(kernel, scale.reshape(kernel.shape[-2:]) if depthwise else scale, out=out, dtype=np.float64,
                 casting="same_kind")
     return out, folded_bias
+
+
+def batch_norm_scale(kernel_shape, bias, gamma, beta, mean, variance, *, epsilon, depthwise=False):
+    """The per-output-channel (scale, folded bias) of :func:`fold_batch_norm`: scale float64, bias float32.
+    Output channel c*mult + m for a depthwise kernel (kh, kw, cin, mult); gamma/beta None mean 1/0."""
+    cout = kernel_shape[-2] * kernel_shape[-1] if depthwise else kernel_shape[-1]
+    g = checks.vector(gamma, cout, "fold_batch_norm", "gamma", 1.0).astype(np.float64)
+    bt = checks.vector(beta, cout, "fold_batch_norm", "beta", 0.0).astype(np.float64)
+    m = checks.vector(mean, cout, "fold_batch_norm", "mean").astype(np.float64)
+    v = checks.vector(variance, cout, "fold_batch_norm", "variance").astype(np.float64)
+    b0 = np.zeros(cout) if bias is None else checks.vector(bias, cout, "fold_batch_norm", "bias").astype(np.float64)
+    scale = g / np.sqrt(v + epsilon)
+    return scale, ((b0 - m) * scale + bt).astype(np.float32)

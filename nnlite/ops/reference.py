@@ -133,6 +133,23 @@ def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride
     return conv2d(mid, pointwise_kernel, bias, activation=activation, alpha=alpha)
 
 
+def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, *, stride=1,
+                        padding="valid", dilation=1, depthwise_activation=None, activation=None, alpha=0.2,
+                        depthwise_alpha=0.2):
+    """The fused depthwise -> 1x1 conv pair, as the two twins one after the other."""
+    mid = depthwise_conv2d(x, depthwise_kernel, depthwise_bias, stride=stride, padding=padding, dilation=dilation,
+                           activation=depthwise_activation, alpha=depthwise_alpha)
+    return conv2d(mid, pointwise_kernel, pointwise_bias, activation=activation, alpha=alpha)
+
+
+def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2,
+                    pool_size=2, pool_stride=None, pool_padding="valid"):
+    """The fused conv -> max pool pair, as the two twins one after the other."""
+    y = conv2d(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, activation=activation,
+               alpha=alpha)
+    return max_pool2d(y, pool_size=pool_size, stride=pool_stride, padding=pool_padding)
+
+
 def dense(x, kernel, bias=None, *, activation=None, alpha=0.2):
     """x @ kernel + bias on the last axis. kernel (in, out)."""
     x = np.asarray(x, np.float32)
@@ -172,22 +189,13 @@ def fold_batch_norm(kernel, bias, gamma, beta, mean, variance, *, epsilon, depth
     (for a depthwise kernel (kh, kw, cin, mult) output channel c*mult + m); bias' = (bias - mean) * scale + beta.
     """
     kernel = np.asarray(kernel, np.float64)
-    scale, folded_bias = batch_norm_scale(kernel.shape, bias, gamma, beta, mean, variance, epsilon=epsilon,
-                                          depthwise=depthwise)
+    cout = kernel.shape[-2] * kernel.shape[-1] if depthwise else kernel.shape[-1]
+    stat = {name: checks.vector(value, cout, "fold_batch_norm", name, default).astype(np.float64)
+            for name, value, default in [("gamma", gamma, 1.0), ("beta", beta, 0.0), ("mean", mean, None),
+                                         ("variance", variance, None), ("bias", bias, 0.0)]}
+    scale = stat["gamma"] / np.sqrt(stat["variance"] + epsilon)
     k = kernel * (scale.reshape(kernel.shape[-2:]) if depthwise else scale)
-    return k.astype(np.float32), folded_bias
-
-
-def batch_norm_scale(kernel_shape, bias, gamma, beta, mean, variance, *, epsilon, depthwise=False):
-    """The per-output-channel (scale, folded bias) of :func:`fold_batch_norm`: scale float64, bias float32."""
-    cout = kernel_shape[-2] * kernel_shape[-1] if depthwise else kernel_shape[-1]
-    g = checks.vector(gamma, cout, "fold_batch_norm", "gamma", 1.0).astype(np.float64)
-    bt = checks.vector(beta, cout, "fold_batch_norm", "beta", 0.0).astype(np.float64)
-    m = checks.vector(mean, cout, "fold_batch_norm", "mean").astype(np.float64)
-    v = checks.vector(variance, cout, "fold_batch_norm", "variance").astype(np.float64)
-    b0 = np.zeros(cout) if bias is None else checks.vector(bias, cout, "fold_batch_norm", "bias").astype(np.float64)
-    scale = g / np.sqrt(v + epsilon)
-    return scale, ((b0 - m) * scale + bt).astype(np.float32)
+    return k.astype(np.float32), ((stat["bias"] - stat["mean"]) * scale + stat["beta"]).astype(np.float32)
 
 
 # ---------------------------------------------------------------- pooling

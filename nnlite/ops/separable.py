@@ -15,12 +15,13 @@ import numpy as np
 from numba import njit, prange
 
 from ..errors import ShapeError
-from . import checks, conv, parallel
-from .activations import CODES, code_of
+from . import checks, engine, parallel
+from .activations import CODES, LAST_REGISTER_CODE, LINEAR, code_of
 from .conv import _plain, conv2d
 from .depthwise import depthwise_conv2d
-from .depthwise_simd import _depthwise_simd
-from .gemm import NR, _act_block, _pack_all, _panel_tiles, _zeros
+from .depthwise_simd import depthwise_rows
+from .gemm import panel_tiles
+from .tiles import NR, act_block, pack_all, zeros
 from .padding import pair, resolve_padding_2d
 
 
@@ -28,8 +29,7 @@ def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride
                      activation=None, alpha=0.2):
     """Depthwise (kh, kw, cin, mult) then pointwise (1, 1, cin*mult, cout); bias and activation after both."""
     pointwise_kernel = checks.array(pointwise_kernel, "separable_conv2d", "pointwise kernel (1, 1, cin*mult, cout)", 4)
-    if (conv.ENGINE["depthwise"] == "simd" and conv.ENGINE["conv"] == "simd"
-            and np.ndim(depthwise_kernel) == 4 and np.shape(depthwise_kernel)[3] == 1):
+    if (engine.simd() and np.ndim(depthwise_kernel) == 4 and np.shape(depthwise_kernel)[3] == 1):
         return depthwise_pointwise(x, depthwise_kernel, None, pointwise_kernel, bias, stride=stride,
                                    padding=padding, dilation=dilation, activation=activation, alpha=alpha)
     mid = depthwise_conv2d(x, depthwise_kernel, stride=stride, padding=padding, dilation=dilation)
@@ -52,7 +52,7 @@ def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, p
     :data:`FUSE_MAX_WEIGHT_BYTES` the two run one after the other. The same arithmetic, in the same
     order, as depthwise_conv2d then conv2d with the "simd" engine, so results are bit-identical to them.
     Multiplier 1 only. depthwise_kernel (kh, kw, cin, 1), pointwise_kernel (1, 1, cin, cout)."""
-    if conv.ENGINE["conv"] == "simd" and conv.ENGINE["depthwise"] == "simd":  # hot path: nothing to convert
+    if engine.simd():  # hot path: nothing to convert
         geo = _fast_pair_geometry(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride,
                                   padding, dilation, depthwise_activation, activation)
         if geo is not None:
@@ -123,8 +123,8 @@ def _fast_pair_geometry(x, dk, db, pk, pb, stride, padding, dilation, dact, act)
 def _run_pair(x, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo):
     h, w, cin, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cout, rows, band, work = geo
     y = np.empty((x.shape[0], oh, ow, cout), np.float32)
-    args = (x.reshape(-1), h, w, cin, dk.reshape(-1), _zeros(cin) if db is None else db, kh, kw, sh, sw, dh, dw,
-            t, l, dcode, np.float32(dalpha), pk.reshape(-1), _zeros(cout) if pb is None else pb, pcode,
+    args = (x.reshape(-1), h, w, cin, dk.reshape(-1), zeros(cin) if db is None else db, kh, kw, sh, sw, dh, dw,
+            t, l, dcode, np.float32(dalpha), pk.reshape(-1), zeros(cout) if pb is None else pb, pcode,
             np.float32(alpha), y.reshape(-1), oh, ow, cout, band)
     parallel.split(_separable_rows, _separable_parallel, args, rows, work)
     return y
@@ -138,20 +138,20 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
     mid = np.empty(band * ow * c, np.float32)
     panels = (cout + NR - 1) // NR
     packed = np.empty(panels * c * NR, np.float32)  # the pointwise kernel packed once, for every band
-    _pack_all(pk, c, cout, packed)
+    pack_all(pk, c, cout, packed)
     bases = np.arange(band * ow) * c
     taps = np.zeros(1, np.int64)
-    fused = pcode if pcode <= 3 else 0
+    fused = pcode if pcode <= LAST_REGISTER_CODE else LINEAR
     for b0 in range(r0, r1, band):
         b1 = min(r1, b0 + band)
-        _depthwise_simd(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, mid, oh, ow,
+        depthwise_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, mid, oh, ow,
                         b0, b1, b0)
         out = yf[b0 * ow * cout:b1 * ow * cout]
         n_rows = (b1 - b0) * ow
         for p in range(panels):
-            _panel_tiles(mid, c, taps, bases, packed, p * c * NR, pbias, fused, palpha, out, cout, 0, n_rows, p)
-        if pcode > 3:
-            _act_block(out, cout, 0, n_rows, 0, cout, pcode, palpha)
+            panel_tiles(mid, c, taps, bases, packed, p * c * NR, pbias, fused, palpha, out, cout, 0, n_rows, p)
+        if pcode > LAST_REGISTER_CODE:
+            act_block(out, cout, 0, n_rows, 0, cout, pcode, palpha)
 
 
 @njit(cache=True, nogil=True, parallel=True)

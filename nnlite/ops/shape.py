@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..errors import ShapeError
-from . import activations, checks, parallel, reference
+from . import activations, checks, parallel
 from .activations import act_row
 from .padding import four
 
@@ -34,8 +34,16 @@ def zero_pad2d(x, *, padding=(1, 1, 1, 1)):
     return y
 
 
-# crop2d is a slice: there is no faster form, so the reference version serves both (ops.crop2d is it).
-crop2d = reference.crop2d
+def crop2d(x, *, cropping=(0, 0, 0, 0)):
+    """Drop rows/columns from H and W: cropping (top, bottom, left, right). A contiguous copy of a slice
+    (there is no faster form; the twin is :func:`nnlite.ops.reference.crop2d`)."""
+    x = checks.nhwc(x, "crop2d")
+    top, bottom, left, right = four(cropping, "crop2d cropping")
+    keep_h, keep_w = x.shape[1] - top - bottom, x.shape[2] - left - right
+    if keep_h <= 0 or keep_w <= 0:
+        raise ShapeError(f"crop2d: cropping {(top, bottom, left, right)} leaves nothing of an input "
+                         f"{x.shape[1]}x{x.shape[2]}")
+    return np.ascontiguousarray(x[:, top:top + keep_h, left:left + keep_w, :])
 
 
 def _broadcast(xs, op: str):

@@ -1,0 +1,108 @@
+"""What the register-tile kernels share: tile sizes, kernel packing, the epilogue, padded copies.
+
+Used by the GEMM (:mod:`nnlite.ops.gemm`), the fused conv -> max pool (:mod:`nnlite.ops.convpool`) and
+depthwise -> 1x1 (:mod:`nnlite.ops.separable`) kernels, the matrix-vector product (:mod:`nnlite.ops.gemv`)
+and the SIMD depthwise (:mod:`nnlite.ops.depthwise_simd`). The unrolled microkernels themselves are in
+:mod:`nnlite.ops.microkernels` (generated).
+
+Activation codes are those of :mod:`nnlite.ops.activations`: the register epilogue :func:`finish` applies
+the cheap ones (relu, relu6, leaky relu) before the store; sigmoid and swish (which need exp) run afterwards
+over the stored block (:func:`act_block`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import njit
+
+from .activations import LEAKY_RELU, RELU, RELU6, act
+from .simd import vadd, vload, vload_n, vmul, vselect_ge, vselect_gt, vsplat, vstore, vstore_n, vzero
+
+MR = 8  # output rows per register tile (gemm_tile_8x32; gemm_tile_16x16 takes 2*MR)
+NR = 32  # output channels per packed panel (two 16-lane vectors)
+
+
+@njit(cache=True, nogil=True)
+def pack_panel(b, k, n, col0, width, pk):
+    """pk[kk*32 : kk*32+32] = b[kk, col0 : col0+width] for kk < k (b flat (k*n,)), zeros past width."""
+    for kk in range(k):
+        src, dst = kk * n + col0, kk * NR
+        if width >= NR:
+            vstore(pk, dst, vload(b, src))
+            vstore(pk, dst + 16, vload(b, src + 16))
+        elif width > 16:
+            vstore(pk, dst, vload(b, src))
+            vstore(pk, dst + 16, vload_n(b, src + 16, width - 16))
+        else:
+            vstore(pk, dst, vload_n(b, src, width))
+            vstore(pk, dst + 16, vzero())
+
+
+@njit(cache=True, nogil=True)
+def pack_all(b, k, n, packed):
+    """Every panel of b flat (k*n,) into packed (panels*k*32,), panel p at p*k*32."""
+    for p in range((n + NR - 1) // NR):
+        pack_panel(b, k, n, p * NR, min(NR, n - p * NR), packed[p * k * NR:(p + 1) * k * NR])
+
+
+@njit(cache=True, nogil=True)
+def finish(v, bias, code, alpha):
+    """bias + activation on one vector of sums (relu, relu6, leaky relu; other codes are applied after the
+    store by :func:`act_block`)."""
+    v = vadd(v, bias)
+    zero = vzero()
+    if code == RELU:
+        return vselect_gt(v, zero, v, zero)
+    if code == RELU6:
+        six = vsplat(np.float32(6))
+        v = vselect_gt(v, zero, v, zero)
+        return vselect_gt(v, six, six, v)
+    if code == LEAKY_RELU:
+        return vselect_ge(v, zero, v, vmul(v, vsplat(alpha)))
+    return v
+
+
+@njit(cache=True, nogil=True)
+def store_row(y, off, v0, v1, width):
+    """y[off : off+width] = the first ``width`` lanes of v0 then v1 (width <= 32)."""
+    if width >= NR:
+        vstore(y, off, v0)
+        vstore(y, off + 16, v1)
+    elif width > 16:
+        vstore(y, off, v0)
+        vstore_n(y, off + 16, v1, width - 16)
+    else:
+        vstore_n(y, off, v0, width)
+
+
+@njit(cache=True, nogil=True)
+def act_block(y, n, r0, r1, c0, c1, code, alpha):
+    """Activation ``code`` in place on rows [r0, r1) x columns [c0, c1) of y flat (rows*n,)."""
+    for r in range(r0, r1):
+        for j in range(r * n + c0, r * n + c1):
+            y[j] = act(y[j], code, alpha)
+
+
+@njit(cache=True, nogil=True)
+def pad_into(x, top, left, xp):
+    """xp (N, Hp, Wp, C) = x (N, H, W, C) placed at (top, left), zeros around."""
+    n_, h, w, c = x.shape
+    for n in range(n_):
+        for i in range(xp.shape[1]):
+            iy = i - top
+            dst = xp[n, i].reshape(-1)
+            if iy < 0 or iy >= h:
+                dst[:] = 0.0
+                continue
+            dst[:left * c] = 0.0
+            dst[left * c:(left + w) * c] = x[n, iy].reshape(-1)
+            dst[(left + w) * c:] = 0.0
+
+
+@functools.lru_cache(maxsize=64)
+def zeros(n: int) -> np.ndarray:
+    """A float32 zero vector of length n (the bias of a layer without one). Shared: kernels only read it (it
+    is not marked read-only because Numba would compile every kernel again for read-only arrays)."""
+    return np.zeros(n, np.float32)

@@ -1,0 +1,104 @@
+"""The kernels' internal contract: every kernel has a naive twin, twins are test oracles only, and the unrolled
+microkernels are exactly what their template generates."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nnlite import ops
+from nnlite.errors import ShapeError
+from nnlite.ops import reference
+
+PACKAGE = Path(ops.__file__).resolve().parents[1]
+TOL = 1e-5
+
+
+def test_every_kernel_has_a_naive_twin_of_the_same_name():
+    missing = [name for name in ops.KERNELS if not callable(getattr(reference, name, None))]
+    assert not missing, f"kernels without a twin in nnlite.ops.reference: {missing}"
+
+
+def _imports_reference(tree: ast.AST) -> list[int]:
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            names = {a.name for a in node.names}
+            if module.endswith("reference") and ("ops" in module or node.level) or "reference" in names and (
+                    module.endswith("ops") or (node.level and module == "")):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Import) and any(a.name.endswith("ops.reference") for a in node.names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_production_code_never_uses_the_twins():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / "ops" / "reference.py":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        offenders += [f"{path.relative_to(PACKAGE.parent)}:{line}" for line in _imports_reference(tree)]
+    assert not offenders, f"production modules import nnlite.ops.reference: {offenders}"
+
+
+def test_the_generated_microkernels_are_up_to_date():
+    from tools import gen_microkernels
+    assert gen_microkernels.TARGET.read_text() == gen_microkernels.source(), (
+        "nnlite/ops/microkernels.py differs from its template: run python -m tools.gen_microkernels")
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ACTS = st.sampled_from([None, "relu", "relu6", "leaky_relu", "sigmoid", "swish"])
+
+
+@FAST
+@given(st.integers(0, 2**31), st.integers(1, 2), st.integers(3, 14), st.integers(3, 14), st.integers(1, 40),
+       st.integers(1, 40), st.sampled_from([1, 3, 5]), st.integers(1, 2), st.sampled_from(["valid", "same"]),
+       ACTS, ACTS)
+def test_fused_depthwise_pointwise_against_its_composed_twin(seed, n, h, w, cin, cout, k, stride, padding, dact,
+                                                              act):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, cin)).astype(np.float32)
+    dk, db = rng.standard_normal((k, k, cin, 1)).astype(np.float32), rng.standard_normal(cin).astype(np.float32)
+    pk = rng.standard_normal((1, 1, cin, cout)).astype(np.float32)
+    pb = rng.standard_normal(cout).astype(np.float32)
+    kwargs = dict(stride=stride, padding=padding, depthwise_activation=dact, activation=act, alpha=0.1,
+                  depthwise_alpha=0.3)
+    if padding == "valid" and k > min(h, w):  # nothing to convolve: covered by the shape-error tests
+        return
+    assert rel(ops.depthwise_pointwise(x, dk, db, pk, pb, **kwargs),
+               reference.depthwise_pointwise(x, dk, db, pk, pb, **kwargs)) <= TOL
+
+
+@FAST
+@given(st.integers(0, 2**31), st.integers(1, 2), st.integers(4, 16), st.integers(4, 16), st.integers(1, 9),
+       st.integers(1, 40), st.sampled_from([1, 3]), st.integers(1, 2), st.sampled_from(["valid", "same"]),
+       st.integers(2, 3), st.sampled_from([None, 1, 2]), st.sampled_from(["valid", "same"]), ACTS)
+def test_fused_conv_max_pool_against_its_composed_twin(seed, n, h, w, cin, cout, k, stride, padding, pool,
+                                                       pool_stride, pool_padding, act):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, cin)).astype(np.float32)
+    kernel = rng.standard_normal((k, k, cin, cout)).astype(np.float32)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    kwargs = dict(stride=stride, padding=padding, activation=act, alpha=0.1, pool_size=pool,
+                  pool_stride=pool_stride, pool_padding=pool_padding)
+    try:
+        want = reference.conv2d_max_pool(x, kernel, bias, **kwargs)
+    except ShapeError:  # a draw the pool cannot take (window larger than the map): both must refuse it
+        with pytest.raises(ShapeError):
+            ops.conv2d_max_pool(x, kernel, bias, **kwargs)
+        return
+    assert rel(ops.conv2d_max_pool(x, kernel, bias, **kwargs), want) <= TOL
