@@ -102,3 +102,35 @@ def test_fused_conv_max_pool_against_its_composed_twin(seed, n, h, w, cin, cout,
             ops.conv2d_max_pool(x, kernel, bias, **kwargs)
         return
     assert rel(ops.conv2d_max_pool(x, kernel, bias, **kwargs), want) <= TOL
+
+
+SPECIALISATIONS_PROBE = r"""
+import gc, numpy as np
+import nnlite
+from numba.core.registry import CPUDispatcher
+from nnlite.graph import GraphBuilder
+nnlite.load("mobilenet_v2").model(np.zeros((1, 224, 224, 3), np.float32))
+rng = np.random.default_rng(0)
+g = GraphBuilder("probe")
+x = g.input("x", (21, 21, 3))
+y = g.layer("conv2d", "c", x, kernel=rng.standard_normal((3, 3, 3, 16)).astype(np.float32), activation="swish")
+y = g.layer("max_pool2d", "p", y, pool_size=2, stride=2, padding="same")
+y = g.layer("separable_conv2d", "s", y, depthwise_kernel=rng.standard_normal((3, 3, 16, 1)).astype(np.float32),
+            pointwise_kernel=rng.standard_normal((1, 1, 16, 40)).astype(np.float32), activation="sigmoid",
+            padding="same")
+g.build([y])(rng.standard_normal((2, 21, 21, 3)).astype(np.float32))
+for obj in gc.get_objects():
+    if isinstance(obj, CPUDispatcher) and obj.py_func.__module__.startswith("nnlite") and len(obj.signatures) > 1:
+        print(obj.py_func.__module__ + "." + obj.py_func.__name__, obj.signatures)
+"""
+
+
+def test_each_kernel_is_compiled_once_for_a_model_run():
+    """Every Numba kernel a model run reaches is compiled for one signature: a literal argument, an omitted
+    default or a read-only array would each compile (and cold-start) a second copy."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", SPECIALISATIONS_PROBE], capture_output=True, text=True, timeout=600,
+                         cwd=PACKAGE.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "", f"kernels compiled more than once:\n{out.stdout}"

@@ -17,7 +17,7 @@ from numba import njit, prange
 from . import checks, conv, engine, parallel
 from .activations import LAST_REGISTER_CODE, LINEAR, code_of
 from .gemm import layout, panel_tiles
-from .tiles import NR, act_block, pack_all, pad_into
+from .tiles import NR, ZERO, act_block, pack_all, pad_into
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
 
@@ -85,9 +85,9 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
             m = (e - a) * ow
             for p in range(panels):
                 panel_tiles(xf, run, taps, bases[pix:pix + m], packed, p * kk * NR, bias, fused, alpha, buf, cout,
-                             0, m, p)
+                            ZERO, m, p)
             if code > LAST_REGISTER_CODE:
-                act_block(buf, cout, 0, m, 0, cout, code, alpha)
+                act_block(buf, cout, ZERO, m, ZERO, cout, code, alpha)
         for py in range(py0, py1):
             i0, i1 = max(py * psh - ptop, 0), min(py * psh - ptop + ph, oh)
             for px in range(pow_):

@@ -163,7 +163,7 @@ def depthwise_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilatio
     unrolled = kh == kw == 3 and mult == 1 and dh == dw == 1
     if mult == 1 and engine.simd():
         args = (x.reshape(-1), x.shape[1], x.shape[2], cin, k.reshape(-1), b, kh, kw, sh, sw, dh, dw, t, l, code,
-                np.float32(alpha), y.reshape(-1), oh, ow)
+                np.float32(alpha), y.reshape(-1), oh, ow, 0)  # row_off 0: rows stored where they are
         rows = x.shape[0] * oh
         parallel.split(depthwise_rows, depthwise_rows_parallel, args, rows, y.size * kh * kw // 4)
         return y

@@ -50,7 +50,7 @@ def _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0):
 
 @njit(cache=True, nogil=True)
 def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
-                    r0, r1, row_off=0):
+                   row_off, r0, r1):
     # Multiplier 1 on explicit 16-lane vectors (nnlite.ops.simd): a tile of 8 output pixels x 16 channels
     # sums its kh*kw taps in 8 registers (one weight load per tap for all 8), then bias and activation are
     # applied and the tile is stored once. All channel blocks of 8 pixels are done before moving on, while
@@ -99,7 +99,7 @@ def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, 
 
 @njit(cache=True, nogil=True, parallel=True)
 def depthwise_rows_parallel(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
-                             rows, pieces):
+                            row_off, rows, pieces):
     for i in prange(pieces):
         depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
-                        rows * i // pieces, rows * (i + 1) // pieces)
+                       row_off, rows * i // pieces, rows * (i + 1) // pieces)

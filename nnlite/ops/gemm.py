@@ -38,13 +38,13 @@ from . import parallel
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .microkernels import gemm_tile_8x32, gemm_tile_16x16
 from .simd import vload_n
-from .tiles import MR, NR, act_block, pack_panel, pad_into, zeros
+from .tiles import MR, NR, ZERO, act_block, pack_panel, pad_into, zeros
 from .workspace import scratch
 
 
 @functools.lru_cache(maxsize=512)
 def _offsets(n_img, hp, wp, c, kh, kw, sh, sw, dh, dw, oh, ow):
-    """Read-only int64 offsets into the flattened padded input (N, hp, wp, c): ``taps``, where each run of
+    """int64 offsets into the flattened padded input (N, hp, wp, c): ``taps``, where each run of
     inputs starts relative to a pixel's top-left input, and ``bases`` (n_img*oh*ow,), of each output pixel's
     top-left input. A run is one kernel row's kw*c inputs (contiguous when dw == 1: kh taps) or else one
     tap's c inputs (kh*kw taps). Cached: a model calls each layer with the same shapes every time."""
@@ -56,8 +56,7 @@ def _offsets(n_img, hp, wp, c, kh, kw, sh, sw, dh, dw, oh, ow):
     row = np.arange(oh, dtype=np.int64)[None, :, None] * (sh * wp * c)
     col = np.arange(ow, dtype=np.int64)[None, None, :] * (sw * c)
     bases = (img + row + col).reshape(-1)
-    taps.flags.writeable = bases.flags.writeable = False
-    return taps, bases
+    return taps, bases  # not marked read-only (shared, but only read): see tiles.zeros
 
 
 @njit(cache=True, nogil=True)
@@ -67,7 +66,7 @@ def _panels(x, c, taps, bases, b, bias, code, alpha, y, n, r0, r1, p0, p1, pk):
     k = taps.shape[0] * c
     for p in range(p0, p1):
         pack_panel(b, k, n, p * NR, min(NR, n - p * NR), pk)
-        panel_tiles(x, c, taps, bases, pk, 0, bias, code, alpha, y, n, r0, r1, p)
+        panel_tiles(x, c, taps, bases, pk, ZERO, bias, code, alpha, y, n, r0, r1, p)
 
 
 @njit(cache=True, nogil=True)

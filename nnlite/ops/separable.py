@@ -21,7 +21,7 @@ from .conv import _plain, conv2d
 from .depthwise import depthwise_conv2d
 from .depthwise_simd import depthwise_rows
 from .gemm import panel_tiles
-from .tiles import NR, act_block, pack_all, zeros
+from .tiles import NR, ZERO, act_block, pack_all, zeros
 from .padding import pair, resolve_padding_2d
 
 
@@ -139,19 +139,19 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
     panels = (cout + NR - 1) // NR
     packed = np.empty(panels * c * NR, np.float32)  # the pointwise kernel packed once, for every band
     pack_all(pk, c, cout, packed)
-    bases = np.arange(band * ow) * c
-    taps = np.zeros(1, np.int64)
+    bases = np.arange(band * ow) * c  # (band*ow,) int64: each depthwise output pixel's offset in mid
+    taps = np.zeros(1, np.int64)  # a 1x1 conv: one tap
     fused = pcode if pcode <= LAST_REGISTER_CODE else LINEAR
     for b0 in range(r0, r1, band):
         b1 = min(r1, b0 + band)
         depthwise_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, mid, oh, ow,
-                        b0, b1, b0)
+                       b0, b0, b1)
         out = yf[b0 * ow * cout:b1 * ow * cout]
         n_rows = (b1 - b0) * ow
         for p in range(panels):
-            panel_tiles(mid, c, taps, bases, packed, p * c * NR, pbias, fused, palpha, out, cout, 0, n_rows, p)
+            panel_tiles(mid, c, taps, bases, packed, p * c * NR, pbias, fused, palpha, out, cout, ZERO, n_rows, p)
         if pcode > LAST_REGISTER_CODE:
-            act_block(out, cout, 0, n_rows, 0, cout, pcode, palpha)
+            act_block(out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha)
 
 
 @njit(cache=True, nogil=True, parallel=True)

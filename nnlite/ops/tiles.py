@@ -20,6 +20,9 @@ from numba import njit
 from .activations import LEAKY_RELU, RELU, RELU6, act
 from .simd import vadd, vload, vload_n, vmul, vselect_ge, vselect_gt, vsplat, vstore, vstore_n, vzero
 
+# A literal 0 passed from one Numba kernel to another makes Numba compile a separate copy of the callee for the
+# literal (Literal[int](0)); kernels pass ZERO instead, a plain int64, so each kernel is compiled once.
+ZERO = np.int64(0)
 MR = 8  # output rows per register tile (gemm_tile_8x32; gemm_tile_16x16 takes 2*MR)
 NR = 32  # output channels per packed panel (two 16-lane vectors)
 
