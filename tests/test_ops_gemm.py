@@ -193,7 +193,7 @@ SEPARABLE_CASES = [  # (n, h, w, cin, cout, k, stride, padding)
     (2, 13, 7, 11, 40, 5, 2, "same"),  # batch: bands cross image boundaries
     (1, 30, 30, 64, 33, 3, 1, "same"),  # several bands per thread
     (1, 4, 4, 130, 200, 3, 1, "valid"),
-    (1, 6, 6, 200, 200, 3, 1, "same"),  # a kernel over FUSE_MAX_WEIGHT_BYTES: run unfused
+    (1, 6, 6, 200, 200, 3, 1, "same"),  # a kernel over machine.blocking().fuse_max_weights on a 1 MiB L2: run unfused
 ]
 
 

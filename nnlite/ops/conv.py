@@ -23,12 +23,12 @@ import functools
 import numpy as np
 from numba import njit
 
-from . import checks, engine, gemm, gemv, parallel
+from . import checks, engine, gemm, gemv, machine, parallel
 from .activations import CODES, bias_act_, bias_act_rows, code_of, tiled
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
 
-CHUNK_BYTES = 4 << 20  # a chunk's im2col columns stay in cache ...
+# a chunk's im2col columns stay in cache (machine.blocking().im2col_chunk bytes) ...
 CHUNK_MIN_ROWS = 256  # ... but each matmul keeps enough rows to amortise BLAS packing the kernel
 MATMUL_MIN_ROWS = 64  # fewest output rows worth a separate parallel matmul chunk
 THIN_CIN = 8  # below this many input channels im2col copies from a padded copy of x (2x faster at cin = 3)
@@ -118,7 +118,7 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
             a = scratch("conv_strided", (n, oh, ow, cin))
             a[...] = x[:, ::sh, ::sw][:, :oh, :ow]
             a = a.reshape(-1, cin)
-        out_rows = max(CHUNK_MIN_ROWS, CHUNK_BYTES // (4 * cout))  # bias+act while the chunk is in cache
+        out_rows = max(CHUNK_MIN_ROWS, machine.blocking().im2col_chunk // (4 * cout))  # bias+act while the chunk is in cache
         parallel.run(lambda r0, r1: _matmul_rows(a, k2, y2, tb, has_bias, code, alpha, r0, r1), y2.shape[0], work,
                      min_parts=y2.shape[0] // out_rows if code or has_bias else 1, min_rows=MATMUL_MIN_ROWS)
         return y
@@ -138,7 +138,7 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
         np.dot(cols, k2, out=y2[r0 * ow:r1 * ow])
         bias_act_rows(y2, tb, has_bias, code, alpha, r0 * ow, r1 * ow)
 
-    rows_per_chunk = max(CHUNK_MIN_ROWS, CHUNK_BYTES // (4 * k2.shape[0]))  # output rows per chunk
+    rows_per_chunk = max(CHUNK_MIN_ROWS, machine.blocking().im2col_chunk // (4 * k2.shape[0]))  # output rows per chunk
     parallel.run(chunk, n * oh, work, min_parts=y2.shape[0] // rows_per_chunk, min_rows=-(-MATMUL_MIN_ROWS // ow))
     return y
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from . import checks, conv, engine, parallel
+from . import checks, conv, engine, machine, parallel
 from .activations import LAST_REGISTER_CODE, LINEAR, code_of
 from .gemm import layout, panel_tiles
 from .tiles import NR, ZERO, act_block, pack_all, pad_into
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
 
-BAND_BYTES = 256 << 10  # conv rows computed at once: they stay in L2 until pooled
 
 
 def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2,
@@ -54,7 +53,7 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     n = x.shape[0]
     y = np.empty((n, poh, pow_, cout), np.float32)
     rows = n * poh
-    band = max(1, BAND_BYTES // (4 * ow * cout * psh))  # pooled rows per band
+    band = max(1, machine.blocking().convpool_band // (4 * ow * cout * psh))  # pooled rows per band: in L2
     bias = np.zeros(cout, np.float32) if bias is None else bias
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), bias, code, np.float32(alpha), cout,
             oh, ow, ph, pw, psh, psw, pt, pl, poh, pow_, y.reshape(-1), band)

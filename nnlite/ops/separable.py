@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..errors import ShapeError
-from . import checks, engine, parallel
+from . import checks, engine, machine, parallel
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR, code_of
 from .conv import _plain, conv2d
 from .depthwise import depthwise_conv2d
@@ -36,11 +36,9 @@ def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride
     return conv2d(mid, pointwise_kernel, bias, activation=activation, alpha=alpha)
 
 
-BAND_BYTES = 192 << 10  # depthwise rows computed at once by depthwise_pointwise: they stay in L2 for the GEMM
-# Larger pointwise kernels run unfused: each band's GEMM would stream the whole kernel from L3, which cost
-# more than the saved memory pass (measured, 2 threads: 19x19x728 -> 728 900 us unfused, 1094 fused;
-# 128x128x128 -> 128 2169 unfused, 1717 fused; the crossover lies between 64 and 256 KiB of kernel).
-FUSE_MAX_WEIGHT_BYTES = 128 << 10
+# Band and fusion sizes come from the L2 size (nnlite.ops.machine.blocking): a band of depthwise rows stays in
+# L2 while the GEMM reads it. Larger pointwise kernels run unfused: each band's GEMM would stream the whole
+# kernel from L3, which costs more than the saved memory pass (benchmarks/RESULTS.md has the measurements).
 
 
 def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, *, stride=1,
@@ -49,7 +47,7 @@ def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, p
     """act(pointwise(act_d(depthwise(x) + depthwise_bias)) + pointwise_bias) without writing the depthwise
     output to memory: each thread computes a band of depthwise rows into a buffer that stays in L2 and
     multiplies it by the pointwise kernel at once (:func:`_separable_rows`); with a pointwise kernel over
-    :data:`FUSE_MAX_WEIGHT_BYTES` the two run one after the other. The same arithmetic, in the same
+    ``machine.blocking().fuse_max_weights`` bytes the two run one after the other. The same arithmetic, in the same
     order, as depthwise_conv2d then conv2d with the "simd" engine, so results are bit-identical to them.
     Multiplier 1 only. depthwise_kernel (kh, kw, cin, 1), pointwise_kernel (1, 1, cin, cout)."""
     if engine.simd():  # hot path: nothing to convert
@@ -71,7 +69,7 @@ def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, p
     db = checks.bias_vector(depthwise_bias, cin, "separable_conv2d")
     pb = checks.bias_vector(pointwise_bias, cout, "separable_conv2d")
     dcode, pcode = code_of(depthwise_activation, "separable_conv2d"), code_of(activation, "separable_conv2d")
-    if cin * cout * 4 > FUSE_MAX_WEIGHT_BYTES:  # same results either way (see the docstring)
+    if cin * cout * 4 > machine.blocking().fuse_max_weights:  # same results either way (see the docstring)
         mid = depthwise_conv2d(x, dk, db, stride=stride, padding=padding, dilation=dilation,
                                activation=depthwise_activation, alpha=depthwise_alpha)
         return conv2d(mid, pk, pb, activation=activation, alpha=alpha)
@@ -89,7 +87,7 @@ def _pair_geometry(x_shape, dk_shape, pk_shape, stride, dilation, resolved):
     cout = pk_shape[3]
     (t, _, oh), (l, _, ow) = resolved
     rows = n * oh
-    band = max(1, min(rows, BAND_BYTES // (4 * ow * cin)))
+    band = max(1, min(rows, machine.blocking().separable_band // (4 * ow * cin)))
     return (h, w, cin, kh, kw, *stride, *dilation, t, l, oh, ow, cout, rows, band,
             rows * ow * cin * (kh * kw + cout) // 4)
 
@@ -97,7 +95,7 @@ def _pair_geometry(x_shape, dk_shape, pk_shape, stride, dilation, resolved):
 @functools.lru_cache(maxsize=1024)
 def _fast_pair_key(x_shape, dk_shape, pk_shape, stride, padding, dilation):
     if not (dk_shape[2] == x_shape[3] and dk_shape[3] == 1 and pk_shape[:3] == (1, 1, x_shape[3])
-            and x_shape[3] * pk_shape[3] * 4 <= FUSE_MAX_WEIGHT_BYTES):
+            and x_shape[3] * pk_shape[3] * 4 <= machine.blocking().fuse_max_weights):
         return None
     resolved = resolve_padding_2d(x_shape[1], x_shape[2], dk_shape[0], dk_shape[1], stride, dilation, padding)
     return _pair_geometry(x_shape, dk_shape, pk_shape, pair(stride, "stride"), pair(dilation, "dilation"),

@@ -1,0 +1,115 @@
+"""What the kernels need to know about this machine, read once: cache sizes, vector width, cores.
+
+Blocking sizes are derived from the caches instead of being constants tuned on one CPU: a band of rows that
+a fused kernel keeps between its two halves must fit in the L2 of the core that computes it, with room for
+the kernel weights and the input rows streaming past. The ratios below were chosen where the kernels were
+first measured (a 1 MiB L2) and scale with the cache the machine reports; ``NNLITE_L2_BYTES`` and
+``NNLITE_L3_BYTES`` override what Linux reports (e.g. inside a VM that hides its caches).
+:func:`describe` reports the choices (benchmarks/RESULTS.md records them per machine).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+from ..errors import ConfigError
+
+DEFAULT_L2 = 1 << 20   # when the OS says nothing: a common L2 size per core
+DEFAULT_L3 = 32 << 20
+
+
+class Caches(NamedTuple):
+    l1d: int   # bytes, per core
+    l2: int    # bytes, per core
+    l3: int    # bytes, shared (0 when there is none)
+
+
+class Blocking(NamedTuple):
+    """Sizes the kernels block their work by (bytes)."""
+    convpool_band: int      # conv rows computed before they are max-pooled (nnlite.ops.convpool)
+    separable_band: int     # depthwise rows computed before the 1x1 conv reads them (nnlite.ops.separable)
+    fuse_max_weights: int   # largest 1x1 kernel worth fusing after a depthwise (re-read once per band)
+    im2col_chunk: int       # im2col columns per chunk of the "blas" engine (nnlite.ops.conv)
+
+
+def _size(text: str) -> int:
+    text = text.strip().upper()
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    return int(text.rstrip("KMG") or 0) * scale
+
+
+def _env_bytes(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = _size(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a size such as 1048576, 1024K or 1M, found {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name}: expected a positive size, found {raw!r}")
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def caches(root: str = "/sys/devices/system/cpu/cpu0/cache") -> Caches:
+    """Data cache sizes of CPU 0 as Linux reports them (sysfs); defaults where it reports nothing."""
+    found = {}
+    for index in sorted(Path(root).glob("index*")):
+        try:
+            level = int((index / "level").read_text())
+            kind = (index / "type").read_text().strip()
+            size = _size((index / "size").read_text())
+        except (OSError, ValueError):
+            continue
+        if kind in ("Data", "Unified"):
+            found[level] = size
+    return Caches(found.get(1, 32 << 10), _env_bytes("NNLITE_L2_BYTES") or found.get(2, DEFAULT_L2),
+                  _env_bytes("NNLITE_L3_BYTES") or found.get(3, DEFAULT_L3))
+
+
+@functools.lru_cache(maxsize=1)
+def blocking() -> Blocking:
+    """Blocking sizes from :func:`caches`: a quarter of L2 for a conv band (the rest holds the packed
+    kernel panel and the input rows), 3/16 for a depthwise band (its 1x1 kernel also streams through L2),
+    an eighth for the 1x1 kernels worth fusing, and an eighth of L3 (at least 1 MiB) for im2col chunks."""
+    c = caches()
+    return Blocking(convpool_band=c.l2 // 4, separable_band=c.l2 * 3 // 16, fuse_max_weights=c.l2 // 8,
+                    im2col_chunk=max(1 << 20, c.l3 // 8))
+
+
+def llvm_cpu_name() -> str:
+    """The CPU name Numba's LLVM compiles for (e.g. "znver4", "sapphirerapids")."""
+    import llvmlite.binding as llvm
+    return llvm.get_host_cpu_name()
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def cpu_flags(wanted=("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")) -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return [f for f in wanted if f in flags]
+
+
+def describe() -> dict:
+    """This machine and the choices the kernels made on it, for benchmark reports."""
+    from . import engine
+    c, b = caches(), blocking()
+    return {"cpu": cpu_model(), "llvm_cpu": llvm_cpu_name(), "flags": cpu_flags(), "engine": engine.current(),
+            "caches": {"l1d": c.l1d, "l2": c.l2, "l3": c.l3}, "blocking": b._asdict()}
