@@ -5,6 +5,7 @@ Engines run the *same network with the same weights*:
 - ``tf``: that graph written as a TF SavedModel (benchmarks/tf_graph.py), called through its loaded
   ``serving_default`` signature;
 - ``ort``: that SavedModel converted by tf2onnx, run by onnxruntime's CPU provider;
+- ``ov``: the same ONNX file, run by OpenVINO's CPU plugin (latency hint, one stream, f32 precision);
 - ``tf_keras``: where one exists, the independent Keras export of the same weights used by the parity
   tests (BN not folded) - what a TensorFlow user would actually load.
 Every engine is given the same thread count: ``NNLITE_NUM_THREADS``, default all cores.
@@ -30,7 +31,8 @@ TINY_DETECTOR_SIZE = 416
 # the order of the report: face nets, detectors, then ImageNet from small to large
 MODELS = (*FACE_NETS, *DETECTORS, "squeezenet1_1", "mobilenet_v2", "efficientnet_lite0", "nasnet_mobile",
           "resnet50", "xception")
-ENGINES = ("nnlite", "tf", "ort", "tf_keras")
+ENGINES = ("nnlite", "tf", "ort", "ov", "tf_keras")
+PEERS = ("ort", "ov")  # the fastest CPU runtimes: nnlite's goal is to be no slower than the faster of them
 TARGETS = {  # batch-1 nnlite/TF latency ratio the issue asks for
     **{m: 0.8 for m in (*FACE_NETS, *DETECTORS, "mobilenet_v2", "squeezenet1_1")},
     **{m: 1.2 for m in ("resnet50", "xception", "nasnet_mobile")},
@@ -186,6 +188,25 @@ class OrtEngine:
 
     def __call__(self, x):
         return self.sess.run(self.names, {self.arg: x})
+
+
+class OvEngine:
+    """OpenVINO on the ONNX file: one compiled model, one infer request, outputs in ORT's (sorted) order."""
+
+    def __init__(self, path: Path, threads: int):
+        import openvino as ov
+        core = ov.Core()
+        # f32 like every other engine: on CPUs with bf16 (avx512_bf16, AMX) OpenVINO otherwise computes in bf16
+        self.compiled = core.compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                              "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                                                              "INFERENCE_PRECISION_HINT": "f32"})
+        self.request = self.compiled.create_infer_request()
+        self.outputs = sorted(self.compiled.outputs, key=lambda o: o.get_any_name())
+
+    def __call__(self, x):
+        import numpy as np
+        result = self.request.infer([x])
+        return [np.asarray(result[o]) for o in self.outputs]
 
 
 class GraphAdapter:

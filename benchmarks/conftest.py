@@ -44,6 +44,8 @@ class Zoo:
                 entry[kind] = common.TFEngine(common.savedmodel_path(name, model, shape))
             elif kind == "ort":
                 entry[kind] = common.OrtEngine(common.onnx_path(name, model, shape), self.threads)
+            elif kind == "ov":
+                entry[kind] = common.OvEngine(common.onnx_path(name, model, shape), self.threads)
             elif kind == "tf_keras":
                 path = common.keras_savedmodel_path(name)
                 entry[kind] = None if path is None else common.TFEngine(path)

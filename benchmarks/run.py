@@ -2,6 +2,8 @@
 
     .venv/bin/python -m benchmarks.run                      # all models, NNLITE_NUM_THREADS or all cores
     .venv/bin/python -m benchmarks.run --threads 2 --also 1 2:blas --seconds 1.0
+    .venv/bin/python -m benchmarks.run --quick              # a few models, batch 1, ~2 min: a quick look
+    .venv/bin/python -m benchmarks.run --busy               # also: slowdown with all cores but one kept busy
 
 Steps, each in its own process so thread settings reach BLAS at load time and one engine's memory does
 not count against another's: (1) numpy float32 matmul GFLOP/s; (2) the pytest-benchmark suites
@@ -68,12 +70,15 @@ def matmul_rate(threads: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def latency(threads: int, seconds: float, models: list[str], pipeline: bool, failures: list) -> dict:
+def latency(threads: int, seconds: float, models: list[str], pipeline: bool, failures: list,
+            batches: str = "1,8", tag: str = "") -> dict:
     """{(model, batch, engine): {min, median, rounds, macs, err, first}} from pytest-benchmark's JSON."""
-    path = common.CACHE / f"latency-{threads}t-{_CORETYPE['value'] or 'env'}-{_ENGINE['value'] or 'auto'}.json"
+    path = common.CACHE / (f"latency-{threads}t-{_CORETYPE['value'] or 'env'}-{_ENGINE['value'] or 'auto'}"
+                           f"{tag}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     env = _env(threads, seconds)
     env["NNLITE_BENCH_MODELS"] = ",".join(models)
+    env["NNLITE_BENCH_BATCHES"] = batches
     files = ["benchmarks/test_latency.py"] + (["benchmarks/test_pipeline.py"] if pipeline else [])
     path.unlink(missing_ok=True)
     out = _run([sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider", "-rfE",
@@ -87,6 +92,19 @@ def latency(threads: int, seconds: float, models: list[str], pipeline: bool, fai
             "min": stats["min"], "median": stats["median"], "rounds": stats["rounds"], "macs": info["macs"],
             "err": err, "first": info["first_call_s"]}
     return lat
+
+
+def busy(threads: int, seconds: float, models: list[str], failures: list) -> dict:
+    """Batch-1 latency while ``cores - 1`` busy-loop processes run beside the engines (each pinned to no core:
+    the scheduler shares the machine as it would with any other program)."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(max(1, len(os.sched_getaffinity(0)) - 1))]
+    try:
+        return latency(threads, seconds, models, False, failures, batches="1", tag="-busy")
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
 
 
 def cold_starts(threads: int, models: list[str], failures: list) -> dict:
@@ -136,15 +154,18 @@ def machine() -> dict:
     mem = next((int(line.split()[1]) // 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
     from importlib.metadata import PackageNotFoundError, version
     versions = {}
-    for dist in ("numpy", "numba", "tensorflow-cpu", "onnxruntime", "tf2onnx", "pytest-benchmark"):
+    for dist in ("numpy", "numba", "tensorflow-cpu", "onnxruntime", "openvino", "tf2onnx", "pytest-benchmark"):
         try:   # metadata only: importing tf2onnx would load TensorFlow into this small process
             versions[dist] = version(dist)
         except PackageNotFoundError:
             versions[dist] = "absent"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=common.REPO, capture_output=True,
                             text=True).stdout.strip()
+    kernels = json.loads(_run([sys.executable, "-c", "import json; from nnlite.ops import machine; "
+                                                     "print(json.dumps(machine.describe()))"], dict(os.environ), 300))
     return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "mem_mb": mem, "python": platform.python_version(),
-            "versions": versions, "commit": commit, "host": platform.node(), "load": os.getloadavg()}
+            "versions": versions, "commit": commit, "host": platform.node(), "load": os.getloadavg(),
+            "kernels": kernels}
 
 
 def engine_choice(threads: int) -> str:
@@ -159,6 +180,33 @@ def numba_layer(threads: int) -> str:
     return _run([sys.executable, "-c", code], _env(threads, 0), 300).strip()
 
 
+def _kernel_lines(k: dict | None) -> list[str]:
+    """What nnlite.ops.machine saw and chose on this machine (older runs did not record it)."""
+    if not k:
+        return []
+    mib = lambda n: f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"  # noqa: E731
+    c, b = k["caches"], k["blocking"]
+    return [f"- LLVM CPU name `{k['llvm_cpu']}`; flags {', '.join(k['flags']) or 'none of note'}; caches L1d "
+            f"{mib(c['l1d'])}, L2 {mib(c['l2'])}, L3 {mib(c['l3'])}",
+            f"- kernel choices (nnlite/ops/machine.py): engine {k['engine']}; conv->pool band {mib(b['convpool_band'])}, "
+            f"depthwise->1x1 band {mib(b['separable_band'])}, fused 1x1 kernels up to {mib(b['fuse_max_weights'])}, "
+            f"im2col chunk {mib(b['im2col_chunk'])}"]
+
+
+def _busy_lines(run: dict) -> list[str]:
+    quiet, loaded = run["latency"], run["busy"]
+    rows = ["| model | " + " | ".join(f"{e} quiet ms | {e} busy ms | {e} slowdown" for e in ("nnlite", "ort", "ov",
+                                                                                               "tf")) + " |",
+            "|---|" + "---:|" * 12]
+    for m in sorted({k[0] for k in loaded}):
+        cells = []
+        for e in ("nnlite", "ort", "ov", "tf"):
+            q, b = quiet.get((m, 1, e)), loaded.get((m, 1, e))
+            cells += [report._ms(q), report._ms(b), report._f(b["min"] / q["min"]) if q and b else "-"]
+        rows.append(f"| {m} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def write(results: dict, path: Path = OUT_MD) -> None:
     m, runs = results["machine"], results["runs"]
     main = runs[0]
@@ -168,6 +216,7 @@ def write(results: dict, path: Path = OUT_MD) -> None:
         f"({results['minutes']:.1f} min). Chart: [results.png](results.png).", "",
         "## Machine", "",
         f"- CPU: {m['cpu']}, {m['cores']} cores available, {m['mem_mb']} MB RAM; host `{m['host']}`",
+        *_kernel_lines(m.get("kernels")),
         f"- load average at start {m['load'][0]:.1f}, at end {results['load_end'][0]:.1f} "
         "(the machine is **shared** with other engineers' test runs: expect noise; every ratio compares "
         "engines measured back to back in the same run)",
@@ -197,6 +246,10 @@ def write(results: dict, path: Path = OUT_MD) -> None:
                       *(f"- `{f}`" for f in run["failures"]), ""]
         lines += ["### Targets", "", *report.target_summary(run["latency"], run.get("cold", {}),
                                                              run["matmul"]["gflops"]), ""]
+        if run.get("busy"):
+            lines += ["### A busy machine: batch 1 with all cores but one running a busy loop", "",
+                      "Slowdown = busy / quiet latency of the same engine (best of rounds; lower is better).", "",
+                      *_busy_lines(run), ""]
         if run.get("cold"):
             lines += ["### Cold start (fresh process, launch to first batch-1 result) and peak memory", "",
                       *report.cold_table(run["cold"]), "",
@@ -224,6 +277,13 @@ def main(argv=None) -> int:
     p.add_argument("--cold-models", default=",".join(COLD_MODELS))
     p.add_argument("--profile-models", default=",".join(PROFILE_MODELS))
     p.add_argument("--no-pipeline", action="store_true")
+    p.add_argument("--quick", action="store_true",
+                   help="a quick look (about 2 minutes once exports are cached): MobileNetV2, SqueezeNet 1.1 and "
+                        "TinyFaceDetector at batch 1, no cold start, profile or pipeline; writes "
+                        "benchmarks/RESULTS-quick.md, not RESULTS.md")
+    p.add_argument("--busy", action="store_true",
+                   help="also measure batch 1 with all cores but one kept busy (the --busy-models)")
+    p.add_argument("--busy-models", default="mobilenet_v2,squeezenet1_1,resnet50")
     p.add_argument("--notes", type=Path, help="a Markdown file appended under Notes (analysis of this run)")
     p.add_argument("--rewrite", action="store_true",
                    help="measure nothing: rewrite RESULTS.md and the chart from the last run (e.g. new --notes)")
@@ -231,6 +291,9 @@ def main(argv=None) -> int:
     if args.rewrite:
         return rewrite(args.notes)
     start = time.time()
+    if args.quick:
+        args.models, args.cold_models, args.profile_models = "squeezenet1_1,mobilenet_v2,tiny_face_detector", "", ""
+        args.no_pipeline, args.also, args.seconds = True, [], min(args.seconds, 0.4)
     models = [x for x in args.models.split(",") if x]
     results = {"argv": argv, "machine": machine(), "runs": [],
                "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
@@ -240,7 +303,11 @@ def main(argv=None) -> int:
         _CORETYPE["value"], _ENGINE["value"] = coretype, engine
         run = {"threads": threads, "engine": engine or engine_choice(threads), "matmul": matmul_rate(threads),
                "failures": []}
-        run["latency"] = latency(threads, args.seconds, models, not args.no_pipeline, run["failures"])
+        run["latency"] = latency(threads, args.seconds, models, not args.no_pipeline, run["failures"],
+                                 batches="1" if args.quick else "1,8")
+        if i == 0 and args.busy:
+            run["busy"] = busy(threads, args.seconds, [m for m in args.busy_models.split(",") if m in models],
+                               run["failures"])
         if i == 0:
             run["cold"] = cold_starts(threads, [x for x in args.cold_models.split(",") if x in models],
                                       run["failures"])
@@ -250,25 +317,32 @@ def main(argv=None) -> int:
     results["load_end"] = os.getloadavg()
     if args.notes and args.notes.is_file():
         results["notes"] = args.notes.read_text().splitlines()
-    RAW.write_text(json.dumps({**results, "runs": [{**r, "latency": {"|".join(map(str, k)): v for k, v in
-                                                                    r["latency"].items()}} for r in results["runs"]]},
-                              indent=1, default=str))
-    publish(results)
+    flat = lambda lat: {"|".join(map(str, k)): v for k, v in lat.items()}  # noqa: E731
+    RAW.write_text(json.dumps({**results, "runs": [{**r, "latency": flat(r["latency"]),
+                                                    **({"busy": flat(r["busy"])} if "busy" in r else {})}
+                                                   for r in results["runs"]]}, indent=1, default=str))
+    publish(results, quick=args.quick)
     return 0
 
 
 def rewrite(notes: Path | None) -> int:
     results = json.loads(RAW.read_text())
     for r in results["runs"]:
-        r["latency"] = {(m, int(b), e): v for (m, b, e), v in
-                        ((k.split("|"), v) for k, v in r["latency"].items())}
+        for key in ("latency", "busy"):
+            if key in r:
+                r[key] = {(m, int(b), e): v for (m, b, e), v in ((k.split("|"), v) for k, v in r[key].items())}
     if notes and notes.is_file():
         results["notes"] = notes.read_text().splitlines()
     publish(results)
     return 0
 
 
-def publish(results: dict) -> None:
+def publish(results: dict, quick: bool = False) -> None:
+    if quick:
+        path = OUT_MD.with_name("RESULTS-quick.md")
+        write(results, path)
+        print(path.read_text(), flush=True)
+        return
     write(results)
     main = results["runs"][0]
     report.chart(main["latency"], OUT_PNG, f"nnlite vs TF vs onnxruntime, batch 1, {main['threads']} thread(s) - "

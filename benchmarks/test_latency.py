@@ -1,4 +1,4 @@
-"""Steady-state latency of every model at batch 1 and 8: nnlite vs TensorFlow vs onnxruntime, same run.
+"""Steady-state latency of every model at batch 1 and 8: nnlite vs TensorFlow, onnxruntime and OpenVINO, same run.
 
 Engines of one (model, batch) run back to back, so machine load hits them alike. Each measurement: one
 warm-up call (Numba compiles, TF traces), then as many rounds as fit in ``NNLITE_BENCH_SECONDS``
@@ -20,7 +20,7 @@ import pytest
 from benchmarks import common
 from nnlite.graph import relative_error
 
-BATCHES = (1, 8)
+BATCHES = tuple(int(b) for b in os.environ.get("NNLITE_BENCH_BATCHES", "1,8").split(",") if b)
 SELECTED = [m for m in os.environ.get("NNLITE_BENCH_MODELS", ",".join(common.MODELS)).split(",") if m]
 CASES = [(m, b, e) for m in SELECTED for b in BATCHES for e in common.ENGINES]
 _reference: dict[tuple[str, int], list[np.ndarray]] = {}
