@@ -280,7 +280,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="a quick look (about 2 minutes once exports are cached): MobileNetV2, SqueezeNet 1.1 and "
                         "TinyFaceDetector at batch 1, no cold start, profile or pipeline; writes "
-                        "benchmarks/RESULTS-quick.md, not RESULTS.md")
+                        ".cache/bench/RESULTS-quick.md (printed), not RESULTS.md")
     p.add_argument("--busy", action="store_true",
                    help="also measure batch 1 with all cores but one kept busy (the --busy-models)")
     p.add_argument("--busy-models", default="mobilenet_v2,squeezenet1_1,resnet50")
@@ -339,7 +339,7 @@ def rewrite(notes: Path | None) -> int:
 
 def publish(results: dict, quick: bool = False) -> None:
     if quick:
-        path = OUT_MD.with_name("RESULTS-quick.md")
+        path = common.CACHE / "RESULTS-quick.md"  # a quick look, not a result to keep
         write(results, path)
         print(path.read_text(), flush=True)
         return
