@@ -49,8 +49,13 @@ def request(site, method, url, body=None, headers=None):
     return response.status, response.getheader("Content-Type"), data
 
 
-def get_json(site, url, status=200, method="GET", body=None):
-    code, kind, data = request(site, method, url, body)
+TYPES = {"/api/analyze": "image/png", "/api/faces/search": "application/json"}
+
+
+def get_json(site, url, status=200, method="GET", body=None, headers=None):
+    if method == "POST" and headers is None:
+        headers = {"Content-Type": TYPES.get(url, "application/json")}
+    code, kind, data = request(site, method, url, body, headers)
     assert (code, kind) == (status, "application/json"), data
     return json.loads(data)
 
@@ -123,7 +128,8 @@ def test_bad_requests_get_clear_json_errors(site, method, url, body, status):
 
 def test_missing_content_length_is_411(site):
     with socket.create_connection(("127.0.0.1", site["port"]), timeout=10) as s:
-        s.sendall(b"POST /api/analyze HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.sendall(b"POST /api/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                  b"Connection: close\r\n\r\n")
         reply = b"".join(iter(lambda: s.recv(4096), b""))
     assert reply.startswith(b"HTTP/1.1 411") and b'"error"' in reply
 
