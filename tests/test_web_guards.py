@@ -220,7 +220,7 @@ def test_bad_bodies_get_one_json_answer_and_a_closed_connection(site, head, stat
 ])
 def test_malformed_requests_are_json(site, data, status):
     reply = raw(site, data)
-    assert reply.startswith(b"HTTP/1.1 %d" % status) or reply.startswith(b"HTTP/1.0 %d" % status), reply[:200]
+    assert reply.startswith((b"HTTP/1.1 %d" % status, b"HTTP/1.0 %d" % status)), reply[:200]
     assert b"application/json" in reply and b"<html" not in reply.lower()
 
 

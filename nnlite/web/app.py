@@ -38,10 +38,10 @@ THUMB_SIZES = (96, 160, 256, 512, 1024)
 class LibraryApp:
     """The demo's state: the index (read-only), the face matrix cache, a thumbnail cache, the analyzer."""
 
-    def __init__(self, db, spec: AnalyzerSpec = AnalyzerSpec(), max_upload: int = MAX_UPLOAD,
+    def __init__(self, db, spec: AnalyzerSpec | None = None, max_upload: int = MAX_UPLOAD,
                  max_pixels: int = MAX_PIXELS, max_analyses: int = MAX_ANALYSES):
         self.library = LibraryIndex(db, readonly=True)
-        self.spec, self.max_upload, self.max_pixels = spec, max_upload, max_pixels
+        self.spec, self.max_upload, self.max_pixels = spec or AnalyzerSpec(), max_upload, max_pixels
         self.faces = FaceIndexCache()
         self.db_lock = threading.RLock()   # one SQLite connection shared by the server's threads
         self.slots = threading.BoundedSemaphore(max_analyses)
@@ -232,13 +232,14 @@ class _Slot:
 def _check_header_pixels(data: bytes, max_pixels: int) -> None:
     """Refuse an upload whose header declares more than max_pixels, without decoding it."""
     import warnings
+
     from PIL import Image
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-    except Exception as exc:   # Pillow raises many types for garbage; all mean "not an image"
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for garbage; all mean "not an image"
         raise HttpError(400, f"not a readable image: {type(exc).__name__}: {exc}") from None
     if width * height > max_pixels:
         raise HttpError(413, f"image of {width}x{height} = {width * height / 1e6:.1f} MP is over the "

@@ -62,7 +62,7 @@ class PooledHTTPServer(socketserver.TCPServer):
             request.settimeout(READ_TIMEOUT)
             self.watchdog.arm(request, client_address)
             self.finish_request(request, client_address)
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged in one line; the worker must live on
             self.handle_error(request, client_address)
         finally:
             self.watchdog.disarm(request)
@@ -166,7 +166,7 @@ class _Handler(Handler):
 
 
 def make_server(app: LibraryApp, host: str = "127.0.0.1", port: int = 8080, quiet: bool = False,
-                allow_hosts: tuple[str, ...] = (), workers: int = WORKERS,
+                allow_hosts: tuple[str, ...] = (), workers: int = WORKERS, queued: int = QUEUED,
                 request_deadline: float = REQUEST_DEADLINE) -> PooledHTTPServer:
     """A server bound to (host, port) (port 0: any free port); call serve_forever() or use serve_in_thread.
     Requests are answered only for Host headers naming an IP address, localhost, ``host`` or ``allow_hosts``."""
@@ -176,7 +176,7 @@ def make_server(app: LibraryApp, host: str = "127.0.0.1", port: int = 8080, quie
     handler = type("LibraryHandler", (_Handler,), {"app": app, "quiet": quiet, "allowed_hosts": frozenset(names)})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server_class = type("Server", (PooledHTTPServer,), {"address_family": family})
-    return server_class((host, port), handler, workers=workers, request_deadline=request_deadline, quiet=quiet)
+    return server_class((host, port), handler, workers=workers, queued=queued, request_deadline=request_deadline, quiet=quiet)
 
 
 def serve_in_thread(server: PooledHTTPServer) -> threading.Thread:
