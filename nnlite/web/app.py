@@ -239,8 +239,9 @@ def _check_header_pixels(data: bytes, max_pixels: int) -> None:
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for garbage; all mean "not an image"
-        raise HttpError(400, f"not a readable image: {type(exc).__name__}: {exc}") from None
+    except Exception:  # noqa: BLE001 - Pillow raises many types for garbage; all mean "not an image"
+        raise HttpError(400, "not a readable image: the file is not in a format the server reads (JPEG, PNG, "
+                             "GIF, WebP, BMP, TIFF), or it is damaged") from None
     if width * height > max_pixels:
         raise HttpError(413, f"image of {width}x{height} = {width * height / 1e6:.1f} MP is over the "
                              f"limit of {max_pixels / 1e6:g} MP (the server's --max-megapixels)")

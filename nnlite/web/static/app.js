@@ -11,7 +11,7 @@ async function api(url, options) {
   try {
     response = await fetch(url, options);
   } catch (error) {
-    throw new Error("The server did not answer. Is `nnlite serve` still running?");
+    throw new Error("the server did not answer. Is `nnlite serve` still running?");
   }
   let body = null;
   try { body = await response.json(); } catch (error) { /* not JSON: described below */ }
@@ -19,18 +19,18 @@ async function api(url, options) {
     const reason = body && body.error ? body.error : `the server answered ${response.status}`;
     throw new Error(PLAIN_STATUS[response.status] ? `${PLAIN_STATUS[response.status]} ${reason}` : reason);
   }
-  if (body === null) throw new Error("The server sent an answer this page cannot read.");
+  if (body === null) throw new Error("the server sent an answer this page cannot read.");
   return body;
 }
 
 const PLAIN_STATUS = {
-  413: "This photo is too large for the server.",
-  415: "The server could not take this kind of file.",
-  503: "The server is busy.",
+  413: "it is too large for the server:",
+  415: "the server could not take this kind of file:",
+  503: "the server is busy:",
 };
 
 function showError(message) {
-  $("error").textContent = message ? `Something went wrong: ${message}` : "";
+  $("error").textContent = message || "";
   $("error").hidden = !message;
 }
 

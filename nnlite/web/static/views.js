@@ -9,7 +9,7 @@ let analyzed = null;        // the last uploaded photo: {name, url, info}
 
 // -- shared pieces ---------------------------------------------------------------------------------
 
-function photoTile(item, caption) {
+function photoTile(item, caption, detail) {
   const name = item.path;
   return el("li", { className: "tile" },
     el("a", { href: `#/photo/${item.image_id ?? item.id}` },
@@ -17,6 +17,7 @@ function photoTile(item, caption) {
                   loading: "lazy", width: 256, height: 256 }),
       item.face_url ? el("img", { className: "inset", src: `${item.face_url}&size=96`, alt: "" }) : null,
       el("span", { className: "caption", textContent: caption || "" }),
+      detail ? el("span", { className: "name", textContent: detail }) : null,
       el("span", { className: "name", textContent: name })));
 }
 
@@ -30,7 +31,7 @@ function faceFrame(info, src, alt, onFace) {
   const img = el("img", { src, alt, className: "photo", width: W, height: H });
   const dots = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", class: "landmarks",
                             "aria-hidden": "true" });
-  const radius = Math.max(W, H) / 250;
+  const radius = Math.max(2, Math.max(W, H) / 500);
   frame.append(img, dots);
   info.faces.forEach((face, i) => {
     const [x, y, w, h] = face.box;
@@ -119,8 +120,8 @@ async function showLibrary(page) {
     el("span", { textContent: `Photos ${first}–${last} of ${answer.total}` }),
     page < pages ? el("a", { href: `#/library/${page + 1}`, textContent: "Older →" }) : null);
   return ["Library", "Newest first. Open a photo to see its labels and faces; click a face to find that person.",
-    grid(answer.images.map((p) => photoTile(p, `${p.label ? `${pretty(p.label)} ${percent(p.score)}` : "no label"}` +
-      ` · ${plural(p.faces, "face")}`))), pager];
+    grid(answer.images.map((p) => photoTile(p, p.label ? `${pretty(p.label)} ${percent(p.score)}` : "no label",
+      plural(p.faces, "face")))), pager];
 }
 
 async function people() {
@@ -167,9 +168,11 @@ async function showPhoto(id) {
 async function showFaceSearch(faceId) {
   const answer = await api(`/api/faces/${faceId}/similar?top=24`);
   const me = answer.results[0];
-  return [`Faces like this one (${me ? me.path : "?"})`,
-    "Nearest first. The line marks the matcher's threshold; open a photo to see it whole.",
-    faceResults(answer.results.slice(1), answer.match_threshold)];
+  const query = el("p", { className: "query-face" },
+    el("img", { src: `${me.face_url}&size=96`, alt: `the face searched for, in ${me.path}`, width: 72, height: 72 }),
+    el("span", {}, "This face, in ", el("a", { href: `#/photo/${me.image_id}`, textContent: me.path }),
+       ". The same person's other photos come first, nearest first; the line marks the matcher's threshold."));
+  return [`Faces like this one (${me.path})`, "", query, faceResults(answer.results.slice(1), answer.match_threshold)];
 }
 
 async function showSearch(query) {
@@ -226,6 +229,7 @@ async function route(focus = true) {
   const [pattern, view] = ROUTES.find(([p]) => p.test(location.hash)) || ROUTES[0];
   const args = (location.hash.match(pattern) || []).slice(1);
   showError("");
+  if (!location.hash.startsWith("#/search/")) $("query").value = "";
   $("main").setAttribute("aria-busy", "true");
   try {
     const [title, note, ...children] = await view(...args);
@@ -251,7 +255,7 @@ $("upload").addEventListener("change", async (event) => {
     analyzed = { name: file.name, url: URL.createObjectURL(file), info };
     if (location.hash === "#/analyzed") route(); else location.hash = "#/analyzed";
   } catch (error) {
-    showError(`${file.name} could not be analyzed. ${error.message}`);
+    showError(`${file.name} could not be analyzed: ${error.message}`);
   } finally {
     stopProgress();
     event.target.value = "";   // choosing the same file again analyzes it again
