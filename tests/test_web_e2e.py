@@ -161,7 +161,7 @@ def visit(driver, url, title_part, what):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_every_view_in_chromium(library, browser, servers, width):
+def test_every_view_in_chromium(browser, library, servers, width):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
     root, db, _ = library
@@ -239,7 +239,7 @@ def test_every_view_in_chromium(library, browser, servers, width):
     shoot(browser, f"{width}-empty")
 
 
-def test_keyboard_alone_reaches_a_face_and_its_matches(library, browser, servers):
+def test_keyboard_alone_reaches_a_face_and_its_matches(browser, library, servers):
     """Tab and Enter only: every focused element shows a visible outline; from the library to a photo
     with faces, to one of its faces, to that person's other photos."""
     from selenium.webdriver.common.action_chains import ActionChains
