@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
 import socket
 
 import numpy as np
@@ -28,6 +29,8 @@ def site(tmp_path_factory):
     make_photo(root / "cat.png", (220, 20, 20), person=1, variant=0)
     make_photo(root / "trip" / "dog.png", (20, 180, 20), person=1, variant=1, faces=2)
     make_photo(root / "snack.png", (20, 20, 150), person=2, variant=0)
+    for age, name in enumerate(["trip/dog.png", "cat.png", "snack.png"]):   # snack newest, dog oldest
+        os.utime(root / name, ns=(1_700_000_000_000_000_000 + age * 10**9,) * 2)
     (base / "secret.txt").write_text("outside the index")
     db = base / "lib.db"
     index_folder(root, db, spec=AnalyzerSpec.of(FAKE))
@@ -144,3 +147,25 @@ def test_no_path_reaches_files_outside_the_index(site, url):
     code, kind, data = request(site, "GET", url)
     assert (code, kind) == (404, "application/json")
     assert b"outside the index" not in data and b"root:" not in data and b"import" not in data
+
+
+def test_library_pages_newest_first(site):
+    first = get_json(site, "/api/images?limit=2")
+    rest = get_json(site, "/api/images?offset=2&limit=2")
+    assert first["total"] == rest["total"] == 3 and len(first["images"]) == 2 and len(rest["images"]) == 1
+    listed = first["images"] + rest["images"]
+    mtimes = {p.name: p.stat().st_mtime_ns for p in site["root"].rglob("*.png")}
+    assert [i["path"] for i in listed] == sorted(mtimes, key=lambda n: -mtimes[n])
+    dog = next(i for i in listed if i["path"] == "dog.png")
+    assert (dog["label"], dog["faces"], dog["thumb_url"]) == ("golden_retriever", 2, f"/api/images/{dog['id']}/thumb")
+
+
+def test_labels_unreadable_and_landmarks(site):
+    labels = get_json(site, "/api/labels?top=5")["labels"]
+    assert {(l["label"], l["count"]) for l in labels} == {("tabby", 1), ("golden_retriever", 1), ("hotdog", 1)}
+    assert get_json(site, "/api/unreadable") == {"images": []}
+    dog = next(i for i in get_json(site, "/api/images")["images"] if i["path"] == "dog.png")
+    faces = get_json(site, f"/api/images/{dog['id']}")["faces"]
+    assert [f["landmarks"][0] for f in faces] == [[0.0, 0.0], [1.0, 1.0]] and len(faces[0]["landmarks"]) == 68
+    status = get_json(site, "/api/status")
+    assert (status["match_threshold"], status["max_upload"]) == (0.6, LIMIT)

@@ -222,8 +222,12 @@ def test_every_view_in_chromium(browser, library, servers, width):
     assert "Labels this library has" in browser.find_element(By.CSS_SELECTOR, ".empty").text
 
     # upload: progress, then the analysis; a bad file is explained in plain words
+    browser.execute_script("""window.sawProgress = false;
+      new MutationObserver(() => { window.sawProgress ||= !document.getElementById('progress').hidden; })
+        .observe(document.getElementById('progress'), {attributes: true});""")
     browser.find_element(By.ID, "upload").send_keys(str(root / "faces.jpg"))
     wait.until(lambda d: d.find_element(By.ID, "view-title").text.startswith("Your photo"))
+    assert browser.execute_script("return window.sawProgress"), "no progress shown while analysing"
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".frame").get_attribute("data-ready") == "true")
     check_page(browser, "upload")
     assert len(browser.find_elements(By.CSS_SELECTOR, ".face-box")) >= 4
