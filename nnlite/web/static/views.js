@@ -3,7 +3,7 @@
 "use strict";
 
 const PAGE_SIZE = 24;
-let status = null;          // /api/status, refreshed at start
+const statusReady = api("/api/status");   // counts, the index file, the matcher's threshold
 let peopleCache = null;     // /api/people is a clustering: computed once per page load
 let analyzed = null;        // the last uploaded photo: {name, url, info}
 
@@ -109,9 +109,12 @@ function faceResults(results, threshold) {
 async function showLibrary(page) {
   const answer = await api(`/api/images?offset=${(page - 1) * PAGE_SIZE}&limit=${PAGE_SIZE}`);
   if (!answer.total) {
-    return ["Library", "", emptyState("The library has no photos yet.",
-      "Index a folder of photos with: nnlite index ~/Pictures --db THE_DB_THIS_SERVER_READS, then reload this page.",
-      "Or analyze one photo now with “Analyze a photo…” above (it is not added to the library).")];
+    const { db } = await statusReady;
+    return ["Library", "", el("div", { className: "empty" },
+      el("p", { textContent: "The library has no photos yet. Index a folder of photos (here ~/Pictures) with" }),
+      el("pre", {}, el("code", { textContent: `nnlite index ~/Pictures --db ${db}` })),
+      el("p", { textContent: "then reload this page. Or analyze one photo now with “Analyze a photo…” above " +
+                             "(it is not added to the library)." }))];
   }
   const first = answer.offset + 1, last = answer.offset + answer.images.length;
   const pages = Math.ceil(answer.total / PAGE_SIZE);
@@ -168,6 +171,10 @@ async function showPhoto(id) {
 async function showFaceSearch(faceId) {
   const answer = await api(`/api/faces/${faceId}/similar?top=24`);
   const me = answer.results[0];
+  if (answer.results.length < 2) {
+    return ["Faces like this one", "", emptyState("There is no other face in the library to compare with.",
+      "Index more photos with faces, then try again.")];
+  }
   const query = el("p", { className: "query-face" },
     el("img", { src: `${me.face_url}&size=96`, alt: `the face searched for, in ${me.path}`, width: 72, height: 72 }),
     el("span", {}, "This face, in ", el("a", { href: `#/photo/${me.image_id}`, textContent: me.path }),
@@ -270,7 +277,7 @@ $("search-form").addEventListener("submit", (event) => {
 
 async function start() {
   try {
-    status = await api("/api/status");
+    const status = await statusReady;
     const photos = status.images - status.errors;
     const parts = [el("span", { textContent: `${plural(photos, "photo")} · ${plural(status.faces, "face")}` })];
     if (status.errors) {
