@@ -50,6 +50,7 @@ def site(tmp_path_factory):
     base = tmp_path_factory.mktemp("guards")
     root = base / "photos"
     make_photo(root / "cat.png", (220, 20, 20), person=1)
+    make_photo(root / "big.png", (220, 20, 20), person=1, size=(400, 300))   # over the upload pixel limit
     make_photo(root / "swapped.png", (20, 180, 20), person=2)
     make_photo(root / "relinked.png", (20, 20, 180))
     make_photo(base / "outside.png", (200, 200, 20))
@@ -108,6 +109,9 @@ def png_header(width: int, height: int) -> bytes:
 def test_indexed_file_is_served(site):
     response, data = request(site, "GET", f"/api/images/{site['ids']['cat.png']}/file")
     assert response.status == 200 and data.startswith(b"\x89PNG")
+    # the upload limit (100,000 pixels here) does not apply to the library's own photos
+    response, data = request(site, "GET", f"/api/images/{site['ids']['big.png']}/thumb?size=512")
+    assert response.status == 200 and response.getheader("Content-Type") == "image/jpeg"
 
 
 @pytest.mark.parametrize("name, status", [("evil.jpg", 404), ("linked.png", 403), ("relinked.png", 403),

@@ -17,6 +17,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..errors import ImageError, NnliteError
+from ..image import DEFAULT_MAX_PIXELS, load_image
 from ..library.analyze import AnalyzerSpec, get_analyzer
 from ..library.index import LibraryIndex
 from ..library.people import DEFAULT_THRESHOLD, people
@@ -162,7 +163,8 @@ class LibraryApp:
                 raise HttpError(404, f"image {image_id} has no face {face_id}")
         with self._slot():
             try:
-                picture = Image.fromarray(self._decode(data))   # same orientation as the indexed boxes
+                # same orientation as the indexed boxes; the indexer's own pixel limit, not the upload one
+                picture = Image.fromarray(self._decode(data, DEFAULT_MAX_PIXELS))
             except HttpError:
                 raise HttpError(404, f"image {image_id} cannot be read any more") from None
             if box is not None:
@@ -201,13 +203,13 @@ class LibraryApp:
                            "landmarks": np.asarray(f.landmarks, np.float32).round(1).tolist(),
                            "descriptor": [round(float(v), 6) for v in f.descriptor]} for f in analysis.faces]}
 
-    def _decode(self, data: bytes) -> np.ndarray:
-        from ..image import load_image
+    def _decode(self, data: bytes, max_pixels: int | None = None) -> np.ndarray:
+        max_pixels = max_pixels or self.max_pixels
         try:
-            return load_image(data, max_pixels=self.max_pixels)
+            return load_image(data, max_pixels=max_pixels)
         except ImageError as exc:
             if "max_pixels" in str(exc):
-                raise HttpError(413, f"image has more than {self.max_pixels} pixels "
+                raise HttpError(413, f"image has more than {max_pixels} pixels "
                                      f"(the server's --max-megapixels)") from None
             raise HttpError(400, f"not a readable image: {exc}") from None
 
