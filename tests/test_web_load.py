@@ -162,3 +162,32 @@ def test_worker_pool_is_bounded_and_says_busy(db):
         conn.close()
     finally:
         stop(app, server)
+
+
+def test_a_burst_of_connects_is_accepted_without_syn_retries(db):
+    """300 connects at once all complete well under the 1 s SYN retry a short listen backlog causes."""
+    import selectors
+    app, server = start(db, quiet=True)
+    port = server.server_address[1]
+    sockets = []
+    try:
+        started = time.perf_counter()
+        with selectors.DefaultSelector() as selector:
+            for _ in range(300):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", port))
+                selector.register(s, selectors.EVENT_WRITE)
+                sockets.append(s)
+            pending = set(sockets)
+            while pending and time.perf_counter() - started < 5:
+                for key, _ in selector.select(timeout=0.1):
+                    selector.unregister(key.fileobj)
+                    pending.discard(key.fileobj)
+        elapsed = time.perf_counter() - started
+        assert not pending and elapsed < 0.9, f"{len(pending)} connects pending after {elapsed:.2f} s"
+        assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for s in sockets)
+    finally:
+        for s in sockets:
+            s.close()
+        stop(app, server)

@@ -4,7 +4,7 @@ Why not a server library: the runtime depends only on the standard library plus 
 pillow and h5py, and the limits this demo needs are few and small to write:
 - a fixed pool of ``workers`` threads; connections beyond ``workers + queued`` get an immediate 503
   (JSON) instead of a thread each; when connections wait, finished responses close keep-alive ones;
-- a listen backlog of 128 (``request_queue_size``), so bursts of connects do not hit SYN retries;
+- a listen backlog of 1024 (``request_queue_size``), so bursts of connects do not hit SYN retries;
 - timeouts: ``idle_timeout`` between requests on a kept-alive connection, ``read_timeout`` for any
   single read, and a watchdog that closes a connection whose request (line, headers and body)
   takes longer than ``request_deadline`` in total, so a client trickling bytes cannot hold a worker;
@@ -34,7 +34,7 @@ REQUEST_DEADLINE = 20.0   # seconds from a request's first byte to its last
 
 class PooledHTTPServer(socketserver.TCPServer):
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 1024   # the kernel caps it at net.core.somaxconn
     daemon_threads = True
 
     def __init__(self, address, handler, workers: int = WORKERS, queued: int = QUEUED,
