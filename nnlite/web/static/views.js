@@ -11,7 +11,7 @@ let analyzed = null;        // the last uploaded photo: {name, url, info}
 
 function photoTile(item, caption, detail) {
   const name = item.path;
-  return el("li", { className: "tile" },
+  const tile = el("li", { className: "tile" },
     el("a", { href: `#/photo/${item.image_id ?? item.id}` },
       el("img", { src: `${item.thumb_url}?size=256`, alt: `${name}${caption ? `: ${caption}` : ""}`,
                   loading: "lazy", width: 256, height: 256 }),
@@ -19,6 +19,10 @@ function photoTile(item, caption, detail) {
       el("span", { className: "caption", textContent: caption || "" }),
       detail ? el("span", { className: "name", textContent: detail }) : null,
       el("span", { className: "name", textContent: name })));
+  // the server refuses files changed or removed since indexing: say so instead of a broken image
+  tile.querySelectorAll("img").forEach((img) => img.addEventListener("error", () => img.replaceWith(
+    el("span", { className: "missing", textContent: "cannot be shown: changed or removed since indexing" }))));
+  return tile;
 }
 
 function grid(items) {
