@@ -169,3 +169,25 @@ def test_labels_unreadable_and_landmarks(site):
     assert [f["landmarks"][0] for f in faces] == [[0.0, 0.0], [1.0, 1.0]] and len(faces[0]["landmarks"]) == 68
     status = get_json(site, "/api/status")
     assert (status["match_threshold"], status["max_upload"]) == (0.6, LIMIT)
+
+
+def test_jpeg_thumbnails_follow_exif_orientation(tmp_path):
+    """Whole-photo thumbnails of JPEGs are decoded at reduced scale; they must still be upright like
+    the indexed boxes (EXIF orientation 6: stored landscape, shown portrait)."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    stored = Image.new("RGB", (300, 200), (200, 30, 30))
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(root / "turned.jpg", format="JPEG", exif=exif)
+    index_folder(root, tmp_path / "lib.db", spec=AnalyzerSpec.of(FAKE))
+    app = LibraryApp(tmp_path / "lib.db", AnalyzerSpec.of(FAKE))
+    try:
+        info = app.photos(0, 10)["images"][0]
+        assert (info["width"], info["height"]) == (200, 300)
+        for size in (96, 256, 1024):
+            data, kind = app.thumbnail(info["id"], size)
+            width, height = Image.open(io.BytesIO(data)).size
+            assert kind == "image/jpeg" and height > width and max(width, height) == min(size, 300)
+    finally:
+        app.close()

@@ -163,8 +163,9 @@ class LibraryApp:
                 raise HttpError(404, f"image {image_id} has no face {face_id}")
         with self._slot():
             try:
+                picture = _reduced_jpeg(data, size) if box is None else None
                 # same orientation as the indexed boxes; the indexer's own pixel limit, not the upload one
-                picture = Image.fromarray(self._decode(data, DEFAULT_MAX_PIXELS))
+                picture = picture or Image.fromarray(self._decode(data, DEFAULT_MAX_PIXELS))
             except HttpError:
                 raise HttpError(404, f"image {image_id} cannot be read any more") from None
             if box is not None:
@@ -229,6 +230,20 @@ class _Slot:
 
     def __exit__(self, *exc):
         self.semaphore.release()
+
+
+def _reduced_jpeg(data: bytes, size: int):
+    """A JPEG decoded at 1/2, 1/4 or 1/8 scale (still at least size x size), EXIF-rotated, as an RGB
+    PIL image; None for other formats or on any doubt (the caller then decodes in full)."""
+    from PIL import Image, ImageOps
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != "JPEG" or image.width * image.height > DEFAULT_MAX_PIXELS:
+                return None
+            image.draft("RGB", (size, size))
+            return ImageOps.exif_transpose(image.convert("RGB"))
+    except Exception:  # noqa: BLE001 - any trouble: the full decode reports it properly
+        return None
 
 
 def _check_header_pixels(data: bytes, max_pixels: int) -> None:
