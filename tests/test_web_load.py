@@ -191,3 +191,20 @@ def test_a_burst_of_connects_is_accepted_without_syn_retries(db):
         for s in sockets:
             s.close()
         stop(app, server)
+
+
+def test_idle_keep_alive_connections_close_quietly(db, capsys, monkeypatch):
+    import nnlite.web.server as server_module
+    monkeypatch.setattr(server_module, "IDLE_TIMEOUT", 0.3)
+    app, server = start(db)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+        conn.request("GET", "/api/status")
+        assert conn.getresponse().read() and conn.sock is not None   # kept alive
+        time.sleep(1.0)
+        assert conn.sock.recv(10) == b""   # the server closed it after the idle timeout
+        conn.close()
+    finally:
+        stop(app, server)
+    log = capsys.readouterr().err
+    assert '"GET /api/status HTTP/1.1" 200' in log and "timed out" not in log and "Traceback" not in log, log

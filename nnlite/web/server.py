@@ -150,14 +150,23 @@ class Watchdog:
 
 
 class _Handler(Handler):
+    idle = False   # waiting for the next request on a kept-alive connection
+
     def handle(self):
         self.close_connection = True
         self.handle_one_request()
         while not self.close_connection:
             self.server.next_request(self)
+            self.idle = True
             self.handle_one_request()
 
+    def log_error(self, format, *args):
+        if self.idle and format.startswith("Request timed out"):
+            return   # a browser keeping a connection open that it no longer needs: not an event
+        super().log_error(format, *args)
+
     def parse_request(self):
+        self.idle = False
         self.connection.settimeout(READ_TIMEOUT)
         ok = super().parse_request()
         if ok and self.headers.get("Content-Length") is None and self.headers.get("Transfer-Encoding") is None:
