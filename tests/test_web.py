@@ -75,7 +75,8 @@ def png_bytes(**kw) -> bytes:
 def test_page_and_status(site):
     code, kind, page = request(site, "GET", "/")
     assert code == 200 and kind.startswith("text/html") and b"/static/app.js" in page
-    assert request(site, "GET", "/static/app.js")[0] == 200
+    for url in ("/static/app.js", "/static/views.js", "/static/style.css", "/favicon.ico"):
+        assert request(site, "GET", url)[0] == 200
     status = get_json(site, "/api/status")
     assert (status["images"], status["faces"], status["errors"]) == (3, 4, 0)
 

@@ -25,9 +25,12 @@ from .app import HttpError, LibraryApp
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+                ".css": "text/css; charset=utf-8"}
 STATIC = {"/": "index.html", "/static/app.js": "app.js", "/static/views.js": "views.js",
-          "/static/style.css": "style.css", "/favicon.ico": "favicon.svg"}
+          "/static/style.css": "style.css"}
+FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+           b'fill="#1d2330"/><rect x="3" y="4" width="10" height="8" fill="none" stroke="#2fd07a" '
+           b'stroke-width="1.5"/></svg>')
 DRAIN_LIMIT = 64 * 1024 * 1024   # read and drop oversized uploads up to this, so the client sees the 413
 MAX_JSON_BODY = 64 * 1024        # a face search is 128 numbers
 # no inline script or style anywhere: the page's own files, images from here or from a picked file
@@ -87,6 +90,8 @@ class Handler(BaseHTTPRequestHandler):
             self.query = {k: v[-1] for k, v in parse_qs(url.query, max_num_fields=20).items()}
             if method == "GET" and url.path in STATIC:
                 return self._static(STATIC[url.path])
+            if method == "GET" and url.path == "/favicon.ico":
+                return self._send(FAVICON, "image/svg+xml", cache=True)
             other_verb = False
             for verb, pattern, name in ROUTES:
                 match = re.fullmatch(pattern, url.path)
