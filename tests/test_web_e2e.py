@@ -177,6 +177,9 @@ def test_every_view_in_chromium(browser, library, servers, width):
     assert "Most frequent here:" in browser.find_element(By.ID, "suggestion-note").text
     shoot(browser, f"{width}-library")
 
+    browser.get(base + "#/library/2")
+    wait.until(lambda d: "no page 2: the library has 1 page." in d.find_element(By.ID, "view").text)
+
     visit(browser, base + "#/unreadable", "Unreadable", "unreadable")
     assert "corrupt.jpg" in browser.find_element(By.CSS_SELECTOR, ".unreadable tbody").text
     shoot(browser, f"{width}-unreadable")

@@ -122,6 +122,11 @@ async function showLibrary(page) {
   }
   const first = answer.offset + 1, last = answer.offset + answer.images.length;
   const pages = Math.ceil(answer.total / PAGE_SIZE);
+  if (!answer.images.length) {
+    return ["Library", "", el("div", { className: "empty" },
+      el("p", { textContent: `There is no page ${page}: the library has ${plural(pages, "page")}.` }),
+      el("p", {}, el("a", { href: "#/library", textContent: "Go to the newest photos" })))];
+  }
   const pager = el("nav", { className: "pager", ariaLabel: "Pages" },
     page > 1 ? el("a", { href: `#/library/${page - 1}`, textContent: "← Newer" }) : null,
     el("span", { textContent: `Photos ${first}–${last} of ${answer.total}` }),
