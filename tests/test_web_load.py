@@ -208,3 +208,22 @@ def test_idle_keep_alive_connections_close_quietly(db, capsys, monkeypatch):
         stop(app, server)
     log = capsys.readouterr().err
     assert '"GET /api/status HTTP/1.1" 200' in log and "timed out" not in log and "Traceback" not in log, log
+
+
+def test_closing_the_server_cuts_open_connections(db):
+    """Ctrl-C must not wait for kept-alive or half-sent connections to time out."""
+    app, server = start(db, quiet=True)
+    port = server.server_address[1]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/api/status")
+    conn.getresponse().read()
+    stalled = socket.create_connection(("127.0.0.1", port), timeout=10)
+    stalled.sendall(b"GET /api/status HTTP/1.1\r\n")
+    time.sleep(0.2)
+    started = time.perf_counter()
+    stop(app, server)
+    for thread in list(server.pool._threads):
+        thread.join(5)
+    assert time.perf_counter() - started < 1.5 and not any(t.is_alive() for t in server.pool._threads)
+    conn.close()
+    stalled.close()

@@ -43,6 +43,7 @@ class PooledHTTPServer(socketserver.TCPServer):
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="nnlite-web")
         self.slots = threading.BoundedSemaphore(workers + queued)
         self.active = 0
+        self.connections: set[socket.socket] = set()
         self.active_lock = threading.Lock()
         self.watchdog = Watchdog(request_deadline, self._log)
         super().__init__(address, handler)
@@ -55,6 +56,7 @@ class PooledHTTPServer(socketserver.TCPServer):
             return
         with self.active_lock:
             self.active += 1
+            self.connections.add(request)
         self.pool.submit(self._work, request, client_address)
 
     def _work(self, request, client_address):
@@ -69,6 +71,7 @@ class PooledHTTPServer(socketserver.TCPServer):
             self.shutdown_request(request)
             with self.active_lock:
                 self.active -= 1
+                self.connections.discard(request)
             self.slots.release()
 
     def busy(self) -> bool:
@@ -107,8 +110,16 @@ class PooledHTTPServer(socketserver.TCPServer):
             print(f"nnlite serve: {message}", file=sys.stderr, flush=True)
 
     def server_close(self):
+        """Stop at once: open connections are cut, so no worker waits out a read timeout (Ctrl-C exits
+        promptly; the interpreter joins the pool's threads on exit)."""
         super().server_close()
         self.watchdog.stop()
+        with self.active_lock:
+            for conn in self.connections:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
