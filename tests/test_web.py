@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
 import socket
 
 import numpy as np
@@ -28,6 +29,8 @@ def site(tmp_path_factory):
     make_photo(root / "cat.png", (220, 20, 20), person=1, variant=0)
     make_photo(root / "trip" / "dog.png", (20, 180, 20), person=1, variant=1, faces=2)
     make_photo(root / "snack.png", (20, 20, 150), person=2, variant=0)
+    for age, name in enumerate(["trip/dog.png", "cat.png", "snack.png"]):   # snack newest, dog oldest
+        os.utime(root / name, ns=(1_700_000_000_000_000_000 + age * 10**9,) * 2)
     (base / "secret.txt").write_text("outside the index")
     db = base / "lib.db"
     index_folder(root, db, spec=AnalyzerSpec.of(FAKE))
@@ -49,8 +52,13 @@ def request(site, method, url, body=None, headers=None):
     return response.status, response.getheader("Content-Type"), data
 
 
-def get_json(site, url, status=200, method="GET", body=None):
-    code, kind, data = request(site, method, url, body)
+TYPES = {"/api/analyze": "image/png", "/api/faces/search": "application/json"}
+
+
+def get_json(site, url, status=200, method="GET", body=None, headers=None):
+    if method == "POST" and headers is None:
+        headers = {"Content-Type": TYPES.get(url, "application/json")}
+    code, kind, data = request(site, method, url, body, headers)
     assert (code, kind) == (status, "application/json"), data
     return json.loads(data)
 
@@ -67,7 +75,8 @@ def png_bytes(**kw) -> bytes:
 def test_page_and_status(site):
     code, kind, page = request(site, "GET", "/")
     assert code == 200 and kind.startswith("text/html") and b"/static/app.js" in page
-    assert request(site, "GET", "/static/app.js")[0] == 200
+    for url in ("/static/app.js", "/static/views.js", "/static/style.css", "/favicon.ico"):
+        assert request(site, "GET", url)[0] == 200
     status = get_json(site, "/api/status")
     assert (status["images"], status["faces"], status["errors"]) == (3, 4, 0)
 
@@ -123,7 +132,8 @@ def test_bad_requests_get_clear_json_errors(site, method, url, body, status):
 
 def test_missing_content_length_is_411(site):
     with socket.create_connection(("127.0.0.1", site["port"]), timeout=10) as s:
-        s.sendall(b"POST /api/analyze HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.sendall(b"POST /api/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                  b"Connection: close\r\n\r\n")
         reply = b"".join(iter(lambda: s.recv(4096), b""))
     assert reply.startswith(b"HTTP/1.1 411") and b'"error"' in reply
 
@@ -138,3 +148,47 @@ def test_no_path_reaches_files_outside_the_index(site, url):
     code, kind, data = request(site, "GET", url)
     assert (code, kind) == (404, "application/json")
     assert b"outside the index" not in data and b"root:" not in data and b"import" not in data
+
+
+def test_library_pages_newest_first(site):
+    first = get_json(site, "/api/images?limit=2")
+    rest = get_json(site, "/api/images?offset=2&limit=2")
+    assert first["total"] == rest["total"] == 3 and len(first["images"]) == 2 and len(rest["images"]) == 1
+    listed = first["images"] + rest["images"]
+    mtimes = {p.name: p.stat().st_mtime_ns for p in site["root"].rglob("*.png")}
+    assert [i["path"] for i in listed] == sorted(mtimes, key=lambda n: -mtimes[n])
+    dog = next(i for i in listed if i["path"] == "dog.png")
+    assert (dog["label"], dog["faces"], dog["thumb_url"]) == ("golden_retriever", 2, f"/api/images/{dog['id']}/thumb")
+
+
+def test_labels_unreadable_and_landmarks(site):
+    labels = get_json(site, "/api/labels?top=5")["labels"]
+    assert {(l["label"], l["count"]) for l in labels} == {("tabby", 1), ("golden_retriever", 1), ("hotdog", 1)}
+    assert get_json(site, "/api/unreadable") == {"images": []}
+    dog = next(i for i in get_json(site, "/api/images")["images"] if i["path"] == "dog.png")
+    faces = get_json(site, f"/api/images/{dog['id']}")["faces"]
+    assert [f["landmarks"][0] for f in faces] == [[0.0, 0.0], [1.0, 1.0]] and len(faces[0]["landmarks"]) == 68
+    status = get_json(site, "/api/status")
+    assert (status["match_threshold"], status["max_upload"]) == (0.6, LIMIT)
+
+
+def test_jpeg_thumbnails_follow_exif_orientation(tmp_path):
+    """Whole-photo thumbnails of JPEGs are decoded at reduced scale; they must still be upright like
+    the indexed boxes (EXIF orientation 6: stored landscape, shown portrait)."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    stored = Image.new("RGB", (300, 200), (200, 30, 30))
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(root / "turned.jpg", format="JPEG", exif=exif)
+    index_folder(root, tmp_path / "lib.db", spec=AnalyzerSpec.of(FAKE))
+    app = LibraryApp(tmp_path / "lib.db", AnalyzerSpec.of(FAKE))
+    try:
+        info = app.photos(0, 10)["images"][0]
+        assert (info["width"], info["height"]) == (200, 300)
+        for size in (96, 256, 1024):
+            data, kind = app.thumbnail(info["id"], size)
+            width, height = Image.open(io.BytesIO(data)).size
+            assert kind == "image/jpeg" and height > width and max(width, height) == min(size, 300)
+    finally:
+        app.close()

@@ -19,6 +19,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                                                        "0.0.0.0 for every interface, e.g. in a container)")
     p.add_argument("--max-upload-mb", type=positive_float, default=10.0, help="largest upload accepted (default 10)")
+    p.add_argument("--max-megapixels", type=positive_float, default=40.0,
+                   help="largest decoded upload in megapixels (default 40; larger answers 413)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests addressed to this host name (repeatable); IP addresses, "
+                        "localhost and --host are always accepted")
     p.add_argument("--model", default="mobilenet_v2", help="ImageNet classifier for uploads")
     p.add_argument("--analyzer", help=argparse.SUPPRESS)   # tests: another analyzer ("module:factory")
     p.set_defaults(func=run)
@@ -31,9 +36,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.analyzer:
         check_classifier(args.model)
     spec = AnalyzerSpec.of(args.analyzer) if args.analyzer else AnalyzerSpec.of(None, model=args.model, top_k=5)
-    app = LibraryApp(db_path(args), spec, max_upload=int(args.max_upload_mb * 1024 * 1024))
+    app = LibraryApp(db_path(args), spec, max_upload=int(args.max_upload_mb * 1024 * 1024),
+                     max_pixels=int(args.max_megapixels * 1e6))
     try:
-        server = make_server(app, args.host, args.port)
+        server = make_server(app, args.host, args.port, allow_hosts=tuple(args.allow_host))
     except OSError as exc:   # port taken, a privileged port, an unknown host name
         app.close()
         raise NnliteError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None

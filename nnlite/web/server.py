@@ -1,193 +1,205 @@
-"""The web demo's HTTP layer: stdlib ``ThreadingHTTPServer``, a fixed route table, JSON errors.
+"""The web demo's HTTP server: the standard library's HTTP parsing on a bounded worker pool.
 
-Static files are a fixed set read from nnlite/web/static (no path from the URL reaches the file
-system); library images are reached only by their index id (see app.py). Every error is JSON:
-``{"error": message}`` with a 4xx/5xx status.
+Why not a server library: the runtime depends only on the standard library plus numpy, numba,
+pillow and h5py, and the limits this demo needs are few and small to write:
+- a fixed pool of ``workers`` threads; connections beyond ``workers + queued`` get an immediate 503
+  (JSON) instead of a thread each; when connections wait, finished responses close keep-alive ones;
+- a listen backlog of 1024 (``request_queue_size``), so bursts of connects do not hit SYN retries;
+- timeouts: ``idle_timeout`` between requests on a kept-alive connection, ``read_timeout`` for any
+  single read, and a watchdog that closes a connection whose request (line, headers and body)
+  takes longer than ``request_deadline`` in total, so a client trickling bytes cannot hold a worker;
+- one log line for a client that hung up or stalled, not a traceback.
+(A library such as waitress buffers slow clients asynchronously, which scales further, but answers
+its own parse errors in plain text; for a demo bound to loopback the pool above is enough.)
 """
 
 from __future__ import annotations
 
-import json
-import re
+import socket
+import socketserver
 import sys
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+import time
+from concurrent.futures import ThreadPoolExecutor
 
-from .app import HttpError, LibraryApp
+from .app import LibraryApp
+from .handler import Handler
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                ".css": "text/css; charset=utf-8"}
-STATIC = {"/": "index.html", "/static/app.js": "app.js", "/static/style.css": "style.css"}
-DRAIN_LIMIT = 64 * 1024 * 1024   # read and drop oversized uploads up to this, so the client sees the 413
-
-# (method, pattern) -> handler name; patterns match the URL path only
-ROUTES = [
-    ("GET", r"/api/status", "get_status"),
-    ("GET", r"/api/search", "get_search"),
-    ("GET", r"/api/people", "get_people"),
-    ("GET", r"/api/images/([0-9]{1,18})", "get_image"),
-    ("GET", r"/api/images/([0-9]{1,18})/file", "get_file"),
-    ("GET", r"/api/images/([0-9]{1,18})/thumb", "get_thumb"),
-    ("GET", r"/api/faces/([0-9]{1,18})/similar", "get_similar"),
-    ("POST", r"/api/analyze", "post_analyze"),
-    ("POST", r"/api/faces/search", "post_face_search"),
-]
+WORKERS = 16
+QUEUED = 64            # accepted connections that may wait for a worker
+READ_TIMEOUT = 10.0    # seconds any one read or write on a socket may block
+IDLE_TIMEOUT = 5.0     # seconds a kept-alive connection may sit between requests
+REQUEST_DEADLINE = 20.0   # seconds from a request's first byte to its last
 
 
-class Handler(BaseHTTPRequestHandler):
-    app: LibraryApp            # set on the subclass made by make_server
-    server_version = "nnlite"
-    protocol_version = "HTTP/1.1"
-    quiet = False
+class PooledHTTPServer(socketserver.TCPServer):
+    allow_reuse_address = True
+    request_queue_size = 1024   # the kernel caps it at net.core.somaxconn
+    daemon_threads = True
 
-    def do_GET(self):
-        self._dispatch("GET")
+    def __init__(self, address, handler, workers: int = WORKERS, queued: int = QUEUED,
+                 request_deadline: float = REQUEST_DEADLINE, quiet: bool = False):
+        self.workers, self.quiet = workers, quiet
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="nnlite-web")
+        self.slots = threading.BoundedSemaphore(workers + queued)
+        self.active = 0
+        self.connections: set[socket.socket] = set()
+        self.active_lock = threading.Lock()
+        self.watchdog = Watchdog(request_deadline, self._log)
+        super().__init__(address, handler)
 
-    def do_POST(self):
-        self._dispatch("POST")
+    # -- connections --------------------------------------------------------------------------------
 
-    def _dispatch(self, method: str) -> None:
-        url = urlsplit(self.path)
-        self.query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        try:
-            if method == "GET" and url.path in STATIC:
-                return self._static(STATIC[url.path])
-            other_verb = False
-            for verb, pattern, name in ROUTES:
-                match = re.fullmatch(pattern, url.path)
-                if match and verb == method:
-                    return getattr(self, name)(*(int(g) for g in match.groups()))
-                other_verb = other_verb or bool(match)
-            if other_verb:
-                raise HttpError(405, f"{url.path} does not take {method} (see nnlite/web/API.md)")
-            raise HttpError(404, f"nothing at {url.path}")
-        except HttpError as exc:
-            self._json({"error": exc.message}, exc.status)
-        except Exception as exc:   # a bug must still answer JSON, and not kill the server thread
-            print(f"nnlite serve: {method} {url.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            self._json({"error": f"internal error: {type(exc).__name__}"}, 500)
-
-    # -- routes --------------------------------------------------------------------------------------
-
-    def get_status(self):
-        self._json(self.app.status())
-
-    def get_search(self):
-        self._json(self.app.search(self.query.get("q", ""), self._int("limit", 50)))
-
-    def get_people(self):
-        self._json(self.app.people(self._float("threshold") or 0.5, self._int("min_faces", 2)))
-
-    def get_image(self, image_id):
-        self._json(self.app.image(image_id))
-
-    def get_file(self, image_id):
-        self._send(*self.app.file(image_id), cache=True)
-
-    def get_thumb(self, image_id):
-        face = self.query.get("face")
-        if face is not None and not face.isdigit():
-            raise HttpError(400, "face must be a face id (an integer)")
-        self._send(*self.app.thumbnail(image_id, self._int("size", 256), int(face) if face else None),
-                   cache=True)
-
-    def get_similar(self, face_id):
-        self._json(self.app.similar(face_id, self._int("top", 12), self._float("threshold")))
-
-    def post_analyze(self):
-        self._json(self.app.analyze(self._body()))
-
-    def post_face_search(self):
-        try:
-            request = json.loads(self._body() or b"null")
-        except ValueError:
-            raise HttpError(400, "the body must be JSON: {\"descriptor\": [128 numbers], \"top\": 10}") from None
-        if not isinstance(request, dict) or "descriptor" not in request:
-            raise HttpError(400, "the body must be a JSON object with a \"descriptor\" list")
-        threshold = request.get("threshold")
-        if threshold is not None and not isinstance(threshold, (int, float)):
-            raise HttpError(400, "threshold must be a number")
-        top = request.get("top", 12)
-        if not isinstance(top, int):
-            raise HttpError(400, "top must be an integer")
-        self._json(self.app.face_search(request["descriptor"], top, threshold))
-
-    # -- helpers -------------------------------------------------------------------------------------
-
-    def _body(self) -> bytes:
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            raise HttpError(411, "send the upload with a Content-Length header")
-        length = int(length)
-        if length > self.app.max_upload:
-            self._drain(length)
-            raise HttpError(413, f"upload of {length} bytes is over the limit of {self.app.max_upload} bytes")
-        return self.rfile.read(length)
-
-    def _drain(self, length: int) -> None:
-        """Swallow an oversized body (up to DRAIN_LIMIT) so the client can read our 413; past that, hang up."""
-        if length > DRAIN_LIMIT:
-            self.close_connection = True
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            self._refuse(request)
             return
-        while length > 0:
-            chunk = self.rfile.read(min(length, 1 << 16))
-            if not chunk:
-                break
-            length -= len(chunk)
+        with self.active_lock:
+            self.active += 1
+            self.connections.add(request)
+        self.pool.submit(self._work, request, client_address)
 
-    def _int(self, name: str, default: int) -> int:
-        raw = self.query.get(name)
-        if raw is None:
-            return default
-        if not re.fullmatch(r"-?\d+", raw):
-            raise HttpError(400, f"{name} must be an integer, got {raw!r}")
-        return int(raw)
-
-    def _float(self, name: str) -> float | None:
-        raw = self.query.get(name)
-        if raw is None or raw == "":
-            return None
+    def _work(self, request, client_address):
         try:
-            return float(raw)
-        except ValueError:
-            raise HttpError(400, f"{name} must be a number, got {raw!r}") from None
+            request.settimeout(READ_TIMEOUT)
+            self.watchdog.arm(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - logged in one line; the worker must live on
+            self.handle_error(request, client_address)
+        finally:
+            self.watchdog.disarm(request)
+            self.shutdown_request(request)
+            with self.active_lock:
+                self.active -= 1
+                self.connections.discard(request)
+            self.slots.release()
 
-    def _static(self, name: str) -> None:
-        path = STATIC_DIR / name
-        self._send(path.read_bytes(), STATIC_TYPES[path.suffix])
+    def busy(self) -> bool:
+        """More connections than workers: kept-alive connections should close after their answer."""
+        return self.active > self.workers
 
-    def _json(self, payload: dict, status: int = 200) -> None:
-        self._send(json.dumps(payload).encode(), "application/json", status)
+    def request_read(self, handler) -> None:
+        self.watchdog.disarm(handler.connection)
 
-    def _send(self, data: bytes, content_type: str, status: int = 200, cache: bool = False) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Cache-Control", "private, max-age=300" if cache else "no-store")
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
+    def next_request(self, handler) -> None:
+        """Between two requests on one connection: idle timeout, then a fresh deadline."""
+        handler.connection.settimeout(IDLE_TIMEOUT)
+        self.watchdog.arm(handler.connection, handler.client_address, extra=IDLE_TIMEOUT)
 
-    def log_message(self, format, *args):
+    def _refuse(self, request) -> None:
+        body = b'{"error": "the server is busy: too many connections; try again shortly"}'
+        try:
+            request.settimeout(1.0)
+            request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                            b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
+                            + str(len(body)).encode() + b"\r\n\r\n" + body)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout)):
+            self._log(f"client {client_address[0]}:{client_address[1]} hung up or stalled "
+                      f"({type(exc).__name__})")
+        else:
+            self._log(f"client {client_address[0]}:{client_address[1]}: {type(exc).__name__}: {exc}")
+
+    def _log(self, message: str) -> None:
         if not self.quiet:
-            super().log_message(format, *args)
+            print(f"nnlite serve: {message}", file=sys.stderr, flush=True)
+
+    def server_close(self):
+        """Stop at once: open connections are cut, so no worker waits out a read timeout (Ctrl-C exits
+        promptly; the interpreter joins the pool's threads on exit)."""
+        super().server_close()
+        self.watchdog.stop()
+        with self.active_lock:
+            for conn in self.connections:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def make_server(app: LibraryApp, host: str = "127.0.0.1", port: int = 8080, quiet: bool = False) -> ThreadingHTTPServer:
-    """A server bound to (host, port) (port 0: any free port); call serve_forever() or use serve_in_thread."""
-    handler = type("LibraryHandler", (Handler,), {"app": app, "quiet": quiet})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+class Watchdog:
+    """Closes connections whose request is not fully read by its deadline (one thread for all)."""
+
+    def __init__(self, deadline: float, log):
+        self.deadline, self.log = deadline, log
+        self.armed: dict[socket.socket, tuple[float, tuple]] = {}
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        threading.Thread(target=self._run, name="nnlite-web-watchdog", daemon=True).start()
+
+    def arm(self, conn, client_address, extra: float = 0.0) -> None:
+        with self.lock:
+            self.armed[conn] = (time.monotonic() + self.deadline + extra, client_address)
+
+    def disarm(self, conn) -> None:
+        with self.lock:
+            self.armed.pop(conn, None)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(0.25):
+            now = time.monotonic()
+            with self.lock:
+                late = [(c, a) for c, (t, a) in self.armed.items() if t < now]
+                for conn, _ in late:
+                    del self.armed[conn]
+            for conn, address in late:
+                self.log(f"client {address[0]}:{address[1]} too slow: request not complete after "
+                         f"{self.deadline:g} s, connection closed")
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)   # the worker's blocked read returns at once
+                except OSError:
+                    pass
 
 
-def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
+class _Handler(Handler):
+    idle = False   # waiting for the next request on a kept-alive connection
+
+    def handle(self):
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection:
+            self.server.next_request(self)
+            self.idle = True
+            self.handle_one_request()
+
+    def log_error(self, format, *args):
+        if self.idle and format.startswith("Request timed out"):
+            return   # a browser keeping a connection open that it no longer needs: not an event
+        super().log_error(format, *args)
+
+    def parse_request(self):
+        self.idle = False
+        self.connection.settimeout(READ_TIMEOUT)
+        ok = super().parse_request()
+        if ok and self.headers.get("Content-Length") is None and self.headers.get("Transfer-Encoding") is None:
+            self.server.request_read(self)   # no body: the request is complete
+        return ok
+
+
+def make_server(app: LibraryApp, host: str = "127.0.0.1", port: int = 8080, quiet: bool = False,
+                allow_hosts: tuple[str, ...] = (), workers: int = WORKERS, queued: int = QUEUED,
+                request_deadline: float = REQUEST_DEADLINE) -> PooledHTTPServer:
+    """A server bound to (host, port) (port 0: any free port); call serve_forever() or use serve_in_thread.
+    Requests are answered only for Host headers naming an IP address, localhost, ``host`` or ``allow_hosts``."""
+    names = {"localhost", host.lower(), *(h.lower().rstrip(".") for h in allow_hosts)}
+    if host in ("0.0.0.0", "::", ""):
+        names.add(socket.gethostname().lower())
+    handler = type("LibraryHandler", (_Handler,), {"app": app, "quiet": quiet, "allowed_hosts": frozenset(names)})
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    server_class = type("Server", (PooledHTTPServer,), {"address_family": family})
+    return server_class((host, port), handler, workers=workers, queued=queued, request_deadline=request_deadline, quiet=quiet)
+
+
+def serve_in_thread(server: PooledHTTPServer) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return thread

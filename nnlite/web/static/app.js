@@ -1,119 +1,94 @@
-// nnlite photo library page: plain DOM, no framework. Every server answer is JSON (see nnlite/web/API.md);
-// text from the server goes in through textContent only, never as HTML.
+// nnlite photo library page, part 1: talking to the server, building elements, errors, progress.
+// Plain DOM, no framework, no inline code (the server's Content-Security-Policy forbids it).
+// Text from the server goes in through textContent only, never as HTML. Views: views.js.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 
+// Every server answer is JSON (nnlite/web/API.md); failures become an Error with a sentence a person can act on.
 async function api(url, options) {
-  const response = await fetch(url, options);
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch (error) {
+    throw new Error("the server did not answer. Is `nnlite serve` still running?");
+  }
+  let body = null;
+  try { body = await response.json(); } catch (error) { /* not JSON: described below */ }
+  if (!response.ok) {
+    const reason = body && body.error ? body.error : `the server answered ${response.status}`;
+    throw new Error(PLAIN_STATUS[response.status] ? `${PLAIN_STATUS[response.status]} ${reason}` : reason);
+  }
+  if (body === null) throw new Error("the server sent an answer this page cannot read.");
   return body;
 }
 
+const PLAIN_STATUS = {
+  413: "it is too large for the server:",
+  415: "the server could not take this kind of file:",
+  503: "the server is busy:",
+};
+
 function showError(message) {
-  $("error").textContent = message;
+  $("error").textContent = message || "";
   $("error").hidden = !message;
 }
 
 function el(tag, props = {}, ...children) {
   const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
+  node.append(...children.filter((c) => c !== null && c !== undefined));
   return node;
 }
 
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, v));
+  return node;
+}
+
+const pretty = (label) => (label || "").replace(/_/g, " ");
+const percent = (p) => `${Math.round(100 * p)} %`;
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 function describeFace(face) {
   const parts = [];
-  if (face.age != null) parts.push(`age ${Math.round(face.age)}`);
-  if (face.gender) parts.push(face.gender);
-  const expressions = Object.entries(face.expression || {});
-  if (expressions.length) parts.push(expressions.sort((a, b) => b[1] - a[1])[0][0]);
-  return parts.join(" · ");
+  if (face.age != null) parts.push(`about ${Math.round(face.age)} years old`);
+  if (face.gender) {
+    parts.push(face.gender_probability != null ? `${face.gender} (${percent(face.gender_probability)})` : face.gender);
+  }
+  const expressions = Object.entries(face.expression || {}).sort((a, b) => b[1] - a[1]);
+  if (expressions.length) parts.push(`${expressions[0][0]} (${percent(expressions[0][1])})`);
+  return parts.join(", ");
 }
 
-// Show a photo with its labels and face boxes; clicking a face calls onFace(face).
-function showPicture(src, info, onFace) {
-  $("stage").hidden = false;
-  const picture = $("picture");
-  picture.querySelectorAll(".face-box").forEach((box) => box.remove());
-  const img = $("photo");
-  img.onload = () => {
-    const scale = img.clientWidth / info.width;   // boxes are in the photo's own pixels
-    info.faces.forEach((face, i) => {
-      const [x, y, w, h] = face.box;
-      const box = el("div", { className: "face-box", title: "find this person", id: `face-box-${i}` },
-        el("span", { textContent: describeFace(face) }));
-      Object.assign(box.style, { left: `${x * scale}px`, top: `${y * scale}px`,
-                                 width: `${w * scale}px`, height: `${h * scale}px` });
-      box.onclick = () => { picture.querySelectorAll(".face-box").forEach((b) => b.classList.remove("selected"));
-                            box.classList.add("selected"); onFace(face); };
-      picture.append(box);
-    });
-    $("picture").dataset.ready = "true";
+// Progress for slow work (analysis takes about a second per photo): a bar and a ticking line.
+let progressTimer = null;
+function startProgress(text) {
+  const started = performance.now();
+  $("progress").hidden = false;
+  const tick = () => {
+    $("progress-text").textContent = `${text} ${((performance.now() - started) / 1000).toFixed(0)} s`;
   };
-  $("picture").dataset.ready = "false";
-  img.src = src;
-  $("labels").replaceChildren(...info.labels.map((l) =>
-    el("li", { textContent: `${l.label.replace(/_/g, " ")} — ${(100 * l.score).toFixed(1)} %` })));
-  $("faces").replaceChildren(...(info.faces.length ? info.faces.map((face, i) =>
-    el("li", { textContent: `face ${i + 1}: ${describeFace(face)}`, onclick: () => onFace(face) }))
-    : [el("li", { textContent: "no faces found" })]));
+  tick();
+  clearInterval(progressTimer);
+  progressTimer = setInterval(tick, 500);
 }
 
-function showGallery(title, results, caption, thumb) {
-  $("results-title").hidden = false;
-  $("results-title").textContent = results.length ? title : `${title}: nothing found`;
-  $("gallery").replaceChildren(...results.map((r) => {
-    const tile = el("div", { className: "tile", title: r.path },
-      el("img", { src: thumb(r), alt: r.path, loading: "lazy" }), el("div", { textContent: caption(r) }),
-      el("div", { textContent: r.path }));
-    tile.onclick = () => openIndexed(r.image_id ?? r.id);
-    return tile;
-  }));
+function stopProgress() {
+  clearInterval(progressTimer);
+  $("progress").hidden = true;
 }
 
-async function searchPerson(url, options) {
-  try {
-    const answer = await api(url, options);
-    showGallery("Same person in the library", answer.results, (r) => `distance ${r.distance.toFixed(3)}`,
-                (r) => `${r.face_url}&size=160`);
-  } catch (error) { showError(error.message); }
+// One view at a time in <main>; the title and note above it say where we are and what to do.
+function setView(title, note, ...children) {
+  $("view-title").textContent = title;
+  $("view-note").textContent = note || "";
+  $("view").replaceChildren(...children);
+  document.title = `${title} · nnlite photo library`;
+  document.querySelectorAll("nav a").forEach((a) =>
+    a.setAttribute("aria-current", location.hash.startsWith(a.getAttribute("href")) ? "page" : "false"));
 }
 
-async function openIndexed(imageId) {
-  try {
-    const info = await api(`/api/images/${imageId}`);
-    showError("");
-    showPicture(info.image_url, info, (face) => searchPerson(`/api/faces/${face.id}/similar`));
-  } catch (error) { showError(error.message); }
+function emptyState(...lines) {
+  return el("div", { className: "empty" }, ...lines.map((line) => el("p", { textContent: line })));
 }
-
-$("upload").addEventListener("change", async (event) => {
-  const file = event.target.files[0];
-  if (!file) return;
-  showError("");
-  try {
-    const info = await api("/api/analyze", { method: "POST", body: file,
-                                             headers: { "Content-Type": file.type || "application/octet-stream" } });
-    showPicture(URL.createObjectURL(file), info, (face) => searchPerson("/api/faces/search", {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ descriptor: face.descriptor, top: 12 }) }));
-  } catch (error) { showError(error.message); }
-});
-
-$("search-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const query = $("query").value.trim();
-  if (!query) return;
-  try {
-    const answer = await api(`/api/search?q=${encodeURIComponent(query)}`);
-    showError("");
-    showGallery(`Photos of “${query}”`, answer.results,
-                (r) => `${r.label.replace(/_/g, " ")} ${(100 * r.score).toFixed(0)} %`, (r) => `${r.thumb_url}?size=160`);
-  } catch (error) { showError(error.message); }
-});
-
-api("/api/status").then((s) => {
-  $("status").textContent = `${s.images} photos · ${s.faces} faces` + (s.errors ? ` · ${s.errors} unreadable` : "");
-})
-  .catch((error) => showError(error.message));
