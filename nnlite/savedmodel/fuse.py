@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from .graph import Node
-from .kernels import conv_geometry
+from .graphdef import Node
+from .tf_ops import conv_geometry
 
 ACTIVATIONS = {"Relu": "relu", "Relu6": "relu6", "LeakyRelu": "leaky_relu", "Sigmoid": "sigmoid"}
 BIAS_OPS = {"BiasAdd", "Add", "AddV2"}

@@ -14,9 +14,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import GraphFormatError, ShapeError
-from . import plan, schema  # noqa: F401  (schema registers the message tables)
+from . import fold, schema  # noqa: F401  (schema registers the message tables)
 from .bundle import TensorBundle
-from .graph import Graph, parse_endpoint
+from .graphdef import Graph, parse_endpoint
 from .opdefs import OpInfo
 from .tensors import dtype_name, dtype_of, shape_of
 from .variables import Variables, bind
@@ -94,7 +94,7 @@ class SavedModel:
         cache_key = (tuple(sorted(values)), tuple(ends))
         program = self._programs.get(cache_key)
         if program is None:
-            program = plan.build(self.graph, ends, {n: self.graph.nodes[n] for n in values}, self.variables)
+            program = fold.build(self.graph, ends, {n: self.graph.nodes[n] for n in values}, self.variables)
             self._programs[cache_key] = program
         return program.run(values)
 
@@ -154,7 +154,7 @@ class SavedModel:
         ends = [e for e in ends if e[0] in self.graph.nodes]
         if ends:
             feed_nodes = {n: self.graph.nodes[n] for n in feeds if n in self.graph.nodes}
-            program = plan.build(self.graph, ends, feed_nodes, self.variables, drop_dead=not real)
+            program = fold.build(self.graph, ends, feed_nodes, self.variables, drop_dead=not real)
             if real:
                 self._programs[(tuple(sorted(feed_nodes)), tuple(ends))] = program
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import GraphFormatError, NnliteError, ShapeError, UnsupportedOpError
 from . import functional, fuse
-from .kernels import KERNELS, make_kernel
+from .tf_ops import KERNELS, make_kernel
 from .tensors import to_array
 
 

@@ -265,7 +265,7 @@ def _read_variable(g, node):  # a handle that reached run time (through a fed Sw
 
 
 @kernel("Switch", "Merge")
-def _control(g, node):  # the planner runs these itself (see plan._control_flow)
+def _control(g, node):  # the planner runs these itself (see lower.control_flow)
     def run(*xs):
         raise GraphFormatError(f"node {node.name!r}: {node.op} reached the kernel table")
     return run
@@ -283,4 +283,4 @@ def make_kernel(g, node):
     return maker(g, node)
 
 
-from . import kernels_array  # noqa: E402,F401  (registers the shape/array ops into KERNELS)
+from . import tf_array_ops  # noqa: E402,F401  (registers the shape/array ops into KERNELS)
