@@ -1,17 +1,19 @@
-"""Load-time fusion of the dynamic program, so a SavedModel runs as fast as a hand-written nnlite model.
+"""Lowering step: fold constant arithmetic that follows a convolution into its weights.
 
-A ``Conv2D`` / ``DepthwiseConv2dNative`` with a constant kernel becomes one ``_FusedConv`` call of
-:func:`nnlite.ops.conv2d` / :func:`nnlite.ops.depthwise_conv2d`, absorbing, while each intermediate has a
-single consumer and is not fetched:
+A ``Conv2D`` / ``DepthwiseConv2dNative`` with a constant kernel becomes one ``_FusedConv`` node, lowered
+to a :func:`nnlite.ops.conv2d` / :func:`nnlite.ops.depthwise_conv2d` layer (:mod:`.lower`), absorbing,
+while each intermediate has a single consumer and is not fetched:
 
 * a preceding zero ``Pad`` on H/W into explicit padding (Keras ``ZeroPadding2D`` + 'valid' conv);
 * ``BiasAdd`` / ``Add`` / ``AddV2`` / ``Sub`` of a per-channel constant into the bias;
 * ``Mul`` by a per-channel constant into kernel and bias (how Keras 3 exports batch norm once its
   statistics are folded: ``x * (gamma / sqrt(var + eps)) + (beta - mean * gamma / sqrt(var + eps))``);
-* an inference ``FusedBatchNorm(V3)`` with constant parameters (TF1 graphs), via ``ops.fold_batch_norm``;
-* a final ``Relu`` / ``Relu6`` / ``LeakyRelu`` / ``Sigmoid`` as the kernel's activation.
+* an inference ``FusedBatchNorm(V3)`` with constant parameters (TF1 graphs), via ``ops.fold_batch_norm``.
 
-``MatMul`` by a constant matrix becomes ``_FusedDense`` (``ops.dense``) with the same bias/activation rules.
+``MatMul`` by a constant matrix becomes ``_FusedDense`` (``ops.dense``) with the same bias rules. The
+absorbed nodes are the layer's ``covers`` (its output is the last one's). These rewrite weights, so they
+happen here, once; a following activation stays a layer of its own, which the graph's execution plan
+(:mod:`nnlite.plan`) runs inside the convolution as for every model.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from .. import ops
 from .graphdef import Node
 from .tf_ops import conv_geometry
 
-ACTIVATIONS = {"Relu": "relu", "Relu6": "relu6", "LeakyRelu": "leaky_relu", "Sigmoid": "sigmoid"}
 BIAS_OPS = {"BiasAdd", "Add", "AddV2"}
 
 
@@ -85,7 +86,7 @@ def _fuse_conv(ctx, p) -> None:
     if kernel is None or kernel.ndim != 4:
         return
     spec = {"kernel": np.array(kernel), "bias": None, "depthwise": p.op == "DepthwiseConv2dNative",
-            "activation": None, "alpha": 0.2, **conv_geometry(graph, p.node)}
+            "covers": [p.name], **conv_geometry(graph, p.node)}
     x = p.ins[0]
     if spec["padding"] == "valid" and x[0] == "d":
         pad = dyn.get(x[1][0])
@@ -93,6 +94,7 @@ def _fuse_conv(ctx, p) -> None:
             amounts = np.asarray(pad.ins[1][1]) if pad.ins[1][0] == "k" else None
             if amounts is not None and amounts.shape == (4, 2) and not amounts[0].any() and not amounts[3].any():
                 spec["padding"] = tuple(int(v) for v in (*amounts[1], *amounts[2]))
+                spec["covers"].insert(0, pad.name)
                 x = pad.ins[0]
                 del dyn[pad.name]
     channels = kernel.shape[2] * kernel.shape[3] if spec["depthwise"] else kernel.shape[3]
@@ -106,7 +108,7 @@ def _fuse_dense(ctx, p) -> None:
     if w is None or w.ndim != 2 or graph.attr(p.node, "transpose_a"):
         return
     w = np.array(w.T if graph.attr(p.node, "transpose_b") else w)
-    spec = {"kernel": w, "bias": None, "activation": None, "alpha": 0.2, "depthwise": False}
+    spec = {"kernel": w, "bias": None, "depthwise": False, "covers": [p.name]}
     _absorb_chain(ctx, p, spec, w.shape[1])
     ctx[1][p.name] = type(p)(p.name, "_FusedDense", Node(p.name, "_FusedDense", [], [], {"_spec": spec}),
                              [p.ins[0]])
@@ -115,10 +117,11 @@ def _fuse_dense(ctx, p) -> None:
 def _absorb_chain(ctx, p, spec: dict, channels: int) -> None:
     graph, dyn, protected, consumers, alias = ctx
     cur = (p.name, 0)
-    while spec["activation"] is None:
+    while True:
         c = _sole_consumer(ctx, cur)
         if c is None or not _absorb(graph, c, cur, spec, channels, consumers, protected):
             return
+        spec["covers"].append(c.name)
         alias[(c.name, 0)] = (p.name, 0)
         del dyn[c.name]
         cur = (c.name, 0)
@@ -129,11 +132,6 @@ def _absorb(graph, c, cur, spec: dict, channels: int, consumers, protected) -> b
     others = [r for r in c.ins if not _is(r, cur)]
     if len(others) != len(c.ins) - 1:
         return False
-    if c.op in ACTIVATIONS and not others:
-        spec["activation"] = ACTIVATIONS[c.op]
-        if c.op == "LeakyRelu":
-            spec["alpha"] = float(graph.attr(c.node, "alpha"))
-        return True
     if c.op in BIAS_OPS | {"Sub", "Mul"} and len(others) == 1:
         if c.op in ("BiasAdd", "Sub") and not _is(c.ins[0], cur):
             return False

@@ -67,7 +67,7 @@ def _depthwise(g, node):
 def _fused_conv(g, node):
     spec = node.attrs["_spec"]
     fn = ops.depthwise_conv2d if spec["depthwise"] else ops.conv2d
-    kw = {k: spec[k] for k in ("stride", "dilation", "padding", "activation", "alpha")}
+    kw = {k: spec[k] for k in ("stride", "dilation", "padding")}
     kernel_, bias = spec["kernel"], spec["bias"]
     return lambda x: (fn(x, kernel_, bias, **kw),)
 
@@ -75,8 +75,8 @@ def _fused_conv(g, node):
 @kernel("_FusedDense")
 def _fused_dense(g, node):
     spec = node.attrs["_spec"]
-    kernel_, bias, act, alpha = spec["kernel"], spec["bias"], spec["activation"], spec["alpha"]
-    return lambda x: (ops.dense(x, kernel_, bias, activation=act, alpha=alpha),)
+    kernel_, bias = spec["kernel"], spec["bias"]
+    return lambda x: (ops.dense(x, kernel_, bias),)
 
 
 def _pool(fn):
