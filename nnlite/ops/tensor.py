@@ -8,8 +8,8 @@ and shapes include the batch axis. An importer maps its own ops onto them (Tenso
 ``concat(*xs, axis=...)``, ONNX ``Concat`` -> the same). Each one is a single NumPy call or close to it,
 so it is its own reference.
 
-Dtype rule for binary ops: when both operands have the same dtype the result keeps it (NumPy would
-promote a float32 tensor combined with a float64 0-d array to float64; frameworks keep float32).
+Dtype rule for binary ops: when both operands have the same dtype the result keeps it, as in the
+frameworks (NumPy's true division of two int32 tensors would give float64).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 A path is a SavedModel directory (``saved_model.pb`` + ``variables/``) or a frozen GraphDef ``.pb``.
 The meta graph is chosen by its exact tag set (``tags=None``: the only one, else the one tagged ``serve``).
 At load the graph's inference part is planned once (variables read, constants folded, batch norm folded
-into convolutions, training branches pruned), so unsupported operations are reported immediately.
+into convolutions, training branches pruned) and lowered onto an :class:`nnlite.graph.Model`
+(``SavedModel.model``: ``summary()``, ``trace()``, ``first_divergence()``, ``nnlite inspect PATH``), so
+unsupported operations are reported immediately.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import GraphFormatError, ShapeError
+from ..errors import GraphFormatError, ModelError, ShapeError
 from . import fold, schema  # noqa: F401  (schema registers the message tables)
 from .bundle import TensorBundle
 from .graphdef import Graph, parse_endpoint
@@ -70,6 +72,7 @@ class SavedModel:
         self.signatures = _signatures(meta)
         self._top = list(self.graph.nodes)  # top-level names, before inlining adds function bodies
         self._programs: dict = {}
+        self._default = None  # the program planned at load: signature outputs, else the graph's ends
         self._check()
 
     # -- public API -------------------------------------------------------------------------------
@@ -109,6 +112,15 @@ class SavedModel:
             inputs = [s if p == 0 else f"{s}:{p}" for s, p in data] + [f"^{c}" for c in node.control]
             ops.append(Operation(name, op, inputs, _shape_hint(self.graph, node)))
         return ops
+
+    @property
+    def model(self):
+        """The graph planned at load (every signature's outputs, or the graph's ends when it has no
+        signature) as an :class:`nnlite.graph.Model`: layers named as the nodes, a convolution's layer
+        ``covers`` the batch norm / bias nodes folded into it."""
+        if self._default is None:
+            raise ModelError(f"{self.graph.path}: the graph has no outputs to build a model of")
+        return self._default.model
 
     @property
     def inputs(self) -> list[str]:
@@ -155,6 +167,7 @@ class SavedModel:
         if ends:
             feed_nodes = {n: self.graph.nodes[n] for n in feeds if n in self.graph.nodes}
             program = fold.build(self.graph, ends, feed_nodes, self.variables, drop_dead=not real)
+            self._default = program
             if real:
                 self._programs[(tuple(sorted(feed_nodes)), tuple(ends))] = program
 
