@@ -96,7 +96,9 @@ def _resolve_op(op: str | Callable) -> tuple[str, Callable]:
         return getattr(op, "__name__", "custom"), op
     import importlib
 
-    from . import ops  # imported here so graph.py stays importable while ops load lazily
+    from . import (
+        ops,  # imported here so graph.py stays importable while ops load lazily
+    )
     module, _, attr = op.rpartition(".")
     try:
         owner = importlib.import_module(f"{ops.__name__}.{module}") if module else ops

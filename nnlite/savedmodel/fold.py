@@ -25,9 +25,8 @@ import numpy as np
 from ..errors import GraphFormatError, NnliteError, ShapeError, UnsupportedOpError
 from . import functional, fuse
 from .lower import ALL_DEAD, DEAD, Program, lower
-from .tf_ops import KERNELS, make_kernel
 from .tensors import to_array
-
+from .tf_ops import KERNELS, make_kernel
 
 ALIAS_OPS = {"Identity", "Snapshot", "StopGradient", "PreventGradient", "_Outputs", "IdentityN"}
 VARIABLE_OPS = {"VarHandleOp", "VariableV2", "Variable"}

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from .tf_ops import kernel
 from .slicing import strided_slice
 from .tensors import dtype_of
+from .tf_ops import kernel
 
 
 @kernel("Pad", "PadV2", "MirrorPad")

@@ -27,16 +27,19 @@ pixels (see :mod:`nnlite.models.faceapi.detector_input`). The depthwise batch no
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Mapping
 
 import numpy as np
 
 from ... import ops
+from ...boxes import Detection, nms
 from ...errors import NnliteError, ShapeError
 from ...graph import GraphBuilder, Model
-from ...boxes import Detection, nms
+from ..registry import ModelSpec
 from .common import NetWeights
 from .detector_input import detector_input, square_to_image_scale
+from .weights import weights_present
 
 INPUT_SIZE = 512
 BN_EPSILON = 0.0010000000474974513
@@ -192,3 +195,12 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, 
         box = (left * width, top * height, (right - left) * width, (bottom - top) * height)
         out.append(Detection(box=tuple(float(v) for v in box), score=float(scores[i])))
     return out
+
+
+SPEC = ModelSpec(
+    name="ssd_mobilenetv1", family="faceapi", build=SsdMobilenetv1,
+    description="face detector (SSD, MobileNetV1 backbone; boxes + scores, NMS IoU 0.5)",
+    weights="bundled: weights/faceapi/ssd_mobilenetv1_model-weights_manifest.json + shards (face-api.js)",
+    weights_present=partial(weights_present, "ssd_mobilenetv1"), input_size=(512, 512),
+    preprocessing="RGB photo, zero pad bottom/right to square, bilinear resize 512 (tfjs rule), x / 127.5 - 1",
+    params=5_540_639)  # as the built graph counts them

@@ -22,3 +22,8 @@ def require(filename: str) -> Path:
         raise WeightsMissingError(f"bundled weights {path} are missing; re-create weights/imagenet/ with "
                                   f"`{CONVERT_TOOL}` (reads ../shared/weights-src)")
     return path
+
+
+def bundled_present(filename: str):
+    """For a model declaration: whether the bundled weights file is there."""
+    return lambda: bundled_path(filename).is_file()

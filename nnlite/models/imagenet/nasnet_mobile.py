@@ -17,12 +17,15 @@ The input is square, so a size is one number.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 from ... import ops
 from ...graph import GraphBuilder, Model
-from .keras_common import KerasLayers, split_batch_norm, weights_file
+from ...preprocess import tf_preprocess
+from ..registry import ModelSpec
+from .keras_common import KerasLayers, fetched_present, split_batch_norm, weights_file
 
 NAME = "nasnet_mobile"
 INPUT_SIZE = (224, 224)
@@ -184,3 +187,12 @@ def load_model(path: str | Path | None = None) -> Model:
     """NASNet-A Mobile with the weights of a Keras .h5 file (default: ``nnlite fetch nasnet_mobile``'s)."""
     return build(KerasLayers.from_file(weights_file(NAME, path)))
 
+
+SPEC = ModelSpec(
+    name=NAME, family="imagenet", task="classify", build=load_model,
+    description="NASNet-A Mobile (4 @ 1056), Keras applications weights (nnlite fetch nasnet_mobile)",
+    weights="NASNet-mobile.h5, the official Keras file (nnlite fetch nasnet_mobile)",
+    weights_present=fetched_present(NAME),
+    input_size=INPUT_SIZE, preprocess=partial(tf_preprocess, INPUT_SIZE),
+    preprocessing="tf: resize to 224x224 (bilinear), x/127.5 - 1",
+    labels="imagenet", output="logits", params=5_326_716)

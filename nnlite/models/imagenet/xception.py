@@ -15,11 +15,14 @@ the file's order, which is the model's order.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from ...errors import WeightsError
 from ...graph import GraphBuilder, Model
-from .keras_common import KerasLayers, weights_file
+from ...preprocess import tf_preprocess
+from ..registry import ModelSpec
+from .keras_common import KerasLayers, fetched_present, weights_file
 
 NAME = "xception"
 INPUT_SIZE = (299, 299)
@@ -96,3 +99,12 @@ def load_model(path: str | Path | None = None) -> Model:
     """Xception with the weights of a Keras .h5 file (default: the one ``nnlite fetch xception`` saves)."""
     return build(KerasLayers.from_file(weights_file(NAME, path)))
 
+
+SPEC = ModelSpec(
+    name=NAME, family="imagenet", task="classify", build=load_model,
+    description="Xception, Keras applications weights (nnlite fetch xception)",
+    weights="xception_weights_tf_dim_ordering_tf_kernels.h5, the official Keras file (nnlite fetch xception)",
+    weights_present=fetched_present(NAME),
+    input_size=INPUT_SIZE, preprocess=partial(tf_preprocess, INPUT_SIZE),
+    preprocessing="tf: resize to 299x299 (bilinear), x/127.5 - 1",
+    labels="imagenet", output="logits", params=22_910_480)
