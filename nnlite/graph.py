@@ -15,6 +15,11 @@ same kind of object, three tools work for all of them: :meth:`Model.summary` (sh
 multiply-accumulates), :meth:`Model.trace` (every intermediate by layer name) and
 :meth:`Model.first_divergence` (the first layer that disagrees with a reference run).
 
+A layer's ``op`` may also name a function of an ``nnlite.ops`` module (``"tensor.reshape"``: the
+framework-neutral array ops importers use). A layer declared with ``n_outputs=k`` returns k arrays, read
+by later layers as ``name``, ``name:1``, ... (TensorFlow's tensor naming). An input is a float32 image
+batch unless declared otherwise: ``g.input("n", (), dtype=np.int64, batch=False)`` (:class:`InputSpec`).
+
 ``covers`` names the source-framework layers one nnlite layer computes when several were fused at
 load time (a convolution with its batch norm and activation). The layer's output equals the *last*
 covered layer's output, so a reference activation recorded under that name can be compared with it.
@@ -96,9 +101,7 @@ def _resolve_op(op: str | Callable) -> tuple[str, Callable]:
         return getattr(op, "__name__", "custom"), op
     import importlib
 
-    from . import (
-        ops,  # imported here so graph.py stays importable while ops load lazily
-    )
+    from . import ops  # imported here so graph.py stays importable while ops load lazily
     module, _, attr = op.rpartition(".")
     try:
         owner = importlib.import_module(f"{ops.__name__}.{module}") if module else ops
