@@ -93,13 +93,16 @@ class SavedModel:
             if node is None:
                 raise GraphFormatError(f"{self.graph.path}: cannot feed {key!r}: no such operation")
             values[name] = _feed_value(self.graph, node, value)
-        ends = [self._endpoint(f) for f in fetches]
-        cache_key = (tuple(sorted(values)), tuple(ends))
+        return self._program(values, [self._endpoint(f) for f in fetches]).run(values)
+
+    def _program(self, fed, ends: list):
+        """The plan (a lowered Model) for feeding the node names ``fed`` and fetching ``ends``; cached."""
+        cache_key = (tuple(sorted(fed)), tuple(ends))
         program = self._programs.get(cache_key)
         if program is None:
-            program = fold.build(self.graph, ends, {n: self.graph.nodes[n] for n in values}, self.variables)
+            program = fold.build(self.graph, ends, {n: self.graph.nodes[n] for n in fed}, self.variables)
             self._programs[cache_key] = program
-        return program.run(values)
+        return program
 
     def operations(self, functions: bool = False) -> list[Operation]:
         """Every operation of the graph (top level; with ``functions=True`` also the inlined
@@ -115,9 +118,15 @@ class SavedModel:
 
     @property
     def model(self):
-        """The graph planned at load (every signature's outputs, or the graph's ends when it has no
-        signature) as an :class:`nnlite.graph.Model`: layers named as the nodes, a convolution's layer
-        ``covers`` the batch norm / bias nodes folded into it."""
+        """The graph as an :class:`nnlite.graph.Model` (layers named as the nodes; a convolution's layer
+        ``covers`` the batch norm / bias nodes folded into it): the ``serving_default`` signature (or the
+        only one), else every end of the graph."""
+        real = sorted(k for k in self.signatures if not k.startswith("__"))
+        name = "serving_default" if "serving_default" in real else (real[0] if len(real) == 1 else None)
+        if name is not None:
+            sig = self.signatures[name]
+            fed = [parse_endpoint(t.name)[0] for t in sig.inputs.values()]
+            return self._program(fed, [self._endpoint(t.name) for t in sig.outputs.values()]).model
         if self._default is None:
             raise ModelError(f"{self.graph.path}: the graph has no outputs to build a model of")
         return self._default.model
