@@ -95,7 +95,7 @@ def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
     return float(num / den) if den > 0 else float(num)
 
 
-def _resolve_op(op: str | Callable) -> tuple[str, Callable]:
+def resolve_op(op: str | Callable) -> tuple[str, Callable]:
     """A kernel name in nnlite.ops (``"conv2d"``) or in one of its modules (``"tensor.reshape"``)."""
     if callable(op):
         return getattr(op, "__name__", "custom"), op
@@ -154,7 +154,7 @@ class GraphBuilder:
         for src in inputs:
             if src not in self._tensors:
                 raise ModelError(f"{self.name}: layer {name!r} reads {src!r}, which is not defined before it")
-        op_name, fn = _resolve_op(op)
+        op_name, fn = resolve_op(op)
         weights = {k: v for k, v in kwargs.items() if isinstance(v, np.ndarray)}
         attrs = {k: v for k, v in kwargs.items() if not isinstance(v, np.ndarray)}
         layer = Layer(name, op_name, tuple(inputs), weights, attrs, fn, tuple(covers),

@@ -12,9 +12,9 @@ activations run inside convolutions, depthwise -> 1x1 pairs as one kernel) and i
   the node's TensorFlow kernel (:mod:`.tf_ops`) wrapped as the layer's function. A node with several
   outputs is a layer with several outputs (``node``, ``node:1``, ...), as TensorFlow names its tensors.
 
-Graphs whose ``Switch`` predicate is fed (TF1 control flow decided per run) run every node through its TF
-kernel with "dead tensor" propagation (:func:`control_flow`): a node reading a tensor of the branch not
-taken produces dead tensors itself, and ``Merge`` forwards its live input.
+Graphs whose ``Switch`` predicate is fed (TF1 control flow decided per run) propagate "dead tensors"
+(:func:`control_flow`): a layer reading a tensor of the branch not taken produces dead tensors itself, and
+``Merge`` forwards its live input; the plan does not fuse such layers.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GraphFormatError, NnliteError, ShapeError
-from ..graph import GraphBuilder, Model
+from ..graph import GraphBuilder, Model, resolve_op
 from .tensors import dtype_of
 from .tf_layers import layer_for
 from .tf_ops import make_kernel
@@ -114,12 +114,14 @@ def lower(graph, order: list, feeds: dict, outputs: list) -> Program:
         n_out = max(ports, default=0) + 1
         if p.op == "_If":  # plans its branches for exactly the outputs in use
             p.node.attrs["_ports"] = ports
-        spec = None if runtime_dead else _layer_spec(graph, p)
+        spec = _layer_spec(graph, p)
         if spec is None:
             srcs = [tensor_name(r[1]) for r in p.ins if r[0] == "d"]
             b.layer(_tf_kernel(graph, p, n_out, runtime_dead), p.name, *srcs, n_outputs=n_out)
         else:
             op, data, kwargs, covers = spec
+            if runtime_dead:  # the same kernel, passing dead tensors through (the plan leaves it alone)
+                op = _dead_aware(op, n_out)
             b.layer(op, p.name, *[tensor_name(p.ins[i][1]) for i in data], covers=covers, n_outputs=n_out,
                     **kwargs)
         labels[p.name] = p.op
@@ -153,6 +155,18 @@ def _layer_spec(graph, p):
         return None
     found = layer_for(graph, p.node, p.ins)
     return None if found is None else (*found, ())
+
+
+def _dead_aware(op: str, n_out: int):
+    _, fn = resolve_op(op)
+
+    def call(*xs, **kwargs):
+        if any(x is DEAD for x in xs):
+            return (DEAD,) * n_out if n_out > 1 else DEAD
+        return fn(*xs, **kwargs)
+
+    call.__name__ = call.__qualname__ = op
+    return call
 
 
 _PER_RUN = object()

@@ -63,22 +63,6 @@ def _depthwise(g, node):
     return lambda x, k: (ops.depthwise_conv2d(x, k, **geo),)
 
 
-@kernel("_FusedConv")
-def _fused_conv(g, node):
-    spec = node.attrs["_spec"]
-    fn = ops.depthwise_conv2d if spec["depthwise"] else ops.conv2d
-    kw = {k: spec[k] for k in ("stride", "dilation", "padding")}
-    kernel_, bias = spec["kernel"], spec["bias"]
-    return lambda x: (fn(x, kernel_, bias, **kw),)
-
-
-@kernel("_FusedDense")
-def _fused_dense(g, node):
-    spec = node.attrs["_spec"]
-    kernel_, bias = spec["kernel"], spec["bias"]
-    return lambda x: (ops.dense(x, kernel_, bias),)
-
-
 def _pool(fn):
     def make(g, node):
         _nhwc(g, node)
