@@ -22,12 +22,12 @@ B2 = RNG.normal(size=5).astype(np.float32)
 CAT = str(data_dir() / "samples" / "chelsea.png")
 
 
-def two_conv_graph() -> bytes:
+def two_conv_graph(x_dims=(-1, 6, 6, 3)) -> bytes:
     """x (N,6,6,3) -> 3x3 conv + bias -> relu -> 1x1 conv + bias -> relu -> split in two along channels
     (sizes 2, 3) -> mean of the second piece over H, W."""
     same = {"strides": a_ints([1, 1, 1, 1]), "padding": fld(2, b"SAME")}
     return graph(
-        placeholder("x", (-1, 6, 6, 3)),
+        placeholder("x", x_dims),
         const("k1", K1), const("b1", B1), const("k2", K2), const("b2", B2),
         const("axes", np.array([1, 2], np.int32)), const("sizes", np.array([2, 3], np.int32)),
         const("split_axis", np.int32(3)),
@@ -98,6 +98,15 @@ def test_inspect_cli_on_a_frozen_graph(pb, tmp_path, capsys):
     assert grid.ndim == 2 and grid.std() > 10
     assert main(["inspect", str(pb), "--image", CAT, "--layer", "relu9", "--out", str(png)]) == 2
     assert "no layer 'relu9'" in capsys.readouterr().err
+
+
+def test_inspect_cli_takes_the_size_a_free_input_leaves_open(tmp_path, capsys):
+    path = tmp_path / "free.pb"
+    path.write_bytes(two_conv_graph(x_dims=(-1, -1, -1, 3)))
+    assert main(["inspect", str(path)]) == 2
+    assert "free size" in capsys.readouterr().err
+    assert main(["inspect", str(path), "--input-shape", "10,8,3"]) == 0
+    assert "(None, 10, 8, 4)" in capsys.readouterr().out
 
 
 def test_layers_with_several_outputs_and_typed_inputs():

@@ -26,9 +26,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-maps", type=positive_int, default=64, help="at most this many channels (default 64)")
     p.add_argument("--tags", nargs="+", help="SavedModel: the meta graph's tag set (default: the only one, "
                                               "else 'serve')")
+    p.add_argument("--input-shape", type=_shape,
+                   help="per-example input shape for the table when the model leaves sizes free, e.g. 320,320,3")
     p.add_argument("--image-scale", choices=("raw", "unit", "symmetric"), default="raw",
                    help="SavedModel: pixel scaling of --image (as `nnlite savedmodel --feed`; default raw 0..255)")
     p.set_defaults(func=run)
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        dims = ()
+    if not dims or any(d <= 0 for d in dims):
+        raise argparse.ArgumentTypeError(f"expected positive sizes separated by commas, e.g. 224,224,3; got {text!r}")
+    return dims
 
 
 class _SavedModelView:
@@ -60,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     model = obj.model
     wants_maps = [args.image, args.layer, args.out]
     if not any(wants_maps):
-        print(model.summary())
+        print(model.summary(input_shape=args.input_shape))
         return 0
     if not all(wants_maps):
         raise ModelError("feature maps need all three of --image, --layer and --out")
