@@ -38,24 +38,19 @@ def _binary(fn, name: str, doc: str):
     return op
 
 
-add = _binary(np.add, "add", "a + b, broadcasting.")
-subtract = _binary(np.subtract, "subtract", "a - b, broadcasting.")
-multiply = _binary(np.multiply, "multiply", "a * b, broadcasting.")
-divide = _binary(np.true_divide, "divide", "a / b (true division), broadcasting.")
-floor_divide = _binary(np.floor_divide, "floor_divide", "floor(a / b), broadcasting.")
-floor_mod = _binary(np.mod, "floor_mod", "a - floor(a / b) * b (the sign of b), broadcasting.")
-maximum = _binary(np.maximum, "maximum", "Elementwise maximum, broadcasting.")
-minimum = _binary(np.minimum, "minimum", "Elementwise minimum, broadcasting.")
-power = _binary(np.power, "power", "a ** b, broadcasting.")
-squared_difference = _binary(lambda a, b: np.square(a - b), "squared_difference", "(a - b) ** 2, broadcasting.")
-greater = _binary(np.greater, "greater", "a > b (bool), broadcasting.")
-greater_equal = _binary(np.greater_equal, "greater_equal", "a >= b (bool), broadcasting.")
-less = _binary(np.less, "less", "a < b (bool), broadcasting.")
-less_equal = _binary(np.less_equal, "less_equal", "a <= b (bool), broadcasting.")
-equal = _binary(np.equal, "equal", "a == b (bool), broadcasting.")
-not_equal = _binary(np.not_equal, "not_equal", "a != b (bool), broadcasting.")
-logical_and = _binary(np.logical_and, "logical_and", "a and b (bool), broadcasting.")
-logical_or = _binary(np.logical_or, "logical_or", "a or b (bool), broadcasting.")
+# name -> (NumPy function, what it computes); each becomes a module-level function ``name(a, b)``.
+_BINARY = {
+    "add": (np.add, "a + b"), "subtract": (np.subtract, "a - b"), "multiply": (np.multiply, "a * b"),
+    "divide": (np.true_divide, "a / b (true division)"), "floor_divide": (np.floor_divide, "floor(a / b)"),
+    "floor_mod": (np.mod, "a - floor(a / b) * b (the sign of b)"), "maximum": (np.maximum, "max(a, b)"),
+    "minimum": (np.minimum, "min(a, b)"), "power": (np.power, "a ** b"),
+    "squared_difference": (lambda a, b: np.square(a - b), "(a - b) ** 2"), "greater": (np.greater, "a > b"),
+    "greater_equal": (np.greater_equal, "a >= b"), "less": (np.less, "a < b"), "less_equal": (np.less_equal, "a <= b"),
+    "equal": (np.equal, "a == b"), "not_equal": (np.not_equal, "a != b"),
+    "logical_and": (np.logical_and, "a and b"), "logical_or": (np.logical_or, "a or b"),
+}
+for _name, (_fn, _what) in _BINARY.items():
+    globals()[_name] = _binary(_fn, _name, f"{_what}, elementwise with broadcasting.")
 
 
 # Unary maps: NumPy's own functions (each keeps its input's float dtype).

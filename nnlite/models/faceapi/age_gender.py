@@ -19,12 +19,9 @@ A reduction block: [ReLU] -> separable conv -> ReLU -> separable conv -> max poo
 
 from __future__ import annotations
 
-from functools import partial
-
 from ...graph import GraphBuilder
-from ..registry import ModelSpec
+from ._spec import CROP, face_net
 from .common import FaceNet, NetWeights, as_image_list, separable
-from .weights import weights_present
 
 
 def reduction_block(g: GraphBuilder, w: NetWeights, name: str, x: str, *, activate_input: bool = True) -> str:
@@ -86,11 +83,5 @@ class AgeGenderNet(FaceNet):
         return out[0] if single else out
 
 
-SPEC = ModelSpec(
-    name="age_gender", family="faceapi", build=AgeGenderNet,
-    description="age (years) and gender (tiny Xception)",
-    weights="bundled: weights/faceapi/age_gender_model-weights_manifest.json + shards (face-api.js)",
-    weights_present=partial(weights_present, "age_gender"), input_size=(112, 112),
-    preprocessing="RGB face crop, centred zero pad to square, bilinear resize 112 (tfjs rule),"
-                  " (x - mean RGB) / 256",
-    params=421_731)  # as the built graph counts them
+SPEC = face_net("age_gender", AgeGenderNet, 112, CROP.format(112, 256),
+                "age (years) and gender (tiny Xception)", params=421_731)

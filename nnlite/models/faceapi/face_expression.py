@@ -9,12 +9,9 @@ The feature extractor is the one of :mod:`.face_landmark_68` (its own weights)::
 
 from __future__ import annotations
 
-from functools import partial
-
 from ...graph import GraphBuilder
-from ..registry import ModelSpec
+from ._spec import CROP, face_net
 from .common import FaceNet, NetWeights, as_image_list, dense_feature_extractor, fc
-from .weights import weights_present
 
 # face-api.js's output order of the softmax.
 LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
@@ -41,11 +38,5 @@ class FaceExpressionNet(FaceNet):
         return out[0] if single else out
 
 
-SPEC = ModelSpec(
-    name="face_expression", family="faceapi", build=FaceExpressionNet,
-    description="7 facial expressions (neutral, happy, sad, angry, fearful, disgusted, surprised)",
-    weights="bundled: weights/faceapi/face_expression_model-weights_manifest.json + shards (face-api.js)",
-    weights_present=partial(weights_present, "face_expression"), input_size=(112, 112),
-    preprocessing="RGB face crop, centred zero pad to square, bilinear resize 112 (tfjs rule),"
-                  " (x - mean RGB) / 255",
-    params=323_687)  # as the built graph counts them
+SPEC = face_net("face_expression", FaceExpressionNet, 112, CROP.format(112, 255),
+                "7 facial expressions (neutral, happy, sad, angry, fearful, disgusted, surprised)", params=323_687)

@@ -17,23 +17,14 @@ multiplies by the image size to give pixels.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Sequence
 
 import numpy as np
 
 from ...errors import ShapeError
 from ...graph import GraphBuilder
-from ..registry import ModelSpec
-from .common import (
-    FaceNet,
-    NetWeights,
-    as_image_list,
-    dense_feature_extractor,
-    fc,
-    image_sizes,
-)
-from .weights import weights_present
+from ._spec import CROP, face_net
+from .common import FaceNet, NetWeights, as_image_list, dense_feature_extractor, fc, image_sizes
 
 
 def unpad_landmarks(raw: np.ndarray, input_size: int, sizes: Sequence[tuple[float, float]]) -> np.ndarray:
@@ -83,11 +74,5 @@ class FaceLandmark68Net(FaceNet):
         return pts[0] if single else pts
 
 
-SPEC = ModelSpec(
-    name="face_landmark_68", family="faceapi", build=FaceLandmark68Net,
-    description="68 facial landmarks (dense blocks of separable convs)",
-    weights="bundled: weights/faceapi/face_landmark_68_model-weights_manifest.json + shards (face-api.js)",
-    weights_present=partial(weights_present, "face_landmark_68"), input_size=(112, 112),
-    preprocessing="RGB face crop, centred zero pad to square, bilinear resize 112 (tfjs rule),"
-                  " (x - mean RGB) / 255",
-    params=356_840)  # as the built graph counts them
+SPEC = face_net("face_landmark_68", FaceLandmark68Net, 112, CROP.format(112, 255),
+                "68 facial landmarks (dense blocks of separable convs)", params=356_840)

@@ -12,11 +12,8 @@ Same input rule and output as :mod:`.face_landmark_68` with a smaller feature ex
 
 from __future__ import annotations
 
-from functools import partial
-
-from ..registry import ModelSpec
+from ._spec import CROP, face_net
 from .face_landmark_68 import FaceLandmark68Net
-from .weights import weights_present
 
 
 class FaceLandmark68TinyNet(FaceLandmark68Net):
@@ -26,11 +23,5 @@ class FaceLandmark68TinyNet(FaceLandmark68Net):
     n_blocks, n_convs = 3, 3
 
 
-SPEC = ModelSpec(
-    name="face_landmark_68_tiny", family="faceapi", build=FaceLandmark68TinyNet,
-    description="68 facial landmarks, small and fast",
-    weights="bundled: weights/faceapi/face_landmark_68_tiny_model-weights_manifest.json + shards (face-api.js)",
-    weights_present=partial(weights_present, "face_landmark_68_tiny"), input_size=(112, 112),
-    preprocessing="RGB face crop, centred zero pad to square, bilinear resize 112 (tfjs rule),"
-                  " (x - mean RGB) / 255",
-    params=77_224)  # as the built graph counts them
+SPEC = face_net("face_landmark_68_tiny", FaceLandmark68TinyNet, 112, CROP.format(112, 255),
+                "68 facial landmarks, small and fast", params=77_224)

@@ -21,15 +21,12 @@ input, with zero channels appended where the channels double; when the conv bran
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 
 from ... import ops
 from ...graph import GraphBuilder
-from ..registry import ModelSpec
+from ._spec import CROP, face_net
 from .common import FaceNet, NetWeights, as_image_list
-from .weights import weights_present
 
 
 def append_zero_channels(x: np.ndarray) -> np.ndarray:
@@ -97,11 +94,5 @@ class FaceRecognitionNet(FaceNet):
         return out[0] if single else list(out)
 
 
-SPEC = ModelSpec(
-    name="face_recognition", family="faceapi", build=FaceRecognitionNet,
-    description="128-d face descriptor (ResNet; same person if distance < 0.6)",
-    weights="bundled: weights/faceapi/face_recognition_model-weights_manifest.json + shards (face-api.js)",
-    weights_present=partial(weights_present, "face_recognition"), input_size=(150, 150),
-    preprocessing="RGB face crop, centred zero pad to square, bilinear resize 150 (tfjs rule),"
-                  " (x - mean RGB) / 256",
-    params=5_607_488)  # as the built graph counts them
+SPEC = face_net("face_recognition", FaceRecognitionNet, 150, CROP.format(150, 256),
+                "128-d face descriptor (ResNet; same person if distance < 0.6)", params=5_607_488)

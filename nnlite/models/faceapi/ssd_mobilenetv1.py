@@ -27,7 +27,6 @@ pixels (see :mod:`nnlite.models.faceapi.detector_input`). The depthwise batch no
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Mapping
 
 import numpy as np
@@ -36,10 +35,9 @@ from ... import ops
 from ...boxes import Detection, nms
 from ...errors import NnliteError, ShapeError
 from ...graph import GraphBuilder, Model
-from ..registry import ModelSpec
+from ._spec import DETECT, face_net
 from .common import NetWeights
 from .detector_input import detector_input, square_to_image_scale
-from .weights import weights_present
 
 INPUT_SIZE = 512
 BN_EPSILON = 0.0010000000474974513
@@ -197,10 +195,5 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, 
     return out
 
 
-SPEC = ModelSpec(
-    name="ssd_mobilenetv1", family="faceapi", build=SsdMobilenetv1,
-    description="face detector (SSD, MobileNetV1 backbone; boxes + scores, NMS IoU 0.5)",
-    weights="bundled: weights/faceapi/ssd_mobilenetv1_model-weights_manifest.json + shards (face-api.js)",
-    weights_present=partial(weights_present, "ssd_mobilenetv1"), input_size=(512, 512),
-    preprocessing="RGB photo, zero pad bottom/right to square, bilinear resize 512 (tfjs rule), x / 127.5 - 1",
-    params=5_540_639)  # as the built graph counts them
+SPEC = face_net("ssd_mobilenetv1", SsdMobilenetv1, 512, DETECT.format(512, "x / 127.5 - 1"),
+                "face detector (SSD, MobileNetV1 backbone; boxes + scores, NMS IoU 0.5)", params=5_540_639)

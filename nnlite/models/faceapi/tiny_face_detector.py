@@ -20,7 +20,6 @@ pixels (see :mod:`nnlite.models.faceapi.detector_input`; unlike the SSD, boxes a
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Mapping
 
 import numpy as np
@@ -28,10 +27,9 @@ import numpy as np
 from ...boxes import Detection, nms
 from ...errors import NnliteError
 from ...graph import GraphBuilder, Model
-from ..registry import ModelSpec
+from ._spec import DETECT, face_net
 from .common import NetWeights
 from .detector_input import detector_input, square_to_image_scale
-from .weights import weights_present
 
 DEFAULT_INPUT_SIZE = 416
 MIN_SCORE = 0.5
@@ -138,11 +136,6 @@ def postprocess(raw: np.ndarray, width: int, height: int, input_size: int, *, mi
             for i in keep]
 
 
-SPEC = ModelSpec(
-    name="tiny_face_detector", family="faceapi", build=TinyFaceDetector,
-    description="small face detector (YOLO-style anchors, separable convs; NMS IoU 0.4)",
-    weights="bundled: weights/faceapi/tiny_face_detector_model-weights_manifest.json + shards (face-api.js)",
-    weights_present=partial(weights_present, "tiny_face_detector"), input_size=(416, 416),
-    preprocessing="RGB photo, zero pad bottom/right to square,"
-                  " bilinear resize 416 (any multiple of 32) (tfjs rule), (x - mean RGB) / 256",
-    params=193_321)  # as the built graph counts them
+SPEC = face_net("tiny_face_detector", TinyFaceDetector, 416,
+                DETECT.format("416 (any multiple of 32)", "(x - mean RGB) / 256"),
+                "small face detector (YOLO-style anchors, separable convs; NMS IoU 0.4)", params=193_321)

@@ -23,7 +23,3 @@ def require(filename: str) -> Path:
                                   f"`{CONVERT_TOOL}` (reads ../shared/weights-src)")
     return path
 
-
-def bundled_present(filename: str):
-    """For a model declaration: whether the bundled weights file is there."""
-    return lambda: bundled_path(filename).is_file()

@@ -26,8 +26,8 @@ from pathlib import Path
 from ...graph import GraphBuilder, Model
 from ...io.torch_pth import load_torch_pth
 from ...preprocess import tf_crop_preprocess
-from ..registry import ModelSpec
-from ._bundled import bundled_present, require
+from ._bundled import require
+from ._spec import bundled, classifier
 from ._torch import StateDict, conv_bn, linear
 
 NAME = "efficientnet_lite0"
@@ -80,10 +80,8 @@ def load_model(path: str | Path | None = None) -> Model:
     return build(StateDict(load_torch_pth(path), NAME, str(path)))
 
 
-SPEC = ModelSpec(
-    name=NAME, family="imagenet", task="classify", build=load_model,
-    description="EfficientNet-Lite0, TF ImageNet weights ported to PyTorch",
-    weights=f"bundled: weights/imagenet/{WEIGHTS_FILE}", weights_present=bundled_present(WEIGHTS_FILE),
-    input_size=INPUT_SIZE, preprocess=partial(tf_crop_preprocess, 224, crop_padding=32, mean=127.0, std=128.0),
-    preprocessing="tf: centre crop 224/256 of shorter side, bicubic resize 224, (x - 127) / 128",
-    labels="imagenet", output="logits", params=4_631_000)
+SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=4_631_000,
+                  **bundled(WEIGHTS_FILE, "ported to PyTorch"),
+                  description="EfficientNet-Lite0, TF ImageNet weights ported to PyTorch",
+                  preprocess=partial(tf_crop_preprocess, 224, crop_padding=32, mean=127.0, std=128.0),
+                  preprocessing="tf: centre crop 224/256 of shorter side, bicubic resize 224, (x - 127) / 128")

@@ -179,7 +179,3 @@ def weights_file(model: str, path: str | Path | None = None) -> Path:
             f"`nnlite fetch {model}` (needs internet), or set NNLITE_HOME to the folder holding models/.")
     return found
 
-
-def fetched_present(model: str):
-    """For a model declaration: whether ``nnlite fetch MODEL`` has put the weights in the cache."""
-    return lambda: cached_weights(model) is not None

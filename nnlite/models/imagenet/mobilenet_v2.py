@@ -23,8 +23,8 @@ from pathlib import Path
 from ...graph import GraphBuilder, Model
 from ...io.torch_pth import load_torch_pth
 from ...preprocess import torch_preprocess
-from ..registry import ModelSpec
-from ._bundled import bundled_present, require
+from ._bundled import require
+from ._spec import bundled, classifier
 from ._torch import StateDict, conv_bn, linear
 
 NAME = "mobilenet_v2"
@@ -76,10 +76,8 @@ def load_model(path: str | Path | None = None) -> Model:
     return build(StateDict(load_torch_pth(path), NAME, str(path)))
 
 
-SPEC = ModelSpec(
-    name=NAME, family="imagenet", task="classify", build=load_model,
-    description="MobileNetV2 1.0, torchvision ImageNet weights (71.9% top-1)",
-    weights=f"bundled: weights/imagenet/{WEIGHTS_FILE} (torchvision)", weights_present=bundled_present(WEIGHTS_FILE),
-    input_size=INPUT_SIZE, preprocess=partial(torch_preprocess, 224, resize_to=256),
-    preprocessing="torch: resize shorter side 256 (bilinear), centre crop 224, /255, ImageNet mean/std",
-    labels="imagenet", output="logits", params=3_487_816)
+SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=3_487_816,
+                  **bundled(WEIGHTS_FILE, "torchvision"),
+                  description="MobileNetV2 1.0, torchvision ImageNet weights (71.9% top-1)",
+                  preprocess=partial(torch_preprocess, 224, resize_to=256),
+                  preprocessing="torch: resize shorter side 256 (bilinear), centre crop 224, /255, ImageNet mean/std")

@@ -24,8 +24,8 @@ from typing import NamedTuple
 from ... import ops
 from ...graph import GraphBuilder, Model
 from ...preprocess import tf_preprocess
-from ..registry import ModelSpec
-from .keras_common import KerasLayers, fetched_present, split_batch_norm, weights_file
+from ._spec import classifier, fetched
+from .keras_common import KerasLayers, split_batch_norm, weights_file
 
 NAME = "nasnet_mobile"
 INPUT_SIZE = (224, 224)
@@ -188,11 +188,8 @@ def load_model(path: str | Path | None = None) -> Model:
     return build(KerasLayers.from_file(weights_file(NAME, path)))
 
 
-SPEC = ModelSpec(
-    name=NAME, family="imagenet", task="classify", build=load_model,
-    description="NASNet-A Mobile (4 @ 1056), Keras applications weights (nnlite fetch nasnet_mobile)",
-    weights="NASNet-mobile.h5, the official Keras file (nnlite fetch nasnet_mobile)",
-    weights_present=fetched_present(NAME),
-    input_size=INPUT_SIZE, preprocess=partial(tf_preprocess, INPUT_SIZE),
-    preprocessing="tf: resize to 224x224 (bilinear), x/127.5 - 1",
-    labels="imagenet", output="logits", params=5_326_716)
+SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=5_326_716,
+                  **fetched(NAME, "NASNet-mobile.h5"),
+                  description="NASNet-A Mobile (4 @ 1056), Keras applications weights (nnlite fetch nasnet_mobile)",
+                  preprocess=partial(tf_preprocess, INPUT_SIZE),
+                  preprocessing="tf: resize to 224x224 (bilinear), x/127.5 - 1")

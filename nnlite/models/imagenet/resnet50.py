@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ...graph import GraphBuilder, Model
 from ...preprocess import caffe_preprocess
-from ..registry import ModelSpec
-from .keras_common import KerasLayers, fetched_present, weights_file
+from ._spec import classifier, fetched
+from .keras_common import KerasLayers, weights_file
 
 NAME = "resnet50"
 INPUT_SIZE = (224, 224)
@@ -85,11 +85,8 @@ def load_model(path: str | Path | None = None) -> Model:
     return build(KerasLayers.from_file(weights_file(NAME, path), aliases=legacy_names()))
 
 
-SPEC = ModelSpec(
-    name=NAME, family="imagenet", task="classify", build=load_model,
-    description="ResNet50 (v1), Keras applications weights (nnlite fetch resnet50)",
-    weights="resnet50_weights_tf_dim_ordering_tf_kernels.h5, the official Keras file (nnlite fetch resnet50)",
-    weights_present=fetched_present(NAME),
-    input_size=INPUT_SIZE, preprocess=partial(caffe_preprocess, INPUT_SIZE),
-    preprocessing="caffe: resize to 224x224 (bilinear), BGR, minus mean (103.939, 116.779, 123.68)",
-    labels="imagenet", output="logits", params=25_636_712)
+SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=25_636_712,
+                  **fetched(NAME, "resnet50_weights_tf_dim_ordering_tf_kernels.h5"),
+                  description="ResNet50 (v1), Keras applications weights (nnlite fetch resnet50)",
+                  preprocess=partial(caffe_preprocess, INPUT_SIZE),
+                  preprocessing="caffe: resize to 224x224 (bilinear), BGR, minus mean (103.939, 116.779, 123.68)")

@@ -23,8 +23,8 @@ from ...errors import WeightsError
 from ...graph import GraphBuilder, Model
 from ...io._safe_pickle import load_pickled_arrays
 from ...preprocess import caffe_preprocess
-from ..registry import ModelSpec
-from ._bundled import bundled_present, require
+from ._bundled import require
+from ._spec import bundled, classifier
 
 NAME = "squeezenet1_1"
 WEIGHTS_FILE = "squeezenet_weights.pkl"
@@ -91,11 +91,8 @@ def load_model(path: str | Path | None = None) -> Model:
     return build(load_weights(path))
 
 
-SPEC = ModelSpec(
-    name=NAME, family="imagenet", task="classify", build=load_model,
-    description="SqueezeNet 1.1, Caffe ImageNet weights",
-    weights=f"bundled: weights/imagenet/{WEIGHTS_FILE} (Caffe weights, pickled arrays)",
-    weights_present=bundled_present(WEIGHTS_FILE),
-    input_size=INPUT_SIZE, preprocess=partial(caffe_preprocess, INPUT_SIZE, CAFFE_MEAN_BGR),
-    preprocessing="caffe: resize to 227x227 (bilinear), BGR, minus mean (104.006, 116.669, 122.679)",
-    labels="imagenet", output="probabilities", params=1_235_496)
+SPEC = classifier(NAME, load_model, INPUT_SIZE, output="probabilities", params=1_235_496,
+                  **bundled(WEIGHTS_FILE, "Caffe weights, pickled arrays"),
+                  description="SqueezeNet 1.1, Caffe ImageNet weights",
+                  preprocess=partial(caffe_preprocess, INPUT_SIZE, CAFFE_MEAN_BGR),
+                  preprocessing="caffe: resize to 227x227 (bilinear), BGR, minus mean (104.006, 116.669, 122.679)")

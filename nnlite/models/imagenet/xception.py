@@ -21,8 +21,8 @@ from pathlib import Path
 from ...errors import WeightsError
 from ...graph import GraphBuilder, Model
 from ...preprocess import tf_preprocess
-from ..registry import ModelSpec
-from .keras_common import KerasLayers, fetched_present, weights_file
+from ._spec import classifier, fetched
+from .keras_common import KerasLayers, weights_file
 
 NAME = "xception"
 INPUT_SIZE = (299, 299)
@@ -100,11 +100,8 @@ def load_model(path: str | Path | None = None) -> Model:
     return build(KerasLayers.from_file(weights_file(NAME, path)))
 
 
-SPEC = ModelSpec(
-    name=NAME, family="imagenet", task="classify", build=load_model,
-    description="Xception, Keras applications weights (nnlite fetch xception)",
-    weights="xception_weights_tf_dim_ordering_tf_kernels.h5, the official Keras file (nnlite fetch xception)",
-    weights_present=fetched_present(NAME),
-    input_size=INPUT_SIZE, preprocess=partial(tf_preprocess, INPUT_SIZE),
-    preprocessing="tf: resize to 299x299 (bilinear), x/127.5 - 1",
-    labels="imagenet", output="logits", params=22_910_480)
+SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=22_910_480,
+                  **fetched(NAME, "xception_weights_tf_dim_ordering_tf_kernels.h5"),
+                  description="Xception, Keras applications weights (nnlite fetch xception)",
+                  preprocess=partial(tf_preprocess, INPUT_SIZE),
+                  preprocessing="tf: resize to 299x299 (bilinear), x/127.5 - 1")
