@@ -257,7 +257,9 @@ class Model:
                     values[step.out] = out
                 else:
                     values.update(zip(output_names(step.layer), out))
-            except ShapeError:
+            except ShapeError as exc:
+                if getattr(exc, "layer", None) is None:
+                    exc.layer = step.layer.name  # which layer failed, for callers that name it their own way
                 raise
             except (ValueError, IndexError) as exc:
                 layer = step.layer

@@ -109,6 +109,14 @@ def test_inspect_cli_takes_the_size_a_free_input_leaves_open(tmp_path, capsys):
     assert "(None, 10, 8, 4)" in capsys.readouterr().out
 
 
+def test_a_failing_layer_is_named_as_its_node(tmp_path):
+    path = tmp_path / "reshape.pb"
+    path.write_bytes(graph(placeholder("x", (-1, 6)), const("to", np.array([-1, 4], np.int32)),
+                           node("flat", "Reshape", ["x", "to"])))
+    with pytest.raises(ShapeError, match=r"node 'flat' \(Reshape\): reshape: cannot reshape \(1, 6\)"):
+        load(path).run({"x": np.zeros((1, 6), np.float32)}, ["flat"])
+
+
 def test_layers_with_several_outputs_and_typed_inputs():
     b = GraphBuilder("pieces")
     b.input("x", (4,))

@@ -69,7 +69,13 @@ class Program:
     def run(self, values: dict) -> list[np.ndarray]:
         env = {}
         if self.model.outputs:
-            got = self.model.forward(*[values[n] for n in self.model.inputs])
+            try:
+                got = self.model.forward(*[values[n] for n in self.model.inputs])
+            except ShapeError as exc:
+                node = getattr(exc, "layer", None)
+                if node is None or repr(node) in str(exc):
+                    raise
+                raise ShapeError(f"node {node!r} ({self.labels.get(node, '?')}): {exc}") from None
             env = dict(zip(self.model.outputs, got if len(self.model.outputs) > 1 else (got,)))
         results = []
         for ref in self.outputs:
