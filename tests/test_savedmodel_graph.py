@@ -109,6 +109,39 @@ def test_inspect_cli_takes_the_size_a_free_input_leaves_open(tmp_path, capsys):
     assert "(None, 10, 8, 4)" in capsys.readouterr().out
 
 
+def pad_pool_graph(first: str) -> bytes:
+    """x -> ``first`` -> zero pad 1 on H and W -> 3x3/2 'valid' max pool (Keras ResNet's stem)."""
+    amounts = np.array([[0, 0], [1, 1], [1, 1], [0, 0]], np.int32)
+    return graph(placeholder("x", (-1, 7, 7, 2)), const("amounts", amounts),
+                 node("act", first, ["x"]), node("pad", "Pad", ["act", "amounts"]),
+                 node("pool", "MaxPool", ["pad"], ksize=a_ints([1, 3, 3, 1]), strides=a_ints([1, 2, 2, 1]),
+                      padding=fld(2, b"VALID")))
+
+
+def reference_pad_pool(y):
+    padded = np.pad(y, ((0, 0), (1, 1), (1, 1), (0, 0)))   # TensorFlow's Pad: zeros
+    out = np.empty((y.shape[0], 4, 4, y.shape[3]), y.dtype)
+    for i in range(4):
+        for j in range(4):
+            out[:, i, j] = padded[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max(axis=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("first", ["Relu", "Neg"])
+def test_zero_pad_before_max_pool_becomes_the_pools_padding_only_after_a_relu(tmp_path, first):
+    path = tmp_path / "pad_pool.pb"
+    path.write_bytes(pad_pool_graph(first))
+    m = load(path)
+    x = RNG.normal(size=(2, 7, 7, 2)).astype(np.float32)
+    (y,) = m.run({"x": x}, ["pool"])
+    np.testing.assert_array_equal(y, reference_pad_pool(np.maximum(x, 0) if first == "Relu" else -x))
+    if first == "Relu":   # zeros and the pool's -inf padding agree on a ReLU's output
+        assert m.model["pool"].attrs["padding"] == (1, 1, 1, 1) and m.model["pool"].covers == ("pad", "pool")
+        assert "pad" not in m.model
+    else:                 # a negative input: the zeros are real values, the pad stays
+        assert m.model["pad"].op == "tensor.pad" and m.model["pool"].attrs["padding"] == "valid"
+
+
 def test_a_failing_layer_is_named_as_its_node(tmp_path):
     path = tmp_path / "reshape.pb"
     path.write_bytes(graph(placeholder("x", (-1, 6)), const("to", np.array([-1, 4], np.int32)),

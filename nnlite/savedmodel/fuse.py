@@ -10,7 +10,8 @@ while each intermediate has a single consumer and is not fetched:
   statistics are folded: ``x * (gamma / sqrt(var + eps)) + (beta - mean * gamma / sqrt(var + eps))``);
 * an inference ``FusedBatchNorm(V3)`` with constant parameters (TF1 graphs), via ``ops.fold_batch_norm``.
 
-``MatMul`` by a constant matrix becomes ``_FusedDense`` (``ops.dense``) with the same bias rules. The
+A 'valid' ``MaxPool`` after a zero ``Pad`` of a ReLU's output takes the pad as its explicit padding
+(``_MaxPool``; see :func:`_fuse_max_pool`). ``MatMul`` by a constant matrix becomes ``_FusedDense`` (``ops.dense``) with the same bias rules. The
 absorbed nodes are the layer's ``covers`` (its output is the last one's). These rewrite weights, so they
 happen here, once; a following activation stays a layer of its own, which the graph's execution plan
 (:mod:`nnlite.plan`) runs inside the convolution as for every model.
@@ -44,6 +45,8 @@ def fuse(graph, dyn: dict, protected: set):
             _fuse_conv(ctx, p)
         elif p.op == "MatMul":
             _fuse_dense(ctx, p)
+        elif p.op == "MaxPool":
+            _fuse_max_pool(ctx, p)
 
     def resolve(ref):
         while ref[0] == "d" and ref[1] in alias:
@@ -88,18 +91,63 @@ def _fuse_conv(ctx, p) -> None:
     spec = {"kernel": np.array(kernel), "bias": None, "depthwise": p.op == "DepthwiseConv2dNative",
             "covers": [p.name], **conv_geometry(graph, p.node)}
     x = p.ins[0]
-    if spec["padding"] == "valid" and x[0] == "d":
-        pad = dyn.get(x[1][0])
-        if pad is not None and pad.op == "Pad" and x[1][1] == 0 and _sole_consumer(ctx, x[1]) is p:
-            amounts = np.asarray(pad.ins[1][1]) if pad.ins[1][0] == "k" else None
-            if amounts is not None and amounts.shape == (4, 2) and not amounts[0].any() and not amounts[3].any():
-                spec["padding"] = tuple(int(v) for v in (*amounts[1], *amounts[2]))
-                spec["covers"].insert(0, pad.name)
-                x = pad.ins[0]
-                del dyn[pad.name]
+    if spec["padding"] == "valid":
+        x = _absorb_pad(ctx, p, x, spec)
     channels = kernel.shape[2] * kernel.shape[3] if spec["depthwise"] else kernel.shape[3]
     _absorb_chain(ctx, p, spec, channels)
     dyn[p.name] = type(p)(p.name, "_FusedConv", Node(p.name, "_FusedConv", [], [], {"_spec": spec}), [x])
+
+
+def _zero_hw_pad(ctx, p, x):
+    """(Pad node, (top, bottom, left, right)) when ``x`` is the output of a zero ``Pad`` of H and W only
+    that ``p`` alone reads, else None."""
+    dyn = ctx[1]
+    pad = dyn.get(x[1][0]) if x[0] == "d" else None
+    if pad is None or pad.op != "Pad" or x[1][1] != 0 or _sole_consumer(ctx, x[1]) is not p:
+        return None
+    amounts = np.asarray(pad.ins[1][1]) if pad.ins[1][0] == "k" else None
+    if amounts is None or amounts.shape != (4, 2) or amounts[0].any() or amounts[3].any():
+        return None
+    return pad, tuple(int(v) for v in (*amounts[1], *amounts[2]))
+
+
+def _absorb_pad(ctx, p, x, spec: dict):
+    """Fold a zero H/W ``Pad`` before ``p`` into ``spec``'s explicit padding; returns p's new input."""
+    found = _zero_hw_pad(ctx, p, x)
+    if found is None:
+        return x
+    pad, spec["padding"] = found
+    spec["covers"].insert(0, pad.name)
+    del ctx[1][pad.name]
+    return pad.ins[0]
+
+
+NONNEGATIVE = ("Relu", "Relu6")
+
+
+def _fuse_max_pool(ctx, p) -> None:
+    """Keras pads with zeros before a 'valid' max pool (ResNet's stem); the pool's own padding is -inf. They
+    agree when the padded tensor is never negative (a ReLU's output) and every window keeps a real pixel
+    (pad < window), so the pad becomes the pool's explicit padding and the conv before it can run fused
+    with the pool (nnlite.plan's ConvPoolStep)."""
+    graph, dyn = ctx[0], ctx[1]
+    size, stride = graph.attr(p.node, "ksize"), graph.attr(p.node, "strides")
+    if (graph.attr(p.node, "padding") != b"VALID" or graph.attr(p.node, "data_format", b"NHWC") != b"NHWC"
+            or len(size) != 4 or size[0] != 1 or size[3] != 1 or len(stride) != 4 or stride[0] != 1
+            or stride[3] != 1):
+        return
+    found = _zero_hw_pad(ctx, p, p.ins[0])
+    if found is None:
+        return
+    pad, amounts = found
+    src = pad.ins[0]
+    producer = dyn.get(src[1][0]) if src[0] == "d" else None
+    if producer is None or producer.op not in NONNEGATIVE or max(amounts) >= min(size[1], size[2]):
+        return
+    spec = {"pool_size": (int(size[1]), int(size[2])), "stride": (int(stride[1]), int(stride[2])),
+            "padding": "valid", "covers": [p.name]}
+    x = _absorb_pad(ctx, p, p.ins[0], spec)
+    dyn[p.name] = type(p)(p.name, "_MaxPool", Node(p.name, "_MaxPool", [], [], {"_spec": spec}), [x])
 
 
 def _fuse_dense(ctx, p) -> None:

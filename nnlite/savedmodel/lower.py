@@ -157,6 +157,10 @@ def _layer_spec(graph, p):
             return "dense", [0], kw, tuple(spec["covers"])
         kw.update(stride=spec["stride"], padding=spec["padding"], dilation=spec["dilation"])
         return ("depthwise_conv2d" if spec["depthwise"] else "conv2d"), [0], kw, tuple(spec["covers"])
+    if p.op == "_MaxPool":
+        spec = p.node.attrs["_spec"]
+        kw = {k: spec[k] for k in ("pool_size", "stride", "padding")}
+        return "max_pool2d", [0], kw, tuple(spec["covers"])
     if p.op.startswith("_"):
         return None
     found = layer_for(graph, p.node, p.ins)
