@@ -22,4 +22,3 @@ def require(filename: str) -> Path:
         raise WeightsMissingError(f"bundled weights {path} are missing; re-create weights/imagenet/ with "
                                   f"`{CONVERT_TOOL}` (reads ../shared/weights-src)")
     return path
-

@@ -41,9 +41,7 @@ class KerasLayers:
 
     @classmethod
     def from_file(cls, path: str | Path, aliases: Mapping[str, str] | None = None) -> "KerasLayers":
-        from ...io.keras_h5 import (
-            load_keras_h5,  # h5py is imported only when a Keras file is read
-        )
+        from ...io.keras_h5 import load_keras_h5   # h5py is imported only when a Keras file is read
         return cls(load_keras_h5(path), path, aliases)
 
     # -- raw lookup ------------------------------------------------------------------------------
@@ -178,4 +176,3 @@ def weights_file(model: str, path: str | Path | None = None) -> Path:
             f"{model}: weights not found (looked for {expected}). Download the official Keras file with "
             f"`nnlite fetch {model}` (needs internet), or set NNLITE_HOME to the folder holding models/.")
     return found
-
