@@ -17,5 +17,10 @@ __all__ = ["load", "NnliteError", "WeightsError", "WeightsMissingError", "ImageE
 def load(name: str):
     """Load a registered model by name (``nnlite models`` lists them)."""
     from .models import registry
-    return registry.load(name)
+    spec = registry.get(name)
+    built = spec.build()
+    if spec.task == "classify":   # the registry declares it; the pipeline that runs it lives in vision
+        from .vision.classify import Classifier
+        return Classifier.from_spec(spec, built)
+    return built
 

@@ -15,6 +15,11 @@ same kind of object, three tools work for all of them: :meth:`Model.summary` (sh
 multiply-accumulates), :meth:`Model.trace` (every intermediate by layer name) and
 :meth:`Model.first_divergence` (the first layer that disagrees with a reference run).
 
+A layer's ``op`` may also name a function of an ``nnlite.ops`` module (``"tensor.reshape"``: the
+framework-neutral array ops importers use). A layer declared with ``n_outputs=k`` returns k arrays, read
+by later layers as ``name``, ``name:1``, ... (TensorFlow's tensor naming). An input is a float32 image
+batch unless declared otherwise: ``g.input("n", (), dtype=np.int64, batch=False)`` (:class:`InputSpec`).
+
 ``covers`` names the source-framework layers one nnlite layer computes when several were fused at
 load time (a convolution with its batch norm and activation). The layer's output equals the *last*
 covered layer's output, so a reference activation recorded under that name can be compared with it.
@@ -49,6 +54,7 @@ class Layer:
     fn: Callable[..., np.ndarray]
     covers: tuple[str, ...] = ()      # source-framework layers fused into this one (output = last)
     kernel: bool = False              # op named an nnlite.ops kernel (pure; the execution plan may fuse it)
+    n_outputs: int = 1                # >1: fn returns a sequence; output i>0 is read as "name:i"
 
     @property
     def params(self) -> int:
@@ -89,14 +95,36 @@ def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
     return float(num / den) if den > 0 else float(num)
 
 
-def _resolve_op(op: str | Callable) -> tuple[str, Callable]:
+def resolve_op(op: str | Callable) -> tuple[str, Callable]:
+    """A kernel name in nnlite.ops (``"conv2d"``) or in one of its modules (``"tensor.reshape"``)."""
     if callable(op):
         return getattr(op, "__name__", "custom"), op
+    import importlib
+
     from . import ops  # imported here so graph.py stays importable while ops load lazily
-    fn = getattr(ops, op, None)
+    module, _, attr = op.rpartition(".")
+    try:
+        owner = importlib.import_module(f"{ops.__name__}.{module}") if module else ops
+    except ImportError:
+        owner = None
+    fn = getattr(owner, attr, None)
     if fn is None or not callable(fn):
         raise ModelError(f"unknown op {op!r}: not a kernel in nnlite.ops")
     return op, fn
+
+
+def output_names(layer: Layer) -> list[str]:
+    """The names a layer's outputs are read by: ``name``, then ``name:1``, ``name:2``, ..."""
+    return [layer.name] + [f"{layer.name}:{i}" for i in range(1, layer.n_outputs)]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A model input: per-example ``shape`` (``batch``) or the whole shape; None entries are free sizes,
+    ``shape=None`` a free rank. ``dtype`` None keeps what the caller passes (shape vectors, flags)."""
+    shape: tuple | None
+    dtype: Any = np.float32
+    batch: bool = True
 
 
 class GraphBuilder:
@@ -104,32 +132,40 @@ class GraphBuilder:
 
     def __init__(self, name: str):
         self.name = name
-        self._inputs: dict[str, tuple] = {}
+        self._inputs: dict[str, InputSpec] = {}
         self._layers: dict[str, Layer] = {}
+        self._tensors: set[str] = set()   # every readable name: inputs, layers, "layer:i"
 
-    def input(self, name: str, shape: Sequence[int | None]) -> str:
-        """Declare a model input of per-example shape ``shape`` (H, W, C); None for a free size."""
+    def input(self, name: str, shape: Sequence[int | None] | None, *, dtype: Any = np.float32,
+              batch: bool = True) -> str:
+        """Declare a model input of per-example shape ``shape`` (H, W, C); None for a free size.
+        ``batch=False``: ``shape`` is the whole shape (a scalar flag, a shape vector); ``shape=None``:
+        any rank. ``dtype`` (float32 unless told) is what the input is converted to; None keeps it."""
         self._check_new(name)
-        self._inputs[name] = tuple(shape)
+        self._inputs[name] = InputSpec(None if shape is None else tuple(shape), dtype, batch)
+        self._tensors.add(name)
         return name
 
     def layer(self, op: str | Callable, name: str, *inputs: str, covers: Sequence[str] = (),
-              **kwargs: Any) -> str:
-        """Add a layer; array keyword arguments become its weights, the rest its attributes."""
+              n_outputs: int = 1, **kwargs: Any) -> str:
+        """Add a layer; array keyword arguments become its weights, the rest its attributes. A layer
+        with ``n_outputs > 1`` returns a sequence; its outputs are read as ``name``, ``name:1``, ..."""
         self._check_new(name)
         for src in inputs:
-            if src not in self._layers and src not in self._inputs:
+            if src not in self._tensors:
                 raise ModelError(f"{self.name}: layer {name!r} reads {src!r}, which is not defined before it")
-        op_name, fn = _resolve_op(op)
+        op_name, fn = resolve_op(op)
         weights = {k: v for k, v in kwargs.items() if isinstance(v, np.ndarray)}
         attrs = {k: v for k, v in kwargs.items() if not isinstance(v, np.ndarray)}
-        self._layers[name] = Layer(name, op_name, tuple(inputs), weights, attrs, fn, tuple(covers),
-                                   kernel=isinstance(op, str))
+        layer = Layer(name, op_name, tuple(inputs), weights, attrs, fn, tuple(covers),
+                      kernel=isinstance(op, str), n_outputs=int(n_outputs))
+        self._layers[name] = layer
+        self._tensors.update(output_names(layer))
         return name
 
     def build(self, outputs: Sequence[str]) -> "Model":
         for out in outputs:
-            if out not in self._layers and out not in self._inputs:
+            if out not in self._tensors:
                 raise ModelError(f"{self.name}: output {out!r} is not a layer")
         return Model(self.name, self._inputs, list(self._layers.values()), list(outputs))
 
@@ -141,9 +177,11 @@ class GraphBuilder:
 class Model:
     """A built graph: run it, trace it, summarise it, compare it with a reference run."""
 
-    def __init__(self, name: str, inputs: dict[str, tuple], layers: list[Layer], outputs: list[str]):
+    def __init__(self, name: str, inputs: Mapping[str, InputSpec | tuple], layers: list[Layer],
+                 outputs: list[str]):
         self.name = name
-        self.inputs = dict(inputs)
+        self.input_specs = {n: s if isinstance(s, InputSpec) else InputSpec(tuple(s)) for n, s in inputs.items()}
+        self.inputs = {n: s.shape for n, s in self.input_specs.items()}  # name -> shape (per example)
         self.layers = layers
         self.outputs = outputs
         self._by_name = {layer.name: layer for layer in layers}
@@ -183,11 +221,13 @@ class Model:
         feed = {}
         for n in names:
             x = np.asarray(kwargs[n])
-            want = self.inputs[n]
-            if x.ndim != len(want) + 1 or any(w is not None and w != s for w, s in zip(want, x.shape[1:])):
-                raise ShapeError(f"{self.name}: input {n!r} expects shape (N, {', '.join(map(str, want))}), "
-                                 f"got {x.shape}")
-            feed[n] = x.astype(np.float32, copy=False) if x.dtype != np.float32 else x
+            spec = self.input_specs[n]
+            want, got = spec.shape, (x.shape[1:] if spec.batch else x.shape)
+            if want is not None and ((spec.batch and x.ndim == 0) or len(got) != len(want)
+                                     or any(w is not None and w != s for w, s in zip(want, got))):
+                shown = ", ".join(map(str, ("N",) * spec.batch + want))
+                raise ShapeError(f"{self.name}: input {n!r} expects shape ({shown}), got {x.shape}")
+            feed[n] = x.astype(spec.dtype, copy=False) if spec.dtype is not None and x.dtype != spec.dtype else x
         return feed
 
     def _run(self, feed: dict[str, np.ndarray], keep_all: bool) -> dict[str, np.ndarray]:
@@ -212,8 +252,14 @@ class Model:
         keep = set(self.outputs)
         for step in steps:
             try:
-                values[step.out] = step(*[values[src] for src in step.inputs])
-            except ShapeError:
+                out = step(*[values[src] for src in step.inputs])
+                if step.layer.n_outputs == 1:
+                    values[step.out] = out
+                else:
+                    values.update(zip(output_names(step.layer), out))
+            except ShapeError as exc:
+                if getattr(exc, "layer", None) is None:
+                    exc.layer = step.layer.name  # which layer failed, for callers that name it their own way
                 raise
             except (ValueError, IndexError) as exc:
                 layer = step.layer
@@ -246,11 +292,12 @@ class Model:
     # -- inspecting ------------------------------------------------------------------------------
     def _example_input(self, input_shape) -> dict[str, np.ndarray]:
         feed = {}
-        for n, shape in self.inputs.items():
+        for n, spec in self.input_specs.items():
+            shape = spec.shape
             shape = input_shape.get(n, shape) if isinstance(input_shape, Mapping) else (input_shape or shape)
-            if any(s is None for s in shape):
+            if shape is None or any(s is None for s in shape):
                 raise ShapeError(f"{self.name}: input {n!r} has a free size {shape}; pass input_shape=")
-            feed[n] = np.zeros((1, *shape), np.float32)
+            feed[n] = np.zeros((1, *shape) if spec.batch else tuple(shape), spec.dtype or np.float32)
         return feed
 
     def layer_table(self, input_shape=None) -> list[dict]:
@@ -268,7 +315,7 @@ class Model:
         """A Keras-like table of the layers (batch 1) and the totals."""
         rows = self.layer_table(input_shape)
         head = ("Layer", "Op", "Output shape", "Params", "MACs")
-        lines = [[r["name"], r["op"], str((None,) + r["output_shape"][1:]), f"{r['params']:,}", f"{r['macs']:,}"]
+        lines = [[r["name"], r["op"], str(_batch_free(r["output_shape"])), f"{r['params']:,}", f"{r['macs']:,}"]
                  for r in rows]
         widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
         fmt = lambda cells: "  ".join(c.ljust(w) if i < 3 else c.rjust(w)  # noqa: E731
@@ -276,7 +323,7 @@ class Model:
         rule = "-" * len(fmt(head))
         total_p = sum(r["params"] for r in rows)
         total_m = sum(r["macs"] for r in rows)
-        inputs = ", ".join(f"{n} (None, {', '.join(map(str, s))})" for n, s in self.inputs.items())
+        inputs = ", ".join(f"{n} {_shown(s)}" for n, s in self.input_specs.items())
         return "\n".join([f'Model "{self.name}"  inputs: {inputs}', rule, fmt(head), rule,
                           *(fmt(line) for line in lines), rule,
                           f"Total params: {total_p:,}    Total MACs (batch 1): {total_m:,}"])
@@ -299,6 +346,17 @@ class Model:
             if not err <= tolerance:
                 return Divergence(layer.name, key, err, tolerance, checked)
         return None
+
+
+def _batch_free(shape: tuple) -> tuple:
+    """An activation's shape with the batch axis shown free; vectors and scalars (shape plumbing) as they are."""
+    return (None,) + shape[1:] if len(shape) >= 2 else shape
+
+
+def _shown(spec: InputSpec) -> str:
+    if spec.shape is None:
+        return "(any shape)"
+    return str(((None,) if spec.batch else ()) + spec.shape)
 
 
 def count_macs(layer: Layer, out: np.ndarray) -> int:

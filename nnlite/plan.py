@@ -58,7 +58,7 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
     steps: list[Step] = []
     for layer in layers:
         inputs = tuple(alias.get(src, src) for src in layer.inputs)
-        if not layer.weights and layer.name not in outputs and _is_kernel(layer):
+        if not layer.weights and layer.name not in outputs and _is_kernel(layer) and layer.n_outputs == 1:
             key = (layer.op, inputs, repr(sorted(layer.attrs.items())))
             if key in seen:
                 alias[layer.name] = seen[key]

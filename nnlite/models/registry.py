@@ -1,8 +1,11 @@
-"""Model names -> how to build them, their input size, preprocessing and where their weights live.
+"""Model names -> their declarations (:class:`ModelSpec`), collected from the architecture files.
 
-Each model family (``nnlite.models.imagenet``, ``nnlite.models.faceapi``) calls :func:`register`
-for each of its models when imported; :func:`load` imports the families on first use, in order, stopping at
-the one that registers the requested name.
+Each architecture file declares everything about its model in one ``SPEC`` (weights file, input size,
+preprocessing recipe, labels, description, how to build it), as a Keras application file does; its
+family package (``nnlite.models.imagenet``, ``nnlite.models.faceapi``) registers those when imported.
+:func:`get` imports the families on first use, in order, stopping at the one that registers the
+requested name. The registry only collects: it builds graphs and net objects, never vision pipelines
+(``nnlite.load`` wraps a classifier's graph in :class:`nnlite.vision.classify.Classifier`).
 """
 
 from __future__ import annotations
@@ -23,9 +26,14 @@ class ModelSpec:
     description: str
     input_size: tuple[int, int] | None    # (height, width); None where any size works
     preprocessing: str                    # human-readable, e.g. "torch: resize 256, crop 224, mean/std"
-    load: Callable[[], Any]               # -> the user-facing object; it has a ``.model`` (graph.Model)
+    build: Callable[[], Any]              # -> a graph.Model (task "classify") or a net object with ``.model``
     weights_present: Callable[[], bool]
+    weights: str = ""                     # the weights file and where it comes from
     params: int | None = None             # parameter count, where known without loading
+    task: str | None = None               # "classify": an image classifier (vision wraps it)
+    preprocess: Callable[[], Callable] | None = None  # -> the recipe function (nnlite.preprocess)
+    labels: str | None = None             # "imagenet": the 1000 ImageNet-1k classes
+    output: str | None = None             # classifier output: "logits" or "probabilities"
 
 
 _SPECS: dict[str, ModelSpec] = {}
@@ -64,6 +72,7 @@ def get(name: str) -> ModelSpec:
         raise ModelError(f"unknown model {name!r}; known models: {known}") from None
 
 
-def load(name: str) -> Any:
-    """Build model ``name`` with its weights; raises WeightsMissingError naming how to get them."""
-    return get(name).load()
+def build(name: str) -> Any:
+    """Build model ``name`` with its weights (a graph or a net object; see :attr:`ModelSpec.build`);
+    raises WeightsMissingError naming how to get them."""
+    return get(name).build()

@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GraphFormatError
-from .graph import Node
-from .kernels import kernel
+from .graphdef import Node
+from .tf_ops import kernel
 
 IF_OPS = ("If", "StatelessIf")
 BRANCHES = ("then_branch", "else_branch")
@@ -68,7 +68,7 @@ def runtime_if(graph, node: Node, ins: list, variables, pnode_type):
 def branch_program(graph, node: Node, fdef, label: str, args: list, ports: list, variables):
     """Plan function ``fdef`` as its own program: arguments become ``_Known`` nodes (their values) or
     placeholders (fed per run); the fetched outputs are ``ports`` of the call."""
-    from . import plan  # plan imports this module
+    from . import fold  # fold imports this module
 
     sub = graph.scope()
     base = f"{node.name}/{label}"
@@ -88,7 +88,7 @@ def branch_program(graph, node: Node, fdef, label: str, args: list, ports: list,
     if bad:
         raise GraphFormatError(f"{graph.path}: output {node.name}:{bad[0]} does not exist; "
                                f"{fdef.signature.name} returns {n_out} value(s)")
-    program = plan.build(sub, [(base, p) for p in ports], feeds, variables)
+    program = fold.build(sub, [(base, p) for p in ports], feeds, variables)
     return program, list(feeds)
 
 

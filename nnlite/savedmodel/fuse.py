@@ -1,17 +1,20 @@
-"""Load-time fusion of the dynamic program, so a SavedModel runs as fast as a hand-written nnlite model.
+"""Lowering step: fold constant arithmetic that follows a convolution into its weights.
 
-A ``Conv2D`` / ``DepthwiseConv2dNative`` with a constant kernel becomes one ``_FusedConv`` call of
-:func:`nnlite.ops.conv2d` / :func:`nnlite.ops.depthwise_conv2d`, absorbing, while each intermediate has a
-single consumer and is not fetched:
+A ``Conv2D`` / ``DepthwiseConv2dNative`` with a constant kernel becomes one ``_FusedConv`` node, lowered
+to a :func:`nnlite.ops.conv2d` / :func:`nnlite.ops.depthwise_conv2d` layer (:mod:`.lower`), absorbing,
+while each intermediate has a single consumer and is not fetched:
 
 * a preceding zero ``Pad`` on H/W into explicit padding (Keras ``ZeroPadding2D`` + 'valid' conv);
 * ``BiasAdd`` / ``Add`` / ``AddV2`` / ``Sub`` of a per-channel constant into the bias;
 * ``Mul`` by a per-channel constant into kernel and bias (how Keras 3 exports batch norm once its
   statistics are folded: ``x * (gamma / sqrt(var + eps)) + (beta - mean * gamma / sqrt(var + eps))``);
-* an inference ``FusedBatchNorm(V3)`` with constant parameters (TF1 graphs), via ``ops.fold_batch_norm``;
-* a final ``Relu`` / ``Relu6`` / ``LeakyRelu`` / ``Sigmoid`` as the kernel's activation.
+* an inference ``FusedBatchNorm(V3)`` with constant parameters (TF1 graphs), via ``ops.fold_batch_norm``.
 
-``MatMul`` by a constant matrix becomes ``_FusedDense`` (``ops.dense``) with the same bias/activation rules.
+A 'valid' ``MaxPool`` after a zero ``Pad`` of a ReLU's output takes the pad as its explicit padding
+(``_MaxPool``; see :func:`_fuse_max_pool`). ``MatMul`` by a constant matrix becomes ``_FusedDense`` (``ops.dense``) with the same bias rules. The
+absorbed nodes are the layer's ``covers`` (its output is the last one's). These rewrite weights, so they
+happen here, once; a following activation stays a layer of its own, which the graph's execution plan
+(:mod:`nnlite.plan`) runs inside the convolution as for every model.
 """
 
 from __future__ import annotations
@@ -19,10 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from .graph import Node
-from .kernels import conv_geometry
+from .graphdef import Node
+from .tf_ops import conv_geometry
 
-ACTIVATIONS = {"Relu": "relu", "Relu6": "relu6", "LeakyRelu": "leaky_relu", "Sigmoid": "sigmoid"}
 BIAS_OPS = {"BiasAdd", "Add", "AddV2"}
 
 
@@ -43,6 +45,8 @@ def fuse(graph, dyn: dict, protected: set):
             _fuse_conv(ctx, p)
         elif p.op == "MatMul":
             _fuse_dense(ctx, p)
+        elif p.op == "MaxPool":
+            _fuse_max_pool(ctx, p)
 
     def resolve(ref):
         while ref[0] == "d" and ref[1] in alias:
@@ -85,19 +89,65 @@ def _fuse_conv(ctx, p) -> None:
     if kernel is None or kernel.ndim != 4:
         return
     spec = {"kernel": np.array(kernel), "bias": None, "depthwise": p.op == "DepthwiseConv2dNative",
-            "activation": None, "alpha": 0.2, **conv_geometry(graph, p.node)}
+            "covers": [p.name], **conv_geometry(graph, p.node)}
     x = p.ins[0]
-    if spec["padding"] == "valid" and x[0] == "d":
-        pad = dyn.get(x[1][0])
-        if pad is not None and pad.op == "Pad" and x[1][1] == 0 and _sole_consumer(ctx, x[1]) is p:
-            amounts = np.asarray(pad.ins[1][1]) if pad.ins[1][0] == "k" else None
-            if amounts is not None and amounts.shape == (4, 2) and not amounts[0].any() and not amounts[3].any():
-                spec["padding"] = tuple(int(v) for v in (*amounts[1], *amounts[2]))
-                x = pad.ins[0]
-                del dyn[pad.name]
+    if spec["padding"] == "valid":
+        x = _absorb_pad(ctx, p, x, spec)
     channels = kernel.shape[2] * kernel.shape[3] if spec["depthwise"] else kernel.shape[3]
     _absorb_chain(ctx, p, spec, channels)
     dyn[p.name] = type(p)(p.name, "_FusedConv", Node(p.name, "_FusedConv", [], [], {"_spec": spec}), [x])
+
+
+def _zero_hw_pad(ctx, p, x):
+    """(Pad node, (top, bottom, left, right)) when ``x`` is the output of a zero ``Pad`` of H and W only
+    that ``p`` alone reads, else None."""
+    dyn = ctx[1]
+    pad = dyn.get(x[1][0]) if x[0] == "d" else None
+    if pad is None or pad.op != "Pad" or x[1][1] != 0 or _sole_consumer(ctx, x[1]) is not p:
+        return None
+    amounts = np.asarray(pad.ins[1][1]) if pad.ins[1][0] == "k" else None
+    if amounts is None or amounts.shape != (4, 2) or amounts[0].any() or amounts[3].any():
+        return None
+    return pad, tuple(int(v) for v in (*amounts[1], *amounts[2]))
+
+
+def _absorb_pad(ctx, p, x, spec: dict):
+    """Fold a zero H/W ``Pad`` before ``p`` into ``spec``'s explicit padding; returns p's new input."""
+    found = _zero_hw_pad(ctx, p, x)
+    if found is None:
+        return x
+    pad, spec["padding"] = found
+    spec["covers"].insert(0, pad.name)
+    del ctx[1][pad.name]
+    return pad.ins[0]
+
+
+NONNEGATIVE = ("Relu", "Relu6")
+
+
+def _fuse_max_pool(ctx, p) -> None:
+    """Keras pads with zeros before a 'valid' max pool (ResNet's stem); the pool's own padding is -inf. They
+    agree when the padded tensor is never negative (a ReLU's output) and every window keeps a real pixel
+    (pad < window), so the pad becomes the pool's explicit padding and the conv before it can run fused
+    with the pool (nnlite.plan's ConvPoolStep)."""
+    graph, dyn = ctx[0], ctx[1]
+    size, stride = graph.attr(p.node, "ksize"), graph.attr(p.node, "strides")
+    if (graph.attr(p.node, "padding") != b"VALID" or graph.attr(p.node, "data_format", b"NHWC") != b"NHWC"
+            or len(size) != 4 or size[0] != 1 or size[3] != 1 or len(stride) != 4 or stride[0] != 1
+            or stride[3] != 1):
+        return
+    found = _zero_hw_pad(ctx, p, p.ins[0])
+    if found is None:
+        return
+    pad, amounts = found
+    src = pad.ins[0]
+    producer = dyn.get(src[1][0]) if src[0] == "d" else None
+    if producer is None or producer.op not in NONNEGATIVE or max(amounts) >= min(size[1], size[2]):
+        return
+    spec = {"pool_size": (int(size[1]), int(size[2])), "stride": (int(stride[1]), int(stride[2])),
+            "padding": "valid", "covers": [p.name]}
+    x = _absorb_pad(ctx, p, p.ins[0], spec)
+    dyn[p.name] = type(p)(p.name, "_MaxPool", Node(p.name, "_MaxPool", [], [], {"_spec": spec}), [x])
 
 
 def _fuse_dense(ctx, p) -> None:
@@ -106,7 +156,7 @@ def _fuse_dense(ctx, p) -> None:
     if w is None or w.ndim != 2 or graph.attr(p.node, "transpose_a"):
         return
     w = np.array(w.T if graph.attr(p.node, "transpose_b") else w)
-    spec = {"kernel": w, "bias": None, "activation": None, "alpha": 0.2, "depthwise": False}
+    spec = {"kernel": w, "bias": None, "depthwise": False, "covers": [p.name]}
     _absorb_chain(ctx, p, spec, w.shape[1])
     ctx[1][p.name] = type(p)(p.name, "_FusedDense", Node(p.name, "_FusedDense", [], [], {"_spec": spec}),
                              [p.ins[0]])
@@ -115,10 +165,11 @@ def _fuse_dense(ctx, p) -> None:
 def _absorb_chain(ctx, p, spec: dict, channels: int) -> None:
     graph, dyn, protected, consumers, alias = ctx
     cur = (p.name, 0)
-    while spec["activation"] is None:
+    while True:
         c = _sole_consumer(ctx, cur)
         if c is None or not _absorb(graph, c, cur, spec, channels, consumers, protected):
             return
+        spec["covers"].append(c.name)
         alias[(c.name, 0)] = (p.name, 0)
         del dyn[c.name]
         cur = (c.name, 0)
@@ -129,11 +180,6 @@ def _absorb(graph, c, cur, spec: dict, channels: int, consumers, protected) -> b
     others = [r for r in c.ins if not _is(r, cur)]
     if len(others) != len(c.ins) - 1:
         return False
-    if c.op in ACTIVATIONS and not others:
-        spec["activation"] = ACTIVATIONS[c.op]
-        if c.op == "LeakyRelu":
-            spec["alpha"] = float(graph.attr(c.node, "alpha"))
-        return True
     if c.op in BIAS_OPS | {"Sub", "Mul"} and len(others) == 1:
         if c.op in ("BiasAdd", "Sub") and not _is(c.ins[0], cur):
             return False

@@ -3,7 +3,9 @@
 A path is a SavedModel directory (``saved_model.pb`` + ``variables/``) or a frozen GraphDef ``.pb``.
 The meta graph is chosen by its exact tag set (``tags=None``: the only one, else the one tagged ``serve``).
 At load the graph's inference part is planned once (variables read, constants folded, batch norm folded
-into convolutions, training branches pruned), so unsupported operations are reported immediately.
+into convolutions, training branches pruned) and lowered onto an :class:`nnlite.graph.Model`
+(``SavedModel.model``: ``summary()``, ``trace()``, ``first_divergence()``, ``nnlite inspect PATH``), so
+unsupported operations are reported immediately.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import GraphFormatError, ShapeError
-from . import plan, schema  # noqa: F401  (schema registers the message tables)
+from ..errors import GraphFormatError, ModelError, ShapeError
+from . import fold, schema  # noqa: F401  (schema registers the message tables)
 from .bundle import TensorBundle
-from .graph import Graph, parse_endpoint
+from .graphdef import Graph, parse_endpoint
 from .opdefs import OpInfo
 from .tensors import dtype_name, dtype_of, shape_of
 from .variables import Variables, bind
@@ -70,6 +72,7 @@ class SavedModel:
         self.signatures = _signatures(meta)
         self._top = list(self.graph.nodes)  # top-level names, before inlining adds function bodies
         self._programs: dict = {}
+        self._default = None  # the program planned at load: signature outputs, else the graph's ends
         self._check()
 
     # -- public API -------------------------------------------------------------------------------
@@ -90,13 +93,16 @@ class SavedModel:
             if node is None:
                 raise GraphFormatError(f"{self.graph.path}: cannot feed {key!r}: no such operation")
             values[name] = _feed_value(self.graph, node, value)
-        ends = [self._endpoint(f) for f in fetches]
-        cache_key = (tuple(sorted(values)), tuple(ends))
+        return self._program(values, [self._endpoint(f) for f in fetches]).run(values)
+
+    def _program(self, fed, ends: list):
+        """The plan (a lowered Model) for feeding the node names ``fed`` and fetching ``ends``; cached."""
+        cache_key = (tuple(sorted(fed)), tuple(ends))
         program = self._programs.get(cache_key)
         if program is None:
-            program = plan.build(self.graph, ends, {n: self.graph.nodes[n] for n in values}, self.variables)
+            program = fold.build(self.graph, ends, {n: self.graph.nodes[n] for n in fed}, self.variables)
             self._programs[cache_key] = program
-        return program.run(values)
+        return program
 
     def operations(self, functions: bool = False) -> list[Operation]:
         """Every operation of the graph (top level; with ``functions=True`` also the inlined
@@ -109,6 +115,21 @@ class SavedModel:
             inputs = [s if p == 0 else f"{s}:{p}" for s, p in data] + [f"^{c}" for c in node.control]
             ops.append(Operation(name, op, inputs, _shape_hint(self.graph, node)))
         return ops
+
+    @property
+    def model(self):
+        """The graph as an :class:`nnlite.graph.Model` (layers named as the nodes; a convolution's layer
+        ``covers`` the batch norm / bias nodes folded into it): the ``serving_default`` signature (or the
+        only one), else every end of the graph."""
+        real = sorted(k for k in self.signatures if not k.startswith("__"))
+        name = "serving_default" if "serving_default" in real else (real[0] if len(real) == 1 else None)
+        if name is not None:
+            sig = self.signatures[name]
+            fed = [parse_endpoint(t.name)[0] for t in sig.inputs.values()]
+            return self._program(fed, [self._endpoint(t.name) for t in sig.outputs.values()]).model
+        if self._default is None:
+            raise ModelError(f"{self.graph.path}: the graph has no outputs to build a model of")
+        return self._default.model
 
     @property
     def inputs(self) -> list[str]:
@@ -154,7 +175,8 @@ class SavedModel:
         ends = [e for e in ends if e[0] in self.graph.nodes]
         if ends:
             feed_nodes = {n: self.graph.nodes[n] for n in feeds if n in self.graph.nodes}
-            program = plan.build(self.graph, ends, feed_nodes, self.variables, drop_dead=not real)
+            program = fold.build(self.graph, ends, feed_nodes, self.variables, drop_dead=not real)
+            self._default = program
             if real:
                 self._programs[(tuple(sorted(feed_nodes)), tuple(ends))] = program
 

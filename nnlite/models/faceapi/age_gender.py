@@ -20,6 +20,7 @@ A reduction block: [ReLU] -> separable conv -> ReLU -> separable conv -> max poo
 from __future__ import annotations
 
 from ...graph import GraphBuilder
+from ._spec import CROP, face_net
 from .common import FaceNet, NetWeights, as_image_list, separable
 
 
@@ -80,3 +81,7 @@ class AgeGenderNet(FaceNet):
             out.append({"age": float(a), "gender": "male" if male else "female",
                         "gender_probability": float(p_male if male else 1.0 - p_male)})
         return out[0] if single else out
+
+
+SPEC = face_net("age_gender", AgeGenderNet, 112, CROP.format(112, 256),
+                "age (years) and gender (tiny Xception)", params=421_731)

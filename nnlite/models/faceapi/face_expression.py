@@ -10,6 +10,7 @@ The feature extractor is the one of :mod:`.face_landmark_68` (its own weights)::
 from __future__ import annotations
 
 from ...graph import GraphBuilder
+from ._spec import CROP, face_net
 from .common import FaceNet, NetWeights, as_image_list, dense_feature_extractor, fc
 
 # face-api.js's output order of the softmax.
@@ -35,3 +36,7 @@ class FaceExpressionNet(FaceNet):
         probs = self.forward(images)
         out = [{label: float(p) for label, p in zip(LABELS, row)} for row in probs]
         return out[0] if single else out
+
+
+SPEC = face_net("face_expression", FaceExpressionNet, 112, CROP.format(112, 255),
+                "7 facial expressions (neutral, happy, sad, angry, fearful, disgusted, surprised)", params=323_687)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ...errors import ShapeError
 from ...graph import GraphBuilder
+from ._spec import CROP, face_net
 from .common import FaceNet, NetWeights, as_image_list, dense_feature_extractor, fc, image_sizes
 
 
@@ -71,3 +72,7 @@ class FaceLandmark68Net(FaceNet):
         rel = unpad_landmarks(raw, self.input_size, sizes)                                 # (N, 68, 2)
         pts = [(rel[i] * np.array(sizes[i], np.float64)).astype(np.float32) for i in range(len(images))]
         return pts[0] if single else pts
+
+
+SPEC = face_net("face_landmark_68", FaceLandmark68Net, 112, CROP.format(112, 255),
+                "68 facial landmarks (dense blocks of separable convs)", params=356_840)

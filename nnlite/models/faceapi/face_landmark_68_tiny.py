@@ -12,6 +12,7 @@ Same input rule and output as :mod:`.face_landmark_68` with a smaller feature ex
 
 from __future__ import annotations
 
+from ._spec import CROP, face_net
 from .face_landmark_68 import FaceLandmark68Net
 
 
@@ -20,3 +21,7 @@ class FaceLandmark68TinyNet(FaceLandmark68Net):
 
     net = "face_landmark_68_tiny"
     n_blocks, n_convs = 3, 3
+
+
+SPEC = face_net("face_landmark_68_tiny", FaceLandmark68TinyNet, 112, CROP.format(112, 255),
+                "68 facial landmarks, small and fast", params=77_224)

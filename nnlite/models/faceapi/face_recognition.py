@@ -25,6 +25,7 @@ import numpy as np
 
 from ... import ops
 from ...graph import GraphBuilder
+from ._spec import CROP, face_net
 from .common import FaceNet, NetWeights, as_image_list
 
 
@@ -91,3 +92,7 @@ class FaceRecognitionNet(FaceNet):
         images, single = as_image_list(images)
         out = np.asarray(self.forward(images), np.float32)
         return out[0] if single else list(out)
+
+
+SPEC = face_net("face_recognition", FaceRecognitionNet, 150, CROP.format(150, 256),
+                "128-d face descriptor (ResNet; same person if distance < 0.6)", params=5_607_488)

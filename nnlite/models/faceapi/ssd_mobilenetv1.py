@@ -32,9 +32,10 @@ from typing import Mapping
 import numpy as np
 
 from ... import ops
+from ...boxes import Detection, nms
 from ...errors import NnliteError, ShapeError
 from ...graph import GraphBuilder, Model
-from ...boxes import Detection, nms
+from ._spec import DETECT, face_net
 from .common import NetWeights
 from .detector_input import detector_input, square_to_image_scale
 
@@ -192,3 +193,7 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, 
         box = (left * width, top * height, (right - left) * width, (bottom - top) * height)
         out.append(Detection(box=tuple(float(v) for v in box), score=float(scores[i])))
     return out
+
+
+SPEC = face_net("ssd_mobilenetv1", SsdMobilenetv1, 512, DETECT.format(512, "x / 127.5 - 1"),
+                "face detector (SSD, MobileNetV1 backbone; boxes + scores, NMS IoU 0.5)", params=5_540_639)

@@ -24,9 +24,10 @@ from typing import Mapping
 
 import numpy as np
 
+from ...boxes import Detection, nms
 from ...errors import NnliteError
 from ...graph import GraphBuilder, Model
-from ...boxes import Detection, nms
+from ._spec import DETECT, face_net
 from .common import NetWeights
 from .detector_input import detector_input, square_to_image_scale
 
@@ -133,3 +134,8 @@ def postprocess(raw: np.ndarray, width: int, height: int, input_size: int, *, mi
                            float(boxes[i, 2] * sx * width), float(boxes[i, 3] * sy * height)),
                       score=float(scores[i]))
             for i in keep]
+
+
+SPEC = face_net("tiny_face_detector", TinyFaceDetector, 416,
+                DETECT.format("416 (any multiple of 32)", "(x - mean RGB) / 256"),
+                "small face detector (YOLO-style anchors, separable convs; NMS IoU 0.4)", params=193_321)

@@ -20,11 +20,14 @@ use epsilon 1e-3, unlike torchvision.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from ...graph import GraphBuilder, Model
 from ...io.torch_pth import load_torch_pth
+from ...preprocess import tf_crop_preprocess
 from ._bundled import require
+from ._spec import bundled, classifier
 from ._torch import StateDict, conv_bn, linear
 
 NAME = "efficientnet_lite0"
@@ -75,3 +78,10 @@ def load_model(path: str | Path | None = None) -> Model:
     """The EfficientNet-Lite0 graph with its ImageNet weights (bundled unless ``path`` is given)."""
     path = Path(path) if path is not None else require(WEIGHTS_FILE)
     return build(StateDict(load_torch_pth(path), NAME, str(path)))
+
+
+SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=4_631_000,
+                  **bundled(WEIGHTS_FILE, "ported to PyTorch"),
+                  description="EfficientNet-Lite0, TF ImageNet weights ported to PyTorch",
+                  preprocess=partial(tf_crop_preprocess, 224, crop_padding=32, mean=127.0, std=128.0),
+                  preprocessing="tf: centre crop 224/256 of shorter side, bicubic resize 224, (x - 127) / 128")

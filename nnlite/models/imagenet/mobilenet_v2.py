@@ -2,7 +2,7 @@
 
 Weights: torchvision's ImageNet-1k checkpoint ``mobilenet_v2-b0353104.pth``, read as stored (legacy
 ``torch.save`` state dict, no torch needed); layer names are its key prefixes (``features.3.conv.1.0``).
-Input 224 x 224 RGB, torchvision normalisation (see :func:`nnlite.vision.classify.torch_preprocess`).
+Input 224 x 224 RGB, torchvision normalisation (see :func:`nnlite.preprocess.torch_preprocess`).
 Output: logits (the softmax is the classifier's).
 
     features.0       conv 3x3/2, 32, BN, ReLU6
@@ -17,11 +17,14 @@ PyTorch conventions (OIHW kernels, symmetric padding, BN epsilon 1e-5) are handl
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from ...graph import GraphBuilder, Model
 from ...io.torch_pth import load_torch_pth
+from ...preprocess import torch_preprocess
 from ._bundled import require
+from ._spec import bundled, classifier
 from ._torch import StateDict, conv_bn, linear
 
 NAME = "mobilenet_v2"
@@ -71,3 +74,10 @@ def load_model(path: str | Path | None = None) -> Model:
     """The MobileNetV2 graph with torchvision's ImageNet weights (bundled unless ``path`` is given)."""
     path = Path(path) if path is not None else require(WEIGHTS_FILE)
     return build(StateDict(load_torch_pth(path), NAME, str(path)))
+
+
+SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=3_487_816,
+                  **bundled(WEIGHTS_FILE, "torchvision"),
+                  description="MobileNetV2 1.0, torchvision ImageNet weights (71.9% top-1)",
+                  preprocess=partial(torch_preprocess, 224, resize_to=256),
+                  preprocessing="torch: resize shorter side 256 (bilinear), centre crop 224, /255, ImageNet mean/std")

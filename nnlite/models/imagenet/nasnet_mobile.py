@@ -17,11 +17,14 @@ The input is square, so a size is one number.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 from ... import ops
 from ...graph import GraphBuilder, Model
+from ...preprocess import tf_preprocess
+from ._spec import classifier, fetched
 from .keras_common import KerasLayers, split_batch_norm, weights_file
 
 NAME = "nasnet_mobile"
@@ -184,3 +187,9 @@ def load_model(path: str | Path | None = None) -> Model:
     """NASNet-A Mobile with the weights of a Keras .h5 file (default: ``nnlite fetch nasnet_mobile``'s)."""
     return build(KerasLayers.from_file(weights_file(NAME, path)))
 
+
+SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=5_326_716,
+                  **fetched(NAME, "NASNet-mobile.h5"),
+                  description="NASNet-A Mobile (4 @ 1056), Keras applications weights (nnlite fetch nasnet_mobile)",
+                  preprocess=partial(tf_preprocess, INPUT_SIZE),
+                  preprocessing="tf: resize to 224x224 (bilinear), x/127.5 - 1")

@@ -12,9 +12,12 @@ after the Caffe model (``res2a_branch2a``, ``bn2a_branch2a``, ``fc1000``); both 
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from ...graph import GraphBuilder, Model
+from ...preprocess import caffe_preprocess
+from ._spec import classifier, fetched
 from .keras_common import KerasLayers, weights_file
 
 NAME = "resnet50"
@@ -81,3 +84,9 @@ def load_model(path: str | Path | None = None) -> Model:
     """ResNet50 with the weights of a Keras .h5 file (default: the one ``nnlite fetch resnet50`` saves)."""
     return build(KerasLayers.from_file(weights_file(NAME, path), aliases=legacy_names()))
 
+
+SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=25_636_712,
+                  **fetched(NAME, "resnet50_weights_tf_dim_ordering_tf_kernels.h5"),
+                  description="ResNet50 (v1), Keras applications weights (nnlite fetch resnet50)",
+                  preprocess=partial(caffe_preprocess, INPUT_SIZE),
+                  preprocessing="caffe: resize to 224x224 (bilinear), BGR, minus mean (103.939, 116.779, 123.68)")

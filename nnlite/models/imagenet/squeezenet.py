@@ -2,7 +2,7 @@
 
 Weights: the Caffe ImageNet-1k model as a pickle ``{layer: [kernel (kh, kw, cin, cout), bias (cout,)]}``
 (``weights/imagenet/squeezenet_weights.pkl``); layer names below are its keys. Input 227 x 227 BGR
-minus the Caffe mean (see :func:`nnlite.vision.classify.caffe_preprocess`).
+minus the Caffe mean (see :func:`nnlite.preprocess.caffe_preprocess`).
 
     conv1 3x3/2 valid + ReLU -> maxpool 3x3/2 -> fire2, fire3 -> maxpool -> fire4, fire5 -> maxpool
     -> fire6 .. fire9 -> conv10 1x1 (1000) + ReLU -> global average -> softmax
@@ -14,6 +14,7 @@ Keras port of these weights does: 227 -> 113 -> 56 -> 27 -> 13.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,9 @@ import numpy as np
 from ...errors import WeightsError
 from ...graph import GraphBuilder, Model
 from ...io._safe_pickle import load_pickled_arrays
+from ...preprocess import caffe_preprocess
 from ._bundled import require
+from ._spec import bundled, classifier
 
 NAME = "squeezenet1_1"
 WEIGHTS_FILE = "squeezenet_weights.pkl"
@@ -86,3 +89,10 @@ def build(w: dict[str, tuple[np.ndarray, np.ndarray]]) -> Model:
 def load_model(path: str | Path | None = None) -> Model:
     """The SqueezeNet 1.1 graph with its ImageNet weights (bundled unless ``path`` is given)."""
     return build(load_weights(path))
+
+
+SPEC = classifier(NAME, load_model, INPUT_SIZE, output="probabilities", params=1_235_496,
+                  **bundled(WEIGHTS_FILE, "Caffe weights, pickled arrays"),
+                  description="SqueezeNet 1.1, Caffe ImageNet weights",
+                  preprocess=partial(caffe_preprocess, INPUT_SIZE, CAFFE_MEAN_BGR),
+                  preprocessing="caffe: resize to 227x227 (bilinear), BGR, minus mean (104.006, 116.669, 122.679)")

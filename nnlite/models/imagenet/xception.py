@@ -15,10 +15,13 @@ the file's order, which is the model's order.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from ...errors import WeightsError
 from ...graph import GraphBuilder, Model
+from ...preprocess import tf_preprocess
+from ._spec import classifier, fetched
 from .keras_common import KerasLayers, weights_file
 
 NAME = "xception"
@@ -96,3 +99,9 @@ def load_model(path: str | Path | None = None) -> Model:
     """Xception with the weights of a Keras .h5 file (default: the one ``nnlite fetch xception`` saves)."""
     return build(KerasLayers.from_file(weights_file(NAME, path)))
 
+
+SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=22_910_480,
+                  **fetched(NAME, "xception_weights_tf_dim_ordering_tf_kernels.h5"),
+                  description="Xception, Keras applications weights (nnlite fetch xception)",
+                  preprocess=partial(tf_preprocess, INPUT_SIZE),
+                  preprocessing="tf: resize to 299x299 (bilinear), x/127.5 - 1")

@@ -13,8 +13,9 @@ output becomes either *known* (a value computed now, at load) or *dynamic* (depe
 * Functional ``If`` / ``StatelessIf`` (TF2 control flow): the walk plans the condition first; a known one
   inlines the taken branch in place (see :mod:`.functional`), a fed one becomes a run-time choice.
 
-The dynamic remainder is handed to :mod:`.fuse` (conv + batch norm + bias + activation folding) and then
-becomes a list of steps; intermediate arrays are dropped after their last use.
+The dynamic remainder is handed to :mod:`.fuse` (batch norm, bias and scale folded into convolution
+weights) and then to :mod:`.lower`, which declares it as an :class:`nnlite.graph.Model` (a
+:class:`~.lower.Program` holds that model and where each fetch comes from).
 """
 
 from __future__ import annotations
@@ -23,26 +24,11 @@ import numpy as np
 
 from ..errors import GraphFormatError, NnliteError, ShapeError, UnsupportedOpError
 from . import functional, fuse
-from .kernels import KERNELS, make_kernel
+from .lower import ALL_DEAD, DEAD, Program, lower
 from .tensors import to_array
+from .tf_ops import KERNELS, make_kernel
 
-
-class _Dead:
-    def __repr__(self) -> str:
-        return "DEAD"
-
-
-DEAD = _Dead()
-
-
-class _AllDead:
-    def __getitem__(self, port):
-        return DEAD
-
-
-ALL_DEAD = _AllDead()
 ALIAS_OPS = {"Identity", "Snapshot", "StopGradient", "PreventGradient", "_Outputs", "IdentityN"}
-FEED_OPS = {"Placeholder", "PlaceholderWithDefault"}
 VARIABLE_OPS = {"VarHandleOp", "VariableV2", "Variable"}
 
 
@@ -53,58 +39,6 @@ class PNode:
 
     def __init__(self, name, op, node, ins):
         self.name, self.op, self.node, self.ins = name, op, node, ins
-
-
-class Program:
-    """Steps to run for one (feeds, fetches) pair."""
-
-    def __init__(self, graph, feeds: dict, steps: list, outputs: list, runtime_dead: bool):
-        self.graph, self.feeds, self.steps, self.outputs = graph, feeds, steps, outputs
-        self.runtime_dead = runtime_dead
-
-    def run(self, values: dict) -> list[np.ndarray]:
-        env = {}
-        for name, node in self.feeds.items():
-            env[(name, 0)] = values[name]
-        for name, op, fn, ins, ports, free in self.steps:
-            args = [r[1] if r[0] == "k" else env[r[1]] for r in ins]
-            if self.runtime_dead:
-                outs = _control_flow(op, args, fn)
-            else:
-                outs = None
-            if outs is None:
-                try:
-                    outs = fn(*args)
-                except NnliteError as exc:
-                    raise type(exc)(f"node {name!r} ({op}): {exc}") from None
-                except (ValueError, IndexError, TypeError) as exc:
-                    shapes = [getattr(a, "shape", None) for a in args]
-                    raise ShapeError(f"node {name!r} ({op}) failed on inputs of shapes {shapes}: {exc}") from None
-            for port in ports:
-                env[(name, port)] = outs[port]
-            for key in free:
-                del env[key]
-        results = []
-        for ref in self.outputs:
-            v = ref[1] if ref[0] == "k" else env[ref[1]]
-            if v is DEAD:
-                raise GraphFormatError("a fetched tensor lies on a branch that was not taken (Switch/Merge)")
-            results.append(np.array(v) if ref[0] == "k" else v)
-        return results
-
-
-def _control_flow(op: str, args: list, fn):
-    """Run-time Switch/Merge and DEAD propagation; None means 'run the kernel normally'."""
-    if op == "Merge":
-        for i, a in enumerate(args):
-            if a is not DEAD:
-                return (a, np.int32(i))
-        return ALL_DEAD
-    if any(a is DEAD for a in args):
-        return ALL_DEAD
-    if op == "Switch":
-        return (DEAD, args[0]) if bool(np.asarray(args[1])) else (args[0], DEAD)
-    return None
 
 
 def build(graph, fetches: list[tuple[str, int]], feeds: dict, variables, drop_dead: bool = False) -> Program:
@@ -146,7 +80,7 @@ def build(graph, fetches: list[tuple[str, int]], feeds: dict, variables, drop_de
     dyn = _needed(dyn, outputs)
     resolve = fuse.fuse(graph, dyn, {r[1] for r in outputs if r[0] == "d"})
     outputs = [resolve(r) for r in outputs]
-    return _lower(graph, dyn, feeds, outputs)
+    return lower(graph, list(_needed(dyn, outputs).values()), feeds, outputs)
 
 
 def unsupported_error(path, unsupported: dict) -> UnsupportedOpError:
@@ -269,40 +203,3 @@ def _needed(dyn: dict, outputs: list) -> dict:
         needed.add(name)
         stack.extend(r[1][0] for r in dyn[name].ins if r[0] == "d")
     return {name: p for name, p in dyn.items() if name in needed}
-
-
-def _lower(graph, dyn: dict, feeds: dict, outputs: list) -> Program:
-    """Keep the dynamic nodes the outputs need, in order, with kernels built and last uses known."""
-    order = list(_needed(dyn, outputs).values())
-    feed_nodes = {}
-    for p in order:
-        if p.op == "_Feed":
-            if p.name not in feeds:
-                raise GraphFormatError(f"{graph.path}: placeholder {p.name!r} must be fed")
-            feed_nodes[p.name] = p.node
-    last: dict = {}
-    for i, p in enumerate(order):
-        for r in p.ins:
-            if r[0] == "d":
-                last[r[1]] = i
-    keep = {r[1] for r in outputs if r[0] == "d"}
-    used_ports: dict = {}
-    for key in last:
-        used_ports.setdefault(key[0], set()).add(key[1])
-    for key in keep:
-        used_ports.setdefault(key[0], set()).add(key[1])
-    frees: dict = {}
-    for key, i in last.items():
-        if key not in keep:
-            frees.setdefault(i, []).append(key)
-    steps, runtime_dead = [], False
-    for i, p in enumerate(order):
-        if p.op == "_Feed":
-            continue
-        runtime_dead |= p.op in ("Switch", "Merge")
-        if p.op == "_If":  # plans its branches for exactly the outputs in use
-            p.node.attrs["_ports"] = sorted(used_ports.get(p.name, ()))
-        steps.append((p.name, p.op, make_kernel(graph, p.node), p.ins, sorted(used_ports.get(p.name, ())),
-                      frees.get(i, [])))
-    # Feeds that are read directly by outputs stay in env; free lists never include fetched keys.
-    return Program(graph, feed_nodes, steps, outputs, runtime_dead)

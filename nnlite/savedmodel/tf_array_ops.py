@@ -1,6 +1,6 @@
 """TensorFlow shape and array ops (Pad, ConcatV2, Reshape, StridedSlice, Shape, Cast, ...) on NumPy.
 
-Registered into :data:`nnlite.savedmodel.kernels.KERNELS`; each maker reads the node's attributes once
+Registered into :data:`nnlite.savedmodel.tf_ops.KERNELS`; each maker reads the node's attributes once
 and returns ``fn(*inputs) -> tuple of outputs``. These only move or pick values, so they are plain NumPy
 calls with TensorFlow's semantics (shape vectors arrive as int32/int64 arrays).
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from .kernels import kernel
 from .slicing import strided_slice
 from .tensors import dtype_of
+from .tf_ops import kernel
 
 
 @kernel("Pad", "PadV2", "MirrorPad")

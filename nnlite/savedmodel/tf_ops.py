@@ -63,22 +63,6 @@ def _depthwise(g, node):
     return lambda x, k: (ops.depthwise_conv2d(x, k, **geo),)
 
 
-@kernel("_FusedConv")
-def _fused_conv(g, node):
-    spec = node.attrs["_spec"]
-    fn = ops.depthwise_conv2d if spec["depthwise"] else ops.conv2d
-    kw = {k: spec[k] for k in ("stride", "dilation", "padding", "activation", "alpha")}
-    kernel_, bias = spec["kernel"], spec["bias"]
-    return lambda x: (fn(x, kernel_, bias, **kw),)
-
-
-@kernel("_FusedDense")
-def _fused_dense(g, node):
-    spec = node.attrs["_spec"]
-    kernel_, bias, act, alpha = spec["kernel"], spec["bias"], spec["activation"], spec["alpha"]
-    return lambda x: (ops.dense(x, kernel_, bias, activation=act, alpha=alpha),)
-
-
 def _pool(fn):
     def make(g, node):
         _nhwc(g, node)
@@ -265,7 +249,7 @@ def _read_variable(g, node):  # a handle that reached run time (through a fed Sw
 
 
 @kernel("Switch", "Merge")
-def _control(g, node):  # the planner runs these itself (see plan._control_flow)
+def _control(g, node):  # the planner runs these itself (see lower.control_flow)
     def run(*xs):
         raise GraphFormatError(f"node {node.name!r}: {node.op} reached the kernel table")
     return run
@@ -283,4 +267,4 @@ def make_kernel(g, node):
     return maker(g, node)
 
 
-from . import kernels_array  # noqa: E402,F401  (registers the shape/array ops into KERNELS)
+from . import tf_array_ops  # noqa: E402,F401  (registers the shape/array ops into KERNELS)
