@@ -280,7 +280,12 @@ def make_kernel(g, node):
     maker = KERNELS.get(node.op)
     if maker is None:
         raise GraphFormatError(f"{g.path}: op {node.op} (node {node.name!r}) is not supported")
-    return maker(g, node)
+    try:
+        return maker(g, node)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # building a kernel only reads the node's attributes: these mean they are malformed (bad UTF-8 ...)
+        raise GraphFormatError(f"{g.path}: node {node.name!r} ({node.op}) has malformed attributes "
+                               f"({type(exc).__name__}: {exc})") from None
 
 
 from . import kernels_array  # noqa: E402,F401  (registers the shape/array ops into KERNELS)
