@@ -29,7 +29,7 @@ def _nhwc(g, node) -> None:
     fmt = g.attr(node, "data_format", b"NHWC")
     if fmt not in (b"NHWC", "NHWC"):
         raise UnsupportedOpError(f"{g.path}: node {node.name!r} ({node.op}) uses data_format "
-                                 f"{fmt.decode()}; nnlite runs NHWC graphs only")
+                                 f"{fmt.decode(errors='replace')}; nnlite runs NHWC graphs only")
 
 
 def _hw(values: list, what: str, node) -> tuple[int, int]:
@@ -46,7 +46,7 @@ def conv_geometry(g, node) -> dict:
         p = g.attr(node, "explicit_paddings")
         padding = (p[2], p[3], p[4], p[5])
     else:
-        padding = pad.decode().lower()
+        padding = pad.decode(errors="replace").lower()
     return {"stride": _hw(g.attr(node, "strides"), "strides", node),
             "dilation": _hw(g.attr(node, "dilations"), "dilations", node), "padding": padding}
 
@@ -84,7 +84,7 @@ def _pool(fn):
         _nhwc(g, node)
         size = _hw(g.attr(node, "ksize"), "ksize", node)
         stride = _hw(g.attr(node, "strides"), "strides", node)
-        padding = g.attr(node, "padding").decode().lower()
+        padding = g.attr(node, "padding").decode(errors="replace").lower()
         return lambda x: (fn(x, pool_size=size, stride=stride, padding=padding),)
     return make
 
