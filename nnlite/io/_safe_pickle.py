@@ -32,7 +32,6 @@ from ._common import read_bytes, require_nonempty
 
 Allowed = dict[tuple[str, str], Any]
 
-MAX_NODES = 1_000_000  # containers and leaves visited by walk(): far above any weights file's tree
 MAX_DEPTH = 100        # nesting of containers (weights files nest a handful of levels)
 _MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
 _MEMO_GETS = {"GET", "BINGET", "LONG_BINGET"}
@@ -96,35 +95,44 @@ def _scan(file, source) -> None:
                                f"(the pickle has {count} opcodes)")
 
 
-def walk(obj, source, descend: tuple = (dict, list, tuple)) -> Iterator[tuple[tuple, Any]]:
+def walk(obj, source, max_nodes: int, descend: tuple = (dict, list, tuple)) -> Iterator[tuple[tuple, Any]]:
     """Yield ``(key path, leaf)`` for every leaf under ``obj``, descending into ``descend`` containers.
 
     A container inside itself is a WeightsError (a cycle), as are nesting deeper than ``MAX_DEPTH`` and
-    more than ``MAX_NODES`` visits (shared containers are visited once per path).
+    more than ``max_nodes`` visits: a tree unpickled from N bytes has fewer than N nodes, so more visits
+    mean shared containers reached by many paths (a DAG of 60 levels has 2**60 paths).
     """
     on_path: set[int] = set()
     visits = 0
-    stack: list = [(obj, (), False)]
+    stack: list = [(obj, None, 0, False)]  # (item, (parent link, key) or None, depth, leaving)
     while stack:
-        item, keys, leaving = stack.pop()
+        item, link, depth, leaving = stack.pop()
         if leaving:
             on_path.discard(id(item))
             continue
         visits += 1
-        if visits > MAX_NODES:
-            raise WeightsError(f"{source}: pickle holds more than {MAX_NODES:,} objects (shared containers "
-                               f"reached by too many paths?)")
+        if visits > max_nodes:
+            raise WeightsError(f"{source}: pickle reaches more than {max_nodes:,} objects, more than its bytes "
+                               f"can hold as a tree (shared containers reached by many paths)")
         if not isinstance(item, descend):
-            yield keys, item
+            yield _keys(link), item
             continue
         if id(item) in on_path:
-            raise WeightsError(f"{source}: pickle holds a container inside itself (at {_path_text(keys)})")
-        if len(keys) >= MAX_DEPTH:
+            raise WeightsError(f"{source}: pickle holds a container inside itself (at {_path_text(_keys(link))})")
+        if depth >= MAX_DEPTH:
             raise WeightsError(f"{source}: pickle nests containers more than {MAX_DEPTH} deep")
         on_path.add(id(item))
-        stack.append((item, keys, True))
+        stack.append((item, link, depth, True))
         children = list(item.items()) if isinstance(item, dict) else list(enumerate(item))
-        stack.extend((value, keys + (key,), False) for key, value in reversed(children))
+        stack.extend((value, (link, key), depth + 1, False) for key, value in reversed(children))
+
+
+def _keys(link) -> tuple:
+    keys = []
+    while link is not None:
+        link, key = link
+        keys.append(key)
+    return tuple(reversed(keys))
 
 
 def _path_text(keys: tuple) -> str:
@@ -194,15 +202,15 @@ def load_pickled_arrays(path: str | Path) -> Any:
     if not data.startswith(b"\x80"):  # protocol >= 2 pickles start with PROTO; older ones aren't written by numpy
         raise WeightsError(f"{path} is not a pickle file (expected first byte 0x80, found {data[:4]!r})")
     obj = safe_load(io.BytesIO(data), allowed=NUMPY_ALLOWED, source=path)
-    _check_arrays_present(obj, path)
+    _check_arrays_present(obj, path, len(data))
     return obj
 
 
-def _check_arrays_present(obj, path) -> None:
+def _check_arrays_present(obj, path, size: int) -> None:
     """A weights pickle that holds no array at all (e.g. a pickled int) is the wrong file; the walk also
     refuses cycles and runaway sharing, so callers can walk the result freely."""
     found = False
-    for _, leaf in walk(obj, path):
+    for _, leaf in walk(obj, path, size + 100):
         found = found or isinstance(leaf, np.ndarray)
     if not found:
         raise WeightsError(f"{path}: pickle holds no NumPy arrays (found {type(obj).__name__})")

@@ -115,7 +115,7 @@ def load_torch_pth(path: str | Path) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path} is not a PyTorch file: expected a zip archive or a legacy pickle "
                            f"(first bytes 'PK' or 0x80), found {data[:8]!r}")
     out: dict[str, np.ndarray] = {}
-    _flatten(obj, "", out, storages, path)
+    _flatten(obj, "", out, storages, path, len(data))
     if not out:
         raise WeightsError(f"{path}: no tensors found (top-level object is a {type(obj).__name__})")
     return out
@@ -235,9 +235,9 @@ def _materialize(tensor: _TensorRef, storages: dict[str, np.ndarray], path: Path
     return array
 
 
-def _flatten(obj, prefix: str, out: dict, storages: dict, path: Path) -> None:
+def _flatten(obj, prefix: str, out: dict, storages: dict, path: Path, size: int) -> None:
     """Nested dicts -> ``{"a.b.c": array}``; walk() refuses cycles and runaway sharing."""
-    for keys, leaf in walk(obj, path, descend=(dict,)):
+    for keys, leaf in walk(obj, path, size + 100, descend=(dict,)):
         name = ".".join(str(k) for k in keys) or prefix
         if isinstance(leaf, _TensorRef):
             out[name] = _materialize(leaf, storages, path, name)
