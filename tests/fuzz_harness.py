@@ -117,6 +117,19 @@ def _load(target: str, folder: Path) -> None:
         from nnlite.savedmodel import load
         model = load(folder if target == "savedmodel" else folder / "graph.pb")
         model.operations(functions=True)
+    elif target == "_selftest":  # the harness's own test: each case misbehaves as its file says
+        action = (folder / "case.txt").read_text()
+        if action == "raise":
+            raise ValueError("an untyped error")
+        if action == "hang":
+            time.sleep(3600)
+        if action == "exit":
+            os._exit(3)
+        if action == "alloc":
+            np.ones(RSS_LIMIT_BYTES // 8 + (64 << 17))  # 1 GiB + 64 MiB, every page written
+        if action == "typed":
+            from nnlite.errors import WeightsError
+            raise WeightsError("a typed error")
     elif target == "bundle":
         from nnlite.savedmodel.bundle import TensorBundle
         bundle = TensorBundle(folder / "variables" / "variables")
@@ -124,6 +137,13 @@ def _load(target: str, folder: Path) -> None:
             bundle.read(key)
     else:
         raise ValueError(target)
+
+
+def _selftest_seeds() -> list[dict[str, bytes]]:
+    return [{"case.txt": b"ok"}]
+
+
+SELFTEST_ACTIONS = {3: "raise", 5: "hang", 7: "exit", 8: "typed", 9: "alloc"}
 
 
 TARGETS = {t.name: t for t in [
@@ -138,6 +158,7 @@ TARGETS = {t.name: t for t in [
     Target("frozen_pb", _frozen_seeds, (".pb",), "protobuf"),
     Target("bundle", lambda: [_savedmodel_seed()], (".index", ".data-00000-of-00001"), "protobuf"),
 ]}
+SELFTEST = Target("_selftest", _selftest_seeds, (".txt",), "raw")
 
 
 # ---------------------------------------------------------------------------------------- mutations
@@ -279,6 +300,8 @@ _GENERIC = [_flip, _flip, _truncate, _insert, _delete, lambda r, d: _int_field(r
 
 def mutate(target: Target, seeds: list[dict[str, bytes]], index: int) -> tuple[dict[str, bytes], str]:
     """Case ``index`` of ``target``: a seed with one file mutated, and a short description."""
+    if target is SELFTEST:
+        return {"case.txt": SELFTEST_ACTIONS.get(index, "ok").encode()}, SELFTEST_ACTIONS.get(index, "ok")
     rng = random.Random(f"{target.name}:{index}")
     files = dict(rng.choice(seeds))
     candidates = [n for n in files if n.endswith(target.mutable)]
@@ -330,7 +353,7 @@ def run_case(target: Target, seeds, index: int, folder: Path) -> tuple[str, str]
 
 def worker(target_name: str, start: int, stop: int) -> None:
     """Run cases ``start..stop-1``, one JSON line per case on stdout: before (``begin``) and after."""
-    target = TARGETS[target_name]
+    target = SELFTEST if target_name == SELFTEST.name else TARGETS[target_name]
     seeds = target.seeds()
     _load_warmup(target, seeds)
     out = sys.stdout
@@ -370,6 +393,7 @@ class Report:
     over_rss: list = field(default_factory=list)  # (case, what, rss)
     max_s: float = 0.0
     max_rss: int = 0
+    slowest: list = field(default_factory=list)   # (s, case, what, outcome), the 3 slowest
 
     def problems(self) -> list:
         return self.untyped + self.hangs + self.crashes + self.over_rss
@@ -387,11 +411,11 @@ def _spawn(target: str, start: int, stop: int) -> subprocess.Popen:
 
 
 def _what(target: str, index: int) -> str:
-    t = TARGETS[target]
+    t = SELFTEST if target == SELFTEST.name else TARGETS[target]
     return mutate(t, t.seeds(), index)[1]
 
 
-def drive(target: str, start: int, stop: int, report: Report) -> None:
+def drive(target: str, start: int, stop: int, report: Report, case_timeout: float = CASE_TIMEOUT_S) -> None:
     """Run cases in workers; a hang or a dead worker is recorded and a new worker resumes after it."""
     next_case = start
     while next_case < stop:
@@ -427,10 +451,10 @@ def drive(target: str, start: int, stop: int, report: Report) -> None:
             for line in lines:
                 msg = json.loads(line)
                 if "begin" in msg:
-                    current, deadline = msg["begin"], time.monotonic() + CASE_TIMEOUT_S
+                    current, deadline = msg["begin"], time.monotonic() + case_timeout
                     continue
                 current = None
-                deadline = time.monotonic() + CASE_TIMEOUT_S
+                deadline = time.monotonic() + case_timeout
                 _record(report, msg)
         proc.stdout.close()
         proc.stderr.close()
@@ -439,6 +463,7 @@ def drive(target: str, start: int, stop: int, report: Report) -> None:
 def _record(report: Report, msg: dict) -> None:
     report.cases += 1
     report.max_s, report.max_rss = max(report.max_s, msg["s"]), max(report.max_rss, msg["rss"])
+    report.slowest = sorted(report.slowest + [(msg["s"], msg["case"], msg["what"], msg["outcome"])])[-3:]
     if msg["outcome"] == "ok":
         report.ok += 1
     elif msg["outcome"] == "typed":
@@ -478,15 +503,18 @@ def fuzz(cases_per_target: int, targets=None, workers: int = 2, batches: int = 2
             r.crashes += p.crashes
             r.over_rss += p.over_rss
             r.max_s, r.max_rss = max(r.max_s, p.max_s), max(r.max_rss, p.max_rss)
+            r.slowest = sorted(r.slowest + p.slowest)[-3:]
     return reports
 
 
-def summary(reports: dict[str, Report]) -> str:
+def summary(reports: dict[str, Report], verbose: bool = False) -> str:
     lines = [f"{'target':<12}{'cases':>7}{'ok':>6}{'typed':>7}{'untyped':>8}{'hangs':>6}{'crash':>6}"
              f"{'max s':>8}{'max RSS MB':>11}"]
     for r in reports.values():
         lines.append(f"{r.target:<12}{r.cases:>7}{r.ok:>6}{r.typed:>7}{len(r.untyped):>8}{len(r.hangs):>6}"
                      f"{len(r.crashes):>6}{r.max_s:>8.2f}{r.max_rss / 2**20:>11.0f}")
+        if verbose:
+            lines += [f"    slow: case {c} ({w}) {s:.2f} s: {o}" for s, c, w, o in reversed(r.slowest)]
         for problem in r.problems()[:10]:
             lines.append(f"    case {problem[0]}: {problem[1:]}")
     return "\n".join(lines)
@@ -510,5 +538,5 @@ if __name__ == "__main__":
         chosen = sys.argv[3].split(",") if len(sys.argv) > 3 else None
         t0 = time.perf_counter()
         result = fuzz(count, chosen)
-        print(summary(result))
+        print(summary(result, verbose=True))
         print(f"{sum(r.cases for r in result.values())} cases in {time.perf_counter() - t0:.0f} s")

@@ -214,6 +214,18 @@ def map_as_varint_graph() -> bytes:
     return fld(1, fld(1, "n") + fld(2, "NoOp") + fld(5, 7))
 
 
+# ---------------------------------------------------------------------------------------- HDF5
+
+def h5_attribute_loop() -> bytes:
+    """The Keras 3 fuzz seed with one byte changed (offset 2168: 4 -> 60): reading the attributes of
+    ``layers/batch_normalization/vars`` then loops forever inside the HDF5 library (found by the fuzz
+    test, case keras_h5:526; h5py 3 / HDF5 1.14)."""
+    data = bytearray((HOSTILE.parent / "fuzz_seeds" / "keras3.weights.h5").read_bytes())
+    assert data[2168] == 4
+    data[2168] = 60
+    return bytes(data)
+
+
 SMALL = {
     "self_list.pkl": self_list_pickle,
     "dag_2_60.pkl": dag_pickle,
@@ -231,6 +243,7 @@ SMALL = {
     "const_port7.pb": const_port_graph,
     "bad_tensor_name.pb": bad_tensor_name_graph,
     "map_as_varint.pb": map_as_varint_graph,
+    "attribute_loop.h5": h5_attribute_loop,
 }
 
 
