@@ -126,7 +126,7 @@ def _load(target: str, folder: Path) -> None:
         if action == "exit":
             os._exit(3)
         if action == "alloc":
-            np.ones(RSS_LIMIT_BYTES // 8 + (64 << 17))  # 1 GiB + 64 MiB, every page written
+            np.ones(RSS_LIMIT_BYTES // 8 + (32 << 17))  # 1 GiB + 32 MiB, every page written
         if action == "typed":
             from nnlite.errors import WeightsError
             raise WeightsError("a typed error")
