@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 import traceback
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path

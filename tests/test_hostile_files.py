@@ -15,8 +15,14 @@ from pathlib import Path
 import pytest
 
 from nnlite.cli import main as cli_main
-from nnlite.errors import GraphFormatError, NnliteError, WeightsError
-from nnlite.io import load_keras_h5, load_npz, load_pickled_arrays, load_tfjs, load_torch_pth
+from nnlite.errors import GraphFormatError, WeightsError
+from nnlite.io import (
+    load_keras_h5,
+    load_npz,
+    load_pickled_arrays,
+    load_tfjs,
+    load_torch_pth,
+)
 from nnlite.savedmodel import load as load_graph
 from tests import hostile_files as hf
 

@@ -15,8 +15,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
-
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "fuzz_seeds"
 
 
@@ -33,10 +31,10 @@ def torch_seeds() -> None:
 
 
 def keras_seeds() -> None:
+    import h5py
     import keras
     import tensorflow as tf
     from keras.src.legacy.saving import legacy_h5_format
-    import h5py
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6, 6, 3), name="image")

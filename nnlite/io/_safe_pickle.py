@@ -22,8 +22,9 @@ import collections
 import io
 import pickle
 import pickletools
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
