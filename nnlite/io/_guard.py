@@ -6,7 +6,9 @@ the call can be abandoned: the parent only waits on a pipe (which Ctrl-C interru
 the deadline, and turns a timeout or a crash into a typed error. The child returns its result pickled;
 it is this module's caller's own code that produces it, never data taken as-is from the file.
 
-Where ``fork`` is not available (Windows) the function runs in-process, unguarded.
+Where ``fork`` is not available (Windows) the function runs in-process, unguarded. The child is forked
+from a process that may run other threads; it only runs ``fn`` (h5py here, which nnlite's own process
+never calls, so no h5py lock can be held at the fork) and leaves with ``os._exit``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ def run_guarded(fn: Callable[..., Any], *args, timeout: float, error: type[Nnlit
     if not _CAN_FORK:
         return fn(*args)
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():  # Python >= 3.12 warns on fork() with threads; the child only runs `fn`
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # child: never returns into the caller's code
         status = 1
         try:
