@@ -209,3 +209,44 @@ def test_ctrl_c_stops_a_load_stuck_inside_hdf5(tmp_path):
     assert err.strip().splitlines() == ["nnlite classify: interrupted"]
     time.sleep(0.2)
     assert not Path(f"/proc/{reader}").exists() or "Z" in Path(f"/proc/{reader}/stat").read_text().split()[2]
+
+
+def test_hdf5_dataset_never_written(tmp_path):
+    """A 3.6 KB-class file: a gzip dataset declared (40000, 40000) float32 whose chunks were never written;
+    h5py would return 6.4 GB of fill values."""
+    import h5py
+    path = tmp_path / "unwritten.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [b"dense"]
+        group = f.create_group("dense")
+        group.attrs["weight_names"] = [b"dense/kernel:0"]
+        group.create_dataset("dense/kernel:0", shape=(40000, 40000), dtype="f4", chunks=(100, 100),
+                             compression="gzip")
+    assert path.stat().st_size < 16 << 10
+    with pytest.raises(WeightsError, match="never written"):
+        load_keras_h5(path)
+
+
+def test_hdf5_empty_vars_name(tmp_path):
+    import h5py
+    import numpy as np
+    path = tmp_path / "m.weights.h5"
+    with h5py.File(path, "w") as f:
+        vars_group = f.create_group("layers/dense/vars")
+        vars_group.attrs["name"] = np.array([], dtype="S1")
+        vars_group["0"] = np.ones(3, np.float32)
+    assert list(load_keras_h5(path)) == ["layers/dense"]  # no stored name: the group's path names it
+
+
+def test_state_dict_containing_itself(tmp_path):
+    """A zip .pth whose state dict holds itself under a key: a WeightsError, not a RecursionError."""
+    import io
+    import zipfile
+    state = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x01\x00\x00\x00ah\x01s."
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("m/data.pkl", state)
+    path = tmp_path / "self.pth"
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(WeightsError, match="container inside itself"):
+        load_torch_pth(path)
