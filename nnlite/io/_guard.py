@@ -13,6 +13,7 @@ never calls, so no h5py lock can be held at the fork) and leaves with ``os._exit
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import select
@@ -39,6 +40,7 @@ def run_guarded(fn: Callable[..., Any], *args, timeout: float, error: type[Nnlit
     if pid == 0:  # child: never returns into the caller's code
         status = 1
         try:
+            gc.disable()  # a collection would touch every inherited object, copying the parent's heap page by page
             os.close(read_end)
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C kills it even inside a C call
             try:
