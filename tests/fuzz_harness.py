@@ -4,7 +4,7 @@ Each *target* is one loader with one or more valid seed inputs. Case ``i`` of ta
 mutation from ``random.Random(f"{T}:{i}")``, so any case can be replayed alone::
 
     python -m tests.fuzz_harness replay TARGET I      # load case I in this process, show the outcome
-    python -m tests.fuzz_harness run [N]              # N cases per target, print the summary
+    python -m tests.fuzz_harness run [N [T1,T2]]      # N cases per target (or the named ones), print a summary
 
 Cases run in batches inside worker processes (a fresh process per case would be slow), each worker under
 an address-space cap (``RLIMIT_AS``), with ``NNLITE_MAX_EXPAND_BYTES`` lowered so no allowed expansion
@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from tests.fuzz_mutations import FIELD, GENERIC, flip
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "tests" / "data" / "fuzz_seeds"
@@ -161,141 +163,7 @@ SELFTEST = Target("_selftest", _selftest_seeds, (".txt",), "raw")
 
 
 # ---------------------------------------------------------------------------------------- mutations
-
-_BIG = [0, 1, 2, 7, 255, 256, 65535, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**40, 2**62, 2**63 - 1, 2**64 - 1]
-
-
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, v = v & 0x7F, v >> 7
-        out.append(b | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
-
-
-def _flip(rng, data: bytearray) -> None:
-    for _ in range(rng.randint(1, 4)):
-        if data:
-            i = rng.randrange(len(data))
-            data[i] = rng.randrange(256) if rng.random() < 0.5 else data[i] ^ (1 << rng.randrange(8))
-
-
-def _truncate(rng, data: bytearray) -> None:
-    del data[rng.randrange(len(data) + 1):]
-
-
-def _insert(rng, data: bytearray) -> None:
-    i = rng.randrange(len(data) + 1)
-    data[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
-
-
-def _delete(rng, data: bytearray) -> None:
-    if data:
-        i = rng.randrange(len(data))
-        del data[i:i + rng.randint(1, 64)]
-
-
-def _int_field(rng, data: bytearray, width: int) -> None:
-    """Overwrite a little-endian integer field at a random place with a boundary value."""
-    if len(data) >= width:
-        i = rng.randrange(len(data) - width + 1)
-        value = rng.choice(_BIG) & ((1 << (8 * width)) - 1)
-        data[i:i + width] = value.to_bytes(width, "little")
-
-
-def _zip_fields(rng, data: bytearray) -> None:
-    """Change a header field of a zip entry: method, flags, sizes, or the .npy header's shape text."""
-    heads = [i for i in range(len(data) - 4) if data[i:i + 2] == b"PK" and data[i + 2:i + 4] in (b"\x01\x02",
-                                                                                                    b"\x03\x04")]
-    shape_at = data.find(b"'shape': (")
-    if shape_at >= 0 and rng.random() < 0.3:
-        end = data.find(b")", shape_at)
-        dims = rng.choice([b"40000, 40000", b"-1,", b"2**64", b"", b"0, 99999999999", b"1" * 30])
-        data[shape_at + 10:end] = dims.ljust(end - shape_at - 10)[:max(end - shape_at - 10, len(dims))]
-        return
-    if not heads:
-        return _flip(rng, data)
-    at = rng.choice(heads)
-    central = data[at + 2:at + 4] == b"\x01\x02"
-    offsets = {"flags": (8 if central else 6, 2), "method": (10 if central else 8, 2),
-               "csize": (20 if central else 18, 4), "usize": (24 if central else 22, 4),
-               "namelen": (28 if central else 26, 2)}
-    name = rng.choice(list(offsets))
-    off, width = offsets[name]
-    if at + off + width <= len(data):
-        value = rng.choice([0, 1, 8, 9, 12, 14, 99] if name == "method" else _BIG) & ((1 << (8 * width)) - 1)
-        data[at + off:at + off + width] = value.to_bytes(width, "little")
-
-
-def _json_fields(rng, data: bytearray) -> None:
-    try:
-        doc = json.loads(bytes(data))
-        group = rng.choice(doc)
-        entry = rng.choice(group["weights"]) if group["weights"] else {}
-    except (ValueError, TypeError, IndexError, KeyError):
-        return _flip(rng, data)
-    choice = rng.randrange(7)
-    if choice == 0:
-        entry["shape"] = [rng.choice(_BIG + [-1, 2**64, 2**70]) for _ in range(rng.randint(0, 4))]
-    elif choice == 1:
-        group["paths"] = [rng.choice(["../x.bin", "/etc/passwd", "..", "a/../../b", "/dev/zero", "", "C:\\x",
-                                      group["paths"][0], "missing.bin"])]
-    elif choice == 2:
-        entry["dtype"] = rng.choice(["float32", "int32", "bool", "string", "complex64", 5, None])
-    elif choice == 3:
-        entry["quantization"] = rng.choice([{"dtype": "uint8"}, {"dtype": "uint16", "scale": 1e308, "min": -1e308},
-                                            {"dtype": "float16"}, "x", {"dtype": "uint8", "scale": "a", "min": 0}])
-    elif choice == 4:
-        entry.pop(rng.choice(["name", "shape", "dtype"]), None)
-    elif choice == 5:
-        group["paths"] = group["paths"] * rng.randint(2, 5)
-    else:
-        doc = [doc] * rng.randint(1, 3) if rng.random() < 0.5 else {"x": doc}
-    data[:] = json.dumps(doc).encode()
-
-
-def _pickle_fields(rng, data: bytearray) -> None:
-    """Overwrite the argument of a random integer-carrying opcode (memo indices, ints, lengths)."""
-    import pickletools
-    sites = []
-    try:
-        for op, arg, pos in pickletools.genops(bytes(data)):
-            if op.arg is not None and op.arg.n in (1, 2, 4, 8) and pos is not None:
-                sites.append((pos + 1, op.arg.n))
-    except Exception:
-        pass
-    if not sites:
-        return _flip(rng, data)
-    pos, width = rng.choice(sites)
-    data[pos:pos + width] = (rng.choice(_BIG) & ((1 << (8 * width)) - 1)).to_bytes(width, "little")
-
-
-def _h5_fields(rng, data: bytearray) -> None:
-    """Damage HDF5 metadata: addresses and sizes (8-byte fields) or bytes in the first 4 KB."""
-    if rng.random() < 0.5:
-        i = rng.randrange(min(len(data), 4096) or 1)
-        data[i:i + 1] = bytes([rng.randrange(256)])
-    elif len(data) >= 8:
-        i = rng.randrange(0, min(len(data), 8192) - 7)
-        data[i:i + 8] = (rng.choice(_BIG) & (2**64 - 1)).to_bytes(8, "little")
-
-
-def _protobuf_fields(rng, data: bytearray) -> None:
-    """Replace a varint somewhere with a boundary value (lengths, dims, enums), or nest a message deeply."""
-    if not data:
-        return
-    i = rng.randrange(len(data))
-    j = i
-    while j < len(data) and data[j] & 0x80 and j - i < 9:
-        j += 1
-    data[i:j + 1] = _varint(rng.choice(_BIG + [rng.randrange(1 << 20)]))
-
-
-_FIELD = {"zip": _zip_fields, "json": _json_fields, "pickle": _pickle_fields, "h5": _h5_fields,
-          "protobuf": _protobuf_fields, "raw": _flip}
-_GENERIC = [_flip, _flip, _truncate, _insert, _delete, lambda r, d: _int_field(r, d, r.choice([2, 4, 8]))]
-
+# ---------------------------------------------------------------------------------------- mutations
 
 def mutate(target: Target, seeds: list[dict[str, bytes]], index: int) -> tuple[dict[str, bytes], str]:
     """Case ``index`` of ``target``: a seed with one file mutated, and a short description."""
@@ -309,11 +177,9 @@ def mutate(target: Target, seeds: list[dict[str, bytes]], index: int) -> tuple[d
     steps = []
     for _ in range(1 if rng.random() < 0.7 else rng.randint(2, 3)):
         field_aware = rng.random() < 0.45 and not (target.kind == "json" and name.endswith(".bin"))
-        fn = _FIELD[target.kind] if field_aware else rng.choice(_GENERIC)
-        if fn is _json_fields and not name.endswith(".json"):
-            fn = _flip
-        if fn is _pickle_fields and name.endswith(".pth") and target.name == "pth_zip":
-            fn = _flip
+        fn = FIELD[target.kind] if field_aware else rng.choice(GENERIC)
+        if fn is FIELD["json"] and not name.endswith(".json"):
+            fn = flip
         fn(rng, data)
         steps.append(getattr(fn, "__name__", "int_field").strip("_"))
     files[name] = bytes(data)
