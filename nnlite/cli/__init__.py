@@ -44,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     except NnliteError as exc:
         print(f"nnlite {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print(f"nnlite {args.command}: error: out of memory", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
+        print(f"nnlite {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -68,5 +68,5 @@ def _zip_has_data_pkl(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             return any(n.endswith("/data.pkl") for n in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False  # load_npz will report the damage
+    except Exception:  # BadZipFile, NotImplementedError, ValueError ...: load_npz reports the damage
+        return False

@@ -8,6 +8,12 @@ WeightsError *before* it is imported, so nothing from the file is ever executed.
 
 The replacements are our own small functions or harmless builtins (``collections.OrderedDict``); they
 never come from importing the module the pickle names, so no torch is needed and no torch code runs.
+
+Bounds: before unpickling, the opcodes are scanned once and every memo index must be smaller than the
+pickle's opcode count (CPython's unpickler sizes its memo table by the largest index, so a 1 KB pickle
+naming index 174 M would allocate gigabytes). After unpickling, :func:`walk` visits the result with cycle
+detection, a depth limit and a node budget, so a list that contains itself or a 60-level DAG of shared
+lists (2**60 paths from 426 bytes) is a WeightsError instead of a hang.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import pickletools
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +32,10 @@ from ..errors import WeightsError
 from ._common import read_bytes, require_nonempty
 
 Allowed = dict[tuple[str, str], Any]
+
+MAX_DEPTH = 100        # nesting of containers (weights files nest a handful of levels)
+_MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_MEMO_GETS = {"GET", "BINGET", "LONG_BINGET"}
 
 
 class SafeUnpickler(pickle.Unpickler):
@@ -50,6 +62,7 @@ class SafeUnpickler(pickle.Unpickler):
 def safe_load(file, *, allowed: Allowed, source: str | Path,
               persistent_load: Callable[[Any], Any] | None = None) -> Any:
     """Unpickle one object from ``file``; any failure becomes a WeightsError naming ``source``."""
+    _scan(file, source)
     try:
         return SafeUnpickler(file, allowed=allowed, source=source, persistent_load=persistent_load).load()
     except WeightsError as exc:  # raised by an allow-listed stand-in: make sure it names the file
@@ -58,8 +71,73 @@ def safe_load(file, *, allowed: Allowed, source: str | Path,
         raise WeightsError(f"{source}: {exc}") from None
     except EOFError:
         raise WeightsError(f"{source}: pickle data ends early (file truncated?)") from None
+    except MemoryError:
+        raise WeightsError(f"{source}: not enough memory to unpickle (damaged or hostile pickle?)") from None
     except Exception as exc:  # UnpicklingError, ValueError, TypeError ... all mean "not a valid pickle"
         raise WeightsError(f"{source}: not a valid pickle of weights ({type(exc).__name__}: {exc})") from None
+
+
+def _scan(file, source) -> None:
+    """Check one pickle's opcodes (from ``file``'s position, which is restored) before it is unpickled."""
+    start = file.tell()
+    count, memo_refs = 0, []
+    try:
+        for opcode, arg, pos in pickletools.genops(file):
+            count += 1
+            if opcode.name in _MEMO_PUTS or opcode.name in _MEMO_GETS:
+                memo_refs.append((arg, pos))
+    except Exception as exc:  # ValueError: unknown opcode, truncated argument ...
+        raise WeightsError(f"{source}: not a valid pickle of weights ({exc})") from None
+    finally:
+        file.seek(start)
+    for index, pos in memo_refs:
+        if not isinstance(index, int) or not 0 <= index < count:
+            raise WeightsError(f"{source}: pickle memo index {index!r:.20} at byte {pos} is out of range "
+                               f"(the pickle has {count} opcodes)")
+
+
+def walk(obj, source, max_nodes: int, descend: tuple = (dict, list, tuple)) -> Iterator[tuple[tuple, Any]]:
+    """Yield ``(key path, leaf)`` for every leaf under ``obj``, descending into ``descend`` containers.
+
+    A container inside itself is a WeightsError (a cycle), as are nesting deeper than ``MAX_DEPTH`` and
+    more than ``max_nodes`` visits: a tree unpickled from N bytes has fewer than N nodes, so more visits
+    mean shared containers reached by many paths (a DAG of 60 levels has 2**60 paths).
+    """
+    on_path: set[int] = set()
+    visits = 0
+    stack: list = [(obj, None, 0, False)]  # (item, (parent link, key) or None, depth, leaving)
+    while stack:
+        item, link, depth, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(item))
+            continue
+        visits += 1
+        if visits > max_nodes:
+            raise WeightsError(f"{source}: pickle reaches more than {max_nodes:,} objects, more than its bytes "
+                               f"can hold as a tree (shared containers reached by many paths)")
+        if not isinstance(item, descend):
+            yield _keys(link), item
+            continue
+        if id(item) in on_path:
+            raise WeightsError(f"{source}: pickle holds a container inside itself (at {_path_text(_keys(link))})")
+        if depth >= MAX_DEPTH:
+            raise WeightsError(f"{source}: pickle nests containers more than {MAX_DEPTH} deep")
+        on_path.add(id(item))
+        stack.append((item, link, depth, True))
+        children = list(item.items()) if isinstance(item, dict) else list(enumerate(item))
+        stack.extend((value, (link, key), depth + 1, False) for key, value in reversed(children))
+
+
+def _keys(link) -> tuple:
+    keys = []
+    while link is not None:
+        link, key = link
+        keys.append(key)
+    return tuple(reversed(keys))
+
+
+def _path_text(keys: tuple) -> str:
+    return "/".join(f"{k!r:.40}" for k in keys) or "the top"
 
 
 # ------------------------------------------------------------------ NumPy arrays inside pickles
@@ -76,6 +154,8 @@ def _safe_reconstruct(cls, shape, dtype_code):
     """numpy's ndarray pickle constructor, restricted to plain ndarrays (no subclasses)."""
     if cls is not np.ndarray:
         raise WeightsError(f"refusing to rebuild array subclass {cls!r} from a weights pickle")
+    if shape != (0,):  # NumPy pickles an empty placeholder; BUILD then sets the real shape and bytes
+        raise WeightsError(f"refusing array placeholder of shape {shape!r:.60} in a weights pickle")
     return np.ndarray.__new__(np.ndarray, shape, dtype_code)
 
 
@@ -123,19 +203,15 @@ def load_pickled_arrays(path: str | Path) -> Any:
     if not data.startswith(b"\x80"):  # protocol >= 2 pickles start with PROTO; older ones aren't written by numpy
         raise WeightsError(f"{path} is not a pickle file (expected first byte 0x80, found {data[:4]!r})")
     obj = safe_load(io.BytesIO(data), allowed=NUMPY_ALLOWED, source=path)
-    _check_arrays_present(obj, path)
+    _check_arrays_present(obj, path, len(data))
     return obj
 
 
-def _check_arrays_present(obj, path) -> None:
-    """A weights pickle that holds no array at all (e.g. a pickled int) is the wrong file."""
-    stack = [obj]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, np.ndarray):
-            return
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    raise WeightsError(f"{path}: pickle holds no NumPy arrays (found {type(obj).__name__})")
+def _check_arrays_present(obj, path, size: int) -> None:
+    """A weights pickle that holds no array at all (e.g. a pickled int) is the wrong file; the walk also
+    refuses cycles and runaway sharing, so callers can walk the result freely."""
+    found = False
+    for _, leaf in walk(obj, path, size + 100):
+        found = found or isinstance(leaf, np.ndarray)
+    if not found:
+        raise WeightsError(f"{path}: pickle holds no NumPy arrays (found {type(obj).__name__})")

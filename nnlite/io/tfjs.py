@@ -18,16 +18,22 @@ Rules implemented here:
   int32 arrays (quantized ones rounded); bool as bool. The caller can simply ignore what it does not use.
 - The summed entry lengths must equal the summed shard sizes exactly, otherwise the manifest and shards do
   not belong together (or a shard is truncated): a WeightsError names the files and both byte counts.
+  Sizes are compared before a shard is read, so a manifest cannot ask for more memory than its shards hold.
+- Shard paths are plain relative names inside the manifest's folder: absolute paths, ``..`` and links
+  that lead out of the folder are refused before anything is opened.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import WeightsError
+from ..limits import MAX_RANK
 from ._common import read_bytes, require_nonempty
 
 # Stored item sizes and their little-endian NumPy dtypes.
@@ -52,13 +58,17 @@ def _read_manifest(path: Path) -> list[dict]:
     require_nonempty(raw, path, what="tfjs weights manifest")
     try:
         groups = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, huge ints
         raise WeightsError(f"tfjs weights manifest {path} is not valid JSON: {exc}") from None
     if not isinstance(groups, list) or not groups:
         raise WeightsError(f"tfjs weights manifest {path}: expected a non-empty JSON list of groups, "
                            f"found {type(groups).__name__}")
     for index, group in enumerate(groups):
         _check_group(path, group, index)
+    names = [name for group in groups for name in group["paths"]]
+    if len(set(names)) != len(names):  # one small shard listed many times would multiply its size
+        raise WeightsError(f"tfjs weights manifest {path}: a shard is listed more than once "
+                           f"({sorted({n for n in names if names.count(n) > 1})[:3]})")
     return groups
 
 
@@ -79,9 +89,10 @@ def _check_entry(where: str, entry) -> None:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         raise WeightsError(f"{where}: expected weight entries with a 'name', found {entry!r:.120}")
     name, shape = entry["name"], entry.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise WeightsError(f"{where}, weight {name!r}: expected 'shape' = list of non-negative ints, "
-                           f"found {shape!r}")
+    if (not isinstance(shape, list) or len(shape) > MAX_RANK
+            or not all(type(d) is int and 0 <= d < 1 << 62 for d in shape)):
+        raise WeightsError(f"{where}, weight {name!r}: expected 'shape' = list of at most {MAX_RANK} "
+                           f"non-negative ints, found {shape!r:.120}")
     if entry.get("dtype") not in _PLAIN_DTYPES:
         raise WeightsError(f"{where}, weight {name!r}: unsupported dtype {entry.get('dtype')!r} "
                            f"(expected one of {sorted(_PLAIN_DTYPES)})")
@@ -93,28 +104,50 @@ def _check_entry(where: str, entry) -> None:
                            f"(expected dtype one of {sorted(_QUANT_DTYPES)})")
     if quant["dtype"] != "float16":
         for key in ("scale", "min"):
-            if not isinstance(quant.get(key), (int, float)):
+            if type(quant.get(key)) not in (int, float) or not math.isfinite(quant[key]):
                 raise WeightsError(f"{where}, weight {name!r}: quantization needs a numeric {key!r}, "
                                    f"found {quant.get(key)!r}")
 
 
 def _read_group_shards(manifest_path: Path, group: dict, index: int) -> tuple[bytes, list[str]]:
-    """Concatenate the group's shard files; check their total size against the manifest's entries."""
-    chunks = []
-    for name in group["paths"]:
-        shard = manifest_path.parent / name
-        if not shard.is_file():
-            raise WeightsError(f"tfjs shard {shard} (listed in {manifest_path}, group {index}) not found")
-        chunks.append(read_bytes(shard, what="tfjs shard"))
-    stream = b"".join(chunks)
-    expected = sum(_entry_nbytes(entry) for entry in group["weights"])
-    if expected != len(stream):
-        sizes = ", ".join(f"{n}: {len(c)} bytes" for n, c in zip(group["paths"], chunks))
-        problem = "truncated or missing data" if len(stream) < expected else "extra data"
+    """Concatenate the group's shard files once their total size matches the manifest's entries."""
+    shards = [_shard_path(manifest_path, name, index) for name in group["paths"]]
+    sizes = []
+    for shard in shards:
+        try:
+            sizes.append(shard.stat().st_size)
+        except OSError as exc:
+            raise WeightsError(f"cannot read tfjs shard {shard} (listed in {manifest_path}, group {index}): "
+                               f"{exc.strerror or exc}") from None
+    expected, found = sum(_entry_nbytes(entry) for entry in group["weights"]), sum(sizes)
+    if expected != found:
+        listing = ", ".join(f"{n}: {size} bytes" for n, size in zip(group["paths"], sizes))
+        problem = "truncated or missing data" if found < expected else "extra data"
         raise WeightsError(f"tfjs weights manifest {manifest_path}, group {index}: entries need {expected} "
-                           f"bytes but the shards hold {len(stream)} ({sizes}) - {problem}; "
+                           f"bytes but the shards hold {found} ({listing}) - {problem}; "
                            f"manifest and shards do not match")
+    stream = b"".join(read_bytes(shard, what="tfjs shard") for shard in shards)
+    if len(stream) != expected:  # a shard changed while being read
+        raise WeightsError(f"tfjs weights manifest {manifest_path}, group {index}: shards changed while "
+                           f"being read ({len(stream)} bytes, expected {expected})")
     return stream, list(group["paths"])
+
+
+def _shard_path(manifest_path: Path, name: str, index: int) -> Path:
+    """``name`` inside the manifest's folder; anything that leads out of it is refused unopened."""
+    where = f"tfjs weights manifest {manifest_path}, group {index}"
+    parts = name.replace("\\", "/").split("/")
+    if not name or name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":") \
+            or "\0" in name:
+        raise WeightsError(f"{where}: shard path {name!r} must be a relative name inside the manifest's folder")
+    folder = manifest_path.parent
+    shard = folder / name
+    real_folder, real_shard = os.path.realpath(folder), os.path.realpath(shard)
+    if os.path.commonpath([real_folder, real_shard]) != real_folder:
+        raise WeightsError(f"{where}: shard {name!r} leads out of the manifest's folder (to {real_shard})")
+    if not shard.is_file():
+        raise WeightsError(f"tfjs shard {shard} (listed in {manifest_path}, group {index}) not found")
+    return shard
 
 
 def _stored_dtype(entry: dict) -> np.dtype:
@@ -123,7 +156,7 @@ def _stored_dtype(entry: dict) -> np.dtype:
 
 
 def _entry_nbytes(entry: dict) -> int:
-    return int(np.prod(entry["shape"], dtype=np.int64)) * _stored_dtype(entry).itemsize
+    return math.prod(entry["shape"]) * _stored_dtype(entry).itemsize
 
 
 def _decode_group(manifest_path: Path, entries: list[dict], stream: bytes,
@@ -131,7 +164,7 @@ def _decode_group(manifest_path: Path, entries: list[dict], stream: bytes,
     out: dict[str, np.ndarray] = {}
     offset = 0
     for entry in entries:
-        count = int(np.prod(entry["shape"], dtype=np.int64))
+        count = math.prod(entry["shape"])
         stored = np.frombuffer(stream, dtype=_stored_dtype(entry), count=count, offset=offset)
         offset += count * stored.itemsize
         name = entry["name"]

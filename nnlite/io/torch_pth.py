@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import collections
 import io
-import zipfile
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import WeightsError
+from ..limits import MAX_RANK, check_expand
 from ._common import read_bytes, require_nonempty
-from ._safe_pickle import load_pickled_arrays, safe_load
+from ._safe_pickle import load_pickled_arrays, safe_load, walk
+from ._zip import BoundedZip
 
 __all__ = ["load_torch_pth", "load_pickled_arrays"]
 
@@ -77,7 +79,11 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
                        metadata=None):
     if not isinstance(storage, _StorageRef):
         raise WeightsError(f"tensor built on {type(storage).__name__}, expected a storage reference")
-    return _TensorRef(storage, int(storage_offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
+    if (type(storage_offset) is not int or not isinstance(size, tuple) or not isinstance(stride, tuple)
+            or len(size) > MAX_RANK or not all(type(n) is int for n in size + stride)):
+        raise WeightsError(f"tensor with malformed offset {storage_offset!r:.40}, size {size!r:.60} or "
+                           f"stride {stride!r:.60}")
+    return _TensorRef(storage, storage_offset, size, stride)
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
@@ -109,7 +115,7 @@ def load_torch_pth(path: str | Path) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path} is not a PyTorch file: expected a zip archive or a legacy pickle "
                            f"(first bytes 'PK' or 0x80), found {data[:8]!r}")
     out: dict[str, np.ndarray] = {}
-    _flatten(obj, "", out, storages, path)
+    _flatten(obj, "", out, storages, path, len(data))
     if not out:
         raise WeightsError(f"{path}: no tensors found (top-level object is a {type(obj).__name__})")
     return out
@@ -129,7 +135,7 @@ def _read_legacy(path: Path, data: bytes) -> tuple[object, dict[str, np.ndarray]
     obj = safe_load(stream, allowed=_TORCH_ALLOWED, source=path,
                     persistent_load=lambda pid: _remember(refs, _storage_ref(pid, path)))
     keys = safe_load(stream, allowed={}, source=path)
-    if not isinstance(keys, list) or any(k not in refs for k in keys):
+    if not isinstance(keys, list) or any(not isinstance(k, str) or k not in refs for k in keys):
         raise WeightsError(f"{path}: storage key list does not match the tensors' storages")
     storages = {}
     for key in keys:
@@ -164,39 +170,28 @@ def _read_legacy_storage(stream: io.BytesIO, data: bytes, ref: _StorageRef, litt
 # ------------------------------------------------------------------ zip container
 
 def _read_zip(path: Path, data: bytes) -> tuple[object, dict[str, np.ndarray]]:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        names = archive.namelist()
-    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-        raise WeightsError(f"{path}: damaged zip archive ({exc})") from None
+    archive = BoundedZip(path, data, "PyTorch zip archive")
+    names = archive.names()
     pkl = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
     if len(pkl) != 1:
         raise WeightsError(f"{path}: expected one '<name>/data.pkl' in the zip, found {pkl or 'none'}")
     prefix = pkl[0][: -len("data.pkl")]
-    little = _zip_read(archive, prefix + "byteorder", path, optional=True) != b"big"
+    little = prefix + "byteorder" not in names or archive.read(prefix + "byteorder") != b"big"
     refs: dict[str, _StorageRef] = {}
-    obj = safe_load(io.BytesIO(_zip_read(archive, pkl[0], path)), allowed=_TORCH_ALLOWED, source=path,
+    obj = safe_load(io.BytesIO(archive.read(pkl[0])), allowed=_TORCH_ALLOWED, source=path,
                     persistent_load=lambda pid: _remember(refs, _storage_ref(pid, path)))
     storages = {}
     for key, ref in refs.items():
-        raw = _zip_read(archive, f"{prefix}data/{key}", path)
+        member = f"{prefix}data/{key}"
         dtype = ref.storage_type.dtype.newbyteorder("<" if little else ">")
-        if len(raw) < ref.numel * dtype.itemsize:
-            raise WeightsError(f"{path}: storage {key} expected {ref.numel * dtype.itemsize} bytes, "
-                               f"found {len(raw)}")
-        storages[key] = np.frombuffer(raw, dtype, count=ref.numel)
+        need = ref.numel * dtype.itemsize
+        if member not in names:
+            raise WeightsError(f"{path}: zip member {member} missing")
+        if archive.member_size(member) < need:  # checked before the member is read
+            raise WeightsError(f"{path}: storage {key} expected {need} bytes, "
+                               f"found {archive.member_size(member)}")
+        storages[key] = np.frombuffer(archive.read(member), dtype, count=ref.numel)
     return obj, storages
-
-
-def _zip_read(archive: zipfile.ZipFile, name: str, path: Path, optional: bool = False) -> bytes | None:
-    try:
-        return archive.read(name)
-    except KeyError:
-        if optional:
-            return None
-        raise WeightsError(f"{path}: zip member {name} missing") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise WeightsError(f"{path}: zip member {name} is damaged ({exc})") from None
 
 
 # ------------------------------------------------------------------ shared: storage refs -> arrays
@@ -204,10 +199,11 @@ def _zip_read(archive: zipfile.ZipFile, name: str, path: Path, optional: bool = 
 def _storage_ref(pid, path: Path) -> _StorageRef:
     """Parse ``('storage', type, key, location, numel[, view])`` into a _StorageRef."""
     ok = isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"
-    if not ok or not isinstance(pid[1], _StorageType) or not isinstance(pid[4], int):
+    if not ok or not isinstance(pid[1], _StorageType) or type(pid[4]) is not int or pid[4] < 0:
         raise WeightsError(f"{path}: unexpected persistent id {pid!r:.120} (expected a torch storage reference)")
     view = pid[5] if len(pid) == 6 else None
-    if view is not None and not (isinstance(view, tuple) and len(view) == 3):
+    if view is not None and not (isinstance(view, tuple) and len(view) == 3 and type(view[1]) is int
+                                 and type(view[2]) is int and view[1] >= 0 and view[2] >= 0):
         raise WeightsError(f"{path}: malformed storage view {view!r:.80}")
     return _StorageRef(str(pid[2]), pid[1], pid[4], view)
 
@@ -221,13 +217,16 @@ def _materialize(tensor: _TensorRef, storages: dict[str, np.ndarray], path: Path
         _, start, count = ref.view
         flat = flat[start:start + count]
     size, stride, offset = tensor.size, tensor.stride, tensor.offset
-    if len(size) != len(stride) or min(stride, default=0) < 0 or offset < 0:
-        raise WeightsError(f"{path}: tensor {name!r} has inconsistent size {size} / stride {stride}")
+    if len(size) != len(stride) or min(stride, default=0) < 0 or min(size, default=0) < 0 or offset < 0:
+        raise WeightsError(f"{path}: tensor {name!r} has inconsistent size {size} / stride {stride} / "
+                           f"offset {offset}")
     last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset - 1
     if last >= flat.size:
         raise WeightsError(f"{path}: tensor {name!r} (size {size}, offset {offset}) needs {last + 1} "
                            f"elements, its storage holds {flat.size}")
     itemsize = flat.dtype.itemsize
+    # overlapping strides (stride 0) let a few stored bytes stand for many: capped like any expansion
+    check_expand(math.prod(size) * itemsize, flat.nbytes, WeightsError, f"{path}: tensor {name!r} {size}")
     view = np.lib.stride_tricks.as_strided(flat[offset:] if all(size) else flat[:0], size,
                                            tuple(s * itemsize for s in stride), writeable=False)
     array = np.array(view, dtype=flat.dtype.newbyteorder("="))  # contiguous, native byte order copy
@@ -236,11 +235,11 @@ def _materialize(tensor: _TensorRef, storages: dict[str, np.ndarray], path: Path
     return array
 
 
-def _flatten(obj, prefix: str, out: dict, storages: dict, path: Path) -> None:
-    if isinstance(obj, _TensorRef):
-        out[prefix] = _materialize(obj, storages, path, prefix)
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out, storages, path)
-    elif isinstance(obj, np.ndarray) and obj.dtype.kind in "biuf":
-        out[prefix] = obj
+def _flatten(obj, prefix: str, out: dict, storages: dict, path: Path, size: int) -> None:
+    """Nested dicts -> ``{"a.b.c": array}``; walk() refuses cycles and runaway sharing."""
+    for keys, leaf in walk(obj, path, size + 100, descend=(dict,)):
+        name = ".".join(str(k) for k in keys) or prefix
+        if isinstance(leaf, _TensorRef):
+            out[name] = _materialize(leaf, storages, path, name)
+        elif isinstance(leaf, np.ndarray) and leaf.dtype.kind in "biuf":
+            out[name] = leaf

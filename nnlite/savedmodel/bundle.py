@@ -16,12 +16,14 @@ tensors are stored as varint lengths, a 4-byte checksum of those lengths, then t
 
 from __future__ import annotations
 
+import math
 import struct
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import GraphFormatError
+from ..limits import MAX_RANK
 from . import schema  # noqa: F401  (registers the message tables)
 from .crc32c import crc32c, unmask
 from .tensors import dtype_name, dtype_of, shape_of
@@ -75,11 +77,13 @@ class TensorBundle:
         shard = self._shard(entry.shard_id)
         where = f"{self.prefix}.data-{entry.shard_id:05d}-of-{self.num_shards:05d}"
         start, size = entry.offset, entry.size
-        if start < 0 or start + size > shard.shape[0]:
+        if start < 0 or size < 0 or start + size > shard.shape[0]:
             raise GraphFormatError(f"{where}: tensor {key!r} at bytes {start}..{start + size} lies past "
                                    f"the end of the shard ({shard.shape[0]} bytes)")
         raw = np.array(shard[start:start + size])
         shape = shape_of(entry.shape) or ()
+        if None in shape or len(shape) > MAX_RANK:
+            raise GraphFormatError(f"{self.index_path}: tensor {key!r} has an unusable shape {shape}")
         dtype = dtype_of(entry.dtype, f"{self.index_path} ({key})")
         if dtype is object:
             value, checked = _strings(raw.tobytes(), shape, where, start)
@@ -89,7 +93,7 @@ class TensorBundle:
             raise GraphFormatError(f"{where}: checksum mismatch for tensor {key!r} at byte {start}")
         if value is not None:
             return value
-        need = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        need = math.prod(shape) * np.dtype(dtype).itemsize
         if need != size:
             raise GraphFormatError(f"{where}: tensor {key!r} has {size} bytes, {dtype_name(entry.dtype)} "
                                    f"{shape} needs {need}")
@@ -98,7 +102,9 @@ class TensorBundle:
 
 def _strings(raw: bytes, shape: tuple, where: str, base: int) -> tuple[np.ndarray, bytes]:
     """Decode a string tensor; also returns the bytes its CRC covers (lengths as uint32, not varints)."""
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
+    if count > len(raw):  # every string needs at least one length byte
+        raise damaged(where, base, f"string tensor of shape {shape} in {len(raw)} bytes")
     pos, lengths = 0, []
     for _ in range(count):
         n, pos = varint(raw, pos, len(raw), where)

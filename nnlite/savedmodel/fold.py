@@ -48,7 +48,11 @@ def build(graph, fetches: list[tuple[str, int]], feeds: dict, variables, drop_de
 
     def ref(name, port):
         if name in known:
-            return ("k", known[name][port])
+            outs = known[name]
+            if outs is not ALL_DEAD and port >= len(outs):
+                raise GraphFormatError(f"{graph.path}: input {name}:{port} names output {port} of {name!r}, "
+                                       f"which has {len(outs)} output(s)")
+            return ("k", outs[port])
         return alias.get((name, port), ("d", (name, port)))
 
     taken = {}  # If node -> its taken branch's output endpoints, when the condition is known
@@ -136,6 +140,8 @@ def _visit(graph, node, ins, feeds, variables, known, alias, dyn, unsupported) -
         known[name] = (variables.handle(node),)
         return
     if op == "Const":
+        if "value" not in node.attrs:
+            raise GraphFormatError(f"{graph.path}: Const node {name!r} has no 'value' attribute")
         known[name] = (to_array(node.attrs["value"].tensor, f"{graph.path} (node {name})"),)
         return
     if op == "_Known":  # a run-time branch's argument that was known when the branch was planned
@@ -191,6 +197,9 @@ def _fold(graph, node, args: list) -> tuple:
         shapes = [getattr(a, "shape", None) for a in args]
         raise ShapeError(f"{graph.path}: node {node.name!r} ({node.op}) failed on constant inputs of "
                          f"shapes {shapes}: {exc}") from None
+    except MemoryError:  # e.g. a Fill or Tile whose constant shape asks for more than the machine has
+        raise GraphFormatError(f"{graph.path}: node {node.name!r} ({node.op}): not enough memory to fold "
+                               f"it at load") from None
 
 
 def _needed(dyn: dict, outputs: list) -> dict:

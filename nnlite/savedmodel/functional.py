@@ -82,6 +82,7 @@ def branch_program(graph, node: Node, fdef, label: str, args: list, ports: list,
         inputs.append((name, 0))
     call = Node(base, "_Branch", [], [], {})
     sub.nodes[base] = call
+    sub.chains[base] = graph.chains.get(node.name, ())  # recursion through run-time branches is caught too
     sub.inline(call, fdef, inputs, prefix=base + "/")
     n_out = len(fdef.signature.output_arg)
     bad = [p for p in ports if p >= n_out]

@@ -13,6 +13,7 @@ return values, so ``StatefulPartitionedCall:0`` keeps working and inner tensors 
 from __future__ import annotations
 
 from ..errors import GraphFormatError
+from ..limits import MAX_INLINE_DEPTH
 from .opdefs import MISSING, OpInfo
 from .tensors import shape_of, to_array
 from .wire import Msg
@@ -74,6 +75,7 @@ class Graph:
         self.path, self.info = path, info
         self.functions = {f.signature.name: f for f in graph_def.library.function}
         self.nodes: dict[str, Node] = {}
+        self.chains: dict[str, tuple] = {}  # inlined node -> functions it was inlined through (outermost first)
         for nd in graph_def.node:
             inputs, control = [], []
             for text in nd.input:
@@ -121,6 +123,7 @@ class Graph:
         """An empty graph sharing this one's function library and op information (run-time branches)."""
         sub = Graph.__new__(Graph)
         sub.path, sub.info, sub.functions, sub.nodes = self.path, self.info, self.functions, {}
+        sub.chains = self.chains
         return sub
 
     def inline(self, call: Node, fdef=None, inputs: list | None = None, prefix: str | None = None,
@@ -135,6 +138,11 @@ class Graph:
         sig = fdef.signature
         fname = sig.name
         where = f"{self.path} (function {fname})"
+        chain = self.chains.get(call.name, ()) + (fname,)
+        if fname in chain[:-1]:  # a body that calls itself would be inlined forever
+            raise GraphFormatError(f"{where}: recursive call {' -> '.join(chain)} (recursion is not supported)")
+        if len(chain) > MAX_INLINE_DEPTH:
+            raise GraphFormatError(f"{where}: function calls nested more than {MAX_INLINE_DEPTH} deep")
         if len(inputs) != len(sig.input_arg):
             raise GraphFormatError(f"{where}: called by {call.name!r} with {len(inputs)} inputs, "
                                    f"the function takes {len(sig.input_arg)}")
@@ -151,6 +159,8 @@ class Graph:
             if len(parts) == 1:
                 return prefix + parts[0], 0
             src = inner[parts[0]]
+            if len(parts) > 3 or not parts[-1].isdigit():
+                raise GraphFormatError(f"{where}: malformed tensor name {text!r} (expected node:output:index)")
             if len(parts) == 2:
                 return prefix + parts[0], int(parts[1])
             port = self.info.output_port(src.op, src.attr, parts[1], int(parts[2]), where, self.functions)
@@ -169,6 +179,7 @@ class Graph:
                 raise GraphFormatError(f"{where}: inlined node name {name!r} clashes with an existing node")
             node = Node(name, nd.op, inputs, control, dict(nd.attr), origin=fname)
             self.nodes[name] = node
+            self.chains[name] = chain
         outs = []
         for arg in sig.output_arg:
             if arg.name not in fdef.ret:

@@ -2,14 +2,19 @@
 
 A TensorProto stores its values either as raw little-endian bytes (``tensor_content``) or in a typed
 repeated field (``float_val``, ``int_val``, ...). With the repeated form a single value fills the whole
-shape (TensorFlow's "splat" rule), and a shorter list is padded with its last value.
+shape (TensorFlow's "splat" rule), and a shorter list is padded with its last value. Such a fill may not
+produce more than :func:`nnlite.limits.max_expand_bytes` (``NNLITE_MAX_EXPAND_BYTES``, default 4 GiB): a
+93-byte constant declaring [50000, 50000] is refused, not allocated.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import GraphFormatError
+from ..limits import MAX_RANK, check_expand
 
 # DataType enum -> NumPy dtype (reference types, code + 100, map to the same dtype).
 DTYPES = {
@@ -47,7 +52,9 @@ def to_array(proto, where: str = "") -> np.ndarray:
     shape = shape_of(proto.tensor_shape) or ()
     if None in shape:
         raise GraphFormatError(f"{where}: constant tensor with unknown dimension {shape}")
-    count = int(np.prod(shape, dtype=np.int64))
+    if len(shape) > MAX_RANK:
+        raise GraphFormatError(f"{where}: constant tensor of rank {len(shape)} (at most {MAX_RANK})")
+    count = math.prod(shape)
     if dtype is object:
         values = list(proto.string_val)
         return _fill(np.array(values + [b""] * (not values), dtype=object), shape, count, where)
@@ -61,6 +68,7 @@ def to_array(proto, where: str = "") -> np.ndarray:
     if count == 0:
         return np.zeros(shape, dtype)
     if values.size == 0:
+        _check_fill(count, values, dtype, shape, where)
         return np.zeros(shape, dtype)  # no values at all means zeros
     return _fill(values, shape, count, where)
 
@@ -83,9 +91,16 @@ def _typed_values(proto, dtype) -> np.ndarray:
     return np.asarray(proto.int_val, np.int64).astype(dtype)  # int32, int16, int8, uint8, uint16
 
 
+def _check_fill(count: int, values: np.ndarray, dtype, shape: tuple, where: str) -> None:
+    itemsize = 8 if dtype is object else np.dtype(dtype).itemsize
+    check_expand(count * itemsize, values.size * itemsize, GraphFormatError,
+                 f"{where}: constant of shape {shape} filled from {values.size} value(s)")
+
+
 def _fill(values: np.ndarray, shape: tuple, count: int, where: str) -> np.ndarray:
     if values.size > count:
         raise GraphFormatError(f"{where}: {values.size} values for a tensor of shape {shape}")
     if values.size < count:
+        _check_fill(count, values, values.dtype, shape, where)
         values = np.concatenate([values, np.repeat(values[-1:], count - values.size)])
     return values.reshape(shape)

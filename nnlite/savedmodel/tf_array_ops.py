@@ -17,7 +17,7 @@ from .tf_ops import kernel
 
 @kernel("Pad", "PadV2", "MirrorPad")
 def _pad(g, node):
-    mode = g.attr(node, "mode").decode().lower() if node.op == "MirrorPad" else "constant"
+    mode = g.attr(node, "mode").decode(errors="replace").lower() if node.op == "MirrorPad" else "constant"
 
     def run(x, paddings, value=None):
         pads = [tuple(int(v) for v in row) for row in np.asarray(paddings)]

@@ -29,7 +29,7 @@ def _nhwc(g, node) -> None:
     fmt = g.attr(node, "data_format", b"NHWC")
     if fmt not in (b"NHWC", "NHWC"):
         raise UnsupportedOpError(f"{g.path}: node {node.name!r} ({node.op}) uses data_format "
-                                 f"{fmt.decode()}; nnlite runs NHWC graphs only")
+                                 f"{fmt.decode(errors='replace')}; nnlite runs NHWC graphs only")
 
 
 def _hw(values: list, what: str, node) -> tuple[int, int]:
@@ -46,7 +46,7 @@ def conv_geometry(g, node) -> dict:
         p = g.attr(node, "explicit_paddings")
         padding = (p[2], p[3], p[4], p[5])
     else:
-        padding = pad.decode().lower()
+        padding = pad.decode(errors="replace").lower()
     return {"stride": _hw(g.attr(node, "strides"), "strides", node),
             "dilation": _hw(g.attr(node, "dilations"), "dilations", node), "padding": padding}
 
@@ -68,7 +68,7 @@ def _pool(fn):
         _nhwc(g, node)
         size = _hw(g.attr(node, "ksize"), "ksize", node)
         stride = _hw(g.attr(node, "strides"), "strides", node)
-        padding = g.attr(node, "padding").decode().lower()
+        padding = g.attr(node, "padding").decode(errors="replace").lower()
         return lambda x: (fn(x, pool_size=size, stride=stride, padding=padding),)
     return make
 
@@ -264,7 +264,12 @@ def make_kernel(g, node):
     maker = KERNELS.get(node.op)
     if maker is None:
         raise GraphFormatError(f"{g.path}: op {node.op} (node {node.name!r}) is not supported")
-    return maker(g, node)
+    try:
+        return maker(g, node)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # building a kernel only reads the node's attributes: these mean they are malformed (bad UTF-8 ...)
+        raise GraphFormatError(f"{g.path}: node {node.name!r} ({node.op}) has malformed attributes "
+                               f"({type(exc).__name__}: {exc})") from None
 
 
 from . import tf_array_ops  # noqa: E402,F401  (registers the shape/array ops into KERNELS)

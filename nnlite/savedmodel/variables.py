@@ -64,7 +64,8 @@ class Variables:
         if name in self.keys:
             return self.keys[name]
         node = self.graph.nodes.get(name)
-        shared = self.graph.attr(node, "shared_name", b"").decode() if node is not None else ""
+        shared = self.graph.attr(node, "shared_name", b"") if node is not None else b""
+        shared = shared.decode(errors="replace") if isinstance(shared, bytes) else ""
         for key in (name, shared, f"{name}/.ATTRIBUTES/VARIABLE_VALUE"):
             if key and key in self.bundle:
                 return key

@@ -8,6 +8,8 @@ and value = field 2. Unknown fields are skipped, as protobuf does.
 
 Every offset is absolute in the file's buffer, so a damaged file is reported as
 ``GraphFormatError("<file>: damaged protobuf at byte N: <what>")`` with ``.path`` and ``.offset`` set.
+Messages nest at most :data:`nnlite.limits.MAX_PROTOBUF_DEPTH` deep (protobuf's own default), so a small
+file of 20,000 nested messages is a damaged file, not a RecursionError.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import struct
 import numpy as np
 
 from ..errors import GraphFormatError
+from ..limits import MAX_PROTOBUF_DEPTH
 
 _F32 = struct.Struct("<f")
 _F64 = struct.Struct("<d")
@@ -109,9 +112,11 @@ def default_of(type_name: str, name: str):
     return Msg(kind)
 
 
-def decode(buf, type_name: str, path, start: int = 0, end: int | None = None) -> Msg:
-    """Decode ``buf[start:end]`` as message ``type_name``."""
+def decode(buf, type_name: str, path, start: int = 0, end: int | None = None, depth: int = 0) -> Msg:
+    """Decode ``buf[start:end]`` as message ``type_name`` (``depth``: how deep it is nested)."""
     end = len(buf) if end is None else end
+    if depth > MAX_PROTOBUF_DEPTH:
+        raise damaged(path, start, f"messages nested more than {MAX_PROTOBUF_DEPTH} deep")
     schema = SCHEMAS[type_name]
     fields: dict = {}
     pos = start
@@ -138,14 +143,16 @@ def decode(buf, type_name: str, path, start: int = 0, end: int | None = None) ->
         spec = schema.get(number)
         if spec is None:
             continue  # unknown field: skip, as protobuf does
-        _store(fields, spec, wire, value, buf, path, at)
+        _store(fields, spec, wire, value, buf, path, at, depth)
     return Msg(type_name, fields, start)
 
 
-def _store(fields: dict, spec: tuple, wire: int, value, buf, path, at: int) -> None:
+def _store(fields: dict, spec: tuple, wire: int, value, buf, path, at: int, depth: int) -> None:
     name, kind, repeated = spec
     if isinstance(kind, tuple):  # map<key, value>: entry message with fields 1 and 2
-        k, v = _map_entry(buf, value, kind, path, at)
+        if wire != 2:
+            raise damaged(path, at, f"map field {name!r} has wire type {wire}, expected 2")
+        k, v = _map_entry(buf, value, kind, path, at, depth)
         fields.setdefault(name, {})[k] = v
         return
     if kind in NUMERIC and wire == 2:
@@ -153,14 +160,14 @@ def _store(fields: dict, spec: tuple, wire: int, value, buf, path, at: int) -> N
             raise damaged(path, at, f"field {name!r}: packed encoding on a single value")
         fields.setdefault(name, []).extend(_packed(buf, value[0], value[1], kind, path))
         return
-    v = _scalar(buf, kind, wire, value, path, at, name)
+    v = _scalar(buf, kind, wire, value, path, at, name, depth)
     if repeated:
         fields.setdefault(name, []).append(v)
     else:
         fields[name] = v
 
 
-def _scalar(buf, kind: str, wire: int, value, path, at: int, name: str):
+def _scalar(buf, kind: str, wire: int, value, path, at: int, name: str, depth: int):
     expected = _WIRE.get(kind, 2)
     if wire != expected:
         raise damaged(path, at, f"field {name!r} ({kind}) has wire type {wire}, expected {expected}")
@@ -181,7 +188,7 @@ def _scalar(buf, kind: str, wire: int, value, path, at: int, name: str):
         return bytes(buf[start:stop])
     if kind == "string":
         return bytes(buf[start:stop]).decode("utf-8", "replace")
-    return decode(buf, kind, path, start, stop)
+    return decode(buf, kind, path, start, stop, depth + 1)
 
 
 _WIRE = {"int": 0, "uint": 0, "int32": 0, "bool": 0, "enum": 0, "float": 5, "fixed32": 5,
@@ -210,7 +217,7 @@ def _packed(buf, start: int, stop: int, kind: str, path) -> list:
     return out
 
 
-def _map_entry(buf, span, kinds: tuple, path, at: int):
+def _map_entry(buf, span, kinds: tuple, path, at: int, depth: int):
     key_kind, value_kind = kinds
     key = value = None
     pos, end = span
@@ -228,7 +235,7 @@ def _map_entry(buf, span, kinds: tuple, path, at: int):
         else:
             raise damaged(path, fat, f"bad wire type {wire} in a map entry")
         kind = key_kind if number == 1 else value_kind
-        v = _scalar(buf, kind, wire, raw, path, fat, "map")
+        v = _scalar(buf, kind, wire, raw, path, fat, "map", depth + 1)
         if number == 1:
             key = v
         elif number == 2:
