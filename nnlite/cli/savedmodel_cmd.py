@@ -50,7 +50,8 @@ def add_parser(subparsers) -> None:
                    help="feed/fetch by this signature's keys instead of node names")
     p.add_argument("--image-scale", choices=sorted(SCALES), default="raw",
                    help="pixel scaling of image feeds (default raw: float32 0..255)")
-    p.add_argument("--json", action="store_true", help='print only {"outputs": {NAME: nested lists}}')
+    p.add_argument("--json", action="store_true", help='print one JSON object: with --run {"outputs": {NAME: nested lists}}; without, '
+                        'the path, tags, signatures, inputs (and operations with --ops)')
     p.set_defaults(func=run)
 
 
@@ -59,7 +60,11 @@ def run(args) -> int:
     tags = None if args.tags is None else [t for item in args.tags for t in item.split(",") if t]
     model = savedmodel.load(args.path, tags=tags)
     if not args.run:
-        _describe(model, args)
+        if args.json:
+            json.dump(_description(model, args), sys.stdout)
+            sys.stdout.write("\n")
+        else:
+            _describe(model, args)
         return 0
     if not args.feed:
         raise GraphFormatError("--run needs at least one --feed NAME=FILE")
@@ -109,6 +114,23 @@ def _describe(model, args) -> None:
             print(f"  {op.name}  {op.type}  {_shape(op.shape)}  <- {', '.join(op.inputs)}")
 
 
+def _description(model, args) -> dict:
+    """What ``_describe`` prints, as one JSON object (shapes as lists, ``null`` for unknown sizes)."""
+    def spec(s) -> dict:
+        return {"name": s.name, "dtype": s.dtype, "shape": None if s.shape is None else list(s.shape)}
+    doc = {"path": str(model.path), "tags": list(model.tags),
+           "signatures": {sig.name: {"method": sig.method_name or None,
+                                     "inputs": {k: spec(v) for k, v in sig.inputs.items()},
+                                     "outputs": {k: spec(v) for k, v in sig.outputs.items()}}
+                          for sig in model.signatures.values()},
+           "inputs": list(model.inputs)}
+    if args.ops:
+        doc["operations"] = [{"name": op.name, "type": op.type,
+                              "shape": None if op.shape is None else list(op.shape), "inputs": list(op.inputs)}
+                             for op in model.operations(functions=args.functions)]
+    return doc
+
+
 def _shape(shape) -> str:
     if shape is None:
         return "(?)"
@@ -151,9 +173,22 @@ def _static_hw(model, signature, name):
 def _read_feed(model, signature, name: str, path: Path, scale: str) -> np.ndarray:
     if path.suffix.lower() == ".npy":
         try:
+            with open(path, "rb") as f:
+                magic = f.read(6)
+        except OSError as exc:
+            raise GraphFormatError(f"{path}: cannot read the .npy feed ({exc.strerror or exc})") from exc
+        if magic != b"\x93NUMPY":
+            raise GraphFormatError(f"{path}: not a NumPy .npy array file (no .npy header); save the feed with "
+                                   f"numpy.save, or give an image file")
+        try:
             return np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise GraphFormatError(f"{path}: cannot read the .npy feed ({exc})") from exc
+        except ValueError as exc:
+            if "allow_pickle" in str(exc):
+                raise GraphFormatError(f"{path}: holds pickled Python objects, not a numeric array; "
+                                       f"nnlite feeds plain numeric .npy arrays only") from exc
+            raise GraphFormatError(f"{path}: not a readable .npy array ({exc})") from exc
+        except OSError as exc:
+            raise GraphFormatError(f"{path}: not a readable .npy array ({exc})") from exc
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as im:
