@@ -3,7 +3,8 @@
 With ``--json`` the output is exactly one JSON object (boxes and landmarks in original-image pixels)::
 
     {"image": path, "width": W, "height": H,
-     "faces": [{"box": [x, y, w, h], "box_in_image": [x, y, w, h], "score": s, "landmarks": [[x, y] x 68], "descriptor": [128 floats],
+     "faces": [{"box": [x, y, w, h], "box_in_image": [x, y, w, h], "score": s, "landmarks": [[x, y] x 68],
+                "descriptor": [128 floats],
                 "age": a, "gender": "male"|"female", "gender_probability": p,
                 "expression": {"neutral": p, "happy": p, "sad": p, "angry": p, "fearful": p,
                                "disgusted": p, "surprised": p}}]}

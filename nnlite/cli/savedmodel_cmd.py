@@ -54,7 +54,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--imagenet-top", type=positive_int, default=None, metavar="K",
                    help="with --run: name the K largest values of each fetched (N, 1000) output by their "
                         "ImageNet-1k labels (a classifier's probabilities or logits)")
-    p.add_argument("--json", action="store_true", help='print one JSON object: with --run {"outputs": {NAME: nested lists}}; without, '
+    p.add_argument("--json", action="store_true",
+                   help='print one JSON object: with --run {"outputs": {NAME: nested lists}}; without, '
                         'the path, tags, signatures, inputs (and operations with --ops)')
     p.set_defaults(func=run)
 

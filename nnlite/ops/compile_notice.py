@@ -17,7 +17,8 @@ from numba.core import event
 
 # What compiling costs on an idle 2-core machine (README, "Speed", has the measured figures and their source)
 FIRST_RUN_SECONDS = "15-25"
-MESSAGE = f"nnlite: compiling kernels for this CPU, once: ~{FIRST_RUN_SECONDS} s (longer on a busy machine; later runs reuse them)"
+MESSAGE = (f"nnlite: compiling kernels for this CPU, once: ~{FIRST_RUN_SECONDS} s "
+           f"(longer on a busy machine; later runs reuse them)")
 
 
 class _FirstCompile(event.Listener):
