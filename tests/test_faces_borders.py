@@ -87,3 +87,5 @@ def test_cat_face_box_is_kept_as_faceapi_reports_it_and_clipped_for_show(capsys)
     assert main(["faces", cat]) == 0
     line = capsys.readouterr().out.splitlines()[1]
     assert "box [0, 1, 374, 299]" in line and "detector's box [0, 1, 374, 374] runs past the image" in line
+    assert main(["faces", str(data_dir() / "samples" / "faces.jpg"), "--detector", "tiny"]) == 0
+    assert "runs past" not in capsys.readouterr().out         # boxes inside the image are left alone

@@ -60,8 +60,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.image}: {pixels.shape[1]}x{pixels.shape[0]}, {len(faces)} face(s)")
     for i, f in enumerate(faces, 1):
-        x, y, w, h = box_in_image(f.box, pixels.shape[1], pixels.shape[0])
-        past = "" if (x, y, w, h) == tuple(f.box) else \
+        height, width = pixels.shape[:2]
+        bx, by, bw, bh = f.box
+        x, y, w, h = (bx, by, bw, bh) if bx >= 0 and by >= 0 and bx + bw <= width and by + bh <= height else \
+            box_in_image(f.box, width, height)
+        past = "" if (x, y, w, h) == (bx, by, bw, bh) else \
             " (detector's box [" + ", ".join(f"{v:.0f}" for v in f.box) + "] runs past the image)"
         top = max(f.expression, key=f.expression.get)
         print(f"  face {i}: box [{x:.0f}, {y:.0f}, {w:.0f}, {h:.0f}] score {f.score:.2f}  {f.gender} "
