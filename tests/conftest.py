@@ -24,7 +24,7 @@ def shared_dir() -> Path:
 def missing_shared(path: Path) -> None:
     """Skip (one reason for every test that needs ../shared) on a developer's machine; fail under CI."""
     message = (f"../shared not found at {path}: tests that read face-api.js's photos and expected outputs need "
-               f"it (README, 'Tests'; set NNLITE_SHARED)")
+               f"it (see README, 'Two commands'; or set NNLITE_SHARED)")
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
