@@ -1,11 +1,13 @@
 """Fixtures for parity tests: TensorFlow (required, never skipped) and a per-run export cache.
 
 TensorFlow SavedModels built from the same weights are cached under ``$NNLITE_PARITY_CACHE``
-(default ``<repo>/.cache/parity``) so one test run exports each reference once. The cache is
-git-ignored; CI starts from a clean clone, so nothing is reused across commits.
+(default ``<repo>/.cache/parity``) so one test run exports each reference once. The default cache is removed
+when the run ends (``NNLITE_KEEP_PARITY_CACHE=1`` keeps it, for re-running parity tests quickly; a cache named
+by ``NNLITE_PARITY_CACHE`` is always kept). It is git-ignored; CI starts clean, so nothing is reused.
 """
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,5 +41,14 @@ def cache_dir() -> Path:
 def shared_dir() -> Path:
     path = Path(os.environ.get("NNLITE_SHARED", REPO.parent / "shared"))
     if not (path / "README.md").exists():
-        pytest.fail(f"../shared not found at {path} (set NNLITE_SHARED); parity tests need its data")
+        from tests.conftest import missing_shared
+        missing_shared(path)
     return path
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the default export cache (about 2.4 GB) at the end of the run, unless NNLITE_KEEP_PARITY_CACHE=1
+    or NNLITE_PARITY_CACHE names a cache of one's own."""
+    if os.environ.get("NNLITE_KEEP_PARITY_CACHE", "") not in ("", "0") or os.environ.get("NNLITE_PARITY_CACHE"):
+        return
+    shutil.rmtree(REPO / ".cache" / "parity", ignore_errors=True)

@@ -17,5 +17,14 @@ def shared_dir() -> Path:
     """The read-only ../shared folder (test images, expected outputs, weight sources)."""
     path = shared_path()
     if not (path / "README.md").exists():
-        pytest.fail(f"../shared not found at {path} (set NNLITE_SHARED); these tests need its data")
+        missing_shared(path)
     return path
+
+
+def missing_shared(path: Path) -> None:
+    """Skip (one reason for every test that needs ../shared) on a developer's machine; fail under CI."""
+    message = (f"../shared not found at {path}: tests that read face-api.js's photos and expected outputs need "
+               f"it (see README, 'Two commands'; or set NNLITE_SHARED)")
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)

@@ -157,10 +157,10 @@ def test_registry_entry_matches_the_loaded_model(classifiers, name):
     assert clf.prepare(np.zeros((50, 70, 3), np.uint8)).shape == (*spec.input_size, 3)
 
 
-def test_missing_weights_name_the_tool(monkeypatch, tmp_path):
+def test_missing_weights_under_nnlite_weights_name_the_variable(monkeypatch, tmp_path):
     monkeypatch.setenv("NNLITE_WEIGHTS", str(tmp_path))
     assert not registry.get("mobilenet_v2").weights_present()
-    with pytest.raises(WeightsMissingError, match="convert_imagenet_weights"):
+    with pytest.raises(WeightsMissingError, match="NNLITE_WEIGHTS is set to"):
         nnlite.load("mobilenet_v2")
 
 

@@ -209,7 +209,7 @@ def test_every_bundled_net_loads(net):
 
 def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path):
     monkeypatch.setenv("NNLITE_WEIGHTS", str(tmp_path))
-    with pytest.raises(WeightsMissingError, match="faceapi_weights.py"):
+    with pytest.raises(WeightsMissingError, match="NNLITE_WEIGHTS is set to"):
         load_net_weights("tiny_face_detector")
 
 

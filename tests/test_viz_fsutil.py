@@ -10,6 +10,7 @@ from nnlite.viz import feature_map_grid
 
 def test_grid_tiles_every_channel_scaled_on_its_own():
     act = np.zeros((1, 4, 4, 5), np.float32)
+    act[0, :, :, 0] = 3.0                                 # constant, not zero: mid-grey
     act[0, :, :, 1] = np.arange(16).reshape(4, 4)      # a ramp: spans 0..255 after scaling
     act[0, :, :, 2] = 1e-3 * np.arange(16).reshape(4, 4)  # tiny values: scaled up just the same
     grid = feature_map_grid(act, gap=1)
@@ -18,6 +19,8 @@ def test_grid_tiles_every_channel_scaled_on_its_own():
     assert grid.shape == (2 * 49 + 1, 3 * 49 + 1)
     first = grid[1:49, 1:49]
     assert (first == 128).all()                           # flat channel drawn mid-grey
+    dead = grid[50:98, 1:49]                              # channel 3 is all zero: hatched, not grey
+    assert set(np.unique(dead)) == {40, 200}
     ramp, tiny = grid[1:49, 50:98], grid[1:49, 99:147]
     assert ramp.min() == 0 and ramp.max() == 255
     assert np.abs(ramp.astype(int) - tiny).max() <= 1

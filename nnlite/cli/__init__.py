@@ -16,12 +16,20 @@ COMMANDS = ("classify", "models", "fetch", "faces", "compare", "inspect", "saved
             "index", "search", "people", "serve")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Option errors as one line, ``nnlite CMD: error: ...`` (exit status 2), like every other error: argparse's
+    usage block would bury the line that matters; ``--help`` still shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="nnlite", description="Neural-network inference in NumPy + Numba, without TensorFlow.")
     parser.add_argument("--version", action="version", version=f"nnlite {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"{__name__}.{name}_cmd")
@@ -35,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:   # blame the subcommand, whose --help lists its options
+        sub = parser._subparsers._group_actions[0].choices.get(getattr(args, "command", None), parser)
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

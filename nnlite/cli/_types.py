@@ -1,11 +1,12 @@
-"""Argument types shared by the subcommands: bad values become argparse's one-line usage error
-(exit status 2) naming the option, the rule and the value found, never a traceback."""
+"""Argument types shared by the subcommands: bad values become a one-line ``nnlite CMD: error: ...``
+(exit status 2; see ``nnlite.cli.OneLineParser``) naming the option, the rule and the value found, never a traceback."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import tempfile
 
 
 def positive_int(text: str) -> int:
@@ -55,6 +56,12 @@ def output_file(text: str) -> str:
         raise argparse.ArgumentTypeError(f"cannot write {text}: directory {folder} does not exist")
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"cannot write {text}: it is a directory")
+    try:   # a real probe: permission bits say nothing for root, or on read-only and pseudo file systems
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: directory {folder} is not writable "
+                                         f"({exc.strerror or exc})") from None
     return text
 
 

@@ -3,11 +3,14 @@
 With ``--json`` the output is exactly one JSON object (boxes and landmarks in original-image pixels)::
 
     {"image": path, "width": W, "height": H,
-     "faces": [{"box": [x, y, w, h], "score": s, "landmarks": [[x, y] x 68], "descriptor": [128 floats],
+     "faces": [{"box": [x, y, w, h], "box_in_image": [x, y, w, h], "score": s, "landmarks": [[x, y] x 68],
+                "descriptor": [128 floats],
                 "age": a, "gender": "male"|"female", "gender_probability": p,
                 "expression": {"neutral": p, "happy": p, "sad": p, "angry": p, "fearful": p,
                                "disgusted": p, "surprised": p}}]}
 
+``box`` is the detector's box as face-api.js reports it, which may run past a border; ``box_in_image`` is its
+part inside the image (what face-api.js crops and draws), which the text output shows.
 ``--out annotated.png`` also writes the photo with boxes, landmarks and labels (written atomically).
 """
 
@@ -36,11 +39,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def faces_json(image: str, pixels, faces) -> dict:
-    return {"image": image, "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
-            "faces": [f.to_json() for f in faces]}
+    from ..vision.align import box_in_image
+    height, width = pixels.shape[:2]
+    return {"image": image, "width": int(width), "height": int(height),
+            "faces": [{**f.to_json(), "box_in_image": [float(v) for v in box_in_image(f.box, width, height)]}
+                      for f in faces]}
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..vision.align import box_in_image
     from ..vision.faces import FacePipeline, load_rgb
     pixels = load_rgb(args.image)
     pipeline = FacePipeline(detector=args.detector, min_score=args.min_score, align=args.align)
@@ -53,10 +60,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.image}: {pixels.shape[1]}x{pixels.shape[0]}, {len(faces)} face(s)")
     for i, f in enumerate(faces, 1):
-        x, y, w, h = f.box
+        height, width = pixels.shape[:2]
+        bx, by, bw, bh = f.box
+        x, y, w, h = (bx, by, bw, bh) if bx >= 0 and by >= 0 and bx + bw <= width and by + bh <= height else \
+            box_in_image(f.box, width, height)
+        past = "" if (x, y, w, h) == (bx, by, bw, bh) else \
+            " (detector's box [" + ", ".join(f"{v:.0f}" for v in f.box) + "] runs past the image)"
         top = max(f.expression, key=f.expression.get)
         print(f"  face {i}: box [{x:.0f}, {y:.0f}, {w:.0f}, {h:.0f}] score {f.score:.2f}  {f.gender} "
-              f"({f.gender_probability:.2f}) age {f.age:.0f}  {top} ({f.expression[top]:.2f})")
+              f"({f.gender_probability:.2f}) age {f.age:.0f}  {top} ({f.expression[top]:.2f}){past}")
     if args.out:
         print(f"annotated image written to {args.out}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import NnliteError
 from ..fetch import REMOTE_WEIGHTS, fetch
 from ..paths import models_cache_dir
 
@@ -15,7 +16,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Download the official weights of MODEL (" + ", ".join(sorted(REMOTE_WEIGHTS)) +
                     ") into the models cache ($NNLITE_HOME/models). Needs internet unless --url names a "
                     "local copy (file:///path/to/file.h5).")
-    parser.add_argument("model", metavar="MODEL", choices=sorted(REMOTE_WEIGHTS),
+    parser.add_argument("model", metavar="MODEL", type=_fetchable,
                         help="one of: " + ", ".join(sorted(REMOTE_WEIGHTS)))
     parser.add_argument("--url", help="download from this URL (a mirror or file:// URL) instead")
     parser.add_argument("--md5", help="expected MD5 of the file (default: the official file's; "
@@ -23,6 +24,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="download again even if the file is present")
     parser.set_defaults(func=run)
     return parser
+
+
+def _fetchable(name: str) -> str:
+    if name in REMOTE_WEIGHTS:
+        return name
+    fetchable = ", ".join(sorted(REMOTE_WEIGHTS))
+    from ..models import registry
+    try:
+        spec = registry.get(name)
+    except NnliteError:
+        raise argparse.ArgumentTypeError(f"unknown model {name!r}; fetchable: {fetchable}") from None
+    if spec.weights_present():
+        raise argparse.ArgumentTypeError(f"{name}'s weights are bundled with nnlite, nothing to fetch "
+                                         f"(fetchable: {fetchable})")
+    raise argparse.ArgumentTypeError(f"{name} has no download; its weights are bundled with nnlite but missing "
+                                     f"here (`nnlite models` says where; fetchable: {fetchable})")
 
 
 def run(args) -> int:

@@ -80,18 +80,19 @@ def run(args: argparse.Namespace) -> int:
         near = [layer.name for layer in model.layers if args.layer.lower() in layer.name.lower()][:10]
         hint = f"; similar names: {', '.join(near)}" if near else "; `nnlite inspect MODEL` lists the layers"
         raise ModelError(f"{model.name} has no layer {args.layer!r}{hint}")
-    render_layer(obj, args.image, args.layer, args.out, args.max_maps)
-    print(f"wrote {args.out}")
+    shows = render_layer(obj, args.image, args.layer, args.out, args.max_maps)
+    print(f"wrote {args.out}: layer {args.layer}, {shows}")
     return 0
 
 
-def render_layer(obj, image_src, layer: str, out: str, max_maps: int = 64) -> None:
+def render_layer(obj, image_src, layer: str, out: str, max_maps: int = 64) -> str:
+    """Write the picture of ``layer``'s output to ``out``; return the sentence saying what it shows."""
     import numpy as np
     from PIL import Image
 
     from ..fsutil import atomic_path
     from ..image import load_image
-    from ..viz import feature_map_grid
+    from ..viz import render_activation
 
     if isinstance(obj, _SavedModelView):
         x = obj.image_input(image_src)
@@ -101,9 +102,10 @@ def render_layer(obj, image_src, layer: str, out: str, max_maps: int = 64) -> No
             raise ModelError(f"model {obj.model.name} does not declare its preprocessing; cannot run it on an image")
         x = np.asarray(preprocess(load_image(image_src)), np.float32)
     acts = obj.model.trace(x[None] if x.ndim == 3 else x)
-    grid = feature_map_grid(acts[layer], max_maps=max_maps)
+    grid, shows = render_activation(acts[layer], max_maps=max_maps)
     try:
         with atomic_path(out) as tmp:
             Image.fromarray(grid).save(tmp, format="PNG")
     except OSError as exc:   # missing folder, no permission, a directory in the way
         raise ImageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return shows

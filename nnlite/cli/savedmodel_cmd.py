@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GraphFormatError, ImageError
+from ._types import positive_int
 
 SCALES = {"raw": (1.0, 0.0), "unit": (1 / 255.0, 0.0), "symmetric": (1 / 127.5, -1.0)}
 
@@ -23,7 +24,7 @@ feeds:
                          what Keras MobileNet/Xception/NASNet expect).
 examples:
   nnlite savedmodel myModel --tags myTag --ops
-  nnlite savedmodel myModel --tags myTag --run --feed input_1=cat.jpg --fetch predictions/Softmax --json
+  nnlite savedmodel myModel --tags myTag --run --feed input_1=cat.jpg --fetch predictions/Softmax --imagenet-top 3
   nnlite savedmodel exported --signature serving_default --run --feed keras_tensor=x.npy
 """
 
@@ -50,7 +51,12 @@ def add_parser(subparsers) -> None:
                    help="feed/fetch by this signature's keys instead of node names")
     p.add_argument("--image-scale", choices=sorted(SCALES), default="raw",
                    help="pixel scaling of image feeds (default raw: float32 0..255)")
-    p.add_argument("--json", action="store_true", help='print only {"outputs": {NAME: nested lists}}')
+    p.add_argument("--imagenet-top", type=positive_int, default=None, metavar="K",
+                   help="with --run: name the K largest values of each fetched (N, 1000) output by their "
+                        "ImageNet-1k labels (a classifier's probabilities or logits)")
+    p.add_argument("--json", action="store_true",
+                   help='print one JSON object: with --run {"outputs": {NAME: nested lists}}; without, '
+                        'the path, tags, signatures, inputs (and operations with --ops)')
     p.set_defaults(func=run)
 
 
@@ -59,7 +65,11 @@ def run(args) -> int:
     tags = None if args.tags is None else [t for item in args.tags for t in item.split(",") if t]
     model = savedmodel.load(args.path, tags=tags)
     if not args.run:
-        _describe(model, args)
+        if args.json:
+            json.dump(_description(model, args), sys.stdout)
+            sys.stdout.write("\n")
+        else:
+            _describe(model, args)
         return 0
     if not args.feed:
         raise GraphFormatError("--run needs at least one --feed NAME=FILE")
@@ -78,16 +88,44 @@ def run(args) -> int:
         feeds[name] = _read_feed(model, args.signature, name, Path(file), args.image_scale)
     values = model.run(feeds, fetches, signature=args.signature)
     names = fetches or list(model.signatures[args.signature].outputs)
-    outputs = {n: v.tolist() for n, v in zip(names, values)}
+    top = {n: _imagenet_top(n, v, args.imagenet_top) for n, v in zip(names, values)} if args.imagenet_top else None
     if args.json:
-        json.dump({"outputs": outputs}, sys.stdout)
+        doc = {"outputs": {n: v.tolist() for n, v in zip(names, values)}}
+        if top is not None:
+            doc["imagenet_top"] = top
+        json.dump(doc, sys.stdout)
         sys.stdout.write("\n")
     else:
         for n, v in zip(names, values):
             print(f"{n}: shape {tuple(v.shape)} {v.dtype}")
-            with np.printoptions(precision=6, threshold=20, edgeitems=5):
-                print(v)
+            if top is None:
+                with np.printoptions(precision=6, threshold=20, edgeitems=5):
+                    print(v)
+                continue
+            for row, best in enumerate(top[n]):
+                print(f"  [{row}]" if len(top[n]) > 1 else "", end="")
+                width = max(len(b["label"]) for b in best) + 1
+                for b in best:
+                    print(f"  {b['label'] + ':':<{width}} {b['score']:.4f}  ({b['wnid']}, {b['index']})")
     return 0
+
+
+def _imagenet_top(name: str, value: np.ndarray, k: int) -> list[list[dict]]:
+    """Per row of an (N, 1000) output: its k largest entries with their ImageNet-1k labels."""
+    from ..vision.labels import imagenet_labels
+    labels = imagenet_labels()
+    v = np.asarray(value)
+    if v.ndim == 1:
+        v = v[None]
+    if v.ndim != 2 or v.shape[1] != len(labels):
+        raise GraphFormatError(f"--imagenet-top: output {name} has shape {tuple(np.shape(value))}, not "
+                               f"(N, {len(labels)}) ImageNet-1k scores")
+    rows = []
+    for scores in v:
+        order = np.argsort(-scores, kind="stable")[:k]
+        rows.append([{"label": labels.names[i], "wnid": labels.wnids[i], "index": int(i),
+                      "score": float(scores[i])} for i in order])
+    return rows
 
 
 def _describe(model, args) -> None:
@@ -107,6 +145,23 @@ def _describe(model, args) -> None:
         print(f"operations ({len(ops)}):")
         for op in ops:
             print(f"  {op.name}  {op.type}  {_shape(op.shape)}  <- {', '.join(op.inputs)}")
+
+
+def _description(model, args) -> dict:
+    """What ``_describe`` prints, as one JSON object (shapes as lists, ``null`` for unknown sizes)."""
+    def spec(s) -> dict:
+        return {"name": s.name, "dtype": s.dtype, "shape": None if s.shape is None else list(s.shape)}
+    doc = {"path": str(model.path), "tags": list(model.tags),
+           "signatures": {sig.name: {"method": sig.method_name or None,
+                                     "inputs": {k: spec(v) for k, v in sig.inputs.items()},
+                                     "outputs": {k: spec(v) for k, v in sig.outputs.items()}}
+                          for sig in model.signatures.values()},
+           "inputs": list(model.inputs)}
+    if args.ops:
+        doc["operations"] = [{"name": op.name, "type": op.type,
+                              "shape": None if op.shape is None else list(op.shape), "inputs": list(op.inputs)}
+                             for op in model.operations(functions=args.functions)]
+    return doc
 
 
 def _shape(shape) -> str:
@@ -151,9 +206,22 @@ def _static_hw(model, signature, name):
 def _read_feed(model, signature, name: str, path: Path, scale: str) -> np.ndarray:
     if path.suffix.lower() == ".npy":
         try:
+            with open(path, "rb") as f:
+                magic = f.read(6)
+        except OSError as exc:
+            raise GraphFormatError(f"{path}: cannot read the .npy feed ({exc.strerror or exc})") from exc
+        if magic != b"\x93NUMPY":
+            raise GraphFormatError(f"{path}: not a NumPy .npy array file (no .npy header); save the feed with "
+                                   f"numpy.save, or give an image file")
+        try:
             return np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise GraphFormatError(f"{path}: cannot read the .npy feed ({exc})") from exc
+        except ValueError as exc:
+            if "allow_pickle" in str(exc):
+                raise GraphFormatError(f"{path}: holds pickled Python objects, not a numeric array; "
+                                       f"nnlite feeds plain numeric .npy arrays only") from exc
+            raise GraphFormatError(f"{path}: not a readable .npy array ({exc})") from exc
+        except OSError as exc:
+            raise GraphFormatError(f"{path}: not a readable .npy array ({exc})") from exc
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as im:

@@ -23,7 +23,7 @@ from . import threads as _threads
 
 _threads.apply_env_before_numpy()  # must run before the first NumPy import to reach OpenBLAS
 
-from . import engine  # noqa: E402
+from . import compile_notice, engine  # noqa: E402,F401  (compile_notice: before any kernel can compile)
 from .padding import resolve_padding, resolve_padding_2d  # noqa: E402
 from .threads import blas_core, blas_num_threads, get_num_threads, set_num_threads  # noqa: E402
 

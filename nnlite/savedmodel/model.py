@@ -187,12 +187,30 @@ def _read(path: Path, tags):
         if not pb.exists():
             hint = " (text .pbtxt SavedModels are not supported)" if (path / "saved_model.pbtxt").exists() else ""
             raise GraphFormatError(f"{path}: not a SavedModel directory: no saved_model.pb{hint}")
-        model = decode(_bytes(pb), "SavedModel", pb)
+        model = _decode(pb, "SavedModel")
         meta = _pick(model.meta_graphs, tags, pb)
         return meta, meta.graph_def, pb
     if path.name == "saved_model.pb":
         return _read(path.parent, tags)
-    return None, decode(_bytes(path), "GraphDef", path), path
+    return None, _decode(path, "GraphDef"), path
+
+
+def _decode(path: Path, kind: str):
+    """Decode a binary protobuf; what fails to decode is named for what it is not (and what it looks like)."""
+    data = _bytes(path)
+    what = "a SavedModel (binary saved_model.pb)" if kind == "SavedModel" else "a frozen GraphDef (binary .pb)"
+    if not data:
+        raise GraphFormatError(f"{path}: empty file, not {what}")
+    try:
+        return decode(data, kind, path)
+    except GraphFormatError as exc:
+        head = data[:4096]
+        if b"\0" not in head and sum(32 <= b < 127 or b in b"\t\r\n" for b in head) > 0.95 * len(head):
+            named = GraphFormatError(f"{path}: a text file, not {what} (text .pbtxt graphs are not supported)")
+        else:
+            named = GraphFormatError(f"{path}: not {what}: {str(exc).removeprefix(f'{path}: ')}")
+        named.__dict__.update(exc.__dict__)   # keeps the byte offset the decoder recorded
+        raise named from exc
 
 
 def _bytes(path: Path) -> bytes:

@@ -4,13 +4,15 @@ Conventions: a box is (x, y, w, h) floats in pixels of the original image; an im
 array (H, W, 3); landmarks are a (68, 2) float array of (x, y) pixels (iBUG 68-point order: 36-41 the
 eye on the image's left, 42-47 the other eye).
 
-- :func:`crop` follows face-api.js's ``extractFaces``: the box is floored to integers, then clipped at the
-  image border (and floored again), so crops never leave the image.
+- :func:`crop` follows face-api.js's ``extractFaceTensors`` (its route for tensor input, the usual one in
+  Node): the box is clipped at the image border, then floored, so crops never leave the image. (Its canvas
+  route, ``extractFaces``, floors before clipping: at a border its crop can be one pixel larger.)
 - :func:`landmark_box` is face-api.js's ``FaceLandmarks.align()``: the tight bounding box of the 68 points,
   grown by ``padding`` (20 %) of its width and height, half on each side.
 - :func:`dlib_box` is face-api.js's ``align(null, {useDlibAlignment: true})``, the crop its descriptor
   route uses: a square of side floor(mean eye-to-mouth distance / 0.45) whose point (0.5, 0.43) of the
-  side lies on the mean of the two eye centres and the mouth centre.
+  side lies on the mean of the two eye centres and the mouth centre (x and y clamped at 0; at the left or
+  top border the side is then capped by the detection crop's size, as face-api.js does).
 - :func:`rotated_crop` (``align="rotate"``): rotate the image about the midpoint between the eye centres so
   that the eyes are level, then take the same padded landmark box in the rotated frame. Pixels from
   outside the image are black. It is what face-api.js users ask for: tilted faces match badly.
@@ -33,14 +35,24 @@ DLIB_REL_X, DLIB_REL_Y, DLIB_REL_SCALE = 0.5, 0.43, 0.45
 
 
 def clip_box(box, width: int, height: int) -> tuple[int, int, int, int]:
-    """face-api.js's ``box.floor().clipAtImageBorders(width, height)``, at least 1x1 inside the image."""
-    x, y, w, h = (math.floor(v) for v in box)
-    cx, cy = max(x, 0), max(y, 0)
+    """face-api.js's ``box.clipAtImageBorders(width, height)`` (clip, then floor), at least 1x1 in the image."""
+    x, y, w, h = (float(v) for v in box)
+    cx, cy = max(x, 0.0), max(y, 0.0)
     cw = min(x + w - cx, width - cx)
     ch = min(y + h - cy, height - cy)
+    cx, cy, cw, ch = (math.floor(v) for v in (cx, cy, cw, ch))
     # face-api.js would fail on an empty crop; a box entirely outside the image keeps one border pixel
     cx, cy = min(cx, width - 1), min(cy, height - 1)
     return cx, cy, max(int(cw), 1), max(int(ch), 1)
+
+
+def box_in_image(box, width: int, height: int) -> tuple[float, float, float, float]:
+    """The part of ``box`` inside the image, unrounded: face-api.js's ``clipAtImageBorders`` before its floor.
+    Detectors report boxes that may run past a border (face-api.js does too); this is the region that is
+    drawn and read."""
+    x, y, w, h = (float(v) for v in box)
+    cx, cy = min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))
+    return cx, cy, max(0.0, min(x + w, width) - cx), max(0.0, min(y + h, height) - cy)
 
 
 def crop(image: np.ndarray, box) -> np.ndarray:
@@ -60,8 +72,13 @@ def landmark_box(landmarks: np.ndarray, padding: float = 0.2) -> tuple[float, fl
             float(h * (1 + padding)))
 
 
-def dlib_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
-    """face-api.js's dlib-style face box (x, y, size, size), integer-valued; see the module docstring."""
+def dlib_box(landmarks: np.ndarray, crop_size: tuple[int, int] | None = None) -> tuple[float, float, float, float]:
+    """face-api.js's dlib-style face box (x, y, w, h), integer-valued; see the module docstring.
+
+    ``crop_size``: (height, width) of the detection crop the landmarks were found in. face-api.js caps the
+    square's width at crop width + x and its height at crop height + y; that cap bites only where x or y was
+    clamped to 0 (a face at the left or top border), and there it narrows the crop the descriptor reads.
+    """
     pts = _points(landmarks)
     if pts.shape[0] != 68:
         raise ShapeError(f"dlib alignment: expected 68 landmark points, found {pts.shape[0]}")
@@ -71,7 +88,10 @@ def dlib_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
     ref = eyes_mouth.mean(axis=0)
     x = math.floor(max(0.0, ref[0] - DLIB_REL_X * size))
     y = math.floor(max(0.0, ref[1] - DLIB_REL_Y * size))
-    return float(x), float(y), float(size), float(size)
+    w = h = size
+    if crop_size is not None:
+        w, h = min(size, crop_size[1] + x), min(size, crop_size[0] + y)
+    return float(x), float(y), float(w), float(h)
 
 
 def eye_angle(landmarks: np.ndarray) -> float:

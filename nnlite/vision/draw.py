@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import ImageError
 from ..fsutil import atomic_path
+from .align import box_in_image
 
 BOX_COLOUR = (0, 220, 90)
 POINT_COLOUR = (255, 60, 60)
@@ -39,8 +40,9 @@ def draw_faces(image: np.ndarray, faces: Sequence) -> Image.Image:
     width = max(1, round(longer / 400))                      # lines stay visible on big photos
     font = _font(max(11, round(longer / 55)))
     for face in faces:
-        x, y, w, h = face.box
-        pen.rectangle([x, y, x + w, y + h], outline=BOX_COLOUR, width=width)
+        x, y, w, h = box_in_image(face.box, *out.size)   # a box past the border stays a closed rectangle
+        pen.rectangle([x, y, min(x + w, out.size[0] - 1), min(y + h, out.size[1] - 1)], outline=BOX_COLOUR,
+                      width=width)
         r = max(1.5, min(w, h) / 60)                         # dot radius: about 1/30 of the face
         for px, py in np.asarray(face.landmarks):
             pen.ellipse([px - r, py - r, px + r, py + r], fill=POINT_COLOUR)

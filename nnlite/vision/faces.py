@@ -148,7 +148,7 @@ class FacePipeline:
             # shifted by the *unfloored* corner, as face-api.js does
             landmarks = (np.asarray(pts, np.float64) + np.array(box[:2])).astype(np.float32)
             faces.append(Face(box=box, score=score, landmarks=landmarks))
-        desc_crops, attr_crops = zip(*(self._aligned_crops(img, f) for f in faces))
+        desc_crops, attr_crops = zip(*(self._aligned_crops(img, f, c.shape[:2]) for f, c in zip(faces, crops)))
         for face, desc in zip(faces, self._net("recognition").compute_descriptor(list(desc_crops))):
             face.descriptor = np.asarray(desc, np.float32)
         if self.attributes:
@@ -158,14 +158,14 @@ class FacePipeline:
                 face.expression = expr
         return faces
 
-    def _aligned_crops(self, img: np.ndarray, face: Face) -> tuple[np.ndarray, np.ndarray]:
+    def _aligned_crops(self, img: np.ndarray, face: Face, crop_size) -> tuple[np.ndarray, np.ndarray]:
         """(descriptor crop, attribute crop), as face-api.js: dlib-style box for the descriptor, padded
         landmark box for age/gender and expression; "rotate" first levels the eyes."""
         if self.align == "rotate":
             desc, face.aligned_box = _align.rotated_crop(img, face.landmarks, box="dlib")
             attrs, _ = _align.rotated_crop(img, face.landmarks, box="landmarks")
             return desc, attrs
-        face.aligned_box = _align.dlib_box(face.landmarks)
+        face.aligned_box = _align.dlib_box(face.landmarks, crop_size)
         return _align.crop(img, face.aligned_box), _align.crop(img, _align.landmark_box(face.landmarks))
 
 

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 in Keras from ``weights/imagenet/efficientnet-lite0-57934424.pth``: TF 'same' padding and
+"""EfficientNet-Lite0 in Keras from ``nnlite/weights/imagenet/efficientnet-lite0-57934424.pth``: TF 'same' padding and
 batch-norm epsilon 1e-3, as the TensorFlow original (and the PyTorch port of its weights) compute it."""
 
 from __future__ import annotations

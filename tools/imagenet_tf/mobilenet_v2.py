@@ -1,4 +1,5 @@
-"""torchvision's MobileNetV2 in Keras, from ``weights/imagenet/mobilenet_v2-b0353104.pth`` (see the package doc)."""
+"""torchvision's MobileNetV2 in Keras, from ``nnlite/weights/imagenet/mobilenet_v2-b0353104.pth``
+(see the package doc)."""
 
 from __future__ import annotations
 

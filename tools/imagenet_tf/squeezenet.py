@@ -1,4 +1,4 @@
-"""SqueezeNet 1.1 in Keras from ``weights/imagenet/squeezenet_weights.pkl`` ({layer: [kernel HWIO, bias]}).
+"""SqueezeNet 1.1 in Keras from ``nnlite/weights/imagenet/squeezenet_weights.pkl`` ({layer: [kernel HWIO, bias]}).
 
 Keras layer names cannot hold '/', so ``fire2/squeeze1x1`` becomes ``fire2_squeeze1x1``; ``names`` maps back.
 """

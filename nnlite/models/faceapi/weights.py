@@ -1,6 +1,6 @@
-"""Load the bundled face-api.js weights (``weights/faceapi/<net>_model-weights_manifest.json`` + ``.bin``).
+"""Load the bundled face-api.js weights (``nnlite/weights/faceapi/<net>_model-weights_manifest.json`` + ``.bin``).
 
-The files are the ``@vladmandic/face-api`` 1.7.15 ``model/`` folder, unchanged (see ``weights/faceapi/NOTICE``);
+The files are the ``@vladmandic/face-api`` 1.7.15 ``model/`` folder, unchanged (see ``nnlite/weights/faceapi/NOTICE``);
 most tensors are uint8-quantized and come back dequantized to float32 through :func:`nnlite.io.load_tfjs`.
 Keys are the manifest names (``MobilenetV1/Conv2d_0/weights``, ``conv0/filters``, ...), which the net files use as
 their layer names.
@@ -14,7 +14,7 @@ import numpy as np
 
 from ...errors import WeightsError, WeightsMissingError
 from ...io.tfjs import load_tfjs
-from ...paths import weights_dir
+from ...paths import missing_weights_fix, weights_dir
 
 NETS = ("ssd_mobilenetv1", "tiny_face_detector", "face_landmark_68", "face_landmark_68_tiny",
         "face_recognition", "age_gender", "face_expression")
@@ -37,7 +37,7 @@ def load_net_weights(net: str) -> dict[str, np.ndarray]:
     path = manifest_path(net)
     if not path.is_file():
         raise WeightsMissingError(
-            f"face-api.js weights for {net!r} not found: {path}. Re-create weights/faceapi with "
-            f"`python tools/faceapi_weights.py vladmandic-face-api-1.7.15.tgz` (archive from "
-            f"`npm pack @vladmandic/face-api@1.7.15`), or point $NNLITE_WEIGHTS at a folder holding faceapi/")
+            f"face-api.js weights for {net!r} not found: {path}; " + missing_weights_fix(
+                "faceapi", "python tools/faceapi_weights.py vladmandic-face-api-1.7.15.tgz "
+                "(archive from `npm pack @vladmandic/face-api@1.7.15`)"))
     return load_tfjs(path)

@@ -1,7 +1,7 @@
 """SqueezeNet 1.1 (Iandola et al. 2016, "SqueezeNet: AlexNet-level accuracy with 50x fewer parameters").
 
 Weights: the Caffe ImageNet-1k model as a pickle ``{layer: [kernel (kh, kw, cin, cout), bias (cout,)]}``
-(``weights/imagenet/squeezenet_weights.pkl``); layer names below are its keys. Input 227 x 227 BGR
+(``nnlite/weights/imagenet/squeezenet_weights.pkl``); layer names below are its keys. Input 227 x 227 BGR
 minus the Caffe mean (see :func:`nnlite.preprocess.caffe_preprocess`).
 
     conv1 3x3/2 valid + ReLU -> maxpool 3x3/2 -> fire2, fire3 -> maxpool -> fire4, fire5 -> maxpool

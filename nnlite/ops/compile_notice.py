@@ -1,0 +1,52 @@
+"""One line on stderr when a process starts compiling nnlite's kernels, so a cold first run is not taken for a hang.
+
+Numba compiles each kernel for the CPU it runs on and caches the machine code (``cache=True``: in the
+package's ``__pycache__`` folders, or ``$NUMBA_CACHE_DIR``). Numba announces a compilation only on a cache
+miss (its ``numba:compile`` event fires after the disk cache was tried), so listening for that event costs
+nothing on a warm start and sees exactly the runs that will be slow: a fresh install, a new CPU, a changed
+kernel. ``NNLITE_QUIET_COMPILE=1`` silences the line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+from numba.core import event
+
+# What compiling costs on an idle 2-core machine (README, "Speed", has the measured figures and their source)
+FIRST_RUN_SECONDS = "15-25"
+MESSAGE = (f"nnlite: compiling kernels for this CPU, once: ~{FIRST_RUN_SECONDS} s "
+           f"(longer on a busy machine; later runs reuse them)")
+
+
+class _FirstCompile(event.Listener):
+    def __init__(self):
+        self.announced = False
+        self._lock = threading.Lock()
+
+    def on_start(self, ev) -> None:
+        if self.announced:
+            return
+        dispatcher = (ev.data or {}).get("dispatcher")
+        module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+        if not module.startswith("nnlite."):
+            return
+        with self._lock:
+            if self.announced:
+                return
+            self.announced = True
+        if os.environ.get("NNLITE_QUIET_COMPILE", "") not in ("", "0"):
+            return
+        try:
+            print(MESSAGE, file=sys.stderr, flush=True)
+        except (OSError, ValueError):   # stderr closed: nothing to tell
+            pass
+
+    def on_end(self, ev) -> None:
+        pass
+
+
+LISTENER = _FirstCompile()
+event.register("numba:compile", LISTENER)
