@@ -25,6 +25,8 @@ from typing import Iterator
 from ..errors import LibraryError
 from .analyze import AnalyzerSpec, ImageRecord, analyze_file
 
+CONNECT_TIMEOUT = "20s"   # reaching a scheduler that is starting up or far away
+
 
 def import_distributed():
     try:
@@ -57,7 +59,7 @@ def dask_records(paths: list[str], spec: AnalyzerSpec, workers: int,
     cluster = None
     try:
         if address:
-            client = distributed.Client(address, timeout="20s", set_as_default=False)
+            client = distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
         else:
             with single_threaded_children():   # one BLAS/Numba thread per worker process
                 cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
