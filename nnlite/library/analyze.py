@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import LibraryError
+from ..errors import LibraryError, WeightsError
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,8 @@ def analyze_file(path: str, spec: AnalyzerSpec = AnalyzerSpec()) -> ImageRecord:
         pixels = decode(data)
         record.height, record.width = pixels.shape[:2]
         analysis = analyzer.analyze(pixels)
+    except WeightsError:   # bad or missing weights fail every photo alike: stop the run, say it once
+        raise
     except Exception as exc:   # one bad photo (or one model bug on it) must not stop a library-wide run
         record.error = f"{type(exc).__name__}: {exc}"
         return record
@@ -158,6 +160,8 @@ class ModelAnalyzer:
         if not hasattr(self.classifier, "classify"):
             raise ModelError(f"ModelAnalyzer: model {model!r} is not an ImageNet classifier")
         self.faces = FacePipeline(detector=detector, min_score=min_face_score)
+        for net in ("detector", "landmarks", "recognition", "age_gender", "expression"):
+            self.faces._net(net)   # load every weight file now: once per worker, and bad weights fail here
         self.top_k, self.crops = top_k, bool(crops)
         self.lock = threading.Lock()   # the web server calls one analyzer from many threads
 

@@ -129,6 +129,8 @@ def _writer_lock(db: Path, on_wait: Callable[[str], None] | None):
     lock_path = db.with_name(db.name + ".lock")
     if not db.parent.is_dir():
         raise LibraryError(f"cannot create library index {db}: folder {db.parent} does not exist")
+    if db.is_dir():
+        raise LibraryError(f"cannot use {db} as a library index: it is a folder")
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
