@@ -83,13 +83,14 @@ def photo_folder(root: Path, n: int) -> Path:
     return root
 
 
-def test_cluster_index_equals_local_row_by_row(tmp_path, cluster):
+def test_cluster_index_equals_local_row_by_row(tmp_path, cluster, monkeypatch):
     root = photo_folder(tmp_path / "photos", 12)
     (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     os.symlink(tmp_path / "nowhere.png", root / "dangling.png")   # listed here, unreadable on the worker
     local, remote = tmp_path / "local.db", tmp_path / "remote.db"
     index_folder(root, local, spec=AnalyzerSpec.of(FAKE))
-    report = index_folder(root, remote, spec=AnalyzerSpec.of(FAKE), engine="dask", scheduler=cluster.address)
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.address)   # the cluster named by the environment
+    report = index_folder(root, remote, spec=AnalyzerSpec.of(FAKE), engine="dask")
     assert (report.found, report.analyzed, len(report.errors)) == (14, 14, 2)
     images, labels, faces = _content(remote)
     assert (images, labels, faces) != ([], [], []) and len(faces) == 18

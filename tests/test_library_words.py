@@ -14,8 +14,13 @@ from nnlite.cli import main
 from nnlite.errors import LibraryError
 from nnlite.library.analyze import FaceRecord, ImageRecord, LabelRecord
 from nnlite.library.index import LibraryIndex
-from nnlite.library.search import (FaceIndexCache, face_search, group_by_photo, register_recognizer,
-                                   similar_faces)
+from nnlite.library.search import (
+    FaceIndexCache,
+    face_search,
+    group_by_photo,
+    register_recognizer,
+    similar_faces,
+)
 from nnlite.library.words import keyword_search, parse_query, suggestions
 
 DOG = ("golden_retriever", "n02099601", 207)
@@ -142,7 +147,7 @@ def test_recognizers_are_never_compared(tmp_path):
         query = arc[2] + 0.1 * rng.normal(0, 1, 512)
         hits = face_search(lib, query, top=4, recognizer="arcface", cache=FaceIndexCache())
         cosine = arc @ query / np.linalg.norm(arc, axis=1) / np.linalg.norm(query)
-        assert [os.path.basename(h["path"]) for h in hits][0] == "2.jpg"
+        assert os.path.basename(hits[0]["path"]) == "2.jpg"
         assert np.allclose([h["distance"] for h in hits], np.sort(1 - cosine), atol=1e-5)
         with pytest.raises(LibraryError, match="512 values"):
             face_search(lib, np.zeros(128), recognizer="arcface")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import LibraryError
 from .analyze import AnalyzerSpec, ImageRecord, analyze_file
