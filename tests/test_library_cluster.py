@@ -76,6 +76,11 @@ def cluster(tmp_path):
     c.close()
 
 
+def _analyzers_built() -> int:
+    from tests.test_library_fakes import FakeAnalyzer
+    return FakeAnalyzer.built
+
+
 def photo_folder(root: Path, n: int) -> Path:
     for i in range(n):
         make_photo(root / f"sub{i % 3}" / f"p{i:02d}.png", (200, 10 + i, 10 + 3 * i), person=1 + i % 4,
@@ -98,6 +103,10 @@ def test_cluster_index_equals_local_row_by_row(tmp_path, cluster, monkeypatch):
     # the dangling link's error names the worker; otherwise every row is the local engine's
     strip = [tuple(r[:7]) + (r[7] and r[7].split(" (on worker")[0],) + tuple(r[8:]) for r in images]
     assert strip == [tuple(r) for r in local_content[0]] and (labels, faces) == local_content[1:]
+    from distributed import Client
+    with Client(cluster.address, timeout="30s") as client:   # each worker built its analyzer once
+        built = client.run(_analyzers_built)
+    assert sorted(built) == sorted(cluster.worker_pids) and set(built.values()) <= {0, 1} and sum(built.values()) >= 1
     dangling = next(r for r in images if r[0].endswith("dangling.png"))
     assert dangling[7].startswith("unreadable") and "on worker tcp://127.0.0.1:" in dangling[7]
     assert "same path" in dangling[7]

@@ -40,9 +40,11 @@ def make_photo(path, colour=(200, 30, 30), person=0, variant=0, faces=1, size=(4
 
 class FakeAnalyzer:
     model = "fake_classifier"
+    built = 0   # instances made in this process (a worker must build its analyzer once)
 
     def __init__(self, crops: bool = False):
         self.crops = crops
+        type(self).built += 1
 
     def describe_crop(self, pixels: np.ndarray) -> FaceRecord:
         """The whole image as person (0, 0)'s face, as the real analyzer does for a tight crop."""

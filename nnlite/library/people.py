@@ -86,7 +86,9 @@ def people(library: LibraryIndex, *, threshold: float = DEFAULT_THRESHOLD, min_f
         central = group[int(np.argmin(np.linalg.norm(rows - rows.mean(axis=0), axis=1)))]
         faces = [{"face_id": int(ids[row]), "image_id": where[int(ids[row])][0], "path": where[int(ids[row])][1],
                   "box": where[int(ids[row])][2]} for row in group if int(ids[row]) in where]
-        representative = next(f for f in faces if f["face_id"] == int(ids[central]))
+        if not faces:
+            continue   # its photos were re-indexed meanwhile
+        representative = next((f for f in faces if f["face_id"] == int(ids[central])), faces[0])
         result.append({"count": len(faces), "representative": representative, "faces": faces})
     return result
 
