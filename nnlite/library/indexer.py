@@ -85,6 +85,8 @@ def index_folder(root: str | Path, db: str | Path, *, workers: int = 1, engine: 
         raise LibraryError(f"--workers must be >= 1, got {workers}")
     if scheduler and engine != "dask":
         raise LibraryError("a Dask scheduler address needs --engine dask")
+    if not db.parent.is_dir():
+        raise LibraryError(f"cannot create library index {db}: folder {db.parent} does not exist")
     report = IndexReport()
     files = walk_images(root)
     report.found = len(files)
