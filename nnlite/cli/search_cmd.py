@@ -79,33 +79,13 @@ def _term_json(term: dict) -> dict:
     return {"term": term["term"], "kind": "label", "classes": len(term["wnids"])}
 
 
-def query_face(image: str, spec, crops: bool):
-    """The face to search for: the whole image (``crops``) or its most confident detected face."""
-    from ..image import load_image
-    from ..library.analyze import get_analyzer
-    pixels = load_image(image)   # errors name the file (missing, a folder, corrupt, too large)
-    analyzer = get_analyzer(spec)
-    if crops:
-        if not hasattr(analyzer, "describe_crop"):
-            raise LibraryError(f"this analyzer cannot describe a face crop: {spec.factory}")
-        return analyzer.describe_crop(pixels)
-    faces = analyzer.analyze(pixels).faces
-    if not faces:
-        raise LibraryError(f"no face found in {image} (if it is a tight face crop, try --crops)")
-    return max(faces, key=lambda face: face.score)
-
-
 def _face(args, library) -> int:
     from ..library.analyze import AnalyzerSpec
-    from ..library.search import default_threshold, face_search, group_by_photo
+    from ..library.search import search_by_face
     spec = AnalyzerSpec.of(args.analyzer) if args.analyzer else AnalyzerSpec()
-    query = query_face(args.face, spec, args.crops)
-    threshold = args.threshold or default_threshold(query.recognizer)
-    results = face_search(library, query.descriptor, top=args.top or 10,
-                          threshold=None if args.all else threshold, recognizer=query.recognizer)
-    photos = group_by_photo(results, threshold)
-    for r in results:
-        r["match"] = r["distance"] <= threshold
+    found = search_by_face(library, args.face, spec, crops=args.crops, top=args.top or 10,
+                           threshold=args.threshold, everything=args.all)
+    query, threshold, results, photos = found["query"], found["threshold"], found["results"], found["photos"]
     if args.json:
         print(json.dumps({
             "query": {"path": args.face, "box": list(query.box)}, "threshold": threshold,

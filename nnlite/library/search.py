@@ -230,3 +230,38 @@ def group_by_photo(results: list[dict], threshold: float | None = None) -> list[
         photo["faces"].append({"face_id": hit["face_id"], "box": hit["box"], "distance": hit["distance"],
                                "match": match})
     return list(photos.values())   # results come nearest first, so the first face of each photo is its best
+
+
+def query_face(image, spec=None, *, crops: bool = False):
+    """The face to search for in ``image`` (a path, bytes or RGB array): the whole image when ``crops``
+    (a tight face crop, no detection), else its most confident detected face. A FaceRecord."""
+    from ..image import load_image
+    from .analyze import AnalyzerSpec, get_analyzer
+    spec = spec or AnalyzerSpec()
+    name = image if isinstance(image, str) else "the query image"
+    pixels = image if isinstance(image, np.ndarray) else load_image(image)   # errors name the file
+    analyzer = get_analyzer(spec)
+    if crops:
+        if not hasattr(analyzer, "describe_crop"):
+            raise LibraryError(f"this analyzer cannot describe a face crop: {spec.factory}")
+        return analyzer.describe_crop(pixels)
+    faces = analyzer.analyze(pixels).faces
+    if not faces:
+        raise LibraryError(f"no face found in {name} (if it is a tight face crop, try --crops)")
+    return max(faces, key=lambda face: face.score)
+
+
+def search_by_face(library: LibraryIndex, image, spec=None, *, crops: bool = False, top: int = 10,
+                   threshold: float | None = None, everything: bool = False,
+                   cache: FaceIndexCache | None = None) -> dict:
+    """"Who is this?": the library's faces of the person in ``image``.
+    {"query": FaceRecord, "threshold", "results": [hit + "match"], "photos": group_by_photo(...)};
+    ``threshold`` defaults to the recognizer's; faces beyond it are left out unless ``everything``."""
+    query = query_face(image, spec, crops=crops)
+    threshold = threshold or default_threshold(query.recognizer)
+    results = face_search(library, query.descriptor, top=top, threshold=None if everything else threshold,
+                          cache=cache, recognizer=query.recognizer)
+    for hit in results:
+        hit["match"] = hit["distance"] <= threshold
+    return {"query": query, "threshold": threshold, "results": results,
+            "photos": group_by_photo(results, threshold)}
