@@ -184,3 +184,35 @@ def test_version_1_index_is_read_as_is_and_migrated_when_written(tmp_path):
     with LibraryIndex(db) as lib:
         assert lib.conn.execute("PRAGMA user_version").fetchone() == (2,)
         assert lib.recognizers() == {"faceapi": 1} and face_search(lib, d, top=1)[0]["distance"] == 0.0
+
+
+def test_people_thumbnails_and_face_search_text(tmp_path, capsys):
+    from PIL import Image
+
+    from tests.test_library_fakes import FAKE, make_photo
+    root = tmp_path / "photos"
+    for i in range(3):
+        make_photo(root / f"a{i}.png", (200, 30, 30), person=1, variant=i, size=(64, 48))
+    make_photo(root / "b.png", (30, 200, 30), person=2, variant=0)
+    db, thumbs = str(tmp_path / "lib.db"), tmp_path / "thumbs"
+    assert main(["index", str(root), "--db", db, "--analyzer", FAKE, "--quiet"]) == 0
+    assert main(["people", "--db", db, "--thumbnails", str(thumbs), "--json"]) == 2   # the folder must exist
+    assert "does not exist" in capsys.readouterr().err
+    thumbs.mkdir()
+    assert main(["people", "--db", db, "--thumbnails", str(thumbs), "--json"]) == 0
+    person = json.loads(capsys.readouterr().out)["people"][0]
+    assert person["count"] == 3 and person["representative"]["thumbnail"] == str(thumbs / "person-1.jpg")
+    with Image.open(thumbs / "person-1.jpg") as im:
+        assert im.format == "JPEG" and max(im.size) <= 160
+    assert main(["people", "--db", db]) == 0
+    assert "person 1: 3 faces, e.g. " in capsys.readouterr().out
+
+    query = make_photo(tmp_path / "q.png", person=1, variant=9)
+    assert main(["search", "--face", query, "--db", db, "--analyzer", FAKE, "--all"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and all("beyond" not in line for line in lines[:3]) and "beyond 0.6" in lines[3]
+    assert main(["search", "--face", query, "--db", db, "--analyzer", FAKE, "--crops", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["query"]["box"] == [0.0, 0.0, 48.0, 32.0] and len(out["photos"]) == 3
+    assert main(["search", "cat", "--db", db, "--all"]) == 2
+    assert "--all and --crops belong to --face" in capsys.readouterr().err
