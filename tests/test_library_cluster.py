@@ -160,6 +160,11 @@ def test_local_cluster_and_missing_distributed(tmp_path, monkeypatch):
         index_folder(root, tmp_path / "none.db", spec=AnalyzerSpec.of(FAKE), engine="dask",
                      scheduler="tcp://127.0.0.1:1")
     assert not (tmp_path / "none.db").exists()
+    for address in ["nonsense", "tcp://host:port", "tcp://[bad"]:
+        with pytest.raises(LibraryError, match="not a Dask scheduler address"):
+            index_folder(root, tmp_path / "none.db", spec=AnalyzerSpec.of(FAKE), engine="dask", scheduler=address)
+    with pytest.raises(LibraryError, match="needs --engine dask"):
+        index_folder(root, tmp_path / "none.db", spec=AnalyzerSpec.of(FAKE), scheduler="tcp://127.0.0.1:8786")
 
 
 @pytest.mark.slow

@@ -37,6 +37,18 @@ def import_distributed():
     return distributed
 
 
+def check_address(address: str) -> None:
+    """Refuse a malformed scheduler address before connecting (Dask's client, half built, would then
+    hang on exit)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise LibraryError(f"not a Dask scheduler address: {address!r} (expected tcp://HOST:PORT; {exc})") from None
+
+
 def analyze_on_worker(path: str, spec: AnalyzerSpec) -> ImageRecord:
     """:func:`analyze_file` on a Dask worker; an unreadable file's error names the worker."""
     record = analyze_file(path, spec)
@@ -57,6 +69,8 @@ def dask_records(paths: list[str], spec: AnalyzerSpec, workers: int,
     from .indexer import single_threaded_children
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     cluster = None
+    if address:
+        check_address(address)
     try:
         if address:
             client = distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
