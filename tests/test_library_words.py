@@ -216,3 +216,18 @@ def test_people_thumbnails_and_face_search_text(tmp_path, capsys):
     assert out["query"]["box"] == [0.0, 0.0, 48.0, 32.0] and len(out["photos"]) == 3
     assert main(["search", "cat", "--db", db, "--all"]) == 2
     assert "--all and --crops belong to --face" in capsys.readouterr().err
+
+
+def test_people_cluster_one_recognizer(tmp_path):
+    from nnlite.library.people import people
+    rng = np.random.default_rng(4)
+    arc = rng.normal(0, 0.01, (3, 512)) + rng.normal(0, 1, 512)   # one person, three arcface faces
+    with LibraryIndex(tmp_path / "lib.db") as lib:
+        for i in range(3):
+            lib.write(photo(f"/p/arc{i}.jpg", faces=[face(descriptor=arc[i], recognizer="arcface")]))
+        lib.write(photo("/p/fa.jpg", faces=[face(descriptor=d) for d in rng.normal(0, 0.1, (2, 128))]))   # far apart
+        groups = people(lib, threshold=0.5)
+        assert [g["count"] for g in groups] == [3] and all(f["path"].startswith("/p/arc") for f in groups[0]["faces"])
+        assert people(lib, threshold=0.5, recognizer="faceapi") == []
+        with pytest.raises(LibraryError, match="must be > 0"):
+            people(lib, threshold=float("nan"))

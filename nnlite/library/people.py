@@ -70,13 +70,16 @@ def cluster(descriptors: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> li
 
 
 def people(library: LibraryIndex, *, threshold: float = DEFAULT_THRESHOLD, min_faces: int = 2,
-           recognizer: str = DEFAULT_RECOGNIZER) -> list[dict]:
+           recognizer: str | None = None) -> list[dict]:
     """[{"count", "representative": face, "faces": [face, ...]}, ...], largest group first, where a face is
     {"face_id", "image_id", "path", "box"}. Only one recognizer's faces are clustered (descriptors of
-    different recognizers cannot be compared). The representative is the face nearest the group's
-    mean descriptor: the most typical picture of that person."""
+    different recognizers cannot be compared; default: the one with most faces). The representative
+    is the face nearest the group's mean descriptor: the most typical picture of that person."""
     if not threshold > 0:   # also NaN
         raise LibraryError(f"the people threshold must be > 0, got {threshold}")
+    if recognizer is None:   # the recognizer that described most faces (face-api.js's on a tie or none)
+        counts = library.recognizers()
+        recognizer = max(counts, key=lambda r: (counts[r], r == DEFAULT_RECOGNIZER)) if counts else DEFAULT_RECOGNIZER
     ids, descriptors = library.descriptors(recognizer=recognizer)
     groups = [g for g in cluster(descriptors, threshold) if len(g) >= min_faces]
     where = library.face_locations(ids[[row for g in groups for row in g]])
