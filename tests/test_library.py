@@ -136,20 +136,36 @@ def test_cli_json_shapes(photos, tmp_path, capsys):
 
     assert main(["search", "cat", "--db", db, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"query", "results"} and out["query"] == "cat"
-    assert all(set(r) == {"path", "label", "score"} for r in out["results"]) and len(out["results"]) == 3
+    assert set(out) == {"query", "terms", "results"} and out["query"] == "cat"
+    assert out["terms"] == [{"term": "cat", "kind": "label", "classes": out["terms"][0]["classes"]}]
+    assert out["terms"][0]["classes"] >= 5
+    assert all(set(r) == {"path", "label", "score", "matched"} for r in out["results"]) and len(out["results"]) == 3
+    assert all(r["matched"][0]["label"] == "tabby" for r in out["results"])
 
     query = make_photo(tmp_path / "query.png", RED, person=1, variant=7)
-    assert main(["search", "--face", query, "--db", db, "--json", "--analyzer", FAKE]) == 0
+    assert main(["search", "--face", query, "--db", db, "--json", "--analyzer", FAKE, "--all"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"results"} and all(set(r) == {"path", "box", "distance"} for r in out["results"])
+    assert set(out) == {"query", "threshold", "results", "photos"} and out["threshold"] == 0.6
+    assert all(set(r) == {"path", "box", "distance", "match"} for r in out["results"])
     distances = [r["distance"] for r in out["results"]]
     assert distances == sorted(distances) and len(distances) == 5
+    assert [r["match"] for r in out["results"]] == [d <= 0.6 for d in distances]
     person1 = {"cat.png", "dog.png"}
     assert {os.path.basename(r["path"]) for r in out["results"][:3]} == person1
     expected = np.linalg.norm(person_descriptor(1, 0) - person_descriptor(1, 7))
     cat_hit = next(r for r in out["results"] if r["path"].endswith("/cat.png"))
     assert cat_hit["distance"] == pytest.approx(expected, rel=1e-5) and cat_hit["box"] == [2.0, 3.0, 8.0, 9.0]
+    # grouped per photo: dog.png's two faces in one entry, photos ordered by their nearest face
+    photos_out = out["photos"]
+    assert [len(p["faces"]) for p in photos_out if p["path"].endswith("/dog.png")] == [2]
+    assert [p["distance"] for p in photos_out] == sorted(p["distance"] for p in photos_out)
+    assert len(photos_out) == 4 and sum(len(p["faces"]) for p in photos_out) == 5
+
+    # default: the matcher's threshold leaves the other person out
+    assert main(["search", "--face", query, "--db", db, "--json", "--analyzer", FAKE]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {os.path.basename(r["path"]) for r in out["results"]} == person1 and len(out["results"]) == 3
+    assert all(r["match"] for r in out["results"])
 
     assert main(["search", "--face", query, "--db", db, "--json", "--analyzer", FAKE,
                  "--threshold", "0.6", "--top", "2"]) == 0
@@ -161,6 +177,8 @@ def test_cli_json_shapes(photos, tmp_path, capsys):
     groups = [sorted(os.path.basename(f["path"]) for f in p["faces"]) for p in out["people"]]
     assert groups == [["cat.png", "dog.png", "dog.png"], ["cat2.png", "snack.png"]]
     assert all(set(f) == {"path", "box"} for p in out["people"] for f in p["faces"])
+    assert [p["count"] for p in out["people"]] == [3, 2]
+    assert all(p["representative"] in p["faces"] for p in out["people"])
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):

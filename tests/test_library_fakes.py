@@ -40,6 +40,17 @@ def make_photo(path, colour=(200, 30, 30), person=0, variant=0, faces=1, size=(4
 
 class FakeAnalyzer:
     model = "fake_classifier"
+    built = 0   # instances made in this process (a worker must build its analyzer once)
+
+    def __init__(self, crops: bool = False):
+        self.crops = crops
+        type(self).built += 1
+
+    def describe_crop(self, pixels: np.ndarray) -> FaceRecord:
+        """The whole image as person (0, 0)'s face, as the real analyzer does for a tight crop."""
+        person, variant, _ = (int(v) for v in pixels[0, 0])
+        return FaceRecord(box=(0.0, 0.0, float(pixels.shape[1]), float(pixels.shape[0])), score=1.0,
+                          landmarks=np.zeros((68, 2), np.float32), descriptor=person_descriptor(person, variant))
 
     def analyze(self, pixels: np.ndarray) -> Analysis:
         log = os.environ.get("NNLITE_FAKE_LOG")

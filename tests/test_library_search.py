@@ -4,6 +4,7 @@ and against WordNet facts."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -99,9 +100,14 @@ def test_wordnet_ancestors_follow_wordnet():
     assert wn.classes_matching("") == [] and wn.classes_matching("xyzzy") == []
 
 
-@pytest.mark.skipif(not Path("/usr/share/wordnet/data.noun").exists(),
-                    reason="Debian package wordnet-base not installed (apt-get install wordnet-base)")
 def test_wordnet_table_rebuilds_identically(tmp_path):
+    """The committed table is what the tool builds from WordNet's database. Without the database
+    this skips with the install line, except in CI (env CI set), where it must run."""
+    if not Path("/usr/share/wordnet/data.noun").exists():
+        message = "WordNet database missing: apt-get install wordnet-base"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must run this check)")
+        pytest.skip(message)
     from tools.build_wordnet_hypernyms import main
     assert main(["--out", str(tmp_path)]) == 0
     committed = REPO / "nnlite" / "data"

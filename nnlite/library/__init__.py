@@ -2,7 +2,9 @@
 
 - :mod:`.analyze`  the pure per-image function (file -> :class:`ImageRecord`), mappable by any engine
 - :mod:`.index`    the SQLite schema and its transactional writes
-- :mod:`.indexer`  walking a folder, incremental planning, engines (in-process, processes, Dask), progress
-- :mod:`.search`   keyword search (with WordNet ancestors) and nearest-face search (:class:`FaceIndex`)
-- :mod:`.people`   clustering faces into people
+- :mod:`.indexer`  walking a folder, incremental planning, engines (in-process, processes), progress
+- :mod:`.cluster`  the Dask engine: the same analysis on a dask.distributed cluster
+- :mod:`.words`    keyword search: ImageNet labels (with WordNet ancestors) and face words, suggestions
+- :mod:`.search`   nearest-face search (:class:`FaceIndex`), per photo, "similar to this face", recognizers
+- :mod:`.people`   clustering faces into people, representative faces
 """

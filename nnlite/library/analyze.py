@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import LibraryError
+from ..errors import LibraryError, WeightsError
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,12 @@ class FaceRecord:
     box: tuple[float, float, float, float]   # x, y, w, h in original pixels
     score: float
     landmarks: np.ndarray                     # (68, 2) float32, original pixels
-    descriptor: np.ndarray                    # (128,) float32
+    descriptor: np.ndarray                    # (D,) float32: D = 128 for "faceapi"
     age: float | None = None
     gender: str | None = None
     gender_probability: float | None = None
     expression: dict[str, float] = field(default_factory=dict)
+    recognizer: str = "faceapi"               # the net that computed ``descriptor``
 
 
 @dataclass
@@ -115,6 +116,8 @@ def analyze_file(path: str, spec: AnalyzerSpec = AnalyzerSpec()) -> ImageRecord:
         pixels = decode(data)
         record.height, record.width = pixels.shape[:2]
         analysis = analyzer.analyze(pixels)
+    except WeightsError:   # bad or missing weights fail every photo alike: stop the run, say it once
+        raise
     except Exception as exc:   # one bad photo (or one model bug on it) must not stop a library-wide run
         record.error = f"{type(exc).__name__}: {exc}"
         return record
@@ -138,10 +141,16 @@ def file_sha256(path: str) -> str:
 
 
 class ModelAnalyzer:
-    """The real analyzer: an ImageNet classifier (top ``top_k`` labels) and the face pipeline."""
+    """The real analyzer: an ImageNet classifier (top ``top_k`` labels) and the face pipeline.
+
+    ``crops=True`` is for folders of tight face crops (passport-style photos), where the detector
+    lacks the context around a face: when it finds nothing, it looks again on a copy padded by half
+    the image size on every side (edge pixels repeated); if that finds nothing either, the whole
+    image is described as one face with score 0 (0 says: taken as a crop, not detected).
+    """
 
     def __init__(self, model: str = "mobilenet_v2", top_k: int = 5, detector: str = "ssd",
-                 min_face_score: float = 0.5):
+                 min_face_score: float = 0.5, crops: bool = False):
         import nnlite
         from ..errors import ModelError
         from ..vision.faces import FacePipeline
@@ -151,15 +160,41 @@ class ModelAnalyzer:
         if not hasattr(self.classifier, "classify"):
             raise ModelError(f"ModelAnalyzer: model {model!r} is not an ImageNet classifier")
         self.faces = FacePipeline(detector=detector, min_score=min_face_score)
-        self.top_k = top_k
+        for net in ("detector", "landmarks", "recognition", "age_gender", "expression"):
+            self.faces._net(net)   # load every weight file now: once per worker, and bad weights fail here
+        self.top_k, self.crops = top_k, bool(crops)
         self.lock = threading.Lock()   # the web server calls one analyzer from many threads
 
     def analyze(self, pixels: np.ndarray) -> Analysis:
         with self.lock:
             predictions = self.classifier.classify(pixels).best(self.top_k)
             faces = self.faces.detect(pixels)
+            if not faces and self.crops:
+                faces = self._padded_detect(pixels) or self.faces.analyze(pixels, [_whole(pixels)], [0.0])
         labels = [LabelRecord(p.label, p.wnid, int(p.index), float(p.score)) for p in predictions]
         return Analysis(self.classifier.name, labels, [face_record(f) for f in faces])
+
+    def describe_crop(self, pixels: np.ndarray) -> FaceRecord:
+        """The whole image as one face (no detection): a tight face crop used as a query."""
+        with self.lock:
+            return face_record(self.faces.analyze(pixels, [_whole(pixels)], [1.0])[0])
+
+    def _padded_detect(self, pixels: np.ndarray) -> list:
+        """Detect on a padded copy; boxes and landmarks mapped back to the original's pixels (a box may
+        reach past the original's edges, as the face does)."""
+        h, w = pixels.shape[:2]
+        pad = max(h, w) // 2
+        padded = np.pad(pixels, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+        faces = self.faces.detect(padded)
+        for face in faces:
+            x, y, bw, bh = face.box
+            face.box = (x - pad, y - pad, bw, bh)
+            face.landmarks = np.asarray(face.landmarks, np.float32) - np.float32(pad)
+        return faces
+
+
+def _whole(pixels: np.ndarray) -> tuple[float, float, float, float]:
+    return (0.0, 0.0, float(pixels.shape[1]), float(pixels.shape[0]))
 
 
 def face_record(face) -> FaceRecord:
@@ -173,4 +208,5 @@ def face_record(face) -> FaceRecord:
         gender=face.gender,
         gender_probability=None if face.gender_probability is None else float(face.gender_probability),
         expression={str(k): float(v) for k, v in (face.expression or {}).items()},
+        recognizer=str(getattr(face, "recognizer", None) or "faceapi"),
     )

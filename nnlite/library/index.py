@@ -8,9 +8,18 @@ commits, never corrupt the file).
 Schema (``PRAGMA user_version`` = SCHEMA_VERSION):
   images(id, path UNIQUE, sha256, size, mtime_ns, width, height, model, error, n_faces, indexed_at)
   labels(image_id, rank, label, wnid, class_index, score)        rank 0 = best
-  faces(id, image_id, x, y, w, h, score, landmarks BLOB (68, 2) float32, descriptor BLOB (128,) float32,
-        age, gender, gender_probability, expression JSON)
+  faces(id, image_id, x, y, w, h, score, landmarks BLOB (68, 2) float32, descriptor BLOB (D,) float32,
+        age, gender, gender_probability, expression JSON, recognizer)
 Face ids only grow (AUTOINCREMENT), which lets a cached descriptor matrix append new faces cheaply.
+
+``recognizer`` names the net that computed the descriptor ("faceapi": face-api.js's 128-d ResNet);
+descriptors of different recognizers live in different spaces and are never compared (see
+:mod:`.search`). Version 1 files (before the column existed) are migrated in place when opened for
+writing; opened read-only, their faces read as "faceapi", which is what wrote them.
+
+Every SQLite failure (a read-only file, a full disk, a path SQLite cannot create) becomes a
+:class:`LibraryError` naming the file; the transaction in progress is rolled back, so a failed
+write leaves the image as it was.
 """
 
 from __future__ import annotations
@@ -28,8 +37,9 @@ from ..errors import LibraryError
 from ..paths import home_dir
 from .analyze import ImageRecord
 
-SCHEMA_VERSION = 1
-DESCRIPTOR_SIZE = 128
+SCHEMA_VERSION = 2
+DESCRIPTOR_SIZE = 128            # face-api.js descriptors; other recognizers bring their own size
+DEFAULT_RECOGNIZER = "faceapi"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -47,9 +57,11 @@ CREATE TABLE IF NOT EXISTS faces (
     image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
     x REAL NOT NULL, y REAL NOT NULL, w REAL NOT NULL, h REAL NOT NULL, score REAL NOT NULL,
     landmarks BLOB, descriptor BLOB NOT NULL, age REAL, gender TEXT, gender_probability REAL,
-    expression TEXT);
+    expression TEXT, recognizer TEXT NOT NULL DEFAULT 'faceapi');
 CREATE INDEX IF NOT EXISTS faces_image ON faces(image_id);
 """
+
+MIGRATE_1_TO_2 = "ALTER TABLE faces ADD COLUMN recognizer TEXT NOT NULL DEFAULT 'faceapi';"
 
 
 def default_db() -> Path:
@@ -66,10 +78,12 @@ class KnownFile:
 
 
 class LibraryIndex:
-    """An open index file. Use as a context manager; ``readonly`` opens without creating anything."""
+    """An open index file. Use as a context manager; ``readonly`` opens without creating anything.
+    A new file is created only in an existing folder (a typo in a path must not create folders)."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
+        self.recognizer_column = "recognizer"
         try:
             if readonly:
                 if not self.path.exists():
@@ -77,21 +91,41 @@ class LibraryIndex:
                 self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
                                             isolation_level=None, check_same_thread=False)
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if self.path.is_dir():
+                    raise LibraryError(f"cannot use {self.path} as a library index: it is a folder")
+                if not self.path.parent.is_dir():
+                    raise LibraryError(f"cannot create library index {self.path}: folder {self.path.parent} "
+                                       f"does not exist")
                 self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                             check_same_thread=False)
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._check_schema(readonly)
-        except sqlite3.DatabaseError as exc:
-            raise LibraryError(f"cannot open library index {self.path}: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise LibraryError(f"cannot open library index {self.path}: {_reason(exc)}") from exc
 
     def _check_schema(self, readonly: bool) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0 and not readonly:
-            # IF NOT EXISTS + IMMEDIATE: two indexers creating the same file at once both succeed
-            self.conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+        if version in (0, 1) and not readonly:
+            # IMMEDIATE, then read the version again: two indexers upgrading the same file at once
+            # queue on the write lock and the second finds the work done
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                if version == 0:
+                    for statement in SCHEMA.split(";"):
+                        if statement.strip():
+                            self.conn.execute(statement)
+                elif version == 1:
+                    self.conn.execute(MIGRATE_1_TO_2)
+                self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        elif version == 1 and readonly:
+            self.recognizer_column = f"'{DEFAULT_RECOGNIZER}'"   # what wrote every version-1 face
         elif version != SCHEMA_VERSION:
             raise LibraryError(f"{self.path}: index schema version {version}, this nnlite reads "
                                f"version {SCHEMA_VERSION} (re-index into a new --db file)")
@@ -106,7 +140,7 @@ class LibraryIndex:
         self.close()
 
     def transaction(self):
-        return _Transaction(self.conn)
+        return _Transaction(self.conn, self.path)
 
     # -- writes --------------------------------------------------------------------------------------
 
@@ -125,9 +159,10 @@ class LibraryIndex:
                 [(image_id, rank, l.label, l.wnid, l.index, l.score) for rank, l in enumerate(record.labels)])
             self.conn.executemany(
                 "INSERT INTO faces (image_id, x, y, w, h, score, landmarks, descriptor, age, gender,"
-                " gender_probability, expression) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " gender_probability, expression, recognizer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(image_id, *f.box, f.score, _blob(f.landmarks), _descriptor_blob(f.descriptor, record.path),
-                  f.age, f.gender, f.gender_probability, json.dumps(f.expression)) for f in record.faces])
+                  f.age, f.gender, f.gender_probability, json.dumps(f.expression), f.recognizer)
+                 for f in record.faces])
         return image_id
 
     def touch(self, path: str, size: int, mtime_ns: int) -> None:
@@ -170,28 +205,49 @@ class LibraryIndex:
 
     def faces_of(self, image_id: int) -> list[dict]:
         rows = self.conn.execute(
-            "SELECT id, x, y, w, h, score, age, gender, gender_probability, expression FROM faces"
-            " WHERE image_id = ? ORDER BY id", (image_id,)).fetchall()
+            f"SELECT id, x, y, w, h, score, age, gender, gender_probability, expression, {self.recognizer_column}"
+            f" FROM faces WHERE image_id = ? ORDER BY id", (image_id,)).fetchall()
         return [{"id": r[0], "box": [r[1], r[2], r[3], r[4]], "score": r[5], "age": r[6], "gender": r[7],
-                 "gender_probability": r[8], "expression": json.loads(r[9] or "{}")} for r in rows]
+                 "gender_probability": r[8], "expression": json.loads(r[9] or "{}"), "recognizer": r[10]}
+                for r in rows]
 
     def path_of(self, image_id: int) -> str | None:
         row = self.conn.execute("SELECT path FROM images WHERE id = ?", (image_id,)).fetchone()
         return row[0] if row else None
 
-    def face_version(self) -> tuple[int, int]:
-        """(count, max id) of faces: a cached matrix with the same pair is current."""
-        n, top = self.conn.execute("SELECT count(*), coalesce(max(id), 0) FROM faces").fetchone()
+    def face_version(self, recognizer: str = DEFAULT_RECOGNIZER) -> tuple[int, int]:
+        """(count, max id) of one recognizer's faces: a cached matrix with the same pair is current."""
+        n, top = self.conn.execute(f"SELECT count(*), coalesce(max(id), 0) FROM faces"
+                                   f" WHERE {self.recognizer_column} = ?", (recognizer,)).fetchone()
         return int(n), int(top)
 
-    def descriptors(self, after_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Face ids (N,) int64 and descriptors (N, 128) float32 of faces with id > after_id, by id.
-        One query and one ``frombuffer`` over the joined blobs: no per-row NumPy work."""
-        rows = self.conn.execute("SELECT id, descriptor FROM faces WHERE id > ? ORDER BY id",
-                                 (after_id,)).fetchall()
+    def recognizers(self) -> dict[str, int]:
+        """Recognizer name -> number of faces it described."""
+        rows = self.conn.execute(f"SELECT {self.recognizer_column}, count(*) FROM faces"
+                                 f" GROUP BY {self.recognizer_column}")
+        return {r[0]: int(r[1]) for r in rows}
+
+    def face(self, face_id: int) -> dict | None:
+        """One face's image id, path, box, recognizer and descriptor (None when unknown)."""
+        row = self.conn.execute(
+            f"SELECT images.id, images.path, x, y, w, h, {self.recognizer_column}, descriptor FROM faces"
+            f" JOIN images ON images.id = faces.image_id WHERE faces.id = ?", (int(face_id),)).fetchone()
+        if row is None:
+            return None
+        return {"face_id": int(face_id), "image_id": row[0], "path": row[1], "box": list(row[2:6]),
+                "recognizer": row[6], "descriptor": np.frombuffer(row[7], np.float32)}
+
+    def descriptors(self, after_id: int = 0, recognizer: str = DEFAULT_RECOGNIZER) -> tuple[np.ndarray, np.ndarray]:
+        """Face ids (N,) int64 and descriptors (N, D) float32 of one recognizer's faces with id > after_id,
+        by id. One query and one ``frombuffer`` over the joined blobs: no per-row NumPy work."""
+        rows = self.conn.execute(f"SELECT id, descriptor FROM faces WHERE id > ? AND {self.recognizer_column} = ?"
+                                 f" ORDER BY id", (after_id, recognizer)).fetchall()
         ids = np.fromiter((r[0] for r in rows), np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), DESCRIPTOR_SIZE)
-        return ids, matrix
+        size = len(rows[0][1]) // 4 if rows else DESCRIPTOR_SIZE
+        blob = b"".join(r[1] for r in rows)
+        if len(blob) != 4 * size * len(rows):
+            raise LibraryError(f"{self.path}: {recognizer!r} face descriptors of different sizes in one index")
+        return ids, np.frombuffer(blob, np.float32).reshape(len(rows), size)
 
     def face_locations(self, face_ids) -> dict[int, tuple[int, str, list[float]]]:
         """face id -> (image id, path, box) for a handful of faces."""
@@ -208,25 +264,55 @@ class LibraryIndex:
 
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): takes the write lock up front, so two
-    writers queue instead of failing half way."""
+    writers queue instead of failing half way. SQLite errors leave as LibraryError."""
 
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self.conn, self.path = conn, path
 
     def __enter__(self):
         if not self.conn.in_transaction:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self._run("BEGIN IMMEDIATE")
             self.owner = True
         else:
             self.owner = False
 
     def __exit__(self, exc_type, exc, tb):
         if not self.owner:
-            return
+            return False
         if exc_type is None:
-            self.conn.execute("COMMIT")
-        elif self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
+            self._run("COMMIT")
+            return False
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass   # SQLite already rolled back (it does on SQLITE_FULL and I/O errors)
+        if isinstance(exc, sqlite3.Error):
+            raise LibraryError(f"cannot write library index {self.path}: {_reason(exc)}") from exc
+        return False
+
+    def _run(self, sql: str) -> None:
+        try:
+            self.conn.execute(sql)
+        except sqlite3.Error as exc:
+            if sql == "COMMIT" and self.conn.in_transaction:
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise LibraryError(f"cannot write library index {self.path}: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """SQLite's message, with the usual cause spelled out."""
+    text = str(exc) or type(exc).__name__
+    if "readonly" in text:
+        return f"{text} (the file or its folder is not writable)"
+    if "disk is full" in text or "disk I/O" in text:
+        return f"{text} (no space left on the device?)"
+    if "unable to open" in text:
+        return f"{text} (SQLite cannot create or open a database there)"
+    return text
 
 
 def _blob(array: np.ndarray) -> bytes:
@@ -235,7 +321,6 @@ def _blob(array: np.ndarray) -> bytes:
 
 def _descriptor_blob(descriptor: np.ndarray, path: str) -> bytes:
     d = np.asarray(descriptor, np.float32).reshape(-1)
-    if d.size != DESCRIPTOR_SIZE or not np.all(np.isfinite(d)):
-        raise LibraryError(f"{path}: face descriptor must be {DESCRIPTOR_SIZE} finite floats, found "
-                           f"{d.size} values")
+    if not 16 <= d.size <= 4096 or not np.all(np.isfinite(d)):
+        raise LibraryError(f"{path}: a face descriptor must be 16..4096 finite floats, found {d.size} values")
     return d.tobytes()

@@ -11,12 +11,17 @@ updated; otherwise it is analyzed again. Files recorded with an error are retrie
 
 Engines (all write the same index):
   - "local": in this process (workers=1) or a pool of ``workers`` spawned processes;
-  - "dask":  Dask's local scheduler (processes when workers > 1); the same ``analyze_file`` task
-             graph runs on a Dask cluster, and results stream back to this writer as they finish.
+  - "dask":  a ``dask.distributed`` cluster, given by ``scheduler`` or a LocalCluster of ``workers``
+             processes (see :mod:`.cluster`); results stream back to this writer as they finish.
+
+One indexer at a time per index file: a second ``index_folder`` on the same database waits (an
+exclusive ``flock`` on ``DB.lock`` beside it, released by the kernel even when the holder is killed)
+and then finds the first one's photos already stored, so no photo is analysed twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -24,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 from ..errors import LibraryError
 from .analyze import AnalyzerSpec, ImageRecord, analyze_file, file_sha256, get_analyzer
@@ -64,33 +69,91 @@ def walk_images(root: Path) -> list[str]:
 
 def index_folder(root: str | Path, db: str | Path, *, workers: int = 1, engine: str = "local",
                  spec: AnalyzerSpec = AnalyzerSpec(), retry_errors: bool = False,
-                 progress: Callable[[int, int, ImageRecord | None], None] | None = None) -> IndexReport:
-    """Bring the index at ``db`` up to date with the images under ``root``."""
+                 progress: Callable[[int, int, ImageRecord | None], None] | None = None,
+                 scheduler: str | None = None, on_wait: Callable[[str], None] | None = None) -> IndexReport:
+    """Bring the index at ``db`` up to date with the images under ``root``. A folder without images
+    leaves a missing ``db`` uncreated (``report.found == 0``). ``on_wait`` is told when another
+    indexer holds the database and this one waits for it."""
     start = time.perf_counter()
     root = Path(root).expanduser().resolve()
+    db = Path(db)
     if not root.is_dir():
         raise LibraryError(f"{root} is not a folder")
     if engine not in ENGINES:
         raise LibraryError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if workers < 1:
         raise LibraryError(f"--workers must be >= 1, got {workers}")
+    if scheduler and engine != "dask":
+        raise LibraryError("a Dask scheduler address needs --engine dask")
+    if not db.parent.is_dir():
+        raise LibraryError(f"cannot create library index {db}: folder {db.parent} does not exist")
     report = IndexReport()
-    with LibraryIndex(db) as library:
-        files = walk_images(root)
-        report.found = len(files)
-        todo = plan(library, str(root), files, report, retry_errors)
-        if progress:
-            progress(0, len(todo), None)
-        for done, record in enumerate(run_engine(engine, todo, spec, workers), 1):
-            library.write(record)
-            report.analyzed += 1
-            report.faces += len(record.faces)
-            if record.error:
-                report.errors.append((record.path, record.error))
-            if progress:
-                progress(done, len(todo), record)
+    files = walk_images(root)
+    report.found = len(files)
+    if not files and not db.exists():
+        report.seconds = time.perf_counter() - start
+        return report
+    with _writer_lock(db, on_wait):
+        created = not db.exists()
+        try:
+            with LibraryIndex(db) as library:
+                todo = plan(library, str(root), files, report, retry_errors)
+                if progress:
+                    progress(0, len(todo), None)
+                records = run_engine(engine, todo, spec, workers, scheduler)
+                try:
+                    for done, record in enumerate(records, 1):
+                        library.write(record)
+                        report.analyzed += 1
+                        report.faces += len(record.faces)
+                        if record.error:
+                            report.errors.append((record.path, record.error))
+                        if progress:
+                            progress(done, len(todo), record)
+                finally:
+                    getattr(records, "close", lambda: None)()   # stop workers at once, also on errors
+        except BaseException:
+            if created and report.analyzed == 0:
+                _remove_database(db)   # a run that stored nothing leaves nothing behind
+            raise
     report.seconds = time.perf_counter() - start
     return report
+
+
+@contextlib.contextmanager
+def _writer_lock(db: Path, on_wait: Callable[[str], None] | None):
+    """Exclusive lock on ``DB.lock`` for the whole run (see the module docstring)."""
+    try:
+        import fcntl
+    except ImportError:   # no flock (Windows): SQLite's own locking still keeps the file consistent
+        yield
+        return
+    lock_path = db.with_name(db.name + ".lock")
+    if not db.parent.is_dir():
+        raise LibraryError(f"cannot create library index {db}: folder {db.parent} does not exist")
+    if db.is_dir():
+        raise LibraryError(f"cannot use {db} as a library index: it is a folder")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise LibraryError(f"cannot lock library index {db}: {exc.strerror or exc} ({lock_path})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait:
+                on_wait(f"another `nnlite index` is writing {db}; waiting for it to finish "
+                        f"(photos it stores are not analysed again)")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)   # releases the lock
+
+
+def _remove_database(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(OSError):
+            os.unlink(f"{db}{suffix}")
 
 
 def plan(library: LibraryIndex, root: str, files: list[str], report: IndexReport,
@@ -130,12 +193,14 @@ def _same_content(path: str, sha256: str) -> bool:
 
 # -- engines ----------------------------------------------------------------------------------------
 
-def run_engine(engine: str, paths: list[str], spec: AnalyzerSpec, workers: int) -> Iterator[ImageRecord]:
+def run_engine(engine: str, paths: list[str], spec: AnalyzerSpec, workers: int,
+               scheduler: str | None = None) -> Iterator[ImageRecord]:
     """Records of ``paths`` in completion order (not input order)."""
     if not paths:
         return iter(())
     if engine == "dask":
-        return _dask_records(paths, spec, workers)
+        from .cluster import dask_records
+        return dask_records(paths, spec, workers, scheduler)
     if workers == 1:
         return (analyze_file(p, spec) for p in paths)
     return _pool_records(paths, spec, workers)
@@ -145,8 +210,8 @@ def _pool_records(paths: list[str], spec: AnalyzerSpec, workers: int) -> Iterato
     # spawn, not fork: this process may already run BLAS/Numba threads, and forking a threaded
     # process can deadlock the child. One BLAS/Numba thread per worker: N workers = N cores.
     context = multiprocessing.get_context("spawn")
-    with _single_threaded_children():
-        pool = context.Pool(min(workers, len(paths)), initializer=get_analyzer, initargs=(spec,))
+    with single_threaded_children():
+        pool = context.Pool(min(workers, len(paths)), initializer=_preload, initargs=(spec,))
     try:
         yield from pool.imap_unordered(partial(analyze_file, spec=spec), paths, chunksize=1)
         pool.close()
@@ -155,33 +220,17 @@ def _pool_records(paths: list[str], spec: AnalyzerSpec, workers: int) -> Iterato
         pool.join()
 
 
-def _dask_records(paths: list[str], spec: AnalyzerSpec, workers: int) -> Iterator[ImageRecord]:
-    """Dask's local scheduler over the same pure function. Tasks go in batches so finished records
-    reach the writer (and disk) while later batches still run, and memory stays bounded."""
+def _preload(spec: AnalyzerSpec) -> None:
+    """Pool initializer: load the models before the first task. A failure (e.g. bad weights) must not
+    escape here, where multiprocessing would restart the worker forever; the first task raises it
+    again, and the writer stops with that error."""
     try:
-        import dask
-    except ImportError as exc:
-        raise LibraryError("--engine dask needs Dask: pip install 'nnlite[dask]'") from exc
-    from concurrent.futures import ProcessPoolExecutor
-    if workers == 1:
-        for batch in _batches(paths, 16):
-            yield from dask.compute(*[dask.delayed(analyze_file)(p, spec) for p in batch], scheduler="sync")
-        return
-    with _single_threaded_children():
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=get_analyzer, initargs=(spec,))
-    with pool:
-        for batch in _batches(paths, 4 * workers):
-            yield from dask.compute(*[dask.delayed(analyze_file)(p, spec, dask_key_name=f"analyze-{p}")
-                                      for p in batch], scheduler="processes", pool=pool)
+        get_analyzer(spec)
+    except Exception:
+        pass
 
 
-def _batches(items: list, size: int) -> Iterable[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
-class _single_threaded_children:
+class single_threaded_children:
     """Set the thread-count variables while child processes start (they read them at import)."""
     NAMES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import LibraryError
-from .index import LibraryIndex
+from .index import DEFAULT_RECOGNIZER, LibraryIndex
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -69,14 +69,47 @@ def cluster(descriptors: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> li
     return sorted(groups.values(), key=lambda g: (-len(g), g[0]))
 
 
-def people(library: LibraryIndex, *, threshold: float = DEFAULT_THRESHOLD, min_faces: int = 2) -> list[dict]:
-    """[{"faces": [{"face_id", "image_id", "path", "box"}, ...]}, ...], largest group first."""
-    ids, descriptors = library.descriptors()
+def people(library: LibraryIndex, *, threshold: float = DEFAULT_THRESHOLD, min_faces: int = 2,
+           recognizer: str | None = None) -> list[dict]:
+    """[{"count", "representative": face, "faces": [face, ...]}, ...], largest group first, where a face is
+    {"face_id", "image_id", "path", "box"}. Only one recognizer's faces are clustered (descriptors of
+    different recognizers cannot be compared; default: the one with most faces). The representative
+    is the face nearest the group's mean descriptor: the most typical picture of that person."""
+    if not threshold > 0:   # also NaN
+        raise LibraryError(f"the people threshold must be > 0, got {threshold}")
+    if recognizer is None:   # the recognizer that described most faces (face-api.js's on a tie or none)
+        counts = library.recognizers()
+        recognizer = max(counts, key=lambda r: (counts[r], r == DEFAULT_RECOGNIZER)) if counts else DEFAULT_RECOGNIZER
+    ids, descriptors = library.descriptors(recognizer=recognizer)
     groups = [g for g in cluster(descriptors, threshold) if len(g) >= min_faces]
     where = library.face_locations(ids[[row for g in groups for row in g]])
     result = []
     for group in groups:
-        faces = [int(ids[row]) for row in group]
-        result.append({"faces": [{"face_id": f, "image_id": where[f][0], "path": where[f][1], "box": where[f][2]}
-                                 for f in faces if f in where]})
+        rows = descriptors[group]                                            # (n, D)
+        central = group[int(np.argmin(np.linalg.norm(rows - rows.mean(axis=0), axis=1)))]
+        faces = [{"face_id": int(ids[row]), "image_id": where[int(ids[row])][0], "path": where[int(ids[row])][1],
+                  "box": where[int(ids[row])][2]} for row in group if int(ids[row]) in where]
+        if not faces:
+            continue   # its photos were re-indexed meanwhile
+        representative = next((f for f in faces if f["face_id"] == int(ids[central])), faces[0])
+        result.append({"count": len(faces), "representative": representative, "faces": faces})
     return result
+
+
+def face_thumbnail(path: str, box, size: int = 160, margin: float = 0.25) -> bytes:
+    """JPEG of one face with a margin (some hair and chin around the detector's tight box), fitted in
+    size x size, in the same orientation as the indexed boxes (EXIF applied)."""
+    import io
+
+    from PIL import Image
+
+    from ..image import load_image
+    picture = Image.fromarray(load_image(path))
+    x, y, w, h = box
+    m = margin * max(w, h)
+    picture = picture.crop((int(max(x - m, 0)), int(max(y - m, 0)),
+                            int(min(x + w + m, picture.width)), int(min(y + h + m, picture.height))))
+    picture.thumbnail((size, size))
+    out = io.BytesIO()
+    picture.convert("RGB").save(out, format="JPEG", quality=85)
+    return out.getvalue()

@@ -1,4 +1,8 @@
-"""Search the library: by keyword (ImageNet labels and their WordNet ancestors) and by face.
+"""Search the library by face (keyword search lives in :mod:`.words`; re-exported here).
+
+Descriptors of different recognizers live in different spaces: a query is only ever compared with
+the library's faces of its own recognizer (:data:`RECOGNIZERS` says how each one measures distance),
+and asking for a recognizer the library has no faces of is an error that names the ones it has.
 
 Face search is exact nearest-neighbour search over descriptors held in memory, using
 
@@ -21,28 +25,28 @@ import numba
 import numpy as np
 
 from ..errors import LibraryError
-from .index import DESCRIPTOR_SIZE, LibraryIndex
-from .wordnet import imagenet_wordnet
+from .index import DEFAULT_RECOGNIZER, DESCRIPTOR_SIZE, LibraryIndex
+from .words import keyword_search  # noqa: F401  (the search API in one place)
+
+# recognizer -> (descriptor size, metric, same-person threshold). "euclidean": distance ||a - b||;
+# "cosine": distance 1 - cos(a, b). face-api.js calls two faces the same person below 0.6.
+RECOGNIZERS: dict[str, tuple[int, str, float]] = {DEFAULT_RECOGNIZER: (DESCRIPTOR_SIZE, "euclidean", 0.6)}
 
 
-def keyword_search(library: LibraryIndex, query: str, *, limit: int = 50,
-                   min_score: float = 0.0) -> list[dict]:
-    """Images whose labels match ``query`` (see :meth:`WordNet.classes_matching`), best label score first.
+def register_recognizer(name: str, size: int, metric: str, threshold: float) -> None:
+    """Teach face search another recognizer (e.g. a 512-d ArcFace: ``("arcface", 512, "cosine", t)``)."""
+    if metric not in ("euclidean", "cosine"):
+        raise LibraryError(f"recognizer {name!r}: metric must be 'euclidean' or 'cosine', found {metric!r}")
+    RECOGNIZERS[name] = (int(size), metric, float(threshold))
 
-    One result per image: its best matching label. Labels without a WordNet id (other classifiers)
-    match by name, ignoring case.
-    """
-    wnids = imagenet_wordnet().classes_matching(query)
-    marks = ",".join("?" * len(wnids))
-    where = f"(labels.wnid IN ({marks}) OR labels.label = ? COLLATE NOCASE)" if wnids else \
-        "labels.label = ? COLLATE NOCASE"
-    # SQLite rule: with max(), the bare columns come from the row holding the maximum
-    rows = library.conn.execute(
-        f"SELECT images.id, images.path, labels.label, max(labels.score) AS best FROM labels"
-        f" JOIN images ON images.id = labels.image_id WHERE {where} AND labels.score >= ?"
-        f" GROUP BY images.id ORDER BY best DESC, images.path LIMIT ?",
-        (*wnids, query.strip().replace(" ", "_"), min_score, limit)).fetchall()
-    return [{"id": r[0], "path": r[1], "label": r[2], "score": r[3]} for r in rows]
+
+def recognizer_info(name: str) -> tuple[int, str, float]:
+    """(size, metric, threshold) of a recognizer; unknown names get Euclidean and face-api.js's 0.6."""
+    return RECOGNIZERS.get(name, (0, "euclidean", 0.6))
+
+
+def default_threshold(recognizer: str = DEFAULT_RECOGNIZER) -> float:
+    return recognizer_info(recognizer)[2]
 
 
 QUANTIZE_ABOVE = 50_000
@@ -65,12 +69,18 @@ def quantize(x: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 class FaceIndex:
-    """Nearest faces by Euclidean descriptor distance (see the module docstring for the method)."""
+    """Nearest faces by Euclidean descriptor distance (see the module docstring for the method).
+    ``metric="cosine"`` searches unit-length rows and reports 1 - cos = ||a - b||^2 / 2 (same order)."""
 
-    def __init__(self, ids: np.ndarray, descriptors: np.ndarray, quantize_above: int = QUANTIZE_ABOVE):
-        descriptors = np.ascontiguousarray(descriptors, np.float32)   # (N, 128)
-        if descriptors.ndim != 2 or descriptors.shape[1] != DESCRIPTOR_SIZE:
-            raise LibraryError(f"face descriptors must be (N, {DESCRIPTOR_SIZE}), found {descriptors.shape}")
+    def __init__(self, ids: np.ndarray, descriptors: np.ndarray, quantize_above: int = QUANTIZE_ABOVE,
+                 metric: str = "euclidean", size: int | None = None):
+        descriptors = np.ascontiguousarray(descriptors, np.float32)   # (N, D)
+        size = size or (descriptors.shape[1] if descriptors.ndim == 2 and len(descriptors) else DESCRIPTOR_SIZE)
+        if descriptors.ndim != 2 or descriptors.shape[1] != size:
+            raise LibraryError(f"face descriptors must be (N, {size}), found {descriptors.shape}")
+        if metric == "cosine":
+            descriptors = descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
+        self.metric, self.size = metric, size
         self.ids = np.asarray(ids, np.int64)                           # (N,)
         self.matrix = descriptors
         self.sq_norms = np.einsum("ij,ij->i", descriptors, descriptors)   # (N,)
@@ -85,14 +95,22 @@ class FaceIndex:
     def append(self, ids: np.ndarray, descriptors: np.ndarray) -> "FaceIndex":
         if len(ids) == 0:
             return self
+        if self.metric == "cosine":
+            descriptors = descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
         return FaceIndex(np.concatenate([self.ids, ids]), np.concatenate([self.matrix, descriptors]),
-                         self.quantize_above)
+                         self.quantize_above, "euclidean", self.size)._as(self.metric)
+
+    def _as(self, metric: str) -> "FaceIndex":
+        self.metric = metric   # rows are already unit length: only the reported distance changes
+        return self
 
     def search(self, query: np.ndarray, k: int = 10, threshold: float | None = None) -> list[tuple[int, float]]:
         """(face id, distance) of the ``k`` nearest faces, nearest first; only distances <= threshold."""
-        q = np.asarray(query, np.float32).reshape(-1)   # (128,)
-        if q.size != DESCRIPTOR_SIZE or not np.all(np.isfinite(q)):
-            raise LibraryError(f"a face query must be {DESCRIPTOR_SIZE} finite floats, found {q.size} values")
+        q = np.asarray(query, np.float32).reshape(-1)   # (D,)
+        if q.size != self.size or not np.all(np.isfinite(q)):
+            raise LibraryError(f"a face query must be {self.size} finite floats, found {q.size} values")
+        if self.metric == "cosine":
+            q = q / max(float(np.linalg.norm(q)), 1e-12)
         n = len(self.ids)
         if n == 0 or k < 1:
             return []
@@ -106,6 +124,8 @@ class FaceIndex:
         top = np.argpartition(partial, m - 1)[:m] if m < n else np.arange(n)
         exact = np.linalg.norm(self.matrix[top] - q, axis=1)   # (m,) recomputed without cancellation
         order = np.lexsort((self.ids[top], exact))[:k]         # nearest first, ties by face id
+        if self.metric == "cosine":
+            exact = exact * exact / 2.0
         results = [(int(self.ids[top[i]]), float(exact[i])) for i in order]
         return [r for r in results if threshold is None or r[1] <= threshold]
 
@@ -128,29 +148,120 @@ class FaceIndexCache:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.index: FaceIndex | None = None
-        self.version: tuple[int, int] = (0, 0)
+        self.entries: dict[str, tuple[FaceIndex, tuple[int, int]]] = {}   # recognizer -> (index, version)
 
-    def get(self, library: LibraryIndex) -> FaceIndex:
+    @property
+    def index(self) -> FaceIndex | None:
+        entry = self.entries.get(DEFAULT_RECOGNIZER)
+        return entry[0] if entry else None
+
+    def get(self, library: LibraryIndex, recognizer: str = DEFAULT_RECOGNIZER) -> FaceIndex:
         with self.lock:
-            version = library.face_version()
-            if self.index is None or version != self.version:
-                count, top = self.version
-                if self.index is not None and version[1] > top:
-                    ids, matrix = library.descriptors(after_id=top)
-                    if count + len(ids) == version[0]:
-                        self.index, self.version = self.index.append(ids, matrix), version
-                        return self.index
-                self.index, self.version = FaceIndex(*library.descriptors()), version
-            return self.index
+            version = library.face_version(recognizer)
+            index, cached = self.entries.get(recognizer, (None, (0, 0)))
+            if index is not None and version == cached:
+                return index
+            size, metric, _ = recognizer_info(recognizer)
+            count, top = cached
+            if index is not None and version[1] > top:
+                ids, matrix = library.descriptors(after_id=top, recognizer=recognizer)
+                if count + len(ids) == version[0]:
+                    self.entries[recognizer] = (index.append(ids, matrix), version)
+                    return self.entries[recognizer][0]
+            ids, matrix = library.descriptors(recognizer=recognizer)
+            index = FaceIndex(ids, matrix, metric=metric, size=size or None)
+            self.entries[recognizer] = (index, version)
+            return index
+
+
+def check_recognizer(library: LibraryIndex, recognizer: str, descriptor_size: int | None = None) -> None:
+    """Refuse a query whose descriptors cannot be compared with the library's faces."""
+    have = library.recognizers()
+    if have and recognizer not in have:
+        raise LibraryError(
+            f"the query face was described by the {recognizer!r} recognizer, but this library's faces were "
+            f"described by {', '.join(repr(r) for r in sorted(have))}; descriptors of different recognizers "
+            f"cannot be compared (search with the same recognizer, or re-index)")
+    size = recognizer_info(recognizer)[0]
+    if descriptor_size is not None and size and descriptor_size != size:
+        raise LibraryError(f"a {recognizer!r} face descriptor has {size} values, this query has {descriptor_size}")
 
 
 def face_search(library: LibraryIndex, descriptor: np.ndarray, *, top: int = 10,
-                threshold: float | None = None, cache: FaceIndexCache | None = None) -> list[dict]:
-    """The library's faces nearest to ``descriptor``: [{"face_id", "image_id", "path", "box", "distance"}]."""
-    index = (cache or FaceIndexCache()).get(library)
+                threshold: float | None = None, cache: FaceIndexCache | None = None,
+                recognizer: str = DEFAULT_RECOGNIZER) -> list[dict]:
+    """The library's faces nearest to ``descriptor`` (of ``recognizer``), nearest first:
+    [{"face_id", "image_id", "path", "box", "distance"}]; only distances <= ``threshold`` when given."""
+    check_recognizer(library, recognizer, np.asarray(descriptor).size)
+    index = (cache or FaceIndexCache()).get(library, recognizer)
     hits = index.search(descriptor, top, threshold)
+    return _located(library, hits)
+
+
+def _located(library: LibraryIndex, hits: list[tuple[int, float]]) -> list[dict]:
     where = library.face_locations([face_id for face_id, _ in hits])
     return [{"face_id": face_id, "image_id": where[face_id][0], "path": where[face_id][1],
              "box": where[face_id][2], "distance": distance}
             for face_id, distance in hits if face_id in where]
+
+
+def similar_faces(library: LibraryIndex, face_id: int, *, top: int = 10, threshold: float | None = None,
+                  cache: FaceIndexCache | None = None) -> list[dict]:
+    """"More of this person" for a face of the library: the face itself first (distance 0), then the
+    others nearest first, so an exact duplicate photo (also distance 0) comes after the clicked face.
+    Raises LibraryError for an unknown face id."""
+    face = library.face(face_id)
+    if face is None:
+        raise LibraryError(f"no face {face_id} in the index")
+    index = (cache or FaceIndexCache()).get(library, face["recognizer"])
+    hits = [h for h in index.search(face["descriptor"], top + 1, threshold) if h[0] != face_id][:max(top - 1, 0)]
+    return _located(library, [(int(face_id), 0.0)] + hits)[:top]
+
+
+def group_by_photo(results: list[dict], threshold: float | None = None) -> list[dict]:
+    """Face hits grouped by photo, photos ordered by their nearest face:
+    [{"image_id", "path", "distance", "match", "faces": [{"face_id", "box", "distance", "match"}]}];
+    ``match`` is distance <= threshold (always True without a threshold)."""
+    photos: dict[int, dict] = {}
+    for hit in results:
+        match = threshold is None or hit["distance"] <= threshold
+        photo = photos.setdefault(hit["image_id"], {"image_id": hit["image_id"], "path": hit["path"],
+                                                    "distance": hit["distance"], "match": match, "faces": []})
+        photo["faces"].append({"face_id": hit["face_id"], "box": hit["box"], "distance": hit["distance"],
+                               "match": match})
+    return list(photos.values())   # results come nearest first, so the first face of each photo is its best
+
+
+def query_face(image, spec=None, *, crops: bool = False):
+    """The face to search for in ``image`` (a path, bytes or RGB array): the whole image when ``crops``
+    (a tight face crop, no detection), else its most confident detected face. A FaceRecord."""
+    from ..image import load_image
+    from .analyze import AnalyzerSpec, get_analyzer
+    spec = spec or AnalyzerSpec()
+    name = image if isinstance(image, str) else "the query image"
+    pixels = image if isinstance(image, np.ndarray) else load_image(image)   # errors name the file
+    analyzer = get_analyzer(spec)
+    if crops:
+        if not hasattr(analyzer, "describe_crop"):
+            raise LibraryError(f"this analyzer cannot describe a face crop: {spec.factory}")
+        return analyzer.describe_crop(pixels)
+    faces = analyzer.analyze(pixels).faces
+    if not faces:
+        raise LibraryError(f"no face found in {name} (if it is a tight face crop, try --crops)")
+    return max(faces, key=lambda face: face.score)
+
+
+def search_by_face(library: LibraryIndex, image, spec=None, *, crops: bool = False, top: int = 10,
+                   threshold: float | None = None, everything: bool = False,
+                   cache: FaceIndexCache | None = None) -> dict:
+    """"Who is this?": the library's faces of the person in ``image``.
+    {"query": FaceRecord, "threshold", "results": [hit + "match"], "photos": group_by_photo(...)};
+    ``threshold`` defaults to the recognizer's; faces beyond it are left out unless ``everything``."""
+    query = query_face(image, spec, crops=crops)
+    threshold = threshold or default_threshold(query.recognizer)
+    results = face_search(library, query.descriptor, top=top, threshold=None if everything else threshold,
+                          cache=cache, recognizer=query.recognizer)
+    for hit in results:
+        hit["match"] = hit["distance"] <= threshold
+    return {"query": query, "threshold": threshold, "results": results,
+            "photos": group_by_photo(results, threshold)}
