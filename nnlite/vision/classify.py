@@ -71,11 +71,12 @@ class Classifier:
     """A model that maps a photo to class probabilities.
 
     ``output`` says what the graph's output is: "probabilities" (it ends in a softmax) or
-    "logits" (softmax is applied here).
+    "logits" (softmax is applied here). ``background_class``: output 0 is a background class before the
+    labels' classes (TF-slim's 1001-way classifiers); it takes part in the softmax, then is dropped.
     """
 
     def __init__(self, name: str, model: Model, preprocess: Preprocess, labels: Labels | None = None,
-                 output: str = "probabilities", batch_size: int = 16):
+                 output: str = "probabilities", batch_size: int = 16, background_class: bool = False):
         if output not in ("probabilities", "logits"):
             raise ModelError(f"{name}: output must be 'probabilities' or 'logits', got {output!r}")
         self.name = name
@@ -84,6 +85,7 @@ class Classifier:
         self.labels = labels if labels is not None else imagenet_labels()
         self.output = output
         self.batch_size = batch_size
+        self.background_class = background_class
 
     @property
     def input_size(self) -> tuple[int, int] | None:
@@ -101,7 +103,7 @@ class Classifier:
         if self.output == "logits":
             from .. import ops
             out = ops.softmax(out, axis=-1)
-        return out
+        return out[:, 1:] if self.background_class else out
 
     def classify(self, image) -> Predictions:
         """Class probabilities of one image (path, bytes, or RGB uint8 array (H, W, 3))."""
@@ -194,6 +196,14 @@ def tf_crop_preprocess(size: int = 224, crop_padding: int = 32, mean: float = 12
         x = resize(np.ascontiguousarray(image[top:top + crop, left:left + crop]), size, method="bicubic")
         return normalize(x, "torch", mean=(mean / 255,) * 3, std=(std / 255,) * 3)   # (size, size, 3)
     preprocess.__doc__ = f"tf crop: {size}/{size + crop_padding} of shorter side, bicubic {size}, (x-{mean:g})/{std:g}"
+    return preprocess
+
+
+def unit_preprocess(size: tuple[int, int]) -> Preprocess:
+    """TF-Hub image convention (the modules scale inside): resize to ``size``, RGB values in [0, 1]."""
+    def preprocess(image: np.ndarray) -> np.ndarray:
+        return resize(image, size).astype(np.float32) / np.float32(255.0)   # (h, w, 3)
+    preprocess.__doc__ = f"tf-hub: resize to {size}, x/255"
     return preprocess
 
 

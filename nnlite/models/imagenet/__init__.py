@@ -16,16 +16,18 @@ from ._bundled import bundled_path
 
 def classifier_spec(name: str, module: str, *, description: str, input_size: tuple[int, int],
                     preprocessing: str, make_preprocess: Callable[[], Callable], output: str,
-                    weights_present: Callable[[], bool], params: int | None = None) -> ModelSpec:
+                    weights_present: Callable[[], bool], params: int | None = None,
+                    background_class: bool = False) -> ModelSpec:
     """A registry entry whose ``load()`` returns a :class:`nnlite.vision.classify.Classifier`.
 
     ``module`` is the architecture's module name in this package; ``make_preprocess()`` returns the
-    uint8 (H, W, 3) -> float32 (h, w, 3) function; ``output`` is "logits" or "probabilities".
+    uint8 (H, W, 3) -> float32 (h, w, 3) function; ``output`` is "logits" or "probabilities";
+    ``background_class``: output 0 is a background class (TF-slim's 1001 outputs).
     """
     def load():
         from ...vision.classify import Classifier
         model = importlib.import_module(f"{__name__}.{module}").load_model()
-        return Classifier(name, model, make_preprocess(), output=output)
+        return Classifier(name, model, make_preprocess(), output=output, background_class=background_class)
     return ModelSpec(name=name, family="imagenet", description=description, input_size=input_size,
                      preprocessing=preprocessing, load=load, weights_present=weights_present, params=params)
 
@@ -98,3 +100,20 @@ register(classifier_spec(
     input_size=(224, 224), preprocessing="caffe: resize to 224x224 (bilinear), BGR, minus mean "
     "(103.939, 116.779, 123.68)", make_preprocess=_keras_preprocess("caffe", (224, 224)), output="logits",
     weights_present=_fetched("resnet50"), params=25_636_712))
+
+
+# -- TF-Hub modules: `nnlite fetch NAME` downloads and unpacks the module; weights read from its variables/ --
+
+def _unit_preprocess(size: tuple[int, int]) -> Callable[[], Callable]:
+    def make():
+        from ...vision.classify import unit_preprocess
+        return unit_preprocess(size)
+    return make
+
+
+register(classifier_spec(
+    "pnasnet_large", "pnasnet_large", description="PNASNet-5 Large, TF-Hub module google/imagenet/pnasnet_large/"
+    "classification/2 (nnlite fetch pnasnet_large)", input_size=(331, 331), preprocessing="tf-hub: resize to "
+    "331x331 (bilinear), x/255 (the module scales to [-1, 1] itself)",
+    make_preprocess=_unit_preprocess((331, 331)), output="logits", weights_present=_fetched("pnasnet_large"),
+    params=86_238_977, background_class=True))

@@ -44,7 +44,7 @@ STEM_FILTERS = 96             # int(32 * stem_multiplier 3.0)
 FILTERS = 216                 # num_conv_filters; x 1/4, 1/2 in the stem cells, x 2 at each reduction
 REDUCTION_CELLS = (4, 8)      # of 12 cells (num_reduction_layers = 2)
 TRAINING_ONLY = ("aux_7", "global_step")   # the auxiliary head (built for training only), the step counter
-PARAMS = 86_133_889           # with the 1001-way classifier (no auxiliary head)
+MODULE_PARAMS = 86_238_977    # elements of the inference variables (batch-norm statistics included, as TF counts)
 
 
 class T(NamedTuple):

@@ -45,6 +45,33 @@ class ArraySource:
         return np.array(self.arrays[key], np.float32)   # a copy: folding writes into it
 
 
+class BundleSource:
+    """A TensorFlow tensor bundle read tensor by tensor (CRC-checked by :class:`TensorBundle`).
+
+    The bundle maps its data shard into memory; pages read stay resident while the map lives and count in the
+    process's RSS, so a 350 MB model would peak at twice its size while loading. The map is dropped after every
+    ``RELEASE_BYTES`` read (the bundle reopens it on the next read), which keeps the peak near the weights' size.
+    """
+
+    RELEASE_BYTES = 16 << 20
+
+    def __init__(self, prefix: Path):
+        from ...savedmodel.bundle import TensorBundle   # the protobuf tables load only for bundle files
+        self.bundle = TensorBundle(prefix)
+        self._since_release = 0
+
+    def keys(self) -> list[str]:
+        return self.bundle.keys()
+
+    def read(self, key: str) -> np.ndarray:
+        value = self.bundle.read(key)
+        self._since_release += value.nbytes
+        if self._since_release >= self.RELEASE_BYTES:
+            self.bundle._shards.clear()   # private to TensorBundle: see the class docstring
+            self._since_release = 0
+        return value
+
+
 def bundle_prefix(path: str | Path) -> Path:
     """The tensor-bundle prefix of ``path``: a TF-Hub module or SavedModel directory (``variables/variables``),
     a ``variables/`` directory, a checkpoint's ``.index`` file, or the prefix itself (``.../model.ckpt``)."""
@@ -68,10 +95,9 @@ class SlimWeights:
 
     @classmethod
     def from_path(cls, path: str | Path) -> "SlimWeights":
-        from ...savedmodel.bundle import TensorBundle   # the protobuf tables load only for bundle files
         prefix = bundle_prefix(path)
         try:
-            return cls(TensorBundle(prefix), str(prefix) + ".index")
+            return cls(BundleSource(prefix), str(prefix) + ".index")
         except GraphFormatError as exc:
             raise WeightsError(f"{prefix}: not a readable TensorFlow variables bundle: {exc}") from None
 

@@ -1,0 +1,88 @@
+"""PNASNet-5 Large: nnlite on a TensorFlow-written tensor bundle vs timm's ``pnasnet5large`` on the same weights.
+
+``tools/pnasnet_seeded.py`` regenerates the seeded weights under their TF-slim names; TensorFlow's own bundle
+writer (SaveV2) saves them as a TF-Hub module's ``variables/`` folder; nnlite's bundle reader loads them into
+the architecture file. The expected logits come from timm (PyTorch) on the same weights and the same photos,
+computed once by ``tools/pnasnet_reference.py`` and committed with the seed and versions
+(``tests/data/pnasnet_timm_logits.npz``): relative L2 <= 1e-5 per photo and the same top-5.
+
+Sizes: 64 and 67 (the reduction cells pad even and odd inputs differently) and, marked slow, 331 (the
+module's size), which also runs the registered classifier end to end.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nnlite.graph import relative_error
+from nnlite.models.imagenet import pnasnet_large
+from tools.pnasnet_reference import FIXTURE
+from tools.pnasnet_seeded import PHOTOS, SEED, photo_batch, seeded_weights, write_bundle
+
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    data = np.load(FIXTURE)
+    meta = json.loads(str(data["meta"]))
+    assert meta["seed"] == SEED and meta["photos"] == list(PHOTOS), "fixture made for other weights or photos"
+    return {"meta": meta, **{k: data[k] for k in data.files if k.startswith("logits_")}}
+
+
+@pytest.fixture(scope="module")
+def module_dir(tf, tmp_path_factory):
+    """A folder laid out like the TF-Hub module's variables: variables/variables.{index,data-00000-of-00001}."""
+    root = tmp_path_factory.mktemp("pnasnet_module")
+    (root / "variables").mkdir()
+    write_bundle(seeded_weights(SEED), root / "variables" / "variables")
+    return root
+
+
+def inputs(reference, size: int) -> np.ndarray:
+    x, digests = photo_batch(size)
+    assert digests == reference["meta"]["sha256"][str(size)], \
+        "the photos resize differently here than where the fixture was made (Pillow version?)"
+    return x
+
+
+def check(logits: np.ndarray, expected: np.ndarray) -> None:
+    assert logits.shape == expected.shape == (len(PHOTOS), 1001)
+    errors = [relative_error(a, b) for a, b in zip(logits, expected)]
+    assert max(errors) <= TOLERANCE, f"relative L2 errors per photo {errors}"
+    for a, b in zip(logits, expected):
+        assert list(np.argsort(-a, kind="stable")[:5]) == list(np.argsort(-b, kind="stable")[:5])
+    # the check has teeth: the photos do not all get the same answer, and the logits are spread
+    assert len({tuple(np.argsort(-b)[:5]) for b in expected}) == len(expected)
+    assert expected.std(axis=1).min() > 0.1
+
+
+@pytest.mark.parametrize("size", [64, 67])
+def test_small_sizes_match_timm(module_dir, reference, size):
+    model = pnasnet_large.load_model(module_dir, input_size=size)
+    check(model(inputs(reference, size)), reference[f"logits_{size}"])
+
+
+@pytest.mark.slow
+def test_331_matches_timm_and_classifies_like_the_others(module_dir, reference, monkeypatch, tmp_path):
+    # loaded the user's way: the module in the models cache, through the registry
+    import nnlite
+    cache = tmp_path / "home" / "models"
+    cache.mkdir(parents=True)
+    (cache / "pnasnet_large").symlink_to(module_dir, target_is_directory=True)
+    monkeypatch.setenv("NNLITE_HOME", str(tmp_path / "home"))
+    clf = nnlite.load("pnasnet_large")
+    expected = reference["logits_331"]
+    x = inputs(reference, 331)
+    check(clf.model(x), expected)
+
+    # the classifier's output: background dropped, the 1000 ImageNet classes, as the other classifiers
+    photo = (x[0] * 255).round().astype(np.uint8)          # already 331x331: preprocessing gives x[0] back
+    assert np.array_equal(clf.prepare(photo), x[0])
+    best = clf.classify(photo).best(10)
+    shifted = np.argsort(-expected[0], kind="stable")[:10] - 1       # TF-slim index 0 is the background
+    assert [p.index for p in best] == list(shifted)
+    assert all(p.label and p.wnid.startswith("n") and 0 < p.score < 1 for p in best)
