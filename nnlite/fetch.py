@@ -17,6 +17,7 @@ renamed into place once whole.
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import tempfile
 import urllib.error
@@ -26,13 +27,14 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from .errors import WeightsError, WeightsMissingError
-from .fsutil import atomic_path
+from .fsutil import atomic_path, atomic_write_bytes
 from .paths import models_cache_dir
 
 KERAS_BUCKET = "https://storage.googleapis.com/tensorflow/keras-applications"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 GZIP_SIGNATURE = b"\x1f\x8b"
 TFHUB = "https://tfhub.dev/google"
+PROVENANCE = "nnlite-fetch.json"   # beside an unpacked module: its URL, the archive's sha256, the licence
 CHUNK = 1 << 20
 
 
@@ -83,9 +85,14 @@ def fetch(model: str, *, url: str | None = None, md5: str | None = None, force: 
         from .archive import unpack_module
         with tempfile.TemporaryDirectory(prefix=f".{remote.filename}.", dir=dest) as tmp:
             packed = Path(tmp) / "module.tar.gz"
-            download(url or remote.url, packed, md5=expected, progress=progress, timeout=timeout,
-                     signature=GZIP_SIGNATURE)
+            sha256 = download(url or remote.url, packed, md5=expected, progress=progress, timeout=timeout,
+                              signature=GZIP_SIGNATURE)
             unpack_module(packed, target, url or remote.url)
+        # no digest is published for hub archives: record what was fetched, for the weights' provenance
+        record = {"url": url or remote.url, "archive_sha256": sha256, "licence": remote.licence}
+        atomic_write_bytes(target / PROVENANCE, (json.dumps(record, indent=1) + "\n").encode())
+        if progress is not None:
+            progress.write(f"{remote.filename}: archive sha256 {sha256} (recorded in {PROVENANCE})\n")
         return target
     download(url or remote.url, target, md5=expected, progress=progress, timeout=timeout)
     return target

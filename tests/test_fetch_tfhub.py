@@ -7,7 +7,9 @@ contacted.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -54,6 +56,9 @@ def test_module_archive_is_unpacked_into_the_cache(home, tmp_path):
     for name, data in MODULE.items():
         assert (path / name).read_bytes() == data
     assert leftovers(home) == ["pnasnet_large"]                 # no archive or temporary folder left
+    record = json.loads((path / "nnlite-fetch.json").read_text())
+    assert record == {"url": src.as_uri(), "archive_sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
+                      "licence": "CC-BY-3.0 (TF-Hub module)"}
 
 
 def test_http_download_and_forced_refetch(home, tmp_path):
