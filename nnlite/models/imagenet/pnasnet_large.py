@@ -82,7 +82,6 @@ def cell(g: GraphBuilder, w: SlimWeights, net: T, prev: T | None, filters: int, 
     """One PNASNet-5 cell over the last output ``net`` and the one before it ``prev``."""
     h1 = reduce_prev_layer(g, w, prev, net, filters, scope) if prev is not None else net
     h0 = relu_conv_bn(g, w, net, filters, 1, f"{scope}/1x1", f"{scope}/beginning_bn")
-    out = net.size if stride == 1 else (net.size + 1) // 2
     s = f"{scope}/comb_iter"
     c0 = combine(g, f"{s}_0", sep(g, w, h1, filters, 5, stride, f"{s}_0/left"),
                  max_pool(g, w, h1, filters, stride, f"{s}_0/right"))
@@ -95,8 +94,7 @@ def cell(g: GraphBuilder, w: SlimWeights, net: T, prev: T | None, filters: int, 
     right4 = h0 if stride == 1 else relu_conv_bn(g, w, h0, filters, 2, f"{s}_4/right/1x1", f"{s}_4/right/bn_1")
     c4 = combine(g, f"{s}_4", sep(g, w, h1, filters, 3, stride, f"{s}_4/left"), right4)
     name = g.layer("concat", f"{scope}/cell_output", c0.name, c1.name, c2.name, c3.name, c4.name)
-    assert c0.size == out
-    return T(name, out, 5 * filters)
+    return T(name, c0.size, 5 * filters)
 
 
 def reduce_prev_layer(g: GraphBuilder, w: SlimWeights, prev: T, net: T, filters: int, scope: str) -> T:
