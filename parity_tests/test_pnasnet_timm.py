@@ -17,10 +17,11 @@ import json
 import numpy as np
 import pytest
 
+from nnlite.cli import main
 from nnlite.graph import relative_error
 from nnlite.models.imagenet import pnasnet_large
 from tools.pnasnet_reference import FIXTURE
-from tools.pnasnet_seeded import PHOTOS, SEED, photo_batch, seeded_weights, write_bundle
+from tools.pnasnet_seeded import PHOTOS, SEED, photo_batch, photo_path, seeded_weights, write_bundle
 
 TOLERANCE = 1e-5
 
@@ -67,7 +68,7 @@ def test_small_sizes_match_timm(module_dir, reference, size):
 
 
 @pytest.mark.slow
-def test_331_matches_timm_and_classifies_like_the_others(module_dir, reference, monkeypatch, tmp_path):
+def test_331_matches_timm_and_classifies_like_the_others(module_dir, reference, monkeypatch, tmp_path, capsys):
     # loaded the user's way: the module in the models cache, through the registry
     import nnlite
     cache = tmp_path / "home" / "models"
@@ -86,3 +87,15 @@ def test_331_matches_timm_and_classifies_like_the_others(module_dir, reference, 
     shifted = np.argsort(-expected[0], kind="stable")[:10] - 1       # TF-slim index 0 is the background
     assert [p.index for p in best] == list(shifted)
     assert all(p.label and p.wnid.startswith("n") and 0 < p.score < 1 for p in best)
+
+    # the command line: classify a photo file, and the layer table with the network's multiply-adds
+    photo_file = photo_path(PHOTOS[0])
+    assert main(["classify", str(photo_file), "--model", "pnasnet_large", "--json", "--top", "5"]) == 0
+    answer = json.loads(capsys.readouterr().out)["predictions"]
+    assert [p["index"] for p in answer] == [p.index for p in clf.classify(photo_file).best(5)]
+    del clf
+    assert main(["inspect", "pnasnet_large"]) == 0
+    table = capsys.readouterr().out
+    assert "cell_11/comb_iter_4/left/separable_3x3_2" in table and "(None, 1001)" in table
+    macs = int(table.rsplit("Total MACs (batch 1):", 1)[1].strip().replace(",", ""))
+    assert 24.9e9 < macs < 25.1e9                      # timm's model card: 25.0 GMACs at 331
