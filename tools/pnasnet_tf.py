@@ -6,7 +6,8 @@ cannot be downloaded here, so this tool writes one laid out the same way from th
 inference mode, MaxPool/AvgPool, Pad, StridedSlice, ConcatV2, Mean, MatMul, BiasAdd; reference variables
 read through ``<name>/read``, as TF1 modules were written), variables named as in the module, images in [0, 1]
 scaled to [-1, 1] inside, and signature ``default``: ``images`` (N, 331, 331, 3) -> ``default`` (N, 1001) logits.
-A meta graph tagged ``train`` (the module's fine-tuning graph; here the same inference graph) sits beside it.
+A meta graph tagged ``train`` (the module's fine-tuning graph; here the same inference graph) sits beside it,
+and ``tfhub_module.pb`` marks the folder as a TF1 Hub module.
 
 The ops are TF-slim's, written out again here (not imported: TF-slim needs TF1's contrib), so this is an
 independent description of the network; ``parity_tests/test_pnasnet_savedmodel.py`` runs it in TensorFlow and
@@ -133,6 +134,7 @@ def export(out: Path, size: int = 331, seed: int = SEED) -> Path:
                                                  strip_default_attrs=True)
             builder.add_meta_graph(["train"], signature_def_map={"default": sig}, strip_default_attrs=True)
             builder.save()
+    (out / "tfhub_module.pb").write_bytes(b"\x08\x01")   # ModuleDef{format: 1}: the TF1 Hub format marker
     return out
 
 
