@@ -13,11 +13,13 @@ module's size), which also runs the registered classifier end to end.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from nnlite.cli import main
+from nnlite.errors import WeightsError
 from nnlite.graph import relative_error
 from nnlite.models.imagenet import pnasnet_large
 from tools.pnasnet_reference import FIXTURE
@@ -65,6 +67,15 @@ def check(logits: np.ndarray, expected: np.ndarray) -> None:
 def test_small_sizes_match_timm(module_dir, reference, size):
     model = pnasnet_large.load_model(module_dir, input_size=size)
     check(model(inputs(reference, size)), reference[f"logits_{size}"])
+
+
+def test_a_truncated_data_shard_names_the_variable(module_dir, tmp_path):
+    (tmp_path / "variables").mkdir()
+    shutil.copy(module_dir / "variables" / "variables.index", tmp_path / "variables")
+    with open(module_dir / "variables" / "variables.data-00000-of-00001", "rb") as f:
+        (tmp_path / "variables" / "variables.data-00000-of-00001").write_bytes(f.read(1 << 20))
+    with pytest.raises(WeightsError, match=r"variable '.*' cannot be read: .*past the end of the shard"):
+        pnasnet_large.load_model(tmp_path, input_size=64)
 
 
 @pytest.mark.slow
