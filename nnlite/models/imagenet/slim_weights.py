@@ -53,7 +53,7 @@ class BundleSource:
     ``RELEASE_BYTES`` read (the bundle reopens it on the next read), which keeps the peak near the weights' size.
     """
 
-    RELEASE_BYTES = 16 << 20
+    RELEASE_BYTES = 4 << 20
 
     def __init__(self, prefix: Path):
         from ...savedmodel.bundle import TensorBundle   # the protobuf tables load only for bundle files
