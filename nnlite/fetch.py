@@ -7,24 +7,34 @@ nnlite checks that MD5 too and prints the SHA-256 it computed for the record.
 A download goes to a temporary file next to its destination and is renamed into place only
 after its length, its HDF5 signature and its digest check out, so an interrupted, truncated or
 corrupt download never leaves a file behind.
+
+TF-Hub modules (``pnasnet_large``) come as a compressed TF1-Hub-format archive (``.tar.gz``, no published
+digest). It is downloaded the same way, then unpacked into a folder of the models cache by
+:mod:`nnlite.archive` (regular files and folders only, every path inside the target, size limits) and
+renamed into place once whole.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
-from .errors import WeightsError
-from .fsutil import atomic_path
+from .errors import WeightsError, WeightsMissingError
+from .fsutil import atomic_path, atomic_write_bytes
 from .paths import models_cache_dir
 
 KERAS_BUCKET = "https://storage.googleapis.com/tensorflow/keras-applications"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+GZIP_SIGNATURE = b"\x1f\x8b"
+TFHUB = "https://tfhub.dev/google"
+PROVENANCE = "nnlite-fetch.json"   # beside an unpacked module: its URL, the archive's sha256, the licence
 CHUNK = 1 << 20
 
 
@@ -34,6 +44,7 @@ class RemoteFile:
     url: str
     md5: str | None     # the digest Keras checks (keras.applications' file_hash)
     licence: str
+    archive: bool = False   # a TF-Hub module .tar.gz, unpacked into the folder ``filename``
 
 
 REMOTE_WEIGHTS: dict[str, RemoteFile] = {
@@ -45,6 +56,8 @@ REMOTE_WEIGHTS: dict[str, RemoteFile] = {
     "resnet50": RemoteFile("resnet50_weights_tf_dim_ordering_tf_kernels.h5",
                            f"{KERAS_BUCKET}/resnet/resnet50_weights_tf_dim_ordering_tf_kernels.h5",
                            "2cb95161c43110f7111970584f804107", "MIT (Keras applications)"),
+    "pnasnet_large": RemoteFile("pnasnet_large", f"{TFHUB}/imagenet/pnasnet_large/classification/2"
+                                "?tf-hub-format=compressed", None, "CC-BY-3.0 (TF-Hub module)", archive=True),
 }
 
 
@@ -68,14 +81,40 @@ def fetch(model: str, *, url: str | None = None, md5: str | None = None, force: 
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WeightsError(f"cannot create the models cache {dest}: {exc.strerror or exc}") from None
+    if remote.archive:
+        from .archive import unpack_module
+        with tempfile.TemporaryDirectory(prefix=f".{remote.filename}.", dir=dest) as tmp:
+            packed = Path(tmp) / "module.tar.gz"
+            sha256 = download(url or remote.url, packed, md5=expected, progress=progress, timeout=timeout,
+                              signature=GZIP_SIGNATURE)
+            unpack_module(packed, target, url or remote.url)
+        # no digest is published for hub archives: record what was fetched, for the weights' provenance
+        record = {"url": url or remote.url, "archive_sha256": sha256, "licence": remote.licence}
+        atomic_write_bytes(target / PROVENANCE, (json.dumps(record, indent=1) + "\n").encode())
+        if progress is not None:
+            progress.write(f"{remote.filename}: archive sha256 {sha256} (recorded in {PROVENANCE})\n")
+        return target
     download(url or remote.url, target, md5=expected, progress=progress, timeout=timeout)
     return target
+
+
+def module_dir(model: str) -> Path:
+    """The unpacked TF-Hub module of ``model`` in the models cache; WeightsMissingError names ``nnlite fetch``."""
+    found = cached_weights(model)
+    if found is None:
+        raise WeightsMissingError(
+            f"{model}: weights not found (looked for {models_cache_dir() / remote_file(model).filename}). "
+            f"Download the TF-Hub module with `nnlite fetch {model}` (needs internet), or pass its folder.")
+    return found
 
 
 def cached_weights(model: str) -> Path | None:
     """The weights file of ``model`` in the models cache, or None: the official file that ``fetch``
     saves, else ``<model>.h5`` or ``<model>.weights.h5`` (Keras 3 layout) placed there by hand."""
     cache = models_cache_dir()
+    if remote_file(model).archive:
+        folder = cache / remote_file(model).filename
+        return folder if (folder / "variables" / "variables.index").is_file() else None
     for candidate in (remote_file(model).filename, f"{model}.h5", f"{model}.weights.h5"):
         if (cache / candidate).is_file():
             return cache / candidate
@@ -91,12 +130,12 @@ def remote_file(model: str) -> RemoteFile:
 
 
 def download(url: str, target: Path, *, md5: str | None, progress: TextIO | None = None,
-             timeout: float = 60.0) -> str:
+             timeout: float = 60.0, signature: bytes = HDF5_SIGNATURE) -> str:
     """Stream ``url`` into ``target`` atomically; returns the SHA-256 of what was written."""
     with atomic_path(target) as tmp:   # readers see no file or the whole, checked file
         with open(tmp, "wb") as out:
             digests = _copy(url, out, progress, timeout)
-        _check(url, tmp, digests, md5)
+        _check(url, tmp, digests, md5, signature)
     return digests["sha256"].hexdigest()
 
 
@@ -131,12 +170,12 @@ def _copy(url: str, out, progress: TextIO | None, timeout: float) -> dict:
     return digests
 
 
-def _check(url: str, path: Path, digests: dict, md5: str | None) -> None:
+def _check(url: str, path: Path, digests: dict, md5: str | None, signature: bytes = HDF5_SIGNATURE) -> None:
     with open(path, "rb") as f:
-        head = f.read(len(HDF5_SIGNATURE))
-    if head != HDF5_SIGNATURE:
-        raise WeightsError(f"{url} did not deliver an HDF5 (.h5) file (it starts with {head!r}); "
-                           "nothing was saved")
+        head = f.read(len(signature))
+    if head != signature:
+        kind = "an HDF5 (.h5) file" if signature == HDF5_SIGNATURE else "a gzip-compressed (.tar.gz) archive"
+        raise WeightsError(f"{url} did not deliver {kind} (it starts with {head!r}); nothing was saved")
     if md5 is not None and digests["md5"].hexdigest() != md5:
         raise WeightsError(f"{url}: MD5 {digests['md5'].hexdigest()} does not match the official file's "
                            f"{md5}; the download is corrupt or not the official file. Nothing was saved")

@@ -78,3 +78,11 @@ def tf_preprocess(size: tuple[int, int]) -> Preprocess:
         return normalize(resize(image, size), "tf")   # (h, w, 3)
     preprocess.__doc__ = f"tf: resize to {size}, x/127.5 - 1"
     return preprocess
+
+
+def unit_preprocess(size: tuple[int, int]) -> Preprocess:
+    """TF-Hub image convention (the modules scale inside): resize to ``size``, RGB values in [0, 1]."""
+    def preprocess(image: np.ndarray) -> np.ndarray:
+        return resize(image, size).astype(np.float32) / np.float32(255.0)   # (h, w, 3)
+    preprocess.__doc__ = f"tf-hub: resize to {size}, x/255"
+    return preprocess

@@ -87,7 +87,7 @@ def test_offline_or_missing_source_is_a_clear_error(home, tmp_path):
 
 
 def test_unknown_model_lists_the_known_ones(home):
-    with pytest.raises(WeightsError, match="nasnet_mobile, resnet50, xception"):
+    with pytest.raises(WeightsError, match="nasnet_mobile, pnasnet_large, resnet50, xception"):
         fetch("vgg16")
 
 

@@ -37,7 +37,8 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", type=Path, help="SavedModel directory or frozen graph .pb file")
     p.add_argument("--tags", action="append", default=None,
-                   help="meta graph tag (repeat or comma-separate for several); default: the only one or 'serve'")
+                   help="meta graph tag (repeat or comma-separate for several; --tags '' for the empty set); "
+                        "default: the only one, else 'serve', else the empty set (TF1 Hub modules)")
     p.add_argument("--ops", action="store_true", help="list every operation: name, type, shape, inputs")
     p.add_argument("--functions", action="store_true",
                    help="with --ops: also list the nodes inside function bodies (TF2 exports)")
@@ -130,7 +131,8 @@ def _imagenet_top(name: str, value: np.ndarray, k: int) -> list[list[dict]]:
 
 def _describe(model, args) -> None:
     print(f"path: {model.path}")
-    print(f"tags: {', '.join(model.tags) if model.tags else '(frozen graph: none)'}")
+    frozen = not Path(model.path).is_dir()
+    print(f"tags: {', '.join(model.tags) if model.tags else '(frozen graph: none)' if frozen else '(empty set)'}")
     if model.signatures:
         print("signatures:")
         for sig in model.signatures.values():

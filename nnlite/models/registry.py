@@ -34,6 +34,7 @@ class ModelSpec:
     preprocess: Callable[[], Callable] | None = None  # -> the recipe function (nnlite.preprocess)
     labels: str | None = None             # "imagenet": the 1000 ImageNet-1k classes
     output: str | None = None             # classifier output: "logits" or "probabilities"
+    background_class: bool = False        # output 0 is a background class (TF-slim's 1001 outputs), dropped
 
 
 _SPECS: dict[str, ModelSpec] = {}

@@ -1,7 +1,8 @@
 """``load(path, tags)`` -> a model you run by node names or by signature, without TensorFlow.
 
 A path is a SavedModel directory (``saved_model.pb`` + ``variables/``) or a frozen GraphDef ``.pb``.
-The meta graph is chosen by its exact tag set (``tags=None``: the only one, else the one tagged ``serve``).
+The meta graph is chosen by its exact tag set (``tags=None``: the only one, else the one tagged ``serve``,
+else the empty tag set: TF1 Hub modules keep inference there, beside a ``train`` graph).
 At load the graph's inference part is planned once (variables read, constants folded, batch norm folded
 into convolutions, training branches pruned) and lowered onto an :class:`nnlite.graph.Model`
 (``SavedModel.model``: ``summary()``, ``trace()``, ``first_divergence()``, ``nnlite inspect PATH``), so
@@ -227,9 +228,10 @@ def _pick(metas: list, tags, pb):
     if tags is None:
         if len(metas) == 1:
             return metas[0]
-        for m, s in zip(metas, sets):
-            if s == {"serve"}:
-                return m
+        for want in ({"serve"}, set()):
+            for m, s in zip(metas, sets):
+                if s == want:
+                    return m
         raise GraphFormatError(f"{pb}: several meta graphs, tag sets {[sorted(s) for s in sets]}; choose with tags=")
     want = {tags} if isinstance(tags, str) else set(tags)
     for m, s in zip(metas, sets):

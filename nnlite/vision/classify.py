@@ -29,6 +29,7 @@ from ..preprocess import (  # noqa: F401
     tf_preprocess,
     torch_center_crop,
     torch_preprocess,
+    unit_preprocess,
 )
 from .labels import Labels, imagenet_labels
 
@@ -77,11 +78,12 @@ class Classifier:
     """A model that maps a photo to class probabilities.
 
     ``output`` says what the graph's output is: "probabilities" (it ends in a softmax) or
-    "logits" (softmax is applied here).
+    "logits" (softmax is applied here). ``background_class``: output 0 is a background class before the
+    labels' classes (TF-slim's 1001-way classifiers); it takes part in the softmax, then is dropped.
     """
 
     def __init__(self, name: str, model: Model, preprocess: Preprocess, labels: Labels | None = None,
-                 output: str = "probabilities", batch_size: int = 16):
+                 output: str = "probabilities", batch_size: int = 16, background_class: bool = False):
         if output not in ("probabilities", "logits"):
             raise ModelError(f"{name}: output must be 'probabilities' or 'logits', got {output!r}")
         self.name = name
@@ -90,6 +92,7 @@ class Classifier:
         self.labels = labels if labels is not None else imagenet_labels()
         self.output = output
         self.batch_size = batch_size
+        self.background_class = background_class
 
     @classmethod
     def from_spec(cls, spec, model: Model) -> Classifier:
@@ -100,7 +103,8 @@ class Classifier:
         labels = imagenet_labels() if spec.labels in (None, "imagenet") else None
         if labels is None:
             raise ModelError(f"{spec.name}: unknown label set {spec.labels!r}")
-        return cls(spec.name, model, spec.preprocess(), labels=labels, output=spec.output or "probabilities")
+        return cls(spec.name, model, spec.preprocess(), labels=labels, output=spec.output or "probabilities",
+                   background_class=spec.background_class)
 
     @property
     def input_size(self) -> tuple[int, int] | None:
@@ -118,7 +122,7 @@ class Classifier:
         if self.output == "logits":
             from .. import ops
             out = ops.softmax(out, axis=-1)
-        return out
+        return out[:, 1:] if self.background_class else out
 
     def classify(self, image) -> Predictions:
         """Class probabilities of one image (path, bytes, or RGB uint8 array (H, W, 3))."""

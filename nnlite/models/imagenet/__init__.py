@@ -10,7 +10,8 @@ import importlib
 
 from ..registry import register
 
-ARCHITECTURES = ("mobilenet_v2", "squeezenet", "efficientnet_lite0", "nasnet_mobile", "xception", "resnet50")
+ARCHITECTURES = ("mobilenet_v2", "squeezenet", "efficientnet_lite0", "nasnet_mobile", "xception", "resnet50",
+                 "pnasnet_large")
 
 for _module in ARCHITECTURES:
     register(importlib.import_module(f"{__name__}.{_module}").SPEC)
