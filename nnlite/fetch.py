@@ -45,6 +45,10 @@ REMOTE_WEIGHTS: dict[str, RemoteFile] = {
     "resnet50": RemoteFile("resnet50_weights_tf_dim_ordering_tf_kernels.h5",
                            f"{KERAS_BUCKET}/resnet/resnet50_weights_tf_dim_ordering_tf_kernels.h5",
                            "2cb95161c43110f7111970584f804107", "MIT (Keras applications)"),
+    # matterport publishes no digest for this file; its layout is checked when it is loaded
+    "mask_rcnn_coco": RemoteFile("mask_rcnn_coco.h5",
+                                 "https://github.com/matterport/Mask_RCNN/releases/download/v2.0/mask_rcnn_coco.h5",
+                                 None, "MIT (matterport/Mask_RCNN)"),
 }
 
 
