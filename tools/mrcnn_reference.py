@@ -4,9 +4,13 @@ parity reference for :mod:`nnlite.models.maskrcnn`; and seeded weights in the of
 matterport wrote the model for TensorFlow 1.x and Keras 2.x. :func:`import_mrcnn` is the whole
 compatibility shim; each of its lines says why it is needed. Nothing in ``mrcnn`` is edited.
 
-Usage (writes a seeded weights file with the reference model's own ``save_weights``)::
+Usage: write a seeded weights file with the reference model's own ``save_weights`` (when missing), then
+record every output of the reference for some images at some sizes in one ``.npz``::
 
-    python -m tools.mrcnn_reference seeded.h5 [--seed 0]
+    python -m tools.mrcnn_reference seeded.h5 --dump out.npz --size 256 --size 512 skimage:astronaut a.jpg
+
+The parity tests run this in a subprocess: the shim switches TensorFlow to graph mode for the whole
+process, which other parity tests (eager) must not inherit.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 SEED = 0
-LOGIT_STD = 1.0
+LOGIT_STD = 0.03
 
 
 def import_mrcnn():
@@ -167,13 +171,42 @@ def write_seeded_weights(path: str | Path, seed: int = SEED, image_max_dim: int 
     return net
 
 
+def read_image(spec: str) -> np.ndarray:
+    """``skimage:NAME`` (a scikit-image sample) or a file path -> RGB uint8, as matterport's demo reads it."""
+    import skimage.color
+    import skimage.data
+    import skimage.io
+    image = getattr(skimage.data, spec.split(":", 1)[1])() if spec.startswith("skimage:") else skimage.io.imread(spec)
+    if image.ndim == 2:
+        image = skimage.color.gray2rgb(image)
+    return image[..., :3]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="the .h5 file to write")
+    parser.add_argument("weights", help="the .h5 file: written (seeded) when missing, else loaded")
+    parser.add_argument("images", nargs="*", help="skimage:NAME or image paths to run the reference on")
     parser.add_argument("--seed", type=int, default=SEED)
-    args = parser.parse_args(argv)
-    write_seeded_weights(args.out, args.seed)
-    print(f"wrote {args.out}")
+    parser.add_argument("--dump", help="write every reference output to this .npz")
+    parser.add_argument("--size", type=int, action="append", help="IMAGE_MAX_DIM (repeatable)")
+    args = parser.parse_intermixed_args(argv)
+    sizes = args.size or [1024]
+    if Path(args.weights).exists():
+        net = build(sizes[0], args.weights)
+    else:
+        tmp = Path(args.weights).with_suffix(".partial.h5")
+        net = write_seeded_weights(tmp, args.seed, sizes[0])
+        tmp.rename(args.weights)
+    arrays = {}
+    for size in sizes:
+        # the Keras graph takes any multiple of 64; only molding reads these two settings
+        net.config.IMAGE_MAX_DIM = size
+        net.config.IMAGE_SHAPE = np.array([size, size, 3])
+        for i, spec in enumerate(args.images):
+            for key, value in run(net, read_image(spec)).items():
+                arrays[f"{size}/{i}/{key}"] = np.asarray(value)
+    if args.dump:
+        np.savez(args.dump, **arrays)
     return 0
 
 
