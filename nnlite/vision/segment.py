@@ -39,6 +39,11 @@ class Segmenter:
     def config(self):
         return self.net.config
 
+    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB uint8 -> the backbone's input (H, W, 3): resized, padded square, mean subtracted."""
+        molded, _, _ = molding.resize_image(rgb, self.net.config)
+        return molding.mold_image(molded, self.net.config)
+
     def with_config(self, **changes) -> "Segmenter":
         return Segmenter(self.net.with_config(**changes))
 

@@ -28,6 +28,15 @@ NUM_CLASSES = 81                            # COCO's 80 + background
 POOL_SIZE, MASK_POOL_SIZE, FC_SIZE = 7, 14, 1024
 
 
+class AnySizeModel(Model):
+    """A graph taking any image size (a multiple of 64); its layer table (``nnlite inspect``) is computed
+    at ``table_shape``, matterport's default 1024 x 1024."""
+    table_shape = (1024, 1024, 3)
+
+    def _example_input(self, input_shape):
+        return super()._example_input(input_shape or self.table_shape)
+
+
 def upsample2x(x: np.ndarray) -> np.ndarray:
     """Keras ``UpSampling2D((2, 2))``, nearest: every pixel repeated into a 2x2 block."""
     return np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)
@@ -56,7 +65,8 @@ def build_backbone(w: KerasLayers) -> Model:
     outs = [g.layer("conv2d", f"fpn_p{i}", p, **w.conv_bn(f"fpn_p{i}", None, epsilon=EPSILON), padding="same")
             for i, p in ((2, p2), (3, p3), (4, p4), (5, p5))]
     outs.append(g.layer("max_pool2d", "fpn_p6", outs[-1], pool_size=1, stride=2))   # P6: every other pixel
-    return g.build(outs)
+    built = g.build(outs)
+    return AnySizeModel(built.name, built.inputs, built.layers, built.outputs)
 
 
 def residual_block(g: GraphBuilder, w: KerasLayers, x: str, block: str, filters: int, stride: int,
