@@ -132,3 +132,14 @@ def test_seeded_file_has_the_official_layer_names(reference, cache_dir):
     assert expected <= with_weights
     assert "res4x_branch2a" not in with_weights and len(with_weights) == 233
     assert rpn == ["rpn_bbox_pred", "rpn_class_raw", "rpn_conv_shared"]
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("index", [0, 3])
+def test_matches_matterport_at_full_size(tf, cache_dir, shared_dir, index):
+    """The same stage-by-stage parity at matterport's default IMAGE_MAX_DIM 1024."""
+    from tools.mrcnn_reference import read_image
+    ref = _reference(cache_dir, shared_dir, [1024], "1024")
+    net = load_model(cache_dir / "mrcnn_seeded_seed0.h5").with_config(image_max_dim=1024)
+    image = read_image(_specs(shared_dir)[index])
+    assert _stages(ref, f"1024/{index}", net, image) == len(ref[f"1024/{index}/class_ids"])
