@@ -35,6 +35,9 @@ def import_mrcnn():
     # `keras.engine.Layer` moved in Keras 2.2+; mrcnn only uses `KE.Layer` from it
     engine = types.ModuleType("keras.engine")
     engine.Layer = tf_keras.layers.Layer
+    # MaskRCNN.load_weights reads .h5 files with `keras.engine.saving`'s legacy HDF5 loader, kept in tf-keras
+    from tf_keras.src.saving.legacy import hdf5_format
+    engine.saving = hdf5_format
     sys.modules["keras.engine"] = tf_keras.engine = engine   # `import keras.engine as KE` reads both
     # the custom layers loop over Python lists of tensors and call session-era ops: build a TF1-style graph
     tf.compat.v1.disable_eager_execution()
