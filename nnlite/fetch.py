@@ -34,6 +34,7 @@ class RemoteFile:
     url: str
     md5: str | None     # the digest Keras checks (keras.applications' file_hash)
     licence: str
+    layout: tuple[str, ...] = ()   # layer groups the file must have, where no digest is published
 
 
 REMOTE_WEIGHTS: dict[str, RemoteFile] = {
@@ -48,7 +49,9 @@ REMOTE_WEIGHTS: dict[str, RemoteFile] = {
     # matterport publishes no digest for this file; its layout is checked when it is loaded
     "mask_rcnn_coco": RemoteFile("mask_rcnn_coco.h5",
                                  "https://github.com/matterport/Mask_RCNN/releases/download/v2.0/mask_rcnn_coco.h5",
-                                 None, "MIT (matterport/Mask_RCNN)"),
+                                 None, "MIT (matterport/Mask_RCNN)",
+                                 layout=("conv1", "res4w_branch2c", "fpn_p2", "rpn_model", "mrcnn_class_logits",
+                                         "mrcnn_bbox_fc", "mrcnn_mask")),
 }
 
 
@@ -72,7 +75,7 @@ def fetch(model: str, *, url: str | None = None, md5: str | None = None, force: 
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WeightsError(f"cannot create the models cache {dest}: {exc.strerror or exc}") from None
-    download(url or remote.url, target, md5=expected, progress=progress, timeout=timeout)
+    download(url or remote.url, target, md5=expected, progress=progress, timeout=timeout, layout=remote.layout)
     return target
 
 
@@ -95,12 +98,13 @@ def remote_file(model: str) -> RemoteFile:
 
 
 def download(url: str, target: Path, *, md5: str | None, progress: TextIO | None = None,
-             timeout: float = 60.0) -> str:
+             timeout: float = 60.0, layout: tuple[str, ...] = ()) -> str:
     """Stream ``url`` into ``target`` atomically; returns the SHA-256 of what was written."""
     with atomic_path(target) as tmp:   # readers see no file or the whole, checked file
         with open(tmp, "wb") as out:
             digests = _copy(url, out, progress, timeout)
         _check(url, tmp, digests, md5)
+        _check_layout(url, tmp, layout)
     return digests["sha256"].hexdigest()
 
 
@@ -144,6 +148,21 @@ def _check(url: str, path: Path, digests: dict, md5: str | None) -> None:
     if md5 is not None and digests["md5"].hexdigest() != md5:
         raise WeightsError(f"{url}: MD5 {digests['md5'].hexdigest()} does not match the official file's "
                            f"{md5}; the download is corrupt or not the official file. Nothing was saved")
+
+
+def _check_layout(url: str, path: Path, layout: tuple[str, ...]) -> None:
+    """Without a published digest, the file's layer groups say whether it is the model's file."""
+    if not layout:
+        return
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            names = {n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs.get("layer_names", [])}
+    except OSError as exc:
+        raise WeightsError(f"{url}: not a readable HDF5 file ({exc}); nothing was saved") from None
+    missing = [g for g in layout if g not in names]
+    if missing:
+        raise WeightsError(f"{url}: the file lacks layer(s) {missing} of the expected model; nothing was saved")
 
 
 def _announced_length(response) -> int | None:

@@ -186,3 +186,15 @@ def test_rle_matches_pycocotools():
         mask ^= rng.random((50, 70)) < 0.02
         ref = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
         assert rle_encode(mask)["counts"] == ref["counts"].decode()
+
+
+def test_fetch_checks_the_layout(zero_file, tmp_path):
+    """Without a published digest, fetch accepts a file only with Mask R-CNN's layer groups."""
+    from nnlite.fetch import fetch
+    got = fetch("mask_rcnn_coco", url=zero_file.as_uri(), dest_dir=tmp_path / "ok", progress=None)
+    assert got.name == "mask_rcnn_coco.h5" and got.stat().st_size == zero_file.stat().st_size
+    other = tmp_path / "other.h5"
+    write_h5(other, [("dense", [("dense/kernel:0", (3, 4))])])
+    with pytest.raises(WeightsError, match="mrcnn_mask"):
+        fetch("mask_rcnn_coco", url=other.as_uri(), dest_dir=tmp_path / "bad", progress=None)
+    assert not list((tmp_path / "bad").glob("*"))
