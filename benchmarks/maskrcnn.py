@@ -25,12 +25,12 @@ def _worker(engine: str, weights: str, size: int, rounds: int, image_spec: str) 
     if engine == "tf":
         from tools.mrcnn_reference import build
         net = build(size, weights)
-        run = lambda: net.detect([image])  # noqa: E731
+        run = lambda: net.detect([image])
     else:
         from nnlite.models.maskrcnn.model import load_model
         from nnlite.vision.segment import Segmenter
         seg = Segmenter(load_model(weights).with_config(image_max_dim=size))
-        run = lambda: seg.segment(image)  # noqa: E731
+        run = lambda: seg.segment(image)
     run()                                               # warm-up: graph build / Numba compile
     for _ in range(rounds):
         start = time.perf_counter()

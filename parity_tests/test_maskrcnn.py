@@ -37,7 +37,7 @@ def _reference(cache_dir, shared_dir, sizes, tag):
     if not out.exists():
         cmd = [sys.executable, "-m", "tools.mrcnn_reference", str(cache_dir / "mrcnn_seeded_seed0.h5"),
                "--dump", str(out)] + [f"--size={s}" for s in sizes] + _specs(shared_dir)
-        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        done = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True)
         assert done.returncode == 0, f"the matterport reference failed:\n{done.stderr[-3000:]}"
     return np.load(out)
 

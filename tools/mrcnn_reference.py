@@ -35,13 +35,10 @@ def import_mrcnn():
     # `keras.engine.Layer` moved in Keras 2.2+; mrcnn only uses `KE.Layer` from it
     engine = types.ModuleType("keras.engine")
     engine.Layer = tf_keras.layers.Layer
-    # MaskRCNN.load_weights reads .h5 files with `keras.engine.saving`'s legacy HDF5 loader, kept in tf-keras
-    from tf_keras.src.saving.legacy import hdf5_format
-    engine.saving = hdf5_format
     sys.modules["keras.engine"] = tf_keras.engine = engine   # `import keras.engine as KE` reads both
     # the custom layers loop over Python lists of tensors and call session-era ops: build a TF1-style graph
     tf.compat.v1.disable_eager_execution()
-    import mrcnn.model as model
+    from mrcnn import model
     # tf.log, tf.to_float, tf.sets.set_intersection, tf.sparse_tensor_to_dense exist under compat.v1 only
     model.tf = tf.compat.v1
     # TF1 knew the static shape (batch, proposal_count, 4) after ProposalLayer / PyramidROIAlign; TF2's ops
@@ -81,7 +78,8 @@ def build(image_max_dim: int = 1024, weights: str | Path | None = None, log_dir:
     model = import_mrcnn()
     net = model.MaskRCNN("inference", inference_config(image_max_dim), log_dir)
     if weights is not None:
-        net.load_weights(str(weights), by_name=True)
+        # Keras's own by-name .h5 loading (MaskRCNN.load_weights calls a Keras 2.0 helper that takes a layer list)
+        net.keras_model.load_weights(str(weights), by_name=True)
     return net
 
 

@@ -44,7 +44,7 @@ class Segmenter:
         molded, _, _ = molding.resize_image(rgb, self.net.config)
         return molding.mold_image(molded, self.net.config)
 
-    def with_config(self, **changes) -> "Segmenter":
+    def with_config(self, **changes) -> Segmenter:
         return Segmenter(self.net.with_config(**changes))
 
     def segment(self, image, *, min_score: float | None = None) -> list[Instance]:

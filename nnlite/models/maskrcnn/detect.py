@@ -12,9 +12,15 @@ import math
 import numpy as np
 
 from ...ops import softmax
-from ...ops.detection import apply_box_deltas, clip_boxes, crop_and_resize, non_max_suppression, top_k_indices
+from ...ops.detection import (
+    apply_box_deltas,
+    clip_boxes,
+    crop_and_resize,
+    non_max_suppression,
+    top_k_indices,
+)
 from .config import MaskRCNNConfig
-from .molding import norm_boxes  # noqa: F401 (also used by model.py)
+from .molding import norm_boxes
 
 
 def anchors(config: MaskRCNNConfig, image_shape: tuple[int, int]) -> np.ndarray:

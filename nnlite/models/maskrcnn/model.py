@@ -12,7 +12,7 @@ import numpy as np
 from ..imagenet.keras_common import KerasLayers, weights_file
 from . import detect
 from .config import MaskRCNNConfig
-from .networks import NUM_CLASSES, POOL_SIZE, MASK_POOL_SIZE, build_all
+from .networks import MASK_POOL_SIZE, NUM_CLASSES, POOL_SIZE, build_all
 
 NAME = "mask_rcnn_coco"
 
@@ -27,7 +27,7 @@ class MaskRCNN:
         self._anchors: dict[tuple[int, int], np.ndarray] = {}
         self.timings: dict[str, float] = {}
 
-    def with_config(self, **changes) -> "MaskRCNN":
+    def with_config(self, **changes) -> MaskRCNN:
         """The same networks with other settings (``image_max_dim=512``, ``detection_min_confidence=0.5``)."""
         return MaskRCNN(self.model, self.rpn, self.classifier, self.mask_head, replace(self.config, **changes))
 

@@ -72,7 +72,7 @@ def build_backbone(w: KerasLayers) -> Model:
 def residual_block(g: GraphBuilder, w: KerasLayers, x: str, block: str, filters: int, stride: int,
                    project: bool) -> str:
     """matterport's conv_block (project=True) / identity_block: 1x1 (stride) -> 3x3 -> 1x1 (4x filters)."""
-    conv = lambda part: w.conv_bn(f"res{block}_branch{part}", f"bn{block}_branch{part}", epsilon=EPSILON)  # noqa: E731
+    conv = lambda part: w.conv_bn(f"res{block}_branch{part}", f"bn{block}_branch{part}", epsilon=EPSILON)
     shortcut = x
     if project:
         shortcut = g.layer("conv2d", f"res{block}_branch1", x, **conv("1"), stride=stride,
