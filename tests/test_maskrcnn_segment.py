@@ -198,3 +198,15 @@ def test_fetch_checks_the_layout(zero_file, tmp_path):
     with pytest.raises(WeightsError, match="mrcnn_mask"):
         fetch("mask_rcnn_coco", url=other.as_uri(), dest_dir=tmp_path / "bad", progress=None)
     assert not list((tmp_path / "bad").glob("*"))
+
+
+def test_layer_table_names_the_h5_layers(segmenter):
+    """`nnlite inspect` shows the backbone and FPN under matterport's layer names, with MACs."""
+    rows = segmenter.model.layer_table((64, 64, 3))
+    names = [r["name"] for r in rows]
+    assert names[0] == "conv1" and "res4w_branch2c" in names and names[-1] == "fpn_p6"
+    conv1 = rows[0]
+    assert conv1["output_shape"] == (1, 32, 32, 64) and conv1["macs"] == 32 * 32 * 7 * 7 * 3 * 64
+    assert [r["output_shape"][1] for r in rows if r["name"].startswith("fpn_p") and r["name"][-1].isdigit()
+            and len(r["name"]) == 6] == [16, 8, 4, 2, 1]
+    assert segmenter.preprocess(np.zeros((10, 20, 3), np.uint8)).shape == (64, 64, 3)
