@@ -88,42 +88,55 @@ def clip_boxes(boxes: np.ndarray, window) -> np.ndarray:
     return np.maximum(np.minimum(np.asarray(boxes, np.float32), hi), lo)
 
 
-def _sample_axis(c1, c2, size, crop):    # c1, c2 (b,): box edges, normalised; -> source coords (b, crop)
-    size1 = np.float32(size - 1)
-    if crop > 1:
-        step = (c2 - c1) * size1 / np.float32(crop - 1)
-        return c1[:, None] * size1 + np.arange(crop, dtype=np.float32)[None, :] * step[:, None]
-    return (np.float32(0.5) * (c1 + c2) * size1)[:, None]
+@numba.njit(parallel=True, cache=True)
+def _crop_and_resize(image, boxes, box_indices, ch, cw, extrapolation, out):
+    # image (N, H, W, C), boxes (b, 4), out (b, ch, cw, C); every product in float32 like TensorFlow's kernel
+    height, width, channels = image.shape[1], image.shape[2], image.shape[3]
+    h1, w1 = np.float32(height - 1), np.float32(width - 1)
+    for b in numba.prange(boxes.shape[0]):
+        y1, x1, y2, x2 = boxes[b, 0], boxes[b, 1], boxes[b, 2], boxes[b, 3]
+        n = box_indices[b]
+        hs = (y2 - y1) * h1 / np.float32(ch - 1) if ch > 1 else np.float32(0)
+        ws = (x2 - x1) * w1 / np.float32(cw - 1) if cw > 1 else np.float32(0)
+        for i in range(ch):
+            y = y1 * h1 + np.float32(i) * hs if ch > 1 else np.float32(0.5) * (y1 + y2) * h1
+            if y < 0 or y > h1:
+                out[b, i, :, :] = extrapolation
+                continue
+            top, bottom = int(np.floor(y)), int(np.ceil(y))
+            fy = y - np.float32(top)
+            for j in range(cw):
+                x = x1 * w1 + np.float32(j) * ws if cw > 1 else np.float32(0.5) * (x1 + x2) * w1
+                if x < 0 or x > w1:
+                    out[b, i, j, :] = extrapolation
+                    continue
+                left, right = int(np.floor(x)), int(np.ceil(x))
+                fx = x - np.float32(left)
+                for c in range(channels):
+                    tl = image[n, top, left, c]
+                    tr = image[n, top, right, c]
+                    bl = image[n, bottom, left, c]
+                    br = image[n, bottom, right, c]
+                    upper = tl + (tr - tl) * fx
+                    lower = bl + (br - bl) * fx
+                    out[b, i, j, c] = upper + (lower - upper) * fy
 
 
 def crop_and_resize(image: np.ndarray, boxes: np.ndarray, box_indices: np.ndarray, crop_size,
                     extrapolation_value: float = 0.0) -> np.ndarray:
     """ROIAlign as ``tf.image.crop_and_resize(method="bilinear")``: image (N, H, W, C), boxes (b, 4)
     normalised so 0 and 1 are the first and last pixel centres, box_indices (b,) -> (b, ch, cw, C)."""
-    image = np.asarray(image, np.float32)
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    _, height, width, channels = image.shape
-    ch, cw = crop_size
-    if len(boxes) == 0:
-        return np.zeros((0, ch, cw, channels), np.float32)
-    ys = _sample_axis(boxes[:, 0], boxes[:, 2], height, ch)          # (b, ch)
-    xs = _sample_axis(boxes[:, 1], boxes[:, 3], width, cw)           # (b, cw)
-    inside = ((ys >= 0) & (ys <= height - 1))[:, :, None] & ((xs >= 0) & (xs <= width - 1))[:, None, :]
-    ys_c = np.clip(ys, 0, height - 1)
-    xs_c = np.clip(xs, 0, width - 1)
-    top, bottom = np.floor(ys_c).astype(np.int64), np.ceil(ys_c).astype(np.int64)
-    left, right = np.floor(xs_c).astype(np.int64), np.ceil(xs_c).astype(np.int64)
-    fy = (ys_c - top.astype(np.float32))[:, :, None, None]     # float32 like TensorFlow's lerp weights
-    fx = (xs_c - left.astype(np.float32))[:, None, :, None]
-    n = np.asarray(box_indices, np.int64)[:, None, None]
-    tl = image[n, top[:, :, None], left[:, None, :]]
-    tr = image[n, top[:, :, None], right[:, None, :]]
-    bl = image[n, bottom[:, :, None], left[:, None, :]]
-    br = image[n, bottom[:, :, None], right[:, None, :]]
-    upper = tl + (tr - tl) * fx
-    lower = bl + (br - bl) * fx
-    out = upper + (lower - upper) * fy
-    out[~inside] = extrapolation_value
+    image = np.ascontiguousarray(image, np.float32)
+    boxes = np.ascontiguousarray(boxes, np.float32).reshape(-1, 4)
+    box_indices = np.ascontiguousarray(box_indices, np.int64).reshape(-1)
+    ch, cw = (int(v) for v in crop_size)
+    if len(boxes) != len(box_indices):
+        raise ShapeError(f"crop_and_resize: {len(boxes)} boxes but {len(box_indices)} box indices")
+    if len(box_indices) and (box_indices.min() < 0 or box_indices.max() >= image.shape[0]):
+        raise ShapeError(f"crop_and_resize: box indices must be in [0, {image.shape[0]})")
+    out = np.empty((len(boxes), ch, cw, image.shape[3]), np.float32)
+    if len(boxes):
+        _crop_and_resize(image, boxes, box_indices, ch, cw, np.float32(extrapolation_value), out)
     return out
 
 
