@@ -60,7 +60,7 @@ def _stages(ref, key, net, image):
     cfg, shape = net.config, net.config.image_shape
     r = {name: ref[f"{key}/{name}"] for name in ("molded", "window", "rpn_class", "rpn_bbox", "rpn_rois",
                                                 "mrcnn_class", "mrcnn_bbox", "detections", "mrcnn_mask")}
-    molded_u8, window, _ = molding.resize_image(image, cfg)
+    molded_u8, window, scale = molding.resize_image(image, cfg)
     # preprocessing: the same resize up to float64 rounding before the cast to uint8 (one level at most)
     assert np.abs(molding.mold_image(molded_u8, cfg) - r["molded"]).max() <= 1.0 + 1e-4
     assert tuple(window) == tuple(r["window"])
@@ -86,7 +86,8 @@ def _stages(ref, key, net, image):
     assert count == int(np.count_nonzero(det[:, 4])), "a different number of detections"
     np.testing.assert_array_equal(det[:count, 4], r["detections"][:count, 4], "classes (in rank order) differ")
     np.testing.assert_allclose(det[:count, 5], r["detections"][:count, 5], atol=1e-4, err_msg="scores differ")
-    assert np.abs(det[:count, :4] - r["detections"][:count, :4]).max(initial=0) * (shape[0] - 1) <= 0.5
+    # normalised -> molded pixels (x (size - 1)) -> original pixels (/ scale): within half a pixel
+    assert np.abs(det[:count, :4] - r["detections"][:count, :4]).max(initial=0) * (shape[0] - 1) / scale <= 0.5
     masks = net.mask_head(detect.pyramid_roi_align(r["detections"][:count, :4], pyramid, shape, MASK_POOL_SIZE))
     err = relative_error(masks, r["mrcnn_mask"][:count])
     assert err <= 1e-4, f"mrcnn_mask: relative error {err:.3g}"
