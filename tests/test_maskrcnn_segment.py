@@ -177,7 +177,9 @@ def test_rle_round_trip(seed):
 
 
 def test_rle_matches_pycocotools():
-    from pycocotools import mask as mask_util   # in the test extra: missing makes this fail, not skip
+    from pycocotools import (
+        mask as mask_util,  # in the test extra: missing makes this fail, not skip
+    )
     rng = np.random.default_rng(0)
     for _ in range(5):
         mask = np.zeros((50, 70), bool)
