@@ -22,5 +22,8 @@ def load(name: str):
     if spec.task == "classify":   # the registry declares it; the pipeline that runs it lives in vision
         from .vision.classify import Classifier
         return Classifier.from_spec(spec, built)
+    if spec.task == "segment":
+        from .vision.segment import Segmenter
+        return Segmenter(built)
     return built
 

@@ -45,6 +45,7 @@ class RemoteFile:
     md5: str | None     # the digest Keras checks (keras.applications' file_hash)
     licence: str
     archive: bool = False   # a TF-Hub module .tar.gz, unpacked into the folder ``filename``
+    layout: tuple[str, ...] = ()   # layer groups the file must have, where no digest is published
 
 
 REMOTE_WEIGHTS: dict[str, RemoteFile] = {
@@ -58,6 +59,12 @@ REMOTE_WEIGHTS: dict[str, RemoteFile] = {
                            "2cb95161c43110f7111970584f804107", "MIT (Keras applications)"),
     "pnasnet_large": RemoteFile("pnasnet_large", f"{TFHUB}/imagenet/pnasnet_large/classification/2"
                                 "?tf-hub-format=compressed", None, "CC-BY-3.0 (TF-Hub module)", archive=True),
+    # matterport publishes no digest for this file; its layout is checked when it is loaded
+    "mask_rcnn_coco": RemoteFile("mask_rcnn_coco.h5",
+                                 "https://github.com/matterport/Mask_RCNN/releases/download/v2.0/mask_rcnn_coco.h5",
+                                 None, "MIT (matterport/Mask_RCNN)",
+                                 layout=("conv1", "res4w_branch2c", "fpn_p2", "rpn_model", "mrcnn_class_logits",
+                                         "mrcnn_bbox_fc", "mrcnn_mask")),
 }
 
 
@@ -94,7 +101,7 @@ def fetch(model: str, *, url: str | None = None, md5: str | None = None, force: 
         if progress is not None:
             progress.write(f"{remote.filename}: archive sha256 {sha256} (recorded in {PROVENANCE})\n")
         return target
-    download(url or remote.url, target, md5=expected, progress=progress, timeout=timeout)
+    download(url or remote.url, target, md5=expected, progress=progress, timeout=timeout, layout=remote.layout)
     return target
 
 
@@ -130,12 +137,13 @@ def remote_file(model: str) -> RemoteFile:
 
 
 def download(url: str, target: Path, *, md5: str | None, progress: TextIO | None = None,
-             timeout: float = 60.0, signature: bytes = HDF5_SIGNATURE) -> str:
+             timeout: float = 60.0, signature: bytes = HDF5_SIGNATURE, layout: tuple[str, ...] = ()) -> str:
     """Stream ``url`` into ``target`` atomically; returns the SHA-256 of what was written."""
     with atomic_path(target) as tmp:   # readers see no file or the whole, checked file
         with open(tmp, "wb") as out:
             digests = _copy(url, out, progress, timeout)
         _check(url, tmp, digests, md5, signature)
+        _check_layout(url, tmp, layout)
     return digests["sha256"].hexdigest()
 
 
@@ -179,6 +187,21 @@ def _check(url: str, path: Path, digests: dict, md5: str | None, signature: byte
     if md5 is not None and digests["md5"].hexdigest() != md5:
         raise WeightsError(f"{url}: MD5 {digests['md5'].hexdigest()} does not match the official file's "
                            f"{md5}; the download is corrupt or not the official file. Nothing was saved")
+
+
+def _check_layout(url: str, path: Path, layout: tuple[str, ...]) -> None:
+    """Without a published digest, the file's layer groups say whether it is the model's file."""
+    if not layout:
+        return
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            names = {n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs.get("layer_names", [])}
+    except OSError as exc:
+        raise WeightsError(f"{url}: not a readable HDF5 file ({exc}); nothing was saved") from None
+    missing = [g for g in layout if g not in names]
+    if missing:
+        raise WeightsError(f"{url}: the file lacks layer(s) {missing} of the expected model; nothing was saved")
 
 
 def _announced_length(response) -> int | None:

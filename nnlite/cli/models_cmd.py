@@ -33,11 +33,17 @@ def rows(family: str | None = None) -> list[dict]:
     return out
 
 
+def _weights(row: dict) -> str:
+    """present; else "fetch" where `nnlite fetch NAME` downloads them; else missing."""
+    from ..fetch import REMOTE_WEIGHTS
+    return "present" if row["weights_present"] else "fetch" if row["name"] in REMOTE_WEIGHTS else "missing"
+
+
 def _table(items: list[dict]) -> str:
     head = ("name", "family", "input", "params", "weights", "preprocessing")
     lines = [(r["name"], r["family"], "x".join(map(str, r["input_size"])) if r["input_size"] else "any",
               f"{r['params']:,}" if r["params"] is not None else "?",
-              "present" if r["weights_present"] else "missing", r["preprocessing"]) for r in items]
+              _weights(r), r["preprocessing"]) for r in items]
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
     fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([fmt(head), *(fmt(line) for line in lines)])

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..errors import ModelError
 
-FAMILIES = ("nnlite.models.imagenet", "nnlite.models.faceapi")
+FAMILIES = ("nnlite.models.imagenet", "nnlite.models.faceapi", "nnlite.models.maskrcnn")
 
 
 @dataclass(frozen=True)
