@@ -12,7 +12,7 @@ import sys
 from ..errors import NnliteError
 
 # Order here is the order in `nnlite --help`.
-COMMANDS = ("classify", "models", "fetch", "faces", "compare", "inspect", "savedmodel",
+COMMANDS = ("classify", "models", "fetch", "faces", "compare", "inspect", "savedmodel", "onnx",
             "index", "search", "people", "serve")
 
 

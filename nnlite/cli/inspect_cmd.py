@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "multiply-accumulates). With --image, --layer and --out, run the model "
                                    "on the image (with the model's own preprocessing) and save that "
                                    "layer's feature maps as a PNG grid.")
-    p.add_argument("model", help="a model name (see `nnlite models`)")
+    p.add_argument("model", help="a model name (see `nnlite models`) or an .onnx file")
     p.add_argument("--image", help="image to run through the model")
     p.add_argument("--layer", help="layer whose output to render (a name from the table)")
     p.add_argument("--out", type=output_file, help="PNG file to write the feature-map grid to")
@@ -24,7 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import load
-    obj = load(args.model)
+    if args.model.lower().endswith(".onnx"):  # an ONNX file is inspected as the nnlite graph it becomes
+        from .. import onnx
+        obj = onnx.load(args.model)
+    else:
+        obj = load(args.model)
     model = obj.model
     wants_maps = [args.image, args.layer, args.out]
     if not any(wants_maps):

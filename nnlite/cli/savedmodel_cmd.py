@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
-import numpy as np
-
-from ..errors import GraphFormatError, ImageError
-
-SCALES = {"raw": (1.0, 0.0), "unit": (1 / 255.0, 0.0), "symmetric": (1 / 127.5, -1.0)}
+from ..errors import GraphFormatError
+from ._feeds import SCALES, print_outputs, read_feed, split_feed
 
 EPILOG = """\
 feeds:
@@ -70,23 +65,13 @@ def run(args) -> int:
             raise GraphFormatError("--run needs --fetch NAME (the graph has no signature to take outputs from)")
     feeds = {}
     for item in args.feed:
-        name, sep, file = item.partition("=")
-        if not sep or not name or not file:
-            raise GraphFormatError(f"--feed {item!r}: expected NAME=FILE")
+        name, file = split_feed(item)
         if args.signature is not None:
             name = _key_for(model, args.signature, name)
-        feeds[name] = _read_feed(model, args.signature, name, Path(file), args.image_scale)
+        feeds[name] = read_feed(file, _static_hw(model, args.signature, name), args.image_scale)
     values = model.run(feeds, fetches, signature=args.signature)
     names = fetches or list(model.signatures[args.signature].outputs)
-    outputs = {n: v.tolist() for n, v in zip(names, values)}
-    if args.json:
-        json.dump({"outputs": outputs}, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        for n, v in zip(names, values):
-            print(f"{n}: shape {tuple(v.shape)} {v.dtype}")
-            with np.printoptions(precision=6, threshold=20, edgeitems=5):
-                print(v)
+    print_outputs(names, values, args.json)
     return 0
 
 
@@ -146,23 +131,3 @@ def _static_hw(model, signature, name):
     if shape is not None and len(shape) == 4 and shape[1] and shape[2]:
         return int(shape[1]), int(shape[2])
     return None
-
-
-def _read_feed(model, signature, name: str, path: Path, scale: str) -> np.ndarray:
-    if path.suffix.lower() == ".npy":
-        try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise GraphFormatError(f"{path}: cannot read the .npy feed ({exc})") from exc
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            hw = _static_hw(model, signature, name)
-            if hw is not None and im.size != (hw[1], hw[0]):
-                im = im.resize((hw[1], hw[0]), Image.BILINEAR)
-            x = np.asarray(im, np.float32)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ImageError(f"{path}: cannot read the image feed ({exc})") from exc
-    mul, add = SCALES[scale]
-    return (x * np.float32(mul) + np.float32(add))[None]
