@@ -85,6 +85,8 @@ class Lowering:
         self.node = None
         self.dynamic_batch = False
         self.output_layers: dict[str, str] = {}
+        self.layer_tensors: dict[str, list[str]] = {}  # layer -> the tensor names it holds
+        self.left: dict[str, int] = {}
         rng = np.random.default_rng(0)
         for spec in inputs:
             shape = tuple(input_shapes.get(spec.name, spec.shape))
@@ -107,7 +109,7 @@ class Lowering:
         for n in nodes:
             for s in n.input:
                 readers[s] = readers.get(s, 0) + 1
-        self.readers = dict(readers)
+        self.readers, self.left = dict(readers), readers
         for node in nodes:
             self.node = node
             LOWERINGS[node.op_type](self, node, self.attributes(node))
@@ -134,6 +136,8 @@ class Lowering:
         v = self.values.get(tensor)
         if v is None or v.layer is None or v.layer in self.g._inputs:
             return
+        if any(self.left.get(t, 0) > 0 or t in self.outputs for t in self.layer_tensors.get(v.layer, ())):
+            return  # another name for the same layer's output (a folded batch norm, an Identity) is still read
         self.probes.pop(v.layer, None)
         for nhwc in (True, False):
             self.probes.pop(self.variants.get((v.layer, nhwc), ""), None)
@@ -193,7 +197,12 @@ class Lowering:
         self.values[tensor] = Value(None, array, False, array.shape)
 
     def alias(self, tensor: str, source: str) -> None:
-        self.values[tensor] = self.values[source]
+        self.set_value(tensor, self.values[source])
+
+    def set_value(self, tensor: str, v: Value) -> None:
+        self.values[tensor] = v
+        if v.layer is not None:
+            self.layer_tensors.setdefault(v.layer, []).append(tensor)
 
     def fresh(self, base: str) -> str:
         name, k = base or "node", 1
@@ -216,7 +225,7 @@ class Lowering:
         self.probes[lname] = y
         if out is not None:
             shape = (y.shape[0], y.shape[3], y.shape[1], y.shape[2]) if nhwc else y.shape
-            self.values[out] = Value(lname, None, nhwc, tuple(shape))
+            self.set_value(out, Value(lname, None, nhwc, tuple(shape)))
         return lname
 
     def plain(self, tensor: str) -> str:

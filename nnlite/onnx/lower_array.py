@@ -118,7 +118,7 @@ def transpose(ctx, node, a):
     if v.layer is not None and v.nhwc:
         stored = [TO_NCHW[p] for p in perm]  # compose with the NHWC -> NCHW view: one transpose
         if stored == [0, 1, 2, 3]:
-            ctx.values[node.output[0]] = type(v)(v.layer, None, False, tuple(v.shape[p] for p in perm))
+            ctx.set_value(node.output[0], type(v)(v.layer, None, False, tuple(v.shape[p] for p in perm)))
             return
         ctx.emit(arrays.transpose, [v.layer], node.output[0], nhwc=False, perm=stored)
         return
