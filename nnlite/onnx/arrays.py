@@ -108,16 +108,16 @@ BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Pow": np.power
           "Or": np.logical_or}
 
 
-def binary(*xs, op):
-    if op == "Div":
+def binary(*xs, kind):
+    if kind == "Div":
         a, b = xs
         if np.issubdtype(np.asarray(a).dtype, np.integer) and np.issubdtype(np.asarray(b).dtype, np.integer):
             return _int_div(a, b)
         return np.divide(a, b)
     out = xs[0]
     for b in xs[1:]:
-        out = BINARY[op](out, b)
-    return out if op != "Pow" else np.asarray(out, np.asarray(xs[0]).dtype)
+        out = BINARY[kind](out, b)
+    return out if kind != "Pow" else np.asarray(out, np.asarray(xs[0]).dtype)
 
 
 def _erf(x):
@@ -132,8 +132,8 @@ UNARY = {"Neg": np.negative, "Abs": np.abs, "Exp": np.exp, "Log": np.log, "Sqrt"
          "Identity": lambda x: x}
 
 
-def unary(x, *, op):
-    return UNARY[op](x)
+def unary(x, *, kind):
+    return UNARY[kind](x)
 
 
 def clip(x, *, lo=None, hi=None):
@@ -164,11 +164,11 @@ def softmax(x, *, axis=-1, log=False):
     return (z - np.log(s) if log else e / s).astype(x.dtype)
 
 
-def reduce(x, *, op, axes=None, keepdims=True):
+def reduce(x, *, kind, axes=None, keepdims=True):
     axes = None if axes is None else tuple(int(a) for a in axes)
-    if op == "ReduceMean":
+    if kind == "ReduceMean":
         return x.mean(axis=axes, keepdims=keepdims, dtype=np.float64).astype(x.dtype)
-    fn = {"ReduceSum": np.sum, "ReduceMax": np.max, "ReduceMin": np.min, "ReduceProd": np.prod}[op]
+    fn = {"ReduceSum": np.sum, "ReduceMax": np.max, "ReduceMin": np.min, "ReduceProd": np.prod}[kind]
     return fn(x, axis=axes, keepdims=keepdims).astype(x.dtype)
 
 

@@ -211,7 +211,7 @@ class Lowering:
             name = f"{base}_{k}"
         return name
 
-    def emit(self, op, inputs: list[str], out: str | None, *, nhwc: bool, name: str | None = None,
+    def emit(self, op, inputs: list[str], out: str | None, /, *, nhwc: bool, name: str | None = None,
              covers=(), **kw) -> str:
         """Add a layer reading layers ``inputs``, run it on the probe, record it as tensor ``out``."""
         lname = self.fresh(name or out or self.node.output[0])

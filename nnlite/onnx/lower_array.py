@@ -122,6 +122,9 @@ def transpose(ctx, node, a):
             return
         ctx.emit(arrays.transpose, [v.layer], node.output[0], nhwc=False, perm=stored)
         return
+    if v.layer is not None and list(perm) == [0, 3, 1, 2]:  # NHWC -> NCHW (tf2onnx's input): a layout change
+        ctx.set_value(node.output[0], type(v)(v.layer, None, True, tuple(v.shape[p] for p in perm)))
+        return
     ctx.generic(arrays.transpose, node, "Transpose", perm=perm)
 
 
@@ -247,12 +250,12 @@ def binary(ctx, node, a):
             and vals[0].shape == vals[1].shape):
         ctx.emit("add", [v.layer for v in vals], node.output[0], nhwc=True)
         return
-    ctx.generic(arrays.binary, node, op, ins=names, layout="any", op=op)
+    ctx.generic(arrays.binary, node, op, ins=names, layout="any", kind=op)
 
 
 @lowering("Neg", "Abs", "Exp", "Log", "Sqrt", "Tanh", "Floor", "Ceil", "Reciprocal", "Not", "Erf")
 def unary(ctx, node, a):
-    ctx.generic(arrays.unary, node, node.op_type, layout="any", op=node.op_type)
+    ctx.generic(arrays.unary, node, node.op_type, layout="any", kind=node.op_type)
 
 
 @lowering("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd")
@@ -268,10 +271,10 @@ def reduce(ctx, node, a):
     axes = list(range(rank)) if not axes else sorted(x % rank for x in axes)
     keep = bool(a.get("keepdims", 1))
     if v.layer is not None and v.nhwc and (keep or axes == [2, 3]):
-        ctx.emit(arrays.reduce, [v.layer], node.output[0], nhwc=keep, op=node.op_type,
+        ctx.emit(arrays.reduce, [v.layer], node.output[0], nhwc=keep, kind=node.op_type,
                  axes=[STORED_AXIS[x] for x in axes], keepdims=keep)
         return
-    ctx.generic(arrays.reduce, node, node.op_type, ins=node.input[:1], op=node.op_type, axes=axes, keepdims=keep)
+    ctx.generic(arrays.reduce, node, node.op_type, ins=node.input[:1], kind=node.op_type, axes=axes, keepdims=keep)
 
 
 @lowering("Gather")

@@ -248,7 +248,7 @@ def _activation(ctx, node, op: str, **kw):
 @lowering("Relu", "Sigmoid")
 def relu_sigmoid(ctx, node, a):
     if not _activation(ctx, node, node.op_type.lower()):
-        ctx.generic(arrays.unary, node, node.op_type, layout="any", op=node.op_type)
+        ctx.generic(arrays.unary, node, node.op_type, layout="any", kind=node.op_type)
 
 
 @lowering("LeakyRelu")
