@@ -1,0 +1,110 @@
+"""Parity: whole ONNX models run by nnlite.onnx against onnxruntime (the reference) on the same file.
+
+* IResNet-50 (opset 17) and IResNet-100 (opset 11, weights in external data), the ArcFace backbones,
+  built by tools/onnx_iresnet.py from seeded weights (checked once against PyTorch's own export of the
+  same weights, see tools/iresnet_torch.py): 512-d embeddings, relative L2 <= 1e-5.
+* MobileNetV2 as tf2onnx converts the Keras application (opset 11, NHWC input): probabilities within
+  1e-5 and identical top-5 on two real photos.
+* MobileNetV2 exported by torch.onnx with nnlite's bundled ImageNet weights (opsets 11 and 17):
+  ``long`` (it needs files made in the PyTorch environment, which CI does not have), with the Keras
+  conversion above as its short twin in the default run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nnlite.onnx
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTOS = ("data/faceapi/test-images/angry.jpg", "data/faceapi/scenes/bbt1.jpg")
+
+
+@pytest.fixture(scope="session")
+def ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:  # pragma: no cover
+        pytest.fail(f"onnxruntime is required for the ONNX parity tests: {exc}")
+    return onnxruntime
+
+
+def reference(ort, path: Path, feeds: dict) -> list[np.ndarray]:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def rel(a, b) -> float:
+    return float(np.linalg.norm(np.float64(a) - b) / np.linalg.norm(np.float64(b)))
+
+
+def photos(shared_dir, size: int, nchw: bool) -> np.ndarray:
+    images = [np.asarray(Image.open(shared_dir / p).convert("RGB").resize((size, size), Image.BILINEAR),
+                         np.float32) for p in PHOTOS]
+    x = np.stack(images) / np.float32(127.5) - np.float32(1.0)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if nchw else x
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth,opset,external", [(50, 17, False), (100, 11, True)])
+def test_iresnet_matches_onnxruntime(ort, tmp_path, shared_dir, depth, opset, external):
+    from tools.onnx_iresnet import write
+    path = write(depth, tmp_path / f"iresnet{depth}.onnx", opset, external)
+    assert (tmp_path / f"iresnet{depth}.onnx.data").exists() == external
+    x = photos(shared_dir, 112, nchw=True)
+    x = np.concatenate([x, x[:, :, :, ::-1]])  # batch 4: two faces and their mirror images
+    (want,) = reference(ort, path, {"input": x})
+    m = nnlite.onnx.load(path)
+    assert m.opset == opset and [i.name for i in m.inputs] == ["input"]
+    (got,) = m.run({"input": x})
+    assert got.shape == (4, 512)
+    assert rel(got, want) <= 1e-5, f"relative L2 {rel(got, want):.2e}"
+
+
+def _top5(y):
+    return np.argsort(-y, axis=1)[:, :5]
+
+
+@pytest.mark.slow
+def test_keras_mobilenet_v2_via_tf2onnx_matches_onnxruntime(ort, tf, cache_dir, shared_dir):
+    path = cache_dir / "onnx" / "mobilenet_v2_keras_opset11.onnx"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "tools.onnx_exports", "keras", "--arch", "mobilenet_v2",
+                        "--opset", "11", "--out", str(path)], check=True, cwd=REPO,
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), stdout=subprocess.DEVNULL)
+    x = photos(shared_dir, 224, nchw=False)
+    (want,) = reference(ort, path, {"input": x})
+    m = nnlite.onnx.load(path)
+    assert m.opset == 11
+    (got,) = m.run({"input": x})
+    assert want.std() > 1e-3, "the reference is degenerate (uniform probabilities)"
+    assert rel(got, want) <= 1e-5, f"relative L2 {rel(got, want):.2e}"
+    np.testing.assert_array_equal(_top5(got), _top5(want))
+    transposes = [layer for layer in m.model.layers if layer.op == "transpose"]
+    assert not transposes, f"an NHWC file should need no layout change, found {[t.name for t in transposes]}"
+
+
+TORCH_EXPORTS = Path(os.environ.get("NNLITE_ONNX_TORCH_EXPORTS", REPO / ".cache" / "onnx-torch"))
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("opset", [11, 17])
+def test_torch_mobilenet_v2_with_bundled_weights_matches_onnxruntime(ort, shared_dir, opset):
+    path = TORCH_EXPORTS / f"mobilenet_v2_torch_opset{opset}.onnx"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: make it with the PyTorch environment, "
+                    f"python -m tools.onnx_exports torch --opset {opset} --out {path}")
+    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+    x = ((photos(shared_dir, 224, nchw=True) + 1) / 2 - mean) / std
+    (want,) = reference(ort, path, {"input": x})
+    (got,) = nnlite.onnx.load(path).run({"input": x})
+    assert rel(got, want) <= 1e-5, f"relative L2 {rel(got, want):.2e}"
+    np.testing.assert_array_equal(_top5(got), _top5(want))
