@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ShapeError
 
-MAX_FOLDED = 1 << 26  # elements; a constant built at load (ConstantOfShape, Expand, Range) stays below it
+MAX_FOLDED = 1 << 24  # elements; a constant built at load (ConstantOfShape, Expand, Range) stays below it
 
 
 def _bounded(shape, op: str) -> tuple[int, ...]:
@@ -90,6 +90,7 @@ def split(x, *, axis, start, stop):
 def pad(x, *, pads, mode="constant", value=0.0):
     """``pads``: (before, after) per axis."""
     pads = [(int(a), int(b)) for a, b in pads]
+    _bounded([max(n + a + b, 0) for n, (a, b) in zip(x.shape[1:], pads[1:])], "Pad")
     crop = tuple(slice(-min(a, 0), x.shape[i] + min(b, 0) if b < 0 else None) for i, (a, b) in enumerate(pads))
     x = x[crop]
     widths = [(max(a, 0), max(b, 0)) for a, b in pads]

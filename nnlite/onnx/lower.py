@@ -99,6 +99,8 @@ class Lowering:
             if any(s is None for s in shape[1:]):
                 raise UnsupportedOpError(f"{path}: input {spec.name!r} has free sizes {spec.shape}; pass "
                                          f"input_shapes={{{spec.name!r}: (1, ...)}} to fix them")
+            if any(s <= 0 for s in shape[1:]) or int(np.prod(shape[1:])) > 1 << 26:
+                raise GraphFormatError(f"{path}: input {spec.name!r} has an impossible shape {shape}")
             self.g.input(spec.name, shape[1:])
             self.probes[spec.name] = (rng.standard_normal((1, *shape[1:])) * 0.5).astype(np.float32)
             self.values[spec.name] = Value(spec.name, None, False, (1, *shape[1:]))

@@ -37,6 +37,9 @@ def _pads(ctx, a: dict, in_hw, kernel_hw, strides, dilations, ceil_mode: bool = 
         pads = (p[0], p[2], p[1], p[3])
     else:
         raise ctx.fail(f"auto_pad {auto!r}", unsupported=False)
+    if any(not 0 <= p <= MAX_PAD for p in pads) or any(not 1 <= s <= MAX_PAD for s in (*strides, *dilations)):
+        raise ctx.fail(f"pads {list(pads)}, strides {list(strides)} or dilations {list(dilations)} out of range",
+                       unsupported=False)
     if ceil_mode:  # extra bottom/right cells so the last, partial window exists (PyTorch's rule)
         pads = list(pads)
         for i, (n, k, s) in enumerate(zip(in_hw, kernel_hw, strides)):
@@ -47,6 +50,9 @@ def _pads(ctx, a: dict, in_hw, kernel_hw, strides, dilations, ceil_mode: bool = 
             pads[2 * i + 1] = max(hi, (out - 1) * s + k - n - lo)
         pads = tuple(pads)
     return pads
+
+
+MAX_PAD = 1 << 12  # far beyond any real network; a damaged file cannot ask for a gigantic padded copy
 
 
 def grouped_conv2d(x, kernel, bias=None, *, groups, stride, padding, dilation):
@@ -198,6 +204,8 @@ def resize(ctx, node, a):
         oh, ow = int(math.floor(h * float(sh))), int(math.floor(w * float(sw)))
     else:
         raise ctx.fail("Resize needs 4 scales or 4 sizes", unsupported=False)
+    if not (0 < oh <= 1 << 14 and 0 < ow <= 1 << 14):
+        raise ctx.fail(f"output size {oh}x{ow} out of range", unsupported=False)
     mode = a.get("mode", "nearest")
     if mode not in ("nearest", "linear", "bilinear"):
         raise ctx.fail(f"resize mode {mode!r}")
