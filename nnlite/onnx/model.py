@@ -101,6 +101,7 @@ class OnnxModel:
                                    f"{type(exc).__name__}: {exc}") from None
         self._values = low.values
         self._nchw_outputs = low.output_layers
+        self._layer_tensors = low.layer_tensors
 
     def operations(self) -> list[Operation]:
         return [Operation(n.name, n.op_type, list(n.input), list(n.output)) for n in self._nodes]
@@ -133,6 +134,22 @@ class OnnxModel:
             out.append(np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if v.nhwc else a)
         del batch
         return out
+
+    def first_divergence(self, reference: dict, feeds: dict, tolerance: float = 1e-4):
+        """The first layer whose output differs from ``reference`` (tensor name -> activation in the
+        file's layout, e.g. onnxruntime's run with those tensors as outputs); see
+        :meth:`nnlite.graph.Model.first_divergence`. None when every compared layer agrees."""
+        by_layer = {}
+        for layer in self.model.layers:
+            names = self._layer_tensors.get(layer.name, [])
+            wanted = [n for n in names if n in reference]
+            if not wanted:
+                continue
+            name = wanted[-1]  # a folded batch norm's output is the layer's final value
+            v = self._values[name]
+            ref = np.asarray(reference[name])
+            by_layer[layer.name] = np.ascontiguousarray(ref.transpose(0, 2, 3, 1)) if v.nhwc else ref
+        return self.model.first_divergence(by_layer, tolerance=tolerance, **feeds)
 
     def __repr__(self) -> str:
         return f"OnnxModel({str(self.path)!r}, opset {self.opset}, {len(self._nodes)} nodes)"
