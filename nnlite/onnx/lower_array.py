@@ -250,6 +250,10 @@ def binary(ctx, node, a):
             and vals[0].shape == vals[1].shape):
         ctx.emit("add", [v.layer for v in vals], node.output[0], nhwc=True)
         return
+    if op in ("Mul", "Add", "Sub") and len(vals) == 2 and vals[0].layer is not None and vals[1].layer is None:
+        from .lower_nn import fold_affine
+        if fold_affine(ctx, node, names[0], vals[1].const, op):
+            return
     ctx.generic(arrays.binary, node, op, ins=names, layout="any", kind=op)
 
 

@@ -108,6 +108,41 @@ def _fold_target(ctx, tensor: str):
     return layer
 
 
+def fold_affine(ctx, node, tensor: str, c: np.ndarray, kind: str) -> bool:
+    """Fold ``tensor * c``, ``tensor + c`` or ``tensor - c`` (c a per-channel or scalar constant) into the
+    conv/dense layer producing ``tensor`` (tf2onnx writes batch norm this way). False when it cannot."""
+    layer = _fold_target(ctx, tensor)
+    v = ctx.values[tensor]
+    if layer is None or c.dtype.kind != "f" or not (v.nhwc or len(v.shape) == 2):
+        return False
+    channels = v.shape[1]
+    if c.size == 1:
+        vec = np.full(channels, float(c.reshape(-1)[0]))
+    elif v.nhwc and c.ndim >= 3 and c.shape[-3:] == (channels, 1, 1) and c.size == channels:
+        vec = c.reshape(-1).astype(np.float64)
+    elif not v.nhwc and c.shape[-1:] == (channels,) and c.size == channels:
+        vec = c.reshape(-1).astype(np.float64)
+    else:
+        return False
+    if c.ndim > len(v.shape):
+        return False
+    kernel = layer.weights["kernel"].astype(np.float64)
+    bias = layer.weights.get("bias", np.zeros(channels)).astype(np.float64)
+    if kind == "Mul":
+        kk = vec.reshape(kernel.shape[2], kernel.shape[3]) if layer.op == "depthwise_conv2d" else vec
+        layer.weights["kernel"], bias = (kernel * kk).astype(np.float32), bias * vec
+        probe = ctx.probes[layer.name].astype(np.float64) * vec
+    else:
+        shift = vec if kind == "Add" else -vec
+        bias = bias + shift
+        probe = ctx.probes[layer.name].astype(np.float64) + shift
+    layer.weights["bias"] = bias.astype(np.float32)
+    ctx.probes[layer.name] = probe.astype(np.float32)
+    layer.covers = (layer.name, node.output[0])
+    ctx.alias(node.output[0], tensor)
+    return True
+
+
 @lowering("BatchNormalization")
 def batch_norm(ctx, node, a):
     eps = a.get("epsilon", 1e-5)
