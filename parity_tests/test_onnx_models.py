@@ -5,7 +5,8 @@
   same weights, see tools/iresnet_torch.py): 512-d embeddings, relative L2 <= 1e-5.
 * MobileNetV2 as tf2onnx converts the Keras application (opset 11, NHWC input): probabilities within
   1e-5 and identical top-5 on two real photos.
-* MobileNetV2 exported by torch.onnx with nnlite's bundled ImageNet weights (opsets 11 and 17):
+* MobileNetV2 (opsets 11 and 17) and EfficientNet-Lite0 (opset 17, TF 'same' padding as Pad nodes fed by
+  shape arithmetic) exported by torch.onnx with nnlite's bundled ImageNet weights:
   ``long`` (it needs files made in the PyTorch environment, which CI does not have), with the Keras
   conversion above as its short twin in the default run.
 """
@@ -95,12 +96,12 @@ TORCH_EXPORTS = Path(os.environ.get("NNLITE_ONNX_TORCH_EXPORTS", REPO / ".cache"
 
 
 @pytest.mark.long
-@pytest.mark.parametrize("opset", [11, 17])
-def test_torch_mobilenet_v2_with_bundled_weights_matches_onnxruntime(ort, shared_dir, opset):
-    path = TORCH_EXPORTS / f"mobilenet_v2_torch_opset{opset}.onnx"
+@pytest.mark.parametrize("arch,opset", [("mobilenet_v2", 11), ("mobilenet_v2", 17), ("efficientnet_lite0", 17)])
+def test_torch_exports_with_bundled_weights_match_onnxruntime(ort, shared_dir, arch, opset):
+    path = TORCH_EXPORTS / f"{arch}_torch_opset{opset}.onnx"
     if not path.exists():
         pytest.fail(f"{path} is missing: make it with the PyTorch environment, "
-                    f"python -m tools.onnx_exports torch --opset {opset} --out {path}")
+                    f"python -m tools.onnx_exports torch --arch {arch} --opset {opset} --out {path}")
     mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
     std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
     x = ((photos(shared_dir, 224, nchw=True) + 1) / 2 - mean) / std
