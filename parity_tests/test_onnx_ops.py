@@ -1,7 +1,8 @@
 """Parity: one small ONNX graph per operator form (built with the ``onnx`` package), run by nnlite.onnx
 and by onnxruntime on the same seeded input. Relative L2 <= 1e-5 each: convolution variants (groups,
 depthwise, dilation, auto_pad, asymmetric pads), pooling (ceil_mode, count_include_pad), Resize modes,
-Pad/Slice/Split/Concat on NHWC tensors, shape arithmetic folded at load (Shape -> Gather -> Concat ->
+Pad/Slice/Split/Concat on NHWC tensors, a zero Pad merged into the next Conv, per-channel Mul/Add
+folded into a depthwise conv, shape arithmetic folded at load (Shape -> Gather -> Concat ->
 Reshape), activations, Softmax, Gemm/MatMul and reductions."""
 
 from __future__ import annotations
@@ -152,6 +153,15 @@ CASES = {
     "batchnorm_standalone": single("BatchNormalization", (2, 3, 5, 4),
                                    [const("s", (3,)), const("bb", (3,)), const("mu", (3,)),
                                     const("var", value=[0.5, 1.0, 2.0])], ["s", "bb", "mu", "var"]),
+    "pad_merged_into_conv": lambda: ([helper.make_node("Pad", ["x", "p"], ["xp"]),
+                                      *conv("xp", "y", "w", 6, 5, 3, strides=[2, 2])[0]],
+                                     [const("p", value=[0, 0, 0, 1, 0, 0, 1, 2], dtype=np.int64),
+                                      *conv("xp", "y", "w", 6, 5, 3)[1]], (2, 6, 9, 10)),
+    "mul_add_folded_into_depthwise": lambda: ([*conv("x", "c", "w", 6, 6, 3, group=6)[0],
+                                               helper.make_node("Mul", ["c", "s"], ["m"]),
+                                               helper.make_node("Add", ["m", "t"], ["y"])],
+                                              [*conv("x", "c", "w", 6, 6, 3, group=6)[1], const("s", (6, 1, 1)),
+                                               const("t", (1, 6, 1, 1))], (2, 6, 9, 10)),
     "clip_opset6_attrs": single("Clip", opset=6, min=-0.2, max=0.3),
 }
 
@@ -172,3 +182,17 @@ def test_op_matches_onnxruntime(tmp_path, name):
     assert got.shape == want.shape
     err = float(np.linalg.norm(np.float64(got) - want) / np.linalg.norm(want))
     assert err <= 1e-5, f"{name}: relative L2 {err:.2e}"
+
+
+@pytest.mark.parametrize("name,absent", [("pad_merged_into_conv", {"Pad", "transpose"}),
+                                         ("mul_add_folded_into_depthwise", {"Mul", "Add", "Binary"}),
+                                         ("conv_plain", {"transpose"})])
+def test_layout_and_folding_leave_no_extra_layers(tmp_path, name, absent):
+    nodes, inits, shape = CASES[name]()
+    path = tmp_path / "m.onnx"
+    onnx.save_model(model(nodes, inits, shape), path)
+    layers = nnlite.onnx.load(path).model.layers
+    ops = [layer.op for layer in layers]
+    # one transpose in (NCHW -> NHWC) and one out are expected; nothing else
+    assert ops.count("transpose") <= 2
+    assert not ({op for op in ops if op != "transpose"} & absent), ops

@@ -112,6 +112,11 @@ class Lowering:
             for s in n.input:
                 readers[s] = readers.get(s, 0) + 1
         self.readers, self.left = dict(readers), readers
+        self.consumers: dict[str, list] = {}
+        for n in nodes:
+            for s in n.input:
+                self.consumers.setdefault(s, []).append(n)
+        self.pending_pads: dict[str, tuple[int, int, int, int]] = {}  # zero Pad merged into the next Conv
         for node in nodes:
             self.node = node
             LOWERINGS[node.op_type](self, node, self.attributes(node))

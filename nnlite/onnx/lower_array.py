@@ -218,11 +218,29 @@ def pad(ctx, node, a):
                 full[ax % rank], full[ax % rank + rank] = pads[j], pads[j + len(axes)]
             pads = full
     pairs = [(pads[i], pads[i + rank]) for i in range(rank)]
+    if _merge_into_conv(ctx, node, v, pairs, mode, value):
+        return
     if v.layer is not None and v.nhwc:
         stored = [pairs[0], pairs[2], pairs[3], pairs[1]]
         ctx.emit(arrays.pad, [v.layer], node.output[0], nhwc=True, pads=stored, mode=mode, value=value)
         return
     ctx.generic(arrays.pad, node, "Pad", ins=node.input[:1], pads=pairs, mode=mode, value=value)
+
+
+def _merge_into_conv(ctx, node, v, pairs, mode, value) -> bool:
+    """A zero Pad of H and W read only by a Conv with explicit pads becomes part of that Conv's padding
+    (TF 'same' padding as PyTorch/tf2onnx exports write it): no padded copy is made."""
+    out = node.output[0]
+    readers = ctx.consumers.get(out, [])
+    if (v.layer is None or len(v.shape) != 4 or mode != "constant" or value != 0 or out in ctx.outputs
+            or any(p < 0 for pair in pairs for p in pair) or pairs[0] != (0, 0) or pairs[1] != (0, 0)
+            or len(readers) != 1 or readers[0].op_type != "Conv" or readers[0].input[0] != out
+            or ctx.attributes(readers[0]).get("auto_pad", "NOTSET") != "NOTSET"):
+        return False
+    shape = (v.shape[0], v.shape[1], v.shape[2] + sum(pairs[2]), v.shape[3] + sum(pairs[3]))
+    ctx.set_value(out, type(v)(v.layer, None, v.nhwc, shape))
+    ctx.pending_pads[out] = (pairs[2][0], pairs[2][1], pairs[3][0], pairs[3][1])
+    return True
 
 
 @lowering("Cast")

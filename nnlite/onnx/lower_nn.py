@@ -78,6 +78,9 @@ def conv(ctx, node, a):
     strides, dil = tuple(a.get("strides", (1, 1))), tuple(a.get("dilations", (1, 1)))
     v = ctx.values[node.input[0]]
     pads = _pads(ctx, a, v.shape[2:], (kh, kw), strides, dil)
+    extra = ctx.pending_pads.get(node.input[0])
+    if extra is not None:  # a zero Pad merged into this convolution (see lower_array._merge_into_conv)
+        pads = tuple(p + e for p, e in zip(pads, extra))
     bias = None if b is None else b.astype(np.float32).reshape(-1)
     cin = v.shape[1]
     if cin != cin_g * group or cout % group:
