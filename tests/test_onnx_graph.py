@@ -64,3 +64,13 @@ def test_inspect_and_onnx_cli(tmp_path, capsys):
     assert "no input named 'nope'" in capsys.readouterr().err
     assert cli_main(["onnx", str(tmp_path / "x.npy")]) == 2
     assert "not an ONNX model" in capsys.readouterr().err
+
+
+def test_prelu_kernel_matches_its_reference():
+    from nnlite.onnx.arrays import prelu
+    from nnlite.onnx.prelu import prelu_channels
+    rng = np.random.default_rng(8)
+    for shape in [(1, 5, 7, 3), (2, 56, 56, 64), (3, 17)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        slope = rng.uniform(-0.5, 0.5, shape[-1]).astype(np.float32)
+        np.testing.assert_array_equal(prelu_channels(x, slope=slope), prelu(x, slope))

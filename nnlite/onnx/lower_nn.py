@@ -321,6 +321,13 @@ def clip(ctx, node, a):
 
 @lowering("PRelu")
 def prelu(ctx, node, a):
+    v, sv = ctx.values[node.input[0]], ctx.values[node.input[1]]
+    if v.layer is not None and v.nhwc and sv.layer is None and sv.const.size == v.shape[1] and (
+            sv.const.ndim <= 1 or sv.const.shape[-3:] == (v.shape[1], 1, 1)):
+        from .prelu import prelu_channels
+        slope = np.ascontiguousarray(sv.const.reshape(-1).astype(np.float32))  # (C,)
+        ctx.emit(prelu_channels, [v.layer], node.output[0], nhwc=True, slope=slope)
+        return
     ctx.generic(arrays.prelu, node, "PRelu", layout="any")
 
 
