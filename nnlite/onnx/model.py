@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import GraphFormatError, ModelError, NnliteError, ShapeError, UnsupportedOpError
+from ..errors import GraphFormatError, ModelError, NnliteError, UnsupportedOpError
 from . import schema  # noqa: F401  (registers the message tables)
 from .tensors import DTYPE_NAMES, to_array
 from ..savedmodel.wire import decode
@@ -123,7 +123,6 @@ class OnnxModel:
             by = dict(zip(self.model.outputs, outs))
             return [by[self._nchw_outputs[n]] for n in names]
         acts = self.model.trace(**feeds)
-        batch = next(iter(feeds.values())).shape[0] if feeds else 1
         out = []
         for n in names:
             v = self._values[n]
@@ -132,7 +131,6 @@ class OnnxModel:
                 continue
             a = acts[v.layer]
             out.append(np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if v.nhwc else a)
-        del batch
         return out
 
     def first_divergence(self, reference: dict, feeds: dict, tolerance: float = 1e-4):
@@ -214,4 +212,4 @@ def check_supported(nodes, path) -> None:
         raise err
 
 
-__all__ = ["load", "OnnxModel", "TensorSpec", "Operation", "ShapeError"]
+__all__ = ["OnnxModel", "Operation", "TensorSpec", "load"]
