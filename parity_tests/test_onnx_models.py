@@ -5,6 +5,8 @@
   same weights, see tools/iresnet_torch.py): 512-d embeddings, relative L2 <= 1e-5.
 * MobileNetV2 as tf2onnx converts the Keras application (opset 11, NHWC input): probabilities within
   1e-5 and identical top-5 on two real photos.
+* two tiny CNNs written by PyTorch's exporters (TorchScript at opset 11, torch.export at opset 18),
+  committed in tests/data/onnx/ (tools/onnx_torch_fixtures.py), so CI runs real torch.onnx files;
 * MobileNetV2 (opsets 11 and 17) and EfficientNet-Lite0 (opset 17, TF 'same' padding as Pad nodes fed by
   shape arithmetic) exported by torch.onnx with nnlite's bundled ImageNet weights:
   ``long`` (it needs files made in the PyTorch environment, which CI does not have), with the Keras
@@ -90,6 +92,19 @@ def test_keras_mobilenet_v2_via_tf2onnx_matches_onnxruntime(ort, tf, cache_dir, 
     np.testing.assert_array_equal(_top5(got), _top5(want))
     transposes = [layer for layer in m.model.layers if layer.op == "transpose"]
     assert not transposes, f"an NHWC file should need no layout change, found {[t.name for t in transposes]}"
+
+
+@pytest.mark.parametrize("name", ["tiny_torchscript_opset11", "tiny_dynamo_opset18"])
+def test_committed_torch_exports_match_onnxruntime(ort, name):
+    path = REPO / "tests" / "data" / "onnx" / f"{name}.onnx"
+    x = np.random.default_rng(2).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    (want,) = reference(ort, path, {"input": x})
+    m = nnlite.onnx.load(path)
+    (got,) = m.run({"input": x})
+    assert want.std() > 1e-3
+    assert rel(got, want) <= 1e-5, f"relative L2 {rel(got, want):.2e}"
+    np.testing.assert_array_equal(_top5(got), _top5(want))
+    assert not {layer.op for layer in m.model.layers} & {"Pad", "BatchNormalization", "Shape", "Gather"}
 
 
 TORCH_EXPORTS = Path(os.environ.get("NNLITE_ONNX_TORCH_EXPORTS", REPO / ".cache" / "onnx-torch"))
