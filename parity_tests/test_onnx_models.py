@@ -124,3 +124,19 @@ def test_torch_exports_with_bundled_weights_match_onnxruntime(ort, shared_dir, a
     (got,) = nnlite.onnx.load(path).run({"input": x})
     assert rel(got, want) <= 1e-5, f"relative L2 {rel(got, want):.2e}"
     np.testing.assert_array_equal(_top5(got), _top5(want))
+
+
+@pytest.mark.slow
+def test_cli_feeds_an_image_to_an_nhwc_file(ort, tf, cache_dir, shared_dir, capsys):
+    import json
+
+    from nnlite.cli import main as cli_main
+    path = cache_dir / "onnx" / "mobilenet_v2_keras_opset11.onnx"
+    if not path.exists():
+        test_keras_mobilenet_v2_via_tf2onnx_matches_onnxruntime(ort, tf, cache_dir, shared_dir)
+    photo = shared_dir / PHOTOS[0]
+    assert cli_main(["onnx", str(path), "--run", "--feed", f"input={photo}", "--image-scale", "symmetric",
+                     "--json"]) == 0
+    (got,) = json.loads(capsys.readouterr().out)["outputs"].values()
+    (want,) = reference(ort, path, {"input": photos(shared_dir, 224, nchw=False)[:1]})
+    assert rel(np.array(got, np.float32), want) <= 1e-5

@@ -14,7 +14,8 @@ EPILOG = """\
 feeds:
   --feed NAME=FILE.npy   the array is fed exactly as stored (NCHW for image inputs, as the file expects).
   --feed NAME=IMAGE      a .jpg/.png/... is decoded to RGB, resized (bilinear) to the input's static
-                         height x width, laid out as (1, 3, H, W) float32 0..255 (--image-scale raw, the
+                         height x width, laid out as (1, 3, H, W) -- or (1, H, W, 3) when the input is
+                         NHWC, as tf2onnx writes Keras models -- float32 0..255 (--image-scale raw, the
                          default); unit divides by 255, symmetric maps to -1..1 (x/127.5 - 1).
 examples:
   nnlite onnx model.onnx --ops
@@ -56,9 +57,11 @@ def run(args) -> int:
         if name not in specs:
             raise GraphFormatError(f"{args.path}: no input named {name!r} (inputs: {', '.join(specs)})")
         shape = specs[name].shape
-        hw = (shape[2], shape[3]) if len(shape) == 4 and shape[2] and shape[3] else None
+        nhwc = len(shape) == 4 and shape[3] == 3 and shape[1] != 3  # tf2onnx keeps Keras's NHWC input
+        hw = shape[1:3] if nhwc else shape[2:4]
+        hw = tuple(hw) if len(shape) == 4 and all(hw) else None
         x = read_feed(file, hw, args.image_scale)
-        if file.suffix.lower() != ".npy":
+        if file.suffix.lower() != ".npy" and not nhwc:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # the image as (1, 3, H, W)
         feeds[name] = x
     names = args.fetch or [o.name for o in model.outputs]
