@@ -2,6 +2,9 @@
 
 * ``keras``: a Keras application (seeded, batch-norm-calibrated weights, as ``tools.export_savedmodels``
   makes them) converted by tf2onnx -- runs in CI (TensorFlow and tf2onnx are test dependencies).
+* ``bundled``: nnlite's bundled ImageNet models with their real weights, as Keras models
+  (``tools/imagenet_tf``: squeezenet1_1, mobilenet_v2, efficientnet_lite0) converted by tf2onnx -- runs
+  in CI.
 * ``torch``: torchvision's MobileNetV2, or EfficientNet-Lite0 (a small PyTorch module below, written
   from the architecture table of ``nnlite/models/imagenet/efficientnet_lite0.py``, TF 'same' padding as
   explicit Pad nodes), with nnlite's bundled weights (``weights/imagenet``), exported by ``torch.onnx``
@@ -111,6 +114,26 @@ def efficientnet_lite0_torch():
     return Lite0()
 
 
+def bundled_export(name: str, opset: int, out: Path) -> Path:
+    """tf2onnx conversion of a bundled model's Keras twin (real ImageNet weights); NHWC input "input"."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import tf2onnx
+
+    from tools.imagenet_tf import build
+    model, _ = build(name)
+    spec = (tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32, name="input"),)
+
+    @tf.function(input_signature=spec)
+    def forward(t):
+        return {"output": model(t, training=False)}
+
+    tmp = out.with_name(out.name + ".tmp")
+    tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset, output_path=str(tmp))
+    tmp.replace(out)
+    return out
+
+
 def torch_export(opset: int, out: Path, arch: str = "mobilenet_v2") -> Path:
     """torchvision MobileNetV2 or EfficientNet-Lite0 with the bundled ImageNet weights; input "input"
     (N, 3, 224, 224)."""
@@ -133,14 +156,18 @@ def torch_export(opset: int, out: Path, arch: str = "mobilenet_v2") -> Path:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("source", choices=("keras", "torch"))
+    p.add_argument("source", choices=("keras", "bundled", "torch"))
     p.add_argument("--arch", default="mobilenet_v2")
     p.add_argument("--size", type=int, default=None)
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
-    path = (keras_export(a.arch, a.opset, a.out, a.size) if a.source == "keras"
-            else torch_export(a.opset, a.out, a.arch))
+    if a.source == "keras":
+        path = keras_export(a.arch, a.opset, a.out, a.size)
+    elif a.source == "bundled":
+        path = bundled_export(a.arch, a.opset, a.out)
+    else:
+        path = torch_export(a.opset, a.out, a.arch)
     print(path)
 
 
