@@ -162,6 +162,14 @@ CASES = {
                                                helper.make_node("Add", ["m", "t"], ["y"])],
                                               [*conv("x", "c", "w", 6, 6, 3, group=6)[1], const("s", (6, 1, 1)),
                                                const("t", (1, 6, 1, 1))], (2, 6, 9, 10)),
+    "resize_opset10_nearest": single("Resize", (1, 2, 5, 7), [const("s", value=[1, 1, 1.7, 2.5])], ["s"],
+                                     opset=10, mode="nearest"),
+    "resize_opset10_linear": single("Resize", (1, 2, 5, 7), [const("s", value=[1, 1, 1.7, 0.6])], ["s"],
+                                    opset=10, mode="linear"),
+    "upsample_opset9_nearest": single("Upsample", (1, 2, 5, 7), [const("s", value=[1, 1, 2, 3])], ["s"],
+                                      opset=9, mode="nearest"),
+    "upsample_opset9_linear": single("Upsample", (1, 2, 5, 7), [const("s", value=[1, 1, 2, 1.5])], ["s"],
+                                     opset=9, mode="linear"),
     "clip_opset6_attrs": single("Clip", opset=6, min=-0.2, max=0.3),
 }
 
@@ -173,7 +181,7 @@ def test_op_matches_onnxruntime(tmp_path, name):
     nodes, inits, shape = make()
     m = model(nodes, inits, shape, opset=getattr(make, "opset", 17))
     if getattr(make, "opset", 17) < 11:
-        m.ir_version = 3
+        m.ir_version = 3 if make.opset <= 6 else 5
     path = tmp_path / f"{name}.onnx"
     onnx.save_model(m, path)
     x = np.random.default_rng(9).standard_normal(shape).astype(np.float32)
