@@ -14,7 +14,8 @@ from nnlite.errors import ImageError, ModelError, ShapeError
 from nnlite.vision import align
 from nnlite.vision.faces import Face, FaceMatcher, FacePipeline, face_distance
 
-JSON_FACE_KEYS = ["box", "score", "landmarks", "descriptor", "age", "gender", "gender_probability", "expression"]
+JSON_FACE_KEYS = ["box", "score", "landmarks", "recognizer", "descriptor", "age", "gender", "gender_probability",
+                  "expression"]
 
 
 @pytest.fixture(scope="module")

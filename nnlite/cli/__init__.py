@@ -12,7 +12,7 @@ import sys
 from ..errors import NnliteError
 
 # Order here is the order in `nnlite --help`.
-COMMANDS = ("classify", "models", "fetch", "faces", "compare", "inspect", "savedmodel", "segment",
+COMMANDS = ("classify", "models", "fetch", "faces", "compare", "inspect", "savedmodel", "onnx", "segment",
             "index", "search", "people", "serve")
 
 

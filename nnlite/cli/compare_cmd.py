@@ -1,10 +1,13 @@
 """`nnlite compare IMAGE1 IMAGE2`: are the most prominent faces of two photos the same person?
 
 The most prominent face is the one with the largest box. Same person when the descriptor distance is
-below 0.6 (face-api.js's threshold). With ``--json``, exactly one JSON object::
+below 0.6 (face-api.js's threshold), or, with ``--recognizer arcface --arcface-model PATH.onnx``, when the
+cosine similarity of the ArcFace embeddings is at least 0.35. With ``--json``, exactly one JSON object::
 
-    {"image1": path, "image2": path, "box1": [x, y, w, h], "box2": [x, y, w, h],
+    {"image1": path, "image2": path, "box1": [x, y, w, h], "box2": [x, y, w, h], "recognizer": "faceapi",
      "distance": d, "threshold": 0.6, "same_person": true|false}
+
+(with arcface: ``"recognizer": "arcface", "similarity": s, "threshold": 0.35``).
 
 A photo without a face is an error (exit status 2). Tight face crops (passport-style photos) often
 defeat the detector: ``--crops`` skips detection and describes each whole image as one face, as
@@ -17,6 +20,7 @@ import argparse
 import json
 
 from ..errors import NnliteError
+from .faces_cmd import add_recognizer_args, recognizer_kwargs
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--align", choices=("facecrop", "rotate"), default="facecrop", help="alignment")
     p.add_argument("--crops", action="store_true",
                    help="the images are already face crops: skip detection, use each whole image")
+    add_recognizer_args(p)
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.set_defaults(func=run)
 
@@ -45,15 +50,17 @@ def main_face(pipeline, image: str, crops: bool = False):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..vision.faces import DEFAULT_THRESHOLD, FacePipeline, face_distance
-    pipeline = FacePipeline(detector=args.detector, align=args.align, attributes=False)
+    from ..vision.faces import FacePipeline
+    from ..vision.recognizers import compare
+    pipeline = FacePipeline(detector=args.detector, align=args.align, attributes=False, **recognizer_kwargs(args))
     a, b = main_face(pipeline, args.image1, args.crops), main_face(pipeline, args.image2, args.crops)
-    dist = face_distance(a.descriptor, b.descriptor)
-    same = dist < DEFAULT_THRESHOLD
+    c = compare(a.descriptor, b.descriptor, a.recognizer, b.recognizer)
+    key = "similarity" if c.recognizer == "arcface" else "distance"
     if args.json:
         print(json.dumps({"image1": args.image1, "image2": args.image2, "box1": list(a.box), "box2": list(b.box),
-                          "distance": dist, "threshold": DEFAULT_THRESHOLD, "same_person": bool(same)}))
+                          "recognizer": c.recognizer, key: c.value, "threshold": c.threshold,
+                          "same_person": bool(c.same_person)}))
     else:
-        print(f"distance {dist:.3f}: {'same person' if same else 'different people'} "
-              f"(threshold {DEFAULT_THRESHOLD})")
+        print(f"{c.metric} {c.value:.3f}: {'same person' if c.same_person else 'different people'} "
+              f"(threshold {c.threshold})")
     return 0

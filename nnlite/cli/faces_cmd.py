@@ -4,7 +4,7 @@ With ``--json`` the output is exactly one JSON object (boxes and landmarks in or
 
     {"image": path, "width": W, "height": H,
      "faces": [{"box": [x, y, w, h], "box_in_image": [x, y, w, h], "score": s, "landmarks": [[x, y] x 68],
-                "descriptor": [128 floats],
+                "recognizer": "faceapi"|"arcface", "descriptor": [128 or 512 floats],
                 "age": a, "gender": "male"|"female", "gender_probability": p,
                 "expression": {"neutral": p, "happy": p, "sad": p, "angry": p, "fearful": p,
                                "disgusted": p, "surprised": p}}]}
@@ -32,10 +32,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="detection threshold, between 0 and 1 (default 0.5)")
     p.add_argument("--align", choices=("facecrop", "rotate"), default="facecrop",
                    help="face-api.js's crops (default) or rotate the eyes level first")
+    add_recognizer_args(p)
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.add_argument("--out", metavar="PNG", type=output_file,
                    help="also write the photo with boxes, landmarks and labels")
     p.set_defaults(func=run)
+
+
+def add_recognizer_args(p) -> None:
+    """--recognizer / --arcface-model, shared with `nnlite compare`."""
+    p.add_argument("--recognizer", choices=("faceapi", "arcface"), default="faceapi",
+                   help="descriptor net: face-api.js's 128-d (default) or an ArcFace 512-d ONNX model")
+    p.add_argument("--arcface-model", metavar="PATH.onnx", default=None,
+                   help="the ArcFace .onnx file (input 1x3x112x112, output 512-d), with --recognizer arcface")
+
+
+def recognizer_kwargs(args) -> dict:
+    from ..errors import ModelError
+    if args.recognizer == "arcface" and not args.arcface_model:
+        raise ModelError("--recognizer arcface needs --arcface-model PATH.onnx")
+    return {"recognizer": args.recognizer, "arcface_model": args.arcface_model}
 
 
 def faces_json(image: str, pixels, faces) -> dict:
@@ -50,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from ..vision.align import box_in_image
     from ..vision.faces import FacePipeline, load_rgb
     pixels = load_rgb(args.image)
-    pipeline = FacePipeline(detector=args.detector, min_score=args.min_score, align=args.align)
+    pipeline = FacePipeline(detector=args.detector, min_score=args.min_score, align=args.align,
+                            **recognizer_kwargs(args))
     faces = pipeline.detect(pixels)
     if args.out:
         from ..vision.draw import save_annotated

@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "multiply-accumulates). With --image, --layer and --out, run the model "
                                    "on the image (with the model's own preprocessing) and save that "
                                    "layer's feature maps as a PNG grid.")
-    p.add_argument("model", help="a model name (see `nnlite models`), or a SavedModel directory or frozen .pb")
+    p.add_argument("model", help="a model name (see `nnlite models`), a SavedModel directory, a frozen .pb or an "
+                                 ".onnx file")
     p.add_argument("--image", help="image to run through the model")
     p.add_argument("--layer", help="layer whose output to render (a name from the table)")
     p.add_argument("--out", type=output_file, help="PNG file to write the feature-map grid to")
@@ -52,18 +53,22 @@ class _SavedModelView:
         self.model, self.scale = self.saved.model, scale
 
     def image_input(self, image_src):
-        from .savedmodel_cmd import _read_feed
+        from ._feeds import read_feed
+        from .savedmodel_cmd import _static_hw
         names = list(self.model.inputs)
         if len(names) != 1:
             raise ModelError(f"{self.model.name} has {len(names)} inputs {names}; feed them with "
                              "`nnlite savedmodel --run` instead")
-        return _read_feed(self.saved, None, names[0], Path(image_src), self.scale)
+        return read_feed(Path(image_src), _static_hw(self.saved, None, names[0]), self.scale)
 
 
 def _open(args: argparse.Namespace):
-    if Path(args.model).exists():
+    if Path(args.model).exists() and not args.model.lower().endswith(".onnx"):
         return _SavedModelView(args.model, args.tags, args.image_scale)
     from .. import load
+    if args.model.lower().endswith(".onnx"):  # an ONNX file is inspected as the nnlite graph it becomes
+        from .. import onnx
+        return onnx.load(args.model)
     return load(args.model)
 
 

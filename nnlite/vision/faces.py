@@ -39,12 +39,13 @@ class Face:
     box: tuple[float, float, float, float]
     score: float
     landmarks: np.ndarray                       # (68, 2) float32
-    descriptor: np.ndarray | None = None        # (128,) float32
+    descriptor: np.ndarray | None = None        # (128,) faceapi or (512,) arcface, float32
     age: float | None = None
     gender: str | None = None                   # "male" | "female"
     gender_probability: float | None = None
     expression: dict[str, float] | None = None  # the 7 labels of EXPRESSIONS -> probability
     aligned_box: tuple[float, float, float, float] | None = field(default=None, repr=False)
+    recognizer: str = "faceapi"                 # which net made the descriptor (see nnlite.vision.recognizers)
 
     def to_json(self) -> dict:
         """The ``nnlite faces --json`` shape of one face (plain Python numbers and lists)."""
@@ -52,6 +53,7 @@ class Face:
             "box": [float(v) for v in self.box],
             "score": float(self.score),
             "landmarks": [[float(x), float(y)] for x, y in np.asarray(self.landmarks)],
+            "recognizer": self.recognizer,
             "descriptor": None if self.descriptor is None else [float(v) for v in self.descriptor],
             "age": None if self.age is None else float(self.age),
             "gender": self.gender,
@@ -76,12 +78,18 @@ class FacePipeline:
     detector: "ssd" (SsdMobilenetv1, 512 input) or "tiny" (TinyFaceDetector, ``input_size``, default 416);
     min_score: detection threshold (face-api.js default 0.5); align: "facecrop" | "rotate";
     landmarks: "full" | "tiny" landmark net; attributes: also run age/gender and expression nets.
-    The nets load once, on first use.
+    recognizer: "faceapi" (128-d, face-api.js) or "arcface" (512-d, the ONNX model ``arcface_model``,
+    see :mod:`nnlite.vision.arcface`). The nets load once, on first use.
     """
 
     def __init__(self, detector: str = "ssd", min_score: float = 0.5, align: str = "facecrop",
-                 landmarks: str = "full", attributes: bool = True, input_size: int = 416):
+                 landmarks: str = "full", attributes: bool = True, input_size: int = 416,
+                 recognizer: str = "faceapi", arcface_model=None):
         _choice("detector", detector, ("ssd", "tiny"))
+        _choice("recognizer", recognizer, ("faceapi", "arcface"))
+        if recognizer == "arcface" and arcface_model is None:
+            raise ModelError("face pipeline: recognizer 'arcface' needs arcface_model= (an ArcFace .onnx file)")
+        self.recognizer, self.arcface_model = recognizer, arcface_model
         _choice("align", align, ("facecrop", "rotate"))
         _choice("landmarks", landmarks, ("full", "tiny"))
         if not isinstance(min_score, (int, float, np.number)) or not 0.0 < float(min_score) < 1.0:
@@ -103,9 +111,14 @@ class FacePipeline:
                 "age_gender": age_gender.AgeGenderNet,
                 "expression": face_expression.FaceExpressionNet,
                 "detector": self._make_detector,
+                "arcface": self._make_arcface,
             }[key]
             self._nets[key] = make()
         return self._nets[key]
+
+    def _make_arcface(self):
+        from .arcface import ArcFaceRecognizer
+        return ArcFaceRecognizer(self.arcface_model)
 
     def _make_detector(self):
         if self.detector_name == "ssd":
@@ -149,8 +162,12 @@ class FacePipeline:
             landmarks = (np.asarray(pts, np.float64) + np.array(box[:2])).astype(np.float32)
             faces.append(Face(box=box, score=score, landmarks=landmarks))
         desc_crops, attr_crops = zip(*(self._aligned_crops(img, f, c.shape[:2]) for f, c in zip(faces, crops)))
-        for face, desc in zip(faces, self._net("recognition").compute_descriptor(list(desc_crops))):
-            face.descriptor = np.asarray(desc, np.float32)
+        if self.recognizer == "arcface":  # its own five-point alignment (nnlite.vision.arcface)
+            descriptors = self._net("arcface").describe(img, [f.landmarks for f in faces])
+        else:
+            descriptors = self._net("recognition").compute_descriptor(list(desc_crops))
+        for face, desc in zip(faces, descriptors):
+            face.descriptor, face.recognizer = np.asarray(desc, np.float32), self.recognizer
         if self.attributes:
             for face, ag in zip(faces, self._net("age_gender").predict_age_gender(list(attr_crops))):
                 face.age, face.gender, face.gender_probability = ag["age"], ag["gender"], ag["gender_probability"]
