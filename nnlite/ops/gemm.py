@@ -2,9 +2,8 @@
 
 Why not BLAS: a convolution layer at batch 1 is a modest matrix product (49 to 3136 rows), and NumPy's
 OpenBLAS re-packs the whole kernel on every call and, where ``OPENBLAS_CORETYPE`` pins its AVX2 kernels on
-an AVX-512 CPU, runs at half the machine's float32 rate. Its first version measured 170-220 GFLOP/s on one
-Zen 5 core against OpenBLAS's 105-130 (Haswell kernels), on products of ResNet50's and MobileNetV2's layer
-shapes (49-3136 rows, K 64-4608, 64-1280 columns; 2026-11-25); whole-model figures are in benchmarks/RESULTS.md.
+an AVX-512 CPU, runs at half the machine's float32 rate. On ResNet50's and MobileNetV2's layer shapes this
+GEMM beat OpenBLAS's AVX2 kernels by 1.3-1.8x on one core; the figures are in benchmarks/RESULTS.md.
 
 The product: output row r (one output pixel) times kernel column j (one output channel) is
     y[r, j] = act(bias[j] + sum over taps t, channels c of  x[base(r) + tap(t) + c] * k[t*C + c, j])

@@ -2,8 +2,8 @@
 
 Every layer allocates its output (megabytes at batch 8) and frees its inputs. glibc's malloc serves such
 blocks with fresh ``mmap`` pages, or trims them off the heap top when freed, so the next layer's output is
-page-faulted in again: FaceLandmark68Net at batch 8 spent 40 % of its time there (23.3 -> 13.4 ms measured
-with 1 thread; neutral on other models). :func:`tune_malloc` raises glibc's mmap threshold to 32 MiB and
+page-faulted in again: FaceLandmark68Net at batch 8 spent 40 % of its time there (measured with 1 thread;
+neutral on other models). :func:`tune_malloc` raises glibc's mmap threshold to 32 MiB and
 its trim threshold to 128 MiB, so freed blocks are reused. The price: up to 128 MiB freed memory stays
 in the process (counted in RSS) until it is reused. Applied on the first kernel call (:func:`tune_once`,
 from :func:`nnlite.ops.parallel.run`), not at import: weight loading's large transients then still go

@@ -10,7 +10,7 @@ the GIL cost more than the layer). Small jobs (:data:`MIN_WORK`) run serially wi
 The Python pool remains for work that is not a Numba kernel: the "blas" conv engine's NumPy matmul chunks
 (:mod:`nnlite.ops.conv`), on CPUs without AVX-512. Why not OpenBLAS's own threads there: OpenBLAS and Numba
 would each keep a pool whose idle threads spin while the other works, and on 2 cores they fight for the
-CPU (measured under load: MobileNetV2 batch 1 took 2340 ms that way at 2 threads, 21 ms at 1). Instead:
+CPU (measured under load: MobileNetV2 batch 1 became about 100x slower that way at 2 threads). Instead:
 
 * OpenBLAS runs single-threaded inside each chunk (set by :mod:`nnlite.ops.threads`) and chunks run in
   parallel on Python threads (NumPy releases the GIL in matmul);

@@ -13,7 +13,7 @@ parallel.py). This is process-wide: NumPy matmuls elsewhere in the program also 
   threads at all; otherwise OpenBLAS's ``*_set_num_threads`` is called through ctypes.
 * On AMD CPUs with AVX-512, ``OPENBLAS_CORETYPE=SkylakeX`` is exported (unless set, and only before NumPy
   loads): OpenBLAS 0.3.x may not recognise Zen 5 and then uses its AVX2 kernels at half the float32 matmul
-  speed (measured 113 vs 228 GFLOP/s on a 3136x576 @ 576x64 product). Some environments pin
+  speed (half the rate of its AVX-512 kernels on a ResNet50-sized product). Some environments pin
   ``OPENBLAS_CORETYPE`` themselves; that choice is respected.
 This module must not import NumPy at import time.
 """

@@ -1,0 +1,40 @@
+"""Habits the tree keeps: small files, and docstrings that hold no measured figures or dates."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FOLDERS = ("nnlite", "tests", "parity_tests", "tools", "benchmarks")
+LINE_BUDGET = 400
+
+
+def python_files():
+    for folder in FOLDERS:
+        yield from sorted((REPO / folder).rglob("*.py"))
+
+
+def test_every_python_file_fits_the_line_budget():
+    over = [f"{p.relative_to(REPO)}: {n} lines" for p in python_files()
+            if (n := len(p.read_text().splitlines())) > LINE_BUDGET]
+    assert not over, f"files over {LINE_BUDGET} lines (split them by responsibility): {over}"
+
+
+DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
+FIGURE = re.compile(r"\b\d+(\.\d+)?\s?(ms|GFLOP/s|GB/s)\b")
+
+
+def test_package_docstrings_hold_no_dates_or_timings():
+    """Measured figures and dates belong in benchmarks/RESULTS.md, where the machine is recorded with them."""
+    found = []
+    for path in sorted((REPO / "nnlite").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                doc = ast.get_docstring(node) or ""
+                for pattern in (DATE, FIGURE):
+                    if (m := pattern.search(doc)):
+                        found.append(f"{path.relative_to(REPO)} ({getattr(node, 'name', 'module')}): {m.group(0)!r}")
+    assert not found, f"docstrings with dates or timings: {found}"
