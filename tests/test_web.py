@@ -162,8 +162,12 @@ def test_library_pages_newest_first(site):
 
 
 def test_labels_unreadable_and_landmarks(site):
-    labels = get_json(site, "/api/labels?top=5")["labels"]
-    assert {(l["label"], l["count"]) for l in labels} == {("tabby", 1), ("golden_retriever", 1), ("hotdog", 1)}
+    labels = get_json(site, "/api/labels?top=12")["labels"]
+    words = {(l["label"], l["count"], l["kind"]) for l in labels}
+    person = next(l for l in labels if l["label"] == "person")   # the library has faces: words people type first
+    assert person["kind"] == "face" and person["count"] == len(get_json(site, "/api/search?q=person")["results"])
+    assert {w for w in words if w[2] == "label"} >= {("tabby", 1, "label"), ("hotdog", 1, "label")}
+    assert labels[0]["kind"] == "face" and all(l["count"] > 0 for l in labels)
     assert get_json(site, "/api/unreadable") == {"images": []}
     dog = next(i for i in get_json(site, "/api/images")["images"] if i["path"] == "dog.png")
     faces = get_json(site, f"/api/images/{dog['id']}")["faces"]

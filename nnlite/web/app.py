@@ -16,12 +16,13 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..errors import ImageError, NnliteError
+from ..errors import ImageError, LibraryError, NnliteError
 from ..image import DEFAULT_MAX_PIXELS, load_image
 from ..library.analyze import AnalyzerSpec, get_analyzer
 from ..library.index import LibraryIndex
 from ..library.people import DEFAULT_THRESHOLD, people
-from ..library.search import FaceIndexCache, face_search, keyword_search
+from ..library.search import FaceIndexCache, face_search, keyword_search, similar_faces
+from ..library.words import suggestions
 from . import queries
 from .files import VerifiedReader
 from .http_error import HttpError
@@ -75,8 +76,9 @@ class LibraryApp:
 
     def labels(self, top: int) -> dict:
         _check("top", top, 1, 100)
-        with self.db_lock:
-            return {"labels": queries.frequent_labels(self.library, top)}
+        with self.db_lock:   # words that find something here: face words (person, group, ...) then labels
+            found = suggestions(self.library, top)
+        return {"labels": [{"label": s["word"], "count": s["count"], "kind": s["kind"]} for s in found]}
 
     def search(self, query: str, limit: int) -> dict:
         _check("limit", limit, 1, 500)
@@ -99,11 +101,15 @@ class LibraryApp:
         return _with_urls(found)
 
     def similar(self, face_id: int, top: int, threshold: float | None) -> dict:
-        with self.db_lock:
-            ids, matrix = self.library.descriptors(after_id=face_id - 1)
-        if not len(ids) or ids[0] != face_id:
-            raise HttpError(404, f"no face {face_id} in the index")
-        return self._nearest(matrix[0], top, threshold)
+        _check("top", top, 1, 200)
+        if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
+            raise HttpError(400, f"threshold must be a number > 0, got {threshold}")
+        with self.db_lock:   # the clicked face first, then the others nearest first (duplicates after it)
+            try:
+                results = similar_faces(self.library, face_id, top=top, threshold=threshold, cache=self.faces)
+            except LibraryError:
+                raise HttpError(404, f"no face {face_id} in the index") from None
+        return {"match_threshold": MATCH_THRESHOLD, "results": [_with_urls(r) for r in results]}
 
     def face_search(self, descriptor, top: int, threshold: float | None) -> dict:
         if not isinstance(descriptor, list) or len(descriptor) != 128 or \
