@@ -4,8 +4,8 @@
 the child's phases: interpreter launch + ``import`` (nnlite / tensorflow / onnxruntime), loading the
 weights (nnlite: the original weight file; TF: the SavedModel; ort: the .onnx), the first batch-1
 inference, then three more inferences and the process's peak resident memory
-(``VmHWM`` of /proc/self/status: the high-water mark of the resident set). Input preparation (a real photo resized with Pillow) is
-timed apart and left out of the totals.
+(``VmHWM`` of /proc/self/status: the high-water mark of the resident set). Input preparation (a real photo
+resized with Pillow) is timed apart and left out of the totals.
 
 Numba compiles each kernel the first time it is used and caches the machine code on disk. nnlite is run
 twice: with a warm cache (``NUMBA_CACHE_DIR`` already filled by an earlier run: what users see from the
@@ -43,7 +43,7 @@ def _child(engine: str, name: str, path: str) -> dict:
     elif engine == "tf":
         import tensorflow as tf
     else:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401  (imported here so its import time is measured, not at first use)
     t_import = time.perf_counter()
     from benchmarks import common
     threads = common.num_threads()

@@ -78,13 +78,13 @@ def main(argv=None) -> None:
         hand_model = nnlite.load(hand).model if hand else None
         for batch in (1, 8):
             x = np.random.default_rng(0).uniform(-1, 1, (batch, *spec.shape[1:])).astype(np.float32)
-            ours = best_ms(lambda: m.run({spec.name: x}), a.seconds)
-            theirs = best_ms(lambda: sess.run(None, {spec.name: x}), a.seconds)
+            ours = best_ms(lambda m=m, name=spec.name, x=x: m.run({name: x}), a.seconds)
+            theirs = best_ms(lambda sess=sess, name=spec.name, x=x: sess.run(None, {name: x}), a.seconds)
             hand_ms = "-"
             ratio_hand = "-"
             if hand_model is not None:
                 xh = x if spec.shape[-1] == 3 else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-                h = best_ms(lambda: hand_model.forward(xh), a.seconds)
+                h = best_ms(lambda hand_model=hand_model, xh=xh: hand_model.forward(xh), a.seconds)
                 hand_ms, ratio_hand = f"{h:.1f}", f"{ours / h:.2f}"
             rows.append(f"| {label} | {batch} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f} | {hand_ms} | "
                         f"{ratio_hand} |")

@@ -152,8 +152,12 @@ def main(argv=None) -> None:
     print("| batch | nnlite ms | TF ms | ORT ms | nnlite/TF | nnlite/ORT | max rel. err TF, ORT |")
     print("|---:|---:|---:|---:|---:|---:|---|")
     for n in (1, 8):
-        cell = lambda k: f"{results[k][f'b{n}_ms'][0]:.0f} ({results[k][f'b{n}_ms'][1]:.0f})" if k in results else "-"  # noqa: E731
-        ratio = lambda k: f"{results['nnlite'][f'b{n}_ms'][0] / results[k][f'b{n}_ms'][0]:.2f}" if k in results else "-"  # noqa: E731
+        def cell(k, n=n):
+            return f"{results[k][f'b{n}_ms'][0]:.0f} ({results[k][f'b{n}_ms'][1]:.0f})" if k in results else "-"
+
+        def ratio(k, n=n):
+            return f"{results['nnlite'][f'b{n}_ms'][0] / results[k][f'b{n}_ms'][0]:.2f}" if k in results else "-"
+
         print(f"| {n} | {cell('nnlite')} | {cell('tf')} | {cell('ort')} | {ratio('tf')} | {ratio('ort')} | "
               f"{errors.get('tf', float('nan')):.1e}, {errors.get('ort', float('nan')):.1e} |")
     r = results["nnlite"]

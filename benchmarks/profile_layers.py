@@ -2,8 +2,9 @@
 
 Profiles what ``model(x)`` runs: a layer fused into its producer by the execution plan (nnlite.plan.plan_steps)
 is timed as part of that producer and not listed; a depthwise/1x1-conv pair that forward() runs as one
-kernel (nnlite.plan.PairStep) runs as its two layers here, since their kernels are wrapped. Each layer's kernel is wrapped in a timer for the duration
-of the profile (``graph.Model`` itself is not changed); the model runs ``repeats`` times after one warm-up
+kernel (nnlite.plan.PairStep) runs as its two layers here, since their kernels are wrapped. Each layer's
+kernel is wrapped in a timer for the duration of the profile (``graph.Model`` itself is not changed); the
+model runs ``repeats`` times after one warm-up
 and each layer keeps its fastest time, which is the least noisy figure on a shared machine.
 
     .venv/bin/python -m benchmarks.profile_layers mobilenet_v2 [--batch 1] [--top 15]

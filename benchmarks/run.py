@@ -188,8 +188,9 @@ def _kernel_lines(k: dict | None) -> list[str]:
     c, b = k["caches"], k["blocking"]
     return [f"- LLVM CPU name `{k['llvm_cpu']}`; flags {', '.join(k['flags']) or 'none of note'}; caches L1d "
             f"{mib(c['l1d'])}, L2 {mib(c['l2'])}, L3 {mib(c['l3'])}",
-            f"- kernel choices (nnlite/ops/machine.py): engine {k['engine']}; conv->pool band {mib(b['convpool_band'])}, "
-            f"depthwise->1x1 band {mib(b['separable_band'])}, fused 1x1 kernels up to {mib(b['fuse_max_weights'])}, "
+            f"- kernel choices (nnlite/ops/machine.py): engine {k['engine']}; "
+            f"conv->pool band {mib(b['convpool_band'])}, depthwise->1x1 band {mib(b['separable_band'])}, "
+            f"fused 1x1 kernels up to {mib(b['fuse_max_weights'])}, "
             f"im2col chunk {mib(b['im2col_chunk'])}"]
 
 

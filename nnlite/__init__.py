@@ -5,8 +5,17 @@
     >>> model.classify("cat.png").best(3)
 """
 
-from .errors import (GraphFormatError, ImageError, LibraryError, ModelError, NnliteError, ShapeError,
-                     UnsupportedOpError, WeightsError, WeightsMissingError)
+from .errors import (
+    GraphFormatError,
+    ImageError,
+    LibraryError,
+    ModelError,
+    NnliteError,
+    ShapeError,
+    UnsupportedOpError,
+    WeightsError,
+    WeightsMissingError,
+)
 
 __version__ = "0.1.0"
 

@@ -22,9 +22,10 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from .errors import WeightsError, WeightsMissingError
 from .fsutil import atomic_path, atomic_write_bytes

@@ -35,8 +35,9 @@ kernel. All give bit-identical outputs. :meth:`Model.trace`, :meth:`Model.summar
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -163,7 +164,7 @@ class GraphBuilder:
         self._tensors.update(output_names(layer))
         return name
 
-    def build(self, outputs: Sequence[str]) -> "Model":
+    def build(self, outputs: Sequence[str]) -> Model:
         for out in outputs:
             if out not in self._tensors:
                 raise ModelError(f"{self.name}: output {out!r} is not a layer")

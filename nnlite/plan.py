@@ -7,8 +7,9 @@ and conv -> max pool pairs run as one fused kernel each (:class:`PairStep`, :cla
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 

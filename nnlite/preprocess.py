@@ -8,7 +8,7 @@ recipe (``preprocess=partial(torch_preprocess, 224, resize_to=256)``); classifie
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -187,6 +187,7 @@ def test_a_broken_layer_is_named_by_the_divergence_report(tf, exports):
 def test_preprocessing_is_keras_preprocess_input(tf, photos, name, keras_module):
     """After the resize, nnlite's recipe must be keras.applications.<module>.preprocess_input."""
     import keras
+
     from nnlite.vision.classify import resize
     size = {"xception": (299, 299)}.get(name, (224, 224))
     resized = resize(load_image(photos[0]), size).astype(np.float32)            # (h, w, 3) RGB 0..255

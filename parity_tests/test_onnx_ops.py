@@ -8,9 +8,8 @@ Reshape), activations, Softmax, Gemm/MatMul and reductions."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import nnlite.onnx

@@ -105,7 +105,7 @@ def pickle_fields(rng, data: bytearray) -> None:
     import pickletools
     sites = []
     try:
-        for op, arg, pos in pickletools.genops(bytes(data)):
+        for op, _arg, pos in pickletools.genops(bytes(data)):
             if op.arg is not None and op.arg.n in (1, 2, 4, 8) and pos is not None:
                 sites.append((pos + 1, op.arg.n))
     except Exception:

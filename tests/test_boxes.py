@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnlite.errors import ShapeError
 from nnlite.boxes import Detection, iou, iou_matrix, iou_naive, nms, nms_naive
+from nnlite.errors import ShapeError
 
 
 # H1 of the face-api.js peer suite (exact values).

@@ -16,8 +16,14 @@ from nnlite.errors import ImageError, ShapeError, WeightsError, WeightsMissingEr
 from nnlite.graph import GraphBuilder
 from nnlite.models import registry
 from nnlite.paths import data_dir
-from nnlite.vision.classify import (Classifier, Prediction, Predictions, resize_shorter, torch_center_crop,
-                                    torch_preprocess)
+from nnlite.vision.classify import (
+    Classifier,
+    Prediction,
+    Predictions,
+    resize_shorter,
+    torch_center_crop,
+    torch_preprocess,
+)
 from nnlite.vision.labels import imagenet_labels
 
 SAMPLES = data_dir() / "samples"
@@ -176,7 +182,7 @@ def test_corrupt_weights_raise_weights_error(tmp_path, module):
 @pytest.mark.parametrize("photo", ["chelsea.png", "coffee.png"])
 def test_bundled_samples_are_scikit_images_photos(photo):
     """The figures above are for scikit-image's photos: the bundled copies must be exactly those pixels."""
-    import skimage.data as skdata   # test extra: a missing install must fail, not skip
+    import skimage.data as skdata  # test extra: a missing install must fail, not skip
     from PIL import Image
     with Image.open(SAMPLES / photo) as im:
         ours = np.asarray(im.convert("RGB"))

@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 
 import nnlite
+from nnlite.boxes import Detection
 from nnlite.errors import ImageError, NnliteError, WeightsMissingError
 from nnlite.models.faceapi.detector_input import detector_input, js_round, square_to_image_scale
 from nnlite.models.faceapi.ssd_mobilenetv1 import SsdMobilenetv1, decode_boxes
 from nnlite.models.faceapi.tiny_face_detector import ANCHORS, TinyFaceDetector, decode
 from nnlite.models.faceapi.weights import NETS, load_net_weights
-from nnlite.boxes import Detection
 
 # PEER_SUITE.md section 2, sorted: (x, y, w, h) and scores
 SSD_BOXES = [(84, 14, 79, 132), (234, 36, 84, 119), (48, 253, 104, 129), (260, 227, 76, 117),

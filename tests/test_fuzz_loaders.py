@@ -7,15 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fuzz_harness import (
-    CASE_TIMEOUT_S,
-    RSS_LIMIT_BYTES,
-    TARGETS,
-    Report,
-    drive,
-    fuzz,
-    summary,
-)
+from tests.fuzz_harness import CASE_TIMEOUT_S, RSS_LIMIT_BYTES, Report, drive, fuzz, summary
+from tests.fuzz_targets import TARGETS
 
 DEFAULT_CASES = 300
 LONG_CASES = 1300  # x 9 loaders: 11,700 mutations

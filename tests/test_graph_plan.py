@@ -112,7 +112,7 @@ def test_a_profiler_wrapping_layer_fn_still_sees_fused_calls():
 def test_depthwise_then_pointwise_runs_as_one_step_with_identical_outputs(simd_engine):
     """dw -> relu6 -> 1x1 conv -> relu becomes one PairStep (same bits as the layers one by one); a depthwise
     read twice, a 3x3 'pointwise' or a strided 1x1 conv is not paired; a profiler's wrapped fn unpairs it."""
-    from nnlite import ops, plan
+    from nnlite import plan
     rng = np.random.default_rng(5)
     g = GraphBuilder("pairs")
     x = g.input("image", (12, 12, 8))
@@ -149,7 +149,7 @@ def test_depthwise_then_pointwise_runs_as_one_step_with_identical_outputs(simd_e
 
 
 def test_conv_then_max_pool_runs_as_one_step_with_identical_outputs(simd_engine):
-    from nnlite import ops, plan
+    from nnlite import plan
     rng = np.random.default_rng(6)
     g = GraphBuilder("convpool")
     x = g.input("image", (21, 21, 3))

@@ -32,7 +32,7 @@ def test_face_index_matches_brute_force(quantize_above):
     rng = np.random.default_rng(3)
     matrix = rng.normal(0, 0.09, (20_000, 128)).astype(np.float32)
     index = FaceIndex(np.arange(20_000) + 100, matrix, quantize_above=quantize_above)
-    for trial in range(5):
+    for _trial in range(5):
         query = matrix[rng.integers(20_000)] + rng.normal(0, 0.05, 128).astype(np.float32)
         hits = index.search(query, 10)
         rows, distances = brute_force(matrix, query, 10)

@@ -76,7 +76,8 @@ def test_ranking_and_explanations(library):
     assert names(persons) == ["a", "c", "d", "e"]    # by the best face's detection score
     assert [r["score"] for r in persons] == pytest.approx([0.95, 0.9, 0.6, 0.5])
     dogs = keyword_search(library, "dog")
-    assert names(dogs) == ["a", "b", "f"] and [r["label"] for r in dogs] == ["golden_retriever"] * 2 + ["German_shepherd"]
+    assert names(dogs) == ["a", "b", "f"]
+    assert [r["label"] for r in dogs] == ["golden_retriever"] * 2 + ["German_shepherd"]
     both = keyword_search(library, "dog woman")[0]
     assert both["label"] == "golden_retriever"
     assert both["score"] == pytest.approx(np.sqrt(0.9 * 0.95 * 0.95))    # geometric mean of the two terms

@@ -121,7 +121,8 @@ def test_external_data_is_read_and_confined_to_the_models_folder(tmp_path):
     np.testing.assert_array_equal(nnlite.onnx.load(path).run({"x": x})[0], want)
     data = (tmp_path / "ext.onnx.data").read_bytes()
     (tmp_path / "ext.onnx.data").write_bytes(data[:100])
-    with pytest.raises(GraphFormatError, match=r"ext\.onnx: initializer '\w+': external file ext\.onnx\.data holds 100"):
+    with pytest.raises(GraphFormatError,
+                       match=r"ext\.onnx: initializer '\w+': external file ext\.onnx\.data holds 100"):
         nnlite.onnx.load(path)
     (tmp_path / "ext.onnx.data").unlink()
     with pytest.raises(GraphFormatError, match=r"ext\.onnx: initializer 'w': cannot read external data"):

@@ -9,11 +9,11 @@ that masked loads and stores touch nothing past their count.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-import numba
 from numba import njit
 
 from nnlite import ops
@@ -79,7 +79,8 @@ def test_depthwise_matches_reference(engine, case, act):
     rng = np.random.default_rng(hash((case[:5], act)) % 2**32)
     x, kernel, bias = rand(rng, n, h, w, c), rand(rng, kh, kw, c, 1), rand(rng, c)
     kwargs = dict(stride=stride, dilation=dilation, padding=padding, activation=act, alpha=0.1)
-    assert rel(ops.depthwise_conv2d(x, kernel, bias, **kwargs), reference.depthwise_conv2d(x, kernel, bias, **kwargs)) <= TOL
+    got = ops.depthwise_conv2d(x, kernel, bias, **kwargs)
+    assert rel(got, reference.depthwise_conv2d(x, kernel, bias, **kwargs)) <= TOL
 
 
 @pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
@@ -278,7 +279,8 @@ def test_kernels_called_from_several_python_threads_at_once():
     thread's pad/scratch buffers are its own) give the same bits as one call alone."""
     import threading
     rng = np.random.default_rng(9)
-    x, kernel, dk, pk = rand(rng, 1, 48, 48, 16), rand(rng, 3, 3, 16, 32), rand(rng, 3, 3, 32, 1), rand(rng, 1, 1, 32, 8)
+    x, kernel = rand(rng, 1, 48, 48, 16), rand(rng, 3, 3, 16, 32)
+    dk, pk = rand(rng, 3, 3, 32, 1), rand(rng, 1, 1, 32, 8)
 
     def model(a):
         y = ops.conv2d(a, kernel, padding="same", activation="relu")

@@ -221,8 +221,13 @@ def test_every_view_in_chromium(browser, library, servers, width):
     visit(browser, base + "#/search/cat", "cat", "search")
     assert [t.text.splitlines()[-1] for t in browser.find_elements(By.CSS_SELECTOR, ".grid .tile")] == ["chelsea.png"]
     shoot(browser, f"{width}-search")
+    # words people type: "person" finds the photos with faces, through the face records
+    visit(browser, base + "#/search/person", "person", "search by a face word")
+    people_tiles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".grid .tile")]
+    assert {"faces.jpg", "bbt1.jpg"} <= {t.splitlines()[-1] for t in people_tiles}
+    assert all("person" in t for t in people_tiles)
     visit(browser, base + "#/search/zebra", "zebra", "search, nothing found")
-    assert "Labels this library has" in browser.find_element(By.CSS_SELECTOR, ".empty").text
+    assert "Words that find photos here" in browser.find_element(By.CSS_SELECTOR, ".empty").text
 
     # upload: progress, then the analysis; a bad file is explained in plain words
     browser.execute_script("""window.sawProgress = false;
@@ -271,7 +276,8 @@ def test_keyboard_alone_reaches_a_face_and_its_matches(browser, library, servers
                 return
         pytest.fail(f"{what} not reachable with Tab")
 
-    tab_until(lambda cls, href, text: href.startswith("#/photo/") and not re.search(r"(?<!\d)0 faces", text), "a photo with faces")
+    tab_until(lambda cls, href, text: href.startswith("#/photo/") and not re.search(r"(?<!\d)0 faces", text),
+              "a photo with faces")
     ActionChains(browser).send_keys(Keys.ENTER).perform()
     WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".frame[data-ready=true]"))
     tab_until(lambda cls, href, text: "face-box" in cls, "a face box")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import GraphFormatError
 from ._feeds import SCALES, imagenet_top, print_outputs, read_feed, split_feed  # noqa: F401  (SCALES: --help)

@@ -80,7 +80,7 @@ class AnalyzerSpec:
     options: tuple[tuple[str, object], ...] = ()
 
     @classmethod
-    def of(cls, factory: str | None = None, **options) -> "AnalyzerSpec":
+    def of(cls, factory: str | None = None, **options) -> AnalyzerSpec:
         return cls(factory or cls.factory, tuple(sorted(options.items())))
 
 
@@ -152,6 +152,7 @@ class ModelAnalyzer:
     def __init__(self, model: str = "mobilenet_v2", top_k: int = 5, detector: str = "ssd",
                  min_face_score: float = 0.5, crops: bool = False):
         import nnlite
+
         from ..errors import ModelError
         from ..vision.faces import FacePipeline
         if int(top_k) < 1:

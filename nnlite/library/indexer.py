@@ -26,10 +26,10 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
 
 from ..errors import LibraryError
 from .analyze import AnalyzerSpec, ImageRecord, analyze_file, file_sha256, get_analyzer
@@ -67,8 +67,11 @@ def walk_images(root: Path) -> list[str]:
     return found
 
 
+DEFAULT_SPEC = AnalyzerSpec()   # frozen, so one shared default is safe
+
+
 def index_folder(root: str | Path, db: str | Path, *, workers: int = 1, engine: str = "local",
-                 spec: AnalyzerSpec = AnalyzerSpec(), retry_errors: bool = False,
+                 spec: AnalyzerSpec = DEFAULT_SPEC, retry_errors: bool = False,
                  progress: Callable[[int, int, ImageRecord | None], None] | None = None,
                  scheduler: str | None = None, on_wait: Callable[[str], None] | None = None) -> IndexReport:
     """Bring the index at ``db`` up to date with the images under ``root``. A folder without images

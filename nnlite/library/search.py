@@ -92,7 +92,7 @@ class FaceIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def append(self, ids: np.ndarray, descriptors: np.ndarray) -> "FaceIndex":
+    def append(self, ids: np.ndarray, descriptors: np.ndarray) -> FaceIndex:
         if len(ids) == 0:
             return self
         if self.metric == "cosine":
@@ -100,7 +100,7 @@ class FaceIndex:
         return FaceIndex(np.concatenate([self.ids, ids]), np.concatenate([self.matrix, descriptors]),
                          self.quantize_above, "euclidean", self.size)._as(self.metric)
 
-    def _as(self, metric: str) -> "FaceIndex":
+    def _as(self, metric: str) -> FaceIndex:
         self.metric = metric   # rows are already unit length: only the reported distance changes
         return self
 

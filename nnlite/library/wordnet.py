@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from ..errors import LibraryError
 from ..paths import data_dir
@@ -64,7 +64,7 @@ class WordNet:
             return []
         if re.fullmatch(r"n\d{8}", q):
             return [q] if q in self.classes else []
-        exact = [w for w in self.classes if q in self._ancestor_lemmas_cached(w)]
+        exact = [w for w in self.classes if q in self._class_ancestor_lemmas[w]]
         if exact:
             return exact
         words = set(q.split("_"))
@@ -73,9 +73,10 @@ class WordNet:
             return by_word
         return [w for w in self.classes if any(q in l for l in self.lemmas(w))]
 
-    @lru_cache(maxsize=None)
-    def _ancestor_lemmas_cached(self, wnid: str) -> frozenset[str]:
-        return frozenset(self.ancestor_lemmas(wnid))
+    @cached_property
+    def _class_ancestor_lemmas(self) -> dict[str, frozenset[str]]:
+        """Every class's ancestor lemmas, built once per instance on the first query."""
+        return {w: frozenset(self.ancestor_lemmas(w)) for w in self.classes}
 
 
 @lru_cache(maxsize=1)

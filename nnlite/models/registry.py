@@ -11,8 +11,9 @@ requested name. The registry only collects: it builds graphs and net objects, ne
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ModelError
 

@@ -15,16 +15,15 @@ live in :mod:`.lower_nn` (convolution, pooling, normalisation, resize, dense) an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from ..errors import GraphFormatError, ShapeError, UnsupportedOpError
 from ..graph import GraphBuilder
 from . import arrays
-from .schema import (ATTR_FLOAT, ATTR_FLOATS, ATTR_INT, ATTR_INTS, ATTR_STRING, ATTR_STRINGS, ATTR_TENSOR,
-                     ATTR_TENSORS)
+from .schema import ATTR_FLOAT, ATTR_FLOATS, ATTR_INT, ATTR_INTS, ATTR_STRING, ATTR_STRINGS, ATTR_TENSOR, ATTR_TENSORS
 from .tensors import to_array
 
 LOWERINGS: dict[str, Callable] = {}

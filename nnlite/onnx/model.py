@@ -14,9 +14,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import GraphFormatError, ModelError, NnliteError, UnsupportedOpError
+from ..savedmodel.wire import decode
 from . import schema  # noqa: F401  (registers the message tables)
 from .tensors import DTYPE_NAMES, to_array
-from ..savedmodel.wire import decode
 
 MAX_FILE_BYTES = 1 << 32
 
@@ -34,7 +34,7 @@ class Operation(NamedTuple):
     outputs: list
 
 
-def load(path, input_shapes: dict | None = None) -> "OnnxModel":
+def load(path, input_shapes: dict | None = None) -> OnnxModel:
     """Open an ``.onnx`` file; see :class:`OnnxModel`. ``input_shapes`` fixes free input sizes
     (``{"input": (1, 3, 224, 224)}``) where the file leaves more than the batch size open."""
     return OnnxModel(path, input_shapes)

@@ -118,7 +118,8 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
             a = scratch("conv_strided", (n, oh, ow, cin))
             a[...] = x[:, ::sh, ::sw][:, :oh, :ow]
             a = a.reshape(-1, cin)
-        out_rows = max(CHUNK_MIN_ROWS, machine.blocking().im2col_chunk // (4 * cout))  # bias+act while the chunk is in cache
+        # bias+act while the chunk is in cache
+        out_rows = max(CHUNK_MIN_ROWS, machine.blocking().im2col_chunk // (4 * cout))
         parallel.run(lambda r0, r1: _matmul_rows(a, k2, y2, tb, has_bias, code, alpha, r0, r1), y2.shape[0], work,
                      min_parts=y2.shape[0] // out_rows if code or has_bias else 1, min_rows=MATMUL_MIN_ROWS)
         return y

@@ -17,10 +17,9 @@ from numba import njit, prange
 from . import checks, conv, engine, machine, parallel
 from .activations import LAST_REGISTER_CODE, LINEAR, code_of
 from .gemm import layout, panel_tiles
-from .tiles import NR, ZERO, act_block, pack_all, pad_into
 from .padding import pair, resolve_padding_2d
+from .tiles import NR, ZERO, act_block, pack_all, pad_into
 from .workspace import scratch
-
 
 
 def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2,

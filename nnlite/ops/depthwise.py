@@ -19,9 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import checks, conv, parallel
+from . import checks, engine, parallel
 from .activations import act_row, code_of
-from . import engine
 from .depthwise_simd import depthwise_rows, depthwise_rows_parallel, valid_range
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch

@@ -29,8 +29,8 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
-import numpy as np
 import numba
+import numpy as np
 from numba import njit, prange
 
 from . import parallel

@@ -16,7 +16,6 @@ from .activations import LAST_REGISTER_CODE, LINEAR
 from .simd import vfma, vload_n, vsplat, vstore_n, vzero
 from .tiles import act_block, finish, zeros
 
-
 GEMV_MAX_ROWS = 4  # dense layers with at most this many rows run as matrix-vector products (_gemv_cols)
 GEMV_COLS = 64  # output columns per block: four vectors of sums
 

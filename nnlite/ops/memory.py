@@ -7,8 +7,9 @@ neutral on other models). :func:`tune_malloc` raises glibc's mmap threshold to 3
 its trim threshold to 128 MiB, so freed blocks are reused. The price: up to 128 MiB freed memory stays
 in the process (counted in RSS) until it is reused. Applied on the first kernel call (:func:`tune_once`,
 from :func:`nnlite.ops.parallel.run`), not at import: weight loading's large transients then still go
-back to the OS (tuning before loading cost ResNet50 +50 MB peak RSS, measured). Not done when the user set any ``MALLOC_*_`` variable
-or ``NNLITE_MALLOC_TUNING=0``, nor off glibc (musl, macOS, Windows): results never depend on it.
+back to the OS (tuning before loading cost ResNet50 +50 MB peak RSS, measured). Not done when the user set
+any ``MALLOC_*_`` variable or ``NNLITE_MALLOC_TUNING=0``, nor off glibc (musl, macOS, Windows): results
+never depend on it.
 """
 
 from __future__ import annotations

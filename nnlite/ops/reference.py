@@ -25,7 +25,6 @@ from ..errors import ShapeError
 from . import checks
 from .padding import four, pair, resolve_padding_2d
 
-
 # ---------------------------------------------------------------- activations
 
 

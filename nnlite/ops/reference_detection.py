@@ -83,7 +83,8 @@ def crop_and_resize(image, boxes, box_indices, crop_size, extrapolation_value=0.
         for i in range(ch):
             y = y1 * np.float32(height - 1) + i * hs if ch > 1 else np.float32(0.5) * (y1 + y2) * np.float32(height - 1)
             for j in range(cw):
-                x = x1 * np.float32(width - 1) + j * ws if cw > 1 else np.float32(0.5) * (x1 + x2) * np.float32(width - 1)
+                x = (x1 * np.float32(width - 1) + j * ws if cw > 1
+                     else np.float32(0.5) * (x1 + x2) * np.float32(width - 1))
                 if y < 0 or y > height - 1 or x < 0 or x > width - 1:
                     out[b, i, j] = extrapolation_value
                     continue

@@ -21,8 +21,8 @@ from .conv import _plain, conv2d
 from .depthwise import depthwise_conv2d
 from .depthwise_simd import depthwise_rows
 from .gemm import panel_tiles
-from .tiles import NR, ZERO, act_block, pack_all, zeros
 from .padding import pair, resolve_padding_2d
+from .tiles import NR, ZERO, act_block, pack_all, zeros
 
 
 def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid", dilation=1,

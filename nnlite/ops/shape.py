@@ -9,7 +9,6 @@ thread, with the activation applied in the same pass as the last sum.
 from __future__ import annotations
 
 import numpy as np
-
 from numba import njit, prange
 
 from ..errors import ShapeError

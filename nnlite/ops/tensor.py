@@ -15,7 +15,7 @@ frameworks (NumPy's true division of two int32 tensors would give float64).
 from __future__ import annotations
 
 import builtins
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

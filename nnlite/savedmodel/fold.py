@@ -129,43 +129,11 @@ def _postorder(graph, roots: list[str], decide):
 
 
 def _visit(graph, node, ins, feeds, variables, known, alias, dyn, unsupported) -> None:
+    if _visit_source(graph, node, ins, feeds, variables, known, alias, dyn):
+        return
+    if _visit_control_flow(node, ins, known, alias, dyn):
+        return
     name, op = node.name, node.op
-    if name in feeds or op == "Placeholder":
-        dyn[name] = PNode(name, "_Feed", node, [])
-        return
-    if op == "PlaceholderWithDefault":
-        alias[(name, 0)] = ins[0]
-        return
-    if op in VARIABLE_OPS:
-        known[name] = (variables.handle(node),)
-        return
-    if op == "Const":
-        if "value" not in node.attrs:
-            raise GraphFormatError(f"{graph.path}: Const node {name!r} has no 'value' attribute")
-        known[name] = (to_array(node.attrs["value"].tensor, f"{graph.path} (node {name})"),)
-        return
-    if op == "_Known":  # a run-time branch's argument that was known when the branch was planned
-        known[name] = (node.attrs["_value"],)
-        return
-    if op == "NoOp":
-        known[name] = ()
-        return
-    if op != "Merge" and any(r[0] == "k" and r[1] is DEAD for r in ins):
-        known[name] = ALL_DEAD
-        return
-    if op == "Merge":
-        live = [(i, r) for i, r in enumerate(ins) if not (r[0] == "k" and r[1] is DEAD)]
-        if not live:
-            known[name] = ALL_DEAD
-        elif len(live) == 1:
-            alias[(name, 0)], alias[(name, 1)] = live[0][1], ("k", np.int32(live[0][0]))
-        else:
-            dyn[name] = PNode(name, op, node, ins)
-        return
-    if op == "Switch" and ins[1][0] == "k":
-        live = 1 if bool(np.asarray(ins[1][1])) else 0
-        alias[(name, live)], alias[(name, 1 - live)] = ins[0], ("k", DEAD)
-        return
     if op in ALIAS_OPS:
         for i, r in enumerate(ins):
             alias[(name, i)] = r
@@ -186,6 +154,52 @@ def _visit(graph, node, ins, feeds, variables, known, alias, dyn, unsupported) -
         known[name] = _fold(graph, node, [r[1] for r in ins])
         return
     dyn[name] = PNode(name, op, node, ins)
+
+
+def _visit_source(graph, node, ins, feeds, variables, known, alias, dyn) -> bool:
+    """Feeds, placeholders, variables and constants: nodes whose value computes nothing from their inputs.
+    True when ``node`` was one of them (and is now recorded)."""
+    name, op = node.name, node.op
+    if name in feeds or op == "Placeholder":
+        dyn[name] = PNode(name, "_Feed", node, [])
+    elif op == "PlaceholderWithDefault":
+        alias[(name, 0)] = ins[0]
+    elif op in VARIABLE_OPS:
+        known[name] = (variables.handle(node),)
+    elif op == "Const":
+        if "value" not in node.attrs:
+            raise GraphFormatError(f"{graph.path}: Const node {name!r} has no 'value' attribute")
+        known[name] = (to_array(node.attrs["value"].tensor, f"{graph.path} (node {name})"),)
+    elif op == "_Known":  # a run-time branch's argument that was known when the branch was planned
+        known[name] = (node.attrs["_value"],)
+    elif op == "NoOp":
+        known[name] = ()
+    else:
+        return False
+    return True
+
+
+def _visit_control_flow(node, ins, known, alias, dyn) -> bool:
+    """TF1 control flow decided at load: a Switch with a known predicate routes its input to one output and
+    marks the other dead; a node fed by a dead output is dead too, except a Merge, which forwards its one
+    live input (several live inputs leave it to run time). True when ``node`` was settled here."""
+    name, op = node.name, node.op
+    if op != "Merge" and any(r[0] == "k" and r[1] is DEAD for r in ins):
+        known[name] = ALL_DEAD
+    elif op == "Merge":
+        live = [(i, r) for i, r in enumerate(ins) if not (r[0] == "k" and r[1] is DEAD)]
+        if not live:
+            known[name] = ALL_DEAD
+        elif len(live) == 1:
+            alias[(name, 0)], alias[(name, 1)] = live[0][1], ("k", np.int32(live[0][0]))
+        else:
+            dyn[name] = PNode(name, op, node, ins)
+    elif op == "Switch" and ins[1][0] == "k":
+        live = 1 if bool(np.asarray(ins[1][1])) else 0
+        alias[(name, live)], alias[(name, 1 - live)] = ins[0], ("k", DEAD)
+    else:
+        return False
+    return True
 
 
 def _fold(graph, node, args: list) -> tuple:

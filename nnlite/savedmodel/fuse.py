@@ -11,8 +11,9 @@ while each intermediate has a single consumer and is not fetched:
 * an inference ``FusedBatchNorm(V3)`` with constant parameters (TF1 graphs), via ``ops.fold_batch_norm``.
 
 A 'valid' ``MaxPool`` after a zero ``Pad`` of a ReLU's output takes the pad as its explicit padding
-(``_MaxPool``; see :func:`_fuse_max_pool`). ``MatMul`` by a constant matrix becomes ``_FusedDense`` (``ops.dense``) with the same bias rules. The
-absorbed nodes are the layer's ``covers`` (its output is the last one's). These rewrite weights, so they
+(``_MaxPool``; see :func:`_fuse_max_pool`). ``MatMul`` by a constant matrix becomes ``_FusedDense``
+(``ops.dense``) with the same bias rules. The absorbed nodes are the layer's ``covers`` (its output is the
+last one's). These rewrite weights, so they
 happen here, once; a following activation stays a layer of its own, which the graph's execution plan
 (:mod:`nnlite.plan`) runs inside the convolution as for every model.
 """

@@ -42,6 +42,18 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     return text, 0
 
 
+def _check_call(where: str, chain: tuple[str, ...], call: Node, inputs: list, sig) -> None:
+    """Refuse a call that would inline forever, nest too deep, or passes the wrong number of inputs."""
+    fname = chain[-1]
+    if fname in chain[:-1]:  # a body that calls itself would be inlined forever
+        raise GraphFormatError(f"{where}: recursive call {' -> '.join(chain)} (recursion is not supported)")
+    if len(chain) > MAX_INLINE_DEPTH:
+        raise GraphFormatError(f"{where}: function calls nested more than {MAX_INLINE_DEPTH} deep")
+    if len(inputs) != len(sig.input_arg):
+        raise GraphFormatError(f"{where}: called by {call.name!r} with {len(inputs)} inputs, "
+                               f"the function takes {len(sig.input_arg)}")
+
+
 def attr_value(v: Msg):
     """AttrValue -> Python: bytes, int, float, bool, dtype code, shape tuple, ndarray, list or func."""
     if v.has("list"):
@@ -139,32 +151,13 @@ class Graph:
         fname = sig.name
         where = f"{self.path} (function {fname})"
         chain = self.chains.get(call.name, ()) + (fname,)
-        if fname in chain[:-1]:  # a body that calls itself would be inlined forever
-            raise GraphFormatError(f"{where}: recursive call {' -> '.join(chain)} (recursion is not supported)")
-        if len(chain) > MAX_INLINE_DEPTH:
-            raise GraphFormatError(f"{where}: function calls nested more than {MAX_INLINE_DEPTH} deep")
-        if len(inputs) != len(sig.input_arg):
-            raise GraphFormatError(f"{where}: called by {call.name!r} with {len(inputs)} inputs, "
-                                   f"the function takes {len(sig.input_arg)}")
+        _check_call(where, chain, call, inputs, sig)
         args = {a.name: ep for a, ep in zip(sig.input_arg, inputs)}
         prefix = call.name + "/" if prefix is None else prefix
         inner = {nd.name: nd for nd in fdef.node_def}
 
         def resolve(text: str) -> tuple[str, int]:
-            if text in args:
-                return args[text]
-            parts = text.split(":")
-            if parts[0] not in inner:
-                raise GraphFormatError(f"{where}: tensor {text!r} names no node or argument")
-            if len(parts) == 1:
-                return prefix + parts[0], 0
-            src = inner[parts[0]]
-            if len(parts) > 3 or not parts[-1].isdigit():
-                raise GraphFormatError(f"{where}: malformed tensor name {text!r} (expected node:output:index)")
-            if len(parts) == 2:
-                return prefix + parts[0], int(parts[1])
-            port = self.info.output_port(src.op, src.attr, parts[1], int(parts[2]), where, self.functions)
-            return prefix + parts[0], port
+            return self._body_endpoint(text, args, inner, prefix, where)
 
         for nd in fdef.node_def:
             inputs, control = [], []
@@ -189,6 +182,24 @@ class Graph:
             call.attrs = {**call.attrs, "_op": call.op, "_inputs": list(call.inputs)}
             call.op, call.inputs = "_Outputs", outs
         return outs
+
+    def _body_endpoint(self, text: str, args: dict, inner: dict, prefix: str, where: str) -> tuple[str, int]:
+        """The endpoint in this graph of a function body's tensor ``text`` ("arg", "node", "node:index" or
+        "node:output_name:index"), the body's nodes ``inner`` being inlined under ``prefix``."""
+        if text in args:
+            return args[text]
+        parts = text.split(":")
+        if parts[0] not in inner:
+            raise GraphFormatError(f"{where}: tensor {text!r} names no node or argument")
+        if len(parts) == 1:
+            return prefix + parts[0], 0
+        src = inner[parts[0]]
+        if len(parts) > 3 or not parts[-1].isdigit():
+            raise GraphFormatError(f"{where}: malformed tensor name {text!r} (expected node:output:index)")
+        if len(parts) == 2:
+            return prefix + parts[0], int(parts[1])
+        port = self.info.output_port(src.op, src.attr, parts[1], int(parts[2]), where, self.functions)
+        return prefix + parts[0], port
 
     def inline_reachable(self, roots: list[str]) -> None:
         """Inline every call node that ``roots`` depend on (data inputs), depth first."""

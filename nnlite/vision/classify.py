@@ -12,9 +12,9 @@ class labels. The preprocessing recipes are image operations and live below the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 

@@ -21,8 +21,8 @@ Two descriptors of one person are usually closer than 0.6 (face-api.js's default
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -102,8 +102,13 @@ class FacePipeline:
     # -- the nets, loaded lazily (each costs a weight-file read) ---------------------------------------
     def _net(self, key: str):
         if key not in self._nets:
-            from ..models.faceapi import (age_gender, face_expression, face_landmark_68, face_landmark_68_tiny,
-                                          face_recognition)
+            from ..models.faceapi import (
+                age_gender,
+                face_expression,
+                face_landmark_68,
+                face_landmark_68_tiny,
+                face_recognition,
+            )
             make = {
                 "landmarks": lambda: (face_landmark_68.FaceLandmark68Net() if self.landmarks_name == "full"
                                       else face_landmark_68_tiny.FaceLandmark68TinyNet()),
@@ -259,7 +264,7 @@ class FaceMatcher:
                                        for label, d in zip(self.labels, self.descriptors)]}
 
     @classmethod
-    def from_json(cls, data: Mapping) -> "FaceMatcher":
+    def from_json(cls, data: Mapping) -> FaceMatcher:
         try:
             pairs = [(ld["label"], ld["descriptors"]) for ld in data["labeledDescriptors"]]
             return cls(pairs, float(data["distanceThreshold"]))

@@ -196,7 +196,8 @@ def make_server(app: LibraryApp, host: str = "127.0.0.1", port: int = 8080, quie
     handler = type("LibraryHandler", (_Handler,), {"app": app, "quiet": quiet, "allowed_hosts": frozenset(names)})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server_class = type("Server", (PooledHTTPServer,), {"address_family": family})
-    return server_class((host, port), handler, workers=workers, queued=queued, request_deadline=request_deadline, quiet=quiet)
+    return server_class((host, port), handler, workers=workers, queued=queued, request_deadline=request_deadline,
+                        quiet=quiet)
 
 
 def serve_in_thread(server: PooledHTTPServer) -> threading.Thread:

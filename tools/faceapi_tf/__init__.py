@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def cached_savedmodel(cache_dir: Path, name: str, build: Callable) -> Path:

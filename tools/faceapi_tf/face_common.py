@@ -9,8 +9,8 @@ resize (align_corners=False, half_pixel_centers=False), then (x - mean RGB) / di
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

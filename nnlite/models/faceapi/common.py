@@ -14,7 +14,7 @@ The dense blocks of the landmark and expression nets live here too, since three 
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

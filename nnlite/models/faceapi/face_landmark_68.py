@@ -17,7 +17,7 @@ multiplies by the image size to give pixels.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

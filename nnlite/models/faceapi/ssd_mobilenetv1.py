@@ -27,7 +27,7 @@ pixels (see :mod:`nnlite.models.faceapi.detector_input`). The depthwise batch no
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

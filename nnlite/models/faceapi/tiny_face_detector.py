@@ -20,7 +20,7 @@ pixels (see :mod:`nnlite.models.faceapi.detector_input`; unlike the SSD, boxes a
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -17,8 +17,8 @@ Each model says which epsilon its batch norms use (Keras default 1e-3; ResNet 1.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -40,8 +40,8 @@ class KerasLayers:
         self.released: set[str] = set()      # file layers whose arrays were folded into new ones and freed
 
     @classmethod
-    def from_file(cls, path: str | Path, aliases: Mapping[str, str] | None = None) -> "KerasLayers":
-        from ...io.keras_h5 import load_keras_h5   # h5py is imported only when a Keras file is read
+    def from_file(cls, path: str | Path, aliases: Mapping[str, str] | None = None) -> KerasLayers:
+        from ...io.keras_h5 import load_keras_h5  # h5py is imported only when a Keras file is read
         return cls(load_keras_h5(path), path, aliases)
 
     # -- raw lookup ------------------------------------------------------------------------------

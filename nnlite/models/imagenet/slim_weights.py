@@ -16,8 +16,9 @@ Batch norms are folded into the convolution before them as the weights are read,
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class BundleSource:
     RELEASE_BYTES = 4 << 20
 
     def __init__(self, prefix: Path):
-        from ...savedmodel.bundle import TensorBundle   # the protobuf tables load only for bundle files
+        from ...savedmodel.bundle import TensorBundle  # the protobuf tables load only for bundle files
         self.bundle = TensorBundle(prefix)
         self._since_release = 0
 
@@ -94,7 +95,7 @@ class SlimWeights:
         self.used: set[str] = set()
 
     @classmethod
-    def from_path(cls, path: str | Path) -> "SlimWeights":
+    def from_path(cls, path: str | Path) -> SlimWeights:
         prefix = bundle_prefix(path)
         try:
             return cls(BundleSource(prefix), str(prefix) + ".index")

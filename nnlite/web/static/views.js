@@ -196,11 +196,12 @@ async function showSearch(query) {
   $("query").value = query;
   if (!answer.results.length) {
     const labels = (await api("/api/labels?top=6")).labels.map((l) => pretty(l.label));
-    return [`Photos of “${query}”`, "", emptyState(`Nothing in the library is labelled “${query}”.`,
-      labels.length ? `Labels this library has: ${labels.join(", ")}.` : "The library has no labels yet.")];
+    return [`Photos of “${query}”`, "", emptyState(`Nothing in the library matches “${query}”.`,
+      labels.length ? `Words that find photos here: ${labels.join(", ")}.` : "The library has no labels yet.")];
   }
   return [`Photos of “${query}”`, "Best match first.",
-    grid(answer.results.map((r) => photoTile(r, `${pretty(r.label)} ${percent(r.score)}`)))];
+    grid(answer.results.map((r) => photoTile(r, `${r.label ? pretty(r.label)
+      : (r.matched || []).map((m) => m.term).join(" + ")} ${percent(r.score)}`)))];
 }
 
 async function showUnreadable() {
