@@ -70,6 +70,16 @@ def run_case(target: Target, seeds, index: int, folder: Path) -> tuple[str, str]
         return _outcome(exc), what
 
 
+def _peak_rss() -> int:
+    """This process's peak RSS in bytes since it started (VmHWM). Not getrusage's ru_maxrss: Linux keeps that
+    across exec, so a worker started from a big process (a whole test session) would inherit its peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def worker(target_name: str, start: int, stop: int) -> None:
     """Run cases ``start..stop-1``, one JSON line per case on stdout: before (``begin``) and after."""
     target = SELFTEST if target_name == SELFTEST.name else TARGETS[target_name]
@@ -84,8 +94,7 @@ def worker(target_name: str, start: int, stop: int) -> None:
             t0 = time.perf_counter()
             outcome, what = run_case(target, seeds, index, folder)
             elapsed = time.perf_counter() - t0
-            rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
+            rss = max(_peak_rss(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
             out.write(json.dumps({"case": index, "outcome": outcome, "what": what, "s": elapsed, "rss": rss}) + "\n")
             out.flush()
 

@@ -145,7 +145,7 @@ def test_missing_folder_for_the_index_is_refused_not_created(tmp_path):
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_hostile_weights_stop_the_run_in_one_line_and_write_nothing(tmp_path, workers):
     weights = tmp_path / "weights"
-    shutil.copytree(REPO / "weights", weights, symlinks=True,
+    shutil.copytree(REPO / "nnlite" / "weights", weights, symlinks=True,
                     copy_function=lambda src, dst: os.symlink(os.path.abspath(src), dst))
     manifest = weights / "faceapi" / "ssd_mobilenetv1_model-weights_manifest.json"
     table = json.loads(manifest.read_text())
