@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import NnliteError
+from .errors import ConfigError
 
 GiB = 1 << 30
 DEFAULT_MAX_EXPAND_BYTES = 4 * GiB
@@ -30,27 +30,29 @@ MAX_INLINE_DEPTH = 64      # nested function calls inlined into one graph
 MAX_RANK = 32              # TensorFlow's own limit on tensor rank (NumPy allows 64)
 
 
-def _env_number(name: str, default: float, kind=float) -> float:
+def env_number(name: str, default, kind=float):
+    """A positive number from environment variable ``name`` (``default`` when unset or blank), read with
+    ``kind`` (float, int, or a parser such as a size reader); ConfigError names the variable otherwise."""
     text = os.environ.get(name, "").strip()
     if not text:
         return default
     try:
         value = kind(text)
     except ValueError:
-        raise NnliteError(f"environment variable {name}={text!r} is not a number") from None
+        raise ConfigError(f"environment variable {name}={text!r} is not a valid number or size") from None
     if value <= 0:
-        raise NnliteError(f"environment variable {name}={text!r} must be positive")
+        raise ConfigError(f"environment variable {name}={text!r} must be positive")
     return value
 
 
 def max_expand_bytes() -> int:
     """The cap on bytes produced beyond those stored (``NNLITE_MAX_EXPAND_BYTES``, default 4 GiB)."""
-    return int(_env_number("NNLITE_MAX_EXPAND_BYTES", DEFAULT_MAX_EXPAND_BYTES, int))
+    return int(env_number("NNLITE_MAX_EXPAND_BYTES", DEFAULT_MAX_EXPAND_BYTES, int))
 
 
 def hdf5_timeout() -> float:
     """Seconds an HDF5 structure read may take (``NNLITE_HDF5_TIMEOUT``, default 10)."""
-    return _env_number("NNLITE_HDF5_TIMEOUT", DEFAULT_HDF5_TIMEOUT)
+    return env_number("NNLITE_HDF5_TIMEOUT", DEFAULT_HDF5_TIMEOUT)
 
 
 def check_expand(nbytes: int, stored: int, error, what: str) -> None:

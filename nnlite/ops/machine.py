@@ -11,11 +11,10 @@ first measured (a 1 MiB L2) and scale with the cache the machine reports; ``NNLI
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import ConfigError
+from ..limits import env_number
 
 DEFAULT_L2 = 1 << 20   # when the OS says nothing: a common L2 size per core
 DEFAULT_L3 = 32 << 20
@@ -42,16 +41,7 @@ def _size(text: str) -> int:
 
 
 def _env_bytes(name: str) -> int | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = _size(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: expected a size such as 1048576, 1024K or 1M, found {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name}: expected a positive size, found {raw!r}")
-    return value
+    return env_number(name, None, _size)
 
 
 @functools.lru_cache(maxsize=1)
