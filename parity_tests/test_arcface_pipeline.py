@@ -65,3 +65,27 @@ def test_cli_faces_and_compare_with_arcface(iresnet50, shared_dir, capsys):
     assert out["same_person"] is True and out["threshold"] == 0.35
     assert cli_main(["faces", photo, "--recognizer", "arcface"]) == 2
     assert "--arcface-model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_library_indexes_and_searches_with_arcface(iresnet50, shared_dir, tmp_path, capsys):
+    """`index --recognizer arcface` stores 512-d ArcFace descriptors; `search --face` with the same recogniser
+    finds the query photo's own face at cosine distance ~0; a face-api.js query is refused (no such faces)."""
+    import shutil
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("angry.jpg", "surprised.jpg"):
+        shutil.copy(shared_dir / "data/faceapi/test-images" / name, photos / name)
+    db = str(tmp_path / "lib.db")
+    arcface = ["--recognizer", "arcface", "--arcface-model", str(iresnet50)]
+    assert cli_main(["index", str(photos), "--db", db, "--quiet", *arcface]) == 0
+    capsys.readouterr()
+    query = str(photos / "angry.jpg")
+    assert cli_main(["search", "--face", query, "--db", db, "--json", "--all", *arcface]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["query"]["recognizer"] == "arcface"
+    assert out["threshold"] == pytest.approx(1 - 0.35)
+    best = out["results"][0]
+    assert best["path"].endswith("angry.jpg") and best["distance"] == pytest.approx(0.0, abs=1e-4)
+    assert cli_main(["search", "--face", query, "--db", db]) == 2   # a 128-d face-api.js query: refused
+    assert "faceapi" in capsys.readouterr().err

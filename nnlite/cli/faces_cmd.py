@@ -54,6 +54,15 @@ def recognizer_kwargs(args) -> dict:
     return {"recognizer": args.recognizer, "arcface_model": args.arcface_model}
 
 
+def analyzer_recognizer(args) -> dict:
+    """The photo library's analyzer options for --recognizer/--arcface-model (none for the default)."""
+    import os
+    kwargs = recognizer_kwargs(args)
+    if kwargs["recognizer"] == "faceapi":
+        return {}
+    return {"recognizer": "arcface", "arcface_model": os.path.abspath(kwargs["arcface_model"])}
+
+
 def faces_json(image: str, pixels, faces) -> dict:
     from ..vision.align import box_in_image
     height, width = pixels.shape[:2]

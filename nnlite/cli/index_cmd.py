@@ -11,6 +11,7 @@ import json
 import sys
 
 from ._types import positive_int
+from .faces_cmd import add_recognizer_args, analyzer_recognizer
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the folder holds tight face crops: when no face is found, detect again on a padded "
                         "copy, else describe the whole image as one face (score 0)")
     p.add_argument("--model", default="mobilenet_v2", help="ImageNet classifier (default mobilenet_v2)")
+    add_recognizer_args(p)
     p.add_argument("--top-k", type=positive_int, default=5, help="labels stored per image (default 5)")
     p.add_argument("--retry-errors", action="store_true", help="analyze again files that failed before")
     p.add_argument("--json", action="store_true", help="print the run's report as one JSON object")
@@ -76,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         spec = AnalyzerSpec.of(args.analyzer, **({"crops": True} if args.crops else {}))
     else:
         check_classifier(args.model)
-        spec = AnalyzerSpec.of(None, model=args.model, top_k=args.top_k, **({"crops": True} if args.crops else {}))
+        spec = AnalyzerSpec.of(None, model=args.model, top_k=args.top_k, **({"crops": True} if args.crops else {}),
+                               **analyzer_recognizer(args))
     progress = None if args.quiet else ProgressBar(sys.stderr)
     report = index_folder(args.dir, db_path(args, create=True), workers=args.workers, engine=args.engine,
                           spec=spec, retry_errors=args.retry_errors, progress=progress, scheduler=args.scheduler,

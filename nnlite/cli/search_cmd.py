@@ -4,7 +4,7 @@ Keyword ``--json``: ``{"query", "terms": [...], "results": [{"path", "label", "s
 ``terms`` says how each word was read (a face word and its rule, or an ImageNet label with the number
 of classes it covers) and each result's ``matched`` how it satisfied each term.
 
-Face ``--json``: ``{"query": {"path", "box"}, "threshold", "results": [{"path", "box", "distance",
+Face ``--json``: ``{"query": {"path", "box", "recognizer"}, "threshold", "results": [{"path", "box", "distance",
 "match"}], "photos": [{"path", "distance", "match", "faces": [{"box", "distance", "match"}]}]}``;
 ``results`` nearest first, ``photos`` the same hits grouped per photo.
 """
@@ -16,6 +16,7 @@ import json
 
 from ..errors import LibraryError
 from ._types import positive_float, positive_int
+from .faces_cmd import add_recognizer_args, analyzer_recognizer
 from .index_cmd import add_db_argument, db_path
 
 
@@ -37,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all", action="store_true", help="face search: also list faces beyond the threshold, marked")
     p.add_argument("--crops", action="store_true",
                    help="face search: IMAGE is a tight face crop; skip detection, use the whole image")
+    add_recognizer_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--analyzer", help=argparse.SUPPRESS)   # tests: another face analyzer
     p.set_defaults(func=run)
@@ -82,13 +84,14 @@ def _term_json(term: dict) -> dict:
 def _face(args, library) -> int:
     from ..library.analyze import AnalyzerSpec
     from ..library.search import search_by_face
-    spec = AnalyzerSpec.of(args.analyzer) if args.analyzer else AnalyzerSpec()
+    spec = AnalyzerSpec.of(args.analyzer) if args.analyzer else AnalyzerSpec.of(None, **analyzer_recognizer(args))
     found = search_by_face(library, args.face, spec, crops=args.crops, top=args.top or 10,
                            threshold=args.threshold, everything=args.all)
     query, threshold, results, photos = found["query"], found["threshold"], found["results"], found["photos"]
     if args.json:
         print(json.dumps({
-            "query": {"path": args.face, "box": list(query.box)}, "threshold": threshold,
+            "query": {"path": args.face, "box": list(query.box), "recognizer": query.recognizer},
+            "threshold": threshold,
             "results": [{"path": r["path"], "box": r["box"], "distance": r["distance"], "match": r["match"]}
                         for r in results],
             "photos": [{"path": p["path"], "distance": p["distance"], "match": p["match"],

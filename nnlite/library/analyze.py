@@ -150,7 +150,8 @@ class ModelAnalyzer:
     """
 
     def __init__(self, model: str = "mobilenet_v2", top_k: int = 5, detector: str = "ssd",
-                 min_face_score: float = 0.5, crops: bool = False):
+                 min_face_score: float = 0.5, crops: bool = False, recognizer: str = "faceapi",
+                 arcface_model: str | None = None):
         import nnlite
 
         from ..errors import ModelError
@@ -160,8 +161,10 @@ class ModelAnalyzer:
         self.classifier = nnlite.load(model)
         if not hasattr(self.classifier, "classify"):
             raise ModelError(f"ModelAnalyzer: model {model!r} is not an ImageNet classifier")
-        self.faces = FacePipeline(detector=detector, min_score=min_face_score)
-        for net in ("detector", "landmarks", "recognition", "age_gender", "expression"):
+        self.faces = FacePipeline(detector=detector, min_score=min_face_score, recognizer=recognizer,
+                                  arcface_model=arcface_model)
+        describer = "arcface" if recognizer == "arcface" else "recognition"
+        for net in ("detector", "landmarks", describer, "age_gender", "expression"):
             self.faces._net(net)   # load every weight file now: once per worker, and bad weights fail here
         self.top_k, self.crops = top_k, bool(crops)
         self.lock = threading.Lock()   # the web server calls one analyzer from many threads

@@ -25,12 +25,17 @@ import numba
 import numpy as np
 
 from ..errors import LibraryError
+from ..vision.arcface import DEFAULT_COSINE_THRESHOLD
 from .index import DEFAULT_RECOGNIZER, DESCRIPTOR_SIZE, LibraryIndex
 from .words import keyword_search  # noqa: F401  (the search API in one place)
 
 # recognizer -> (descriptor size, metric, same-person threshold). "euclidean": distance ||a - b||;
-# "cosine": distance 1 - cos(a, b). face-api.js calls two faces the same person below 0.6.
-RECOGNIZERS: dict[str, tuple[int, str, float]] = {DEFAULT_RECOGNIZER: (DESCRIPTOR_SIZE, "euclidean", 0.6)}
+# "cosine": distance 1 - cos(a, b). face-api.js calls two faces the same person below 0.6; ArcFace when the
+# cosine similarity is at least nnlite.vision.arcface.DEFAULT_COSINE_THRESHOLD (distance 1 - that).
+RECOGNIZERS: dict[str, tuple[int, str, float]] = {
+    DEFAULT_RECOGNIZER: (DESCRIPTOR_SIZE, "euclidean", 0.6),
+    "arcface": (512, "cosine", 1.0 - DEFAULT_COSINE_THRESHOLD),
+}
 
 
 def register_recognizer(name: str, size: int, metric: str, threshold: float) -> None:
