@@ -7,16 +7,9 @@ from __future__ import annotations
 
 import json
 
+from tests.protobuf_bytes import varint
+
 _BIG = [0, 1, 2, 7, 255, 256, 65535, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**40, 2**62, 2**63 - 1, 2**64 - 1]
-
-
-def varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, v = v & 0x7F, v >> 7
-        out.append(b | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
 
 
 def flip(rng, data: bytearray) -> None:

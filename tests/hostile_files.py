@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.protobuf_bytes import fld, varint
+
 HOSTILE = Path(__file__).resolve().parent / "data" / "hostile"
 
 
@@ -149,23 +151,6 @@ def tfjs_manifest(paths, shape=(2,), dtype="float32") -> bytes:
 
 # ---------------------------------------------------------------------------------------- protobuf
 
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, v = v & 0x7F, v >> 7
-        out.append(b | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
-
-
-def fld(no: int, value) -> bytes:
-    """One protobuf field: an int is a varint (wire 0), bytes/str length-delimited (wire 2)."""
-    if isinstance(value, int):
-        return _varint(no << 3) + _varint(value)
-    data = value.encode() if isinstance(value, str) else value
-    return _varint(no << 3 | 2) + _varint(len(data)) + data
-
-
 def _node(name, op, inputs=(), **attrs) -> bytes:
     out = fld(1, name) + fld(2, op) + b"".join(fld(3, i) for i in inputs)
     return out + b"".join(fld(5, fld(1, k) + fld(2, v)) for k, v in attrs.items())
@@ -179,20 +164,20 @@ def _placeholder(name) -> bytes:
 def nested_protobuf(depth: int = 20_000) -> bytes:
     """A GraphDef whose one node's attribute nests AttrValue.func -> NameAttrList.attr -> AttrValue ...
     ``depth`` times (each level is only prefix bytes, so it is built outside-in in linear time)."""
-    tag = {1: _varint(1 << 3 | 2), 2: _varint(2 << 3 | 2), 10: _varint(10 << 3 | 2)}
-    name_f, name_a = tag[1] + _varint(1) + b"f", tag[1] + _varint(1) + b"a"
+    tag = {1: varint(1 << 3 | 2), 2: varint(2 << 3 | 2), 10: varint(10 << 3 | 2)}
+    name_f, name_a = tag[1] + varint(1) + b"f", tag[1] + varint(1) + b"a"
     lengths, inner = [], 0  # lengths[k]: size of level k's AttrValue, innermost first
     for _ in range(depth):
-        entry = len(name_a) + len(tag[2]) + len(_varint(inner)) + inner
-        attr_list = len(name_f) + len(tag[2]) + len(_varint(entry)) + entry
-        inner = len(tag[10]) + len(_varint(attr_list)) + attr_list
+        entry = len(name_a) + len(tag[2]) + len(varint(inner)) + inner
+        attr_list = len(name_f) + len(tag[2]) + len(varint(entry)) + entry
+        inner = len(tag[10]) + len(varint(attr_list)) + attr_list
         lengths.append((entry, attr_list, inner))
     prefixes = []
     for k in range(depth - 1, -1, -1):
         entry, attr_list, _ = lengths[k]
         value_len = lengths[k - 1][2] if k else 0
-        prefixes.append(tag[10] + _varint(attr_list) + name_f + tag[2] + _varint(entry) + name_a + tag[2]
-                        + _varint(value_len))
+        prefixes.append(tag[10] + varint(attr_list) + name_f + tag[2] + varint(entry) + name_a + tag[2]
+                        + varint(value_len))
     value = b"".join(prefixes)
     return fld(1, _node("n", "NoOp") + fld(5, fld(1, "x") + fld(2, value)))
 
@@ -215,7 +200,7 @@ def self_calling_graph() -> bytes:
 def const_splat_graph(dims=(50_000, 50_000)) -> bytes:
     """A Const float32 of shape ``dims`` with a single float_val: TensorFlow's splat rule fills the shape."""
     shape = b"".join(fld(2, fld(1, d)) for d in dims)
-    tensor = fld(1, 1) + fld(2, shape) + _varint(5 << 3 | 5) + struct.pack("<f", 1.0)
+    tensor = fld(1, 1) + fld(2, shape) + varint(5 << 3 | 5) + struct.pack("<f", 1.0)
     return fld(1, _node("big", "Const", value=fld(8, tensor), dtype=fld(6, 1))) + fld(1, _node("out", "Identity",
                                                                                              ["big"], T=fld(6, 1)))
 
@@ -225,7 +210,7 @@ def const_without_value_graph() -> bytes:
 
 
 def const_port_graph() -> bytes:
-    tensor = fld(1, 1) + fld(2, fld(2, fld(1, 1))) + _varint(5 << 3 | 5) + struct.pack("<f", 1.0)
+    tensor = fld(1, 1) + fld(2, fld(2, fld(1, 1))) + varint(5 << 3 | 5) + struct.pack("<f", 1.0)
     return (fld(1, _placeholder("x")) + fld(1, _node("c", "Const", value=fld(8, tensor), dtype=fld(6, 1)))
             + fld(1, _node("a", "AddV2", ["x", "c:7"])))
 

@@ -19,27 +19,9 @@ from nnlite.savedmodel.bundle import MAGIC, TensorBundle
 from nnlite.savedmodel.crc32c import crc32c
 from nnlite.savedmodel.slicing import strided_slice
 from nnlite.savedmodel.wire import decode
+from tests.protobuf_bytes import fld, varint
 
-# -- a minimal protobuf encoder ---------------------------------------------------------------------
-
-
-def varint(v: int) -> bytes:
-    v &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        out.append(b | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
-
-
-def fld(no: int, value) -> bytes:
-    """int -> varint field; bytes/str -> length-delimited field."""
-    if isinstance(value, int):
-        return varint(no << 3) + varint(value)
-    data = value.encode() if isinstance(value, str) else value
-    return varint(no << 3 | 2) + varint(len(data)) + data
+# -- a minimal protobuf encoder (tests/protobuf_bytes.py) --------------------------------------------
 
 
 def shape(dims) -> bytes:
