@@ -43,12 +43,18 @@ def site(tmp_path_factory):
     app.close()
 
 
-def request(site, method, url, body=None, headers=None):
+def exchange(site, method, url, body=None, headers=None):
+    """One request on a fresh connection: (the response, its body)."""
     conn = http.client.HTTPConnection("127.0.0.1", site["port"], timeout=10)
     conn.request(method, url, body=body, headers=headers or {})
     response = conn.getresponse()
     data = response.read()
     conn.close()
+    return response, data
+
+
+def request(site, method, url, body=None, headers=None):
+    response, data = exchange(site, method, url, body, headers)
     return response.status, response.getheader("Content-Type"), data
 
 

@@ -4,7 +4,6 @@ refused, uploads are bounded in bytes and decoded pixels, and the usual security
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from nnlite.web.app import LibraryApp
 from nnlite.web.handler import STATIC_DIR
 from nnlite.web.server import make_server, serve_in_thread
 from tests.test_library_fakes import FAKE, FakeAnalyzer, make_photo
+from tests.test_web import exchange
 
 COUNTING = "tests.test_web_guards:CountingAnalyzer"
 
@@ -72,15 +72,6 @@ def site(tmp_path_factory):
     app.close()
 
 
-def request(site, method, url, body=None, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", site["port"], timeout=10)
-    conn.request(method, url, body=body, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response, data
-
-
 def raw(site, data: bytes) -> bytes:
     """Send raw bytes, read until the server closes."""
     with socket.create_connection(("127.0.0.1", site["port"]), timeout=10) as s:
@@ -107,10 +98,10 @@ def png_header(width: int, height: int) -> bytes:
 # -- files ---------------------------------------------------------------------------------------
 
 def test_indexed_file_is_served(site):
-    response, data = request(site, "GET", f"/api/images/{site['ids']['cat.png']}/file")
+    response, data = exchange(site, "GET", f"/api/images/{site['ids']['cat.png']}/file")
     assert response.status == 200 and data.startswith(b"\x89PNG")
     # the upload limit (100,000 pixels here) does not apply to the library's own photos
-    response, data = request(site, "GET", f"/api/images/{site['ids']['big.png']}/thumb?size=512")
+    response, data = exchange(site, "GET", f"/api/images/{site['ids']['big.png']}/thumb?size=512")
     assert response.status == 200 and response.getheader("Content-Type") == "image/jpeg"
 
 
@@ -118,7 +109,7 @@ def test_indexed_file_is_served(site):
                                           ("swapped.png", 409)])
 @pytest.mark.parametrize("suffix", ["/file", "/thumb", "/thumb?size=96"])
 def test_links_and_changed_files_are_never_served(site, name, status, suffix):
-    response, data = request(site, "GET", f"/api/images/{site['ids'][name]}{suffix}")
+    response, data = exchange(site, "GET", f"/api/images/{site['ids'][name]}{suffix}")
     json_error(response, data, status)
     assert b"root:" not in data
 
@@ -130,7 +121,7 @@ def test_links_and_changed_files_are_never_served(site, name, status, suffix):
                                           ("evil.example:8080", 421), ("localhost.evil.example", 421),
                                           ("localhost:x", 421), ("", 421)])
 def test_host_header_must_name_this_server(site, host, status):
-    response, data = request(site, "GET", "/api/status", headers={"Host": host})
+    response, data = exchange(site, "GET", "/api/status", headers={"Host": host})
     assert response.status == status, data
     assert response.getheader("Content-Type") == "application/json"
 
@@ -148,20 +139,20 @@ def test_request_without_host_is_refused(site):
                                        ("/api/faces/search", "image/png")])
 def test_post_needs_a_content_type_that_cross_site_forms_cannot_send(site, url, kind):
     headers = {"Content-Type": kind} if kind else {}
-    response, data = request(site, "POST", url, body=b"{}", headers=headers)
+    response, data = exchange(site, "POST", url, body=b"{}", headers=headers)
     assert "Content-Type" in json_error(response, data, 415)
 
 
 @pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}])
 def test_cross_site_post_is_refused(site, headers):
-    response, data = request(site, "POST", "/api/faces/search", body=b'{"descriptor": []}',
+    response, data = exchange(site, "POST", "/api/faces/search", body=b'{"descriptor": []}',
                              headers={"Content-Type": "application/json", **headers})
     json_error(response, data, 403)
 
 
 def test_same_origin_post_is_accepted(site):
     body = json.dumps({"descriptor": [0.0] * 128, "top": 1})
-    response, data = request(site, "POST", "/api/faces/search", body=body,
+    response, data = exchange(site, "POST", "/api/faces/search", body=body,
                              headers={"Content-Type": "application/json", "Sec-Fetch-Site": "same-origin",
                                       "Origin": f"http://127.0.0.1:{site['port']}"})
     assert response.status == 200 and len(json.loads(data)["results"]) == 1
@@ -171,7 +162,7 @@ def test_same_origin_post_is_accepted(site):
 
 @pytest.mark.parametrize("url", ["/", "/static/app.js", "/api/status", "/api/images/999", "/nowhere"])
 def test_security_headers(site, url):
-    response, _ = request(site, "GET", url)
+    response, _ = exchange(site, "GET", url)
     assert response.getheader("X-Content-Type-Options") == "nosniff"
     csp = response.getheader("Content-Security-Policy")
     assert "default-src 'none'" in csp and "script-src 'self';" in csp and "frame-ancestors 'none'" in csp
@@ -193,7 +184,7 @@ def test_page_has_no_inline_script_or_style():
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE", "BREW"])
 def test_other_methods_are_json_405(site, method):
-    response, data = request(site, method, "/api/status")
+    response, data = exchange(site, method, "/api/status")
     assert response.status == 405 and response.getheader("Content-Type") == "application/json"
     if method != "HEAD":
         assert "GET and POST" in json.loads(data)["error"]
@@ -229,10 +220,10 @@ def test_malformed_requests_are_json(site, data, status):
 
 
 def test_deeply_nested_json_is_400(site):
-    response, data = request(site, "POST", "/api/faces/search", body=b"[" * 50000 + b"]" * 50000,
+    response, data = exchange(site, "POST", "/api/faces/search", body=b"[" * 50000 + b"]" * 50000,
                              headers={"Content-Type": "application/json"})
     json_error(response, data, 413)   # over the 64 KiB a face search needs
-    response, data = request(site, "POST", "/api/faces/search", body=b"[" * 30000,
+    response, data = exchange(site, "POST", "/api/faces/search", body=b"[" * 30000,
                              headers={"Content-Type": "application/json"})
     json_error(response, data, 400)
 
@@ -245,7 +236,7 @@ def test_deeply_nested_json_is_400(site):
                                  "/api/labels?top=0", "/api/images/1/thumb?size=0",
                                  "/api/images/1/thumb?face=-1", "/api/search?q=cat&limit=1%00"])
 def test_out_of_range_parameters_are_400(site, url):
-    response, data = request(site, "GET", url)
+    response, data = exchange(site, "GET", url)
     json_error(response, data, 400)
 
 
@@ -253,7 +244,7 @@ def test_out_of_range_parameters_are_400(site, url):
                                   {"descriptor": [True] * 128}, {"descriptor": [0] * 127},
                                   {"descriptor": [0] * 128, "threshold": "x"}, [1, 2]])
 def test_bad_face_search_bodies_are_400(site, body):
-    response, data = request(site, "POST", "/api/faces/search", body=json.dumps(body),
+    response, data = exchange(site, "POST", "/api/faces/search", body=json.dumps(body),
                              headers={"Content-Type": "application/json"})
     json_error(response, data, 400)
 
@@ -262,13 +253,13 @@ def test_bad_face_search_bodies_are_400(site, body):
 
 def test_upload_pixel_limit_is_checked_before_decoding(site):
     started = time.perf_counter()
-    response, data = request(site, "POST", "/api/analyze", body=png_header(8000, 8000),
+    response, data = exchange(site, "POST", "/api/analyze", body=png_header(8000, 8000),
                              headers={"Content-Type": "image/png"})
     assert "64.0 MP" in json_error(response, data, 413) and time.perf_counter() - started < 2
 
 
 def test_upload_over_byte_limit_is_413(site):
-    response, data = request(site, "POST", "/api/analyze", body=b"x" * ((1 << 20) + 1),
+    response, data = exchange(site, "POST", "/api/analyze", body=b"x" * ((1 << 20) + 1),
                              headers={"Content-Type": "image/png"})
     assert "--max-upload-mb" in json_error(response, data, 413)
 
@@ -278,7 +269,7 @@ def test_analyses_run_at_most_max_analyses_at_once(site, tmp_path):
     answers = []
 
     def upload():
-        response, _ = request(site, "POST", "/api/analyze", body=photo, headers={"Content-Type": "image/png"})
+        response, _ = exchange(site, "POST", "/api/analyze", body=photo, headers={"Content-Type": "image/png"})
         answers.append(response.status)
 
     threads = [threading.Thread(target=upload) for _ in range(8)]
