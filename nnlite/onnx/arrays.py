@@ -2,7 +2,9 @@
 
 The importer runs these where a tensor is not an NHWC image (shape arithmetic folded at load, a
 classifier head after Flatten) and to fold constant sub-graphs at load. Attributes are explicit
-keywords; every function keeps its input's dtype unless it says otherwise.
+keywords; every function keeps its input's dtype unless it says otherwise. Ops whose meaning is the same in
+every framework (transpose, concat, cast, where) are :mod:`nnlite.ops.tensor`'s; those here carry ONNX's
+own rules (Reshape's 0, negative Pad, negative Gather indices, size limits on Tile/Expand).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 import numpy as np
 
 from ..errors import ShapeError
+from ..ops.tensor import cast, concat, transpose, where  # noqa: F401  (ONNX lowers onto the same array ops)
 
 MAX_FOLDED = 1 << 24  # elements; a constant built at load (ConstantOfShape, Expand, Range) stays below it
 
@@ -21,10 +24,6 @@ def _bounded(shape, op: str) -> tuple[int, ...]:
     if any(s < 0 for s in shape) or math.prod(shape) > MAX_FOLDED:
         raise ShapeError(f"{op}: refusing to build a tensor of shape {shape}")
     return shape
-
-
-def transpose(x, *, perm):
-    return np.ascontiguousarray(np.transpose(x, perm))
 
 
 def reshape(x, *, shape, allowzero=False):
@@ -75,10 +74,6 @@ def gather(x, indices, *, axis=0):
     n = x.shape[axis]
     indices = np.where(indices < 0, indices + n, indices)
     return np.take(x, indices.astype(np.int64), axis=axis)
-
-
-def concat(*xs, axis):
-    return np.concatenate(xs, axis=axis)
 
 
 def split(x, *, axis, start, stop):
@@ -191,14 +186,6 @@ def batch_norm(x, scale, bias, mean, var, *, epsilon=1e-5, axis=1):
     k = (scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + epsilon))
     b = bias.astype(np.float64) - mean.astype(np.float64) * k
     return (x * k.astype(x.dtype).reshape(shape) + b.astype(x.dtype).reshape(shape)).astype(x.dtype)
-
-
-def cast(x, *, dtype):
-    return np.asarray(x).astype(dtype)
-
-
-def where(c, a, b):
-    return np.where(c, a, b)
 
 
 def constant_of_shape(shape, *, value):
