@@ -101,9 +101,7 @@ class LibraryApp:
         return _with_urls(found)
 
     def similar(self, face_id: int, top: int, threshold: float | None) -> dict:
-        _check("top", top, 1, 200)
-        if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
-            raise HttpError(400, f"threshold must be a number > 0, got {threshold}")
+        _check_face_query(top, threshold)
         with self.db_lock:   # the clicked face first, then the others nearest first (duplicates after it)
             try:
                 results = similar_faces(self.library, face_id, top=top, threshold=threshold, cache=self.faces)
@@ -118,9 +116,7 @@ class LibraryApp:
         return self._nearest(np.asarray(descriptor, np.float32), top, threshold)
 
     def _nearest(self, query: np.ndarray, top: int, threshold: float | None) -> dict:
-        _check("top", top, 1, 200)
-        if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
-            raise HttpError(400, f"threshold must be a number > 0, got {threshold}")
+        _check_face_query(top, threshold)
         with self.db_lock:
             try:
                 results = face_search(self.library, query, top=top, threshold=threshold, cache=self.faces)
@@ -268,6 +264,12 @@ def _check_header_pixels(data: bytes, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise HttpError(413, f"image of {width}x{height} = {width * height / 1e6:.1f} MP is over the "
                              f"limit of {max_pixels / 1e6:g} MP (the server's --max-megapixels)")
+
+
+def _check_face_query(top: int, threshold: float | None) -> None:
+    _check("top", top, 1, 200)
+    if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
+        raise HttpError(400, f"threshold must be a number > 0, got {threshold}")
 
 
 def _check(name: str, value: int, low: int, high: int) -> None:
