@@ -24,7 +24,7 @@ TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
-def exported(tf, tmp_path_factory):
+def exported(tf, shared_dir, tmp_path_factory):  # its photos include one from ../shared
     """(SavedModel folder, photos (N, 64, 64, 3) in [0, 1], TensorFlow's logits)."""
     from tools.pnasnet_tf import export
     path = export(tmp_path_factory.mktemp("pnasnet_hub") / "module", SIZE)

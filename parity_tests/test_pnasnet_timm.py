@@ -29,7 +29,7 @@ TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
-def reference() -> dict:
+def reference(shared_dir) -> dict:  # its photos include one from ../shared
     data = np.load(FIXTURE)
     meta = json.loads(str(data["meta"]))
     assert meta["seed"] == SEED and meta["photos"] == list(PHOTOS), "fixture made for other weights or photos"

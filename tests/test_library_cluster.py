@@ -168,6 +168,7 @@ def test_local_cluster_and_missing_distributed(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_dir")  # reads ../shared: skipped without it, failed under CI
 def test_cluster_runs_the_real_models(tmp_path, cluster):
     """Three real photos through the real models on the workers, against the local engine."""
     root = tmp_path / "photos"

@@ -19,6 +19,7 @@ CROPS = ["amy/amy1.png", "amy/amy3.png", "stuart/stuart4.png"]
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_dir")  # reads ../shared: skipped without it, failed under CI
 def test_index_and_search_folders_of_face_crops(tmp_path, capsys):
     root = tmp_path / "crops"
     root.mkdir()
