@@ -3,7 +3,7 @@
 Both sides take the same real photo as raw RGB and do the whole face-api.js input rule themselves (pad
 bottom/right to square, legacy bilinear resize, scaling), so the input rule is checked too; the TF side
 decodes and runs ``tf.image.non_max_suppression`` itself, so the post-processing is checked as well.
-Criteria (issue 3): raw outputs relative L2 error <= 1e-4; final detections: same count, every box
+Criteria: raw outputs relative L2 error <= 1e-4; final detections: same count, every box
 coordinate within 0.5 px.
 """
 

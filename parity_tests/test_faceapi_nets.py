@@ -2,7 +2,7 @@
 
 Both sides get the same real face crops as raw RGB and do the whole face-api.js input rule themselves
 (centred pad to square, legacy bilinear resize, mean/divisor), so the input rule is checked too.
-Criterion (issue 3): relative L2 error ||nnlite - tf|| / ||tf|| <= 1e-4 on every raw output.
+Criterion: relative L2 error ||nnlite - tf|| / ||tf|| <= 1e-4 on every raw output.
 """
 
 from __future__ import annotations

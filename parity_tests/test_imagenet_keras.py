@@ -3,7 +3,7 @@
 ``tools/keras_reference.py`` builds ``keras.applications.X(weights=None)`` with seeded random weights and
 non-trivial batch-norm statistics and saves it as a legacy ``.h5``, a Keras 3 ``.weights.h5`` and a TF
 SavedModel (once per run, in ``cache_dir``). nnlite loads the ``.h5`` through the model registry and must
-reproduce the SavedModel on real photos, image by image (issue 4):
+reproduce the SavedModel on real photos, image by image:
 
 - the global-average-pool features and the logits: relative L2 <= 1e-4 (random-weight probabilities are
   close to uniform, so these are the comparisons with teeth);

@@ -3,7 +3,7 @@
 The reference is a Keras model built by ``tools/imagenet_tf`` from the bundled weights - real batch-norm
 layers with the source framework's epsilon, explicit symmetric padding for torchvision, TF 'same' where
 the source used it - exported as a TF SavedModel into the parity cache and reloaded. Both sides get the
-same preprocessed real photos. Criterion (issue 4): relative L2 ||nnlite - tf|| / ||tf|| <= 1e-4 on the
+same preprocessed real photos. Criterion: relative L2 ||nnlite - tf|| / ||tf|| <= 1e-4 on the
 raw output and on the probabilities, and the same top-5 classes. A failure names the first layer that
 diverges (``graph.Model.first_divergence`` against the Keras intermediates).
 """

@@ -1,6 +1,6 @@
 """Fast kernels (nnlite.ops) against their naive twins (nnlite.ops.reference) on randomized shapes.
 
-Relative error ||fast - reference|| / ||reference|| <= 1e-5 (issue 2). Hypothesis draws shapes, strides 1-3,
+Relative error ||fast - reference|| / ||reference|| <= 1e-5. Hypothesis draws shapes, strides 1-3,
 dilations, every padding kind, channel multipliers and activations; invalid draws must fail the same way
 (a typed ShapeError) in both implementations.
 """
