@@ -4,8 +4,12 @@ Conventions: an image is a NumPy array (H, W, 3) uint8 in RGB order; a batch is 
 
 - :func:`load_image` accepts a path, bytes, a binary file object, a PIL image or an array; applies the EXIF
   orientation; converts every mode to RGB (rules in its docstring); refuses images above ``max_pixels``.
-- :func:`resize` (Pillow filters), :func:`center_crop`, :func:`pad_to_square` (face-api.js's two rules),
-  :func:`normalize` ('tf', 'caffe', 'torch', 'raw' - the Keras ``preprocess_input`` modes), :func:`to_batch`.
+  It is the one decoder: front ends call it once and pass the pixels down.
+- :func:`as_rgb` is the one RGB rule for pixels already in memory (greyscale, alpha, dtypes); every layer
+  that accepts arrays coerces through it. :func:`image_size` reads a file's size from its header only.
+- :func:`resize` (Pillow filters), :func:`center_crop`, :func:`pad_to_square` (face-api.js's two rules, the
+  one copy of them), :func:`normalize` ('tf', 'caffe', 'torch', 'raw' - the Keras ``preprocess_input``
+  modes), :func:`to_batch`.
 
 Every unreadable input raises :class:`nnlite.errors.ImageError` naming the file.
 """
@@ -34,7 +38,7 @@ _RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.B
 # ------------------------------------------------------------------ loading
 
 def load_image(src, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-               background: tuple[int, int, int] | None = None) -> np.ndarray:
+               background: tuple[int, int, int] | None = None, reduce_to: int | None = None) -> np.ndarray:
     """Load ``src`` as an (H, W, 3) uint8 RGB array.
 
     ``src``: path (str / Path), ``bytes``, a binary file object, a ``PIL.Image.Image`` or a NumPy array.
@@ -51,10 +55,12 @@ def load_image(src, *, max_pixels: int = DEFAULT_MAX_PIXELS,
       maximum is <= 1, else as [0, 255]; then rounded and clipped.
     - More than ``max_pixels`` pixels (checked from the header, before decoding) is refused. Pillow's own
       decompression-bomb limit (2 x ``Image.MAX_IMAGE_PIXELS``) still applies to larger ``max_pixels``.
+    - ``reduce_to`` (thumbnails): a JPEG may be decoded at 1/2, 1/4 or 1/8 scale as long as both sides stay
+      at least ``reduce_to`` (the JPEG decoder's own reduced decoding); other formats decode in full.
     """
     if isinstance(src, np.ndarray):
         _check_pixels(src.shape[0] * src.shape[1] if src.ndim >= 2 else 0, max_pixels, "<array>")
-        return _array_to_rgb(src, "<array>", background)
+        return as_rgb(src, background=background)
     if isinstance(src, Image.Image):
         _check_pixels(src.width * src.height, max_pixels, "<PIL image>")
         return _pil_to_rgb(ImageOps.exif_transpose(src), background)
@@ -62,6 +68,8 @@ def load_image(src, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     image = _open(src, name, max_pixels)
     try:
         with image:
+            if reduce_to:
+                image.draft("RGB", (reduce_to, reduce_to))  # JPEG only; a no-op for other formats
             image.load()  # decode now, inside the try: truncated data surfaces here
             image = ImageOps.exif_transpose(image)
             return _pil_to_rgb(image, background)
@@ -69,6 +77,28 @@ def load_image(src, *, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, MemoryError) as exc:
         raise ImageError(f"cannot decode image {name}: {exc}") from None
+
+
+def image_size(src) -> tuple[int, int]:
+    """(width, height) of an image file (path, bytes or binary file object) read from its header, without
+    decoding the pixels (before EXIF orientation). Unreadable input raises :class:`ImageError`."""
+    with _open(src, _source_name(src), max_pixels=2 ** 62) as image:
+        return image.size
+
+
+def as_rgb(pixels, *, background: tuple[int, int, int] | None = None, name: str = "<array>") -> np.ndarray:
+    """Pixels already in memory (a NumPy array or anything ``np.asarray`` takes) -> an (H, W, 3) uint8 RGB
+    array, by :func:`load_image`'s array rules (greyscale repeated, alpha dropped unless ``background``,
+    dtypes scaled as documented there); a PIL image goes through :func:`load_image` itself. An (H, W, 3)
+    uint8 array comes back as it is (made contiguous). Any other shape or dtype raises :class:`ImageError`
+    naming ``name``."""
+    if isinstance(pixels, Image.Image):
+        return load_image(pixels, background=background)
+    try:
+        array = np.asarray(pixels)
+    except (TypeError, ValueError) as exc:   # ragged nested lists and the like
+        raise ImageError(f"image {name}: not an array of pixels ({exc})") from None
+    return _array_to_rgb(array, name, background)
 
 
 def _source_name(src) -> str:
@@ -179,6 +209,7 @@ def _drop_alpha(rgba: np.ndarray, background) -> np.ndarray:
 # ------------------------------------------------------------------ geometry
 
 def _check_rgb(img: np.ndarray, what: str) -> np.ndarray:
+    """The geometry functions' precondition (not a coercion: callers coerce first, with :func:`as_rgb`)."""
     if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         found = (img.shape, img.dtype) if isinstance(img, np.ndarray) else type(img).__name__
         raise ShapeError(f"{what}: expected an (H, W, 3) uint8 image, found {found}")

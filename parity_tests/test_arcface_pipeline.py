@@ -13,7 +13,8 @@ import pytest
 from skimage.transform import SimilarityTransform, warp
 
 from nnlite.cli import main as cli_main
-from nnlite.vision.faces import FacePipeline, load_rgb
+from nnlite.image import load_image
+from nnlite.vision.faces import FacePipeline
 
 TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                      [41.5493, 92.3655], [70.7299, 92.2041]])
@@ -43,7 +44,7 @@ def test_arcface_pipeline_matches_insightface_recipe_on_onnxruntime(iresnet50, s
     photo = shared_dir / "data/faceapi/scenes/bbt1.jpg"
     faces = FacePipeline(recognizer="arcface", arcface_model=iresnet50, attributes=False).detect(photo)
     assert len(faces) >= 3
-    img = load_rgb(photo)
+    img = load_image(photo)
     for f in faces:
         assert f.recognizer == "arcface" and f.descriptor.shape == (512,)
         assert np.linalg.norm(f.descriptor) == pytest.approx(1.0, abs=1e-5)

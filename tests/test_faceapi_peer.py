@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nnlite.image import pad_to_square
 from nnlite.models.faceapi.age_gender import AgeGenderNet
-from nnlite.models.faceapi.common import centred_square_padding, to_square_tensor
+from nnlite.models.faceapi.common import to_square_tensor
 from nnlite.models.faceapi.face_expression import LABELS, FaceExpressionNet
 from nnlite.models.faceapi.face_landmark_68 import FaceLandmark68Net, unpad_landmarks
 from nnlite.models.faceapi.face_landmark_68_tiny import FaceLandmark68TinyNet
@@ -82,13 +83,13 @@ def test_p1_unpad_batch_rows_independent():
 
 @pytest.mark.parametrize("h, w, columns", [(4, 2, "0110"), (4, 3, "1110"), (5, 2, "01100"), (5, 4, "11110")])
 def test_h2_pad_to_square_centred(h, w, columns):
-    top, bottom, left, right = centred_square_padding(h, w)
-    assert (top, bottom) == (0, 0)
-    out = np.pad(np.ones((h, w, 3)), ((0, 0), (left, right), (0, 0)))
+    out, (top, left) = pad_to_square(np.ones((h, w, 3), np.uint8), center=True)
+    assert top == 0 and left == columns.index("1")
     assert out.shape == (h, h, 3)
     assert "".join("1" if out[:, c].all() else "0" for c in range(h)) == columns
     # the face nets' own input path pads the same way (size = side, so no resize)
-    sq = to_square_tensor(np.ones((h, w, 3), np.float32), h)[0]
+    sq = to_square_tensor(np.ones((h, w, 3), np.uint8), h)[0]
+    assert sq.dtype == np.float32
     np.testing.assert_array_equal(sq, out)
 
 

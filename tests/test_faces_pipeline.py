@@ -169,3 +169,25 @@ def test_compare_cli(faces_jpg, shared_dir, capsys):
 def test_face_to_json_keys():
     f = Face(box=(1, 2, 3, 4), score=0.9, landmarks=np.zeros((68, 2), np.float32))
     assert list(f.to_json()) == JSON_FACE_KEYS
+
+
+def test_a_path_is_decoded_once_and_the_detector_gets_pixels(tmp_path, monkeypatch):
+    """detect() decodes a path with nnlite.image.load_image exactly once; the detector sees the RGB uint8 array."""
+    import nnlite.vision.faces as faces_module
+    from nnlite.image import load_image
+
+    calls, seen = [], []
+    monkeypatch.setattr(faces_module, "load_image", lambda src: calls.append(src) or load_image(src))
+
+    class Detector:
+        def detect(self, img, **options):
+            seen.append(img)
+            return []
+
+    path = tmp_path / "grey.png"
+    Image.fromarray(np.full((6, 9), 77, np.uint8)).save(path)
+    pipe = FacePipeline(detector="tiny")
+    pipe._nets["detector"] = Detector()
+    assert pipe.detect(path) == []
+    assert calls == [path] and len(seen) == 1
+    assert seen[0].dtype == np.uint8 and seen[0].shape == (6, 9, 3) and (seen[0] == 77).all()

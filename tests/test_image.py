@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from nnlite.errors import ImageError, ShapeError
-from nnlite.image import center_crop, load_image, normalize, pad_to_square, resize, to_batch
+from nnlite.image import as_rgb, center_crop, image_size, load_image, normalize, pad_to_square, resize, to_batch
 
 
 def _pattern(h=2, w=3) -> np.ndarray:
@@ -104,6 +104,37 @@ def test_arrays():
                 np.zeros((0, 3, 3), np.uint8)):
         with pytest.raises(ImageError):
             load_image(bad)
+
+
+def test_pixels_in_memory_follow_the_one_rgb_rule():
+    grey = np.array([[0, 90], [200, 255]], np.uint8)
+    np.testing.assert_array_equal(as_rgb(grey), np.dstack([grey] * 3))
+    np.testing.assert_array_equal(as_rgb(grey[:, :, None]), np.dstack([grey] * 3))
+    rgba = np.dstack([grey, grey, grey, np.zeros_like(grey)])
+    np.testing.assert_array_equal(as_rgb(rgba), np.dstack([grey] * 3))   # alpha dropped, not composited
+    np.testing.assert_array_equal(as_rgb(rgba, background=(255, 255, 255)), np.full((2, 2, 3), 255))
+    np.testing.assert_array_equal(as_rgb([[[0.0, 0.5, 1.0]]]), [[[0, 128, 255]]])   # lists, floats in [0, 1]
+    np.testing.assert_array_equal(as_rgb(np.array([[[0, 32768, 65535]]], np.uint16)), [[[0, 128, 255]]])
+    rgb = _pattern()
+    assert as_rgb(rgb) is rgb   # already RGB uint8 and contiguous: no copy
+    np.testing.assert_array_equal(as_rgb(Image.fromarray(rgb)), rgb)
+    for bad in (np.zeros((2, 2, 2), np.uint8), np.zeros((3, 0, 3), np.uint8), [[1, 2], [3]], np.array([["a"]])):
+        with pytest.raises(ImageError, match="face input"):
+            as_rgb(bad, name="face input")
+
+
+def test_image_size_reads_the_header_only():
+    assert image_size(_png_header_only(12000, 9000)) == (12000, 9000)   # no pixel data to decode
+    with pytest.raises(ImageError):
+        image_size(b"not an image")
+
+
+def test_reduce_to_decodes_a_jpeg_at_reduced_scale():
+    buf = io.BytesIO()
+    Image.fromarray(np.full((400, 640, 3), 120, np.uint8)).save(buf, "JPEG")
+    assert load_image(buf.getvalue()).shape == (400, 640, 3)
+    assert load_image(buf.getvalue(), reduce_to=96).shape == (100, 160, 3)    # 1/4: both sides stay >= 96
+    assert load_image(_png(Image.fromarray(_pattern(40, 40))), reduce_to=8).shape == (40, 40, 3)   # PNG: full
 
 
 # ---------------------------------------------------------------- refusals

@@ -195,3 +195,19 @@ def test_progress_bar_shows_rate_and_eta():
     line = bar.line(30, 120, 10.0)
     assert "30/120" in line and "25%" in line and "3.0 img/s" in line and "ETA 0:30" in line
     assert "ETA 1:00:00" in bar.line(1, 3601, 1.0)
+
+
+def test_index_stores_vision_faces_and_predictions(tmp_path):
+    """The library's records are vision's own Face and Prediction; a face the pipeline made without
+    attributes (expression None) is stored with an empty expression."""
+    from nnlite.library.analyze import ImageRecord
+    from nnlite.vision.classify import Prediction
+    from nnlite.vision.faces import Face
+    face = Face((1.0, 2.0, 3.0, 4.0), 0.8, np.zeros((68, 2), np.float32), np.full(128, 0.1, np.float32))
+    record = ImageRecord("/p/x.png", 5, 1, width=8, height=6, model="m", faces=[face],
+                         labels=[Prediction("tabby", "n02123045", 281, 0.5)])
+    with LibraryIndex(tmp_path / "lib.db") as lib:
+        image = lib.image(lib.write(record))
+    assert image["labels"] == [{"label": "tabby", "wnid": "n02123045", "score": 0.5}]
+    assert [(f["box"], f["score"], f["expression"], f["recognizer"]) for f in image["faces"]] == \
+        [([1.0, 2.0, 3.0, 4.0], 0.8, {}, "faceapi")]

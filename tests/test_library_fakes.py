@@ -16,10 +16,12 @@ import time
 import numpy as np
 from PIL import Image
 
-from nnlite.library.analyze import Analysis, FaceRecord, LabelRecord
+from nnlite.library.analyze import Analysis
+from nnlite.vision.classify import Prediction
+from nnlite.vision.faces import Face
 
-LABELS = [LabelRecord("tabby", "n02123045", 281, 0.0), LabelRecord("golden_retriever", "n02099601", 207, 0.0),
-          LabelRecord("hotdog", "n07697537", 934, 0.0)]
+LABELS = [Prediction("tabby", "n02123045", 281, 0.0), Prediction("golden_retriever", "n02099601", 207, 0.0),
+          Prediction("hotdog", "n07697537", 934, 0.0)]
 
 
 def person_descriptor(person: int, variant: int) -> np.ndarray:
@@ -46,11 +48,11 @@ class FakeAnalyzer:
         self.crops = crops
         type(self).built += 1
 
-    def describe_crop(self, pixels: np.ndarray) -> FaceRecord:
+    def describe_crop(self, pixels: np.ndarray) -> Face:
         """The whole image as person (0, 0)'s face, as the real analyzer does for a tight crop."""
         person, variant, _ = (int(v) for v in pixels[0, 0])
-        return FaceRecord(box=(0.0, 0.0, float(pixels.shape[1]), float(pixels.shape[0])), score=1.0,
-                          landmarks=np.zeros((68, 2), np.float32), descriptor=person_descriptor(person, variant))
+        return Face(box=(0.0, 0.0, float(pixels.shape[1]), float(pixels.shape[0])), score=1.0,
+                    landmarks=np.zeros((68, 2), np.float32), descriptor=person_descriptor(person, variant))
 
     def analyze(self, pixels: np.ndarray) -> Analysis:
         log = os.environ.get("NNLITE_FAKE_LOG")
@@ -59,14 +61,14 @@ class FakeAnalyzer:
                 f.write(f"{pixels[0, 0].tolist()} {pixels.shape}\n")
         means = pixels.reshape(-1, 3).mean(axis=0)
         order = np.argsort(-means, kind="stable")
-        labels = [LabelRecord(LABELS[c].label, LABELS[c].wnid, LABELS[c].index, float(means[c] / 255))
+        labels = [Prediction(LABELS[c].label, LABELS[c].wnid, LABELS[c].index, float(means[c] / 255))
                   for c in order if means[c] >= 60]
         person, variant, n_faces = (int(v) for v in pixels[0, 0])
-        faces = [FaceRecord(box=(2.0 + 10 * i, 3.0, 8.0, 9.0), score=0.9 - 0.1 * i,
-                            landmarks=np.full((68, 2), i, np.float32),
-                            descriptor=person_descriptor(person, variant + 100 * i),
-                            age=30.0 + person, gender="female" if person % 2 else "male",
-                            gender_probability=0.8, expression={"neutral": 0.7, "happy": 0.3})
+        faces = [Face(box=(2.0 + 10 * i, 3.0, 8.0, 9.0), score=0.9 - 0.1 * i,
+                      landmarks=np.full((68, 2), i, np.float32),
+                      descriptor=person_descriptor(person, variant + 100 * i),
+                      age=30.0 + person, gender="female" if person % 2 else "male",
+                      gender_probability=0.8, expression={"neutral": 0.7, "happy": 0.3})
                  for i in range(n_faces if person else 0)]
         return Analysis(self.model, labels, faces)
 

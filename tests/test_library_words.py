@@ -12,7 +12,7 @@ import pytest
 
 from nnlite.cli import main
 from nnlite.errors import LibraryError
-from nnlite.library.analyze import FaceRecord, ImageRecord, LabelRecord
+from nnlite.library.analyze import ImageRecord
 from nnlite.library.index import LibraryIndex
 from nnlite.library.search import (
     FaceIndexCache,
@@ -22,6 +22,8 @@ from nnlite.library.search import (
     similar_faces,
 )
 from nnlite.library.words import keyword_search, parse_query, suggestions
+from nnlite.vision.classify import Prediction
+from nnlite.vision.faces import Face
 
 DOG = ("golden_retriever", "n02099601", 207)
 SHEPHERD = ("German_shepherd", "n02106662", 235)
@@ -33,13 +35,13 @@ def face(score=0.9, gender="female", gp=0.95, age=30.0, top="neutral", descripto
     expression = {"neutral": 0.1, "happy": 0.1, "sad": 0.1, "surprised": 0.1}
     expression[top] = 0.7
     d = np.random.default_rng(int(score * 1000) + int(age)).normal(0, 0.1, 128) if descriptor is None else descriptor
-    return FaceRecord(box, score, np.zeros((68, 2), np.float32), np.asarray(d, np.float32), age, gender, gp,
-                      expression, recognizer)
+    return Face(box, score, np.zeros((68, 2), np.float32), np.asarray(d, np.float32), age, gender, gp,
+                expression, recognizer)
 
 
 def photo(path, labels=(), faces=()):
     return ImageRecord(path, 10, 1, sha256="0" * 64, width=64, height=48, model="m",
-                       labels=[LabelRecord(n, w, i, s) for (n, w, i), s in labels], faces=list(faces))
+                       labels=[Prediction(n, w, i, s) for (n, w, i), s in labels], faces=list(faces))
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import sys
 
@@ -22,6 +23,15 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, doc: str, *, help: str) -> argparse.ArgumentParser:
+    """The subparser of command ``name`` whose ``--help`` description is the second paragraph of ``doc``,
+    the command module's docstring (its first paragraph is the module's one-line summary): the module's
+    documentation and its help text are one text."""
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")   # no docstrings under python -OO
+    description = " ".join(paragraphs[1].split()) if len(paragraphs) > 1 else None
+    return sub.add_parser(name, help=help, description=description)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import GraphFormatError, ImageError
+from ..errors import GraphFormatError
 
 SCALES = {"raw": (1.0, 0.0), "unit": (1 / 255.0, 0.0), "symmetric": (1 / 127.5, -1.0)}
 
@@ -21,20 +21,16 @@ def split_feed(item: str) -> tuple[str, Path]:
 
 
 def read_feed(path: Path, hw: tuple[int, int] | None, scale: str) -> np.ndarray:
-    """A ``.npy`` array as stored, or an image as a (1, H, W, 3) float32 batch (resized to ``hw``)."""
+    """A ``.npy`` array as stored, or an image as a (1, H, W, 3) float32 batch: decoded by
+    :func:`nnlite.image.load_image` (its RGB rules and errors), resized (Pillow bilinear) to ``hw``."""
     if path.suffix.lower() == ".npy":
         return _read_npy(path)
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if hw is not None and im.size != (hw[1], hw[0]):
-                im = im.resize((hw[1], hw[0]), Image.BILINEAR)
-            x = np.asarray(im, np.float32)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ImageError(f"{path}: cannot read the image feed ({exc})") from exc
+    from ..image import load_image, resize
+    rgb = load_image(path)
+    if hw is not None and rgb.shape[:2] != tuple(hw):
+        rgb = resize(rgb, hw, method="bilinear")
     mul, add = SCALES[scale]
-    return (x * np.float32(mul) + np.float32(add))[None]
+    return (rgb.astype(np.float32) * np.float32(mul) + np.float32(add))[None]
 
 
 def _read_npy(path: Path) -> np.ndarray:

@@ -11,10 +11,7 @@ import tempfile
 
 def positive_int(text: str) -> int:
     """A whole number >= 1 (counts: --top, --workers, --max-maps, ...)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
+    value = _parse(text, int, "a whole number >= 1")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, found {value}")
     return value
@@ -38,10 +35,7 @@ def positive_float(text: str) -> float:
 
 def port(text: str) -> int:
     """A TCP port, 0..65535 (0: any free port)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, found {text!r}") from None
+    value = _parse(text, int, "a port number 0..65535")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port number 0..65535, found {value}")
     return value
@@ -65,11 +59,16 @@ def output_file(text: str) -> str:
     return text
 
 
-def _float(text: str) -> float:
+def _parse(text: str, convert, expected: str):
+    """``convert(text)``; a value it cannot read is the one-line error "expected <expected>, found '<text>'"."""
     try:
-        value = float(text)
+        return convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {expected}, found {text!r}") from None
+
+
+def _float(text: str) -> float:
+    value = _parse(text, float, "a number")
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, found {text!r}")
     return value

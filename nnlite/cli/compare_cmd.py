@@ -38,12 +38,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main_face(pipeline, image: str, crops: bool = False):
+    from ..image import load_image
+    pixels = load_image(image)   # decoded once, here
     if crops:
-        from ..image import load_image
-        pixels = load_image(image)
         h, w = pixels.shape[:2]
         return pipeline.analyze(pixels, [(0.0, 0.0, float(w), float(h))], [1.0])[0]
-    faces = pipeline.detect(image)
+    faces = pipeline.detect(pixels)
     if not faces:
         raise NnliteError(f"no face found in {image} (if it is a tight face crop, try --crops)")
     return max(faces, key=lambda f: f.area)

@@ -72,9 +72,10 @@ def faces_json(image: str, pixels, faces) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..image import load_image
     from ..vision.align import box_in_image
-    from ..vision.faces import FacePipeline, load_rgb
-    pixels = load_rgb(args.image)
+    from ..vision.faces import FacePipeline
+    pixels = load_image(args.image)   # the one decode; the pipeline and the drawing take these pixels
     pipeline = FacePipeline(detector=args.detector, min_score=args.min_score, align=args.align,
                             **recognizer_kwargs(args))
     faces = pipeline.detect(pixels)

@@ -1,5 +1,10 @@
 """`nnlite index DIR`: analyze every photo under DIR into the library index (incremental, resumable).
 
+Walk DIR recursively and store, for every image, its hash, size, dimensions, top ImageNet labels and every
+face (box, landmarks, descriptor, age, gender, expression) in an SQLite index. Unchanged files are skipped;
+each image is committed on its own, so an interrupted run resumes where it stopped; unreadable files are
+recorded with their error.
+
 Exit status: 0 when the index is up to date with DIR; 1 when DIR holds no images ("no images found
 in DIR"; a missing index is then not created); 2 on an error (one line on stderr, nothing half-written).
 """
@@ -10,17 +15,13 @@ import argparse
 import json
 import sys
 
+from . import add_command
 from ._types import positive_int
 from .faces_cmd import add_recognizer_args, analyzer_recognizer
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("index", help="index a folder of photos (labels, faces) into the library",
-                       description="Walk DIR recursively and store, for every image, its hash, size, "
-                                   "dimensions, top ImageNet labels and every face (box, landmarks, "
-                                   "descriptor, age, gender, expression) in an SQLite index. Unchanged files "
-                                   "are skipped; each image is committed on its own, so an interrupted run "
-                                   "resumes where it stopped; unreadable files are recorded with their error.")
+    p = add_command(sub, "index", __doc__, help="index a folder of photos (labels, faces) into the library")
     p.add_argument("dir", help="folder of photos")
     add_db_argument(p)
     p.add_argument("--workers", type=positive_int, default=1,

@@ -1,5 +1,10 @@
 """`nnlite search WORDS` (labels, their WordNet ancestors, and face words) or `nnlite search --face IMAGE`.
 
+Keyword search: every word must match. "cat" also finds tabby, Siamese_cat, ... through WordNet;
+person/people/face/portrait, man/woman, child/kid/baby, group and happy/smiling/sad/angry/surprised are
+read from the faces ("dog person": a dog and a face). --face IMAGE finds the library's faces of the person
+in IMAGE (its most confident face), grouped per photo.
+
 Keyword ``--json``: ``{"query", "terms": [...], "results": [{"path", "label", "score", "matched"}]}``;
 ``terms`` says how each word was read (a face word and its rule, or an ImageNet label with the number
 of classes it covers) and each result's ``matched`` how it satisfied each term.
@@ -15,18 +20,14 @@ import argparse
 import json
 
 from ..errors import LibraryError
+from . import add_command
 from ._types import positive_float, positive_int
 from .faces_cmd import add_recognizer_args, analyzer_recognizer
 from .index_cmd import add_db_argument, db_path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="search the library by keyword or by face",
-                       description='Keyword search: every word must match. "cat" also finds tabby, Siamese_cat, '
-                                   "... through WordNet; person/people/face/portrait, man/woman, child/kid/baby, "
-                                   "group and happy/smiling/sad/angry/surprised are read from the faces "
-                                   '("dog person": a dog and a face). --face IMAGE finds the library\'s faces '
-                                   "of the person in IMAGE (its most confident face), grouped per photo.")
+    p = add_command(sub, "search", __doc__, help="search the library by keyword or by face")
     p.add_argument("query", nargs="*", help="words (e.g. cat, dog person, woman happy, golden retriever)")
     p.add_argument("--face", metavar="IMAGE", help="find faces of the person in IMAGE instead")
     add_db_argument(p)

@@ -4,6 +4,10 @@ Pure means: the result depends only on the file's bytes and the :class:`Analyzer
 is written anywhere. That is what lets any engine map it: the in-process loop, a pool of worker
 processes, or Dask; one writer then stores the records (see :mod:`.indexer`).
 
+The file is decoded once, here, by :func:`nnlite.image.load_image`; analyzers receive RGB pixels. Labels
+and faces are vision's own types (:class:`~nnlite.vision.classify.Prediction`,
+:class:`~nnlite.vision.faces.Face`); the index (:mod:`.index`) converts them to rows.
+
 An *analyzer* turns RGB pixels into labels and faces. The spec names it as "module:factory" plus
 keyword arguments, so it pickles cheaply and each worker process builds (and caches) its own
 copy of the models. The default, :class:`ModelAnalyzer`, runs an ImageNet classifier and the face
@@ -22,35 +26,21 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import LibraryError, WeightsError
+from ..image import load_image
+from ..vision.classify import Prediction
+from ..vision.faces import Face
 
-
-@dataclass(frozen=True)
-class LabelRecord:
-    label: str       # "Egyptian_cat"
-    wnid: str        # "n02124075"
-    index: int       # classifier output index
-    score: float     # probability
-
-
-@dataclass
-class FaceRecord:
-    box: tuple[float, float, float, float]   # x, y, w, h in original pixels
-    score: float
-    landmarks: np.ndarray                     # (68, 2) float32, original pixels
-    descriptor: np.ndarray                    # (D,) float32: D = 128 for "faceapi"
-    age: float | None = None
-    gender: str | None = None
-    gender_probability: float | None = None
-    expression: dict[str, float] = field(default_factory=dict)
-    recognizer: str = "faceapi"               # the net that computed ``descriptor``
+# the names these types had in the library before it stored vision's own; the same classes
+LabelRecord = Prediction
+FaceRecord = Face
 
 
 @dataclass
 class Analysis:
     """What an analyzer finds in one photo."""
     model: str                                # classifier name, e.g. "mobilenet_v2"
-    labels: list[LabelRecord]                 # best first
-    faces: list[FaceRecord]
+    labels: list[Prediction]                  # best first
+    faces: list[Face]                         # each with its descriptor
 
 
 @dataclass
@@ -63,8 +53,8 @@ class ImageRecord:
     width: int | None = None
     height: int | None = None
     model: str | None = None
-    labels: list[LabelRecord] = field(default_factory=list)
-    faces: list[FaceRecord] = field(default_factory=list)
+    labels: list[Prediction] = field(default_factory=list)
+    faces: list[Face] = field(default_factory=list)
     error: str | None = None
 
 
@@ -113,7 +103,7 @@ def analyze_file(path: str, spec: AnalyzerSpec = AnalyzerSpec()) -> ImageRecord:
         return ImageRecord(path, 0, 0, error=f"unreadable: {exc.strerror or exc}")
     record = ImageRecord(path, stat.st_size, stat.st_mtime_ns, sha256=hashlib.sha256(data).hexdigest())
     try:
-        pixels = decode(data)
+        pixels = load_image(data)   # the one decode of this file
         record.height, record.width = pixels.shape[:2]
         analysis = analyzer.analyze(pixels)
     except WeightsError:   # bad or missing weights fail every photo alike: stop the run, say it once
@@ -123,12 +113,6 @@ def analyze_file(path: str, spec: AnalyzerSpec = AnalyzerSpec()) -> ImageRecord:
         return record
     record.model, record.labels, record.faces = analysis.model, analysis.labels, analysis.faces
     return record
-
-
-def decode(data: bytes) -> np.ndarray:
-    """Bytes -> RGB uint8 (H, W, 3), through nnlite.image (EXIF orientation, modes, size guard)."""
-    from ..image import load_image
-    return load_image(data)
 
 
 def file_sha256(path: str) -> str:
@@ -175,18 +159,19 @@ class ModelAnalyzer:
             faces = self.faces.detect(pixels)
             if not faces and self.crops:
                 faces = self._padded_detect(pixels) or self.faces.analyze(pixels, [_whole(pixels)], [0.0])
-        labels = [LabelRecord(p.label, p.wnid, int(p.index), float(p.score)) for p in predictions]
-        return Analysis(self.classifier.name, labels, [face_record(f) for f in faces])
+        return Analysis(self.classifier.name, predictions, [plain_face(f) for f in faces])
 
-    def describe_crop(self, pixels: np.ndarray) -> FaceRecord:
+    def describe_crop(self, pixels: np.ndarray) -> Face:
         """The whole image as one face (no detection): a tight face crop used as a query."""
         with self.lock:
-            return face_record(self.faces.analyze(pixels, [_whole(pixels)], [1.0])[0])
+            return plain_face(self.faces.analyze(pixels, [_whole(pixels)], [1.0])[0])
 
     def _padded_detect(self, pixels: np.ndarray) -> list:
         """Detect on a padded copy; boxes and landmarks mapped back to the original's pixels (a box may
         reach past the original's edges, as the face does)."""
         h, w = pixels.shape[:2]
+        # Not face-api.js's pad-to-square (nnlite.image.pad_to_square, inside the nets): this gives the
+        # detector context around a tight crop, the same margin on every side with edge pixels repeated.
         pad = max(h, w) // 2
         padded = np.pad(pixels, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
         faces = self.faces.detect(padded)
@@ -201,9 +186,10 @@ def _whole(pixels: np.ndarray) -> tuple[float, float, float, float]:
     return (0.0, 0.0, float(pixels.shape[1]), float(pixels.shape[0]))
 
 
-def face_record(face) -> FaceRecord:
-    """nnlite.vision.faces.Face -> FaceRecord (plain floats and float32 arrays)."""
-    return FaceRecord(
+def plain_face(face: Face) -> Face:
+    """A copy of ``face`` in the library's form: plain Python numbers, float32 arrays, an expression dict
+    (empty when the pipeline ran without attributes); JSON- and index-ready."""
+    return Face(
         box=tuple(float(v) for v in face.box),
         score=float(face.score),
         landmarks=np.asarray(face.landmarks, np.float32).reshape(-1, 2),
@@ -213,4 +199,5 @@ def face_record(face) -> FaceRecord:
         gender_probability=None if face.gender_probability is None else float(face.gender_probability),
         expression={str(k): float(v) for k, v in (face.expression or {}).items()},
         recognizer=str(getattr(face, "recognizer", None) or "faceapi"),
+        aligned_box=face.aligned_box,
     )

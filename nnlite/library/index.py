@@ -11,6 +11,9 @@ Schema (``PRAGMA user_version`` = SCHEMA_VERSION):
   faces(id, image_id, x, y, w, h, score, landmarks BLOB (68, 2) float32, descriptor BLOB (D,) float32,
         age, gender, gender_probability, expression JSON, recognizer)
 Face ids only grow (AUTOINCREMENT), which lets a cached descriptor matrix append new faces cheaply.
+Rows are written from vision's own types (an :class:`ImageRecord` holds
+:class:`~nnlite.vision.classify.Prediction` labels and :class:`~nnlite.vision.faces.Face` faces): this
+module is where they become columns, and reads return plain JSON-ready dicts.
 
 ``recognizer`` names the net that computed the descriptor ("faceapi": face-api.js's 128-d ResNet);
 descriptors of different recognizers live in different spaces and are never compared (see
@@ -161,7 +164,7 @@ class LibraryIndex:
                 "INSERT INTO faces (image_id, x, y, w, h, score, landmarks, descriptor, age, gender,"
                 " gender_probability, expression, recognizer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(image_id, *f.box, f.score, _blob(f.landmarks), _descriptor_blob(f.descriptor, record.path),
-                  f.age, f.gender, f.gender_probability, json.dumps(f.expression), f.recognizer)
+                  f.age, f.gender, f.gender_probability, json.dumps(f.expression or {}), f.recognizer)
                  for f in record.faces])
         return image_id
 

@@ -36,6 +36,7 @@ from .labels import Labels, imagenet_labels
 
 @dataclass(frozen=True)
 class Prediction:
+    """One ranked class of one image; the photo library stores these as an image's labels."""
     label: str      # e.g. "Egyptian_cat"
     wnid: str       # WordNet id, e.g. "n02124075"
     index: int      # output index, 0..999
@@ -112,8 +113,10 @@ class Classifier:
         return (shape[0], shape[1]) if shape[0] is not None else None
 
     def prepare(self, image) -> np.ndarray:
-        """Load one image (path, bytes or array) and preprocess it: float32 (h, w, 3)."""
-        return self.preprocess(_load_rgb(image))
+        """Preprocess one image: float32 (h, w, 3). ``image`` is pixels (an array, coerced by the one RGB
+        rule) or a path, bytes, file object or PIL image, decoded here once by :func:`nnlite.image.load_image`
+        (its rules: EXIF, modes, size guard)."""
+        return self.preprocess(load_image(image))
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Run the model on preprocessed inputs (N, h, w, 3) -> probabilities (N, classes)."""
@@ -153,10 +156,3 @@ class Classifier:
     def __repr__(self) -> str:
         return f"Classifier({self.name!r}, input {self.input_size}, {self.model.params:,} params)"
 
-
-# -- loading ----------------------------------------------------------------------------------------
-
-def _load_rgb(image) -> np.ndarray:
-    """Any accepted image source (path, bytes, file object, PIL image, array) -> RGB uint8 (H, W, 3);
-    the rules (EXIF, modes, size guard) are :func:`nnlite.image.load_image`'s."""
-    return load_image(image)

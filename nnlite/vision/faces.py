@@ -1,7 +1,8 @@
 """The face pipeline: detect -> 68 landmarks -> aligned crop -> 128-d descriptor (+ age/gender, expression).
 
+    >>> from nnlite.image import load_image
     >>> from nnlite.vision.faces import FacePipeline, FaceMatcher
-    >>> faces = FacePipeline().detect("group.jpg")          # list[Face], boxes in original pixels
+    >>> faces = FacePipeline().detect(load_image("group.jpg"))   # list[Face], boxes in original pixels
     >>> FaceMatcher({"amy": [faces[0].descriptor]}).match(faces[1].descriptor)   # ("amy", 0.41) or ("unknown", d)
 
 Steps per detected face, as face-api.js's ``detectAllFaces(...).withFaceLandmarks().withFaceDescriptors()``
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ModelError, ShapeError
+from ..image import load_image
 from . import align as _align
 
 EXPRESSIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
@@ -35,7 +37,10 @@ DEFAULT_THRESHOLD = 0.6
 
 @dataclass
 class Face:
-    """One face. ``box`` (x, y, w, h) and ``landmarks`` (68, 2) are in original-image pixels."""
+    """One face. ``box`` (x, y, w, h) and ``landmarks`` (68, 2) are in original-image pixels.
+
+    The one face type: the pipeline returns it, and the photo library (:mod:`nnlite.library`) stores
+    and returns it too (the library's index keeps every field but ``aligned_box``)."""
     box: tuple[float, float, float, float]
     score: float
     landmarks: np.ndarray                       # (68, 2) float32
@@ -44,8 +49,8 @@ class Face:
     gender: str | None = None                   # "male" | "female"
     gender_probability: float | None = None
     expression: dict[str, float] | None = None  # the 7 labels of EXPRESSIONS -> probability
-    aligned_box: tuple[float, float, float, float] | None = field(default=None, repr=False)
     recognizer: str = "faceapi"                 # which net made the descriptor (see nnlite.vision.recognizers)
+    aligned_box: tuple[float, float, float, float] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         """The ``nnlite faces --json`` shape of one face (plain Python numbers and lists)."""
@@ -64,12 +69,6 @@ class Face:
     @property
     def area(self) -> float:
         return max(self.box[2], 0.0) * max(self.box[3], 0.0)
-
-
-def load_rgb(image) -> np.ndarray:
-    """A path, bytes or array -> RGB uint8 (H, W, 3) through :func:`nnlite.image.load_image`."""
-    from ..image import load_image
-    return load_image(image)
 
 
 class FacePipeline:
@@ -139,11 +138,13 @@ class FacePipeline:
         return det.detect(img, input_size=self.input_size, min_score=self.min_score)
 
     # -- public API ------------------------------------------------------------------------------------
+    # Pixels come in decoded: an RGB/greyscale/RGBA array. A path or bytes is accepted as a convenience and
+    # decoded here, once, by nnlite.image.load_image; the nets below only ever see the uint8 RGB array.
     def detect(self, image) -> list[Face]:
-        """Every face in ``image`` (path, bytes or RGB/greyscale/RGBA array); [] when there is none."""
-        img = load_rgb(image)
+        """Every face in ``image`` (an RGB/greyscale/RGBA array; or a path or bytes); [] when there is none."""
+        img = load_image(image)
         detections = self._detect_boxes(img)
-        return self.analyze(img, [d.box for d in detections], [d.score for d in detections])
+        return self._analyze(img, [d.box for d in detections], [d.score for d in detections])
 
     def detect_batch(self, images: Iterable) -> list[list[Face]]:
         """:meth:`detect` for each image, in order."""
@@ -151,7 +152,10 @@ class FacePipeline:
 
     def analyze(self, image, boxes: Sequence, scores: Sequence[float] | None = None) -> list[Face]:
         """The pipeline after detection, on given boxes (x, y, w, h): e.g. the whole of a tight face crop."""
-        img = load_rgb(image)
+        return self._analyze(load_image(image), boxes, scores)
+
+    def _analyze(self, img: np.ndarray, boxes: Sequence, scores: Sequence[float] | None) -> list[Face]:
+        """:meth:`analyze` on an RGB uint8 (H, W, 3) array already through the one RGB rule."""
         boxes = [tuple(float(v) for v in b) for b in boxes]
         if not boxes:
             return []

@@ -3,7 +3,8 @@
 
 Files are only ever reached through an image id from the index, and only when they are still the
 file that was indexed (see files.py). Work that decodes pixels (uploads, thumbnails) runs under one
-semaphore of ``max_analyses`` slots, so memory is bounded by slots x the decoded-pixel limit.
+semaphore of ``max_analyses`` slots, so memory is bounded by slots x the decoded-pixel limit. Every
+decode is :func:`nnlite.image.load_image`'s, once per request; the analyzer gets the pixels.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..errors import ImageError, LibraryError, NnliteError
-from ..image import DEFAULT_MAX_PIXELS, load_image
+from ..image import DEFAULT_MAX_PIXELS, image_size, load_image
 from ..library.analyze import AnalyzerSpec, get_analyzer
 from ..library.index import LibraryIndex
 from ..library.people import DEFAULT_THRESHOLD, people
@@ -165,9 +166,10 @@ class LibraryApp:
                 raise HttpError(404, f"image {image_id} has no face {face_id}")
         with self._slot():
             try:
-                picture = _reduced_jpeg(data, size) if box is None else None
-                # same orientation as the indexed boxes; the indexer's own pixel limit, not the upload one
-                picture = picture or Image.fromarray(self._decode(data, DEFAULT_MAX_PIXELS))
+                # same orientation as the indexed boxes; the indexer's own pixel limit, not the upload one;
+                # a whole-photo JPEG thumbnail may decode at reduced scale (a face crop needs full pixels)
+                picture = Image.fromarray(self._decode(data, DEFAULT_MAX_PIXELS,
+                                                       reduce_to=size if box is None else None))
             except HttpError:
                 raise HttpError(404, f"image {image_id} cannot be read any more") from None
             if box is not None:
@@ -206,10 +208,10 @@ class LibraryApp:
                            "landmarks": np.asarray(f.landmarks, np.float32).round(1).tolist(),
                            "descriptor": [round(float(v), 6) for v in f.descriptor]} for f in analysis.faces]}
 
-    def _decode(self, data: bytes, max_pixels: int | None = None) -> np.ndarray:
+    def _decode(self, data: bytes, max_pixels: int | None = None, reduce_to: int | None = None) -> np.ndarray:
         max_pixels = max_pixels or self.max_pixels
         try:
-            return load_image(data, max_pixels=max_pixels)
+            return load_image(data, max_pixels=max_pixels, reduce_to=reduce_to)
         except ImageError as exc:
             if "max_pixels" in str(exc):
                 raise HttpError(413, f"image has more than {max_pixels} pixels "
@@ -234,31 +236,11 @@ class _Slot:
         self.semaphore.release()
 
 
-def _reduced_jpeg(data: bytes, size: int):
-    """A JPEG decoded at 1/2, 1/4 or 1/8 scale (still at least size x size), EXIF-rotated, as an RGB
-    PIL image; None for other formats or on any doubt (the caller then decodes in full)."""
-    from PIL import Image, ImageOps
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format != "JPEG" or image.width * image.height > DEFAULT_MAX_PIXELS:
-                return None
-            image.draft("RGB", (size, size))
-            return ImageOps.exif_transpose(image.convert("RGB"))
-    except Exception:  # noqa: BLE001 - any trouble: the full decode reports it properly
-        return None
-
-
 def _check_header_pixels(data: bytes, max_pixels: int) -> None:
     """Refuse an upload whose header declares more than max_pixels, without decoding it."""
-    import warnings
-
-    from PIL import Image
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-    except Exception:  # noqa: BLE001 - Pillow raises many types for garbage; all mean "not an image"
+        width, height = image_size(data)
+    except ImageError:
         raise HttpError(400, "not a readable image: the file is not in a format the server reads (JPEG, PNG, "
                              "GIF, WebP, BMP, TIFF), or it is damaged") from None
     if width * height > max_pixels:

@@ -45,21 +45,17 @@ SECURITY_HEADERS = {
 UPLOAD_TYPES = re.compile(r"(image/[a-z0-9.+-]+|application/octet-stream)\s*(;.*)?", re.IGNORECASE)
 JSON_TYPE = re.compile(r"application/json\s*(;.*)?", re.IGNORECASE)
 
-# (method, pattern) -> handler name; patterns match the URL path only
-ROUTES = [
-    ("GET", r"/api/status", "get_status"),
-    ("GET", r"/api/images", "get_photos"),
-    ("GET", r"/api/unreadable", "get_unreadable"),
-    ("GET", r"/api/labels", "get_labels"),
-    ("GET", r"/api/search", "get_search"),
-    ("GET", r"/api/people", "get_people"),
-    ("GET", r"/api/images/([0-9]{1,18})", "get_image"),
-    ("GET", r"/api/images/([0-9]{1,18})/file", "get_file"),
-    ("GET", r"/api/images/([0-9]{1,18})/thumb", "get_thumb"),
-    ("GET", r"/api/faces/([0-9]{1,18})/similar", "get_similar"),
-    ("POST", r"/api/analyze", "post_analyze"),
-    ("POST", r"/api/faces/search", "post_face_search"),
-]
+# (method, pattern, handler name), filled by @route on each handler below; patterns match the URL path only
+ROUTES: list[tuple[str, str, str]] = []
+
+
+def route(method: str, pattern: str):
+    """Register the decorated Handler method as the answer to ``method`` on paths matching ``pattern``;
+    the pattern's groups (ids) are passed to it as ints."""
+    def register(handler):
+        ROUTES.append((method, pattern, handler.__name__))
+        return handler
+    return register
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -133,31 +129,40 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- routes --------------------------------------------------------------------------------------
 
+    @route("GET", r"/api/status")
     def get_status(self):
         self._json(self.app.status())
 
+    @route("GET", r"/api/images")
     def get_photos(self):
         self._json(self.app.photos(self._int("offset", 0), self._int("limit", 60)))
 
+    @route("GET", r"/api/unreadable")
     def get_unreadable(self):
         self._json(self.app.unreadable())
 
+    @route("GET", r"/api/labels")
     def get_labels(self):
         self._json(self.app.labels(self._int("top", 12)))
 
+    @route("GET", r"/api/search")
     def get_search(self):
         self._json(self.app.search(self.query.get("q", ""), self._int("limit", 50)))
 
+    @route("GET", r"/api/people")
     def get_people(self):
         threshold = self._float("threshold")
         self._json(self.app.people(0.5 if threshold is None else threshold, self._int("min_faces", 2)))
 
+    @route("GET", r"/api/images/([0-9]{1,18})")
     def get_image(self, image_id):
         self._json(self.app.image(image_id))
 
+    @route("GET", r"/api/images/([0-9]{1,18})/file")
     def get_file(self, image_id):
         self._send(*self.app.file(image_id), cache=True)
 
+    @route("GET", r"/api/images/([0-9]{1,18})/thumb")
     def get_thumb(self, image_id):
         face = self.query.get("face")
         if face is not None and not re.fullmatch(r"[0-9]{1,18}", face):
@@ -165,14 +170,17 @@ class Handler(BaseHTTPRequestHandler):
         self._send(*self.app.thumbnail(image_id, self._int("size", 256), int(face) if face else None),
                    cache=True)
 
+    @route("GET", r"/api/faces/([0-9]{1,18})/similar")
     def get_similar(self, face_id):
         self._json(self.app.similar(face_id, self._int("top", 12), self._float("threshold")))
 
+    @route("POST", r"/api/analyze")
     def post_analyze(self):
         self._content_type(UPLOAD_TYPES, "the image file's own type (image/jpeg, image/png, ...) or "
                                          "application/octet-stream")
         self._json(self.app.analyze(self._body(self.app.max_upload)))
 
+    @route("POST", r"/api/faces/search")
     def post_face_search(self):
         self._content_type(JSON_TYPE, "application/json")
         try:

@@ -2,7 +2,8 @@
 
 Input rule (face-api.js ``NetInput.toBatchTensor(size, centred=True)`` on its tensor path):
 
-1. each RGB image (H, W, 3) is zero-padded to a square *centred*: ``append = round_half_up(diff / 2)``
+1. each image is made RGB uint8 (:func:`nnlite.image.as_rgb`: greyscale repeated, alpha dropped) and
+   zero-padded to a square *centred* (:func:`nnlite.image.pad_to_square`): ``round_half_up(diff / 2)``
    rows/columns go after the image (bottom/right), the rest before it, so an odd difference puts the
    extra line bottom/right (face-api.js's padToSquare);
 2. the square is bilinearly resized to ``size`` with the legacy TF1 / tfjs rule
@@ -19,46 +20,19 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ... import ops
-from ...errors import ImageError, ShapeError, WeightsError
+from ...errors import ShapeError, WeightsError
 from ...graph import GraphBuilder
+from ...image import as_rgb, pad_to_square
 
 # ImageNet-like per-channel means every face-api.js face net subtracts (RGB order).
 MEAN_RGB = (122.782, 117.001, 104.298)
 
 
-def as_rgb_image(image, where: str = "image") -> np.ndarray:
-    """``image`` as a float32 (H, W, 3) array; greyscale (H, W) / (H, W, 1) repeat, RGBA drops alpha."""
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise ImageError(f"{where}: expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, "
-                         f"found shape {arr.shape}")
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ImageError(f"{where}: image is empty (shape {arr.shape})")
-    if arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    elif arr.shape[2] == 4:
-        arr = arr[:, :, :3]
-    return arr.astype(np.float32, copy=False)
-
-
-def centred_square_padding(height: int, width: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) zero padding that makes the image square, centred as face-api.js does."""
-    diff = abs(height - width)
-    after = (diff + 1) // 2          # JavaScript Math.round(diff / 2): halves round up
-    before = diff - after
-    if height > width:
-        return (0, 0, before, after)
-    return (before, after, 0, 0)
-
-
 def to_square_tensor(image, size: int) -> np.ndarray:
-    """One image -> (1, size, size, 3) float32: centred pad to square, then tfjs bilinear resize."""
-    x = as_rgb_image(image)[None]                                   # (1, H, W, 3)
-    pad = centred_square_padding(x.shape[1], x.shape[2])
-    if any(pad):
-        x = ops.zero_pad2d(x, padding=pad)
+    """One image -> (1, size, size, 3) float32: RGB by nnlite.image's one rule, centred pad to square
+    (:func:`nnlite.image.pad_to_square`), then float32 and the tfjs bilinear resize."""
+    square, _ = pad_to_square(as_rgb(image, name="face net input"), center=True)
+    x = square[None].astype(np.float32)                             # (1, side, side, 3)
     if x.shape[1] != size:
         x = ops.resize_bilinear(x, size=(size, size), half_pixel_centers=False, align_corners=False)
     return x

@@ -21,16 +21,17 @@ import math
 import numpy as np
 
 from ... import ops
-from .common import as_rgb_image
+from ...image import as_rgb, pad_to_square
 
 
 def detector_input(image, size: int, where: str) -> tuple[np.ndarray, int, int]:
-    """RGB image -> ((1, size, size, 3) float32 pixel values 0..255, width, height) by the rule above."""
-    img = as_rgb_image(image, where)                         # (H, W, 3) float32
+    """Image -> ((1, size, size, 3) float32 pixel values 0..255, width, height) by the rule above; the
+    image is made RGB uint8 by :func:`nnlite.image.as_rgb` (greyscale repeated, alpha dropped) first."""
+    img = as_rgb(image, name=where)                          # (H, W, 3) uint8
     height, width = img.shape[:2]
-    side = max(height, width)
-    x = ops.zero_pad2d(img[None], padding=(0, side - height, 0, side - width))   # (1, side, side, 3)
-    if side != size:
+    square, _ = pad_to_square(img, center=False)             # (side, side, 3), image at top-left
+    x = square[None].astype(np.float32)                      # (1, side, side, 3)
+    if square.shape[0] != size:
         x = ops.resize_bilinear(x, size=(size, size), half_pixel_centers=False, align_corners=False)
     return x, width, height
 
