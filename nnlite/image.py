@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, ShapeError
+from .errors import ConfigError, ImageError, ShapeError
 
 DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000: well above any photo, far below a decompression bomb
 
@@ -238,13 +238,13 @@ def resize(img: np.ndarray, size, *, method: str = "bilinear", antialias: bool =
     img = _check_rgb(img, "resize")
     h, w = _size_pair(size, "resize")
     if method not in _RESAMPLE:
-        raise ValueError(f"resize: method must be one of {sorted(_RESAMPLE)}, found {method!r}")
+        raise ConfigError(f"resize: method must be one of {sorted(_RESAMPLE)}, found {method!r}")
     if antialias:
         return np.asarray(Image.fromarray(img).resize((w, h), resample=_RESAMPLE[method]))
     from . import ops  # numba kernels: imported only when needed
 
     if method == "bicubic":
-        raise ValueError("resize: method='bicubic' needs antialias=True (Pillow's filter)")
+        raise ConfigError("resize: method='bicubic' needs antialias=True (Pillow's filter)")
     op = ops.resize_bilinear if method == "bilinear" else ops.resize_nearest
     out = op(img[None].astype(np.float32), size=(h, w), half_pixel_centers=True)[0]
     return np.rint(np.clip(out, 0, 255)).astype(np.uint8)
@@ -306,7 +306,7 @@ def normalize(img: np.ndarray, mode: str, *, mean=None, std=None) -> np.ndarray:
         return x / np.asarray(IMAGENET_STD if std is None else std, np.float32)
     if mode == "raw":
         return x
-    raise ValueError(f"normalize: mode must be 'tf', 'caffe', 'torch' or 'raw', found {mode!r}")
+    raise ConfigError(f"normalize: mode must be 'tf', 'caffe', 'torch' or 'raw', found {mode!r}")
 
 
 def to_batch(img: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The classification API: labels, Predictions, Classifier, preprocessing, bundled models and their figures.
 
-The reference figures are torchvision's own outputs for its MobileNetV2 on scikit-image's photos (issue 4)
+The reference figures are torchvision's own outputs for its MobileNetV2 on scikit-image's photos
 and, for SqueezeNet 1.1, the Keras run recorded in ../shared/README.md; nnlite must meet them to 1e-3.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import nnlite
-from nnlite.errors import ImageError, ShapeError, WeightsError, WeightsMissingError
+from nnlite.errors import ConfigError, ImageError, ShapeError, WeightsError, WeightsMissingError
 from nnlite.graph import GraphBuilder
 from nnlite.models import registry
 from nnlite.paths import data_dir
@@ -29,7 +29,7 @@ from nnlite.vision.labels import imagenet_labels
 SAMPLES = data_dir() / "samples"
 BUNDLED = ("mobilenet_v2", "squeezenet1_1", "efficientnet_lite0")
 
-# (label, score) top-5 as printed by torchvision's MobileNetV2 (issue 4)
+# (label, score) top-5 as printed by torchvision's MobileNetV2
 TORCHVISION_MOBILENET_V2 = {
     "chelsea.png": [("Egyptian_cat", 0.7166), ("tiger_cat", 0.1471), ("tabby", 0.1295), ("lynx", 0.0050),
                     ("plastic_bag", 0.0011)],
@@ -68,7 +68,7 @@ def test_best_ranks_by_score_and_fills_every_field():
     assert [q.index for q in preds.best(4)] == [285, 281, 967, 0]   # ties keep index order
     assert len(preds.best(5000)) == 1000
     assert preds["espresso"] == pytest.approx(0.2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         preds.best(0)
 
 

@@ -1,6 +1,6 @@
 """Identity check on ../shared/data/faceapi/identities (8 people x 5 tight face crops).
 
-Routes (issue 3, item 3):
+Routes:
 - "crop": the whole crop is the face. "raw" = descriptor of the whole crop (what face-api.js does with
   these crops); "facecrop" / "rotate" = landmarks on the whole crop, then the pipeline's alignment.
 - "canvas": the crop centred on a grey canvas 3x its size, scaled to 2/3 (so 2x the crop), then the SSD
@@ -31,7 +31,7 @@ from nnlite.vision.faces import FacePipeline
 #   crop/rotate     40 photos  0.996  same 0.456/0.665  different 0.822/0.620
 #   canvas/facecrop 38 photos  1.000  same 0.445/0.582  different 0.827/0.603
 #   canvas/rotate   38 photos  1.000  same 0.429/0.580  different 0.828/0.627
-# face-api.js itself (issue 3): 39 of 40 detected on the canvas route, 100 % at 0.6.
+# face-api.js itself is reported to detect 39 of 40 on the canvas route, and to be 100 % right at 0.6.
 FLOORS = {"crop/raw": 0.98, "crop/facecrop": 0.98, "crop/rotate": 0.98,
           "canvas/facecrop": 0.985, "canvas/rotate": 0.985}
 MIN_DETECTED = 37   # 38 measured; one photo of slack at the 0.5 score threshold

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnlite.errors import ImageError, ShapeError
+from nnlite.errors import ConfigError, ImageError, ShapeError
 from nnlite.image import as_rgb, center_crop, image_size, load_image, normalize, pad_to_square, resize, to_batch
 
 
@@ -206,7 +206,7 @@ def test_resize_rules_by_hand():
         assert resize(pair, (1, 4), method="nearest", antialias=antialias)[0, :, 0].tolist() == [0, 0, 100, 100]
     assert resize(_pattern(5, 7), (3, 4), method="bicubic").shape == (3, 4, 3)
     assert resize(_pattern(5, 7), 6).shape == (6, 6, 3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         resize(pair, (2, 2), method="lanczos")
     with pytest.raises(ShapeError):
         resize(np.zeros((2, 2), np.uint8), (4, 4))
@@ -247,7 +247,7 @@ def test_normalize_modes():
     raw = normalize(img[None], "raw")
     assert raw.dtype == np.float32 and raw.shape == (1, 1, 2, 3) and raw.max() == 255
     assert all(normalize(img, m).dtype == np.float32 for m in ("tf", "caffe", "torch"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         normalize(img, "keras")
     with pytest.raises(ShapeError):
         normalize(np.zeros((2, 2)), "tf")

@@ -40,6 +40,22 @@ def test_package_docstrings_hold_no_dates_or_timings():
     assert not found, f"docstrings with dates or timings: {found}"
 
 
+ISSUE_REFERENCE = re.compile(r"\bissues? #?\d+\b|\(#\d+\)", re.IGNORECASE)
+PROCESS_WORDS = re.compile(r"^test_(qa|issue|round|regression|fix|session)\w*\.py$")
+
+
+def test_code_and_tests_stand_on_their_own():
+    """Package and test files are named by subject and never point at an issue tracker: a reader of the
+    checkout has nothing but the checkout."""
+    found = [f"{p.relative_to(REPO)}:{i}" for folder in ("nnlite", "tests", "parity_tests")
+             for p in sorted((REPO / folder).rglob("*.py"))
+             for i, line in enumerate(p.read_text().splitlines(), 1) if ISSUE_REFERENCE.search(line)]
+    assert not found, f"references to issue numbers: {found}"
+    named = [p.name for folder in ("tests", "parity_tests") for p in (REPO / folder).glob("test_*.py")
+             if PROCESS_WORDS.match(p.name)]
+    assert not named, f"test files named after a process, not a subject: {named}"
+
+
 def test_ruff_finds_nothing():
     """The lint configured in pyproject.toml (pyflakes, bugbear, pyupgrade, import order, complexity) passes."""
     import subprocess

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageError, ModelError, ShapeError
+from ..errors import ConfigError, ImageError, ModelError, ShapeError
 from ..graph import Model
 from ..image import load_image, resize  # noqa: F401  (resize: re-exported, as before)
 from ..preprocess import (  # noqa: F401
@@ -60,7 +60,7 @@ class Predictions:
     def best(self, k: int = 5) -> list[Prediction]:
         """The ``k`` most probable classes, highest score first (ties: lower index first)."""
         if k < 1:
-            raise ValueError(f"best(k) needs k >= 1, got {k}")
+            raise ConfigError(f"best(k) needs k >= 1, got {k}")
         # stable sort on -p keeps index order among equal scores, so the ranking is deterministic
         order = np.argsort(-self.probabilities, kind="stable")[:k]
         return [Prediction(self.labels.names[i], self.labels.wnids[i], int(i), float(self.probabilities[i]))
