@@ -6,6 +6,7 @@
 """
 
 from .errors import (
+    ConfigError,
     GraphFormatError,
     ImageError,
     LibraryError,
@@ -19,7 +20,7 @@ from .errors import (
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "NnliteError", "WeightsError", "WeightsMissingError", "ImageError", "ShapeError",
+__all__ = ["load", "NnliteError", "ConfigError", "WeightsError", "WeightsMissingError", "ImageError", "ShapeError",
            "ModelError", "GraphFormatError", "UnsupportedOpError", "LibraryError", "__version__"]
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import ConfigError, ShapeError
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,26 @@ class Detection:
 
 # -- fast (vectorised) versions ------------------------------------------------------------------
 
+def _numbers(values, what: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{what}: expected an array of numbers, found {type(values).__name__} ({exc})") from None
+
+
+def _threshold(value, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or math.isnan(value):
+        raise ConfigError(f"{what}: expected a number, found {value!r}")
+
+
+def _count(value, what: str) -> None:
+    if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+            or not float(value).is_integer() or value < 0):
+        raise ConfigError(f"{what}: expected a whole number >= 0, found {value!r}")
+
+
 def _as_boxes(boxes, what: str) -> np.ndarray:
-    arr = np.asarray(boxes, dtype=np.float64)
+    arr = _numbers(boxes, what)
     if arr.ndim == 1 and arr.shape[0] == 4:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 4:
@@ -102,7 +120,12 @@ def nms(boxes, scores, *, iou_threshold: float, score_threshold: float | None = 
         max_results: int | None = None) -> list[int]:
     """Greedy non-max suppression (face-api.js rules, see the module docstring) -> kept indices, best first."""
     boxes = _as_boxes(boxes, "nms")
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    scores = _numbers(scores, "nms").reshape(-1)
+    _threshold(iou_threshold, "nms iou_threshold")
+    if score_threshold is not None:
+        _threshold(score_threshold, "nms score_threshold")
+    if max_results is not None:
+        _count(max_results, "nms max_results")
     if scores.shape[0] != boxes.shape[0]:
         raise ShapeError(f"nms: {boxes.shape[0]} boxes but {scores.shape[0]} scores")
     candidates = np.arange(len(scores)) if score_threshold is None else np.flatnonzero(scores > score_threshold)

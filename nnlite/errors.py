@@ -26,7 +26,7 @@ class ImageError(NnliteError):
 
 
 class ShapeError(NnliteError):
-    """A tensor has a shape a layer or model cannot accept."""
+    """A tensor has a shape a layer or model cannot accept, or is not an array of numbers at all."""
 
 
 class ModelError(NnliteError):

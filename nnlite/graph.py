@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError, ShapeError
+from .errors import ConfigError, ModelError, ShapeError
 from .plan import Step, plan_steps
 
 
@@ -119,6 +119,15 @@ def output_names(layer: Layer) -> list[str]:
     return [layer.name] + [f"{layer.name}:{i}" for i in range(1, layer.n_outputs)]
 
 
+def sizes(shape, what: str, error: type[Exception] = ModelError) -> tuple:
+    """``shape`` as a tuple of sizes >= 0, None standing for a free size; ``error`` naming ``what`` otherwise."""
+    def size(s) -> bool:
+        return s is None or (isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0)
+    if isinstance(shape, str) or not isinstance(shape, (Sequence, np.ndarray)) or not all(map(size, shape)):
+        raise error(f"{what}: expected a shape (a sequence of sizes >= 0, None for a free size), found {shape!r}")
+    return tuple(shape)
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """A model input: per-example ``shape`` (``batch``) or the whole shape; None entries are free sizes,
@@ -143,7 +152,8 @@ class GraphBuilder:
         ``batch=False``: ``shape`` is the whole shape (a scalar flag, a shape vector); ``shape=None``:
         any rank. ``dtype`` (float32 unless told) is what the input is converted to; None keeps it."""
         self._check_new(name)
-        self._inputs[name] = InputSpec(None if shape is None else tuple(shape), dtype, batch)
+        shape = None if shape is None else sizes(shape, f"{self.name}: input {name!r}")
+        self._inputs[name] = InputSpec(shape, dtype, batch)
         self._tensors.add(name)
         return name
 
@@ -221,14 +231,21 @@ class Model:
             raise ModelError(f"{self.name}: missing input(s) {missing}")
         feed = {}
         for n in names:
-            x = np.asarray(kwargs[n])
+            try:
+                x = np.asarray(kwargs[n])
+            except ValueError as exc:   # a ragged nested list
+                raise ShapeError(f"{self.name}: input {n!r} is not an array ({exc})") from None
             spec = self.input_specs[n]
             want, got = spec.shape, (x.shape[1:] if spec.batch else x.shape)
             if want is not None and ((spec.batch and x.ndim == 0) or len(got) != len(want)
                                      or any(w is not None and w != s for w, s in zip(want, got))):
                 shown = ", ".join(map(str, ("N",) * spec.batch + want))
                 raise ShapeError(f"{self.name}: input {n!r} expects shape ({shown}), got {x.shape}")
-            feed[n] = x.astype(spec.dtype, copy=False) if spec.dtype is not None and x.dtype != spec.dtype else x
+            try:
+                feed[n] = x.astype(spec.dtype, copy=False) if spec.dtype is not None and x.dtype != spec.dtype else x
+            except (TypeError, ValueError):
+                raise ShapeError(f"{self.name}: input {n!r} should hold numbers ({np.dtype(spec.dtype).name}), "
+                                 f"found {x.dtype} values") from None
         return feed
 
     def _run(self, feed: dict[str, np.ndarray], keep_all: bool) -> dict[str, np.ndarray]:
@@ -296,6 +313,7 @@ class Model:
         for n, spec in self.input_specs.items():
             shape = spec.shape
             shape = input_shape.get(n, shape) if isinstance(input_shape, Mapping) else (input_shape or shape)
+            shape = None if shape is None else sizes(shape, f"{self.name}: input_shape for {n!r}", ShapeError)
             if shape is None or any(s is None for s in shape):
                 raise ShapeError(f"{self.name}: input {n!r} has a free size {shape}; pass input_shape=")
             feed[n] = np.zeros((1, *shape) if spec.batch else tuple(shape), spec.dtype or np.float32)
@@ -336,6 +354,8 @@ class Model:
         ``reference`` maps source-framework layer names (or nnlite layer names) to activations from the
         same input. Returns the first layer whose relative error exceeds ``tolerance``, or None.
         """
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float, np.integer, np.floating)):
+            raise ConfigError(f"{self.name}: first_divergence tolerance must be a number, found {tolerance!r}")
         values = self.trace(*args, **kwargs)
         checked: list[tuple[str, float]] = []
         for layer in self.layers:

@@ -108,22 +108,35 @@ def _fusable_pair(d: Step, p: Step) -> bool:
 
 
 @dataclass
-class PairStep(Step):
-    """A depthwise_conv2d step and the 1x1 conv2d step that alone reads it, run as one kernel
-    (:func:`nnlite.ops.separable.depthwise_pointwise`: the depthwise output never goes to memory; the
-    result is bit-identical to the two steps). Runs them one after the other instead when the conv engine
-    is not "simd" or either layer's ``fn`` was replaced (a profiler timing each layer)."""
+class FusedStep(Step):
+    """Two steps run as one kernel: ``first``, and this step's layer, the only reader of ``first``'s output.
+    The result is bit-identical to the two steps. Runs them one after the other instead when the conv
+    engine is not "simd" or either layer's ``fn`` is no longer the kernel named in ``kernels`` (a profiler
+    timing each layer replaces them)."""
     first: Step | None = None
+    kernels = ("", "")  # the nnlite.ops names of the first and the second layer's kernel
 
     def __call__(self, *xs: np.ndarray) -> np.ndarray:
         from . import ops
-        d, p = self.first, self.layer
-        if (d.layer.fn is not ops.depthwise_conv2d or p.fn is not ops.conv2d
-                or not ops.engine.simd()):
-            return Step.__call__(self, d(*xs))
-        da, pa = {**d.layer.attrs, **d.extra}, {**p.attrs, **self.extra}
-        return ops.separable.depthwise_pointwise(
-            xs[0], d.layer.weights["kernel"], d.layer.weights.get("bias"), p.weights["kernel"], p.weights.get("bias"),
+        one, two = (getattr(ops, name) for name in self.kernels)
+        if self.first.layer.fn is not one or self.layer.fn is not two or not ops.engine.simd():
+            return Step.__call__(self, self.first(*xs))
+        return self.fused(xs[0], {**self.first.layer.attrs, **self.first.extra}, {**self.layer.attrs, **self.extra})
+
+    def fused(self, x: np.ndarray, first_attrs: dict, attrs: dict) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class PairStep(FusedStep):
+    """A depthwise_conv2d step and the 1x1 conv2d step that alone reads it
+    (:func:`nnlite.ops.separable.depthwise_pointwise`: the depthwise output never goes to memory)."""
+    kernels = ("depthwise_conv2d", "conv2d")
+
+    def fused(self, x: np.ndarray, da: dict, pa: dict) -> np.ndarray:
+        from .ops.separable import depthwise_pointwise
+        d, p = self.first.layer, self.layer
+        return depthwise_pointwise(
+            x, d.weights["kernel"], d.weights.get("bias"), p.weights["kernel"], p.weights.get("bias"),
             stride=da.get("stride", 1), padding=da.get("padding", "valid"), dilation=da.get("dilation", 1),
             depthwise_activation=da.get("activation"), depthwise_alpha=da.get("alpha", 0.2),
             activation=pa.get("activation"), alpha=pa.get("alpha", 0.2))
@@ -132,25 +145,16 @@ class PairStep(Step):
 _POOL_ATTRS = {"pool_size", "stride", "padding"}
 
 
-@dataclass
-class ConvPoolStep(Step):
-    """A conv2d step and the max_pool2d step that alone reads it, run as one kernel
-    (:func:`nnlite.ops.convpool.conv2d_max_pool`: the conv output never goes to memory; the result is
-    bit-identical to the two steps). Runs them one after the other instead when the conv engine is not
-    "simd" or either layer's ``fn`` was replaced (a profiler timing each layer)."""
-    first: Step | None = None
+class ConvPoolStep(FusedStep):
+    """A conv2d step and the max_pool2d step that alone reads it (:func:`nnlite.ops.convpool.conv2d_max_pool`:
+    the conv output never goes to memory)."""
+    kernels = ("conv2d", "max_pool2d")
 
-    def __call__(self, *xs: np.ndarray) -> np.ndarray:
-        from . import ops
+    def fused(self, x: np.ndarray, ca: dict, pa: dict) -> np.ndarray:
         from .ops.convpool import conv2d_max_pool
-        c, pool = self.first, self.layer
-        if (c.layer.fn is not ops.conv2d or pool.fn is not ops.max_pool2d
-                or not ops.engine.simd()):
-            return Step.__call__(self, c(*xs))
-        ca, pa = {**c.layer.attrs, **c.extra}, pool.attrs
-        return conv2d_max_pool(xs[0], c.layer.weights["kernel"], c.layer.weights.get("bias"), **ca,
-                               pool_size=pa["pool_size"], pool_stride=pa.get("stride"),
-                               pool_padding=pa.get("padding", "valid"))
+        c = self.first.layer
+        return conv2d_max_pool(x, c.weights["kernel"], c.weights.get("bias"), **ca, pool_size=pa["pool_size"],
+                               pool_stride=pa.get("stride"), pool_padding=pa.get("padding", "valid"))
 
 
 def _fusable_conv_pool(c: Step, pool: Step) -> bool:

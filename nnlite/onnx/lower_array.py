@@ -304,21 +304,10 @@ def gather(ctx, node, a):
     ctx.generic(arrays.gather, node, "Gather", axis=a.get("axis", 0))
 
 
-@lowering("Expand")
-def expand(ctx, node, a):
-    ctx.generic(arrays.expand, node, "Expand")
+# ONNX ops with no attributes that are one function of ``arrays`` applied to all of their inputs.
+PLAIN = {"Expand": arrays.expand, "Tile": arrays.tile, "Range": arrays.range_, "Where": arrays.where}
 
 
-@lowering("Tile")
-def tile(ctx, node, a):
-    ctx.generic(arrays.tile, node, "Tile")
-
-
-@lowering("Range")
-def range_(ctx, node, a):
-    ctx.generic(arrays.range_, node, "Range")
-
-
-@lowering("Where")
-def where(ctx, node, a):
-    ctx.generic(arrays.where, node, "Where")
+@lowering(*PLAIN)
+def plain(ctx, node, a):
+    ctx.generic(PLAIN[node.op_type], node, node.op_type)

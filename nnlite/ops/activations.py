@@ -143,40 +143,41 @@ def affine_act(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, code: int = 
     return y
 
 
-def _standalone(x, code: int, alpha: float = 0.2) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
+def _standalone(x, code: int, op: str, alpha: float = 0.2) -> np.ndarray:
+    x = checks.floats(x, op)
     y = np.array(x, dtype=np.float32, order="C", ndmin=1)  # a copy: never modify the caller's array
     return bias_act_(y, None, code, alpha).reshape(x.shape)
 
 
 def relu(x):
     """max(x, 0)."""
-    return _standalone(x, RELU)
+    return _standalone(x, RELU, "relu")
 
 
 def relu6(x):
     """min(max(x, 0), 6)."""
-    return _standalone(x, RELU6)
+    return _standalone(x, RELU6, "relu6")
 
 
 def leaky_relu(x, *, alpha=0.2):
     """x if x >= 0 else alpha * x (TF's default alpha is 0.2)."""
-    return _standalone(x, LEAKY_RELU, alpha)
+    return _standalone(x, LEAKY_RELU, "leaky_relu", checks.number(alpha, "leaky_relu", "alpha"))
 
 
 def sigmoid(x):
     """1 / (1 + exp(-x))."""
-    return _standalone(x, SIGMOID)
+    return _standalone(x, SIGMOID, "sigmoid")
 
 
 def swish(x):
     """x * sigmoid(x) (SiLU)."""
-    return _standalone(x, SWISH)
+    return _standalone(x, SWISH, "swish")
 
 
 def softmax(x, *, axis=-1):
     """exp(x - max) / sum(exp(x - max)) along ``axis``; subtracting the max keeps it finite for large logits."""
-    x = np.asarray(x, dtype=np.float32)
+    x = checks.floats(x, "softmax", min_ndim=1)
+    checks.axes(axis, x.ndim, "softmax")
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     e /= e.sum(axis=axis, keepdims=True, dtype=np.float64).astype(np.float32)
     return e

@@ -13,9 +13,37 @@ from ..errors import ModelError, ShapeError
 ACTIVATION_NAMES = ("relu", "relu6", "leaky_relu", "sigmoid", "swish")
 
 
+def floats(a, op: str, what: str = "input", min_ndim: int = 0) -> np.ndarray:
+    """``a`` as a float32 array of at least ``min_ndim`` dimensions; ShapeError when it is not an array of
+    numbers (a string, a ragged list) or has fewer dimensions."""
+    try:
+        a = np.asarray(a, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{op}: expected {what} as an array of numbers, found {type(a).__name__} ({exc})") from None
+    if a.ndim < min_ndim:
+        raise ShapeError(f"{op}: expected {what} with at least {min_ndim} dimension(s), found shape {a.shape}")
+    return a
+
+
+def axes(axis, ndim: int, op: str) -> None:
+    """ModelError unless ``axis`` (an int or a sequence of ints) names axes of an ``ndim``-dimensional array."""
+    for a in axis if isinstance(axis, (list, tuple)) else (axis,):
+        if not isinstance(a, (int, np.integer)) or isinstance(a, bool) or not -ndim <= a < ndim:
+            raise ModelError(f"{op}: axis {axis!r} is not an axis of a {ndim}-D input (expected ints from "
+                             f"{-ndim} to {ndim - 1})")
+
+
+def number(value, op: str, what: str) -> float:
+    """``value`` as a float; ModelError when it is not a real number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ModelError(f"{op}: expected {what} to be a number, found {value!r}") from None
+
+
 def nhwc(x, op: str) -> np.ndarray:
     """``x`` as a float32 (N, H, W, C) array; ShapeError if it is not 4-D."""
-    x = np.asarray(x, dtype=np.float32)
+    x = floats(x, op)
     if x.ndim != 4:
         raise ShapeError(f"{op}: expected a 4-D NHWC input (N, H, W, C), found shape {x.shape}")
     return x
@@ -25,7 +53,7 @@ def array(a, op: str, what: str, ndim: int | None = None) -> np.ndarray:
     """``a`` as float32, optionally with ``ndim`` dimensions."""
     if a is None:
         raise ShapeError(f"{op}: {what} is missing")
-    a = np.asarray(a, dtype=np.float32)
+    a = floats(a, op, what)
     if ndim is not None and a.ndim != ndim:
         raise ShapeError(f"{op}: expected {what} with {ndim} dimensions, found shape {a.shape}")
     return a
@@ -41,7 +69,7 @@ def bias_vector(bias, n: int, op: str) -> np.ndarray | None:
     """``bias`` as a float32 (n,) vector, or None."""
     if bias is None:
         return None
-    bias = np.asarray(bias, dtype=np.float32)
+    bias = floats(bias, op, "bias")
     if bias.shape != (n,):
         raise ShapeError(f"{op}: expected bias of shape ({n},), found {bias.shape}")
     return bias
@@ -62,7 +90,7 @@ def vector(a, n: int, op: str, what: str, default: float | None = None) -> np.nd
         if default is None:
             raise ShapeError(f"{op}: {what} is missing")
         return np.full(n, default, dtype=np.float32)
-    a = np.asarray(a, dtype=np.float32)
+    a = floats(a, op, what)
     if a.shape != (n,):
         raise ShapeError(f"{op}: expected {what} of shape ({n},), found {a.shape}")
     return a

@@ -19,14 +19,14 @@ from .activations import affine_act
 
 def bias_add(x, bias):
     """x + bias on the last axis."""
-    x = np.asarray(x, dtype=np.float32)
+    x = checks.floats(x, "bias_add", min_ndim=1)
     bias = checks.bias_vector(bias, x.shape[-1], "bias_add")
     return affine_act(x, np.ones_like(bias), bias)
 
 
 def batch_norm(x, gamma, beta, mean, variance, *, epsilon=1e-3):
     """Inference batch norm on the last axis; gamma None means 1, beta None means 0."""
-    x = np.asarray(x, dtype=np.float32)
+    x = checks.floats(x, "batch_norm", min_ndim=1)
     c = x.shape[-1]
     g = checks.vector(gamma, c, "batch_norm", "gamma", 1.0).astype(np.float64)
     b = checks.vector(beta, c, "batch_norm", "beta", 0.0).astype(np.float64)

@@ -46,7 +46,7 @@ def crop2d(x, *, cropping=(0, 0, 0, 0)):
 
 
 def _broadcast(xs, op: str):
-    arrays = [np.asarray(a, dtype=np.float32) for a in xs]
+    arrays = [checks.floats(a, op) for a in xs]
     if not arrays:
         raise ShapeError(f"{op}: expected at least one input, found none")
     try:
@@ -123,7 +123,10 @@ def multiply(*xs):
 
 def concat(*xs, axis=-1):
     """Concatenate along ``axis`` (channels by default)."""
-    arrays = [np.asarray(a, dtype=np.float32) for a in xs]
+    arrays = [checks.floats(a, "concat", min_ndim=1) for a in xs]
+    if not arrays:
+        raise ShapeError("concat: expected at least one input, found none")
+    checks.axes(axis, arrays[0].ndim, "concat")
     try:
         return np.concatenate(arrays, axis=axis)
     except ValueError:
@@ -133,19 +136,21 @@ def concat(*xs, axis=-1):
 def mean(x, *, axis, keepdims=False):
     """Mean along ``axis`` (int or tuple), accumulated in float64."""
     axis = tuple(axis) if isinstance(axis, (list, tuple)) else axis
-    return np.asarray(x, np.float32).mean(axis=axis, keepdims=keepdims, dtype=np.float64).astype(np.float32)
+    x = checks.floats(x, "mean")
+    checks.axes(axis, x.ndim, "mean")
+    return x.mean(axis=axis, keepdims=keepdims, dtype=np.float64).astype(np.float32)
 
 
 def reshape(x, *, shape):
     """Reshape each sample: ``shape`` excludes the batch axis."""
-    x = np.asarray(x, dtype=np.float32)
+    x = checks.floats(x, "reshape", min_ndim=1)
     try:
         return x.reshape((x.shape[0], *shape))
-    except ValueError:
+    except (TypeError, ValueError):
         raise ShapeError(f"reshape: cannot reshape a sample of shape {x.shape[1:]} to {tuple(shape)}") from None
 
 
 def flatten(x):
     """(N, ...) -> (N, prod(...)) in C order (H, W, C for NHWC, as Keras Flatten)."""
-    x = np.asarray(x, dtype=np.float32)
+    x = checks.floats(x, "flatten", min_ndim=1)
     return x.reshape(x.shape[0], -1)

@@ -112,13 +112,10 @@ def default_of(type_name: str, name: str):
     return Msg(kind)
 
 
-def decode(buf, type_name: str, path, start: int = 0, end: int | None = None, depth: int = 0) -> Msg:
-    """Decode ``buf[start:end]`` as message ``type_name`` (``depth``: how deep it is nested)."""
-    end = len(buf) if end is None else end
-    if depth > MAX_PROTOBUF_DEPTH:
-        raise damaged(path, start, f"messages nested more than {MAX_PROTOBUF_DEPTH} deep")
-    schema = SCHEMAS[type_name]
-    fields: dict = {}
+def fields_of(buf, start: int, end: int, path):
+    """The fields of the message at ``buf[start:end]``, in order, as ``(offset, number, wire type, value)``:
+    value is the varint for wire type 0, the ``(start, stop)`` span of the bytes for 2, and the offset of
+    the 4 or 8 bytes for 5 and 1."""
     pos = start
     while pos < end:
         at = pos
@@ -140,6 +137,17 @@ def decode(buf, type_name: str, path, start: int = 0, end: int | None = None, de
             value, pos = pos, pos + size
         else:
             raise damaged(path, at, f"bad wire type {wire} (field {number})")
+        yield at, number, wire, value
+
+
+def decode(buf, type_name: str, path, start: int = 0, end: int | None = None, depth: int = 0) -> Msg:
+    """Decode ``buf[start:end]`` as message ``type_name`` (``depth``: how deep it is nested)."""
+    end = len(buf) if end is None else end
+    if depth > MAX_PROTOBUF_DEPTH:
+        raise damaged(path, start, f"messages nested more than {MAX_PROTOBUF_DEPTH} deep")
+    schema = SCHEMAS[type_name]
+    fields: dict = {}
+    for at, number, wire, value in fields_of(buf, start, end, path):
         spec = schema.get(number)
         if spec is None:
             continue  # unknown field: skip, as protobuf does
@@ -220,20 +228,7 @@ def _packed(buf, start: int, stop: int, kind: str, path) -> list:
 def _map_entry(buf, span, kinds: tuple, path, at: int, depth: int):
     key_kind, value_kind = kinds
     key = value = None
-    pos, end = span
-    while pos < end:
-        fat = pos
-        k, pos = varint(buf, pos, end, path)
-        number, wire = k >> 3, k & 7
-        if wire == 0:
-            raw, pos = varint(buf, pos, end, path)
-        elif wire == 2:
-            length, pos = varint(buf, pos, end, path)
-            if pos + length > end:
-                raise damaged(path, fat, f"map entry length {length} runs past its end ({end})")
-            raw, pos = (pos, pos + length), pos + length
-        else:
-            raise damaged(path, fat, f"bad wire type {wire} in a map entry")
+    for fat, number, wire, raw in fields_of(buf, span[0], span[1], path):
         kind = key_kind if number == 1 else value_kind
         v = _scalar(buf, kind, wire, raw, path, fat, "map", depth + 1)
         if number == 1:

@@ -49,9 +49,7 @@ class AgeGenderNet(FaceNet):
     divisor = 256.0
     n_main_blocks = 2
 
-    def build(self, w: NetWeights):
-        g = GraphBuilder(self.net)
-        x = g.input("input", (self.input_size, self.input_size, 3))
+    def build(self, w: NetWeights, g: GraphBuilder, x: str):
         x = g.layer("conv2d", "entry_flow/conv_in", x, kernel=w["entry_flow/conv_in/filters"],  # (3, 3, 3, 32)
                     bias=w["entry_flow/conv_in/bias"], stride=2, padding="same", activation="relu")
         x = reduction_block(g, w, "entry_flow/reduction_block_0", x, activate_input=False)

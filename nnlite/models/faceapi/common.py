@@ -148,7 +148,8 @@ class NetWeights(Mapping):
 class FaceNet:
     """Base of the five face nets: load the manifest, build the graph, preprocess a list of images.
 
-    Subclasses set ``net`` (manifest name), ``input_size``, ``divisor`` and implement ``build``.
+    Subclasses set ``net`` (manifest name), ``input_size``, ``divisor`` and implement ``build`` (the layers
+    after the input).
     ``weights`` may be given directly (a ``{manifest key: array}`` dict) instead of the bundled file.
     """
 
@@ -161,10 +162,12 @@ class FaceNet:
             from .weights import load_net_weights
             weights = load_net_weights(self.net)
         w = NetWeights(self.net, weights)
-        self.model = self.build(w)
+        g = GraphBuilder(self.net)
+        self.model = self.build(w, g, g.input("input", (self.input_size, self.input_size, 3)))
         w.check_all_used()
 
-    def build(self, w: NetWeights):  # pragma: no cover - every subclass overrides it
+    def build(self, w: NetWeights, g: GraphBuilder, x: str):  # pragma: no cover - every subclass overrides it
+        """The net's layers after its (size, size, 3) RGB input ``x`` in builder ``g``; returns the Model."""
         raise NotImplementedError
 
     def preprocess(self, images) -> np.ndarray:

@@ -22,9 +22,7 @@ class FaceExpressionNet(FaceNet):
     input_size = 112
     divisor = 255.0
 
-    def build(self, w: NetWeights):
-        g = GraphBuilder(self.net)
-        x = g.input("input", (self.input_size, self.input_size, 3))
+    def build(self, w: NetWeights, g: GraphBuilder, x: str):
         x = dense_feature_extractor(g, w, x, n_blocks=4, n_convs=4)      # (N, 256)
         x = fc(g, w, "fc", x)                                           # (N, 7) logits
         x = g.layer("softmax", "softmax", x)                            # (N, 7)

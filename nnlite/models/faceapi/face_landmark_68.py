@@ -57,9 +57,7 @@ class FaceLandmark68Net(FaceNet):
     divisor = 255.0
     n_blocks, n_convs = 4, 4
 
-    def build(self, w: NetWeights):
-        g = GraphBuilder(self.net)
-        x = g.input("input", (self.input_size, self.input_size, 3))
+    def build(self, w: NetWeights, g: GraphBuilder, x: str):
         x = dense_feature_extractor(g, w, x, n_blocks=self.n_blocks, n_convs=self.n_convs)  # (N, C)
         x = fc(g, w, "fc", x)                                                                # (N, 136)
         return g.build([x])

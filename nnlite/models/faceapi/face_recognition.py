@@ -70,9 +70,7 @@ class FaceRecognitionNet(FaceNet):
     input_size = 150
     divisor = 256.0
 
-    def build(self, w: NetWeights):
-        g = GraphBuilder(self.net)
-        x = g.input("input", (self.input_size, self.input_size, 3))
+    def build(self, w: NetWeights, g: GraphBuilder, x: str):
         x = conv_scale(g, w, "conv32_down", x, stride=2, padding="valid", activation="relu")  # 72x72
         x = g.layer("max_pool2d", "max_pool", x, pool_size=3, stride=2, padding="valid")      # 35x35
         size = 35

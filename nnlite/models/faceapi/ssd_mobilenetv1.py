@@ -28,12 +28,13 @@ pixels (see :mod:`nnlite.models.faceapi.detector_input`). The depthwise batch no
 from __future__ import annotations
 
 from collections.abc import Mapping
+from numbers import Real
 
 import numpy as np
 
 from ... import ops
 from ...boxes import Detection, nms
-from ...errors import NnliteError, ShapeError
+from ...errors import ConfigError, ShapeError
 from ...graph import GraphBuilder, Model
 from ._spec import DETECT, face_net
 from .common import NetWeights
@@ -170,8 +171,9 @@ class SsdMobilenetv1:
     def detect(self, image, min_score: float = MIN_SCORE, max_results: int = MAX_RESULTS,
                iou_threshold: float = IOU_THRESHOLD) -> list[Detection]:
         """Faces in ``image`` ((H, W, 3) uint8 RGB; greyscale/RGBA accepted), highest score first."""
-        if not 0 < min_score < 1 or int(max_results) < 1:
-            raise NnliteError(f"SsdMobilenetv1: expected 0 < min_score < 1 and max_results >= 1, found "
+        whole = isinstance(max_results, Real) and max_results >= 1 and float(max_results).is_integer()
+        if not (isinstance(min_score, Real) and 0 < min_score < 1 and whole):
+            raise ConfigError(f"SsdMobilenetv1: expected 0 < min_score < 1 and a whole max_results >= 1, found "
                               f"min_score={min_score!r}, max_results={max_results!r}")
         x, width, height = self.preprocess(image)
         boxes, scores = (out[0] for out in self.model(x))

@@ -21,11 +21,12 @@ pixels (see :mod:`nnlite.models.faceapi.detector_input`; unlike the SSD, boxes a
 from __future__ import annotations
 
 from collections.abc import Mapping
+from numbers import Real
 
 import numpy as np
 
 from ...boxes import Detection, nms
-from ...errors import NnliteError
+from ...errors import ConfigError
 from ...graph import GraphBuilder, Model
 from ._spec import DETECT, face_net
 from .common import NetWeights
@@ -100,9 +101,9 @@ class TinyFaceDetector:
     @staticmethod
     def _check_options(input_size: int, min_score: float) -> None:
         if not isinstance(input_size, (int, np.integer)) or input_size < 32 or input_size % 32:
-            raise NnliteError(f"TinyFaceDetector: input_size must be a positive multiple of 32, found {input_size!r}")
-        if not 0 < min_score < 1:
-            raise NnliteError(f"TinyFaceDetector: min_score must be in (0, 1), found {min_score!r}")
+            raise ConfigError(f"TinyFaceDetector: input_size must be a positive multiple of 32, found {input_size!r}")
+        if not isinstance(min_score, Real) or not 0 < min_score < 1:
+            raise ConfigError(f"TinyFaceDetector: min_score must be in (0, 1), found {min_score!r}")
 
     def preprocess(self, image, input_size: int = DEFAULT_INPUT_SIZE) -> tuple[np.ndarray, int, int]:
         """RGB image -> ((1, S, S, 3) normalised net input, width, height)."""

@@ -10,11 +10,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 
 from ... import ops
 from ...errors import WeightsError
-from ...graph import GraphBuilder
+from ...graph import GraphBuilder, Model
+from ...io.torch_pth import load_torch_pth
+from ._bundled import require
 
 TORCH_BN_EPSILON = 1e-5
 
@@ -71,3 +76,20 @@ def linear(g: GraphBuilder, sd: StateDict, key: str, x: str, *, cin: int, cout: 
     """nn.Linear ``key``: weight (out, in) -> dense kernel (in, out)."""
     kernel = np.ascontiguousarray(sd.get(f"{key}.weight", (cout, cin)).T)   # (in, out)
     return g.layer("dense", key, x, kernel=kernel, bias=sd.get(f"{key}.bias", (cout,)))
+
+
+def classifier_head(g: GraphBuilder, sd: StateDict, x: str, pool: str, fc: str, *, cin: int,
+                    classes: int = 1000) -> Model:
+    """Global average pool ``pool``, then nn.Linear ``fc`` to the class logits: the finished graph."""
+    x = g.layer("global_avg_pool2d", pool, x)                                           # (cin,)
+    return g.build([linear(g, sd, fc, x, cin=cin, cout=classes)])
+
+
+def torch_loader(model: str, weights_file: str, build: Callable[[StateDict], Model]) -> Callable[..., Model]:
+    """The ``load_model(path=None)`` of a model with PyTorch weights: ``build`` on the state dict at ``path``,
+    by default the bundled ``weights/imagenet/<weights_file>``."""
+    def load_model(path: str | Path | None = None) -> Model:
+        path = Path(path) if path is not None else require(weights_file)
+        return build(StateDict(load_torch_pth(path), model, str(path)))
+    load_model.__doc__ = f"The {model} graph with its ImageNet weights (bundled unless ``path`` is given)."
+    return load_model

@@ -21,14 +21,11 @@ use epsilon 1e-3, unlike torchvision.
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 from ...graph import GraphBuilder, Model
-from ...io.torch_pth import load_torch_pth
 from ...preprocess import tf_crop_preprocess
-from ._bundled import require
 from ._spec import bundled, classifier
-from ._torch import StateDict, conv_bn, linear
+from ._torch import StateDict, classifier_head, conv_bn, torch_loader
 
 NAME = "efficientnet_lite0"
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
@@ -69,15 +66,10 @@ def build(sd: StateDict) -> Model:
             cin, i = c, i + 1
     x = conv_bn(g, sd, "_conv_head", "_bn1", x, cin=320, cout=1280, k=1, padding="same", activation="relu6",
                 epsilon=BN_EPSILON)                                                     # (7, 7, 1280)
-    x = g.layer("global_avg_pool2d", "_avg_pooling", x)                                 # (1280,)
-    x = linear(g, sd, "_fc", x, cin=1280, cout=1000)                                    # (1000,) logits
-    return g.build([x])
+    return classifier_head(g, sd, x, "_avg_pooling", "_fc", cin=1280)                   # (1000,) logits
 
 
-def load_model(path: str | Path | None = None) -> Model:
-    """The EfficientNet-Lite0 graph with its ImageNet weights (bundled unless ``path`` is given)."""
-    path = Path(path) if path is not None else require(WEIGHTS_FILE)
-    return build(StateDict(load_torch_pth(path), NAME, str(path)))
+load_model = torch_loader(NAME, WEIGHTS_FILE, build)
 
 
 SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=4_631_000,

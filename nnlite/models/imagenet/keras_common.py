@@ -17,7 +17,7 @@ Each model says which epsilon its batch norms use (Keras default 1e-3; ResNet 1.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ import numpy as np
 from ... import ops
 from ...errors import WeightsError, WeightsMissingError
 from ...fetch import REMOTE_WEIGHTS, cached_weights
+from ...graph import Model
 from ...paths import models_cache_dir
 
 
@@ -176,3 +177,15 @@ def weights_file(model: str, path: str | Path | None = None) -> Path:
             f"{model}: weights not found (looked for {expected}). Download the official Keras file with "
             f"`nnlite fetch {model}` (needs internet), or set NNLITE_HOME to the folder holding models/.")
     return found
+
+
+def keras_loader(model: str, build: Callable[[KerasLayers], Model],
+                 aliases: Callable[[], Mapping[str, str]] | None = None) -> Callable[..., Model]:
+    """The ``load_model(path=None)`` of a Keras-applications model: ``build`` on the layers of the .h5 file
+    at ``path``, by default the one ``nnlite fetch MODEL`` saved (:func:`weights_file`); ``aliases`` gives
+    other names some files use for layers."""
+    def load_model(path: str | Path | None = None) -> Model:
+        return build(KerasLayers.from_file(weights_file(model, path), aliases=aliases() if aliases else None))
+    load_model.__doc__ = (f"{model} with the weights of a Keras .h5 file (default: the one ``nnlite fetch {model}`` "
+                          "saves).")
+    return load_model

@@ -18,14 +18,11 @@ PyTorch conventions (OIHW kernels, symmetric padding, BN epsilon 1e-5) are handl
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 from ...graph import GraphBuilder, Model
-from ...io.torch_pth import load_torch_pth
 from ...preprocess import torch_preprocess
-from ._bundled import require
 from ._spec import bundled, classifier
-from ._torch import StateDict, conv_bn, linear
+from ._torch import StateDict, classifier_head, conv_bn, torch_loader
 
 NAME = "mobilenet_v2"
 WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
@@ -65,15 +62,10 @@ def build(sd: StateDict) -> Model:
             cin, i = c, i + 1
     x = conv_bn(g, sd, "features.18.0", "features.18.1", x, cin=320, cout=1280, k=1, activation="relu6",
                 covers=("features.18.0", "features.18.1", "features.18.2"))             # (7, 7, 1280)
-    x = g.layer("global_avg_pool2d", "pool", x)                                         # (1280,)
-    x = linear(g, sd, "classifier.1", x, cin=1280, cout=1000)                           # (1000,) logits
-    return g.build([x])
+    return classifier_head(g, sd, x, "pool", "classifier.1", cin=1280)                  # (1000,) logits
 
 
-def load_model(path: str | Path | None = None) -> Model:
-    """The MobileNetV2 graph with torchvision's ImageNet weights (bundled unless ``path`` is given)."""
-    path = Path(path) if path is not None else require(WEIGHTS_FILE)
-    return build(StateDict(load_torch_pth(path), NAME, str(path)))
+load_model = torch_loader(NAME, WEIGHTS_FILE, build)
 
 
 SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=3_487_816,

@@ -18,14 +18,13 @@ The input is square, so a size is one number.
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 from typing import NamedTuple
 
 from ... import ops
 from ...graph import GraphBuilder, Model
 from ...preprocess import tf_preprocess
 from ._spec import classifier, fetched
-from .keras_common import KerasLayers, split_batch_norm, weights_file
+from .keras_common import KerasLayers, keras_loader, split_batch_norm
 
 NAME = "nasnet_mobile"
 INPUT_SIZE = (224, 224)
@@ -183,9 +182,7 @@ def correct_pad(size: int, k: int) -> tuple[int, int, int, int]:
     return (before, k // 2, before, k // 2)
 
 
-def load_model(path: str | Path | None = None) -> Model:
-    """NASNet-A Mobile with the weights of a Keras .h5 file (default: ``nnlite fetch nasnet_mobile``'s)."""
-    return build(KerasLayers.from_file(weights_file(NAME, path)))
+load_model = keras_loader(NAME, build)
 
 
 SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=5_326_716,

@@ -13,12 +13,11 @@ after the Caffe model (``res2a_branch2a``, ``bn2a_branch2a``, ``fc1000``); both 
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 from ...graph import GraphBuilder, Model
 from ...preprocess import caffe_preprocess
 from ._spec import classifier, fetched
-from .keras_common import KerasLayers, weights_file
+from .keras_common import KerasLayers, keras_loader
 
 NAME = "resnet50"
 INPUT_SIZE = (224, 224)
@@ -80,9 +79,7 @@ def legacy_names() -> dict[str, str]:
     return names
 
 
-def load_model(path: str | Path | None = None) -> Model:
-    """ResNet50 with the weights of a Keras .h5 file (default: the one ``nnlite fetch resnet50`` saves)."""
-    return build(KerasLayers.from_file(weights_file(NAME, path), aliases=legacy_names()))
+load_model = keras_loader(NAME, build, aliases=legacy_names)
 
 
 SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=25_636_712,

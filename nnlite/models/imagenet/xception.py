@@ -16,13 +16,12 @@ the file's order, which is the model's order.
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 from ...errors import WeightsError
 from ...graph import GraphBuilder, Model
 from ...preprocess import tf_preprocess
 from ._spec import classifier, fetched
-from .keras_common import KerasLayers, weights_file
+from .keras_common import KerasLayers, keras_loader
 
 NAME = "xception"
 INPUT_SIZE = (299, 299)
@@ -95,9 +94,7 @@ def shortcut_layers(w: KerasLayers) -> list[tuple[str, str]]:
     return list(zip(convs, bns))
 
 
-def load_model(path: str | Path | None = None) -> Model:
-    """Xception with the weights of a Keras .h5 file (default: the one ``nnlite fetch xception`` saves)."""
-    return build(KerasLayers.from_file(weights_file(NAME, path)))
+load_model = keras_loader(NAME, build)
 
 
 SPEC = classifier(NAME, load_model, INPUT_SIZE, output="logits", params=22_910_480,
