@@ -76,12 +76,7 @@ def test_configuration_errors_stay_value_errors_for_older_callers():
 RAW = {"ValueError", "TypeError", "KeyError", "IndexError", "LookupError", "RuntimeError", "Exception",
        "AssertionError", "ArithmeticError", "ZeroDivisionError", "OSError"}
 # path -> the raw exceptions it may still raise, and why
-ALLOWED = {
-    "image.py": ({"ValueError"}, "resize method and normalize mode checks; the image layer's errors are "
-                                 "being converted separately"),
-    "vision/classify.py": ({"ValueError"}, "Prediction.best(k) with k < 1; the vision layer's errors are being "
-                                           "converted separately"),
-}
+ALLOWED: dict[str, tuple[set[str], str]] = {}   # none today; an entry needs a reason
 
 
 def raw_raises(source: str) -> list[tuple[int, str]]:
