@@ -15,6 +15,16 @@ parallel.py). This is process-wide: NumPy matmuls elsewhere in the program also 
   loads): OpenBLAS 0.3.x may not recognise Zen 5 and then uses its AVX2 kernels at half the float32 matmul
   speed (half the rate of its AVX-512 kernels on a ResNet50-sized product). Some environments pin
   ``OPENBLAS_CORETYPE`` themselves; that choice is respected.
+* Numba's OpenMP layer (GNU libgomp) is told to let idle threads sleep at once
+  (``OMP_WAIT_POLICY=PASSIVE``, exported before Numba starts its threads), unless the environment sets
+  ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` itself. By default libgomp's threads spin for a while between
+  and at the end of parallel regions. On a busy machine a spinning thread uses up its time slice, the
+  scheduler runs another process in its place, and every region then waits at its closing barrier for
+  that thread's next slice: a model with dozens of layers became tens of times slower. A thread that
+  sleeps instead is woken when a region starts and is scheduled at once, so a model slows down about as
+  much as the CPU time it loses; on a quiet machine waking costs microseconds per region
+  (benchmarks/RESULTS.md, "Busy machine" sections). :func:`wait_policy` tells which policy applies;
+  the libgomp of a process that started Numba's threads before importing nnlite keeps its own.
 This module must not import NumPy at import time.
 """
 
@@ -24,7 +34,7 @@ import ctypes
 import os
 import sys
 
-from ..errors import ModelError
+from ..errors import ConfigError
 from . import parallel
 
 
@@ -44,9 +54,9 @@ def requested_threads() -> int:
     try:
         n = int(raw)
     except ValueError:
-        raise ModelError(f"NNLITE_NUM_THREADS: expected a positive integer, found {raw!r}") from None
+        raise ConfigError(f"NNLITE_NUM_THREADS: expected a positive integer, found {raw!r}") from None
     if n < 1:
-        raise ModelError(f"NNLITE_NUM_THREADS: expected a positive integer, found {raw!r}")
+        raise ConfigError(f"NNLITE_NUM_THREADS: expected a positive integer, found {raw!r}")
     return n
 
 
@@ -74,14 +84,42 @@ def apply_env_before_numpy() -> None:
     if "numba" not in sys.modules and "NUMBA_NUM_THREADS" not in os.environ:
         try:  # Numba's thread count is per Python thread: this makes NNLITE_NUM_THREADS every thread's default
             os.environ["NUMBA_NUM_THREADS"] = str(requested_threads())
-        except ModelError:
+        except ConfigError:
             pass  # configure() reports the bad value
+    apply_wait_policy()
     if "numpy" in sys.modules:
         return  # too late for the environment; configure() uses ctypes instead
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     coretype = _openblas_coretype()
     if coretype and "OPENBLAS_CORETYPE" not in os.environ:
         os.environ["OPENBLAS_CORETYPE"] = coretype
+
+
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+_wait = {"set_by_nnlite": False}
+
+
+def _numba_threads_started() -> bool:
+    layer = sys.modules.get("numba.np.ufunc.parallel")
+    return bool(getattr(layer, "_is_initialized", False))
+
+
+def apply_wait_policy() -> None:
+    """Export ``OMP_WAIT_POLICY=PASSIVE`` for libgomp, unless the environment sets a wait policy or Numba's
+    threads (and so libgomp's settings) already started."""
+    if any(name in os.environ for name in WAIT_VARIABLES) or _numba_threads_started():
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    _wait["set_by_nnlite"] = True
+
+
+def wait_policy() -> str:
+    """How idle OpenMP threads wait: "passive" (set by nnlite), "environment: NAME=VALUE" (the user's
+    choice), or "libgomp default" (neither: Numba's threads started before nnlite could set it)."""
+    if _wait["set_by_nnlite"] and os.environ.get("OMP_WAIT_POLICY") == "PASSIVE":
+        return "passive"
+    chosen = [f"{name}={os.environ[name]}" for name in WAIT_VARIABLES if name in os.environ]
+    return "environment: " + ", ".join(chosen) if chosen else "libgomp default"
 
 
 def _blas_libraries() -> list[str]:
