@@ -2,10 +2,11 @@
 
 Numba kernels run on Numba's own threads: each kernel works on a range of output rows (or channel panels),
 and a ``parallel=True`` driver splits the range with ``prange`` into :func:`parts` pieces, one per thread,
-launched by :func:`launch`. Numba's OpenMP layer starts a region in microseconds and its idle threads spin
-briefly before sleeping, so even a 14x14 layer gains from 2 threads (1x1 conv 14x14x88: 20.6 -> 12.5 us
-measured), where the Python pool below lost (25 -> 51 us: submitting, waking a thread and handing over
-the GIL cost more than the layer). Small jobs (:data:`MIN_WORK`) run serially without a launch.
+launched by :func:`launch`. Numba's OpenMP layer starts a region in microseconds, so even a 14x14 layer
+can gain from 2 threads, where the Python pool below lost (submitting, waking a thread and handing over
+the GIL cost more than the layer). Small jobs (:data:`MIN_WORK`) run serially without a launch. Idle
+OpenMP threads sleep instead of spinning (:mod:`nnlite.ops.threads` sets the wait policy and says why:
+on a busy machine, spinning threads made every region wait for a descheduled thread).
 
 The Python pool remains for work that is not a Numba kernel: the "blas" conv engine's NumPy matmul chunks
 (:mod:`nnlite.ops.conv`), on CPUs without AVX-512. Why not OpenBLAS's own threads there: OpenBLAS and Numba

@@ -17,14 +17,16 @@ parallel.py). This is process-wide: NumPy matmuls elsewhere in the program also 
   ``OPENBLAS_CORETYPE`` themselves; that choice is respected.
 * Numba's OpenMP layer (GNU libgomp) is told to let idle threads sleep at once
   (``OMP_WAIT_POLICY=PASSIVE``, exported before Numba starts its threads), unless the environment sets
-  ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` itself. By default libgomp's threads spin for a while between
-  and at the end of parallel regions. On a busy machine a spinning thread uses up its time slice, the
-  scheduler runs another process in its place, and every region then waits at its closing barrier for
-  that thread's next slice: a model with dozens of layers became tens of times slower. A thread that
-  sleeps instead is woken when a region starts and is scheduled at once, so a model slows down about as
-  much as the CPU time it loses; on a quiet machine waking costs microseconds per region
-  (benchmarks/RESULTS.md, "Busy machine" sections). :func:`wait_policy` tells which policy applies;
-  the libgomp of a process that started Numba's threads before importing nnlite keeps its own.
+  ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` itself. By default libgomp's threads spin for a long while
+  between regions. On a busy machine a spinning thread uses up its share of the CPU, the scheduler runs
+  another process in its place, and every parallel region then waits at its closing barrier for that
+  thread's next time slice: a model with dozens of layers became tens of times slower. A sleeping thread
+  keeps its share and is scheduled as soon as a region wakes it. The price is one wake-up per region,
+  which on a quiet machine can cost a small layer what its second thread gains; a short spin instead
+  (``GOMP_SPINCOUNT`` in the thousands) measured worse than either. ``OMP_WAIT_POLICY=ACTIVE`` restores
+  spinning for a machine that runs nothing else (benchmarks/RESULTS.md, "Busy machine"). :func:`wait_policy`
+  tells which setting applies; the libgomp of a process that started Numba's threads before importing
+  nnlite keeps its own. Numba's TBB layer (used when a TBB library is loadable) does not read these.
 This module must not import NumPy at import time.
 """
 
