@@ -98,10 +98,12 @@ def main(argv=None) -> int:
     hogs = max(1, len(os.sched_getaffinity(0)) - 1)
     import numba
 
+    from nnlite.ops import parallel
     from nnlite.ops import threads as nnlite_threads
     result = measure([m for m in args.models.split(",") if m], args.rounds, args.seconds, hogs, threads)
     result["numba"] = {"layer": numba.threading_layer(), "wait_policy": nnlite_threads.wait_policy(),
-                       "threads": threads, "busy_loops": hogs}
+                       "threads": threads, "busy_loops": hogs, "guard": parallel.guard.enabled,
+                       "guard_trips": parallel.guard.trips}
     print(json.dumps(result))
     return 0
 

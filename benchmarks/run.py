@@ -197,10 +197,12 @@ def _kernel_lines(k: dict | None) -> list[str]:
 def busy_lines(result: dict) -> list[str]:
     """The busy-machine table: per engine quiet and busy ms (best call; median in brackets) and slowdown."""
     info, engines = result.get("numba", {}), ("nnlite", "ort", "ov")
+    guard = (f"busy guard on ({info.get('guard_trips', '?')} trips)" if info.get("guard") else "busy guard off")
     rows = [f"{info.get('busy_loops', '?')} busy-loop process(es) beside {info.get('threads', '?')} engine "
             f"threads; nnlite on Numba's {info.get('layer', '?')} layer, OpenMP wait policy "
-            f"{info.get('wait_policy', '?')}. Slowdown = busy / quiet latency of the same engine (best calls; "
-            "lower is better); last column: nnlite's slowdown / onnxruntime's.", "",
+            f"{info.get('wait_policy', '?')}, {guard}. ms = best call (median in brackets); slowdown = busy / "
+            "quiet of the same engine, best calls (medians in brackets); last column: nnlite's slowdown / "
+            "onnxruntime's (best calls).", "",
             "| model | " + " | ".join(f"{e} quiet ms | {e} busy ms | {e} slowdown" for e in engines)
             + " | nnlite / ort slowdown |", "|---|" + "---:|" * (3 * len(engines) + 1)]
     for m, by_engine in result.items():
@@ -214,7 +216,7 @@ def busy_lines(result: dict) -> list[str]:
                 continue
             slow[e] = r["busy"]["min"] / r["quiet"]["min"]
             cells += [f"{r[p]['min'] * 1e3:.2f} ({r[p]['median'] * 1e3:.1f})" for p in ("quiet", "busy")]
-            cells.append(f"{slow[e]:.2f}")
+            cells.append(f"{slow[e]:.2f} ({r['busy']['median'] / r['quiet']['median']:.2f})")
         cells.append(f"{slow['nnlite'] / slow['ort']:.2f}" if {"nnlite", "ort"} <= slow.keys() else "-")
         rows.append(f"| {m} | " + " | ".join(cells) + " |")
     return rows

@@ -15,18 +15,13 @@ parallel.py). This is process-wide: NumPy matmuls elsewhere in the program also 
   loads): OpenBLAS 0.3.x may not recognise Zen 5 and then uses its AVX2 kernels at half the float32 matmul
   speed (half the rate of its AVX-512 kernels on a ResNet50-sized product). Some environments pin
   ``OPENBLAS_CORETYPE`` themselves; that choice is respected.
-* Numba's OpenMP layer (GNU libgomp) is told to let idle threads sleep at once
-  (``OMP_WAIT_POLICY=PASSIVE``, exported before Numba starts its threads), unless the environment sets
-  ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` itself. By default libgomp's threads spin for a long while
-  between regions. On a busy machine a spinning thread uses up its share of the CPU, the scheduler runs
-  another process in its place, and every parallel region then waits at its closing barrier for that
-  thread's next time slice: a model with dozens of layers became tens of times slower. A sleeping thread
-  keeps its share and is scheduled as soon as a region wakes it. The price is one wake-up per region,
-  which on a quiet machine can cost a small layer what its second thread gains; a short spin instead
-  (``GOMP_SPINCOUNT`` in the thousands) measured worse than either. ``OMP_WAIT_POLICY=ACTIVE`` restores
-  spinning for a machine that runs nothing else (benchmarks/RESULTS.md, "Busy machine"). :func:`wait_policy`
-  tells which setting applies; the libgomp of a process that started Numba's threads before importing
-  nnlite keeps its own. Numba's TBB layer (used when a TBB library is loadable) does not read these.
+* How idle threads wait is left to the threading layer: libgomp's threads spin for a while before they
+  sleep, which keeps back-to-back regions fast. On a busy machine that spinning costs a thread its share
+  of the CPU and each region then waits for the descheduled thread; :class:`nnlite.ops.parallel.BusyGuard`
+  notices and runs regions on one thread for a while. Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) or
+  a short spin (``GOMP_SPINCOUNT``) avoids the waits too, but paid a wake-up in every region that cost
+  small layers what their second thread gained (benchmarks/RESULTS.md, "Busy machine"); both remain
+  the user's choice, and :func:`wait_policy` reports it. ``NNLITE_BUSY_GUARD=0`` turns the guard off.
 This module must not import NumPy at import time.
 """
 
@@ -88,7 +83,6 @@ def apply_env_before_numpy() -> None:
             os.environ["NUMBA_NUM_THREADS"] = str(requested_threads())
         except ConfigError:
             pass  # configure() reports the bad value
-    apply_wait_policy()
     if "numpy" in sys.modules:
         return  # too late for the environment; configure() uses ctypes instead
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -98,30 +92,21 @@ def apply_env_before_numpy() -> None:
 
 
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-_wait = {"set_by_nnlite": False}
-
-
-def _numba_threads_started() -> bool:
-    layer = sys.modules.get("numba.np.ufunc.parallel")
-    return bool(getattr(layer, "_is_initialized", False))
-
-
-def apply_wait_policy() -> None:
-    """Export ``OMP_WAIT_POLICY=PASSIVE`` for libgomp, unless the environment sets a wait policy or Numba's
-    threads (and so libgomp's settings) already started."""
-    if any(name in os.environ for name in WAIT_VARIABLES) or _numba_threads_started():
-        return
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    _wait["set_by_nnlite"] = True
 
 
 def wait_policy() -> str:
-    """How idle OpenMP threads wait: "passive" (set by nnlite), "environment: NAME=VALUE" (the user's
-    choice), or "libgomp default" (neither: Numba's threads started before nnlite could set it)."""
-    if _wait["set_by_nnlite"] and os.environ.get("OMP_WAIT_POLICY") == "PASSIVE":
-        return "passive"
+    """How idle OpenMP threads wait: "environment: NAME=VALUE" where the user set a policy, else
+    "libgomp default" (spin, then sleep)."""
     chosen = [f"{name}={os.environ[name]}" for name in WAIT_VARIABLES if name in os.environ]
     return "environment: " + ", ".join(chosen) if chosen else "libgomp default"
+
+
+def busy_guard_requested() -> bool:
+    """``NNLITE_BUSY_GUARD``: "1" (default when unset or empty) or "0"."""
+    raw = os.environ.get("NNLITE_BUSY_GUARD", "").strip()
+    if raw not in ("", "0", "1"):
+        raise ConfigError(f"NNLITE_BUSY_GUARD: expected 0 or 1, found {raw!r}")
+    return raw != "0"
 
 
 def _blas_libraries() -> list[str]:
@@ -180,5 +165,6 @@ def get_num_threads() -> int:
 
 
 def configure() -> None:
-    """Apply NNLITE_NUM_THREADS (default: all cores) once NumPy and Numba are importable."""
+    """Apply NNLITE_NUM_THREADS (default: all cores) and NNLITE_BUSY_GUARD once NumPy and Numba are importable."""
     set_num_threads(requested_threads())
+    parallel.guard.enabled = busy_guard_requested()
