@@ -8,7 +8,9 @@ alternate ``--rounds`` times; in each phase the engines run back to back, each f
 load on a shared machine hits both phases and every engine alike. The busy loops are plain Python
 processes the scheduler may put on any core, as any other program would be. Latency = best call of all
 rounds (other processes only ever add time), the median beside it; slowdown = busy / quiet of the same
-engine. The last line printed is a JSON object: {model: {engine: {"quiet": ..., "busy": ...}}, "numba": ...}.
+engine. Each quiet phase starts 1 s after the busy loops stop (nnlite's busy guard may keep one thread
+that long after load ends). The last line printed is a JSON object:
+{model: {engine: {"quiet": ..., "busy": ...}}, "numba": ...}.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def busy_loops(count: int):
         for hog in hogs:
             hog.kill()
             hog.wait()
+        time.sleep(1.0)  # quiet again: nnlite's busy guard may hold one thread up to 1 s after load ends
 
 
 def calls(run, x, seconds: float, least: int = 5, most: int = 200) -> list[float]:

@@ -104,7 +104,7 @@ class BusyGuard:
     the last one doubles the hold (up to ``max_hold``); a calm trial resets it. ``clock`` is injectable."""
 
     def __init__(self, clock=time.perf_counter, slow: float = 3.0, slack: float = 5e-4, strikes: int = 3,
-                 hold: float = 0.25, max_hold: float = 4.0, trial: int = 256):
+                 hold: float = 0.1, max_hold: float = 1.0, trial: int = 256):
         self.clock, self.slow, self.slack, self.limit = clock, slow, slack, strikes
         self.base_hold, self.max_hold, self.trial = hold, max_hold, trial
         self.enabled = True
