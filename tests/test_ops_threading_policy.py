@@ -32,46 +32,47 @@ class FakeClock:
 
 def make_guard(**kwargs):
     clock = FakeClock()
-    return parallel.BusyGuard(clock=clock, slow=3.0, slack=1e-3, strikes=3, hold=0.25, max_hold=1.0, trial=10,
-                              **kwargs), clock
+    return parallel.BusyGuard(clock=clock, window=4, ratio=1.0, hold=0.25, max_hold=1.0, trial=10, **kwargs), clock
 
 
 def test_guard_stays_parallel_while_regions_take_their_usual_time():
     guard, clock = make_guard()
     for i in range(200):
-        guard.record("conv", 0.002 + (i % 7) * 1e-4)   # jitter well inside 3x + 1 ms
+        guard.record("conv", 0.002 + (i % 7) * 1e-4)   # jitter: lost time far below the regions' best
         guard.record("pool", 0.0005)
         clock.now += 0.01
     assert not guard.serial() and guard.trips == 0
 
 
-def test_guard_ignores_a_rare_slow_region():
+def test_guard_ignores_slow_regions_that_lose_less_than_their_best_time():
     guard, clock = make_guard()
     guard.record("conv", 0.002)
-    for i in range(100):
-        guard.record("conv", 0.05 if i % 4 == 0 else 0.002)  # one in four is slow: net strikes never reach 3
+    for i in range(3, 100):
+        guard.record("conv", 0.009 if i % 4 == 0 else 0.002)  # 7 ms lost per 4 x 2 ms best: below 1x
     assert guard.trips == 0 and not guard.serial()
 
 
-def test_guard_runs_serially_after_a_few_slow_regions_then_tries_threads_again():
+def test_guard_runs_serially_once_a_window_loses_more_than_its_best_then_tries_threads_again():
     guard, clock = make_guard()
-    guard.record("conv", 0.002)
-    guard.record("conv", 0.0075)          # 3x + 1 ms = 7 ms: slow
-    guard.record("conv", 0.008)
+    for seconds in (0.002, 0.002, 0.002, 0.002):          # first window: sets the best, loses nothing
+        guard.record("conv", seconds)
+    for seconds in (0.002, 0.002, 0.002, 0.0065):         # loses 4.5 ms on 8 ms best: stays parallel
+        guard.record("conv", seconds)
     assert not guard.serial()
-    guard.record("conv", 0.009)           # third strike
+    for seconds in (0.002, 0.002, 0.002, 0.011):          # loses 9 ms on 8 ms best: one thread from now
+        guard.record("conv", seconds)
     assert guard.serial() and guard.trips == 1
     clock.now += 0.2
     assert guard.serial()
-    clock.now += 0.06                     # past the 0.25 s hold
+    clock.now += 0.06                                      # past the 0.25 s hold
     assert not guard.serial()
 
 
-def test_a_region_slower_than_the_threshold_only_by_its_own_size_is_not_slow():
+def test_each_region_is_compared_with_its_own_best():
     guard, _ = make_guard()
     guard.record(("conv", 1), 0.002)
     for _ in range(10):
-        guard.record(("conv", 2), 0.05)   # another region: its own best, never compared with conv 1
+        guard.record(("conv", 2), 0.05)   # another, larger region: never compared with conv 1
     assert guard.trips == 0
 
 
@@ -79,10 +80,11 @@ def test_guard_hold_doubles_when_threads_fail_again_soon_and_resets_after_a_calm
     guard, clock = make_guard()
 
     def trip():
-        for _ in range(3):
+        for _ in range(4):
             guard.record("conv", 0.02)
 
-    guard.record("conv", 0.002)
+    for _ in range(4):
+        guard.record("conv", 0.002)
     trip()
     assert guard.hold == 0.25
     clock.now += 0.3
@@ -105,7 +107,7 @@ def test_disabled_guard_never_holds():
     guard, _ = make_guard()
     guard.enabled = False
     guard.record("conv", 0.002)
-    for _ in range(10):
+    for _ in range(11):
         guard.record("conv", 0.05)
     assert not guard.serial() and guard.trips == 0
 

@@ -10,11 +10,11 @@ A busy machine: every region ends at a barrier that all its threads must reach. 
 holds the core one of them needs (and libgomp's idle threads, which spin, have used up their share of
 it), each region waits for that thread's next time slice, and a model of dozens of layers becomes many
 times slower. :class:`BusyGuard` times every launch against the best time seen for the same region
-(driver and sizes); a few regions far slower than their best make every region run serially (the
-kernel on the calling thread, no launch) for a fraction of a second, after which threads are tried
-again, with a longer hold each time the trial fails soon. One thread still gets a whole core, so a
-busy machine costs about the gain of the other threads instead of a time slice per layer. The guard
-only ever changes how many pieces a region is cut into, never the arithmetic.
+(driver and sizes); when recent regions lost more time waiting than one thread would have cost, every
+region runs serially (the kernel on the calling thread, no launch) for a fraction of a second, after
+which threads are tried again, with a longer hold each time the trial fails soon. One thread still
+gets a whole core, so a busy machine costs about the gain of the other threads instead of a time slice
+per layer. The guard only ever changes how many pieces a region is cut into, never the arithmetic.
 
 The Python pool remains for work that is not a Numba kernel: the "blas" conv engine's NumPy matmul chunks
 (:mod:`nnlite.ops.conv`), on CPUs without AVX-512. Why not OpenBLAS's own threads there: OpenBLAS and Numba
@@ -98,19 +98,21 @@ _layer_is_threadsafe = [False]
 
 
 class BusyGuard:
-    """Decides when parallel regions run on one thread: after ``strikes`` regions (net of fast ones) took
-    more than ``slow`` times the best time seen for the same region plus ``slack`` seconds, every region
-    runs serially for ``hold`` seconds; then threads are tried again. A trip within ``trial`` regions of
-    the last one doubles the hold (up to ``max_hold``); a calm trial resets it. ``clock`` is injectable."""
+    """Decides when parallel regions run on one thread. Every ``window`` regions it compares the time they
+    lost (each region's time minus the best seen for the same region) with their best times: lost more
+    than ``ratio`` times best means the threads ran the work slower than about one thread would, so every
+    region runs serially for ``hold`` seconds, then threads are tried again. A trip within ``trial``
+    regions of the last one doubles the hold (up to ``max_hold``); a calm trial resets it. ``clock`` is
+    injectable (tests drive it by hand)."""
 
-    def __init__(self, clock=time.perf_counter, slow: float = 3.0, slack: float = 5e-4, strikes: int = 3,
-                 hold: float = 0.1, max_hold: float = 1.0, trial: int = 256):
-        self.clock, self.slow, self.slack, self.limit = clock, slow, slack, strikes
+    def __init__(self, clock=time.perf_counter, window: int = 32, ratio: float = 1.0, hold: float = 0.1,
+                 max_hold: float = 1.0, trial: int = 256):
+        self.clock, self.window, self.ratio = clock, window, ratio
         self.base_hold, self.max_hold, self.trial = hold, max_hold, trial
         self.enabled = True
         self.best: dict = {}
-        self.strikes, self.hold, self.until, self.since = 0, hold, -math.inf, trial
-        self.trips = 0
+        self.lost = self.spent = 0.0
+        self.count, self.hold, self.until, self.since, self.trips = 0, hold, -math.inf, trial, 0
 
     def serial(self) -> bool:
         return self.enabled and self.clock() < self.until
@@ -119,17 +121,20 @@ class BusyGuard:
         """One region at several threads took ``seconds``; ``key`` names the region (driver and sizes)."""
         best = self.best.get(key)
         if best is None or seconds < best:
-            self.best[key] = seconds
+            self.best[key] = best = seconds
+        self.lost += seconds - best
+        self.spent += best
+        self.count += 1
         self.since += 1
-        if best is not None and seconds > best * self.slow + self.slack:
-            self.strikes += 1
-            if self.strikes >= self.limit and self.enabled:
-                self.hold = min(self.hold * 2, self.max_hold) if self.since < self.trial else self.base_hold
-                self.until = self.clock() + self.hold
-                self.strikes, self.since = 0, 0
-                self.trips += 1
-        elif self.strikes:
-            self.strikes -= 1
+        if self.count < self.window:
+            return
+        if self.enabled and self.lost > self.ratio * self.spent:
+            self.hold = min(self.hold * 2, self.max_hold) if self.since < self.trial else self.base_hold
+            self.until = self.clock() + self.hold
+            self.since = 0
+            self.trips += 1
+        self.lost = self.spent = 0.0
+        self.count = 0
 
 
 guard = BusyGuard()
