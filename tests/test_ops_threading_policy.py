@@ -103,6 +103,13 @@ def test_guard_hold_doubles_when_threads_fail_again_soon_and_resets_after_a_calm
     assert guard.hold == 0.25 and guard.trips == 5
 
 
+def test_guard_remembers_a_bounded_number_of_regions():
+    guard, _ = make_guard()
+    for size in range(parallel.BusyGuard.MAX_REGIONS + 10):
+        guard.record(("resize", size), 0.001)
+    assert len(guard.best) <= parallel.BusyGuard.MAX_REGIONS and ("resize", size) in guard.best
+
+
 def test_disabled_guard_never_holds():
     guard, _ = make_guard()
     guard.enabled = False
@@ -127,6 +134,19 @@ def test_parts_is_one_while_the_guard_holds(monkeypatch):
         assert parallel.parts(1000, 1 << 30) == 1
         clock.now += 2.0
         assert parallel.parts(1000, 1 << 30) == 2
+    finally:
+        ops.set_num_threads(before)
+
+
+def test_setting_the_thread_count_releases_a_holding_guard(monkeypatch):
+    clock = FakeClock()
+    guard = parallel.BusyGuard(clock=clock)
+    monkeypatch.setattr(parallel, "guard", guard)
+    before = ops.get_num_threads()
+    try:
+        guard.hold, guard.until = 1.0, clock.now + 1.0
+        ops.set_num_threads(2)
+        assert not guard.serial() and guard.hold == guard.base_hold
     finally:
         ops.set_num_threads(before)
 

@@ -105,6 +105,8 @@ class BusyGuard:
     regions of the last one doubles the hold (up to ``max_hold``); a calm trial resets it. ``clock`` is
     injectable (tests drive it by hand)."""
 
+    MAX_REGIONS = 4096
+
     def __init__(self, clock=time.perf_counter, window: int = 32, ratio: float = 1.0, hold: float = 0.1,
                  max_hold: float = 1.0, trial: int = 256):
         self.clock, self.window, self.ratio = clock, window, ratio
@@ -117,10 +119,17 @@ class BusyGuard:
     def serial(self) -> bool:
         return self.enabled and self.clock() < self.until
 
+    def restart(self) -> None:
+        """Threads from now on, a fresh window and the shortest hold (the best times are kept)."""
+        self.lost = self.spent = 0.0
+        self.count, self.hold, self.until, self.since = 0, self.base_hold, -math.inf, self.trial
+
     def record(self, key, seconds: float) -> None:
         """One region at several threads took ``seconds``; ``key`` names the region (driver and sizes)."""
         best = self.best.get(key)
         if best is None or seconds < best:
+            if best is None and len(self.best) >= self.MAX_REGIONS:
+                self.best.clear()  # inputs of ever new sizes (a server): start over rather than grow
             self.best[key] = best = seconds
         self.lost += seconds - best
         self.spent += best

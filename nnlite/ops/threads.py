@@ -148,10 +148,12 @@ def blas_core() -> str | None:
 
 def set_num_threads(n: int) -> None:
     """Run nnlite's kernels on ``n`` threads from now on: the Python pool, and Numba's kernels launched from
-    this Python thread (at most ``NUMBA_NUM_THREADS``, fixed when Numba loaded). BLAS stays at one thread."""
+    this Python thread (at most ``NUMBA_NUM_THREADS``, fixed when Numba loaded). BLAS stays at one thread.
+    A busy guard holding regions on one thread (:class:`nnlite.ops.parallel.BusyGuard`) lets go."""
     import numba
     n = max(1, int(n))
     parallel.set_threads(n)
+    parallel.guard.restart()  # an explicit request: try the threads now, whatever the guard saw before
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))  # this Python thread's prange kernels
     fn = _openblas_function("openblas_set_num_threads", None, [ctypes.c_int])
     if fn is not None:
