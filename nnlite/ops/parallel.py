@@ -90,7 +90,7 @@ def split(kernel, driver, args: tuple, total: int, work: int) -> None:
     if pieces == 1:
         kernel(*args, 0, total)
     else:
-        launch(driver, *args, total, pieces)
+        launch(driver, *args, total, pieces, region=(driver, total, work, pieces))
 
 
 _launch_lock = threading.Lock()
@@ -154,10 +154,13 @@ def _region(driver, args: tuple):
     return driver, getattr(first, "size", None), args[-2] if isinstance(args[-2], int) else None, args[-1]
 
 
-def launch(driver, *args):
-    """Call a ``parallel=True`` Numba driver, timed for :data:`guard`. Numba's "workqueue" threading layer
-    (used where neither OpenMP nor TBB is available) aborts the process if two Python threads launch at
-    once, so launches are serialised until the first one shows that the layer in use is thread-safe."""
+def launch(driver, *args, region=None):
+    """Call a ``parallel=True`` Numba driver, timed for :data:`guard` under the name ``region`` (default:
+    the driver and the sizes of its first and last arguments; :func:`split` adds the work, so that two
+    layers on the same input, a 1x1 and a 3x3 conv say, are not taken for one). Numba's "workqueue"
+    threading layer (used where neither OpenMP nor TBB is available) aborts the process if two Python
+    threads launch at once, so launches are serialised until the first one shows that the layer in use
+    is thread-safe."""
     start = time.perf_counter()
     if _layer_is_threadsafe[0]:
         out = driver(*args)
@@ -165,7 +168,7 @@ def launch(driver, *args):
         with _launch_lock:
             out = driver(*args)
             _layer_is_threadsafe[0] = numba.threading_layer() != "workqueue"
-    guard.record(_region(driver, args), time.perf_counter() - start)
+    guard.record(region or _region(driver, args), time.perf_counter() - start)
     return out
 
 
