@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.run --threads 2 --also 1 2:blas --seconds 1.0
     .venv/bin/python -m benchmarks.run --quick              # a few models, batch 1, ~2 min: a quick look
     .venv/bin/python -m benchmarks.run --busy               # also: slowdown with all cores but one kept busy
+    .venv/bin/python -m benchmarks.run --busy-only          # only that (benchmarks/busy.py), ~3 min
 
 Steps, each in its own process so thread settings reach BLAS at load time and one engine's memory does
 not count against another's: (1) numpy float32 matmul GFLOP/s; (2) the pytest-benchmark suites
@@ -95,16 +96,15 @@ def latency(threads: int, seconds: float, models: list[str], pipeline: bool, fai
 
 
 def busy(threads: int, seconds: float, models: list[str], failures: list) -> dict:
-    """Batch-1 latency while ``cores - 1`` busy-loop processes run beside the engines (each pinned to no core:
-    the scheduler shares the machine as it would with any other program)."""
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-            for _ in range(max(1, len(os.sched_getaffinity(0)) - 1))]
+    """Batch-1 latency of nnlite, onnxruntime and OpenVINO, quiet and with ``cores - 1`` busy-loop processes
+    beside them, phases alternating in one process (benchmarks/busy.py)."""
     try:
-        return latency(threads, seconds, models, False, failures, batches="1", tag="-busy")
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
+        out = _run([sys.executable, "-m", "benchmarks.busy", "--models", ",".join(models),
+                    "--seconds", str(seconds / 2)], _env(threads, seconds), 1800)
+    except SystemExit as exc:
+        failures.append(f"busy machine: {exc}")
+        return {}
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def cold_starts(threads: int, models: list[str], failures: list) -> dict:
@@ -194,16 +194,30 @@ def _kernel_lines(k: dict | None) -> list[str]:
             f"im2col chunk {mib(b['im2col_chunk'])}"]
 
 
-def _busy_lines(run: dict) -> list[str]:
-    quiet, loaded = run["latency"], run["busy"]
-    rows = ["| model | " + " | ".join(f"{e} quiet ms | {e} busy ms | {e} slowdown" for e in ("nnlite", "ort", "ov",
-                                                                                               "tf")) + " |",
-            "|---|" + "---:|" * 12]
-    for m in sorted({k[0] for k in loaded}):
-        cells = []
-        for e in ("nnlite", "ort", "ov", "tf"):
-            q, b = quiet.get((m, 1, e)), loaded.get((m, 1, e))
-            cells += [report._ms(q), report._ms(b), report._f(b["min"] / q["min"]) if q and b else "-"]
+def busy_lines(result: dict) -> list[str]:
+    """The busy-machine table: per engine quiet and busy ms (best call; median in brackets) and slowdown."""
+    info, engines = result.get("numba", {}), ("nnlite", "ort", "ov")
+    guard = (f"busy guard on ({info.get('guard_trips', '?')} trips)" if info.get("guard") else "busy guard off")
+    rows = [f"{info.get('busy_loops', '?')} busy-loop process(es) beside {info.get('threads', '?')} engine "
+            f"threads; nnlite on Numba's {info.get('layer', '?')} layer, OpenMP wait policy "
+            f"{info.get('wait_policy', '?')}, {guard}. ms = best call (median in brackets); slowdown = busy / "
+            "quiet of the same engine, best calls (medians in brackets); last column: nnlite's slowdown / "
+            "onnxruntime's (best calls).", "",
+            "| model | " + " | ".join(f"{e} quiet ms | {e} busy ms | {e} slowdown" for e in engines)
+            + " | nnlite / ort slowdown |", "|---|" + "---:|" * (3 * len(engines) + 1)]
+    for m, by_engine in result.items():
+        if m == "numba":
+            continue
+        cells, slow = [], {}
+        for e in engines:
+            r = by_engine.get(e)
+            if r is None:
+                cells += ["-", "-", "-"]
+                continue
+            slow[e] = r["busy"]["min"] / r["quiet"]["min"]
+            cells += [f"{r[p]['min'] * 1e3:.2f} ({r[p]['median'] * 1e3:.1f})" for p in ("quiet", "busy")]
+            cells.append(f"{slow[e]:.2f} ({r['busy']['median'] / r['quiet']['median']:.2f})")
+        cells.append(f"{slow['nnlite'] / slow['ort']:.2f}" if {"nnlite", "ort"} <= slow.keys() else "-")
         rows.append(f"| {m} | " + " | ".join(cells) + " |")
     return rows
 
@@ -249,8 +263,7 @@ def write(results: dict, path: Path = OUT_MD) -> None:
                                                              run["matmul"]["gflops"]), ""]
         if run.get("busy"):
             lines += ["### A busy machine: batch 1 with all cores but one running a busy loop", "",
-                      "Slowdown = busy / quiet latency of the same engine (best of rounds; lower is better).", "",
-                      *_busy_lines(run), ""]
+                      *busy_lines(run["busy"]), ""]
         if run.get("cold"):
             lines += ["### Cold start (fresh process, launch to first batch-1 result) and peak memory", "",
                       *report.cold_table(run["cold"]), "",
@@ -284,13 +297,17 @@ def main(argv=None) -> int:
                         ".cache/bench/RESULTS-quick.md (printed), not RESULTS.md")
     p.add_argument("--busy", action="store_true",
                    help="also measure batch 1 with all cores but one kept busy (the --busy-models)")
-    p.add_argument("--busy-models", default="mobilenet_v2,squeezenet1_1,resnet50")
+    p.add_argument("--busy-only", action="store_true",
+                   help="measure only the busy-machine table (no other step); writes .cache/bench/RESULTS-busy.md")
+    p.add_argument("--busy-models", default="mobilenet_v2,squeezenet1_1")
     p.add_argument("--notes", type=Path, help="a Markdown file appended under Notes (analysis of this run)")
     p.add_argument("--rewrite", action="store_true",
                    help="measure nothing: rewrite RESULTS.md and the chart from the last run (e.g. new --notes)")
     args = p.parse_args(argv)
     if args.rewrite:
         return rewrite(args.notes)
+    if args.busy_only:
+        return busy_only(args)
     start = time.time()
     if args.quick:
         args.models, args.cold_models, args.profile_models = "squeezenet1_1,mobilenet_v2,tiny_face_detector", "", ""
@@ -307,7 +324,7 @@ def main(argv=None) -> int:
         run["latency"] = latency(threads, args.seconds, models, not args.no_pipeline, run["failures"],
                                  batches="1" if args.quick else "1,8")
         if i == 0 and args.busy:
-            run["busy"] = busy(threads, args.seconds, [m for m in args.busy_models.split(",") if m in models],
+            run["busy"] = busy(threads, args.seconds, [m for m in args.busy_models.split(",") if m],
                                run["failures"])
         if i == 0:
             run["cold"] = cold_starts(threads, [x for x in args.cold_models.split(",") if x in models],
@@ -319,9 +336,8 @@ def main(argv=None) -> int:
     if args.notes and args.notes.is_file():
         results["notes"] = args.notes.read_text().splitlines()
     flat = lambda lat: {"|".join(map(str, k)): v for k, v in lat.items()}  # noqa: E731
-    RAW.write_text(json.dumps({**results, "runs": [{**r, "latency": flat(r["latency"]),
-                                                    **({"busy": flat(r["busy"])} if "busy" in r else {})}
-                                                   for r in results["runs"]]}, indent=1, default=str))
+    RAW.write_text(json.dumps({**results, "runs": [{**r, "latency": flat(r["latency"])} for r in results["runs"]]},
+                              indent=1, default=str))
     publish(results, quick=args.quick)
     return 0
 
@@ -329,13 +345,29 @@ def main(argv=None) -> int:
 def rewrite(notes: Path | None) -> int:
     results = json.loads(RAW.read_text())
     for r in results["runs"]:
-        for key in ("latency", "busy"):
-            if key in r:
-                r[key] = {(m, int(b), e): v for (m, b, e), v in ((k.split("|"), v) for k, v in r[key].items())}
+        r["latency"] = {(m, int(b), e): v for (m, b, e), v in ((k.split("|"), v) for k, v in r["latency"].items())}
     if notes and notes.is_file():
         results["notes"] = notes.read_text().splitlines()
     publish(results)
     return 0
+
+
+def busy_only(args) -> int:
+    """``--busy-only``: the busy-machine table alone, printed and written to .cache/bench/RESULTS-busy.md."""
+    failures: list = []
+    m = machine()
+    result = busy(args.threads, args.seconds, [x for x in args.busy_models.split(",") if x], failures)
+    k = m["kernels"]
+    lines = ["### A busy machine: batch 1 with all cores but one running a busy loop", "",
+             f"`python -m benchmarks.run {' '.join(sys.argv[1:])}` on "
+             f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}: {m['cpu']} (LLVM `{k['llvm_cpu']}`), "
+             f"{m['cores']} cores, load average {m['load'][0]:.1f} at start; nnlite at commit {m['commit']}", "",
+             *(busy_lines(result) if result else []), *(f"- failed: {f}" for f in failures), ""]
+    path = common.CACHE / "RESULTS-busy.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    print(path.read_text(), flush=True)
+    return 1 if failures else 0
 
 
 def publish(results: dict, quick: bool = False) -> None:

@@ -2,10 +2,19 @@
 
 Numba kernels run on Numba's own threads: each kernel works on a range of output rows (or channel panels),
 and a ``parallel=True`` driver splits the range with ``prange`` into :func:`parts` pieces, one per thread,
-launched by :func:`launch`. Numba's OpenMP layer starts a region in microseconds and its idle threads spin
-briefly before sleeping, so even a 14x14 layer gains from 2 threads (1x1 conv 14x14x88: 20.6 -> 12.5 us
-measured), where the Python pool below lost (25 -> 51 us: submitting, waking a thread and handing over
+launched by :func:`launch`. Numba's OpenMP layer starts a region in microseconds, so even a 14x14 layer
+can gain from 2 threads, where the Python pool below lost (submitting, waking a thread and handing over
 the GIL cost more than the layer). Small jobs (:data:`MIN_WORK`) run serially without a launch.
+
+A busy machine: every region ends at a barrier that all its threads must reach. When another process
+holds the core one of them needs (and libgomp's idle threads, which spin, have used up their share of
+it), each region waits for that thread's next time slice, and a model of dozens of layers becomes many
+times slower. :class:`BusyGuard` times every launch against the best time seen for the same region
+(driver and sizes); when recent regions lost more time waiting than one thread would have cost, every
+region runs serially (the kernel on the calling thread, no launch) for a fraction of a second, after
+which threads are tried again, with a longer hold each time the trial fails soon. One thread still
+gets a whole core, so a busy machine costs about the gain of the other threads instead of a time slice
+per layer. The guard only ever changes how many pieces a region is cut into, never the arithmetic.
 
 The Python pool remains for work that is not a Numba kernel: the "blas" conv engine's NumPy matmul chunks
 (:mod:`nnlite.ops.conv`), on CPUs without AVX-512. Why not OpenBLAS's own threads there: OpenBLAS and Numba
@@ -26,8 +35,10 @@ computed by the same arithmetic whatever the thread count: results are bit-ident
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
+import time
 
 import numba
 
@@ -67,7 +78,7 @@ def parts(total: int, work: int) -> int:
     """Pieces a ``prange`` driver splits ``total`` units into: 1 (call the serial kernel, no launch) when
     ``work`` is below :data:`MIN_WORK` or one thread is set, else one per Numba thread, at most ``total``."""
     memory.tune_once()  # first kernel call: keep freed activation memory for reuse (see ops/memory.py)
-    if work < MIN_WORK or total <= 1:
+    if work < MIN_WORK or total <= 1 or guard.serial():
         return 1
     return max(1, min(total, numba.get_num_threads()))
 
@@ -79,22 +90,85 @@ def split(kernel, driver, args: tuple, total: int, work: int) -> None:
     if pieces == 1:
         kernel(*args, 0, total)
     else:
-        launch(driver, *args, total, pieces)
+        launch(driver, *args, total, pieces, region=(driver, total, work, pieces))
 
 
 _launch_lock = threading.Lock()
 _layer_is_threadsafe = [False]
 
 
-def launch(driver, *args):
-    """Call a ``parallel=True`` Numba driver. Numba's "workqueue" threading layer (used where neither
-    OpenMP nor TBB is available) aborts the process if two Python threads launch at once, so launches
-    are serialised until the first one shows that the layer in use is thread-safe."""
+class BusyGuard:
+    """Decides when parallel regions run on one thread. Every ``window`` regions it compares the time they
+    lost (each region's time minus the best seen for the same region) with their best times: lost more
+    than ``ratio`` times best means the threads ran the work slower than about one thread would, so every
+    region runs serially for ``hold`` seconds, then threads are tried again. A trip within ``trial``
+    regions of the last one doubles the hold (up to ``max_hold``); a calm trial resets it. ``clock`` is
+    injectable (tests drive it by hand)."""
+
+    MAX_REGIONS = 4096
+
+    def __init__(self, clock=time.perf_counter, window: int = 32, ratio: float = 1.0, hold: float = 0.1,
+                 max_hold: float = 1.0, trial: int = 256):
+        self.clock, self.window, self.ratio = clock, window, ratio
+        self.base_hold, self.max_hold, self.trial = hold, max_hold, trial
+        self.enabled = True
+        self.best: dict = {}
+        self.lost = self.spent = 0.0
+        self.count, self.hold, self.until, self.since, self.trips = 0, hold, -math.inf, trial, 0
+
+    def serial(self) -> bool:
+        return self.enabled and self.clock() < self.until
+
+    def restart(self) -> None:
+        """Threads from now on, a fresh window and the shortest hold (the best times are kept)."""
+        self.lost = self.spent = 0.0
+        self.count, self.hold, self.until, self.since = 0, self.base_hold, -math.inf, self.trial
+
+    def record(self, key, seconds: float) -> None:
+        """One region at several threads took ``seconds``; ``key`` names the region (driver and sizes)."""
+        best = self.best.get(key)
+        if best is None or seconds < best:
+            if best is None and len(self.best) >= self.MAX_REGIONS:
+                self.best.clear()  # inputs of ever new sizes (a server): start over rather than grow
+            self.best[key] = best = seconds
+        self.lost += seconds - best
+        self.spent += best
+        self.count += 1
+        self.since += 1
+        if self.count < self.window:
+            return
+        if self.enabled and self.lost > self.ratio * self.spent:
+            self.hold = min(self.hold * 2, self.max_hold) if self.since < self.trial else self.base_hold
+            self.until = self.clock() + self.hold
+            self.since = 0
+            self.trips += 1
+        self.lost = self.spent = 0.0
+        self.count = 0
+
+
+guard = BusyGuard()
+
+
+def _region(driver, args: tuple):
+    first = args[0]
+    return driver, getattr(first, "size", None), args[-2] if isinstance(args[-2], int) else None, args[-1]
+
+
+def launch(driver, *args, region=None):
+    """Call a ``parallel=True`` Numba driver, timed for :data:`guard` under the name ``region`` (default:
+    the driver and the sizes of its first and last arguments; :func:`split` adds the work, so that two
+    layers on the same input, a 1x1 and a 3x3 conv say, are not taken for one). Numba's "workqueue"
+    threading layer (used where neither OpenMP nor TBB is available) aborts the process if two Python
+    threads launch at once, so launches are serialised until the first one shows that the layer in use
+    is thread-safe."""
+    start = time.perf_counter()
     if _layer_is_threadsafe[0]:
-        return driver(*args)
-    with _launch_lock:
         out = driver(*args)
-        _layer_is_threadsafe[0] = numba.threading_layer() != "workqueue"
+    else:
+        with _launch_lock:
+            out = driver(*args)
+            _layer_is_threadsafe[0] = numba.threading_layer() != "workqueue"
+    guard.record(region or _region(driver, args), time.perf_counter() - start)
     return out
 
 

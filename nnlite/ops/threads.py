@@ -15,6 +15,13 @@ parallel.py). This is process-wide: NumPy matmuls elsewhere in the program also 
   loads): OpenBLAS 0.3.x may not recognise Zen 5 and then uses its AVX2 kernels at half the float32 matmul
   speed (half the rate of its AVX-512 kernels on a ResNet50-sized product). Some environments pin
   ``OPENBLAS_CORETYPE`` themselves; that choice is respected.
+* How idle threads wait is left to the threading layer: libgomp's threads spin for a while before they
+  sleep, which keeps back-to-back regions fast. On a busy machine that spinning costs a thread its share
+  of the CPU and each region then waits for the descheduled thread; :class:`nnlite.ops.parallel.BusyGuard`
+  notices and runs regions on one thread for a while. Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) or
+  a short spin (``GOMP_SPINCOUNT``) avoids the waits too, but paid a wake-up in every region that cost
+  small layers what their second thread gained (benchmarks/RESULTS.md, "Busy machine"); both remain
+  the user's choice, and :func:`wait_policy` reports it. ``NNLITE_BUSY_GUARD=0`` turns the guard off.
 This module must not import NumPy at import time.
 """
 
@@ -24,7 +31,7 @@ import ctypes
 import os
 import sys
 
-from ..errors import ModelError
+from ..errors import ConfigError
 from . import parallel
 
 
@@ -44,9 +51,9 @@ def requested_threads() -> int:
     try:
         n = int(raw)
     except ValueError:
-        raise ModelError(f"NNLITE_NUM_THREADS: expected a positive integer, found {raw!r}") from None
+        raise ConfigError(f"NNLITE_NUM_THREADS: expected a positive integer, found {raw!r}") from None
     if n < 1:
-        raise ModelError(f"NNLITE_NUM_THREADS: expected a positive integer, found {raw!r}")
+        raise ConfigError(f"NNLITE_NUM_THREADS: expected a positive integer, found {raw!r}")
     return n
 
 
@@ -74,7 +81,7 @@ def apply_env_before_numpy() -> None:
     if "numba" not in sys.modules and "NUMBA_NUM_THREADS" not in os.environ:
         try:  # Numba's thread count is per Python thread: this makes NNLITE_NUM_THREADS every thread's default
             os.environ["NUMBA_NUM_THREADS"] = str(requested_threads())
-        except ModelError:
+        except ConfigError:
             pass  # configure() reports the bad value
     if "numpy" in sys.modules:
         return  # too late for the environment; configure() uses ctypes instead
@@ -82,6 +89,24 @@ def apply_env_before_numpy() -> None:
     coretype = _openblas_coretype()
     if coretype and "OPENBLAS_CORETYPE" not in os.environ:
         os.environ["OPENBLAS_CORETYPE"] = coretype
+
+
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def wait_policy() -> str:
+    """How idle OpenMP threads wait: "environment: NAME=VALUE" where the user set a policy, else
+    "libgomp default" (spin, then sleep)."""
+    chosen = [f"{name}={os.environ[name]}" for name in WAIT_VARIABLES if name in os.environ]
+    return "environment: " + ", ".join(chosen) if chosen else "libgomp default"
+
+
+def busy_guard_requested() -> bool:
+    """``NNLITE_BUSY_GUARD``: "1" (default when unset or empty) or "0"."""
+    raw = os.environ.get("NNLITE_BUSY_GUARD", "").strip()
+    if raw not in ("", "0", "1"):
+        raise ConfigError(f"NNLITE_BUSY_GUARD: expected 0 or 1, found {raw!r}")
+    return raw != "0"
 
 
 def _blas_libraries() -> list[str]:
@@ -123,10 +148,12 @@ def blas_core() -> str | None:
 
 def set_num_threads(n: int) -> None:
     """Run nnlite's kernels on ``n`` threads from now on: the Python pool, and Numba's kernels launched from
-    this Python thread (at most ``NUMBA_NUM_THREADS``, fixed when Numba loaded). BLAS stays at one thread."""
+    this Python thread (at most ``NUMBA_NUM_THREADS``, fixed when Numba loaded). BLAS stays at one thread.
+    A busy guard holding regions on one thread (:class:`nnlite.ops.parallel.BusyGuard`) lets go."""
     import numba
     n = max(1, int(n))
     parallel.set_threads(n)
+    parallel.guard.restart()  # an explicit request: try the threads now, whatever the guard saw before
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))  # this Python thread's prange kernels
     fn = _openblas_function("openblas_set_num_threads", None, [ctypes.c_int])
     if fn is not None:
@@ -140,5 +167,6 @@ def get_num_threads() -> int:
 
 
 def configure() -> None:
-    """Apply NNLITE_NUM_THREADS (default: all cores) once NumPy and Numba are importable."""
+    """Apply NNLITE_NUM_THREADS (default: all cores) and NNLITE_BUSY_GUARD once NumPy and Numba are importable."""
     set_num_threads(requested_threads())
+    parallel.guard.enabled = busy_guard_requested()
