@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -21,13 +22,40 @@ from nnlite.vision.labels import imagenet_labels
 REPO = Path(__file__).resolve().parents[1]
 
 
-def brute_force(matrix, query, k):
-    d = np.linalg.norm(matrix.astype(np.float64) - query, axis=1)
+def brute_force(matrix, query, k, cosine=False):
+    """Row numbers and distances of the k nearest rows, in float64, ties by row number."""
+    rows = matrix.astype(np.float64)
+    query = np.asarray(query, np.float32).astype(np.float64)
+    if cosine:
+        rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        query = query / np.linalg.norm(query)
+    d = np.linalg.norm(rows - query, axis=1)
     order = np.argsort(d, kind="stable")[:k]
-    return order.tolist(), d[order]
+    return order.tolist(), (d[order] ** 2 / 2 if cosine else d[order])
 
 
-@pytest.mark.parametrize("quantize_above", [0, 10**9], ids=["int8+rerank", "float32"])
+def faces_of_people(n, dim=128, per_person=20, seed=0):
+    """Descriptors like a recognizer's: people spread along a decaying spectrum of directions, each person's
+    faces scattered around their centre (same-person distance ~0.45, different people ~1.1).
+    Returns (faces (n, dim) float32, a function giving a new face of the person of row i, a stranger's face)."""
+    rng = np.random.default_rng(seed)
+    people = rng.normal(size=(max(1, n // per_person), dim)) * np.sqrt(0.6 / dim / np.linspace(0.2, 1.8, dim))
+    turn, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    centres = people @ turn.T
+    person = rng.integers(len(centres), size=n)
+    spread = np.sqrt(0.1 / dim)
+    faces = (centres[person] + rng.normal(0, spread, (n, dim))).astype(np.float32)
+
+    def new_face(i):
+        return (centres[person[i]] + rng.normal(0, spread, dim)).astype(np.float32)
+
+    def stranger():
+        return (rng.normal(size=dim) * np.sqrt(0.6 / dim / np.linspace(0.2, 1.8, dim)) @ turn.T
+                + rng.normal(0, spread, dim)).astype(np.float32)
+    return faces, new_face, stranger
+
+
+@pytest.mark.parametrize("quantize_above", [0, 10**9], ids=["codes", "every-row"])
 def test_face_index_matches_brute_force(quantize_above):
     rng = np.random.default_rng(3)
     matrix = rng.normal(0, 0.09, (20_000, 128)).astype(np.float32)
@@ -40,6 +68,77 @@ def test_face_index_matches_brute_force(quantize_above):
         assert np.allclose([h[1] for h in hits], distances, rtol=1e-5)
     near = index.search(matrix[7], 10, threshold=0.5)
     assert [h[0] for h in near] == [107] and near[0][1] == 0.0
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_face_index_is_exact_on_faces_of_people(metric):
+    faces, new_face, stranger = faces_of_people(30_000, seed=1)
+    faces[100:103] = faces[50]   # the same photo indexed three more times: ties go by face id
+    index = FaceIndex(np.arange(30_000), faces, quantize_above=0, metric=metric)
+    queries = [new_face(i) for i in range(0, 30_000, 3001)] + [stranger() for _ in range(5)] + [faces[50]]
+    for query in queries:
+        for k in (1, 10, 100):
+            hits = index.search(query, k)
+            rows, distances = brute_force(faces, query, k, cosine=metric == "cosine")
+            assert [h[0] for h in hits] == rows
+            assert np.allclose([h[1] for h in hits], distances, rtol=1e-4, atol=1e-9)
+    assert [h[0] for h in index.search(faces[50], 4)] == [50, 100, 101, 102]
+
+
+def test_face_index_is_exact_on_uncorrelated_descriptors_of_512():
+    rng = np.random.default_rng(4)
+    rows = rng.normal(size=(12_000, 512)).astype(np.float32)
+    index = FaceIndex(np.arange(12_000), rows, quantize_above=0, metric="cosine")
+    for _trial in range(4):
+        query = rows[rng.integers(12_000)] + rng.normal(0, 0.5, 512).astype(np.float32)
+        assert [h[0] for h in index.search(query, 10)] == brute_force(rows, query, 10, cosine=True)[0]
+
+
+def test_face_index_computes_few_exact_distances_for_a_known_person():
+    faces, new_face, _ = faces_of_people(60_000, seed=2)
+    index = FaceIndex(np.arange(60_000), faces, quantize_above=0)
+    for i in (5, 7000, 59_999):
+        candidates = index._candidates(new_face(i), 10)
+        assert 10 <= len(candidates) <= 600   # the bounds rule out >= 99 % of the faces
+
+
+def test_face_index_reads_rows_from_a_memory_mapped_file(tmp_path):
+    faces, new_face, stranger = faces_of_people(20_000, seed=3)
+    path = tmp_path / "rows.f32"
+    faces.tofile(path)
+    mapped = np.memmap(path, np.float32, "r", shape=faces.shape)
+    on_disk = FaceIndex(np.arange(20_000), mapped, quantize_above=0)
+    in_ram = FaceIndex(np.arange(20_000), faces, quantize_above=0)
+    assert isinstance(on_disk.matrix, np.memmap)
+    for query in (new_face(3), new_face(19_000), stranger()):
+        assert on_disk.search(query, 10) == in_ram.search(query, 10)
+        assert [h[0] for h in on_disk.search(query, 10)] == brute_force(faces, query, 10)[0]
+
+
+def test_face_index_append_reuses_the_grid_and_stays_exact_outside_it():
+    faces, new_face, _ = faces_of_people(24_000, seed=4)
+    index = FaceIndex(np.arange(20_000), faces[:20_000], quantize_above=0)
+    outliers = faces[20_000:] * 3.0   # far outside the grid placed on the first rows: clipped codes
+    grown = index.append(np.arange(20_000, 24_000), outliers)
+    everything = np.concatenate([faces[:20_000], outliers])
+    assert grown.grid is index.grid and len(grown) == 24_000 and len(index) == 20_000
+    for query in (new_face(1), faces[20_001] * 3.0, new_face(21_000) * 3.0):
+        assert [h[0] for h in grown.search(query, 10)] == brute_force(everything, query, 10)[0]
+
+
+def test_face_index_gives_the_same_answer_on_one_and_two_threads():
+    faces, new_face, stranger = faces_of_people(40_000, seed=5)
+    index = FaceIndex(np.arange(40_000), faces, quantize_above=0)
+    queries = [new_face(11), stranger()]
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = [index.search(q, 10) for q in queries]
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = [index.search(q, 10) for q in queries]
+    finally:
+        numba.set_num_threads(before)
+    assert one == two
 
 
 def test_face_index_rejects_bad_queries():
