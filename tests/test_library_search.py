@@ -213,3 +213,26 @@ def test_wordnet_table_rebuilds_identically(tmp_path):
     assert json.loads((tmp_path / "wordnet_imagenet.json").read_text()) == \
         json.loads((committed / "wordnet_imagenet.json").read_text())
     assert (tmp_path / "LICENSE-WordNet.txt").read_text() == (committed / "LICENSE-WordNet.txt").read_text()
+
+
+def test_face_index_coarse_distances_and_errors_match_the_grid_definition():
+    """The scan's ||q - x_hat4||^2 against a float64 reconstruction from the grid (byte v of dimension j
+    stands for lo_j + (v + 0.5) step_j; its high nibble h for lo_j + (16 h + 8) step_j), and each row's
+    stored errors against the true reconstruction errors."""
+    faces, new_face, _ = faces_of_people(9_000, seed=6)
+    index = FaceIndex(np.arange(9_000), faces, quantize_above=0)
+    grid = index.grid
+    query = new_face(0)
+    index._candidates(query, 10)
+    codes = np.empty((9_000, 128), np.int64)
+    codes[:, 0::2] = ((index.coarse & 15).astype(np.int64) << 4) | (index.fine & 15)
+    codes[:, 1::2] = (index.coarse & 240).astype(np.int64) | (index.fine >> 4)
+    x8 = grid.lo + (codes + 0.5) * grid.step
+    x4 = grid.lo + ((codes >> 4) * 16 + 8) * grid.step
+    reference = ((query.astype(np.float64) - x4) ** 2).sum(1)
+    delta = grid.coarse_terms(query.astype(np.float64), index.norms_max)[3]
+    assert np.abs(index.coarse_d2 - reference).max() <= delta < 0.05 * reference.min()
+    rows = faces.astype(np.float64)
+    assert np.all(index.err4 >= np.linalg.norm(rows - x4, axis=1))
+    assert np.all(index.err8 >= np.linalg.norm(rows - x8, axis=1))
+    assert np.all(index.err8 <= np.sqrt(128) * grid.step.max())   # no row of this data is clipped

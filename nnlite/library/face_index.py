@@ -27,6 +27,7 @@ its own error term). The float32 rows are read only for the few candidates, so t
 
 from __future__ import annotations
 
+import mmap
 import threading
 
 import numba
@@ -42,8 +43,9 @@ FAST = {"reassoc", "contract", "arcp"}   # lets LLVM vectorize the row reduction
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=FAST)
-def scan_coarse(coarse, a_even, a_odd, step_even, step_odd, coarse_d2, best_d, best_i):
-    """coarse (N, H) uint8, a_* / step_* (H,) float32 -> coarse_d2 (N,) float32: ||q - x_hat4||^2;
+def scan_coarse(coarse, w_byte, w_high, norms, offset, coarse_d2, best_d, best_i):
+    """coarse (N, H) uint8, w_* (H,) float32, norms (N,) float32 -> coarse_d2 (N,) float32: ||q - x_hat4||^2
+    as offset + norms[i] + sum_j w_byte[j] * byte + w_high[j] * (byte >> 4) (Grid.coarse_terms says why);
     best_d / best_i (C, k): each chunk of CHUNK rows' k smallest of them."""
     n, half = coarse.shape
     k = best_d.shape[1]
@@ -54,12 +56,10 @@ def scan_coarse(coarse, a_even, a_odd, step_even, step_odd, coarse_d2, best_d, b
         worst = np.float32(np.inf)
         for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
             acc = np.float32(0.0)
-            for j in range(half):   # nibbles split in float: LLVM keeps this loop in 16-lane vectors
+            for j in range(half):   # the high nibble in float: LLVM keeps this loop in 16-lane vectors
                 byte = np.float32(coarse[i, j])
-                high = np.floor(byte * np.float32(0.0625))
-                x0 = a_even[j] - step_even[j] * (byte - np.float32(16) * high)
-                x1 = a_odd[j] - step_odd[j] * high
-                acc += x0 * x0 + x1 * x1
+                acc += w_byte[j] * byte + w_high[j] * np.floor(byte * np.float32(0.0625))
+            acc += offset + norms[i]
             coarse_d2[i] = acc
             if acc < worst:   # insert into this chunk's sorted k best
                 t = k - 1
@@ -73,16 +73,16 @@ def scan_coarse(coarse, a_even, a_odd, step_even, step_odd, coarse_d2, best_d, b
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=FAST)
-def refine(coarse, fine, a_even, a_odd, step_even, step_odd, coarse_d2, err4, err8, limit, out, counts):
-    """Rows whose 4-bit bound ||q - x_hat4|| - err4 is <= limit, re-checked with their 8-bit code
-    (coarse * 16 + fine) and err8; the survivors' row numbers go to out[c * CHUNK:][:counts[c]] for chunk c.
-    a_* / step_* here describe the 8-bit grid. Bounds are shrunk by SLACK (see the module docstring)."""
+def refine(coarse, fine, a_even, a_odd, step_even, step_odd, coarse_d2, delta, err4, err8, limit, out, counts):
+    """Rows whose 4-bit bound ||q - x_hat4|| - err4 is <= limit (coarse_d2 is within delta of the square of
+    ||q - x_hat4||), re-checked with their 8-bit code (coarse * 16 + fine) and err8, q_j - x_hat8_j being
+    a_j - step_j * code_j; the survivors' row numbers go to out[c * CHUNK:][:counts[c]] for chunk c."""
     n, half = coarse.shape
     for c in numba.prange(counts.shape[0]):
         count = 0
         for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
             reach = limit + err4[i] * np.float32(1 + SLACK)   # compare squares: no square root per row
-            if coarse_d2[i] * np.float32((1 - SLACK) ** 2) > reach * reach:
+            if coarse_d2[i] * np.float32((1 - SLACK) ** 2) > reach * reach + delta:
                 continue
             acc = np.float32(0.0)
             for j in range(half):
@@ -127,26 +127,41 @@ class Grid:
         hi = np.percentile(sample, 99.95, axis=0).astype(np.float64)
         self.lo, self.step = lo, np.maximum(hi - lo, 1e-6) / 256.0   # (D,), (D,)
 
-    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """x (n, D) -> coarse, fine (n, D/2) uint8 and the 4- and 8-bit errors (n,) float32 (rounded up)."""
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """x (n, D) -> coarse, fine (n, D/2) uint8, the 4- and 8-bit errors (n,) float32 (rounded up) and
+        the norms (n,) float32 of Grid.coarse_terms."""
         v = np.clip(np.floor((x - self.lo) / self.step), 0, 255).astype(np.uint8)   # (n, D)
         high, low = v >> 4, v & 15
         coarse = (high[:, 0::2] | (high[:, 1::2] << 4)).astype(np.uint8)
         fine = (low[:, 0::2] | (low[:, 1::2] << 4)).astype(np.uint8)
         x4 = self.lo + (high.astype(np.float64) * 16 + 8) * self.step
         x8 = self.lo + (v + 0.5) * self.step
-        return coarse, fine, _up(np.linalg.norm(x - x4, axis=1)), _up(np.linalg.norm(x - x8, axis=1))
+        norms = (((high - 7.5) * 16 * self.step) ** 2).sum(1).astype(np.float32)
+        return coarse, fine, _up(np.linalg.norm(x - x4, axis=1)), _up(np.linalg.norm(x - x8, axis=1)), norms
+
+    def coarse_terms(self, q: np.ndarray, norms_max: float) -> tuple:
+        """Terms of scan_coarse. With the grid's middle m = lo + 128 step, u = q - m, t = 16 step and h the
+        high nibbles, x_hat4 = m + t (h - 7.5), so
+
+            ||q - x_hat4||^2 = (||u||^2 + 15 u.t) + ||t (h - 7.5)||^2 - 2 (u t).h
+                               offset (per query)   norms (per row)       a dot product with the nibbles
+
+        and with a byte holding h_even + 16 h_odd, (u t).h over a byte is w_even * byte + (w_odd - 16 w_even) *
+        (byte >> 4). Also returns delta, a bound (with a wide margin) on float32's rounding in that sum."""
+        u, t = q - self.lo - 128 * self.step, 16 * self.step
+        w = -2 * u * t
+        w_byte, w_high = w[0::2].astype(np.float32), (w[1::2] - 16 * w[0::2]).astype(np.float32)
+        offset = float(u @ u + 15 * (u @ t))
+        size = float(255 * np.abs(w_byte).sum() + 15 * np.abs(w_high).sum()) + abs(offset) + norms_max
+        return w_byte, w_high, np.float32(offset), np.float32(3e-5 * size)
 
     def rounding(self, q: np.ndarray) -> float:
         """A bound (with a wide margin) on float32's absolute rounding in a kernel's ||q - x_hat||."""
         return 1e-6 * float(np.linalg.norm(np.abs(q) + np.abs(self.lo) + 256 * self.step))
 
-    def query_terms(self, q: np.ndarray, bits: int) -> tuple[np.ndarray, ...]:
-        """(a_even, a_odd, step_even, step_odd) with q_j - x_hat_j = a_j - step_j * code_j."""
-        if bits == 4:
-            a, step = q - self.lo - 8 * self.step, 16 * self.step
-        else:
-            a, step = q - self.lo - 0.5 * self.step, self.step
+    def fine_terms(self, q: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(a_even, a_odd, step_even, step_odd) with q_j - x_hat8_j = a_j - step_j * code_j."""
+        a, step = q - self.lo - 0.5 * self.step, self.step
         a, step = a.astype(np.float32), step.astype(np.float32)
         return a[0::2].copy(), a[1::2].copy(), step[0::2].copy(), step[1::2].copy()
 
@@ -175,7 +190,7 @@ class FaceIndex:
         self.ids = np.asarray(ids, np.int64)   # (N,)
         self.matrix = np.ascontiguousarray(descriptors) if not isinstance(descriptors, np.memmap) else descriptors
         self.grid = grid
-        self.coarse = self.fine = self.err4 = self.err8 = None
+        self.coarse = self.fine = self.err4 = self.err8 = self.norms = None
         if len(self.ids) > quantize_above and size % 2 == 0:
             self._encode()
         # Numba's default thread pool must not be entered by two threads at once (web server)
@@ -191,17 +206,27 @@ class FaceIndex:
         n, half = len(self.ids), self.size // 2
         if self.grid is None:   # evenly spread rows (a memmap reads only these)
             self.grid = Grid(self._rows(np.linspace(0, n - 1, min(n, SAMPLE)).astype(np.int64)))
-        parts = [np.empty((n, half), np.uint8), np.empty((n, half), np.uint8), np.empty(n, np.float32),
-                 np.empty(n, np.float32)]
+            self._release()
+        parts = [np.empty((n, half), np.uint8), np.empty((n, half), np.uint8)]
+        parts += [np.empty(n, np.float32) for _ in range(3)]
         if start:
-            for part, old in zip(parts, (self.coarse, self.fine, self.err4, self.err8)):
+            for part, old in zip(parts, (self.coarse, self.fine, self.err4, self.err8, self.norms)):
                 part[:start] = old
         for s in range(start, n, 65_536):
             for part, new in zip(parts, self.grid.encode(self._rows(slice(s, s + 65_536)))):
                 part[s:s + len(new)] = new
-        self.coarse, self.fine, self.err4, self.err8 = parts
+            self._release()
+        self.coarse, self.fine, self.err4, self.err8, self.norms = parts
+        self.norms_max = float(self.norms.max())
         self.coarse_d2 = np.empty(n, np.float32)    # per-query scratch, kept to avoid page faults
-        self.survivors = np.empty(n, np.int64)
+        self.survivors = np.empty(n, np.int32)
+
+    def _release(self) -> None:
+        """Unmap the pages of a memory-mapped matrix read so far (they stay in the OS's file cache), so that
+        building the codes does not leave the whole file counted in this process's resident memory."""
+        mapping = self.matrix.base if isinstance(self.matrix, np.memmap) else None
+        if isinstance(mapping, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+            mapping.madvise(mmap.MADV_DONTNEED)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -250,7 +275,8 @@ class FaceIndex:
         n = len(self.ids)
         chunks = -(-n // CHUNK)
         best_d, best_i = np.empty((chunks, k), np.float32), np.empty((chunks, k), np.int64)
-        scan_coarse(self.coarse, *self.grid.query_terms(q, 4), self.coarse_d2, best_d, best_i)
+        w_byte, w_high, offset, delta = self.grid.coarse_terms(q, self.norms_max)
+        scan_coarse(self.coarse, w_byte, w_high, self.norms, offset, self.coarse_d2, best_d, best_i)
         flat_d, flat_i = best_d.ravel(), best_i.ravel()
         guesses = flat_i[np.argsort(flat_d, kind="stable")[:k]]
         d2 = np.empty(k, np.float64)
@@ -258,7 +284,7 @@ class FaceIndex:
         # an upper bound on the k-th true distance, widened by SLACK and by float32's absolute rounding
         limit = np.float32(np.sqrt(d2.max()) * (1 + SLACK) + self.grid.rounding(q))
         counts = np.empty(chunks, np.int64)
-        refine(self.coarse, self.fine, *self.grid.query_terms(q, 8), self.coarse_d2, self.err4, self.err8, limit,
+        refine(self.coarse, self.fine, *self.grid.fine_terms(q), self.coarse_d2, delta, self.err4, self.err8, limit,
                self.survivors, counts)
         return np.concatenate([self.survivors[c * CHUNK:c * CHUNK + counts[c]] for c in np.flatnonzero(counts)]
-                              or [np.zeros(0, np.int64)])
+                              or [np.zeros(0, np.int32)]).astype(np.int64)
