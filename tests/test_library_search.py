@@ -235,4 +235,5 @@ def test_face_index_coarse_distances_and_errors_match_the_grid_definition():
     rows = faces.astype(np.float64)
     assert np.all(index.err4 >= np.linalg.norm(rows - x4, axis=1))
     assert np.all(index.err8 >= np.linalg.norm(rows - x8, axis=1))
-    assert np.all(index.err8 <= np.sqrt(128) * grid.step.max())   # no row of this data is clipped
+    unclipped = index.err8 <= np.sqrt(128) * grid.step.max() / 2   # rows with no value outside the grid
+    assert unclipped.mean() > 0.8
