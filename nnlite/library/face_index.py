@@ -38,7 +38,8 @@ from ..errors import LibraryError
 QUANTIZE_ABOVE = 50_000
 CHUNK = 8192          # rows per scan chunk: each keeps its own k best, so the split never changes a result
 SLACK = 1e-4          # relative shrink of every bound, far above float32 rounding in the kernels
-SAMPLE = 65_536       # rows used to place the per-dimension grid
+SAMPLE = 32_768       # rows used to place the per-dimension grid
+BUILD = 16_384        # rows encoded at a time (float64 temporaries: a few MB each)
 FAST = {"reassoc", "contract", "arcp"}   # lets LLVM vectorize the row reductions (no NaN/Inf assumptions)
 
 
@@ -212,8 +213,8 @@ class FaceIndex:
         if start:
             for part, old in zip(parts, (self.coarse, self.fine, self.err4, self.err8, self.norms)):
                 part[:start] = old
-        for s in range(start, n, 65_536):
-            for part, new in zip(parts, self.grid.encode(self._rows(slice(s, s + 65_536)))):
+        for s in range(start, n, BUILD):
+            for part, new in zip(parts, self.grid.encode(self._rows(slice(s, s + BUILD)))):
                 part[s:s + len(new)] = new
             self._release()
         self.coarse, self.fine, self.err4, self.err8, self.norms = parts
