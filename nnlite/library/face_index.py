@@ -205,9 +205,12 @@ class FaceIndex:
 
     def _encode(self, start: int = 0) -> None:
         n, half = len(self.ids), self.size // 2
-        if self.grid is None:   # evenly spread rows (a memmap reads only these)
-            self.grid = Grid(self._rows(np.linspace(0, n - 1, min(n, SAMPLE)).astype(np.int64)))
-            self._release()
+        if self.grid is None:   # 64 evenly spread runs of rows (a memmap pages in only these)
+            runs = []
+            for s in np.linspace(0, max(0, n - SAMPLE // 64), 64).astype(np.int64):
+                runs.append(self._rows(slice(s, s + SAMPLE // 64)))
+                self._release()
+            self.grid = Grid(np.concatenate(runs))
         parts = [np.empty((n, half), np.uint8), np.empty((n, half), np.uint8)]
         parts += [np.empty(n, np.float32) for _ in range(3)]
         if start:
