@@ -215,10 +215,11 @@ def test_wordnet_table_rebuilds_identically(tmp_path):
     assert (tmp_path / "LICENSE-WordNet.txt").read_text() == (committed / "LICENSE-WordNet.txt").read_text()
 
 
-def test_face_index_coarse_distances_and_errors_match_the_grid_definition():
-    """The scan's ||q - x_hat4||^2 against a float64 reconstruction from the grid (byte v of dimension j
-    stands for lo_j + (v + 0.5) step_j; its high nibble h for lo_j + (16 h + 8) step_j), and each row's
-    stored errors against the true reconstruction errors."""
+def test_face_index_bounds_match_the_grid_definition():
+    """The scan's lower bounds against a float64 reconstruction from the grid (byte v of dimension j stands
+    for lo_j + (v + 0.5) step_j; its high nibble h for lo_j + (16 h + 8) step_j): never above the true
+    distance, and ||q - x_hat4|| - ||x - x_hat4|| less the allowance for rounding; each row's stored errors against
+    the true reconstruction errors."""
     faces, new_face, _ = faces_of_people(9_000, seed=6)
     index = FaceIndex(np.arange(9_000), faces, quantize_above=0)
     grid = index.grid
@@ -229,11 +230,15 @@ def test_face_index_coarse_distances_and_errors_match_the_grid_definition():
     codes[:, 1::2] = (index.coarse & 240).astype(np.int64) | (index.fine >> 4)
     x8 = grid.lo + (codes + 0.5) * grid.step
     x4 = grid.lo + ((codes >> 4) * 16 + 8) * grid.step
-    reference = ((query.astype(np.float64) - x4) ** 2).sum(1)
-    delta = grid.coarse_terms(query.astype(np.float64), index.norms_max)[3]
-    assert np.abs(index.coarse_d2 - reference).max() <= delta < 0.05 * reference.min()
-    rows = faces.astype(np.float64)
-    assert np.all(index.err4 >= np.linalg.norm(rows - x4, axis=1))
-    assert np.all(index.err8 >= np.linalg.norm(rows - x8, axis=1))
+    rows, q = faces.astype(np.float64), query.astype(np.float64)
+    err4, err8 = np.linalg.norm(rows - x4, axis=1), np.linalg.norm(rows - x8, axis=1)
+    assert np.all(index.err4 >= err4) and np.all(index.err4 <= err4 + 1e-6)
+    assert np.all(index.err8 >= err8) and np.all(index.err8 <= err8 + 1e-6)
+    assert np.all(index.bound <= np.linalg.norm(rows - q, axis=1))
+    coarse = np.linalg.norm(q - x4, axis=1)
+    delta = grid.coarse_terms(q, index.norms_max)[3]   # the kernel's allowance for float32 rounding
+    assert delta < 0.01
+    assert np.all(index.bound <= coarse - err4 + 1e-6)
+    assert np.all(index.bound >= np.sqrt(np.maximum(coarse ** 2 - delta, 0)) - err4 - 1e-3)
     unclipped = index.err8 <= np.sqrt(128) * grid.step.max() / 2   # rows with no value outside the grid
     assert unclipped.mean() > 0.8

@@ -44,10 +44,11 @@ FAST = {"reassoc", "contract", "arcp"}   # lets LLVM vectorize the row reduction
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=FAST)
-def scan_coarse(coarse, w_byte, w_high, norms, offset, coarse_d2, best_d, best_i):
-    """coarse (N, H) uint8, w_* (H,) float32, norms (N,) float32 -> coarse_d2 (N,) float32: ||q - x_hat4||^2
-    as offset + norms[i] + sum_j w_byte[j] * byte + w_high[j] * (byte >> 4) (Grid.coarse_terms says why);
-    best_d / best_i (C, k): each chunk of CHUNK rows' k smallest of them."""
+def scan_coarse(coarse, w_byte, w_high, norms, offset, delta, err4, bound, best_d, best_i):
+    """coarse (N, H) uint8, w_* (H,) float32, norms, err4 (N,) float32 -> bound (N,) float32: a lower bound on
+    ||q - x|| from ||q - x_hat4||^2 = offset + norms[i] + sum_j w_byte[j] * byte + w_high[j] * (byte >> 4)
+    (Grid.coarse_terms says why; delta bounds its float32 rounding) minus err4[i], shrunk by SLACK;
+    best_d / best_i (C, k): each chunk of CHUNK rows' k smallest ||q - x_hat4||^2."""
     n, half = coarse.shape
     k = best_d.shape[1]
     for c in numba.prange(best_d.shape[0]):
@@ -61,7 +62,8 @@ def scan_coarse(coarse, w_byte, w_high, norms, offset, coarse_d2, best_d, best_i
                 byte = np.float32(coarse[i, j])
                 acc += w_byte[j] * byte + w_high[j] * np.floor(byte * np.float32(0.0625))
             acc += offset + norms[i]
-            coarse_d2[i] = acc
+            reach = np.sqrt(max(acc - delta, np.float32(0)))   # <= ||q - x_hat4||
+            bound[i] = reach * np.float32(1 - SLACK) - err4[i] * np.float32(1 + SLACK)
             if acc < worst:   # insert into this chunk's sorted k best
                 t = k - 1
                 while t > 0 and best_d[c, t - 1] > acc:
@@ -74,16 +76,15 @@ def scan_coarse(coarse, w_byte, w_high, norms, offset, coarse_d2, best_d, best_i
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=FAST)
-def refine(coarse, fine, a_even, a_odd, step_even, step_odd, coarse_d2, delta, err4, err8, limit, out, counts):
-    """Rows whose 4-bit bound ||q - x_hat4|| - err4 is <= limit (coarse_d2 is within delta of the square of
-    ||q - x_hat4||), re-checked with their 8-bit code (coarse * 16 + fine) and err8, q_j - x_hat8_j being
-    a_j - step_j * code_j; the survivors' row numbers go to out[c * CHUNK:][:counts[c]] for chunk c."""
+def refine(coarse, fine, a_even, a_odd, step_even, step_odd, bound, err8, limit, out, counts):
+    """Rows whose 4-bit bound is <= limit, re-checked with their 8-bit code (coarse * 16 + fine) and err8,
+    q_j - x_hat8_j being a_j - step_j * code_j; the survivors' row numbers go to out[c * CHUNK:][:counts[c]]
+    for chunk c."""
     n, half = coarse.shape
     for c in numba.prange(counts.shape[0]):
         count = 0
         for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            reach = limit + err4[i] * np.float32(1 + SLACK)   # compare squares: no square root per row
-            if coarse_d2[i] * np.float32((1 - SLACK) ** 2) > reach * reach + delta:
+            if bound[i] > limit:
                 continue
             acc = np.float32(0.0)
             for j in range(half):
@@ -222,7 +223,7 @@ class FaceIndex:
             self._release()
         self.coarse, self.fine, self.err4, self.err8, self.norms = parts
         self.norms_max = float(self.norms.max())
-        self.coarse_d2 = np.empty(n, np.float32)    # per-query scratch, kept to avoid page faults
+        self.bound = np.empty(n, np.float32)        # per-query scratch, kept to avoid page faults
         self.survivors = np.empty(n, np.int32)
 
     def _release(self) -> None:
@@ -280,7 +281,7 @@ class FaceIndex:
         chunks = -(-n // CHUNK)
         best_d, best_i = np.empty((chunks, k), np.float32), np.empty((chunks, k), np.int64)
         w_byte, w_high, offset, delta = self.grid.coarse_terms(q, self.norms_max)
-        scan_coarse(self.coarse, w_byte, w_high, self.norms, offset, self.coarse_d2, best_d, best_i)
+        scan_coarse(self.coarse, w_byte, w_high, self.norms, offset, delta, self.err4, self.bound, best_d, best_i)
         flat_d, flat_i = best_d.ravel(), best_i.ravel()
         guesses = flat_i[np.argsort(flat_d, kind="stable")[:k]]
         d2 = np.empty(k, np.float64)
@@ -288,7 +289,7 @@ class FaceIndex:
         # an upper bound on the k-th true distance, widened by SLACK and by float32's absolute rounding
         limit = np.float32(np.sqrt(d2.max()) * (1 + SLACK) + self.grid.rounding(q))
         counts = np.empty(chunks, np.int64)
-        refine(self.coarse, self.fine, *self.grid.fine_terms(q), self.coarse_d2, delta, self.err4, self.err8, limit,
+        refine(self.coarse, self.fine, *self.grid.fine_terms(q), self.bound, self.err8, limit,
                self.survivors, counts)
         return np.concatenate([self.survivors[c * CHUNK:c * CHUNK + counts[c]] for c in np.flatnonzero(counts)]
                               or [np.zeros(0, np.int32)]).astype(np.int64)
