@@ -11,13 +11,14 @@ the 8-bit reconstruction. The triangle inequality then bounds the true distance 
 
     ||q - x||  >=  ||q - x_hat|| - ||x - x_hat||
 
-A query (1) scans the coarse plane, computing ``||q - x_hat4||`` and the bound for every row while each chunk
-keeps its k rows of smallest coarse distance; (2) computes the exact distances of the k best of those, whose
-k-th is an upper bound ``tau`` on the true k-th distance; (3) re-checks every row whose coarse bound is
-<= tau with its 8-bit code; (4) computes exact distances for the rows that survive that tighter bound too,
-and returns the k nearest (ties by face id). A row is skipped only when a lower bound on its distance
-exceeds a distance already achieved by k rows, so the result is the exact top k, never an approximation.
-The bounds are shrunk by a relative 1e-4 so float32 rounding in the kernels cannot make them unsafe.
+A query (1) scans the coarse plane, writing every row's bound while each chunk keeps its k rows of smallest
+coarse distance ``||q - x_hat4||`` (computed as a dot product of the nibbles with per-query weights, see
+Grid.coarse_terms); (2) computes the exact distances of the k best of those, whose k-th is an upper bound
+``tau`` on the true k-th distance; (3) re-checks every row whose coarse bound is <= tau with its 8-bit code;
+(4) computes exact distances (float64) for the rows that survive that tighter bound too, and returns the k
+nearest (ties by face id). A row is skipped only when a lower bound on its distance exceeds a distance
+already achieved by k rows, so the result is the exact top k, never an approximation. The bounds are
+lowered by a bound on float32's rounding in the kernels (relative 1e-4, plus an absolute term per query).
 
 The scan reads D/2 bytes a row (64 MB for 1M 128-d faces), the bounds need no training beyond the
 per-dimension grid, and rows appended later reuse the grid (a row outside it is clipped, which only widens
@@ -228,7 +229,7 @@ class FaceIndex:
 
     def _release(self) -> None:
         """Unmap the pages of a memory-mapped matrix read so far (they stay in the OS's file cache), so that
-        building the codes does not leave the whole file counted in this process's resident memory."""
+        neither building the codes nor many queries leave the file counted in this process's resident memory."""
         mapping = self.matrix.base if isinstance(self.matrix, np.memmap) else None
         if isinstance(mapping, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
             mapping.madvise(mmap.MADV_DONTNEED)
@@ -267,6 +268,7 @@ class FaceIndex:
             d2 = np.empty(len(rows), np.float64)
             exact = exact_distances_parallel if len(rows) > 4096 else exact_distances
             exact(np.asarray(self.matrix), q, rows, self.metric == "cosine", d2)
+            self._release()   # a memory-mapped matrix: the candidates' pages leave this process's RSS
         if len(rows) > k:   # keep everything tied with the k-th so ties go by face id
             keep = d2 <= np.partition(d2, k - 1)[k - 1]
             rows, d2 = rows[keep], d2[keep]
