@@ -13,7 +13,8 @@ import pytest
 
 from nnlite.errors import LibraryError
 from nnlite.library.analyze import FaceRecord, ImageRecord
-from nnlite.library.index import LibraryIndex
+from nnlite.library.face_rows import rows_path
+from nnlite.library.index import DEFAULT_RECOGNIZER, LibraryIndex
 from nnlite.library.people import cluster
 from nnlite.library.search import FaceIndex, FaceIndexCache
 from nnlite.library.wordnet import imagenet_wordnet
@@ -169,6 +170,43 @@ def test_face_index_cache_appends_new_faces_and_reloads_after_deletes(tmp_path):
         library.write(photo("/a.jpg", 1))   # re-indexed: 3 faces deleted, 1 added
         reloaded = cache.get(library)
         assert len(reloaded) == 3 and np.array_equal(reloaded.ids, library.descriptors()[0])
+
+
+def test_face_index_cache_maps_large_libraries_from_a_rebuildable_rows_file(tmp_path):
+    rng = np.random.default_rng(8)
+
+    def photo(name, n):
+        faces = [FaceRecord((0, 0, 1, 1), 1.0, np.zeros((68, 2)), rng.normal(0, 0.1, 128)) for _ in range(n)]
+        return ImageRecord(name, 1, 1, faces=faces)
+
+    def brute(library, query):
+        ids, matrix = library.descriptors()
+        return ids[brute_force(matrix, query, 5)[0]].tolist()
+
+    with LibraryIndex(tmp_path / "lib.db") as library:
+        for i in range(6):
+            library.write(photo(f"/{i}.jpg", 7))
+        query = rng.normal(0, 0.1, 128).astype(np.float32)
+        index = FaceIndexCache(map_rows_above=10).get(library)
+        path = rows_path(library, DEFAULT_RECOGNIZER)
+        assert isinstance(index.matrix, np.memmap) and path.is_file()
+        assert [h[0] for h in index.search(query, 5)] == brute(library, query)
+        written = path.stat().st_mtime_ns
+        again = FaceIndexCache(map_rows_above=10).get(library)   # a new process: the file is reused
+        assert path.stat().st_mtime_ns == written and np.array_equal(again.ids, index.ids)
+
+        cache = FaceIndexCache(map_rows_above=10)
+        cache.get(library)
+        library.write(photo("/new.jpg", 3))                       # stale: rewritten with the new faces
+        grown = cache.get(library)
+        assert len(grown) == 45 and isinstance(grown.matrix, np.memmap)
+        assert [h[0] for h in grown.search(query, 5)] == brute(library, query)
+
+        for damage in (b"", b"NNLROWS1" + bytes(100), path.read_bytes()[:-4]):   # empty, bad header, short
+            path.write_bytes(damage)
+            rebuilt = FaceIndexCache(map_rows_above=10).get(library)
+            assert [h[0] for h in rebuilt.search(query, 5)] == brute(library, query)
+        assert sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name) == []
 
 
 def test_people_clusters_and_orders_by_size():

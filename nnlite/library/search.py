@@ -18,8 +18,11 @@ import numpy as np
 from ..errors import LibraryError
 from ..vision.arcface import DEFAULT_COSINE_THRESHOLD
 from .face_index import QUANTIZE_ABOVE, FaceIndex  # noqa: F401  (FaceIndex's home; re-exported)
+from .face_rows import open_rows, rows_path, write_rows
 from .index import DEFAULT_RECOGNIZER, DESCRIPTOR_SIZE, LibraryIndex
 from .words import keyword_search  # noqa: F401  (the search API in one place)
+
+MAP_ROWS_ABOVE = 2_000_000   # faces of one recognizer above which their float32 rows are memory-mapped
 
 # recognizer -> (descriptor size, metric, same-person threshold). "euclidean": distance ||a - b||;
 # "cosine": distance 1 - cos(a, b). face-api.js calls two faces the same person below 0.6; ArcFace when the
@@ -49,10 +52,13 @@ def default_threshold(recognizer: str = DEFAULT_RECOGNIZER) -> float:
 class FaceIndexCache:
     """One FaceIndex per library file, kept current cheaply: faces only get new, growing ids, so when
     the count grew by exactly the rows above the cached max id, those rows are appended; any other
-    change (a re-indexed photo deleted faces) reloads the matrix."""
+    change (a re-indexed photo deleted faces) reloads the matrix. Above ``map_rows_above`` faces the
+    descriptors are not held in RAM but memory-mapped from a rows file beside the library (see
+    :mod:`.face_rows`), rewritten from SQLite whenever the faces change."""
 
-    def __init__(self):
+    def __init__(self, map_rows_above: int = MAP_ROWS_ABOVE):
         self.lock = threading.Lock()
+        self.map_rows_above = map_rows_above
         self.entries: dict[str, tuple[FaceIndex, tuple[int, int]]] = {}   # recognizer -> (index, version)
 
     @property
@@ -68,15 +74,35 @@ class FaceIndexCache:
                 return index
             size, metric, _ = recognizer_info(recognizer)
             count, top = cached
-            if index is not None and version[1] > top:
+            if index is not None and version[1] > top and version[0] <= self.map_rows_above:
                 ids, matrix = library.descriptors(after_id=top, recognizer=recognizer)
                 if count + len(ids) == version[0]:
                     self.entries[recognizer] = (index.append(ids, matrix), version)
                     return self.entries[recognizer][0]
-            ids, matrix = library.descriptors(recognizer=recognizer)
-            index = FaceIndex(ids, matrix, metric=metric, size=size or None)
+            index = self._mapped(library, recognizer, version) if version[0] > self.map_rows_above else None
+            if index is None:
+                ids, matrix = library.descriptors(recognizer=recognizer)
+                index = FaceIndex(ids, matrix, metric=metric, size=size or None)
             self.entries[recognizer] = (index, version)
             return index
+
+    @staticmethod
+    def _mapped(library: LibraryIndex, recognizer: str, version: tuple[int, int]) -> FaceIndex | None:
+        """A FaceIndex over the memory-mapped rows file, (re)written first when missing or stale; None when
+        it cannot be (no file to put it beside, an unwritable folder, faces changing meanwhile)."""
+        size, metric, _ = recognizer_info(recognizer)
+        if not size or not library.path.is_file():
+            return None
+        path = rows_path(library, recognizer)
+        opened = open_rows(path, version, size)
+        if opened is None:
+            try:
+                if not write_rows(library, recognizer, path, version, size):
+                    return None
+            except OSError:
+                return None
+            opened = open_rows(path, version, size)
+        return FaceIndex(*opened, metric=metric, size=size) if opened else None
 
 
 def check_recognizer(library: LibraryIndex, recognizer: str, descriptor_size: int | None = None) -> None:
