@@ -207,6 +207,17 @@ def test_face_index_cache_maps_large_libraries_from_a_rebuildable_rows_file(tmp_
             rebuilt = FaceIndexCache(map_rows_above=10).get(library)
             assert [h[0] for h in rebuilt.search(query, 5)] == brute(library, query)
         assert sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name) == []
+        kept = path.read_bytes()
+
+    # the library deleted and indexed again with other faces of the same count and ids: not the old file
+    (tmp_path / "lib.db").unlink()
+    with LibraryIndex(tmp_path / "lib.db") as library:
+        for i in range(6):
+            library.write(photo(f"/{i}.jpg", 7))
+        library.write(photo("/new.jpg", 3))
+        assert library.face_version() == (45, int(grown.ids[-1]))
+        fresh = FaceIndexCache(map_rows_above=10).get(library)
+        assert [h[0] for h in fresh.search(query, 5)] == brute(library, query) and path.read_bytes() != kept
 
 
 def test_people_clusters_and_orders_by_size():

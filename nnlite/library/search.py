@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import LibraryError
 from ..vision.arcface import DEFAULT_COSINE_THRESHOLD
 from .face_index import QUANTIZE_ABOVE, FaceIndex  # noqa: F401  (FaceIndex's home; re-exported)
-from .face_rows import open_rows, rows_path, write_rows
+from .face_rows import fingerprint, open_rows, rows_path, write_rows
 from .index import DEFAULT_RECOGNIZER, DESCRIPTOR_SIZE, LibraryIndex
 from .words import keyword_search  # noqa: F401  (the search API in one place)
 
@@ -93,15 +93,15 @@ class FaceIndexCache:
         size, metric, _ = recognizer_info(recognizer)
         if not size or not library.path.is_file():
             return None
-        path = rows_path(library, recognizer)
-        opened = open_rows(path, version, size)
+        path, mark = rows_path(library, recognizer), fingerprint(library, recognizer)
+        opened = open_rows(path, version, size, mark)
         if opened is None:
             try:
-                if not write_rows(library, recognizer, path, version, size):
+                if not write_rows(library, recognizer, path, version, size, mark):
                     return None
             except OSError:
                 return None
-            opened = open_rows(path, version, size)
+            opened = open_rows(path, version, size, mark)
         return FaceIndex(*opened, metric=metric, size=size) if opened else None
 
 
