@@ -5,6 +5,7 @@
 - :mod:`.indexer`  walking a folder, incremental planning, engines (in-process, processes), progress
 - :mod:`.cluster`  the Dask engine: the same analysis on a dask.distributed cluster
 - :mod:`.words`    keyword search: ImageNet labels (with WordNet ancestors) and face words, suggestions
-- :mod:`.search`   nearest-face search (:class:`FaceIndex`), per photo, "similar to this face", recognizers
+- :mod:`.search`   nearest-face search, per photo, "similar to this face", recognizers
+- :mod:`.face_index` :class:`FaceIndex`: exact nearest faces from a 4-bit code with provable distance bounds
 - :mod:`.people`   clustering faces into people, representative faces
 """

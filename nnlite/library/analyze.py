@@ -30,10 +30,6 @@ from ..image import load_image
 from ..vision.classify import Prediction
 from ..vision.faces import Face
 
-# the names these types had in the library before it stored vision's own; the same classes
-LabelRecord = Prediction
-FaceRecord = Face
-
 
 @dataclass
 class Analysis:

@@ -240,11 +240,12 @@ class LibraryIndex:
         return {"face_id": int(face_id), "image_id": row[0], "path": row[1], "box": list(row[2:6]),
                 "recognizer": row[6], "descriptor": np.frombuffer(row[7], np.float32)}
 
-    def descriptors(self, after_id: int = 0, recognizer: str = DEFAULT_RECOGNIZER) -> tuple[np.ndarray, np.ndarray]:
+    def descriptors(self, after_id: int = 0, recognizer: str = DEFAULT_RECOGNIZER,
+                    limit: int = -1) -> tuple[np.ndarray, np.ndarray]:
         """Face ids (N,) int64 and descriptors (N, D) float32 of one recognizer's faces with id > after_id,
-        by id. One query and one ``frombuffer`` over the joined blobs: no per-row NumPy work."""
+        by id, at most ``limit`` of them (-1: all). One query and one ``frombuffer`` over the joined blobs."""
         rows = self.conn.execute(f"SELECT id, descriptor FROM faces WHERE id > ? AND {self.recognizer_column} = ?"
-                                 f" ORDER BY id", (after_id, recognizer)).fetchall()
+                                 f" ORDER BY id LIMIT ?", (after_id, recognizer, limit)).fetchall()
         ids = np.fromiter((r[0] for r in rows), np.int64, count=len(rows))
         size = len(rows[0][1]) // 4 if rows else DESCRIPTOR_SIZE
         blob = b"".join(r[1] for r in rows)

@@ -4,30 +4,25 @@ Descriptors of different recognizers live in different spaces: a query is only e
 the library's faces of its own recognizer (:data:`RECOGNIZERS` says how each one measures distance),
 and asking for a recognizer the library has no faces of is an error that names the ones it has.
 
-Face search is exact nearest-neighbour search over descriptors held in memory, using
-
-    ||q - d_i||^2 = ||d_i||^2 - 2 d_i . q + ||q||^2          (||d_i||^2 precomputed once)
-
-Scanning the dot products is memory bound (N x 128 float32 = 512 MB at N = 1M), so large indexes
-scan an int8 copy instead (128 MB, one scale for the whole matrix, a Numba kernel over both cores),
-keep the best ``max(8 k, 128)`` candidates with ``argpartition``, and re-rank those exactly from the
-float32 rows. The int8 error on a distance is about 0.01, far below the gap the candidate margin
-covers, so the result is the exact top k (tests compare with brute force). Small indexes (below
-QUANTIZE_ABOVE faces) use the float32 BLAS product directly. benchmarks/test_face_search.py measures
-top-10 at 100k and 1M faces.
+Face search is exact nearest-neighbour search: :class:`~.face_index.FaceIndex` (re-exported here) scans
+a 4-bit code of every descriptor with provable lower bounds on the distance and computes exact distances
+only for the faces those bounds cannot rule out (its module docstring says how).
 """
 
 from __future__ import annotations
 
 import threading
 
-import numba
 import numpy as np
 
 from ..errors import LibraryError
 from ..vision.arcface import DEFAULT_COSINE_THRESHOLD
+from .face_index import QUANTIZE_ABOVE, FaceIndex  # noqa: F401  (FaceIndex's home; re-exported)
+from .face_rows import fingerprint, open_rows, rows_path, write_rows
 from .index import DEFAULT_RECOGNIZER, DESCRIPTOR_SIZE, LibraryIndex
 from .words import keyword_search  # noqa: F401  (the search API in one place)
+
+MAP_ROWS_ABOVE = 2_000_000   # faces of one recognizer above which their float32 rows are memory-mapped
 
 # recognizer -> (descriptor size, metric, same-person threshold). "euclidean": distance ||a - b||;
 # "cosine": distance 1 - cos(a, b). face-api.js calls two faces the same person below 0.6; ArcFace when the
@@ -54,105 +49,16 @@ def default_threshold(recognizer: str = DEFAULT_RECOGNIZER) -> float:
     return recognizer_info(recognizer)[2]
 
 
-QUANTIZE_ABOVE = 50_000
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def int8_dots(matrix, query, out):   # (N, 128) int8, (128,) int8 -> out (N,) int32
-    for i in numba.prange(matrix.shape[0]):
-        acc = 0
-        for j in range(matrix.shape[1]):
-            acc += np.int32(matrix[i, j]) * np.int32(query[j])
-        out[i] = acc
-
-
-def quantize(x: np.ndarray) -> tuple[np.ndarray, float]:
-    """Symmetric int8 with one scale: x ~ q / scale."""
-    peak = float(np.abs(x).max()) if x.size else 0.0
-    scale = 127.0 / peak if peak > 0 else 1.0
-    return np.clip(np.rint(x * scale), -127, 127).astype(np.int8), scale
-
-
-class FaceIndex:
-    """Nearest faces by Euclidean descriptor distance (see the module docstring for the method).
-    ``metric="cosine"`` searches unit-length rows and reports 1 - cos = ||a - b||^2 / 2 (same order)."""
-
-    def __init__(self, ids: np.ndarray, descriptors: np.ndarray, quantize_above: int = QUANTIZE_ABOVE,
-                 metric: str = "euclidean", size: int | None = None):
-        descriptors = np.ascontiguousarray(descriptors, np.float32)   # (N, D)
-        size = size or (descriptors.shape[1] if descriptors.ndim == 2 and len(descriptors) else DESCRIPTOR_SIZE)
-        if descriptors.ndim != 2 or descriptors.shape[1] != size:
-            raise LibraryError(f"face descriptors must be (N, {size}), found {descriptors.shape}")
-        if metric == "cosine":
-            descriptors = descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
-        self.metric, self.size = metric, size
-        self.ids = np.asarray(ids, np.int64)                           # (N,)
-        self.matrix = descriptors
-        self.sq_norms = np.einsum("ij,ij->i", descriptors, descriptors)   # (N,)
-        self.quantize_above = quantize_above
-        self.int8, self.scale = quantize(descriptors) if len(descriptors) > quantize_above else (None, 1.0)
-        # Numba's default thread pool must not be entered by two threads at once (web server)
-        self.lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def append(self, ids: np.ndarray, descriptors: np.ndarray) -> FaceIndex:
-        if len(ids) == 0:
-            return self
-        if self.metric == "cosine":
-            descriptors = descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
-        return FaceIndex(np.concatenate([self.ids, ids]), np.concatenate([self.matrix, descriptors]),
-                         self.quantize_above, "euclidean", self.size)._as(self.metric)
-
-    def _as(self, metric: str) -> FaceIndex:
-        self.metric = metric   # rows are already unit length: only the reported distance changes
-        return self
-
-    def search(self, query: np.ndarray, k: int = 10, threshold: float | None = None) -> list[tuple[int, float]]:
-        """(face id, distance) of the ``k`` nearest faces, nearest first; only distances <= threshold."""
-        q = np.asarray(query, np.float32).reshape(-1)   # (D,)
-        if q.size != self.size or not np.all(np.isfinite(q)):
-            raise LibraryError(f"a face query must be {self.size} finite floats, found {q.size} values")
-        if self.metric == "cosine":
-            q = q / max(float(np.linalg.norm(q)), 1e-12)
-        n = len(self.ids)
-        if n == 0 or k < 1:
-            return []
-        k = min(k, n)
-        if self.int8 is None:
-            partial = self.sq_norms - 2.0 * (self.matrix @ q)   # (N,) BLAS sgemv; + ||q||^2 is the same for all
-            m = k
-        else:
-            partial = self._approximate(q)
-            m = min(n, max(8 * k, 128))                        # candidates to re-rank exactly
-        top = np.argpartition(partial, m - 1)[:m] if m < n else np.arange(n)
-        exact = np.linalg.norm(self.matrix[top] - q, axis=1)   # (m,) recomputed without cancellation
-        order = np.lexsort((self.ids[top], exact))[:k]         # nearest first, ties by face id
-        if self.metric == "cosine":
-            exact = exact * exact / 2.0
-        results = [(int(self.ids[top[i]]), float(exact[i])) for i in order]
-        return [r for r in results if threshold is None or r[1] <= threshold]
-
-    def _approximate(self, q: np.ndarray) -> np.ndarray:
-        """||d||^2 - 2 d.q with d and q in int8: (N,) float32."""
-        q8, q_scale = quantize(q)
-        dots = np.empty(len(self.ids), np.int32)
-        with self.lock:
-            int8_dots(self.int8, q8, dots)
-        partial = dots.astype(np.float32)
-        partial *= -2.0 / (self.scale * q_scale)
-        partial += self.sq_norms
-        return partial
-
-
 class FaceIndexCache:
     """One FaceIndex per library file, kept current cheaply: faces only get new, growing ids, so when
     the count grew by exactly the rows above the cached max id, those rows are appended; any other
-    change (a re-indexed photo deleted faces) reloads the matrix."""
+    change (a re-indexed photo deleted faces) reloads the matrix. Above ``map_rows_above`` faces the
+    descriptors are not held in RAM but memory-mapped from a rows file beside the library (see
+    :mod:`.face_rows`), rewritten from SQLite whenever the faces change."""
 
-    def __init__(self):
+    def __init__(self, map_rows_above: int = MAP_ROWS_ABOVE):
         self.lock = threading.Lock()
+        self.map_rows_above = map_rows_above
         self.entries: dict[str, tuple[FaceIndex, tuple[int, int]]] = {}   # recognizer -> (index, version)
 
     @property
@@ -168,15 +74,35 @@ class FaceIndexCache:
                 return index
             size, metric, _ = recognizer_info(recognizer)
             count, top = cached
-            if index is not None and version[1] > top:
+            if index is not None and version[1] > top and version[0] <= self.map_rows_above:
                 ids, matrix = library.descriptors(after_id=top, recognizer=recognizer)
                 if count + len(ids) == version[0]:
                     self.entries[recognizer] = (index.append(ids, matrix), version)
                     return self.entries[recognizer][0]
-            ids, matrix = library.descriptors(recognizer=recognizer)
-            index = FaceIndex(ids, matrix, metric=metric, size=size or None)
+            index = self._mapped(library, recognizer, version) if version[0] > self.map_rows_above else None
+            if index is None:
+                ids, matrix = library.descriptors(recognizer=recognizer)
+                index = FaceIndex(ids, matrix, metric=metric, size=size or None)
             self.entries[recognizer] = (index, version)
             return index
+
+    @staticmethod
+    def _mapped(library: LibraryIndex, recognizer: str, version: tuple[int, int]) -> FaceIndex | None:
+        """A FaceIndex over the memory-mapped rows file, (re)written first when missing or stale; None when
+        it cannot be (no file to put it beside, an unwritable folder, faces changing meanwhile)."""
+        size, metric, _ = recognizer_info(recognizer)
+        if not size or not library.path.is_file():
+            return None
+        path, mark = rows_path(library, recognizer), fingerprint(library, recognizer)
+        opened = open_rows(path, version, size, mark)
+        if opened is None:
+            try:
+                if not write_rows(library, recognizer, path, version, size, mark):
+                    return None
+            except OSError:
+                return None
+            opened = open_rows(path, version, size, mark)
+        return FaceIndex(*opened, metric=metric, size=size) if opened else None
 
 
 def check_recognizer(library: LibraryIndex, recognizer: str, descriptor_size: int | None = None) -> None:
@@ -239,7 +165,7 @@ def group_by_photo(results: list[dict], threshold: float | None = None) -> list[
 
 def query_face(image, spec=None, *, crops: bool = False):
     """The face to search for in ``image`` (a path, bytes or RGB array): the whole image when ``crops``
-    (a tight face crop, no detection), else its most confident detected face. A FaceRecord."""
+    (a tight face crop, no detection), else its most confident detected face. A vision Face."""
     from ..image import load_image
     from .analyze import AnalyzerSpec, get_analyzer
     spec = spec or AnalyzerSpec()
@@ -260,7 +186,7 @@ def search_by_face(library: LibraryIndex, image, spec=None, *, crops: bool = Fal
                    threshold: float | None = None, everything: bool = False,
                    cache: FaceIndexCache | None = None) -> dict:
     """"Who is this?": the library's faces of the person in ``image``.
-    {"query": FaceRecord, "threshold", "results": [hit + "match"], "photos": group_by_photo(...)};
+    {"query": Face, "threshold", "results": [hit + "match"], "photos": group_by_photo(...)};
     ``threshold`` defaults to the recognizer's; faces beyond it are left out unless ``everything``."""
     query = query_face(image, spec, crops=crops)
     threshold = threshold or default_threshold(query.recognizer)

@@ -1,0 +1,297 @@
+"""Exact nearest-face search over a compact code with provable distance bounds.
+
+Every descriptor dimension j is quantized to 8 bits on its own grid, ``v = floor((x_j - lo_j) / h_j)``
+clipped to 0..255, and the byte is stored as two nibble planes:
+
+    coarse (N, D/2) uint8   the high nibble of every dimension (two dimensions a byte): 4 bits, scanned always
+    fine   (N, D/2) uint8   the low nibble: with the coarse one the full 8-bit code, read only for survivors
+
+Each row also keeps the exact length of its reconstruction errors, ``err = ||x - x_hat||`` for the 4-bit and
+the 8-bit reconstruction. The triangle inequality then bounds the true distance from below:
+
+    ||q - x||  >=  ||q - x_hat|| - ||x - x_hat||
+
+A query (1) scans the coarse plane, writing every row's bound while each chunk keeps its k rows of smallest
+coarse distance ``||q - x_hat4||`` (computed as a dot product of the nibbles with per-query weights, see
+Grid.coarse_terms); (2) computes the exact distances of the k best of those, whose k-th is an upper bound
+``tau`` on the true k-th distance; (3) re-checks every row whose coarse bound is <= tau with its 8-bit code;
+(4) computes exact distances (float64) for the rows that survive that tighter bound too, and returns the k
+nearest (ties by face id). A row is skipped only when a lower bound on its distance exceeds a distance
+already achieved by k rows, so the result is the exact top k, never an approximation. The bounds are
+lowered by a bound on float32's rounding in the kernels (relative 1e-4, plus an absolute term per query).
+
+The scan reads D/2 bytes a row (64 MB for 1M 128-d faces), the bounds need no training beyond the
+per-dimension grid, and rows appended later reuse the grid (a row outside it is clipped, which only widens
+its own error term). The float32 rows are read only for the few candidates, so they may be a
+``numpy.memmap`` of a file instead of RAM. Small indexes skip the codes and compute every distance.
+"""
+
+from __future__ import annotations
+
+import mmap
+import threading
+
+import numba
+import numpy as np
+
+from ..errors import LibraryError
+
+QUANTIZE_ABOVE = 50_000
+CHUNK = 8192          # rows per scan chunk: each keeps its own k best, so the split never changes a result
+SLACK = 1e-4          # relative shrink of every bound, far above float32 rounding in the kernels
+SAMPLE = 32_768       # rows used to place the per-dimension grid
+BUILD = 16_384        # rows encoded at a time (float64 temporaries: a few MB each)
+FAST = {"reassoc", "contract", "arcp"}   # lets LLVM vectorize the row reductions (no NaN/Inf assumptions)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=FAST)
+def scan_coarse(coarse, w_byte, w_high, norms, offset, delta, err4, bound, best_d, best_i):
+    """coarse (N, H) uint8, w_* (H,) float32, norms, err4 (N,) float32 -> bound (N,) float32: a lower bound on
+    ||q - x|| from ||q - x_hat4||^2 = offset + norms[i] + sum_j w_byte[j] * byte + w_high[j] * (byte >> 4)
+    (Grid.coarse_terms says why; delta bounds its float32 rounding) minus err4[i], shrunk by SLACK;
+    best_d / best_i (C, k): each chunk of CHUNK rows' k smallest ||q - x_hat4||^2."""
+    n, half = coarse.shape
+    k = best_d.shape[1]
+    for c in numba.prange(best_d.shape[0]):
+        for t in range(k):
+            best_d[c, t] = np.inf
+            best_i[c, t] = -1
+        worst = np.float32(np.inf)
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            acc = np.float32(0.0)
+            for j in range(half):   # the high nibble in float: LLVM keeps this loop in 16-lane vectors
+                byte = np.float32(coarse[i, j])
+                acc += w_byte[j] * byte + w_high[j] * np.floor(byte * np.float32(0.0625))
+            acc += offset + norms[i]
+            reach = np.sqrt(max(acc - delta, np.float32(0)))   # <= ||q - x_hat4||
+            bound[i] = reach * np.float32(1 - SLACK) - err4[i] * np.float32(1 + SLACK)
+            if acc < worst:   # insert into this chunk's sorted k best
+                t = k - 1
+                while t > 0 and best_d[c, t - 1] > acc:
+                    best_d[c, t] = best_d[c, t - 1]
+                    best_i[c, t] = best_i[c, t - 1]
+                    t -= 1
+                best_d[c, t] = acc
+                best_i[c, t] = i
+                worst = best_d[c, k - 1]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=FAST)
+def refine(coarse, fine, a_even, a_odd, step_even, step_odd, bound, err8, limit, out, counts):
+    """Rows whose 4-bit bound is <= limit, re-checked with their 8-bit code (coarse * 16 + fine) and err8,
+    q_j - x_hat8_j being a_j - step_j * code_j; the survivors' row numbers go to out[c * CHUNK:][:counts[c]]
+    for chunk c."""
+    n, half = coarse.shape
+    for c in numba.prange(counts.shape[0]):
+        count = 0
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            if bound[i] > limit:
+                continue
+            acc = np.float32(0.0)
+            for j in range(half):
+                high, low = coarse[i, j], fine[i, j]
+                x0 = a_even[j] - step_even[j] * np.float32(((high & 15) << 4) | (low & 15))
+                x1 = a_odd[j] - step_odd[j] * np.float32((high & 240) | (low >> 4))
+                acc += x0 * x0 + x1 * x1
+            if np.sqrt(acc) * np.float32(1 - SLACK) - err8[i] * np.float32(1 + SLACK) <= limit:
+                out[c * CHUNK + count] = i
+                count += 1
+        counts[c] = count
+
+
+def exact_distances(rows, query, which, unit, out):
+    """rows (N, D) float32 (RAM or memory-mapped), query (D,) float32, which (m,) int64 -> out (m,) float64:
+    squared Euclidean distances, in float64; ``unit`` scales each row to unit length first (cosine)."""
+    for t in numba.prange(which.shape[0]):
+        i = which[t]
+        scale = 1.0
+        if unit:
+            norm = 0.0
+            for j in range(rows.shape[1]):
+                norm += np.float64(rows[i, j]) ** 2
+            scale = 1.0 / max(np.sqrt(norm), 1e-12)
+        acc = 0.0
+        for j in range(rows.shape[1]):
+            diff = np.float64(query[j]) - np.float64(rows[i, j]) * scale
+            acc += diff * diff
+        out[t] = acc
+
+
+exact_distances_parallel = numba.njit(parallel=True, cache=True, nogil=True)(exact_distances)
+exact_distances = numba.njit(cache=True, nogil=True)(exact_distances)   # a few rows: no thread hand-off
+
+
+class Grid:
+    """Per-dimension 8-bit grid: byte v stands for lo + (v + 0.5) * step; its high nibble alone for the
+    middle of 16 such steps."""
+
+    def __init__(self, sample: np.ndarray):   # (n, D) float32, D even
+        lo = np.percentile(sample, 0.05, axis=0).astype(np.float64)
+        hi = np.percentile(sample, 99.95, axis=0).astype(np.float64)
+        self.lo, self.step = lo, np.maximum(hi - lo, 1e-6) / 256.0   # (D,), (D,)
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """x (n, D) -> coarse, fine (n, D/2) uint8, the 4- and 8-bit errors (n,) float32 (rounded up) and
+        the norms (n,) float32 of Grid.coarse_terms."""
+        v = np.clip(np.floor((x - self.lo) / self.step), 0, 255).astype(np.uint8)   # (n, D)
+        high, low = v >> 4, v & 15
+        coarse = (high[:, 0::2] | (high[:, 1::2] << 4)).astype(np.uint8)
+        fine = (low[:, 0::2] | (low[:, 1::2] << 4)).astype(np.uint8)
+        x4 = self.lo + (high.astype(np.float64) * 16 + 8) * self.step
+        x8 = self.lo + (v + 0.5) * self.step
+        norms = (((high - 7.5) * 16 * self.step) ** 2).sum(1).astype(np.float32)
+        return coarse, fine, _up(np.linalg.norm(x - x4, axis=1)), _up(np.linalg.norm(x - x8, axis=1)), norms
+
+    def coarse_terms(self, q: np.ndarray, norms_max: float) -> tuple:
+        """Terms of scan_coarse. With the grid's middle m = lo + 128 step, u = q - m, t = 16 step and h the
+        high nibbles, x_hat4 = m + t (h - 7.5), so
+
+            ||q - x_hat4||^2 = (||u||^2 + 15 u.t) + ||t (h - 7.5)||^2 - 2 (u t).h
+                               offset (per query)   norms (per row)       a dot product with the nibbles
+
+        and with a byte holding h_even + 16 h_odd, (u t).h over a byte is w_even * byte + (w_odd - 16 w_even) *
+        (byte >> 4). Also returns delta, a bound (with a wide margin) on float32's rounding in that sum."""
+        u, t = q - self.lo - 128 * self.step, 16 * self.step
+        w = -2 * u * t
+        w_byte, w_high = w[0::2].astype(np.float32), (w[1::2] - 16 * w[0::2]).astype(np.float32)
+        offset = float(u @ u + 15 * (u @ t))
+        size = float(255 * np.abs(w_byte).sum() + 15 * np.abs(w_high).sum()) + abs(offset) + norms_max
+        return w_byte, w_high, np.float32(offset), np.float32(3e-5 * size)
+
+    def rounding(self, q: np.ndarray) -> float:
+        """A bound (with a wide margin) on float32's absolute rounding in a kernel's ||q - x_hat||."""
+        return 1e-6 * float(np.linalg.norm(np.abs(q) + np.abs(self.lo) + 256 * self.step))
+
+    def fine_terms(self, q: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(a_even, a_odd, step_even, step_odd) with q_j - x_hat8_j = a_j - step_j * code_j."""
+        a, step = q - self.lo - 0.5 * self.step, self.step
+        a, step = a.astype(np.float32), step.astype(np.float32)
+        return a[0::2].copy(), a[1::2].copy(), step[0::2].copy(), step[1::2].copy()
+
+
+def _up(x: np.ndarray) -> np.ndarray:
+    return np.nextafter(x.astype(np.float32), np.float32(np.inf))
+
+
+class FaceIndex:
+    """Nearest faces by Euclidean descriptor distance, exact (see the module docstring for the method).
+    ``metric="cosine"`` compares unit-length rows and reports 1 - cos = ||a - b||^2 / 2 (same order).
+    ``descriptors`` may be a ``numpy.memmap``: it is read in chunks to build the codes and then only for
+    candidate rows, so the float32 rows need not fit in RAM."""
+
+    def __init__(self, ids: np.ndarray, descriptors: np.ndarray, quantize_above: int = QUANTIZE_ABOVE,
+                 metric: str = "euclidean", size: int | None = None, *, grid: Grid | None = None):
+        if not isinstance(descriptors, np.ndarray) or descriptors.dtype != np.float32:
+            descriptors = np.asarray(descriptors, np.float32)
+        if descriptors.ndim == 2 and len(descriptors) == 0:
+            descriptors = descriptors.reshape(0, size or descriptors.shape[1])
+        size = size or (descriptors.shape[1] if descriptors.ndim == 2 else 0)
+        if descriptors.ndim != 2 or descriptors.shape[1] != size or len(ids) != len(descriptors):
+            raise LibraryError(f"face descriptors must be (N, {size}) with N ids, found {descriptors.shape}"
+                               f" and {len(ids)} ids")
+        self.metric, self.size, self.quantize_above = metric, size, quantize_above
+        self.ids = np.asarray(ids, np.int64)   # (N,)
+        self.matrix = np.ascontiguousarray(descriptors) if not isinstance(descriptors, np.memmap) else descriptors
+        self.grid = grid
+        self.coarse = self.fine = self.err4 = self.err8 = self.norms = None
+        if len(self.ids) > quantize_above and size % 2 == 0:
+            self._encode()
+        # Numba's default thread pool must not be entered by two threads at once (web server)
+        self.lock = threading.Lock()
+
+    def _rows(self, which) -> np.ndarray:
+        x = np.asarray(self.matrix[which], np.float64)   # (n, D)
+        if self.metric == "cosine":
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return x
+
+    def _encode(self, start: int = 0) -> None:
+        n, half = len(self.ids), self.size // 2
+        if self.grid is None:   # 64 evenly spread runs of rows (a memmap pages in only these)
+            runs = []
+            for s in np.linspace(0, max(0, n - SAMPLE // 64), 64).astype(np.int64):
+                runs.append(self._rows(slice(s, s + SAMPLE // 64)))
+                self._release()
+            self.grid = Grid(np.concatenate(runs))
+        parts = [np.empty((n, half), np.uint8), np.empty((n, half), np.uint8)]
+        parts += [np.empty(n, np.float32) for _ in range(3)]
+        if start:
+            for part, old in zip(parts, (self.coarse, self.fine, self.err4, self.err8, self.norms)):
+                part[:start] = old
+        for s in range(start, n, BUILD):
+            for part, new in zip(parts, self.grid.encode(self._rows(slice(s, s + BUILD)))):
+                part[s:s + len(new)] = new
+            self._release()
+        self.coarse, self.fine, self.err4, self.err8, self.norms = parts
+        self.norms_max = float(self.norms.max())
+        self.bound = np.empty(n, np.float32)        # per-query scratch, kept to avoid page faults
+        self.survivors = np.empty(n, np.int32)
+
+    def _release(self) -> None:
+        """Unmap the pages of a memory-mapped matrix read so far (they stay in the OS's file cache), so that
+        neither building the codes nor many queries leave the file counted in this process's resident memory."""
+        mapping = self.matrix.base if isinstance(self.matrix, np.memmap) else None
+        if isinstance(mapping, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+            mapping.madvise(mmap.MADV_DONTNEED)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def append(self, ids: np.ndarray, descriptors: np.ndarray) -> FaceIndex:
+        """A new index with more rows; the codes of the existing rows and their grid are reused."""
+        if len(ids) == 0:
+            return self
+        grown = FaceIndex.__new__(FaceIndex)
+        grown.__dict__.update(self.__dict__)
+        grown.ids = np.concatenate([self.ids, np.asarray(ids, np.int64)])
+        grown.matrix = np.concatenate([self.matrix, np.asarray(descriptors, np.float32).reshape(-1, self.size)])
+        grown.lock = threading.Lock()
+        if grown.coarse is not None:
+            grown._encode(len(self.ids))
+        elif len(grown.ids) > self.quantize_above and self.size % 2 == 0:
+            grown._encode()
+        return grown
+
+    def search(self, query: np.ndarray, k: int = 10, threshold: float | None = None) -> list[tuple[int, float]]:
+        """(face id, distance) of the ``k`` nearest faces, nearest first; only distances <= threshold."""
+        q = np.asarray(query, np.float32).reshape(-1)   # (D,)
+        if q.size != self.size or not np.all(np.isfinite(q)):
+            raise LibraryError(f"a face query must be {self.size} finite floats, found {q.size} values")
+        if self.metric == "cosine":
+            q = q / np.float32(max(float(np.linalg.norm(q)), 1e-12))
+        n = len(self.ids)
+        if n == 0 or k < 1:
+            return []
+        k = min(k, n)
+        with self.lock:
+            rows = self._candidates(q, k) if self.coarse is not None else np.arange(n)
+            d2 = np.empty(len(rows), np.float64)
+            exact = exact_distances_parallel if len(rows) > 4096 else exact_distances
+            exact(np.asarray(self.matrix), q, rows, self.metric == "cosine", d2)
+            self._release()   # a memory-mapped matrix: the candidates' pages leave this process's RSS
+        if len(rows) > k:   # keep everything tied with the k-th so ties go by face id
+            keep = d2 <= np.partition(d2, k - 1)[k - 1]
+            rows, d2 = rows[keep], d2[keep]
+        order = np.lexsort((self.ids[rows], d2))[:k]
+        results = [(int(self.ids[rows[i]]), float(d2[i] / 2.0 if self.metric == "cosine" else np.sqrt(d2[i])))
+                   for i in order]
+        return [r for r in results if threshold is None or r[1] <= threshold]
+
+    def _candidates(self, q: np.ndarray, k: int) -> np.ndarray:
+        """Row numbers that may be among the k nearest (always a superset of them), by the bounds above."""
+        n = len(self.ids)
+        chunks = -(-n // CHUNK)
+        best_d, best_i = np.empty((chunks, k), np.float32), np.empty((chunks, k), np.int64)
+        w_byte, w_high, offset, delta = self.grid.coarse_terms(q, self.norms_max)
+        scan_coarse(self.coarse, w_byte, w_high, self.norms, offset, delta, self.err4, self.bound, best_d, best_i)
+        flat_d, flat_i = best_d.ravel(), best_i.ravel()
+        guesses = flat_i[np.argsort(flat_d, kind="stable")[:k]]
+        d2 = np.empty(k, np.float64)
+        exact_distances(np.asarray(self.matrix), q, guesses, self.metric == "cosine", d2)
+        # an upper bound on the k-th true distance, widened by SLACK and by float32's absolute rounding
+        limit = np.float32(np.sqrt(d2.max()) * (1 + SLACK) + self.grid.rounding(q))
+        counts = np.empty(chunks, np.int64)
+        refine(self.coarse, self.fine, *self.grid.fine_terms(q), self.bound, self.err8, limit,
+               self.survivors, counts)
+        return np.concatenate([self.survivors[c * CHUNK:c * CHUNK + counts[c]] for c in np.flatnonzero(counts)]
+                              or [np.zeros(0, np.int32)]).astype(np.int64)
