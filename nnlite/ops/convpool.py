@@ -12,9 +12,9 @@ Needs the "simd" conv engine; :mod:`nnlite.graph` pairs such layers in a model's
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import checks, conv, engine, machine, parallel
+from . import checks, conv, drivers, engine, machine, parallel
 from .activations import LAST_REGISTER_CODE, LINEAR, code_of
 from .gemm import layout, panel_tiles
 from .padding import pair, resolve_padding_2d
@@ -101,10 +101,5 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
         b0 = b1
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _conv_pool_parallel(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph, pw, psh, psw, ptop, pleft, poh,
-                        pow_, y, band, rows, pieces):
-    for i in prange(pieces):
-        _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph, pw, psh, psw, ptop, pleft,
-                        poh, pow_, y, band, rows * i // pieces, rows * (i + 1) // pieces)
+_conv_pool_parallel = drivers.driver(_conv_pool_rows)
 

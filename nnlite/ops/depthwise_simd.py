@@ -12,8 +12,9 @@ padded rows are skipped, and the few pixels whose taps reach into padded columns
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from . import drivers
 from .activations import LAST_REGISTER_CODE, LINEAR, act_row
 from .microkernels import dwconv_tile_8x16
 from .simd import vfma, vload_n, vstore_n, vzero
@@ -97,9 +98,4 @@ def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, 
             act_row(yf[out_row:out_row + ow * c], code, alpha)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def depthwise_rows_parallel(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
-                            row_off, rows, pieces):
-    for i in prange(pieces):
-        depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
-                       row_off, rows * i // pieces, rows * (i + 1) // pieces)
+depthwise_rows_parallel = drivers.driver(depthwise_rows)

@@ -31,9 +31,9 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import parallel
+from . import drivers, parallel
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .microkernels import gemm_tile_8x32, gemm_tile_16x16
 from .simd import vload_n
@@ -99,11 +99,7 @@ def _units(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, u0, u1)
         act_block(y, n, r0, r1, p0 * NR, min(n, p1 * NR), code, alpha)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _units_parallel(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, units, pieces):
-    for i in prange(pieces):
-        _units(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, units * i // pieces,
-               units * (i + 1) // pieces)
+_units_parallel = drivers.driver(_units)
 
 
 class Layout(NamedTuple):

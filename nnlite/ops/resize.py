@@ -12,9 +12,9 @@ Source coordinate of output index i (computed in float32, as TF does, so index c
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import checks, parallel
+from . import checks, drivers, parallel
 from .padding import pair
 
 
@@ -57,10 +57,7 @@ def _bilinear(x, y0, y1, fy, x0, x1, fx, y, r0, r1):
                 y[n, oy, ox, ch] = top + (bottom - top) * wy
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _bilinear_parallel(x, y0, y1, fy, x0, x1, fx, y, rows, pieces):
-    for i in prange(pieces):
-        _bilinear(x, y0, y1, fy, x0, x1, fx, y, rows * i // pieces, rows * (i + 1) // pieces)
+_bilinear_parallel = drivers.driver(_bilinear)
 
 
 def resize_bilinear(x, *, size, half_pixel_centers=True, align_corners=False):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..errors import ShapeError
-from . import checks, engine, machine, parallel
+from . import checks, drivers, engine, machine, parallel
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR, code_of
 from .conv import _plain, conv2d
 from .depthwise import depthwise_conv2d
@@ -152,9 +152,4 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
             act_block(out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _separable_parallel(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pbias,
-                        pcode, palpha, yf, oh, ow, cout, band, rows, pieces):
-    for i in prange(pieces):
-        _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pbias,
-                        pcode, palpha, yf, oh, ow, cout, band, rows * i // pieces, rows * (i + 1) // pieces)
+_separable_parallel = drivers.driver(_separable_rows)
