@@ -7,15 +7,15 @@ instead of three). Rules: relu6 = min(max(x, 0), 6); leaky_relu = x if x >= 0 el
 fastmath stays off so results match TensorFlow to float32 rounding.
 
 Numba caches per file: after editing :func:`act`, delete ``nnlite/ops/__pycache__/*.nbi`` so kernels in
-other modules that inline it are recompiled.
+other modules, which hold a copy of it in their compiled code, are recompiled.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from . import checks, drivers, parallel
+from .jit import helper, kernel
 
 # Activation codes, as the Numba kernels take them (compile-time constants inside the kernels).
 LINEAR, RELU, RELU6, LEAKY_RELU, SIGMOID, SWISH = range(6)
@@ -28,7 +28,7 @@ def code_of(activation, op: str) -> int:
     return CODES[checks.activation_name(activation, op)]
 
 
-@njit(cache=True, inline="always")
+@helper
 def act(v, code, alpha):
     """Activation ``code`` applied to one float32 value (0 = identity)."""
     if code == LINEAR:
@@ -43,7 +43,7 @@ def act(v, code, alpha):
     return s if code == SIGMOID else v * s
 
 
-@njit(cache=True, inline="always")
+@helper
 def act_row(row, code, alpha):
     """In place: activation ``code`` on a 1-D float32 row. One loop per code, so each one vectorises."""
     n = row.shape[0]
@@ -61,7 +61,7 @@ def act_row(row, code, alpha):
             row[j] = act(row[j], code, alpha)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _bias_act_flat(flat, tiled_bias, has_bias, code, alpha, c, r0, r1):
     # flat (rows*C,) in place over rows [r0, r1); tiled_bias (G*C,): the bias G times. Working on G rows
     # at once gives long inner loops even when C is small (16 channels = 1 SIMD vector).
@@ -76,7 +76,7 @@ def _bias_act_flat(flat, tiled_bias, has_bias, code, alpha, c, r0, r1):
         pos += m
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _affine_act_rows(x, scale, shift, code, alpha, y, r0, r1):  # x, y (rows, C), rows [r0, r1); scale, shift (C,)
     c = x.shape[1]
     for r in range(r0, r1):

@@ -12,11 +12,11 @@ Needs the "simd" conv engine; :mod:`nnlite.graph` pairs such layers in a model's
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from . import checks, conv, drivers, engine, machine, parallel
 from .activations import LAST_REGISTER_CODE, LINEAR, code_of
 from .gemm import layout, panel_tiles
+from .jit import kernel
 from .padding import pair, resolve_padding_2d
 from .tiles import NR, ZERO, act_block, pack_all, pad_into
 from .workspace import scratch
@@ -60,7 +60,7 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     return y
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph, pw, psh, psw, ptop, pleft, poh,
                     pow_, y, band, r0, r1):
     # pooled rows R = n*poh + py in [r0, r1), ``band`` of them at a time, never across images: the conv rows

@@ -105,14 +105,14 @@ def _call_piece(typingctx, piece, block, start, stop):
     return types.int64(piece, block, start, stop), codegen
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _fan_out(piece, block, total, pieces, failed):
     # the one parallel loop, compiled once: piece i runs units [total*i/pieces, total*(i+1)/pieces)
     for i in prange(pieces):
         failed[i] = _call_piece(piece, block, total * i // pieces, total * (i + 1) // pieces)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _run(address, key, args, total, pieces, failed):
     # False when ``key`` is not this specialisation's (nothing ran); else the kernel ran and ``failed[i]``
     # says whether piece i raised

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit
 
 from ..errors import ShapeError
 from . import checks, drivers, engine, machine, parallel
@@ -21,6 +20,7 @@ from .conv import _plain, conv2d
 from .depthwise import depthwise_conv2d
 from .depthwise_simd import depthwise_rows
 from .gemm import panel_tiles
+from .jit import kernel
 from .padding import pair, resolve_padding_2d
 from .tiles import NR, ZERO, act_block, pack_all, zeros
 
@@ -128,7 +128,7 @@ def _run_pair(x, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo):
     return y
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pbias, pcode,
                     palpha, yf, oh, ow, cout, band, r0, r1):
     # Output rows [r0, r1) of depthwise_pointwise, ``band`` rows at a time: the depthwise rows go to ``mid``

@@ -9,11 +9,11 @@ thread, with the activation applied in the same pass as the last sum.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ..errors import ShapeError
 from . import activations, checks, drivers, parallel
 from .activations import act_row
+from .jit import kernel
 from .padding import four
 
 _F32 = np.dtype(np.float32)
@@ -56,7 +56,7 @@ def _broadcast(xs, op: str):
     return arrays, shape
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _add_into(y, a, b, code, alpha, start, stop):
     # y[i] = act(a[i] + b[i]) for i in [start, stop) (flat arrays; a may be y itself), 4096 values at a time:
     # the sum loop and the activation loop each vectorise, and the block is still in L1 for the second
