@@ -12,8 +12,9 @@ padded rows are skipped, and the few pixels whose taps reach into padded columns
 from __future__ import annotations
 
 import numpy as np
+from numba import types
 
-from . import drivers
+from . import bound, drivers
 from .activations import LAST_REGISTER_CODE, LINEAR, act_row
 from .jit import helper, kernel
 from .microkernels import dwconv_tile_8x16
@@ -99,3 +100,6 @@ def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, 
 
 
 depthwise_rows_parallel = drivers.driver(depthwise_rows)
+bound.declare("depthwise_rows", depthwise_rows, (types.float32[::1], *[types.int64] * 3, types.float32[::1],
+                                                 types.float32[::1], *[types.int64] * 9, types.float32,
+                                                 types.float32[::1], *[types.int64] * 5))
