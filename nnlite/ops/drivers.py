@@ -25,7 +25,6 @@ import hashlib
 import threading
 
 import numba
-import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
@@ -106,21 +105,22 @@ def _call_piece(typingctx, piece, block, start, stop):
 
 
 @njit(cache=True, nogil=True, parallel=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _fan_out(piece, block, total, pieces, failed):
-    # the one parallel loop, compiled once: piece i runs units [total*i/pieces, total*(i+1)/pieces)
+def _fan_out(piece, block, total, pieces):
+    # the one parallel loop, compiled once: piece i runs units [total*i/pieces, total*(i+1)/pieces); returns
+    # how many pieces raised
+    failed = 0
     for i in prange(pieces):
-        failed[i] = _call_piece(piece, block, total * i // pieces, total * (i + 1) // pieces)
+        failed += _call_piece(piece, block, total * i // pieces, total * (i + 1) // pieces)
+    return failed
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-def _run(address, key, args, total, pieces, failed):
-    # False when ``key`` is not this specialisation's (nothing ran); else the kernel ran and ``failed[i]``
-    # says whether piece i raised
+def _run(address, key, args, total, pieces):
+    # -1 when ``key`` is not this specialisation's (nothing ran); else how many pieces raised
     if key != _key_of(args):
-        return False
+        return -1
     block, piece = _block(address, args)
-    _fan_out(piece, block, total, pieces, failed)
-    return True
+    return _fan_out(piece, block, total, pieces)
 
 
 class Driver:
@@ -136,11 +136,11 @@ class Driver:
     def __call__(self, *call):
         args, total, pieces = call[:-2], call[-2], call[-1]
         address, key = self._bound
-        failed = np.zeros(pieces, np.int64)
-        if not _run(address, key, args, total, pieces, failed):
+        failed = _run(address, key, args, total, pieces)
+        if failed < 0:
             address, key = self._bind(args)
-            _run(address, key, args, total, pieces, failed)
-        if failed.any():  # run it on this thread, where its error surfaces with its message
+            failed = _run(address, key, args, total, pieces)
+        if failed:  # run it on this thread, where its error surfaces with its message
             self.kernel(*args, 0, total)
 
     def _bind(self, args) -> tuple[int, int]:
