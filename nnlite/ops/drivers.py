@@ -114,13 +114,40 @@ def _fan_out(piece, block, total, pieces):
     return failed
 
 
+_FAN_OUT_TYPES = (types.int64,) * 4
+_fan_out_at = [0]  # the address of _fan_out, once compiled or loaded (Driver._bind)
+
+
+@intrinsic
+def _call_fan_out(typingctx, where, piece, block, total, pieces):
+    """_fan_out(piece, block, total, pieces) at address ``where``: called, not linked into each caller."""
+    def codegen(context, builder, sig, llargs):
+        fnty = context.call_conv.get_function_type(types.int64, _FAN_OUT_TYPES)
+        values = [context.cast(builder, v, t, types.int64) for v, t in zip(llargs[1:], sig.args[1:])]
+        status, failed = context.call_conv.call_function(builder, builder.inttoptr(llargs[0], fnty.as_pointer()),
+                                                         types.int64, _FAN_OUT_TYPES, values)
+        with cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+        return failed
+    return types.int64(where, piece, block, total, pieces), codegen
+
+
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-def _run(address, key, args, total, pieces):
+def _run(address, key, args, total, pieces, fan_out):
     # -1 when ``key`` is not this specialisation's (nothing ran); else how many pieces raised
     if key != _key_of(args):
         return -1
     block, piece = _block(address, args)
-    return _fan_out(piece, block, total, pieces)
+    return _call_fan_out(fan_out, piece, block, total, pieces)
+
+
+def _native_address(dispatcher, argtypes) -> int:
+    """The address of ``dispatcher``'s code for ``argtypes`` (compiled, or loaded from the cache, now)."""
+    dispatcher.compile(argtypes)
+    cres = dispatcher.overloads[argtypes]
+    if dispatcher is not _fan_out and cres.signature.return_type != types.none:
+        raise TypeError(f"{dispatcher.py_func.__name__}: a driven kernel must return None")
+    return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
 
 
 class Driver:
@@ -136,10 +163,10 @@ class Driver:
     def __call__(self, *call):
         args, total, pieces = call[:-2], call[-2], call[-1]
         address, key = self._bound
-        failed = _run(address, key, args, total, pieces)
+        failed = _run(address, key, args, total, pieces, _fan_out_at[0])
         if failed < 0:
             address, key = self._bind(args)
-            failed = _run(address, key, args, total, pieces)
+            failed = _run(address, key, args, total, pieces, _fan_out_at[0])
         if failed:  # run it on this thread, where its error surfaces with its message
             self.kernel(*args, 0, total)
 
@@ -148,13 +175,11 @@ class Driver:
         argtypes = tuple(numba.typeof(a) for a in args) + _RANGE
         key = type_key(argtypes)
         with self._lock:
+            if not _fan_out_at[0]:
+                _fan_out_at[0] = _native_address(_fan_out, _FAN_OUT_TYPES)
             address = self._by_key.get(key)
             if address is None:
-                self.kernel.compile(argtypes)
-                cres = self.kernel.overloads[argtypes]
-                if cres.signature.return_type != types.none:
-                    raise TypeError(f"{self.kernel.py_func.__name__}: a driven kernel must return None")
-                address = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+                address = _native_address(self.kernel, argtypes)
                 self._by_key[key] = address
             self._bound = (address, key)
         return address, key
