@@ -1,4 +1,4 @@
-"""One ``prange`` driver for every kernel: it calls the kernel by its machine-code address.
+"""One parallel loop for every kernel: it calls the kernel by its machine-code address.
 
 A kernel works on a range of units (output rows, channel panels): ``kernel(*args, start, stop)``. To run it
 on Numba's threads, :func:`driver` gives a callable with the convention of :func:`nnlite.ops.parallel.split`,
@@ -7,13 +7,16 @@ on Numba's threads, :func:`driver` gives a callable with the convention of :func
 Why not a ``parallel=True`` twin of each kernel, calling it directly: Numba links a callee's code into its
 caller, and optimises and compiles the whole linked module again for every caller. A direct driver
 (and the parfor function Numba makes from its loop body) recompiled the kernel with all the tiles it calls,
-twice, which was most of a model's first-run compile time. Here the one driver, :func:`_run`, calls the
-kernel through a function pointer, so it links nothing: each of its specialisations (one per kernel
-argument-type tuple) is small and compiles quickly, and the kernel is compiled once, as for a serial call.
+twice, which was most of a model's first-run compile time. Here there is one ``parallel=True`` function,
+:func:`_fan_out`, compiled once: its loop calls a small "piece" function by address with a pointer to a block
+holding the kernel's address and arguments. Each kernel has a serial entry, a specialisation of :func:`_run`
+for its argument types, that stores the block on its stack, makes the piece function (a few lines of LLVM IR
+that unpack the block and call the kernel by address) and calls :func:`_fan_out` by address. Nothing is
+linked, so the kernel is compiled once, as for a serial call, and each entry is small.
 
-Safety: the pointer is the kernel's compiled code for exact argument types. The driver is specialised on
+Safety: the pointer is the kernel's compiled code for exact argument types. The entry is specialised on
 the types of the arguments it receives and carries a key of those types, computed when it is compiled;
-the caller passes the key of the types the pointer was compiled for, and on a mismatch the driver runs
+the caller passes the key of the types the pointer was compiled for, and on a mismatch the entry runs
 nothing and the caller binds the right specialisation (:meth:`Driver._bind`) and calls again. A piece
 whose kernel raised (Numba's own checks, e.g. an integer division by zero) makes the caller run the kernel
 serially, which raises the same error with its message.
