@@ -12,6 +12,11 @@ twice: with a warm cache (``NUMBA_CACHE_DIR`` already filled by an earlier run: 
 second start on) and with an empty one (the very first start after installation); the difference is the
 compile cost, reported separately.
 
+First run (``python -m benchmarks.coldstart --first-run [--repeat N] [--profile]``): what a user sees right
+after installing, through the command line: ``nnlite classify`` on a sample photo and then ``nnlite faces``
+on another, with Numba pointed at a new empty cache directory, each timed from launch to exit (wall and CPU
+seconds), then both again on the filled cache. ``--profile`` adds each compiled function's seconds.
+
 Interpreters: nnlite is measured in the test venv and in a venv holding only its runtime dependencies
 (:func:`runtime_python`), which is what a user's ``pip install nnlite`` gives; the targets use the latter.
 
@@ -143,9 +148,117 @@ def runtime_python() -> Path:
     return python
 
 
+FIRST_RUN = (("classify", "nnlite/data/samples/chelsea.png"), ("faces", "nnlite/data/samples/faces.jpg"))
+PROFILE_FLAG = "--profiled-cli"
+
+
+def _cli_run(argv: list[str], env: dict, profile: Path | None = None, python: str | Path | None = None) -> dict:
+    """One ``python -m nnlite ARGV`` from launch to exit (the CLI exits right after printing its result):
+    wall seconds and the child's CPU seconds (user + system, all its threads). With ``profile``, the child
+    records each Numba compilation (:func:`_profiled_cli`) into that JSON file."""
+    import resource
+    cmd = [str(python or sys.executable), "-m"]
+    cmd += ["benchmarks.coldstart", PROFILE_FLAG, str(profile), *argv] if profile else ["nnlite", *argv]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+                          timeout=900)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "stderr": done.stderr.strip()}
+
+
+def _profiled_cli(out: str, argv: list[str]) -> None:
+    """Run the CLI in this process with a listener on Numba's compile events: for each compilation, the
+    function, its thread CPU seconds without the compilations it started (``self_s``) and with them."""
+    from numba.core import event
+    stack, rows = [], []
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            stack.append([time.thread_time(), 0.0])
+
+        def on_end(self, ev):
+            t0, nested = stack.pop()
+            spent = time.thread_time() - t0
+            if stack:
+                stack[-1][1] += spent
+            fn = getattr(ev.data.get("dispatcher"), "py_func", None)
+            rows.append({"function": f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}",
+                         "self_s": spent - nested, "total_s": spent})
+
+    event.register("numba:compile", Listener())
+    from nnlite.cli import main
+    try:
+        main(argv)
+    finally:
+        Path(out).write_text(json.dumps(rows))
+
+
+def first_run(repeat: int = 1, profile: bool = False, python: str | Path | None = None) -> list[dict]:
+    """The first ``nnlite classify`` and then ``nnlite faces`` after installation: each repetition points
+    Numba at a new, empty cache directory and runs the two commands (:data:`FIRST_RUN`) one after the other in
+    it, then both again on the filled cache (what every later run costs). With ``profile``, the cold runs
+    also record per-function compile seconds (slower: the figures of a profiled run are not the timings)."""
+    results = []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="nnlite-numba-") as empty:
+            env = dict(os.environ, NUMBA_CACHE_DIR=empty)
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env.pop("NNLITE_QUIET_COMPILE", None)
+            run = {}
+            for name, path in FIRST_RUN:
+                run[name] = _cli_run([name, path], env, python=python)
+            for name, path in FIRST_RUN:
+                run[name]["warm"] = _cli_run([name, path], env, python=python)
+            if profile:
+                with tempfile.TemporaryDirectory(prefix="nnlite-numba-") as cold:
+                    env["NUMBA_CACHE_DIR"] = cold
+                    for name, path in FIRST_RUN:
+                        table = Path(cold) / f"{name}.json"
+                        _cli_run([name, path], env, profile=table, python=python)
+                        run[name]["compiled"] = json.loads(table.read_text())
+            results.append(run)
+    return results
+
+
+def _print_first_run(results: list[dict], top: int) -> None:
+    for i, run in enumerate(results):
+        for name, r in run.items():
+            warm = r["warm"]
+            print(f"[{i}] {name}: cold {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU; warm {warm['wall_s']:.2f} s "
+                  f"wall, {warm['cpu_s']:.2f} s CPU; compile costs {r['wall_s'] - warm['wall_s']:.2f} s wall")
+            notice = [line for line in r["stderr"].splitlines() if "compiling kernels" in line]
+            print(f"    notice: {notice[0] if notice else '(none)'}")
+            rows = sorted(r.get("compiled", []), key=lambda row: -row["self_s"])
+            if rows:
+                print(f"    {len(rows)} compilations, {sum(row['self_s'] for row in rows):.2f} s CPU; top {top}:")
+            for row in rows[:top]:
+                print(f"    {row['self_s']:6.2f} s  (with nested {row['total_s']:6.2f} s)  {row['function']}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == CHILD_FLAG:
         print(json.dumps(_child(sys.argv[2], sys.argv[3], sys.argv[4])), flush=True)
+    elif len(sys.argv) > 3 and sys.argv[1] == PROFILE_FLAG:
+        _profiled_cli(sys.argv[2], sys.argv[3:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--first-run":
+        import argparse
+        parser = argparse.ArgumentParser(prog="python -m benchmarks.coldstart --first-run",
+                                         description="First classify, then faces, on an empty Numba cache.")
+        parser.add_argument("--repeat", type=int, default=1)
+        parser.add_argument("--profile", action="store_true", help="also list each compiled function's seconds")
+        parser.add_argument("--top", type=int, default=10)
+        parser.add_argument("--json", help="write the results to this file")
+        opts = parser.parse_args(sys.argv[2:])
+        found = first_run(opts.repeat, opts.profile)
+        _print_first_run(found, opts.top)
+        if opts.json:
+            Path(opts.json).write_text(json.dumps(found, indent=1))
     else:
-        print("internal: used by benchmarks/run.py", file=sys.stderr)
+        print("usage: python -m benchmarks.coldstart --first-run [--repeat N] [--profile] (else: used by "
+              "benchmarks/run.py)", file=sys.stderr)
         sys.exit(2)

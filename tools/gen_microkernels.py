@@ -23,8 +23,7 @@ Operators (packing, blocking, threads) live in :mod:`nnlite.ops.gemm` and :mod:`
 the epilogue (bias, activation, masked stores) in :mod:`nnlite.ops.tiles`.
 """
 
-from numba import njit
-
+from .jit import helper, inlined
 from .simd import vfma, vload, vload_n, vsplat, vstore_n, vzero
 from .tiles import NR, finish, store_row
 '''
@@ -42,7 +41,7 @@ def gemm_tile(rows: int, vectors: int) -> str:
     out = [
         "",
         "",
-        "@njit(cache=True, nogil=True)",
+        "@helper",
         f"def {name}(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, {bias_args}, code, alpha):",
         f'    """Rows m0..m0+{rows - 1} (those < m_end stored) x {16 * vectors} channels of one panel packed at '
         f'pk[kk:]."""',
@@ -79,7 +78,7 @@ def dwconv_tile(pixels: int) -> str:
     out = [
         "",
         "",
-        "@njit(cache=True, nogil=True, inline=\"always\")",
+        "@inlined",
         f"def {name}(xf, k, bias, tap_x, tap_k, taps, yf, out, c, c0, width, q0_pixel, last, sw, tiled_hi, code, "
         "alpha):",
         f'    """Output pixels q0_pixel..q0_pixel+{pixels - 1} (those < tiled_hi stored; past ``last`` the last one '

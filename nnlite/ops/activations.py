@@ -7,15 +7,15 @@ instead of three). Rules: relu6 = min(max(x, 0), 6); leaky_relu = x if x >= 0 el
 fastmath stays off so results match TensorFlow to float32 rounding.
 
 Numba caches per file: after editing :func:`act`, delete ``nnlite/ops/__pycache__/*.nbi`` so kernels in
-other modules that inline it are recompiled.
+other modules, which hold a copy of it in their compiled code, are recompiled.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
-from . import checks, parallel
+from . import checks, drivers, parallel
+from .jit import helper, kernel
 
 # Activation codes, as the Numba kernels take them (compile-time constants inside the kernels).
 LINEAR, RELU, RELU6, LEAKY_RELU, SIGMOID, SWISH = range(6)
@@ -28,7 +28,7 @@ def code_of(activation, op: str) -> int:
     return CODES[checks.activation_name(activation, op)]
 
 
-@njit(cache=True, inline="always")
+@helper
 def act(v, code, alpha):
     """Activation ``code`` applied to one float32 value (0 = identity)."""
     if code == LINEAR:
@@ -43,7 +43,7 @@ def act(v, code, alpha):
     return s if code == SIGMOID else v * s
 
 
-@njit(cache=True, inline="always")
+@helper
 def act_row(row, code, alpha):
     """In place: activation ``code`` on a 1-D float32 row. One loop per code, so each one vectorises."""
     n = row.shape[0]
@@ -61,11 +61,11 @@ def act_row(row, code, alpha):
             row[j] = act(row[j], code, alpha)
 
 
-@njit(cache=True, nogil=True)
-def _bias_act_flat(flat, tiled_bias, has_bias, code, alpha, start, stop):
-    # flat (rows*C,) in place over [start, stop), both multiples of C; tiled_bias (G*C,): the bias G times.
-    # Working on G rows at once gives long inner loops even when C is small (16 channels = 1 SIMD vector).
-    pos = start
+@kernel
+def _bias_act_flat(flat, tiled_bias, has_bias, code, alpha, c, r0, r1):
+    # flat (rows*C,) in place over rows [r0, r1); tiled_bias (G*C,): the bias G times. Working on G rows
+    # at once gives long inner loops even when C is small (16 channels = 1 SIMD vector).
+    pos, stop = r0 * c, r1 * c
     while pos < stop:
         m = min(tiled_bias.shape[0], stop - pos)
         block = flat[pos:pos + m]
@@ -76,7 +76,7 @@ def _bias_act_flat(flat, tiled_bias, has_bias, code, alpha, start, stop):
         pos += m
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _affine_act_rows(x, scale, shift, code, alpha, y, r0, r1):  # x, y (rows, C), rows [r0, r1); scale, shift (C,)
     c = x.shape[1]
     for r in range(r0, r1):
@@ -86,16 +86,8 @@ def _affine_act_rows(x, scale, shift, code, alpha, y, r0, r1):  # x, y (rows, C)
         act_row(row, code, alpha)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _bias_act_parallel(flat, tiled_bias, has_bias, code, alpha, c, rows, pieces):
-    for i in prange(pieces):
-        _bias_act_flat(flat, tiled_bias, has_bias, code, alpha, rows * i // pieces * c, rows * (i + 1) // pieces * c)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _affine_act_parallel(x, scale, shift, code, alpha, y, rows, pieces):
-    for i in prange(pieces):
-        _affine_act_rows(x, scale, shift, code, alpha, y, rows * i // pieces, rows * (i + 1) // pieces)
+_bias_act_parallel = drivers.driver(_bias_act_flat)
+_affine_act_parallel = drivers.driver(_affine_act_rows)
 
 
 BIAS_BLOCK = 1024  # values per inner loop of _bias_act_flat
@@ -112,7 +104,7 @@ def bias_act_rows(y2: np.ndarray, tiled_bias: np.ndarray, has_bias: bool, code: 
     """In place on rows [r0, r1) of y2 (rows, C): act(y + bias); ``tiled_bias`` from :func:`tiled`."""
     if has_bias or code != LINEAR:
         c = y2.shape[1]
-        _bias_act_flat(y2.reshape(-1), tiled_bias, has_bias, code, np.float32(alpha), r0 * c, r1 * c)
+        _bias_act_flat(y2.reshape(-1), tiled_bias, has_bias, code, np.float32(alpha), c, r0, r1)
 
 
 def bias_act_(y: np.ndarray, bias: np.ndarray | None, code: int, alpha: float) -> np.ndarray:
@@ -123,12 +115,8 @@ def bias_act_(y: np.ndarray, bias: np.ndarray | None, code: int, alpha: float) -
     c = y2.shape[1]
     tb = tiled(bias, c)
     rows = y2.shape[0]
-    pieces = parallel.parts(rows, y2.size)
-    if pieces == 1:
-        _bias_act_flat(y.reshape(-1), tb, bias is not None, code, np.float32(alpha), 0, rows * c)
-    else:
-        parallel.launch(_bias_act_parallel, y.reshape(-1), tb, bias is not None, code, np.float32(alpha), c, rows,
-                        pieces)
+    args = (y.reshape(-1), tb, bias is not None, code, np.float32(alpha), c)
+    parallel.split(_bias_act_flat, _bias_act_parallel, args, rows, y2.size)
     return y
 
 

@@ -15,8 +15,9 @@ import threading
 
 from numba.core import event
 
-# What compiling costs on an idle 2-core machine (README, "Speed", has the measured figures and their source)
-FIRST_RUN_SECONDS = "15-25"
+# CPU seconds of compiling, measured (benchmarks/RESULTS.md, "First run (round 3)"): ~3 s for the face nets
+# after a classifier ran, 6-9 s for a first classifier or a first face pipeline; README, "Speed", quotes them
+FIRST_RUN_SECONDS = "3-10"
 MESSAGE = (f"nnlite: compiling kernels for this CPU, once: ~{FIRST_RUN_SECONDS} s "
            f"(longer on a busy machine; later runs reuse them)")
 

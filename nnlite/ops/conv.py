@@ -21,10 +21,10 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit
 
 from . import checks, engine, gemm, gemv, machine, parallel
 from .activations import CODES, bias_act_, bias_act_rows, code_of, tiled
+from .jit import kernel
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
 
@@ -34,7 +34,7 @@ MATMUL_MIN_ROWS = 64  # fewest output rows worth a separate parallel matmul chun
 THIN_CIN = 8  # below this many input channels im2col copies from a padded copy of x (2x faster at cin = 3)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _im2col(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols, r0, r1):
     # x (N, H, W, C); image rows r = n*oh + oy in [r0, r1);
     # cols ((r1-r0)*ow, kh*kw*C): row (r - r0)*ow + ox, column (i, j, c)
@@ -57,7 +57,7 @@ def _im2col(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols, r0, r1):
                     col += c
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _im2col_padded(xp, kh, kw, sh, sw, dh, dw, oh, ow, cols, r0, r1):
     # Same columns as _im2col, for few input channels (RGB stems): xp (N, Hp, Wp, C) is x already zero-padded,
     # so no bounds tests, and at dilation 1 the kw*C values of one kernel row are one contiguous run of xp.

@@ -12,11 +12,11 @@ Needs the "simd" conv engine; :mod:`nnlite.graph` pairs such layers in a model's
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
-from . import checks, conv, engine, machine, parallel
+from . import bound, checks, conv, drivers, engine, machine, parallel
 from .activations import LAST_REGISTER_CODE, LINEAR, code_of
-from .gemm import layout, panel_tiles
+from .gemm import layout
+from .jit import kernel
 from .padding import pair, resolve_padding_2d
 from .tiles import NR, ZERO, act_block, pack_all, pad_into
 from .workspace import scratch
@@ -55,14 +55,14 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     band = max(1, machine.blocking().convpool_band // (4 * ow * cout * psh))  # pooled rows per band: in L2
     bias = np.zeros(cout, np.float32) if bias is None else bias
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), bias, code, np.float32(alpha), cout,
-            oh, ow, ph, pw, psh, psw, pt, pl, poh, pow_, y.reshape(-1), band)
+            oh, ow, ph, pw, psh, psw, pt, pl, poh, pow_, y.reshape(-1), band, bound.address("panel_tiles"))
     parallel.split(_conv_pool_rows, _conv_pool_parallel, args, rows, lay.work)
     return y
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph, pw, psh, psw, ptop, pleft, poh,
-                    pow_, y, band, r0, r1):
+                    pow_, y, band, tiles_at, r0, r1):
     # pooled rows R = n*poh + py in [r0, r1), ``band`` of them at a time, never across images: the conv rows
     # they need, [a, e) of image n, are computed into ``buf`` and max-pooled into y (flat (N*poh*pow_*cout,))
     kk = taps.shape[0] * run
@@ -82,8 +82,9 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
             pix = (n * oh + a) * ow
             m = (e - a) * ow
             for p in range(panels):
-                panel_tiles(xf, run, taps, bases[pix:pix + m], packed, p * kk * NR, bias, fused, alpha, buf, cout,
-                            ZERO, m, p)
+                rows = bases[pix:pix + m]
+                bound.call(tiles_at, "panel_tiles", (xf, run, taps, rows, packed, p * kk * NR, bias, fused, alpha, buf,
+                                                     cout, ZERO, m, p))
             if code > LAST_REGISTER_CODE:
                 act_block(buf, cout, ZERO, m, ZERO, cout, code, alpha)
         for py in range(py0, py1):
@@ -101,10 +102,5 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
         b0 = b1
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _conv_pool_parallel(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph, pw, psh, psw, ptop, pleft, poh,
-                        pow_, y, band, rows, pieces):
-    for i in prange(pieces):
-        _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph, pw, psh, psw, ptop, pleft,
-                        poh, pow_, y, band, rows * i // pieces, rows * (i + 1) // pieces)
+_conv_pool_parallel = drivers.driver(_conv_pool_rows)
 

@@ -17,11 +17,11 @@ the same as multiplying by zero.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from . import checks, engine, parallel
 from .activations import act_row, code_of
 from .depthwise_simd import depthwise_rows, depthwise_rows_parallel, valid_range
+from .jit import kernel
 from .padding import pair, resolve_padding_2d
 from .workspace import scratch
 
@@ -34,7 +34,7 @@ FLAT_MAX_C_STRIDED = 31
 FLAT_MAX_C_3X3 = 31
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _depthwise(x, k, bias, mult, sh, sw, dh, dw, top, left, code, alpha, y, r0, r1):
     # x (N, H, W, cin); k (kh, kw, cin*mult); bias (cin*mult,); y (N, oh, ow, cin*mult); rows r = n*oh + oy
     n_, h, w, cin = x.shape
@@ -62,7 +62,7 @@ def _depthwise(x, k, bias, mult, sh, sw, dh, dw, top, left, code, alpha, y, r0, 
         act_row(y[n, oy].reshape(ow * cout), code, alpha)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _depthwise_flat(xf, shape, kt, bias_t, sh, sw, dh, dw, top, left, code, alpha, yf, oh, ow, buf, r0, r1):
     # Multiplier 1, few channels: an output row is one flat run of ow*C values, and at stride 1 each tap
     # (i, j) is one long multiply-add over it (x shifted by j columns, times the tap's weights tiled over
@@ -109,7 +109,7 @@ def _depthwise_flat(xf, shape, kt, bias_t, sh, sw, dh, dw, top, left, code, alph
         act_row(yf[y0:y0 + row], code, alpha)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _depthwise3x3(x, k, bias, sh, sw, top, left, code, alpha, y, r0, r1):
     # The common case (3x3, multiplier 1, no dilation), unrolled: the 9 products of a pixel are summed in
     # registers and stored once, in the same order as _depthwise (bias first, then taps row by row), so

@@ -12,15 +12,17 @@ padded rows are skipped, and the few pixels whose taps reach into padded columns
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import types
 
+from . import bound, drivers
 from .activations import LAST_REGISTER_CODE, LINEAR, act_row
+from .jit import helper, kernel
 from .microkernels import dwconv_tile_8x16
 from .simd import vfma, vload_n, vstore_n, vzero
-from .tiles import finish
+from .tiles import ZERO, finish
 
 
-@njit(cache=True, inline="always")
+@helper
 def valid_range(n_out, n_in, stride, offset):
     """Output indices o in [lo, hi) whose input index o*stride + offset lies inside [0, n_in)."""
     lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
@@ -28,7 +30,7 @@ def valid_range(n_out, n_in, stride, offset):
     return lo, max(hi, lo)
 
 
-@njit(cache=True, nogil=True)
+@helper
 def _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0):
     # One output pixel's sums over its valid taps (rows i in [i0, i1), columns tested here) for channels
     # [c0, c0 + 64): four independent 16-lane sums, so consecutive multiply-adds do not wait on each other.
@@ -48,7 +50,7 @@ def _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0):
     return a0, a1, a2, a3
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
                    row_off, r0, r1):
     # Multiplier 1 on explicit 16-lane vectors (nnlite.ops.simd): a tile of 8 output pixels x 16 channels
@@ -70,7 +72,7 @@ def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, 
         iy0 = (r - n * oh) * sh - top_pad  # input row of tap i = 0
         i0, i1 = valid_range(kh, h, dh, iy0)  # taps i whose row iy0 + i*dh is inside [0, h)
         top = (n * h + iy0) * w * c
-        taps = 0
+        taps = ZERO  # a plain int64: a literal 0 here would compile a second copy of the tile
         for i in range(i0, i1):
             for j in range(kw):
                 tap_x[taps] = top + (i * dh * w + j * dw - left) * c
@@ -97,9 +99,7 @@ def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, 
             act_row(yf[out_row:out_row + ow * c], code, alpha)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def depthwise_rows_parallel(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
-                            row_off, rows, pieces):
-    for i in prange(pieces):
-        depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
-                       row_off, rows * i // pieces, rows * (i + 1) // pieces)
+depthwise_rows_parallel = drivers.driver(depthwise_rows)
+bound.declare("depthwise_rows", depthwise_rows, (types.float32[::1], *[types.int64] * 3, types.float32[::1],
+                                                 types.float32[::1], *[types.int64] * 9, types.float32,
+                                                 types.float32[::1], *[types.int64] * 5))

@@ -31,10 +31,11 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import types
 
-from . import parallel
+from . import bound, drivers, parallel
 from .activations import LAST_REGISTER_CODE, LINEAR
+from .jit import helper, kernel
 from .microkernels import gemm_tile_8x32, gemm_tile_16x16
 from .simd import vload_n
 from .tiles import MR, NR, ZERO, act_block, pack_panel, pad_into, zeros
@@ -58,17 +59,7 @@ def _offsets(n_img, hp, wp, c, kh, kw, sh, sw, dh, dw, oh, ow):
     return taps, bases  # not marked read-only (shared, but only read): see tiles.zeros
 
 
-@njit(cache=True, nogil=True)
-def _panels(x, c, taps, bases, b, bias, code, alpha, y, n, r0, r1, p0, p1, pk):
-    # output rows [r0, r1) x channel panels [p0, p1); b flat (K*n,), bias (n,), y flat (rows*n,); each panel
-    # is packed into pk (K*32,) just before its tiles run
-    k = taps.shape[0] * c
-    for p in range(p0, p1):
-        pack_panel(b, k, n, p * NR, min(NR, n - p * NR), pk)
-        panel_tiles(x, c, taps, bases, pk, ZERO, bias, code, alpha, y, n, r0, r1, p)
-
-
-@njit(cache=True, nogil=True)
+@helper
 def panel_tiles(x, c, taps, bases, pk, kk, bias, code, alpha, y, n, r0, r1, p):
     """Rows [r0, r1) of channel panel p, whose packed kernel (:func:`nnlite.ops.tiles.pack_panel`) starts at
     pk[kk]; x the flattened (padded) input, taps/bases from :func:`layout`, y flat (rows*n,)."""
@@ -84,9 +75,15 @@ def panel_tiles(x, c, taps, bases, pk, kk, bias, code, alpha, y, n, r0, r1, p):
             gemm_tile_16x16(x, c, taps, bases, pk, kk, m0, r1, y, n, col0, width, bias0, code, alpha)
 
 
-@njit(cache=True, nogil=True)
-def _units(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, u0, u1):
-    # units [u0, u1) of the output: 8-row tiles (by_rows) or 32-channel panels; then codes 4/5 on them
+_F, _I = types.float32[::1], types.int64[::1]
+bound.declare("panel_tiles", panel_tiles, (_F, types.int64, _I, _I, _F, types.int64, _F, types.int64, types.float32,
+                                           _F, types.int64, types.int64, types.int64, types.int64))
+
+
+@kernel
+def _units(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, tiles_at, u0, u1):
+    # units [u0, u1) of the output: 8-row tiles (by_rows) or 32-channel panels; then codes 4/5 on them.
+    # tiles_at: bound.address("panel_tiles")
     pk = np.empty(taps.shape[0] * c * NR, np.float32)  # this piece's packed panel (L1/L2-sized)
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     panels = (n + NR - 1) // NR
@@ -94,16 +91,15 @@ def _units(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, u0, u1)
         r0, r1, p0, p1 = u0 * MR, min(rows, u1 * MR), 0, panels
     else:
         r0, r1, p0, p1 = 0, rows, u0, u1
-    _panels(x, c, taps, bases, b, bias, fused, alpha, y, n, r0, r1, p0, p1, pk)
+    k = taps.shape[0] * c
+    for p in range(p0, p1):  # each panel is packed into pk just before its tiles run
+        pack_panel(b, k, n, p * NR, min(NR, n - p * NR), pk)
+        bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pk, ZERO, bias, fused, alpha, y, n, r0, r1, p))
     if code > LAST_REGISTER_CODE:
         act_block(y, n, r0, r1, p0 * NR, min(n, p1 * NR), code, alpha)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _units_parallel(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, units, pieces):
-    for i in prange(pieces):
-        _units(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, units * i // pieces,
-               units * (i + 1) // pieces)
+_units_parallel = drivers.driver(_units)
 
 
 class Layout(NamedTuple):
@@ -153,6 +149,6 @@ def run(x, kernel, bias, code, alpha, lay: Layout):
     by_rows = tiles >= 4 * threads or panels < threads  # few rows (late layers at batch 1): split channels
     units = tiles if by_rows else panels
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), b, code, np.float32(alpha),
-            y.reshape(-1), cout, lay.rows, by_rows)
+            y.reshape(-1), cout, lay.rows, by_rows, bound.address("panel_tiles"))
     parallel.split(_units, _units_parallel, args, units, lay.work)
     return y

@@ -9,10 +9,10 @@ Used by :func:`nnlite.ops.dense` with the "simd" engine.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
-from . import parallel
+from . import drivers, parallel
 from .activations import LAST_REGISTER_CODE, LINEAR
+from .jit import kernel
 from .simd import vfma, vload_n, vsplat, vstore_n, vzero
 from .tiles import act_block, finish, zeros
 
@@ -20,7 +20,7 @@ GEMV_MAX_ROWS = 4  # dense layers with at most this many rows run as matrix-vect
 GEMV_COLS = 64  # output columns per block: four vectors of sums
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, b0, b1):
     # y (rows*n,) = act(x (rows*k,) @ w (k*n,) + bias) for column blocks [b0, b1) of GEMV_COLS columns:
     # per block, four vectors of sums over k (a streaming read of the kernel's columns, each once per row)
@@ -48,10 +48,7 @@ def _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, b0, b1):
                 vstore_n(y, out + 48, finish(a3, vload_n(bias, c0 + 48, w3), code, alpha), w3)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _gemv_parallel(x, w, bias, code, alpha, y, rows, k, n, blocks, pieces):
-    for i in prange(pieces):
-        _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, blocks * i // pieces, blocks * (i + 1) // pieces)
+_gemv_parallel = drivers.driver(_gemv_cols)
 
 
 def dense_rows(x2, kernel, bias, code, alpha):

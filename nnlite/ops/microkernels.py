@@ -7,13 +7,12 @@ Operators (packing, blocking, threads) live in :mod:`nnlite.ops.gemm` and :mod:`
 the epilogue (bias, activation, masked stores) in :mod:`nnlite.ops.tiles`.
 """
 
-from numba import njit
-
+from .jit import helper, inlined
 from .simd import vfma, vload, vload_n, vsplat, vstore_n, vzero
 from .tiles import NR, finish, store_row
 
 
-@njit(cache=True, nogil=True)
+@helper
 def gemm_tile_8x32(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, bias0, bias1, code, alpha):
     """Rows m0..m0+7 (those < m_end stored) x 32 channels of one panel packed at pk[kk:]."""
     last = m_end - 1
@@ -97,7 +96,7 @@ def gemm_tile_8x32(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, bi
         store_row(y, off + 7 * ldy, finish(a7_0, bias0, code, alpha), finish(a7_1, bias1, code, alpha), width)
 
 
-@njit(cache=True, nogil=True)
+@helper
 def gemm_tile_16x16(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, bias0, code, alpha):
     """Rows m0..m0+15 (those < m_end stored) x 16 channels of one panel packed at pk[kk:]."""
     last = m_end - 1
@@ -220,7 +219,7 @@ def gemm_tile_16x16(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, b
         vstore_n(y, off + 15 * ldy, finish(a15_0, bias0, code, alpha), width)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@inlined
 def dwconv_tile_8x16(xf, k, bias, tap_x, tap_k, taps, yf, out, c, c0, width, q0_pixel, last, sw, tiled_hi, code, alpha):
     """Output pixels q0_pixel..q0_pixel+7 (those < tiled_hi stored; past ``last`` the last one is
     recomputed) x channels [c0, c0 + width): sums over the row's taps tap_x/tap_k, then bias, activation,

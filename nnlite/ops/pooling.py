@@ -7,13 +7,13 @@ are not counted in an average's divisor (TF's 'same' rule; explicit padding is t
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
-from . import checks, parallel
+from . import checks, drivers, parallel
+from .jit import kernel
 from .padding import pair, resolve_padding_2d
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _pool(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
     # x (N, H, W, C); y (N, oh, ow, C), rows r = n*oh + oy in [r0, r1); windows clipped to the image
     n_, h, w, c = x.shape
@@ -39,10 +39,7 @@ def _pool(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
                     y[n, oy, ox, ch] /= count
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _pool_parallel(x, kh, kw, sh, sw, top, left, is_max, y, rows, pieces):
-    for i in prange(pieces):
-        _pool(x, kh, kw, sh, sw, top, left, is_max, y, rows * i // pieces, rows * (i + 1) // pieces)
+_pool_parallel = drivers.driver(_pool)
 
 
 def _pool2d(x, pool_size, stride, padding, is_max, op):

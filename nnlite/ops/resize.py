@@ -12,9 +12,9 @@ Source coordinate of output index i (computed in float32, as TF does, so index c
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
-from . import checks, parallel
+from . import checks, drivers, parallel
+from .jit import kernel
 from .padding import pair
 
 
@@ -42,7 +42,7 @@ def _bilinear_axis(n_in, n_out, half_pixel_centers, align_corners):
     return lower, upper, (src - floor).astype(np.float32)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _bilinear(x, y0, y1, fy, x0, x1, fx, y, r0, r1):
     # x (N, H, W, C); y0, y1, fy (oh,); x0, x1, fx (ow,); y (N, oh, ow, C), rows r = n*oh + oy in [r0, r1)
     n_, oh, ow, c = y.shape
@@ -57,10 +57,7 @@ def _bilinear(x, y0, y1, fy, x0, x1, fx, y, r0, r1):
                 y[n, oy, ox, ch] = top + (bottom - top) * wy
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _bilinear_parallel(x, y0, y1, fy, x0, x1, fx, y, rows, pieces):
-    for i in prange(pieces):
-        _bilinear(x, y0, y1, fy, x0, x1, fx, y, rows * i // pieces, rows * (i + 1) // pieces)
+_bilinear_parallel = drivers.driver(_bilinear)
 
 
 def resize_bilinear(x, *, size, half_pixel_centers=True, align_corners=False):

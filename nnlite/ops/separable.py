@@ -12,15 +12,13 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit, prange
 
 from ..errors import ShapeError
-from . import checks, engine, machine, parallel
+from . import bound, checks, drivers, engine, machine, parallel
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR, code_of
 from .conv import _plain, conv2d
 from .depthwise import depthwise_conv2d
-from .depthwise_simd import depthwise_rows
-from .gemm import panel_tiles
+from .jit import kernel
 from .padding import pair, resolve_padding_2d
 from .tiles import NR, ZERO, act_block, pack_all, zeros
 
@@ -123,16 +121,18 @@ def _run_pair(x, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo):
     y = np.empty((x.shape[0], oh, ow, cout), np.float32)
     args = (x.reshape(-1), h, w, cin, dk.reshape(-1), zeros(cin) if db is None else db, kh, kw, sh, sw, dh, dw,
             t, l, dcode, np.float32(dalpha), pk.reshape(-1), zeros(cout) if pb is None else pb, pcode,
-            np.float32(alpha), y.reshape(-1), oh, ow, cout, band)
+            np.float32(alpha), y.reshape(-1), oh, ow, cout, band, bound.address("depthwise_rows"),
+            bound.address("panel_tiles"))
     parallel.split(_separable_rows, _separable_parallel, args, rows, work)
     return y
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pbias, pcode,
-                    palpha, yf, oh, ow, cout, band, r0, r1):
+                    palpha, yf, oh, ow, cout, band, rows_at, tiles_at, r0, r1):
     # Output rows [r0, r1) of depthwise_pointwise, ``band`` rows at a time: the depthwise rows go to ``mid``
     # (band*ow, c), then nnlite.ops.gemm's tiles multiply them by the pointwise kernel pk (c*cout,).
+    # rows_at, tiles_at: the bound.address of depthwise_rows and panel_tiles
     mid = np.empty(band * ow * c, np.float32)
     panels = (cout + NR - 1) // NR
     packed = np.empty(panels * c * NR, np.float32)  # the pointwise kernel packed once, for every band
@@ -142,19 +142,15 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
     fused = pcode if pcode <= LAST_REGISTER_CODE else LINEAR
     for b0 in range(r0, r1, band):
         b1 = min(r1, b0 + band)
-        depthwise_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, mid, oh, ow,
-                       b0, b0, b1)
+        bound.call(rows_at, "depthwise_rows", (xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode,
+                                               dalpha, mid, oh, ow, b0, b0, b1))
         out = yf[b0 * ow * cout:b1 * ow * cout]
         n_rows = (b1 - b0) * ow
         for p in range(panels):
-            panel_tiles(mid, c, taps, bases, packed, p * c * NR, pbias, fused, palpha, out, cout, ZERO, n_rows, p)
+            bound.call(tiles_at, "panel_tiles", (mid, c, taps, bases, packed, p * c * NR, pbias, fused, palpha, out,
+                                                 cout, ZERO, n_rows, p))
         if pcode > LAST_REGISTER_CODE:
             act_block(out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _separable_parallel(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pbias,
-                        pcode, palpha, yf, oh, ow, cout, band, rows, pieces):
-    for i in prange(pieces):
-        _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pbias,
-                        pcode, palpha, yf, oh, ow, cout, band, rows * i // pieces, rows * (i + 1) // pieces)
+_separable_parallel = drivers.driver(_separable_rows)

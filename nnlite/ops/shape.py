@@ -9,11 +9,11 @@ thread, with the activation applied in the same pass as the last sum.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
 from ..errors import ShapeError
-from . import activations, checks, parallel
+from . import activations, checks, drivers, parallel
 from .activations import act_row
+from .jit import kernel
 from .padding import four
 
 _F32 = np.dtype(np.float32)
@@ -56,7 +56,7 @@ def _broadcast(xs, op: str):
     return arrays, shape
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _add_into(y, a, b, code, alpha, start, stop):
     # y[i] = act(a[i] + b[i]) for i in [start, stop) (flat arrays; a may be y itself), 4096 values at a time:
     # the sum loop and the activation loop each vectorise, and the block is still in L1 for the second
@@ -69,11 +69,7 @@ def _add_into(y, a, b, code, alpha, start, stop):
         act_row(block, code, alpha)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _add_into_parallel(y, a, b, code, alpha, pieces):
-    n = y.shape[0]
-    for p in prange(pieces):
-        _add_into(y, a, b, code, alpha, n * p // pieces, n * (p + 1) // pieces)
+_add_into_parallel = drivers.driver(_add_into)
 
 
 def _same_shape_add(arrays, code: int, alpha: float) -> np.ndarray:
@@ -88,7 +84,8 @@ def _same_shape_add(arrays, code: int, alpha: float) -> np.ndarray:
         if pieces == 1:
             _add_into(flat, acc, a.reshape(-1), step_code, np.float32(alpha), 0, flat.shape[0])
         else:
-            parallel.launch(_add_into_parallel, flat, acc, a.reshape(-1), step_code, np.float32(alpha), pieces)
+            parallel.launch(_add_into_parallel, flat, acc, a.reshape(-1), step_code, np.float32(alpha), flat.shape[0],
+                            pieces)
         acc = flat
     return y
 

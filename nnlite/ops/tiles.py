@@ -15,9 +15,9 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit
 
 from .activations import LEAKY_RELU, RELU, RELU6, act
+from .jit import helper, kernel
 from .simd import vadd, vload, vload_n, vmul, vselect_ge, vselect_gt, vsplat, vstore, vstore_n, vzero
 
 # A literal 0 passed from one Numba kernel to another makes Numba compile a separate copy of the callee for the
@@ -27,7 +27,7 @@ MR = 8  # output rows per register tile (gemm_tile_8x32; gemm_tile_16x16 takes 2
 NR = 32  # output channels per packed panel (two 16-lane vectors)
 
 
-@njit(cache=True, nogil=True)
+@helper
 def pack_panel(b, k, n, col0, width, pk):
     """pk[kk*32 : kk*32+32] = b[kk, col0 : col0+width] for kk < k (b flat (k*n,)), zeros past width."""
     for kk in range(k):
@@ -43,14 +43,14 @@ def pack_panel(b, k, n, col0, width, pk):
             vstore(pk, dst + 16, vzero())
 
 
-@njit(cache=True, nogil=True)
+@helper
 def pack_all(b, k, n, packed):
     """Every panel of b flat (k*n,) into packed (panels*k*32,), panel p at p*k*32."""
     for p in range((n + NR - 1) // NR):
         pack_panel(b, k, n, p * NR, min(NR, n - p * NR), packed[p * k * NR:(p + 1) * k * NR])
 
 
-@njit(cache=True, nogil=True)
+@helper
 def finish(v, bias, code, alpha):
     """bias + activation on one vector of sums (relu, relu6, leaky relu; other codes are applied after the
     store by :func:`act_block`)."""
@@ -67,7 +67,7 @@ def finish(v, bias, code, alpha):
     return v
 
 
-@njit(cache=True, nogil=True)
+@helper
 def store_row(y, off, v0, v1, width):
     """y[off : off+width] = the first ``width`` lanes of v0 then v1 (width <= 32)."""
     if width >= NR:
@@ -80,7 +80,7 @@ def store_row(y, off, v0, v1, width):
         vstore_n(y, off, v0, width)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def act_block(y, n, r0, r1, c0, c1, code, alpha):
     """Activation ``code`` in place on rows [r0, r1) x columns [c0, c1) of y flat (rows*n,)."""
     for r in range(r0, r1):
@@ -88,20 +88,24 @@ def act_block(y, n, r0, r1, c0, c1, code, alpha):
             y[j] = act(y[j], code, alpha)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def pad_into(x, top, left, xp):
-    """xp (N, Hp, Wp, C) = x (N, H, W, C) placed at (top, left), zeros around."""
+    """xp (N, Hp, Wp, C) = x (N, H, W, C) placed at (top, left), zeros around. Element loops, not slice copies:
+    Numba compiles an array-to-slice assignment with a formatted error message, which costs seconds of the
+    first run's compile time."""
     n_, h, w, c = x.shape
+    hp = xp.shape[1]
     for n in range(n_):
-        for i in range(xp.shape[1]):
+        for i in range(hp):
             iy = i - top
-            dst = xp[n, i].reshape(-1)
             if iy < 0 or iy >= h:
-                dst[:] = 0.0
+                xp[n, i] = 0.0
                 continue
-            dst[:left * c] = 0.0
-            dst[left * c:(left + w) * c] = x[n, iy].reshape(-1)
-            dst[(left + w) * c:] = 0.0
+            xp[n, i, :left] = 0.0
+            for j in range(w):
+                for ch in range(c):
+                    xp[n, i, left + j, ch] = x[n, iy, j, ch]
+            xp[n, i, left + w:] = 0.0
 
 
 @functools.lru_cache(maxsize=64)
