@@ -1,8 +1,8 @@
 """Threads for nnlite's kernels: Numba ``prange`` drivers (the fast path) and a Python pool (BLAS chunks).
 
 Numba kernels run on Numba's own threads: each kernel works on a range of output rows (or channel panels),
-and a ``parallel=True`` driver splits the range with ``prange`` into :func:`parts` pieces, one per thread,
-launched by :func:`launch`. Numba's OpenMP layer starts a region in microseconds, so even a 14x14 layer
+and its driver (made by :mod:`nnlite.ops.drivers`: one ``prange`` loop shared by every kernel, which calls
+the kernel by address) splits the range into :func:`parts` pieces, one per thread, launched by :func:`launch`. Numba's OpenMP layer starts a region in microseconds, so even a 14x14 layer
 can gain from 2 threads, where the Python pool below lost (submitting, waking a thread and handing over
 the GIL cost more than the layer). Small jobs (:data:`MIN_WORK`) run serially without a launch.
 
