@@ -33,6 +33,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..errors import ModelError
+
 _RANGE = (types.int64, types.int64)  # the kernel's last two parameters: start, stop
 
 
@@ -149,7 +151,7 @@ def _native_address(dispatcher, argtypes) -> int:
     dispatcher.compile(argtypes)
     cres = dispatcher.overloads[argtypes]
     if dispatcher is not _fan_out and cres.signature.return_type != types.none:
-        raise TypeError(f"{dispatcher.py_func.__name__}: a driven kernel must return None")
+        raise ModelError(f"{dispatcher.py_func.__name__}: a driven kernel must return None")
     return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
 
 

@@ -2,9 +2,10 @@
 
 Numba kernels run on Numba's own threads: each kernel works on a range of output rows (or channel panels),
 and its driver (made by :mod:`nnlite.ops.drivers`: one ``prange`` loop shared by every kernel, which calls
-the kernel by address) splits the range into :func:`parts` pieces, one per thread, launched by :func:`launch`. Numba's OpenMP layer starts a region in microseconds, so even a 14x14 layer
-can gain from 2 threads, where the Python pool below lost (submitting, waking a thread and handing over
-the GIL cost more than the layer). Small jobs (:data:`MIN_WORK`) run serially without a launch.
+the kernel by address) splits the range into :func:`parts` pieces, one per thread, launched by
+:func:`launch`. Numba's OpenMP layer starts a region in microseconds, so even a 14x14 layer can gain from 2
+threads, where the Python pool below lost (submitting, waking a thread and handing over the GIL cost more
+than the layer). Small jobs (:data:`MIN_WORK`) run serially without a launch.
 
 A busy machine: every region ends at a barrier that all its threads must reach. When another process
 holds the core one of them needs (and libgomp's idle threads, which spin, have used up their share of
