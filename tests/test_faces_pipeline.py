@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from nnlite.cli import main
-from nnlite.errors import ImageError, ModelError, ShapeError
+from nnlite.errors import ConfigError, ImageError, ModelError, ShapeError
 from nnlite.vision import align
 from nnlite.vision.faces import Face, FaceMatcher, FacePipeline, face_distance
 
@@ -138,6 +138,18 @@ def test_face_matcher_mean_distance_threshold_and_top_k():
     with pytest.raises(ShapeError):
         FaceMatcher({})
 
+
+
+def test_face_matcher_cosine_metric_for_arcface_embeddings():
+    """ArcFace embeddings are compared by angle: distance 1 - cos, blind to length, with ArcFace's threshold."""
+    m = FaceMatcher({"a": [np.array([2.0, 0.0, 0.0])], "b": [np.array([0.0, 3.0, 0.0])]}, metric="cosine")
+    assert m.threshold == pytest.approx(1 - 0.35)
+    label, dist = m.match(np.array([10.0, 10.0 * np.tan(np.radians(30)), 0.0]))   # 30 degrees from "a"
+    assert label == "a" and dist == pytest.approx(1 - np.cos(np.radians(30)))
+    assert m.match(np.array([0.0, 0.0, 1.0])) == ("unknown", pytest.approx(1.0))  # orthogonal to both
+    assert FaceMatcher({"a": [np.ones(3)]}).threshold == 0.6
+    with pytest.raises(ConfigError, match="metric"):
+        FaceMatcher({"a": [np.ones(3)]}, metric="manhattan")
 
 # -- command line ------------------------------------------------------------------------------------------
 

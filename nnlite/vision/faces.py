@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ModelError, ShapeError
+from ..errors import ConfigError, ModelError, ShapeError
 from ..image import load_image
 from . import align as _align
+from .arcface import DEFAULT_COSINE_THRESHOLD
 
 EXPRESSIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
 DEFAULT_THRESHOLD = 0.6
@@ -214,16 +215,22 @@ def face_distance(a, b) -> float:
 class FaceMatcher:
     """Labelled reference descriptors; a query matches the label with the smallest *mean* distance to
     that label's descriptors (face-api.js's rule), or "unknown" when that distance is not below
-    ``threshold`` (default 0.6).
+    ``threshold``.
 
     ``labeled_descriptors``: ``{label: [descriptor, ...]}``, a list of ``(label, [descriptors])`` pairs,
     or a list of bare descriptors (labelled "person 1", "person 2", ... as face-api.js does).
+    ``metric``: "euclidean" (face-api.js's 128-d descriptors; default threshold 0.6) or "cosine" (ArcFace
+    embeddings: distance 1 - cosine similarity; default threshold 1 - ``arcface.DEFAULT_COSINE_THRESHOLD``).
     """
 
-    def __init__(self, labeled_descriptors, threshold: float = DEFAULT_THRESHOLD):
+    def __init__(self, labeled_descriptors, threshold: float | None = None, metric: str = "euclidean"):
+        if metric not in ("euclidean", "cosine"):
+            raise ConfigError(f"FaceMatcher: metric must be 'euclidean' or 'cosine', found {metric!r}")
+        if threshold is None:
+            threshold = DEFAULT_THRESHOLD if metric == "euclidean" else 1.0 - DEFAULT_COSINE_THRESHOLD
         if not isinstance(threshold, (int, float, np.number)) or not math.isfinite(threshold) or threshold <= 0:
             raise ShapeError(f"FaceMatcher: threshold must be a number > 0, found {threshold!r}")
-        self.threshold = float(threshold)
+        self.threshold, self.metric = float(threshold), metric
         self.labels: list[str] = []
         self.descriptors: list[np.ndarray] = []          # per label: (n, D) float32
         items = labeled_descriptors.items() if isinstance(labeled_descriptors, Mapping) else labeled_descriptors
@@ -241,7 +248,7 @@ class FaceMatcher:
             raise ShapeError("FaceMatcher: all descriptors must have the same length")
 
     def distances(self, descriptor) -> list[tuple[str, float]]:
-        """(label, mean Euclidean distance) for every label, in label order."""
+        """(label, mean distance by :attr:`metric`) for every label, in label order."""
         q = _descriptor_rows("query", descriptor)
         if q.shape[0] != 1:
             raise ShapeError(f"FaceMatcher: expected one query descriptor, found {q.shape[0]}")
@@ -249,6 +256,10 @@ class FaceMatcher:
         if q.size != self.descriptors[0].shape[1]:
             raise ShapeError(f"FaceMatcher: query has {q.size} values, references have "
                              f"{self.descriptors[0].shape[1]}")
+        if self.metric == "cosine":
+            unit = q / max(float(np.linalg.norm(q)), 1e-12)
+            return [(label, float((1.0 - (d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)) @ unit)
+                                  .mean())) for label, d in zip(self.labels, self.descriptors)]
         return [(label, float(np.linalg.norm(d - q, axis=1).mean())) for label, d in zip(self.labels,
                                                                                        self.descriptors)]
 
