@@ -17,8 +17,11 @@ offline) Keras's architectures with seeded random weights from tools/keras_refer
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -219,3 +222,13 @@ class GraphAdapter:
     def __call__(self, x):
         outs = self.engine(x)
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def run_child(module: str, *args: str, env: dict | None = None, timeout: float | None = None) -> dict:
+    """``python -m module *args`` in a fresh process (its own memory peak, its own Numba state), from the
+    repository root; returns the JSON object on the last line of its output. A failure raises with its stderr."""
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.common import run_child
 
 DIM, PER_PERSON, CHUNK, QUERIES = 128, 20, 1 << 18, 20
 
@@ -153,10 +154,8 @@ def main(argv=None) -> int:
         for kind in args.kinds:
             rows_path, truth_path = prepare(kind, n, args.dir)
             for mode in args.modes or ["ram" if n <= 2_000_000 else "file"]:
-                out = subprocess.run([sys.executable, "-m", "benchmarks.face_search", "--reps", str(args.reps),
-                                      "--child", str(rows_path), str(truth_path), str(n), mode],
-                                     capture_output=True, text=True, check=True)
-                r = json.loads(out.stdout.strip().splitlines()[-1])
+                r = run_child("benchmarks.face_search", "--reps", str(args.reps), "--child", str(rows_path),
+                              str(truth_path), str(n), mode)
                 print(f"| {kind} | {n:,} | {mode} | {r['build_s']:.1f} | {r['median_ms']:.2f} | {r['min_ms']:.2f} "
                       f"| {r['p90_ms']:.2f} | {r['exact']} | {r['candidates_known']} / {r['candidates_stranger']} "
                       f"| {r['vmhwm_mb']} ({r['baseline_mb']}) |", flush=True)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
+
+from benchmarks.common import run_child
 
 
 def _worker(engine: str, weights: str, size: int, rounds: int, image_spec: str) -> dict:
@@ -60,10 +61,8 @@ def main(argv=None) -> int:
     for size in sizes:
         res = {}
         for engine in ("nnlite", "tf"):
-            cmd = [sys.executable, "-m", "benchmarks.maskrcnn", args.weights, "--worker", engine,
-                   "--size", str(size), "--rounds", str(args.rounds), "--image", args.image]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            res[engine] = json.loads(done.stdout.strip().splitlines()[-1])
+            res[engine] = run_child("benchmarks.maskrcnn", args.weights, "--worker", engine, "--size", str(size),
+                                    "--rounds", str(args.rounds), "--image", args.image)
         n, t = res["nnlite"], res["tf"]
         split = ", ".join(str(v) for v in n["split_ms"].values())
         print(f"| {size} | {n['best_ms']:.0f} | {t['best_ms']:.0f} | {n['best_ms'] / t['best_ms']:.2f} | "

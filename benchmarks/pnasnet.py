@@ -16,13 +16,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.common import run_child
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache" / "bench" / "pnasnet"
@@ -139,11 +139,8 @@ def main(argv=None) -> None:
     for name in ("nnlite", "tf", "ort"):
         if name == "ort" and not (CACHE / "pnasnet5large.onnx").is_file():
             continue
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.pnasnet", "--engine", name, "--threads",
-                               str(args.threads), "--reps", str(args.reps)], cwd=REPO, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        results[name] = run_child("benchmarks.pnasnet", "--engine", name, "--threads", str(args.threads),
+                                  "--reps", str(args.reps))
     from nnlite.graph import relative_error
     ref = np.load(CACHE / "logits_nnlite_b8.npy")
     errors = {k: max(relative_error(a, b) for a, b in zip(ref, np.load(CACHE / f"logits_{k}_b8.npy")))
