@@ -99,6 +99,22 @@ def photos(name: str, n: int) -> list:
     return out
 
 
+
+GROUP_PHOTOS = ("bbt1", "bbt2", "bbt3", "bbt4", "bbt5")   # ../shared/data/faceapi/scenes: 3-6 faces each
+
+
+def group_photos() -> dict:
+    """The group scenes the face-pipeline benchmarks share, by name, as RGB arrays (those present)."""
+    import numpy as np
+    from PIL import Image
+    out = {}
+    for name in GROUP_PHOTOS:
+        path = SHARED / "data" / "faceapi" / "scenes" / f"{name}.jpg"
+        if path.is_file():
+            with Image.open(path) as im:
+                out[name] = np.asarray(im.convert("RGB"))
+    return out
+
 def input_batch(name: str, shape: tuple, n: int):
     """(n, H, W, 3) float32 from real photos resized to the net input, scaled to [-1, 1].
 

@@ -28,7 +28,6 @@ import numpy as np
 
 from benchmarks import common
 
-PHOTOS = ["scenes/bbt1.jpg", "scenes/bbt2.jpg", "scenes/bbt3.jpg", "scenes/bbt4.jpg", "scenes/bbt5.jpg"]
 TARGET = 0.5   # nnlite / face-api.js per photo
 
 
@@ -46,16 +45,6 @@ def node_package() -> Path:
             shutil.copy2(src / name, dest / name)
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=dest, check=True)
     return dest
-
-
-def load_photos() -> dict[str, np.ndarray]:
-    from PIL import Image
-    photos = {}
-    for rel in PHOTOS:
-        path = common.SHARED / "data" / "faceapi" / rel
-        with Image.open(path) as im:
-            photos[Path(rel).stem] = np.asarray(im.convert("RGB"))
-    return photos
 
 
 def run_faceapi(photos: dict[str, np.ndarray], reps: int) -> tuple[dict[str, float], dict[str, int]]:
@@ -104,7 +93,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         os.environ["NNLITE_NUM_THREADS"] = str(args.threads)
-    photos = load_photos()
+    photos = common.group_photos()
+    if not photos:
+        sys.exit(f"faceapi_pipeline: no group photos under {common.SHARED / 'data' / 'faceapi' / 'scenes'}")
     js_ms, js_faces = run_faceapi(photos, args.reps)
     nl_ms, nl_faces = run_nnlite(photos, args.reps)
     import nnlite.ops as ops

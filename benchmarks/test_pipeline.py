@@ -18,19 +18,12 @@ from benchmarks.test_latency import rounds_for
 
 NETS = {"detector": "ssd_mobilenetv1", "landmarks": "face_landmark_68", "recognition": "face_recognition",
         "age_gender": "age_gender", "expression": "face_expression"}
-PHOTOS = ["scenes/bbt1.jpg", "scenes/bbt2.jpg", "scenes/bbt3.jpg", "scenes/bbt4.jpg", "scenes/bbt5.jpg"]
 _reference: dict[int, list] = {}
 
 
 def _photos(n: int) -> list[np.ndarray]:
-    from PIL import Image
-    out = []
-    for rel in PHOTOS:
-        path = common.SHARED / "data" / "faceapi" / rel
-        if path.is_file():
-            with Image.open(path) as im:
-                out.append(np.asarray(im.convert("RGB")))
-    return [out[i % len(out)] for i in range(n)]
+    photos = list(common.group_photos().values())
+    return [photos[i % len(photos)] for i in range(n)]
 
 
 def _pipeline(engine: str, zoo):
