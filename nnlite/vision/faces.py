@@ -246,6 +246,9 @@ class FaceMatcher:
             raise ShapeError("FaceMatcher: expected at least one labelled descriptor, found none")
         if len({d.shape[1] for d in self.descriptors}) != 1:
             raise ShapeError("FaceMatcher: all descriptors must have the same length")
+        # cosine: the references' unit rows, once (float64, as the query)
+        self._unit = [d / np.maximum(np.linalg.norm(d.astype(np.float64), axis=1, keepdims=True), 1e-12)
+                      for d in self.descriptors] if metric == "cosine" else []
 
     def distances(self, descriptor) -> list[tuple[str, float]]:
         """(label, mean distance by :attr:`metric`) for every label, in label order."""
@@ -258,8 +261,7 @@ class FaceMatcher:
                              f"{self.descriptors[0].shape[1]}")
         if self.metric == "cosine":
             unit = q / max(float(np.linalg.norm(q)), 1e-12)
-            return [(label, float((1.0 - (d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)) @ unit)
-                                  .mean())) for label, d in zip(self.labels, self.descriptors)]
+            return [(label, float((1.0 - d @ unit).mean())) for label, d in zip(self.labels, self._unit)]
         return [(label, float(np.linalg.norm(d - q, axis=1).mean())) for label, d in zip(self.labels,
                                                                                        self.descriptors)]
 
