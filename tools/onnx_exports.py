@@ -31,8 +31,6 @@ def keras_export(arch: str, opset: int, out: Path, size: int | None = None) -> P
     """tf2onnx conversion of a seeded Keras application; input "input" (N, size, size, 3) NHWC."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import tensorflow as tf
-    import tf2onnx
 
     from tools.export_savedmodels import ARCHS, _build_keras, calibrate_batch_norm, random_weights
     size = size or ARCHS[arch][1]
@@ -41,11 +39,20 @@ def keras_export(arch: str, opset: int, out: Path, size: int | None = None) -> P
     model.set_weights(random_weights(model, SEED))
     x = np.random.default_rng(SEED).uniform(-1, 1, (4, size, size, 3)).astype(np.float32)
     calibrate_batch_norm(model, x, SEED)
-    spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="input"),)
+    return _tf2onnx(model, (size, size, 3), "probs", opset, out)
+
+
+def _tf2onnx(model, shape: tuple, output: str, opset: int, out: Path) -> Path:
+    """A Keras model as ONNX through tf2onnx: input "input" (N, *shape), output ``output``; written to a
+    temporary name first, so an interrupted export leaves no file behind."""
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec((None, *shape), tf.float32, name="input"),)
 
     @tf.function(input_signature=spec)
     def forward(t):
-        return {"probs": model(t, training=False)}
+        return {output: model(t, training=False)}
 
     tmp = out.with_name(out.name + ".tmp")
     tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset, output_path=str(tmp))
@@ -117,21 +124,10 @@ def efficientnet_lite0_torch():
 def bundled_export(name: str, opset: int, out: Path) -> Path:
     """tf2onnx conversion of a bundled model's Keras twin (real ImageNet weights); NHWC input "input"."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    import tf2onnx
-
     from tools.imagenet_tf import build
+
     model, _ = build(name)
-    spec = (tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32, name="input"),)
-
-    @tf.function(input_signature=spec)
-    def forward(t):
-        return {"output": model(t, training=False)}
-
-    tmp = out.with_name(out.name + ".tmp")
-    tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset, output_path=str(tmp))
-    tmp.replace(out)
-    return out
+    return _tf2onnx(model, tuple(model.inputs[0].shape[1:]), "output", opset, out)
 
 
 def torch_export(opset: int, out: Path, arch: str = "mobilenet_v2") -> Path:
