@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import pytest
 
+from nnlite.boxes import iou_matrix
 from nnlite.graph import relative_error
 from nnlite.models.maskrcnn import molding
 from nnlite.models.maskrcnn.model import load_model
@@ -117,13 +118,6 @@ def test_matches_matterport(reference, nets, shared_dir, size, index):
 
 
 
-def _box_iou(a, b) -> float:
-    """IoU of two (y1, x1, y2, x2) boxes."""
-    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 1.0
-
-
 @pytest.mark.slow
 def test_end_to_end_segments_match_matterport(reference, nets, shared_dir):
     """The whole ``Segmenter.segment`` (resize, mold, all four nets, unmold) on each photo, against matterport's
@@ -141,10 +135,11 @@ def test_end_to_end_segments_match_matterport(reference, nets, shared_dir):
             rois, classes, scores, masks = (reference[f"{key}/{n}"] for n in ("rois", "class_ids", "scores", "masks"))
             ours = Segmenter(nets.with_config(image_max_dim=size)).segment(read_image(spec))
             assert abs(len(ours) - len(rois)) <= max(2, len(rois) // 20), f"{key}: {len(ours)} vs {len(rois)}"
-            boxes = [(i.box[1], i.box[0], i.box[1] + i.box[3], i.box[0] + i.box[2]) for i in ours]
+            theirs = np.stack([rois[:, 1], rois[:, 0], rois[:, 3] - rois[:, 1], rois[:, 2] - rois[:, 0]], axis=1)
+            ious = iou_matrix(np.reshape([i.box for i in ours], (-1, 4)), theirs.reshape(-1, 4))  # (x, y, w, h)
             free, hits = set(range(len(ours))), 0
             for j in range(len(rois)):
-                candidates = [(_box_iou(boxes[k], rois[j]), k) for k in free if ours[k].class_id == classes[j]
+                candidates = [(ious[k, j], k) for k in free if ours[k].class_id == classes[j]
                               and abs(ours[k].score - scores[j]) <= 1e-3]
                 iou, k = max(candidates, default=(0.0, -1))
                 if iou >= 0.9:
