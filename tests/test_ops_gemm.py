@@ -58,6 +58,8 @@ CASES = [  # (n, h, w, cin, cout, k, stride, dilation, padding)
     (1, 4, 4, 300, 48, 3, 1, 1, "same"),  # long sums (K = 2700), few rows: split by channels
     (1, 3, 3, 64, 270, 1, 1, 1, "valid"),  # several panels and a 14-wide tail
     (3, 13, 2, 2, 70, (1, 3), (2, 1), 1, (1, 2, 0, 3)),
+    (1, 1, 1, 40, 70, 3, 1, 1, "same"),  # one output pixel: a matrix-vector product
+    (2, 1, 2, 9, 33, 1, 1, 1, "valid"),  # four output pixels over two images
 ]
 
 
@@ -133,6 +135,25 @@ def test_engines_agree_and_thread_splits_are_bit_identical(simd_engine):
         assert np.array_equal(one, two)
         with engines.use("blas"):
             assert rel(one, ops.conv2d(x, kernel, padding="same", activation="swish")) <= TOL
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 4, 300, 48), (1, 3, 3, 64, 270), (1, 2, 2, 24, 80), (1, 1, 1, 50, 96),
+                                   (1, 9, 9, 16, 64)])
+def test_kernel_read_in_place_packed_or_as_a_vector_product_gives_the_same_bits(simd_engine, monkeypatch, shape):
+    """Few rows read full kernel panels in place, a few pixels run as a matrix-vector product: both sum
+    in the same order as the packed tiles, so forcing the packed tiles must not change a bit."""
+    from nnlite.ops import gemv
+    n, h, w, cin, cout = shape
+    rng = np.random.default_rng(cout)
+    x, kernel, bias = rand(rng, n, h, w, cin), rand(rng, 3, 3, cin, cout), rand(rng, cout)
+    for act in ("relu6", "swish"):
+        fast = ops.conv2d(x, kernel, bias, padding="same", activation=act)
+        with monkeypatch.context() as m:
+            m.setattr(gemm, "DIRECT_MAX_TILES", 0)
+            m.setattr(gemv, "GEMV_MAX_ROWS", 0)
+            packed = ops.conv2d(x, kernel, bias, padding="same", activation=act)
+        assert np.array_equal(fast, packed)
+        assert rel(fast, reference.conv2d(x, kernel, bias, padding="same", activation=act)) <= TOL
 
 
 def test_engine_choice_from_the_environment(monkeypatch):

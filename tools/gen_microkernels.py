@@ -24,8 +24,8 @@ the epilogue (bias, activation, masked stores) in :mod:`nnlite.ops.tiles`.
 """
 
 from .jit import helper, inlined
-from .simd import vfma, vload, vload_n, vsplat, vstore_n, vzero
-from .tiles import NR, finish, store_row
+from .simd import vfma, vload, vload_n, vsplat_at, vstore_n, vzero
+from .tiles import finish, store_row
 '''
 
 
@@ -42,9 +42,9 @@ def gemm_tile(rows: int, vectors: int) -> str:
         "",
         "",
         "@helper",
-        f"def {name}(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, {bias_args}, code, alpha):",
-        f'    """Rows m0..m0+{rows - 1} (those < m_end stored) x {16 * vectors} channels of one panel packed at '
-        f'pk[kk:]."""',
+        f"def {name}(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, {bias_args}, code, alpha):",
+        f'    """Rows m0..m0+{rows - 1} (those < m_end stored) x {16 * vectors} channels; the panel\'s row i at '
+        f'pk[kk + i*ldk]."""',
         "    last = m_end - 1",
     ]
     out += [f"    q{r} = bases[min(m0 + {r}, last)]" for r in range(rows)]
@@ -54,9 +54,9 @@ def gemm_tile(rows: int, vectors: int) -> str:
     out += [f"        p{r} = q{r} + tap" for r in range(rows)]
     out += ["        for ch in range(c):"]
     out += [f"            w{v} = vload(pk, kk + {16 * v})" for v in range(vectors)]
-    out += ["            kk += NR"]
+    out += ["            kk += ldk"]
     for r in range(rows):
-        out += [f"            v = vsplat(x[p{r} + ch])"]
+        out += [f"            v = vsplat_at(x, p{r} + ch)"]
         out += [f"            {acc[r][v]} = vfma(v, w{v}, {acc[r][v]})" for v in range(vectors)]
     out += ["    off = m0 * ldy + col0"]
     for r in range(rows):

@@ -83,8 +83,8 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
             m = (e - a) * ow
             for p in range(panels):
                 rows = bases[pix:pix + m]
-                bound.call(tiles_at, "panel_tiles", (xf, run, taps, rows, packed, p * kk * NR, bias, fused, alpha, buf,
-                                                     cout, ZERO, m, p))
+                bound.call(tiles_at, "panel_tiles", (xf, run, taps, rows, packed, p * kk * NR, NR, bias, fused, alpha,
+                                                     buf, cout, ZERO, m, p))
             if code > LAST_REGISTER_CODE:
                 act_block(buf, cout, ZERO, m, ZERO, cout, code, alpha)
         for py in range(py0, py1):

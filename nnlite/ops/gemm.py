@@ -18,6 +18,10 @@ Blocking: output channels go in panels of 32 (two 16-lane vectors). Each panel's
 copied into a contiguous (K, 32) scratch (zero-filled past the last channel), then every tile of 8 output
 rows is one pass over K keeping its 8x32 sums in 16 vector registers: per step, 2 vector loads, 8
 broadcasts, 16 fused multiply-adds. Tiles past the last row recompute the last row and are not stored.
+Where a panel serves at most :data:`DIRECT_MAX_TILES` tiles (late layers at batch 1) the copy would be read
+as often as it is written, so the tiles read full panels of the kernel in place; a convolution with at most
+four output pixels runs as a matrix-vector product (:mod:`nnlite.ops.gemv`), which reads the kernel once.
+Both sum in the same order as the packed tiles (the same bits).
 Bias and relu/relu6/leaky_relu are applied to the registers before the store; sigmoid/swish afterwards.
 
 The sum over K runs in the same order (taps, then channels) whatever the thread split, so every thread
@@ -33,13 +37,15 @@ import numba
 import numpy as np
 from numba import types
 
-from . import bound, drivers, parallel
+from . import bound, drivers, gemv, parallel
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .microkernels import gemm_tile_8x32, gemm_tile_16x16
 from .simd import vload_n
 from .tiles import MR, NR, ZERO, act_block, pack_panel, pad_into, zeros
 from .workspace import scratch
+
+DIRECT_MAX_TILES = 2  # at most this many 8-row tiles per panel: the tiles read the kernel in place, unpacked
 
 
 @functools.lru_cache(maxsize=512)
@@ -60,30 +66,31 @@ def _offsets(n_img, hp, wp, c, kh, kw, sh, sw, dh, dw, oh, ow):
 
 
 @helper
-def panel_tiles(x, c, taps, bases, pk, kk, bias, code, alpha, y, n, r0, r1, p):
-    """Rows [r0, r1) of channel panel p, whose packed kernel (:func:`nnlite.ops.tiles.pack_panel`) starts at
-    pk[kk]; x the flattened (padded) input, taps/bases from :func:`layout`, y flat (rows*n,)."""
+def panel_tiles(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, r0, r1, p):
+    """Rows [r0, r1) of channel panel p, whose kernel row i is at pk[kk + i*ldk]: packed
+    (:func:`nnlite.ops.tiles.pack_panel`, ldk 32) or the layer's own (kh*kw*cin, cout) kernel (ldk cout, kk
+    the panel's first column). x the flattened (padded) input, taps/bases from :func:`layout`, y flat (rows*n,)."""
     col0 = p * NR
     width = min(NR, n - col0)
     bias0 = vload_n(bias, col0, min(16, width))
     if width > 16:
         bias1 = vload_n(bias, col0 + 16, width - 16)
         for m0 in range(r0, r1, MR):
-            gemm_tile_8x32(x, c, taps, bases, pk, kk, m0, r1, y, n, col0, width, bias0, bias1, code, alpha)
+            gemm_tile_8x32(x, c, taps, bases, pk, kk, ldk, m0, r1, y, n, col0, width, bias0, bias1, code, alpha)
     else:
         for m0 in range(r0, r1, 2 * MR):
-            gemm_tile_16x16(x, c, taps, bases, pk, kk, m0, r1, y, n, col0, width, bias0, code, alpha)
+            gemm_tile_16x16(x, c, taps, bases, pk, kk, ldk, m0, r1, y, n, col0, width, bias0, code, alpha)
 
 
 _F, _I = types.float32[::1], types.int64[::1]
-bound.declare("panel_tiles", panel_tiles, (_F, types.int64, _I, _I, _F, types.int64, _F, types.int64, types.float32,
-                                           _F, types.int64, types.int64, types.int64, types.int64))
+bound.declare("panel_tiles", panel_tiles, (_F, types.int64, _I, _I, _F, types.int64, types.int64, _F, types.int64,
+                                           types.float32, _F, types.int64, types.int64, types.int64, types.int64))
 
 
 @kernel
-def _units(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, tiles_at, u0, u1):
+def _units(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, direct, tiles_at, u0, u1):
     # units [u0, u1) of the output: 8-row tiles (by_rows) or 32-channel panels; then codes 4/5 on them.
-    # tiles_at: bound.address("panel_tiles")
+    # direct: full panels read the kernel b in place (see conv2d); tiles_at: bound.address("panel_tiles")
     pk = np.empty(taps.shape[0] * c * NR, np.float32)  # this piece's packed panel (L1/L2-sized)
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     panels = (n + NR - 1) // NR
@@ -92,9 +99,14 @@ def _units(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, tiles_a
     else:
         r0, r1, p0, p1 = 0, rows, u0, u1
     k = taps.shape[0] * c
-    for p in range(p0, p1):  # each panel is packed into pk just before its tiles run
-        pack_panel(b, k, n, p * NR, min(NR, n - p * NR), pk)
-        bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pk, ZERO, bias, fused, alpha, y, n, r0, r1, p))
+    for p in range(p0, p1):  # each panel is packed into pk just before its tiles run, or read in place
+        width = min(NR, n - p * NR)
+        if direct and (width == NR or width == 16):  # the tiles' loads stay inside each kernel row
+            bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, b, p * NR, n, bias, fused, alpha, y, n, r0, r1, p))
+        else:
+            pack_panel(b, k, n, p * NR, width, pk)
+            bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pk, ZERO, NR, bias, fused, alpha, y, n, r0, r1,
+                                                 p))
     if code > LAST_REGISTER_CODE:
         act_block(y, n, r0, r1, p0 * NR, min(n, p1 * NR), code, alpha)
 
@@ -142,13 +154,18 @@ def run(x, kernel, bias, code, alpha, lay: Layout):
     else:
         xp = x
     cout = lay.out_shape[3]
+    if lay.rows <= gemv.GEMV_MAX_ROWS:  # a few output pixels: a matrix-vector product reads the kernel once
+        patches = xp.reshape(-1)[(lay.bases[:, None, None] + lay.taps[None, :, None]
+                                  + np.arange(lay.run)[None, None, :]).reshape(lay.rows, -1)]
+        return gemv.dense_rows(patches, kernel.reshape(-1, cout), bias, code, alpha).reshape(lay.out_shape)
     b = zeros(cout) if bias is None else bias
     y = np.empty(lay.out_shape, np.float32)
     tiles, panels = -(-lay.rows // MR), -(-cout // NR)
     threads = numba.get_num_threads()
     by_rows = tiles >= 4 * threads or panels < threads  # few rows (late layers at batch 1): split channels
     units = tiles if by_rows else panels
+    direct = tiles <= DIRECT_MAX_TILES
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), b, code, np.float32(alpha),
-            y.reshape(-1), cout, lay.rows, by_rows, bound.address("panel_tiles"))
+            y.reshape(-1), cout, lay.rows, by_rows, direct, bound.address("panel_tiles"))
     parallel.split(_units, _units_parallel, args, units, lay.work)
     return y

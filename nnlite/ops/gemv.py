@@ -13,7 +13,7 @@ import numpy as np
 from . import drivers, parallel
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import kernel
-from .simd import vfma, vload_n, vsplat, vstore_n, vzero
+from .simd import vfma, vload_n, vsplat_at, vstore_n, vzero
 from .tiles import act_block, finish, zeros
 
 GEMV_MAX_ROWS = 4  # dense layers with at most this many rows run as matrix-vector products (_gemv_cols)
@@ -32,7 +32,7 @@ def _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, b0, b1):
             a0, a1, a2, a3 = vzero(), vzero(), vzero(), vzero()
             off = c0
             for kk in range(k):
-                v = vsplat(x[r * k + kk])
+                v = vsplat_at(x, r * k + kk)
                 a0 = vfma(v, vload_n(w, off, w0), a0)
                 a1 = vfma(v, vload_n(w, off + 16, w1), a1)
                 a2 = vfma(v, vload_n(w, off + 32, w2), a2)

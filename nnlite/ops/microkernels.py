@@ -8,13 +8,13 @@ the epilogue (bias, activation, masked stores) in :mod:`nnlite.ops.tiles`.
 """
 
 from .jit import helper, inlined
-from .simd import vfma, vload, vload_n, vsplat, vstore_n, vzero
-from .tiles import NR, finish, store_row
+from .simd import vfma, vload, vload_n, vsplat_at, vstore_n, vzero
+from .tiles import finish, store_row
 
 
 @helper
-def gemm_tile_8x32(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, bias0, bias1, code, alpha):
-    """Rows m0..m0+7 (those < m_end stored) x 32 channels of one panel packed at pk[kk:]."""
+def gemm_tile_8x32(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, bias1, code, alpha):
+    """Rows m0..m0+7 (those < m_end stored) x 32 channels; the panel's row i at pk[kk + i*ldk]."""
     last = m_end - 1
     q0 = bases[min(m0 + 0, last)]
     q1 = bases[min(m0 + 1, last)]
@@ -53,29 +53,29 @@ def gemm_tile_8x32(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, bi
         for ch in range(c):
             w0 = vload(pk, kk + 0)
             w1 = vload(pk, kk + 16)
-            kk += NR
-            v = vsplat(x[p0 + ch])
+            kk += ldk
+            v = vsplat_at(x, p0 + ch)
             a0_0 = vfma(v, w0, a0_0)
             a0_1 = vfma(v, w1, a0_1)
-            v = vsplat(x[p1 + ch])
+            v = vsplat_at(x, p1 + ch)
             a1_0 = vfma(v, w0, a1_0)
             a1_1 = vfma(v, w1, a1_1)
-            v = vsplat(x[p2 + ch])
+            v = vsplat_at(x, p2 + ch)
             a2_0 = vfma(v, w0, a2_0)
             a2_1 = vfma(v, w1, a2_1)
-            v = vsplat(x[p3 + ch])
+            v = vsplat_at(x, p3 + ch)
             a3_0 = vfma(v, w0, a3_0)
             a3_1 = vfma(v, w1, a3_1)
-            v = vsplat(x[p4 + ch])
+            v = vsplat_at(x, p4 + ch)
             a4_0 = vfma(v, w0, a4_0)
             a4_1 = vfma(v, w1, a4_1)
-            v = vsplat(x[p5 + ch])
+            v = vsplat_at(x, p5 + ch)
             a5_0 = vfma(v, w0, a5_0)
             a5_1 = vfma(v, w1, a5_1)
-            v = vsplat(x[p6 + ch])
+            v = vsplat_at(x, p6 + ch)
             a6_0 = vfma(v, w0, a6_0)
             a6_1 = vfma(v, w1, a6_1)
-            v = vsplat(x[p7 + ch])
+            v = vsplat_at(x, p7 + ch)
             a7_0 = vfma(v, w0, a7_0)
             a7_1 = vfma(v, w1, a7_1)
     off = m0 * ldy + col0
@@ -97,8 +97,8 @@ def gemm_tile_8x32(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, bi
 
 
 @helper
-def gemm_tile_16x16(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, bias0, code, alpha):
-    """Rows m0..m0+15 (those < m_end stored) x 16 channels of one panel packed at pk[kk:]."""
+def gemm_tile_16x16(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, code, alpha):
+    """Rows m0..m0+15 (those < m_end stored) x 16 channels; the panel's row i at pk[kk + i*ldk]."""
     last = m_end - 1
     q0 = bases[min(m0 + 0, last)]
     q1 = bases[min(m0 + 1, last)]
@@ -152,38 +152,38 @@ def gemm_tile_16x16(x, c, taps, bases, pk, kk, m0, m_end, y, ldy, col0, width, b
         p15 = q15 + tap
         for ch in range(c):
             w0 = vload(pk, kk + 0)
-            kk += NR
-            v = vsplat(x[p0 + ch])
+            kk += ldk
+            v = vsplat_at(x, p0 + ch)
             a0_0 = vfma(v, w0, a0_0)
-            v = vsplat(x[p1 + ch])
+            v = vsplat_at(x, p1 + ch)
             a1_0 = vfma(v, w0, a1_0)
-            v = vsplat(x[p2 + ch])
+            v = vsplat_at(x, p2 + ch)
             a2_0 = vfma(v, w0, a2_0)
-            v = vsplat(x[p3 + ch])
+            v = vsplat_at(x, p3 + ch)
             a3_0 = vfma(v, w0, a3_0)
-            v = vsplat(x[p4 + ch])
+            v = vsplat_at(x, p4 + ch)
             a4_0 = vfma(v, w0, a4_0)
-            v = vsplat(x[p5 + ch])
+            v = vsplat_at(x, p5 + ch)
             a5_0 = vfma(v, w0, a5_0)
-            v = vsplat(x[p6 + ch])
+            v = vsplat_at(x, p6 + ch)
             a6_0 = vfma(v, w0, a6_0)
-            v = vsplat(x[p7 + ch])
+            v = vsplat_at(x, p7 + ch)
             a7_0 = vfma(v, w0, a7_0)
-            v = vsplat(x[p8 + ch])
+            v = vsplat_at(x, p8 + ch)
             a8_0 = vfma(v, w0, a8_0)
-            v = vsplat(x[p9 + ch])
+            v = vsplat_at(x, p9 + ch)
             a9_0 = vfma(v, w0, a9_0)
-            v = vsplat(x[p10 + ch])
+            v = vsplat_at(x, p10 + ch)
             a10_0 = vfma(v, w0, a10_0)
-            v = vsplat(x[p11 + ch])
+            v = vsplat_at(x, p11 + ch)
             a11_0 = vfma(v, w0, a11_0)
-            v = vsplat(x[p12 + ch])
+            v = vsplat_at(x, p12 + ch)
             a12_0 = vfma(v, w0, a12_0)
-            v = vsplat(x[p13 + ch])
+            v = vsplat_at(x, p13 + ch)
             a13_0 = vfma(v, w0, a13_0)
-            v = vsplat(x[p14 + ch])
+            v = vsplat_at(x, p14 + ch)
             a14_0 = vfma(v, w0, a14_0)
-            v = vsplat(x[p15 + ch])
+            v = vsplat_at(x, p15 + ch)
             a15_0 = vfma(v, w0, a15_0)
     off = m0 * ldy + col0
     vstore_n(y, off, finish(a0_0, bias0, code, alpha), width)

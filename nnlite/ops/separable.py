@@ -147,7 +147,7 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
         out = yf[b0 * ow * cout:b1 * ow * cout]
         n_rows = (b1 - b0) * ow
         for p in range(panels):
-            bound.call(tiles_at, "panel_tiles", (mid, c, taps, bases, packed, p * c * NR, pbias, fused, palpha, out,
+            bound.call(tiles_at, "panel_tiles", (mid, c, taps, bases, packed, p * c * NR, NR, pbias, fused, palpha, out,
                                                  cout, ZERO, n_rows, p))
         if pcode > LAST_REGISTER_CODE:
             act_block(out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha)
