@@ -220,7 +220,10 @@ class OvEngine:
                                                               "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
                                                               "INFERENCE_PRECISION_HINT": "f32"})
         self.request = self.compiled.create_infer_request()
-        self.outputs = sorted(self.compiled.outputs, key=lambda o: o.get_any_name())
+        # ORT's order: the ONNX output names, sorted (get_any_name may give another of a tensor's names)
+        import onnx
+        names = sorted(o.name for o in onnx.load(str(path), load_external_data=False).graph.output)
+        self.outputs = [self.compiled.output(name) for name in names]
 
     def __call__(self, x):
         import numpy as np
