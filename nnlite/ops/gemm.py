@@ -37,7 +37,7 @@ import numba
 import numpy as np
 from numba import types
 
-from . import bound, drivers, gemv, parallel
+from . import bound, drivers, gemv, machine, parallel
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .microkernels import gemm_tile_8x32, gemm_tile_16x16
@@ -144,6 +144,13 @@ def conv2d(x, kernel, bias, code, alpha, stride, dilation, pads, out_hw):
     return run(x, kernel, bias, code, alpha, layout(x.shape, kernel.shape, stride, dilation, tuple(pads), out_hw))
 
 
+def _panel_split(lay: Layout, panels: int, threads: int) -> bool:
+    """Split a layer with enough rows by channel panels anyway: when there are panels enough to balance
+    the threads and the input stays in L2 for each panel's pass (split by rows, every thread would pack
+    the whole kernel)."""
+    return panels >= 4 * threads and lay.rows * lay.run * lay.taps.shape[0] * 4 <= machine.blocking().panel_split_input
+
+
 def run(x, kernel, bias, code, alpha, lay: Layout):
     """:func:`conv2d` with its :class:`Layout` already known: x, kernel, bias as there, and C-contiguous."""
     top, bottom, left, right = lay.pads
@@ -162,7 +169,7 @@ def run(x, kernel, bias, code, alpha, lay: Layout):
     y = np.empty(lay.out_shape, np.float32)
     tiles, panels = -(-lay.rows // MR), -(-cout // NR)
     threads = numba.get_num_threads()
-    by_rows = tiles >= 4 * threads or panels < threads  # few rows (late layers at batch 1): split channels
+    by_rows = panels < threads or (tiles >= 4 * threads and not _panel_split(lay, panels, threads))
     units = tiles if by_rows else panels
     direct = tiles <= DIRECT_MAX_TILES
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), b, code, np.float32(alpha),

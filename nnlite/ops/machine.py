@@ -32,6 +32,7 @@ class Blocking(NamedTuple):
     separable_band: int     # depthwise rows computed before the 1x1 conv reads them (nnlite.ops.separable)
     fuse_max_weights: int   # largest 1x1 kernel worth fusing after a depthwise (re-read once per band)
     im2col_chunk: int       # im2col columns per chunk of the "blas" engine (nnlite.ops.conv)
+    panel_split_input: int  # largest conv input (bytes) each thread re-reads per channel panel (nnlite.ops.gemm)
 
 
 def _size(text: str) -> int:
@@ -65,10 +66,11 @@ def caches(root: str = "/sys/devices/system/cpu/cpu0/cache") -> Caches:
 def blocking() -> Blocking:
     """Blocking sizes from :func:`caches`: a quarter of L2 for a conv band (the rest holds the packed
     kernel panel and the input rows), 3/16 for a depthwise band (its 1x1 kernel also streams through L2),
-    an eighth for the 1x1 kernels worth fusing, and an eighth of L3 (at least 1 MiB) for im2col chunks."""
+    an eighth for the 1x1 kernels worth fusing, an eighth of L3 (at least 1 MiB) for im2col chunks, and a
+    quarter of L2 for a conv input that threads splitting the output channels each read once per panel."""
     c = caches()
     return Blocking(convpool_band=c.l2 // 4, separable_band=c.l2 * 3 // 16, fuse_max_weights=c.l2 // 8,
-                    im2col_chunk=max(1 << 20, c.l3 // 8))
+                    im2col_chunk=max(1 << 20, c.l3 // 8), panel_split_input=c.l2 // 4)
 
 
 def llvm_cpu_name() -> str:
