@@ -137,6 +137,22 @@ def test_engines_agree_and_thread_splits_are_bit_identical(simd_engine):
             assert rel(one, ops.conv2d(x, kernel, padding="same", activation="swish")) <= TOL
 
 
+@pytest.mark.parametrize("kernel_hw", [(3, 3), (1, 3), (5, 3), (3, 5)])
+def test_depthwise_tile_paths_give_each_pixel_the_same_bits(simd_engine, kernel_hw):
+    """A pixel's sum is the same wherever the row's tiling puts it: in a whole tile (3-wide rows at stride 1
+    load each input once), a partial tile or the one-pixel path. Cropping the input's left columns moves
+    every output pixel to another place in the tiling, and with "valid" padding must not change a bit."""
+    rng = np.random.default_rng(sum(kernel_hw))
+    x = rand(rng, 2, 6, 37, 40)
+    kernel, bias = rand(rng, *kernel_hw, 40, 1), rand(rng, 40)
+    whole = ops.depthwise_conv2d(x, kernel, bias, padding="valid", activation="relu6")
+    assert rel(whole, reference.depthwise_conv2d(x, kernel, bias, padding="valid", activation="relu6")) <= TOL
+    for crop in range(1, 17):
+        part = ops.depthwise_conv2d(np.ascontiguousarray(x[:, :, crop:]), kernel, bias, padding="valid",
+                                    activation="relu6")
+        assert np.array_equal(part, whole[:, :, crop:]), crop
+
+
 @pytest.mark.parametrize("shape", [(1, 4, 4, 300, 48), (1, 3, 3, 64, 270), (1, 2, 2, 24, 80), (1, 1, 1, 50, 96),
                                    (1, 9, 9, 16, 64)])
 def test_kernel_read_in_place_packed_or_as_a_vector_product_gives_the_same_bits(simd_engine, monkeypatch, shape):

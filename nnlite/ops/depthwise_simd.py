@@ -17,7 +17,7 @@ from numba import types
 from . import bound, drivers
 from .activations import LAST_REGISTER_CODE, LINEAR, act_row
 from .jit import helper, kernel
-from .microkernels import dwconv_tile_8x16
+from .microkernels import dwconv_row3_tile_8x16, dwconv_tile_8x16
 from .simd import vfma, vload_n, vstore_n, vzero
 from .tiles import ZERO, finish
 
@@ -91,10 +91,15 @@ def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, 
                         bv = vload_n(bias, c0 + 16 * v, width)
                         vstore_n(yf, out + 16 * v, finish(acc, bv, fused, alpha), width)
         last = tiled_hi - 1
+        row3 = kw == 3 and sw == 1 and dw == 1  # whole tiles load each input vector once (same bits)
         for ox0 in range(lo, tiled_hi, 8):
             for c0 in range(0, c, 16):
-                dwconv_tile_8x16(xf, k, bias, tap_x, tap_k, taps, yf, out_row + ox0 * c + c0, c, c0, min(16, c - c0),
-                                 ox0, last, sw, tiled_hi, fused, alpha)
+                if row3 and ox0 + 8 <= tiled_hi:
+                    dwconv_row3_tile_8x16(xf, k, bias, tap_x, tap_k, taps, yf, out_row + ox0 * c + c0, c, c0,
+                                          min(16, c - c0), ox0, fused, alpha)
+                else:
+                    dwconv_tile_8x16(xf, k, bias, tap_x, tap_k, taps, yf, out_row + ox0 * c + c0, c, c0,
+                                     min(16, c - c0), ox0, last, sw, tiled_hi, fused, alpha)
         if code > LAST_REGISTER_CODE:
             act_row(yf[out_row:out_row + ow * c], code, alpha)
 
