@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import bound, checks, conv, drivers, engine, machine, parallel
+from . import bound, checks, conv, drivers, engine, machine, parallel, prepack
 from .activations import LAST_REGISTER_CODE, LINEAR, code_of
 from .gemm import layout
 from .jit import kernel
@@ -54,8 +54,9 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     rows = n * poh
     band = max(1, machine.blocking().convpool_band // (4 * ow * cout * psh))  # pooled rows per band: in L2
     bias = np.zeros(cout, np.float32) if bias is None else bias
-    args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), bias, code, np.float32(alpha), cout,
-            oh, ow, ph, pw, psh, psw, pt, pl, poh, pow_, y.reshape(-1), band, bound.address("panel_tiles"))
+    args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, prepack.as_writable(kernel).reshape(-1), bias, code,
+            np.float32(alpha), cout, oh, ow, ph, pw, psh, psw, pt, pl, poh, pow_, y.reshape(-1), band,
+            bound.address("panel_tiles"))
     parallel.split(_conv_pool_rows, _conv_pool_parallel, args, rows, lay.work)
     return y
 

@@ -37,7 +37,7 @@ import numba
 import numpy as np
 from numba import types
 
-from . import bound, drivers, gemv, machine, parallel
+from . import bound, drivers, gemv, machine, parallel, prepack
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .microkernels import gemm_tile_8x32, gemm_tile_16x16
@@ -45,6 +45,7 @@ from .simd import vload_n
 from .tiles import MR, NR, ZERO, act_block, pack_panel, pad_into, zeros
 from .workspace import scratch
 
+_NONE = np.empty(0, np.float32)  # no prepacked kernel
 DIRECT_MAX_TILES = 2  # at most this many 8-row tiles per panel: the tiles read the kernel in place, unpacked
 
 
@@ -88,10 +89,11 @@ bound.declare("panel_tiles", panel_tiles, (_F, types.int64, _I, _I, _F, types.in
 
 
 @kernel
-def _units(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, direct, tiles_at, u0, u1):
+def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, direct, tiles_at, u0, u1):
     # units [u0, u1) of the output: 8-row tiles (by_rows) or 32-channel panels; then codes 4/5 on them.
-    # direct: full panels read the kernel b in place (see conv2d); tiles_at: bound.address("panel_tiles")
-    pk = np.empty(taps.shape[0] * c * NR, np.float32)  # this piece's packed panel (L1/L2-sized)
+    # pre: b's panels packed once (nnlite.ops.prepack), or empty; direct: full panels read the kernel b in
+    # place (see the module docstring); tiles_at: bound.address("panel_tiles")
+    pk = np.empty(0 if pre.shape[0] else taps.shape[0] * c * NR, np.float32)  # this piece's packed panel
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     panels = (n + NR - 1) // NR
     if by_rows:
@@ -101,7 +103,10 @@ def _units(x, c, taps, bases, b, bias, code, alpha, y, n, rows, by_rows, direct,
     k = taps.shape[0] * c
     for p in range(p0, p1):  # each panel is packed into pk just before its tiles run, or read in place
         width = min(NR, n - p * NR)
-        if direct and (width == NR or width == 16):  # the tiles' loads stay inside each kernel row
+        if pre.shape[0]:
+            bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pre, p * k * NR, NR, bias, fused, alpha, y, n, r0,
+                                                 r1, p))
+        elif direct and (width == NR or width == 16):  # the tiles' loads stay inside each kernel row
             bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, b, p * NR, n, bias, fused, alpha, y, n, r0, r1, p))
         else:
             pack_panel(b, k, n, p * NR, width, pk)
@@ -164,7 +169,8 @@ def run(x, kernel, bias, code, alpha, lay: Layout):
     if lay.rows <= gemv.GEMV_MAX_ROWS:  # a few output pixels: a matrix-vector product reads the kernel once
         patches = xp.reshape(-1)[(lay.bases[:, None, None] + lay.taps[None, :, None]
                                   + np.arange(lay.run)[None, None, :]).reshape(lay.rows, -1)]
-        return gemv.dense_rows(patches, kernel.reshape(-1, cout), bias, code, alpha).reshape(lay.out_shape)
+        return gemv.dense_rows(patches, prepack.as_writable(kernel).reshape(-1, cout), bias, code,
+                               alpha).reshape(lay.out_shape)
     b = zeros(cout) if bias is None else bias
     y = np.empty(lay.out_shape, np.float32)
     tiles, panels = -(-lay.rows // MR), -(-cout // NR)
@@ -172,7 +178,9 @@ def run(x, kernel, bias, code, alpha, lay: Layout):
     by_rows = panels < threads or (tiles >= 4 * threads and not _panel_split(lay, panels, threads))
     units = tiles if by_rows else panels
     direct = tiles <= DIRECT_MAX_TILES
-    args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), b, code, np.float32(alpha),
-            y.reshape(-1), cout, lay.rows, by_rows, direct, bound.address("panel_tiles"))
+    pre = prepack.panels(kernel) if cout >= lay.rows else None  # more kernel than input: pack it once
+    args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, prepack.as_writable(kernel).reshape(-1),
+            _NONE if pre is None else pre, b, code, np.float32(alpha), y.reshape(-1), cout, lay.rows, by_rows, direct,
+            bound.address("panel_tiles"))
     parallel.split(_units, _units_parallel, args, units, lay.work)
     return y

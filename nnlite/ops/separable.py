@@ -14,13 +14,15 @@ import functools
 import numpy as np
 
 from ..errors import ShapeError
-from . import bound, checks, drivers, engine, machine, parallel
+from . import bound, checks, drivers, engine, machine, parallel, prepack
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR, code_of
 from .conv import _plain, conv2d
 from .depthwise import depthwise_conv2d
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
 from .tiles import NR, ZERO, act_block, pack_all, zeros
+
+_NONE = np.empty(0, np.float32)  # no prepacked pointwise kernel
 
 
 def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid", dilation=1,
@@ -119,24 +121,29 @@ def _fast_pair_geometry(x, dk, db, pk, pb, stride, padding, dilation, dact, act)
 def _run_pair(x, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo):
     h, w, cin, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cout, rows, band, work = geo
     y = np.empty((x.shape[0], oh, ow, cout), np.float32)
+    pre = prepack.panels(pk) if cout >= x.shape[0] * oh * ow else None  # more kernel than pixels: packed once
     args = (x.reshape(-1), h, w, cin, dk.reshape(-1), zeros(cin) if db is None else db, kh, kw, sh, sw, dh, dw,
-            t, l, dcode, np.float32(dalpha), pk.reshape(-1), zeros(cout) if pb is None else pb, pcode,
-            np.float32(alpha), y.reshape(-1), oh, ow, cout, band, bound.address("depthwise_rows"),
-            bound.address("panel_tiles"))
+            t, l, dcode, np.float32(dalpha), prepack.as_writable(pk).reshape(-1), _NONE if pre is None else pre,
+            zeros(cout) if pb is None else pb, pcode, np.float32(alpha), y.reshape(-1), oh, ow, cout, band,
+            bound.address("depthwise_rows"), bound.address("panel_tiles"))
     parallel.split(_separable_rows, _separable_parallel, args, rows, work)
     return y
 
 
 @kernel
-def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pbias, pcode,
-                    palpha, yf, oh, ow, cout, band, rows_at, tiles_at, r0, r1):
+def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pre, pbias,
+                    pcode, palpha, yf, oh, ow, cout, band, rows_at, tiles_at, r0, r1):
     # Output rows [r0, r1) of depthwise_pointwise, ``band`` rows at a time: the depthwise rows go to ``mid``
-    # (band*ow, c), then nnlite.ops.gemm's tiles multiply them by the pointwise kernel pk (c*cout,).
+    # (band*ow, c), then nnlite.ops.gemm's tiles multiply them by the pointwise kernel pk (c*cout,), packed
+    # here or already (pre, from nnlite.ops.prepack; else empty).
     # rows_at, tiles_at: the bound.address of depthwise_rows and panel_tiles
     mid = np.empty(band * ow * c, np.float32)
     panels = (cout + NR - 1) // NR
-    packed = np.empty(panels * c * NR, np.float32)  # the pointwise kernel packed once, for every band
-    pack_all(pk, c, cout, packed)
+    if pre.shape[0]:
+        packed = pre
+    else:
+        packed = np.empty(panels * c * NR, np.float32)  # the pointwise kernel packed once, for every band
+        pack_all(pk, c, cout, packed)
     bases = np.arange(band * ow) * c  # (band*ow,) int64: each depthwise output pixel's offset in mid
     taps = np.zeros(1, np.int64)  # a 1x1 conv: one tap
     fused = pcode if pcode <= LAST_REGISTER_CODE else LINEAR

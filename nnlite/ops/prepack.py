@@ -1,0 +1,101 @@
+"""Convolution kernels packed once into the GEMM's 32-channel panels, for the layers that read more weight
+than input.
+
+The GEMM (:mod:`nnlite.ops.gemm`) and the fused depthwise -> 1x1 kernel (:mod:`nnlite.ops.separable`)
+multiply by a kernel copied panel by panel into contiguous scratch. Copying a panel reads 128 bytes of
+each kernel row, a strided walk that memory serves at a fraction of its streaming rate, so where a
+layer's kernel is bigger than its input (the late layers of a network at batch 1: few pixels, many
+channels) the copy costs as much as the arithmetic. Here each such kernel is packed once and kept while
+the kernel array lives; the tiles then read it front to back.
+
+Only a kernel that cannot change is packed: the array and every array it views are read-only (a model
+makes its convolution kernels read-only when it plans its first run, see :meth:`nnlite.graph.Model.forward`;
+assign a new array to change one). A writable kernel is packed on every call, as before. The packed
+copy is the kernel's own values in another order, so results are bit-identical either way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import weakref
+
+import numpy as np
+
+from .jit import kernel
+from .tiles import NR, pack_all
+
+_cache: dict[int, list] = {}  # id(kernel) -> see _entry
+_lock = threading.Lock()
+
+
+@kernel
+def _pack(b, k, n, packed):
+    pack_all(b, k, n, packed)
+
+
+def frozen(array: np.ndarray) -> bool:
+    """True when neither ``array`` nor any array it views can be written (through numpy)."""
+    while isinstance(array, np.ndarray):
+        if array.flags.writeable:
+            return False
+        array = array.base
+    if array is None or isinstance(array, bytes):
+        return True
+    try:
+        return memoryview(array).readonly
+    except TypeError:
+        return False
+
+
+def freeze(array: np.ndarray) -> None:
+    """Make ``array`` and the arrays it views read-only. A view of another object's writable buffer stays
+    writable through that object, so :func:`frozen` still says no and such a kernel is packed per call."""
+    while isinstance(array, np.ndarray):
+        array.flags.writeable = False
+        array = array.base
+
+
+def as_writable(array: np.ndarray) -> np.ndarray:
+    """``array`` itself, or for a read-only one a writable-typed view of the same memory (cached while it
+    lives) that the kernels, which never write to a kernel, can be compiled for once: Numba types a
+    read-only array as another type, which would compile every kernel that reads one a second time."""
+    if array.flags.writeable:
+        return array
+    return _entry(array)[1]
+
+
+def _entry(array: np.ndarray) -> list:
+    """The cache entry of ``array``: [weak reference, writable view, packed panels or None]."""
+    key = id(array)
+    hit = _cache.get(key)
+    if hit is not None and hit[0]() is array:
+        return hit
+    memory = (ctypes.c_char * array.nbytes).from_address(array.ctypes.data) if array.nbytes else bytearray()
+    view = np.frombuffer(memory, array.dtype).reshape(array.shape)
+
+    def forget(ref, key=key):
+        with _lock:
+            if _cache.get(key, (None,))[0] is ref:
+                del _cache[key]
+
+    entry = [weakref.ref(array, forget), view, None]
+    with _lock:
+        _cache[key] = entry
+    return entry
+
+
+def panels(kernel_array: np.ndarray) -> np.ndarray | None:
+    """``kernel_array`` (..., cin, cout) float32, C-contiguous, as (kh*kw*cin, cout) packed into 32-column
+    panels (:func:`nnlite.ops.tiles.pack_all`'s layout), made once and kept while it lives; None when it
+    is writable."""
+    if not frozen(kernel_array):
+        return None
+    entry = _entry(kernel_array)
+    if entry[2] is None:
+        n = kernel_array.shape[-1]
+        k = kernel_array.size // n
+        packed = np.empty(-(-n // NR) * k * NR, np.float32)
+        _pack(entry[1].reshape(-1), k, n, packed)
+        entry[2] = packed
+    return entry[2]
