@@ -256,11 +256,7 @@ class Model:
     def _execution_plan(self) -> tuple[list[Step], dict[str, int]]:
         if self._plan is None:
             from .ops import prepack
-            for layer in self.layers:  # kernels the GEMM may pack once: read-only from now on (see ops/prepack.py)
-                if layer.kernel and layer.op in ("conv2d", "separable_conv2d"):
-                    for key in ("kernel", "pointwise_kernel"):
-                        if isinstance(layer.weights.get(key), np.ndarray):
-                            prepack.freeze(layer.weights[key])
+            prepack.freeze_kernels(self.layers)  # the GEMM may pack them once: read-only from now on
             steps = plan_steps(self.layers, self.outputs)
             readers: dict[str, int] = {}
             for step in steps:
@@ -298,10 +294,8 @@ class Model:
         return values
 
     def forward(self, *args: np.ndarray, **kwargs: np.ndarray):
-        """Run the model; returns the output array, or a tuple when the model has several outputs.
-
-        From the first run on, the convolution kernels are read-only (the large ones are packed once for
-        the GEMM, see nnlite/ops/prepack.py): to change one, assign a new array to ``layer.weights``."""
+        """Run the model; returns the output array, or a tuple when the model has several outputs. From
+        the first run on, conv kernels are read-only (nnlite/ops/prepack.py): assign new arrays to change them."""
         feed = self._feed(args, kwargs)
         if self.optimize:
             values = self._run_steps(*self._execution_plan(), feed, keep_all=False)

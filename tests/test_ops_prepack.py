@@ -103,3 +103,20 @@ def test_a_model_freezes_its_convolution_kernels_on_its_first_run():
     model["conv"].weights["kernel"] = changed  # a new array is packed anew
     assert not np.array_equal(model(x), first)
     assert np.array_equal(model(x), ops.conv2d(x, changed.copy(), padding="same"))
+
+
+def test_prepacking_can_be_turned_off(monkeypatch):
+    from nnlite.errors import ConfigError
+    fixed = frozen_copy(np.ones((1, 1, 4, 40), np.float32))
+    try:
+        monkeypatch.setenv("NNLITE_PREPACK", "0")
+        prepack.enabled.cache_clear()
+        assert prepack.panels(fixed) is None
+        monkeypatch.setenv("NNLITE_PREPACK", "yes")
+        prepack.enabled.cache_clear()
+        with pytest.raises(ConfigError, match="NNLITE_PREPACK"):
+            prepack.panels(fixed)
+    finally:
+        monkeypatch.delenv("NNLITE_PREPACK")
+        prepack.enabled.cache_clear()
+    assert prepack.panels(fixed) is not None

@@ -11,17 +11,21 @@ the kernel array lives; the tiles then read it front to back.
 Only a kernel that cannot change is packed: the array and every array it views are read-only (a model
 makes its convolution kernels read-only when it plans its first run, see :meth:`nnlite.graph.Model.forward`;
 assign a new array to change one). A writable kernel is packed on every call, as before. The packed
-copy is the kernel's own values in another order, so results are bit-identical either way.
+copy is the kernel's own values in another order, so results are bit-identical either way. It costs
+memory: about the size of those kernels (most of a classifier's weights). ``NNLITE_PREPACK=0`` turns it off.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
+import os
 import threading
 import weakref
 
 import numpy as np
 
+from ..errors import ConfigError
 from .jit import kernel
 from .tiles import NR, pack_all
 
@@ -56,6 +60,16 @@ def freeze(array: np.ndarray) -> None:
         array = array.base
 
 
+def freeze_kernels(layers) -> None:
+    """Make the conv kernels of a model's layers (:class:`nnlite.graph.Layer`) read-only, so they may be
+    packed once."""
+    for layer in layers:
+        if layer.kernel and layer.op in ("conv2d", "separable_conv2d"):
+            for key in ("kernel", "pointwise_kernel"):
+                if isinstance(layer.weights.get(key), np.ndarray):
+                    freeze(layer.weights[key])
+
+
 def as_writable(array: np.ndarray) -> np.ndarray:
     """``array`` itself, or for a read-only one a writable-typed view of the same memory (cached while it
     lives) that the kernels, which never write to a kernel, can be compiled for once: Numba types a
@@ -85,11 +99,20 @@ def _entry(array: np.ndarray) -> list:
     return entry
 
 
+@functools.cache
+def enabled() -> bool:
+    """``NNLITE_PREPACK``: "1" (default when unset or empty) or "0" (pack on every call, no extra memory)."""
+    raw = os.environ.get("NNLITE_PREPACK", "").strip()
+    if raw not in ("", "0", "1"):
+        raise ConfigError(f"NNLITE_PREPACK: expected 0 or 1, found {raw!r}")
+    return raw != "0"
+
+
 def panels(kernel_array: np.ndarray) -> np.ndarray | None:
     """``kernel_array`` (..., cin, cout) float32, C-contiguous, as (kh*kw*cin, cout) packed into 32-column
     panels (:func:`nnlite.ops.tiles.pack_all`'s layout), made once and kept while it lives; None when it
-    is writable."""
-    if not frozen(kernel_array):
+    is writable (or packing once is turned off)."""
+    if not (enabled() and frozen(kernel_array)):
         return None
     entry = _entry(kernel_array)
     if entry[2] is None:
