@@ -295,7 +295,7 @@ class Model:
 
     def forward(self, *args: np.ndarray, **kwargs: np.ndarray):
         """Run the model; returns the output array, or a tuple when the model has several outputs. From
-        the first run on, conv kernels are read-only (nnlite/ops/prepack.py): assign new arrays to change them."""
+        the first run on, conv and dense kernels are read-only (ops/prepack.py): assign new arrays to change them."""
         feed = self._feed(args, kwargs)
         if self.optimize:
             values = self._run_steps(*self._execution_plan(), feed, keep_all=False)

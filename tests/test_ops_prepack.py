@@ -59,6 +59,20 @@ def test_fused_depthwise_pointwise_with_a_packed_pointwise_kernel_gives_the_same
     assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("rows, n_in, n_out", [(1, 96, 1000), (3, 40, 64), (2, 17, 5)])
+def test_a_read_only_dense_kernel_is_blocked_once_and_gives_the_same_bits(rows, n_in, n_out):
+    rng = np.random.default_rng(n_out)
+    x = rng.standard_normal((rows, n_in)).astype(np.float32)
+    kernel = rng.standard_normal((n_in, n_out)).astype(np.float32)
+    bias = rng.standard_normal(n_out).astype(np.float32)
+    want = ops.dense(x, kernel, bias, activation="relu6")
+    fixed = frozen_copy(kernel)
+    assert np.array_equal(ops.dense(x, fixed, bias, activation="relu6"), want)
+    assert prepack.once(fixed, "gemv", None) is not None     # made by that call, not remade
+    assert np.array_equal(ops.dense(x, fixed, bias, activation="relu6"), want)
+    assert np.linalg.norm(want - reference.dense(x, kernel, bias, activation="relu6")) <= 1e-5 * np.linalg.norm(want)
+
+
 def test_a_view_of_a_writable_array_is_not_frozen_and_an_entry_dies_with_its_kernel():
     base = np.zeros((3, 3, 8, 8), np.float32)
     view = base[:]

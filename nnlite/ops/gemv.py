@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import drivers, parallel
+from . import drivers, parallel, prepack
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import kernel
 from .simd import vfma, vload_n, vsplat_at, vstore_n, vzero
@@ -21,23 +21,37 @@ GEMV_COLS = 64  # output columns per block: four vectors of sums
 
 
 @kernel
-def _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, b0, b1):
+def pack_blocks(w, k, n, out):
+    """out (blocks*k*GEMV_COLS,) = w (k*n,) cut into blocks of GEMV_COLS columns, each block's k rows one
+    after the other (zeros past column n): the layout a block's sums read front to back."""
+    for blk in range((n + GEMV_COLS - 1) // GEMV_COLS):
+        c0 = blk * GEMV_COLS
+        for kk in range(k):
+            dst = (blk * k + kk) * GEMV_COLS
+            for j in range(GEMV_COLS):
+                out[dst + j] = w[kk * n + c0 + j] if c0 + j < n else np.float32(0)
+
+
+@kernel
+def _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, blocked, b0, b1):
     # y (rows*n,) = act(x (rows*k,) @ w (k*n,) + bias) for column blocks [b0, b1) of GEMV_COLS columns:
-    # per block, four vectors of sums over k (a streaming read of the kernel's columns, each once per row)
+    # per block, four vectors of sums over k (a streaming read of the kernel's columns, each once per row).
+    # blocked: w is in pack_blocks' layout (each block contiguous) instead of (k, n)
+    step = GEMV_COLS if blocked else n
     for r in range(rows):
         for blk in range(b0, b1):
             c0 = blk * GEMV_COLS
             w0, w1 = min(16, n - c0), min(16, n - c0 - 16)
             w2, w3 = min(16, n - c0 - 32), min(16, n - c0 - 48)
             a0, a1, a2, a3 = vzero(), vzero(), vzero(), vzero()
-            off = c0
+            off = blk * k * GEMV_COLS if blocked else c0
             for kk in range(k):
                 v = vsplat_at(x, r * k + kk)
                 a0 = vfma(v, vload_n(w, off, w0), a0)
                 a1 = vfma(v, vload_n(w, off + 16, w1), a1)
                 a2 = vfma(v, vload_n(w, off + 32, w2), a2)
                 a3 = vfma(v, vload_n(w, off + 48, w3), a3)
-                off += n
+                off += step
             out = r * n + c0
             vstore_n(y, out, finish(a0, vload_n(bias, c0, w0), code, alpha), w0)
             if w1 > 0:
@@ -51,6 +65,13 @@ def _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, b0, b1):
 _gemv_parallel = drivers.driver(_gemv_cols)
 
 
+def _blocks(view):
+    k, n = view.shape
+    out = np.empty(-(-n // GEMV_COLS) * k * GEMV_COLS, np.float32)
+    pack_blocks(view.reshape(-1), k, n, out)
+    return out
+
+
 def dense_rows(x2, kernel, bias, code, alpha):
     """act(x2 @ kernel + bias) for a few rows: x2 (rows, in), kernel (in, out), both C-contiguous float32;
     bias (out,) float32 or None."""
@@ -60,7 +81,9 @@ def dense_rows(x2, kernel, bias, code, alpha):
     b = zeros(n) if bias is None else bias
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     blocks = -(-n // GEMV_COLS)
-    args = (x2.reshape(-1), kernel.reshape(-1), b, fused, np.float32(alpha), y.reshape(-1), rows, k, n)
+    packed = prepack.once(kernel, "gemv", _blocks)  # a model's kernel: each block read front to back
+    w = prepack.as_writable(kernel).reshape(-1) if packed is None else packed
+    args = (x2.reshape(-1), w, b, fused, np.float32(alpha), y.reshape(-1), rows, k, n, packed is not None)
     parallel.split(_gemv_cols, _gemv_parallel, args, blocks, rows * k * n // 4)
     if code > LAST_REGISTER_CODE:
         act_block(y.reshape(-1), n, 0, rows, 0, n, code, np.float32(alpha))

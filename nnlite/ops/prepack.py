@@ -61,10 +61,10 @@ def freeze(array: np.ndarray) -> None:
 
 
 def freeze_kernels(layers) -> None:
-    """Make the conv kernels of a model's layers (:class:`nnlite.graph.Layer`) read-only, so they may be
-    packed once."""
+    """Make the conv and dense kernels of a model's layers (:class:`nnlite.graph.Layer`) read-only, so they
+    may be packed once."""
     for layer in layers:
-        if layer.kernel and layer.op in ("conv2d", "separable_conv2d"):
+        if layer.kernel and layer.op in ("conv2d", "separable_conv2d", "dense"):
             for key in ("kernel", "pointwise_kernel"):
                 if isinstance(layer.weights.get(key), np.ndarray):
                     freeze(layer.weights[key])
@@ -80,7 +80,7 @@ def as_writable(array: np.ndarray) -> np.ndarray:
 
 
 def _entry(array: np.ndarray) -> list:
-    """The cache entry of ``array``: [weak reference, writable view, packed panels or None]."""
+    """The cache entry of ``array``: [weak reference, writable view, {layout name: packed copy}]."""
     key = id(array)
     hit = _cache.get(key)
     if hit is not None and hit[0]() is array:
@@ -93,7 +93,7 @@ def _entry(array: np.ndarray) -> list:
             if _cache.get(key, (None,))[0] is ref:
                 del _cache[key]
 
-    entry = [weakref.ref(array, forget), view, None]
+    entry = [weakref.ref(array, forget), view, {}]
     with _lock:
         _cache[key] = entry
     return entry
@@ -108,17 +108,27 @@ def enabled() -> bool:
     return raw != "0"
 
 
-def panels(kernel_array: np.ndarray) -> np.ndarray | None:
-    """``kernel_array`` (..., cin, cout) float32, C-contiguous, as (kh*kw*cin, cout) packed into 32-column
-    panels (:func:`nnlite.ops.tiles.pack_all`'s layout), made once and kept while it lives; None when it
-    is writable (or packing once is turned off)."""
+def once(kernel_array: np.ndarray, layout: str, make) -> np.ndarray | None:
+    """``make(view)`` of a read-only ``kernel_array`` (``view``: :func:`as_writable`'s), made once per
+    ``layout`` name and kept while the array lives; None when it is writable (or packing once is off)."""
     if not (enabled() and frozen(kernel_array)):
         return None
     entry = _entry(kernel_array)
-    if entry[2] is None:
-        n = kernel_array.shape[-1]
-        k = kernel_array.size // n
-        packed = np.empty(-(-n // NR) * k * NR, np.float32)
-        _pack(entry[1].reshape(-1), k, n, packed)
-        entry[2] = packed
-    return entry[2]
+    made = entry[2].get(layout)
+    if made is None:
+        made = entry[2][layout] = make(entry[1])
+    return made
+
+
+def panels(kernel_array: np.ndarray) -> np.ndarray | None:
+    """``kernel_array`` (..., cin, cout) float32, C-contiguous, as (kh*kw*cin, cout) packed into 32-column
+    panels (:func:`nnlite.ops.tiles.pack_all`'s layout), made once (see :func:`once`)."""
+    return once(kernel_array, "panels", _panels)
+
+
+def _panels(view: np.ndarray) -> np.ndarray:
+    n = view.shape[-1]
+    k = view.size // n
+    packed = np.empty(-(-n // NR) * k * NR, np.float32)
+    _pack(view.reshape(-1), k, n, packed)
+    return packed
