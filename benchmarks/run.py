@@ -191,7 +191,9 @@ def _kernel_lines(k: dict | None) -> list[str]:
             f"- kernel choices (nnlite/ops/machine.py): engine {k['engine']}; "
             f"conv->pool band {mib(b['convpool_band'])}, depthwise->1x1 band {mib(b['separable_band'])}, "
             f"fused 1x1 kernels up to {mib(b['fuse_max_weights'])}, "
-            f"im2col chunk {mib(b['im2col_chunk'])}"]
+            f"im2col chunk {mib(b['im2col_chunk'])}"
+            + (f", panel split up to {mib(b['panel_split_input'])} of input" if "panel_split_input" in b else "")
+            + (f"; {k['tiles']}" if "tiles" in k else "")]
 
 
 def busy_lines(result: dict) -> list[str]:

@@ -80,14 +80,22 @@ def llvm_cpu_name() -> str:
 
 
 def cpu_model() -> str:
+    """The model name /proc/cpuinfo gives, with its family and model numbers (a VM may name only the brand:
+    "AMD EPYC" is a Zen 4 as family 25 and a Zen 5 as family 26)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if not key.strip():
+                    break  # the first processor's block ends
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return "unknown"
+    name = fields.get("model name", "unknown")
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def cpu_flags(wanted=("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")) -> list[str]:
@@ -101,7 +109,11 @@ def cpu_flags(wanted=("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "a
 
 def describe() -> dict:
     """This machine and the choices the kernels made on it, for benchmark reports."""
-    from . import engine
+    from . import engine, gemm, gemv, parallel, prepack, tiles
     c, b = caches(), blocking()
+    fixed = (f"register tiles {tiles.MR}x{tiles.NR} and {2 * tiles.MR}x16 (16-lane vectors), kernels read in place "
+             f"up to {gemm.DIRECT_MAX_TILES} tiles, matrix-vector product up to {gemv.GEMV_MAX_ROWS} rows, "
+             f"threads from {parallel.MIN_WORK} values of work, kernels packed once: "
+             f"{'yes' if prepack.enabled() else 'no (NNLITE_PREPACK=0)'}")
     return {"cpu": cpu_model(), "llvm_cpu": llvm_cpu_name(), "flags": cpu_flags(), "engine": engine.current(),
-            "caches": {"l1d": c.l1d, "l2": c.l2, "l3": c.l3}, "blocking": b._asdict()}
+            "caches": {"l1d": c.l1d, "l2": c.l2, "l3": c.l3}, "blocking": b._asdict(), "tiles": fixed}
