@@ -172,6 +172,15 @@ def test_kernel_read_in_place_packed_or_as_a_vector_product_gives_the_same_bits(
         assert rel(fast, reference.conv2d(x, kernel, bias, padding="same", activation=act)) <= TOL
 
 
+@pytest.mark.parametrize("hw", [(14, 14), (1, 1), (2, 2)])
+def test_an_empty_batch_gives_an_empty_output(engine, hw):
+    """No detections: Mask R-CNN's heads run on zero regions."""
+    rng = np.random.default_rng(0)
+    x, kernel = np.zeros((0, *hw, 8), np.float32), rand(rng, 3, 3, 8, 40)
+    assert ops.conv2d(x, kernel, padding="same").shape == (0, *hw, 40)
+    assert ops.dense(np.zeros((0, 8), np.float32), rand(rng, 8, 5)).shape == (0, 5)
+
+
 def test_engine_choice_from_the_environment(monkeypatch):
     for raw, want in [("simd", "simd"), (" BLAS ", "blas")]:
         monkeypatch.setenv("NNLITE_GEMM", raw)

@@ -166,7 +166,7 @@ def run(x, kernel, bias, code, alpha, lay: Layout):
     else:
         xp = x
     cout = lay.out_shape[3]
-    if lay.rows <= gemv.GEMV_MAX_ROWS:  # a few output pixels: a matrix-vector product reads the kernel once
+    if 0 < lay.rows <= gemv.GEMV_MAX_ROWS:  # a few output pixels: a matrix-vector product reads the kernel once
         patches = xp.reshape(-1)[(lay.bases[:, None, None] + lay.taps[None, :, None]
                                   + np.arange(lay.run)[None, None, :]).reshape(lay.rows, -1)]
         return gemv.dense_rows(patches, prepack.as_writable(kernel).reshape(-1, cout), bias, code,
