@@ -19,6 +19,13 @@ and then its data file, and two processes saving different signatures of one fun
 an index entry with the other's data. Under the lock, a process that needs a function another one is
 compiling (the first-run helper of :mod:`nnlite.ops.precompile`) waits, then loads it from the cache.
 Where the lock file cannot be made (a read-only cache), it compiles unlocked, as Numba alone does.
+
+Loading from the cache without Numba's registries (:class:`_QuickLoad`): before each cache lookup Numba
+"refreshes" its typing and target contexts, which on the first lookup in a process imports and installs
+every typing and lowering registry it has (the implementations of Python's and NumPy's functions for the
+compiler). Loading cached machine code needs none of them but the runtime's symbols (initialised here),
+and a compilation refreshes the contexts itself before it starts, so nnlite's dispatchers look up their
+cache without the refresh: a warm start that only loads kernels never pays for it.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import time
 from numba import njit
 from numba.core import sigutils
 from numba.core.compiler_lock import global_compiler_lock
+from numba.core.runtime import rtsys
 
 try:
     import fcntl
@@ -81,8 +89,29 @@ def lock_path(dispatcher) -> str | None:
     return None if index is None or fcntl is None else index + ".lock"
 
 
+class _QuickLoad:
+    """A Numba function cache whose lookups skip the contexts' refresh (module docstring); everything else
+    is the wrapped cache's."""
+
+    def __init__(self, cache):
+        self._inner = cache
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def load_overload(self, sig, target_context):
+        rtsys.initialize(target_context)   # what loaded code needs of the refresh: the runtime's symbols
+        with self._inner._guard_against_spurious_io_errors():
+            return self._inner._load_overload(sig, target_context)
+        return None   # an I/O error the guard swallowed: a miss
+
+
 def locked(dispatcher):
-    """``dispatcher``, whose cache lookups and compilations of new signatures hold its file lock."""
+    """``dispatcher``, whose cache lookups and compilations of new signatures hold its file lock, and whose
+    cache lookups skip Numba's context refresh."""
+    cache = getattr(dispatcher, "_cache", None)
+    if hasattr(cache, "_load_overload") and hasattr(cache, "_guard_against_spurious_io_errors"):
+        dispatcher._cache = _QuickLoad(cache)
     compile_unlocked = dispatcher.compile
     path = lock_path(dispatcher)
 
