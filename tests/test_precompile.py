@@ -173,3 +173,31 @@ def test_helper_stops_when_its_parent_goes(tmp_path):
     assert helper.wait(timeout=precompile.GRACE_S + 30) == 0
     # the whole plan takes several seconds more; an import (under a second) plus GRACE_S is the most it may take
     assert time.monotonic() - start < precompile.GRACE_S + 5
+
+
+_PLAN_PROBE = """
+import json
+import numpy as np
+import nnlite
+from nnlite.ops import precompile
+nnlite.load("mobilenet_v2").model(np.zeros((1, 224, 224, 3), np.float32))
+used = {}
+for module, name, _ in precompile.entries(["mobilenet_v2"], precompile.plan()):
+    d = precompile.dispatcher_of(module, name)
+    used[module + "." + name] = sorted(precompile.encode(sig) for sig in d.signatures)
+print(json.dumps(used))
+"""
+
+
+def test_the_plan_lists_the_signatures_a_mobilenet_v2_run_uses():
+    """The plan is recorded by tools/precompile_plan.py; a kernel whose arguments changed since makes it stale
+    (the helper would compile signatures nobody uses). Runs on the usual cache: cheap once it is warm."""
+    env = dict(os.environ, NNLITE_PRECOMPILE="0", NNLITE_QUIET_COMPILE="1")
+    done = subprocess.run([sys.executable, "-c", _PLAN_PROBE], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    used = json.loads(done.stdout.strip().splitlines()[-1])
+    planned: dict[str, list] = {}
+    for module, name, text in precompile.entries(["mobilenet_v2"], precompile.plan()):
+        planned.setdefault(f"{module}.{name}", []).append(text)
+    assert {k: sorted(v) for k, v in planned.items()} == used, "stale plan: run tools/precompile_plan.py"
