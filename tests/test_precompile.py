@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from numba import types
@@ -105,13 +106,14 @@ def fake_start(monkeypatch, tmp_path):
     monkeypatch.setitem(precompile._state, "helper", None)
     monkeypatch.setattr(precompile, "_index_files", lambda todo: [index])
     monkeypatch.setattr(precompile, "spare_cores", lambda: 1)
-    monkeypatch.setattr(precompile, "start", lambda names: started.append(names) or "helper")
-    return started, index
+    helper = SimpleNamespace(wait=lambda: 0)
+    monkeypatch.setattr(precompile, "start", lambda names: started.append(names) or helper)
+    return started, index, helper
 
 
 def test_expect_starts_a_helper_when_the_cache_lacks_the_models_kernels(fake_start):
-    started, _ = fake_start
-    assert precompile.expect("net") == "helper"
+    started, _, helper = fake_start
+    assert precompile.expect("net") is helper
     assert started == [("net",)]
     assert precompile.expect("net") is None   # one helper per process
     assert len(started) == 1
@@ -119,7 +121,7 @@ def test_expect_starts_a_helper_when_the_cache_lacks_the_models_kernels(fake_sta
 
 @pytest.mark.parametrize("case", ["warm", "unknown model", "disabled", "one core", "read-only cache"])
 def test_expect_starts_nothing_where_a_helper_cannot_help(fake_start, monkeypatch, case):
-    started, index = fake_start
+    started, index, _ = fake_start
     name = "net"
     if case == "warm":
         index.write_bytes(b"")
@@ -201,3 +203,25 @@ def test_the_plan_lists_the_signatures_a_mobilenet_v2_run_uses():
     for module, name, text in precompile.entries(["mobilenet_v2"], precompile.plan()):
         planned.setdefault(f"{module}.{name}", []).append(text)
     assert {k: sorted(v) for k, v in planned.items()} == used, "stale plan: run tools/precompile_plan.py"
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped by its new parent, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in status)
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_no_helper_outlives_a_parent_that_exits_abruptly(tmp_path):
+    parent = ("import os, sys\nfrom nnlite.ops import precompile\n"
+              "helper = precompile.start(['mobilenet_v2'])\nprint(helper.pid, flush=True)\nos._exit(0)\n")
+    done = subprocess.run([sys.executable, "-c", parent], env=_env(tmp_path / "cache"), capture_output=True,
+                          text=True, timeout=60, check=True)
+    pid = int(done.stdout.split()[0])
+    deadline = time.monotonic() + precompile.GRACE_S + 10   # its import, then GRACE_S at most
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)

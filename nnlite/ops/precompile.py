@@ -150,8 +150,10 @@ def expect(*names: str) -> subprocess.Popen | None:
             return None
         if index is None or all(p.exists() for p in index) or not os.access(index[0].parent, os.W_OK):
             return None
-        _state["helper"] = start(names)
-        return _state["helper"]
+        helper = _state["helper"] = start(names)
+        if helper is not None:   # reaped when it ends, so a long-lived process keeps no zombie
+            threading.Thread(target=helper.wait, name="nnlite-precompile-reaper", daemon=True).start()
+        return helper
 
 
 def start(names, plan_file: Path | str = PLAN_FILE, env: dict | None = None) -> subprocess.Popen | None:
