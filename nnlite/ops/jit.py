@@ -109,6 +109,8 @@ class _QuickLoad:
 def locked(dispatcher):
     """``dispatcher``, whose cache lookups and compilations of new signatures hold its file lock, and whose
     cache lookups skip Numba's context refresh."""
+    if not hasattr(dispatcher, "overloads"):   # NUMBA_DISABLE_JIT: a plain Python function
+        return dispatcher
     cache = getattr(dispatcher, "_cache", None)
     if hasattr(cache, "_load_overload") and hasattr(cache, "_guard_against_spurious_io_errors"):
         dispatcher._cache = _QuickLoad(cache)
