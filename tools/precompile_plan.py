@@ -1,11 +1,11 @@
 """Record nnlite/ops/precompile_plan.json: the compilations each model's first run starts, in order.
 
-    python tools/precompile_plan.py mobilenet_v2 [more model names]
+    python tools/precompile_plan.py mobilenet_v2 [more model names] [faces:ssd:full:faceapi]
 
-Each model runs once in a child process on a new, empty Numba cache, with a listener on Numba's compile
-events; the functions a first run compiles itself (not those compiled inside another's compilation) are
-kept with their argument types, as :mod:`nnlite.ops.precompile` reads them. The names given replace
-their entries in the file; the others stay.
+Each model (or the face pipeline, ``faces:DETECTOR:LANDMARKS:RECOGNIZER``) runs once in a child process on
+a new, empty Numba cache, with a listener on Numba's compile events; the functions a first run compiles
+itself (not those compiled inside another's compilation) are kept with their argument types, as
+:mod:`nnlite.ops.precompile` reads them. The names given replace their entries in the file; the others stay.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "nnlite" / "data" / "samples" / "chelsea.png"
+FACES = REPO / "nnlite" / "data" / "samples" / "faces.jpg"
 
 
 def _child(name: str) -> None:
@@ -41,7 +42,12 @@ def _child(name: str) -> None:
                 rows.append([module, fn.__qualname__, text])
 
     event.register("numba:compile", Listener())
-    nnlite.load(name).classify(str(SAMPLE))
+    if name.startswith("faces:"):   # the face pipeline with these options (nnlite.vision.faces names its plan so)
+        from nnlite.vision.faces import FacePipeline
+        detector, landmarks, recognizer = name.split(":")[1:]
+        FacePipeline(detector=detector, landmarks=landmarks, recognizer=recognizer).detect(str(FACES))
+    else:
+        nnlite.load(name).classify(str(SAMPLE))
     print(json.dumps(rows))
 
 
