@@ -178,30 +178,39 @@ def test_helper_stops_when_its_parent_goes(tmp_path):
 
 
 _PLAN_PROBE = """
-import json
+import json, sys
 import numpy as np
 import nnlite
 from nnlite.ops import precompile
-nnlite.load("mobilenet_v2").model(np.zeros((1, 224, 224, 3), np.float32))
+name = sys.argv[1]
+if name.startswith("faces:"):
+    from nnlite.vision.faces import FacePipeline
+    detector, landmarks, recognizer = name.split(":")[1:]
+    FacePipeline(detector=detector, landmarks=landmarks, recognizer=recognizer).detect(sys.argv[2])
+else:
+    nnlite.load(name).model(np.zeros((1, 224, 224, 3), np.float32))
 used = {}
-for module, name, _ in precompile.entries(["mobilenet_v2"], precompile.plan()):
-    d = precompile.dispatcher_of(module, name)
-    used[module + "." + name] = sorted(precompile.encode(sig) for sig in d.signatures)
+for module, fn, _ in precompile.entries([name], precompile.plan()):
+    d = precompile.dispatcher_of(module, fn)
+    used[module + "." + fn] = sorted(precompile.encode(sig) for sig in d.signatures)
 print(json.dumps(used))
 """
 
 
-def test_the_plan_lists_the_signatures_a_mobilenet_v2_run_uses():
+@pytest.mark.parametrize("name", ["mobilenet_v2", "faces:ssd:full:faceapi"])
+def test_the_plan_lists_the_signatures_a_run_uses(name):
     """The plan is recorded by tools/precompile_plan.py; a kernel whose arguments changed since makes it stale
     (the helper would compile signatures nobody uses). Runs on the usual cache: cheap once it is warm."""
     env = dict(os.environ, NNLITE_PRECOMPILE="0", NNLITE_QUIET_COMPILE="1")
-    done = subprocess.run([sys.executable, "-c", _PLAN_PROBE], env=env, capture_output=True, text=True,
-                          timeout=600, cwd=REPO)
+    faces = str(REPO / "nnlite" / "data" / "samples" / "faces.jpg")
+    done = subprocess.run([sys.executable, "-c", _PLAN_PROBE, name, faces], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     used = json.loads(done.stdout.strip().splitlines()[-1])
     planned: dict[str, list] = {}
-    for module, name, text in precompile.entries(["mobilenet_v2"], precompile.plan()):
-        planned.setdefault(f"{module}.{name}", []).append(text)
+    for module, fn, text in precompile.entries([name], precompile.plan()):
+        planned.setdefault(f"{module}.{fn}", []).append(text)
+    assert planned, f"no plan for {name}"
     assert {k: sorted(v) for k, v in planned.items()} == used, "stale plan: run tools/precompile_plan.py"
 
 
