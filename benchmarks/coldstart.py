@@ -15,7 +15,9 @@ compile cost, reported separately.
 First run (``python -m benchmarks.coldstart --first-run [--repeat N] [--profile]``): what a user sees right
 after installing, through the command line: ``nnlite classify`` on a sample photo and then ``nnlite faces``
 on another, with Numba pointed at a new empty cache directory, each timed from launch to exit (wall and CPU
-seconds), then both again on the filled cache. ``--profile`` adds each compiled function's seconds.
+seconds), then both again on the filled cache. ``--profile`` adds each compiled function's seconds;
+``--helper-ab`` runs each repetition without, then with nnlite's first-run helper process
+(``NNLITE_PRECOMPILE`` 0 and 1, :mod:`nnlite.ops.precompile`).
 
 Interpreters: nnlite is measured in the test venv and in a venv holding only its runtime dependencies
 (:func:`runtime_python`), which is what a user's ``pip install nnlite`` gives; the targets use the latter.
