@@ -48,7 +48,8 @@ def test_argument_types_read_back_from_their_text(argtypes):
     assert precompile.decode(text) == argtypes
 
 
-@pytest.mark.parametrize("text", ["(1, 2)", "(__import__('os'),)", "int64", "(open('x'),)"])
+@pytest.mark.parametrize("text", ["(1, 2)", "(__import__('os'),)", "int64", "(open('x'),)",
+                                  "(int64.__class__,)"])
 def test_decode_refuses_what_is_not_numba_types(text):
     with pytest.raises(Exception):  # noqa: B017  (a NameError or a ValueError: never evaluated as Python)
         precompile.decode(text)

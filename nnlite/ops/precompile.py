@@ -94,6 +94,8 @@ def decode(text: str) -> tuple:
     """Argument types from their text as Numba writes a tuple of them (``repr``), e.g.
     ``(Array(float32, 1, 'C', False, aligned=True), int64)``."""
     from numba.core import types
+    if "__" in text:   # no attribute paths out of the namespace below
+        raise ValueError(f"not a tuple of Numba types: {text!r}")
     space = {k: v for k, v in vars(types).items() if not k.startswith("_")}
     space.update({"bool": types.boolean, "__builtins__": {}})
     found = eval(text, space)  # noqa: S307  (text from nnlite's own plan file; names limited to Numba's types)
@@ -205,9 +207,13 @@ def _main(argv: list[str]) -> int:
         plan_file, argv = Path(argv[1]), argv[2:]
     stop = threading.Event()
     threading.Thread(target=_watch, args=(stop,), daemon=True).start()
-    threading.Timer(TIMEOUT_S + GRACE_S, os._exit, (0,)).start()
-    run_helper(argv, plan_file, stop)
-    os._exit(0)   # not waiting for the timer thread
+    limit = threading.Timer(TIMEOUT_S + GRACE_S, os._exit, (0,))
+    limit.daemon = True
+    limit.start()
+    try:
+        run_helper(argv, plan_file, stop)
+    finally:
+        os._exit(0)   # whatever happened: no thread keeps the helper alive
 
 
 if __name__ == "__main__":
