@@ -15,7 +15,9 @@ compile cost, reported separately.
 First run (``python -m benchmarks.coldstart --first-run [--repeat N] [--profile]``): what a user sees right
 after installing, through the command line: ``nnlite classify`` on a sample photo and then ``nnlite faces``
 on another, with Numba pointed at a new empty cache directory, each timed from launch to exit (wall and CPU
-seconds), then both again on the filled cache. ``--profile`` adds each compiled function's seconds.
+seconds), then both again on the filled cache. ``--profile`` adds each compiled function's seconds;
+``--helper-ab`` runs each repetition without, then with nnlite's first-run helper process
+(``NNLITE_PRECOMPILE`` 0 and 1, :mod:`nnlite.ops.precompile`).
 
 Interpreters: nnlite is measured in the test venv and in a venv holding only its runtime dependencies
 (:func:`runtime_python`), which is what a user's ``pip install nnlite`` gives; the targets use the latter.
@@ -198,15 +200,20 @@ def _profiled_cli(out: str, argv: list[str]) -> None:
         Path(out).write_text(json.dumps(rows))
 
 
-def first_run(repeat: int = 1, profile: bool = False, python: str | Path | None = None) -> list[dict]:
+def first_run(repeat: int = 1, profile: bool = False, python: str | Path | None = None,
+              helper_ab: bool = False) -> list[dict]:
     """The first ``nnlite classify`` and then ``nnlite faces`` after installation: each repetition points
     Numba at a new, empty cache directory and runs the two commands (:data:`FIRST_RUN`) one after the other in
     it, then both again on the filled cache (what every later run costs). With ``profile``, the cold runs
-    also record per-function compile seconds (slower: the figures of a profiled run are not the timings)."""
+    also record per-function compile seconds (slower: the figures of a profiled run are not the timings).
+    With ``helper_ab``, each repetition is run twice, without and with the first-run helper process
+    (``NNLITE_PRECOMPILE`` 0, then 1; :mod:`nnlite.ops.precompile`), the result's ``helper`` saying which."""
     results = []
-    for _ in range(repeat):
+    for attempt in range(repeat * (2 if helper_ab else 1)):
         with tempfile.TemporaryDirectory(prefix="nnlite-numba-") as empty:
             env = dict(os.environ, NUMBA_CACHE_DIR=empty)
+            if helper_ab:
+                env["NNLITE_PRECOMPILE"] = str(attempt % 2)
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env.pop("NNLITE_QUIET_COMPILE", None)
             run = {}
@@ -221,13 +228,20 @@ def first_run(repeat: int = 1, profile: bool = False, python: str | Path | None 
                         table = Path(cold) / f"{name}.json"
                         _cli_run([name, path], env, profile=table, python=python)
                         run[name]["compiled"] = json.loads(table.read_text())
+            if helper_ab:
+                run["helper"] = env["NNLITE_PRECOMPILE"]
             results.append(run)
     return results
 
 
 def _print_first_run(results: list[dict], top: int) -> None:
     for i, run in enumerate(results):
+        if "helper" in run:
+            state = "on" if run["helper"] == "1" else "off"
+            print(f"[{i}] first-run helper {state} (NNLITE_PRECOMPILE={run['helper']})")
         for name, r in run.items():
+            if name == "helper":
+                continue
             warm = r["warm"]
             print(f"[{i}] {name}: cold {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU; warm {warm['wall_s']:.2f} s "
                   f"wall, {warm['cpu_s']:.2f} s CPU; compile costs {r['wall_s'] - warm['wall_s']:.2f} s wall")
@@ -253,8 +267,10 @@ if __name__ == "__main__":
         parser.add_argument("--profile", action="store_true", help="also list each compiled function's seconds")
         parser.add_argument("--top", type=int, default=10)
         parser.add_argument("--json", help="write the results to this file")
+        parser.add_argument("--helper-ab", action="store_true",
+                            help="run each repetition without, then with the first-run helper process")
         opts = parser.parse_args(sys.argv[2:])
-        found = first_run(opts.repeat, opts.profile)
+        found = first_run(opts.repeat, opts.profile, helper_ab=opts.helper_ab)
         _print_first_run(found, opts.top)
         if opts.json:
             Path(opts.json).write_text(json.dumps(found, indent=1))

@@ -27,7 +27,9 @@ __all__ = ["load", "NnliteError", "ConfigError", "WeightsError", "WeightsMissing
 def load(name: str):
     """Load a registered model by name (``nnlite models`` lists them)."""
     from .models import registry
+    from .ops import precompile
     spec = registry.get(name)
+    precompile.expect(name)   # on a first run, a helper process compiles the model's kernels alongside
     built = spec.build()
     if spec.task == "classify":   # the registry declares it; the pipeline that runs it lives in vision
         from .vision.classify import Classifier

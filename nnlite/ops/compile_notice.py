@@ -15,8 +15,9 @@ import threading
 
 from numba.core import event
 
-# CPU seconds of compiling, measured (benchmarks/RESULTS.md, "First run (round 3)"): ~3 s for the face nets
-# after a classifier ran, 6-9 s for a first classifier or a first face pipeline; README, "Speed", quotes them
+# seconds of compiling, measured (benchmarks/RESULTS.md, "First run (round 3)" and "(round 4)"): ~2-3 s for
+# the face nets after a classifier ran, ~4 s for a first classifier with the first-run helper (6 s without it
+# or on a busy machine), 8-9 s for a first face pipeline; README, "Speed", quotes them
 FIRST_RUN_SECONDS = "3-10"
 MESSAGE = (f"nnlite: compiling kernels for this CPU, once: ~{FIRST_RUN_SECONDS} s "
            f"(longer on a busy machine; later runs reuse them)")

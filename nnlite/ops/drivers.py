@@ -34,6 +34,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..errors import ModelError
+from .jit import locked
 
 _RANGE = (types.int64, types.int64)  # the kernel's last two parameters: start, stop
 
@@ -109,6 +110,7 @@ def _call_piece(typingctx, piece, block, start, stop):
     return types.int64(piece, block, start, stop), codegen
 
 
+@locked
 @njit(cache=True, nogil=True, parallel=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _fan_out(piece, block, total, pieces):
     # the one parallel loop, compiled once: piece i runs units [total*i/pieces, total*(i+1)/pieces); returns
@@ -137,6 +139,7 @@ def _call_fan_out(typingctx, where, piece, block, total, pieces):
     return types.int64(where, piece, block, total, pieces), codegen
 
 
+@locked
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _run(address, key, args, total, pieces, fan_out):
     # -1 when ``key`` is not this specialisation's (nothing ran); else how many pieces raised

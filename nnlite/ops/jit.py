@@ -11,12 +11,130 @@ first run's compile time (benchmarks/RESULTS.md).
 dozen instructions with many arguments, where a call would cost a measurable part of the work. Unlike
 Numba's own ``inline="always"`` (which copies the function into each caller's Numba IR, and made the
 callers' first compile seconds longer), it is compiled once and inlined by LLVM.
+
+One process at a time per function (:func:`locked`): every nnlite dispatcher takes an exclusive lock on a
+file beside the function's cache index while it looks a signature up in the disk cache and, on a miss,
+compiles and saves it. Numba writes each cache file atomically, but a save rewrites the function's index
+and then its data file, and two processes saving different signatures of one function at once can pair
+an index entry with the other's data. Under the lock, a process that needs a function another one is
+compiling (the first-run helper of :mod:`nnlite.ops.precompile`) waits, then loads it from the cache.
+Where the lock file cannot be made (a read-only cache), it compiles unlocked, as Numba alone does.
+
+Loading from the cache without Numba's registries (:class:`_QuickLoad`): before each cache lookup Numba
+"refreshes" its typing and target contexts, which on the first lookup in a process imports and installs
+every typing and lowering registry it has (the implementations of Python's and NumPy's functions for the
+compiler). Loading cached machine code needs none of them but the runtime's symbols (initialised here),
+and a compilation refreshes the contexts itself before it starts, so nnlite's dispatchers look up their
+cache without the refresh: a warm start that only loads kernels never pays for it.
 """
 
 from __future__ import annotations
 
-from numba import njit
+import os
+import time
 
-kernel = njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-helper = njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-inlined = njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, forceinline=True)
+from numba import njit
+from numba.core import sigutils
+from numba.core.compiler_lock import global_compiler_lock
+from numba.core.runtime import rtsys
+
+try:
+    import fcntl
+except ImportError:   # no flock (Windows): compile unlocked, as Numba alone does
+    fcntl = None
+
+LOCK_WAIT_S = 120.0   # longer than any one compilation: past it, a process compiles unlocked rather than hang
+
+
+class _FileLock:
+    """An exclusive ``flock`` on ``path`` for a ``with`` block, or nothing where the file cannot be opened.
+    The kernel drops it when the process dies, so a killed process leaves no stale lock."""
+
+    def __init__(self, path: str | None):
+        self.path, self.fd = path, -1
+
+    def __enter__(self):
+        if self.path is not None:
+            try:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+                self._wait()
+            except OSError:
+                self._close()
+        return self
+
+    def _wait(self):
+        deadline, pause = time.monotonic() + LOCK_WAIT_S, 0.001
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OSError("lock wait timed out") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.01)
+
+    def __exit__(self, *exc):
+        self._close()
+
+    def _close(self):
+        if self.fd >= 0:
+            os.close(self.fd)   # closing the only descriptor releases the lock
+            self.fd = -1
+
+
+def lock_path(dispatcher) -> str | None:
+    """The lock file of ``dispatcher``'s disk cache (its index file's name + ``.lock``); None if not cached."""
+    index = getattr(getattr(getattr(dispatcher, "_cache", None), "_cache_file", None), "_index_path", None)
+    return None if index is None or fcntl is None else index + ".lock"
+
+
+class _QuickLoad:
+    """A Numba function cache whose lookups skip the contexts' refresh (module docstring); everything else
+    is the wrapped cache's."""
+
+    def __init__(self, cache):
+        self._inner = cache
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def load_overload(self, sig, target_context):
+        rtsys.initialize(target_context)   # what loaded code needs of the refresh: the runtime's symbols
+        with self._inner._guard_against_spurious_io_errors():
+            return self._inner._load_overload(sig, target_context)
+        return None   # an I/O error the guard swallowed: a miss
+
+
+def locked(dispatcher):
+    """``dispatcher``, whose cache lookups and compilations of new signatures hold its file lock, and whose
+    cache lookups skip Numba's context refresh."""
+    if not hasattr(dispatcher, "overloads"):   # NUMBA_DISABLE_JIT: a plain Python function
+        return dispatcher
+    cache = getattr(dispatcher, "_cache", None)
+    if hasattr(cache, "_load_overload") and hasattr(cache, "_guard_against_spurious_io_errors"):
+        dispatcher._cache = _QuickLoad(cache)
+    compile_unlocked = dispatcher.compile
+    path = lock_path(dispatcher)
+
+    def compile(sig):
+        args, _ = sigutils.normalize_signature(sig)
+        if path is None or tuple(args) in dispatcher.overloads:
+            return compile_unlocked(sig)
+        # the compiler lock first: Numba takes it inside, and other threads of this process wait on it, not on
+        # the file lock (which would otherwise order two locks two ways)
+        with global_compiler_lock, _FileLock(path):
+            return compile_unlocked(sig)
+
+    dispatcher.compile = compile
+    return dispatcher
+
+
+def _locked_jit(**options):
+    decorate = njit(**options)
+    return lambda fn: locked(decorate(fn))
+
+
+kernel = _locked_jit(cache=True, nogil=True, no_cfunc_wrapper=True)
+helper = _locked_jit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+inlined = _locked_jit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, forceinline=True)

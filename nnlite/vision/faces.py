@@ -98,6 +98,8 @@ class FacePipeline:
         self.detector_name, self.min_score, self.align = detector, float(min_score), align
         self.landmarks_name, self.attributes, self.input_size = landmarks, bool(attributes), int(input_size)
         self._nets: dict[str, object] = {}
+        from ..ops import precompile  # on a first run, a helper process compiles the nets' kernels alongside
+        precompile.expect(f"faces:{detector}:{landmarks}:{recognizer}")
 
     # -- the nets, loaded lazily (each costs a weight-file read) ---------------------------------------
     def _net(self, key: str):

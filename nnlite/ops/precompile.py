@@ -1,0 +1,220 @@
+"""The first-run helper: a second process compiles the kernels a model needs while this one starts on them.
+
+Numba compiles one function at a time in a process, and a model's first run after installing spends most
+of its time compiling. Its kernels do not link each other in (they call by address: :mod:`nnlite.ops.bound`,
+:mod:`nnlite.ops.drivers`), so they can be compiled in any order, by any process, into the shared disk
+cache. When a model is loaded (:func:`expect`) and the cache lacks its kernels, a helper process
+(``python -m nnlite.ops.precompile NAME...``) compiles the model's kernels, listed in :data:`PLAN_FILE`,
+from the last one the model calls to the first, while this process works from the first one on. Each
+process takes a function's file lock (:func:`nnlite.ops.jit.locked`) to look it up and compile it, so
+one that reaches a function the other is compiling waits and then loads it from the cache; where the two
+meet, the rest is already cached.
+
+The plan lists, per model name, the compilations a first run of that model starts itself (not the
+helpers they compile inside): the function's module and name and its argument types as Numba writes
+them (``tools/precompile_plan.py`` records it). Working from the last entry back splits the work by
+itself: each process goes on until it meets what the other compiled. A stale entry (a kernel whose
+arguments changed) costs the helper one useless compilation, never a wrong result: the cache is keyed
+by the exact types.
+
+The helper stops when this process ends (it reads its stdin, a pipe from this process, until the end),
+finishing the function at hand for at most :data:`GRACE_S` seconds, and after :data:`TIMEOUT_S` at the
+latest. It is not started with one core, without a writable cache, inside a helper, or when
+``NNLITE_PRECOMPILE=0``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+
+PLAN_FILE = Path(__file__).with_name("precompile_plan.json")
+ENV = "NNLITE_PRECOMPILE"
+HELPER_ENV = "NNLITE_PRECOMPILE_HELPER"   # set in the helper's environment: a helper starts no helper
+GRACE_S = 3.0      # after this process ends, the helper's last compilation may run this long
+TIMEOUT_S = 300.0  # the helper's whole life, at most
+
+_state: dict = {"helper": None, "plan": None}
+_lock = threading.Lock()
+
+
+def enabled() -> bool:
+    """``NNLITE_PRECOMPILE``: unset, empty or 1 starts helpers; 0 does not."""
+    raw = os.environ.get(ENV, "").strip()
+    if raw not in ("", "0", "1"):
+        raise ConfigError(f"{ENV}: expected 0 or 1, found {raw!r}")
+    return raw != "0" and not os.environ.get(HELPER_ENV)
+
+
+def spare_cores() -> int:
+    """Cores this process may use, minus the one it compiles on."""
+    try:
+        return len(os.sched_getaffinity(0)) - 1
+    except (AttributeError, OSError):
+        return (os.cpu_count() or 1) - 1
+
+
+def plan(path: Path | str = PLAN_FILE) -> dict[str, list]:
+    """{model name: [[module, function, argument types], ...]} in the order a first run compiles them;
+    empty if the file is missing or unreadable."""
+    if path == PLAN_FILE and _state["plan"] is not None:
+        return _state["plan"]
+    try:
+        found = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        found = {}
+    if not isinstance(found, dict):
+        found = {}
+    if path == PLAN_FILE:
+        _state["plan"] = found
+    return found
+
+
+def entries(names, table: dict) -> list[tuple[str, str, str]]:
+    """The plan entries of ``names``, in order, each once: (module, function, argument types)."""
+    seen, out = set(), []
+    for name in names:
+        for entry in table.get(name, ()):
+            if isinstance(entry, list) and len(entry) == 3 and all(isinstance(e, str) for e in entry):
+                if tuple(entry) not in seen:
+                    seen.add(tuple(entry))
+                    out.append(tuple(entry))
+    return out
+
+
+def decode(text: str) -> tuple:
+    """Argument types from their text as Numba writes a tuple of them (``repr``), e.g.
+    ``(Array(float32, 1, 'C', False, aligned=True), int64)``."""
+    from numba.core import types
+    if "__" in text:   # no attribute paths out of the namespace below
+        raise ValueError(f"not a tuple of Numba types: {text!r}")
+    space = {k: v for k, v in vars(types).items() if not k.startswith("_")}
+    space.update({"bool": types.boolean, "__builtins__": {}})
+    found = eval(text, space)  # noqa: S307  (text from nnlite's own plan file; names limited to Numba's types)
+    if not isinstance(found, tuple) or not all(isinstance(t, types.Type) for t in found):
+        raise ValueError(f"not a tuple of Numba types: {text!r}")
+    return found
+
+
+def encode(argtypes) -> str | None:
+    """The text :func:`decode` reads back to ``argtypes``, or None where it would not."""
+    text = repr(tuple(argtypes))
+    try:
+        return text if decode(text) == tuple(argtypes) else None
+    except Exception:  # noqa: BLE001  (a type whose repr is not an expression: not planned)
+        return None
+
+
+def dispatcher_of(module: str, name: str):
+    """The Numba dispatcher ``module.name`` (an ``nnlite.`` module only)."""
+    if not module.startswith("nnlite."):
+        raise ValueError(f"not an nnlite module: {module}")
+    found = getattr(importlib.import_module(module), name)
+    if not hasattr(found, "compile") or not hasattr(found, "overloads"):
+        raise ValueError(f"{module}.{name} is not a Numba dispatcher")
+    return found
+
+
+def _index_files(todo) -> list[Path] | None:
+    """The cache index file of each entry's function, or None if one has no disk cache."""
+    from .jit import lock_path
+    out = []
+    for module, name, _ in todo:
+        path = lock_path(dispatcher_of(module, name))
+        if path is None:
+            return None
+        out.append(Path(path[:-len(".lock")]))
+    return out
+
+
+def expect(*names: str) -> subprocess.Popen | None:
+    """This process is about to run the models ``names``: start a helper on their kernels unless the
+    cache holds them all (every function has an index file), or a helper cannot help (module docstring)."""
+    if not enabled() or spare_cores() < 1:
+        return None
+    with _lock:
+        if _state["helper"] is not None:
+            return None
+        todo = entries(names, plan())
+        if not todo:
+            return None
+        try:
+            index = _index_files(todo)
+        except (ImportError, AttributeError, ValueError):
+            return None
+        if index is None or all(p.exists() for p in index) or not os.access(index[0].parent, os.W_OK):
+            return None
+        helper = _state["helper"] = start(names)
+        if helper is not None:   # reaped when it ends, so a long-lived process keeps no zombie
+            threading.Thread(target=helper.wait, name="nnlite-precompile-reaper", daemon=True).start()
+        return helper
+
+
+def start(names, plan_file: Path | str = PLAN_FILE, env: dict | None = None) -> subprocess.Popen | None:
+    """``python -m nnlite.ops.precompile NAME...``, reading its stdin from this process (its end ends the
+    helper); None if it cannot be started."""
+    package_root = str(Path(__file__).resolve().parents[2])   # the same nnlite as this process's
+    env = dict(os.environ if env is None else env)
+    env.update({HELPER_ENV: "1", "NNLITE_QUIET_COMPILE": "1",
+                "PYTHONPATH": os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))})
+    cmd = [sys.executable, "-m", "nnlite.ops.precompile", "--plan", str(plan_file), *names]
+    try:
+        return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env)
+    except OSError:
+        return None
+
+
+def _watch(stop: threading.Event) -> None:
+    """Helper side: the parent's end of stdin (it ended) stops the work; GRACE_S later, the process."""
+    try:
+        while sys.stdin.buffer.read(4096):
+            pass
+    except (OSError, ValueError):
+        pass
+    stop.set()
+    time.sleep(GRACE_S)
+    os._exit(0)
+
+
+def run_helper(names, plan_file: Path | str = PLAN_FILE, stop: threading.Event | None = None) -> int:
+    """Compile the plan entries of ``names``, last first, until done or ``stop``; returns how many were
+    compiled or loaded. An entry that fails (stale: a kernel that changed) is skipped."""
+    deadline = time.monotonic() + TIMEOUT_S
+    done = 0
+    for module, name, text in reversed(entries(names, plan(plan_file))):
+        if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
+            break
+        try:
+            dispatcher_of(module, name).compile(decode(text))
+            done += 1
+        except Exception:  # noqa: BLE001  (a stale entry: the model's own run compiles what it needs)
+            continue
+    return done
+
+
+def _main(argv: list[str]) -> int:
+    plan_file = PLAN_FILE
+    if argv[:1] == ["--plan"]:
+        plan_file, argv = Path(argv[1]), argv[2:]
+    stop = threading.Event()
+    threading.Thread(target=_watch, args=(stop,), daemon=True).start()
+    limit = threading.Timer(TIMEOUT_S + GRACE_S, os._exit, (0,))
+    limit.daemon = True
+    limit.start()
+    try:
+        run_helper(argv, plan_file, stop)
+    finally:
+        os._exit(0)   # whatever happened: no thread keeps the helper alive
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

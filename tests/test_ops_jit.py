@@ -1,0 +1,80 @@
+"""nnlite's dispatchers hold a file lock per function while they look up and compile a new signature."""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import os
+import threading
+import time
+
+from numba import types
+
+from nnlite.ops import jit
+
+
+def _probe_module(tmp_path, monkeypatch, name: str):
+    (tmp_path / f"{name}.py").write_text("from nnlite.ops.jit import kernel\n\n\n@kernel\ndef twice(x):\n"
+                                         "    return x * 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return importlib.import_module(name)
+
+
+def test_lock_file_lies_beside_the_functions_cache_index(tmp_path, monkeypatch):
+    twice = _probe_module(tmp_path, monkeypatch, "jitlock_probe_path").twice
+    path = jit.lock_path(twice)
+    assert path.endswith(".nbi.lock") and "twice" in os.path.basename(path)
+    assert twice(4) == 8
+    assert os.path.exists(path) and os.path.exists(path[:-len(".lock")])
+
+
+def test_compilation_waits_while_another_holds_the_functions_lock(tmp_path, monkeypatch):
+    twice = _probe_module(tmp_path, monkeypatch, "jitlock_probe_wait").twice
+    fd = os.open(jit.lock_path(twice), os.O_RDWR | os.O_CREAT)   # another open file: as another process's
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    worker = threading.Thread(target=twice.compile, args=((types.int64,),))
+    try:
+        worker.start()
+        time.sleep(0.5)
+        assert worker.is_alive() and not twice.overloads   # waiting, nothing compiled
+    finally:
+        os.close(fd)
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    assert twice(21) == 42
+
+
+def test_a_lock_file_that_cannot_be_made_is_no_lock(tmp_path):
+    with jit._FileLock(str(tmp_path / "missing" / "f.nbi.lock")) as held:
+        assert held.fd == -1
+
+
+_WARM_PROBE = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import jit_warm_probe as m
+x = np.arange(6, dtype=np.float32)
+print(m.total(x), sum(m.total.stats.cache_hits.values()), sum(m.total.stats.cache_misses.values()))
+print("numba.np.polynomial.polynomial_core" in sys.modules)
+import numba
+later = numba.njit(lambda a: np.cumsum(a)[-1])   # a compilation after the registry-free load
+print(later(x))
+"""
+
+
+def test_a_warm_process_loads_kernels_without_numbas_registries_and_can_still_compile(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "jit_warm_probe.py").write_text("import numpy as np\nfrom nnlite.ops.jit import kernel\n\n\n"
+                                                "@kernel\ndef total(x):\n    return np.sum(x * x)\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    runs = [subprocess.run([sys.executable, "-c", _WARM_PROBE, str(tmp_path)], env=env, capture_output=True,
+                           text=True, timeout=300) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    cold, warm = (run.stdout.split("\n") for run in runs)
+    assert cold[0] == "55.0 0 1" and warm[0] == "55.0 1 0"   # 0+1+4+9+16+25; compiled, then loaded
+    assert cold[1] == "True"     # a compilation installs every registry ...
+    assert warm[1] == "False"    # ... a load does not
+    assert warm[2] == "15.0"
