@@ -57,20 +57,23 @@ class _FileLock:
         if self.path is not None:
             try:
                 self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-                self._wait()
+                locked = self._wait()
             except OSError:
+                locked = False
+            if not locked:   # no lock file, or waited too long: go on unlocked
                 self._close()
         return self
 
-    def _wait(self):
+    def _wait(self) -> bool:
+        """True once the lock is held; False after LOCK_WAIT_S."""
         deadline, pause = time.monotonic() + LOCK_WAIT_S, 0.001
         while True:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
+                return True
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise OSError("lock wait timed out") from None
+                    return False
                 time.sleep(pause)
                 pause = min(pause * 2, 0.01)
 

@@ -95,12 +95,12 @@ def decode(text: str) -> tuple:
     ``(Array(float32, 1, 'C', False, aligned=True), int64)``."""
     from numba.core import types
     if "__" in text:   # no attribute paths out of the namespace below
-        raise ValueError(f"not a tuple of Numba types: {text!r}")
+        raise ConfigError(f"not a tuple of Numba types: {text!r}")
     space = {k: v for k, v in vars(types).items() if not k.startswith("_")}
     space.update({"bool": types.boolean, "__builtins__": {}})
     found = eval(text, space)  # noqa: S307  (text from nnlite's own plan file; names limited to Numba's types)
     if not isinstance(found, tuple) or not all(isinstance(t, types.Type) for t in found):
-        raise ValueError(f"not a tuple of Numba types: {text!r}")
+        raise ConfigError(f"not a tuple of Numba types: {text!r}")
     return found
 
 
@@ -116,10 +116,10 @@ def encode(argtypes) -> str | None:
 def dispatcher_of(module: str, name: str):
     """The Numba dispatcher ``module.name`` (an ``nnlite.`` module only)."""
     if not module.startswith("nnlite."):
-        raise ValueError(f"not an nnlite module: {module}")
+        raise ConfigError(f"not an nnlite module: {module}")
     found = getattr(importlib.import_module(module), name)
     if not hasattr(found, "compile") or not hasattr(found, "overloads"):
-        raise ValueError(f"{module}.{name} is not a Numba dispatcher")
+        raise ConfigError(f"{module}.{name} is not a Numba dispatcher")
     return found
 
 
