@@ -121,24 +121,33 @@ scan_coarse = numba.njit(cache=True, nogil=True, fastmath=FAST)(scan_coarse)   #
 def refine(coarse, fine, a_even, a_odd, step_even, step_odd, err8, cand_i, cand_b, counts, limit, out):
     """The candidates of scan_coarse whose 4-bit bound is <= limit, re-checked with their 8-bit code
     (coarse * 16 + fine) and err8, q_j - x_hat8_j being a_j - step_j * code_j: the survivors' row numbers go
-    to out[:returned count]. Serial: it reads only the few candidates."""
+    to out[:returned count]. Serial: it reads only the few candidates, first one byte at each end of their
+    codes (independent loads, many in flight, so the re-check then finds them in cache)."""
     half = coarse.shape[1]
-    count = 0
+    m, touch = 0, 0
     for c in range(counts.shape[0]):
         for s in range(c * CHUNK, c * CHUNK + counts[c]):
-            if cand_b[s] > limit:
-                continue
-            i = cand_i[s]
-            acc = np.float32(0.0)
-            for j in range(half):
-                high, low = coarse[i, j], fine[i, j]
-                x0 = a_even[j] - step_even[j] * np.float32(((high & 15) << 4) | (low & 15))
-                x1 = a_odd[j] - step_odd[j] * np.float32((high & 240) | (low >> 4))
-                acc += x0 * x0 + x1 * x1
-            if np.sqrt(acc) * np.float32(1 - SLACK) - err8[i] * np.float32(1 + SLACK) <= limit:
-                out[count] = i
-                count += 1
-    return count
+            if cand_b[s] <= limit:
+                i = cand_i[s]
+                out[m] = i
+                m += 1
+                touch += coarse[i, 0] + coarse[i, half - 1] + fine[i, 0] + fine[i, half - 1]
+    count = 0
+    for t in range(m):
+        i = out[t]
+        acc = np.float32(0.0)
+        for j in range(half):   # bytes split in float (exact for 0..255), as in scan_coarse
+            high, low = np.float32(coarse[i, j]), np.float32(fine[i, j])
+            high_odd = np.floor(high * np.float32(0.0625))
+            low_odd = np.floor(low * np.float32(0.0625))
+            x0 = a_even[j] - step_even[j] * ((high - np.float32(16) * high_odd) * np.float32(16)
+                                             + (low - np.float32(16) * low_odd))
+            x1 = a_odd[j] - step_odd[j] * (high_odd * np.float32(16) + low_odd)
+            acc += x0 * x0 + x1 * x1
+        if np.sqrt(acc) * np.float32(1 - SLACK) - err8[i] * np.float32(1 + SLACK) <= limit:
+            out[count] = i
+            count += 1
+    return count, touch
 
 
 def exact_distances(rows, query, which, unit, out):
@@ -353,6 +362,6 @@ class FaceIndex:
         guesses = flat_i[np.argsort(flat_d, kind="stable")[:k]]   # the k best coarse rows of all
         limit = min(limit, self._limit(q, guesses[guesses >= 0], k))
         out = np.empty(int(counts.sum()), np.int64)
-        found = refine(self.coarse, self.fine, *self.grid.fine_terms(q), self.err8, cand_i, cand_b, counts,
+        found, _ = refine(self.coarse, self.fine, *self.grid.fine_terms(q), self.err8, cand_i, cand_b, counts,
                        limit, out)
         return out[:found]
