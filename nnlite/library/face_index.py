@@ -31,6 +31,7 @@ its own error term). The float32 rows are read only for the few candidates, so t
 from __future__ import annotations
 
 import mmap
+import os
 import threading
 import types
 
@@ -42,6 +43,7 @@ from ..errors import LibraryError
 QUANTIZE_ABOVE = 50_000
 CHUNK = 8192          # rows per scan chunk: each keeps its own k best, so the split never changes a result
 SLACK = 1e-4          # relative shrink of every bound, far above float32 rounding in the kernels
+GATHER = 4096         # at most this many rows of a file-mapped matrix are read with pread
 FIRST = 16_384        # rows scanned first, for an upper bound on the k-th distance
 BLOCK = 64            # rows whose bounds are computed together, as vectors across rows
 SAMPLE = 32_768       # rows used to place the per-dimension grid
@@ -290,6 +292,18 @@ class FaceIndex:
         self.cand_i = np.empty(n, np.int32)         # per-query scratch (candidates of each chunk), kept
         self.cand_b = np.empty(n, np.float32)       # to avoid page faults
 
+    def _gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(matrix, row numbers in it) holding the given rows. A few rows of a file-mapped matrix are read with
+        pread instead of through the mapping: a page fault there can map a whole large page-cache folio (MBs),
+        which a query touching a few hundred scattered rows would briefly add to this process's RSS."""
+        mapped = isinstance(self.matrix, np.memmap) and isinstance(self.matrix.base, mmap.mmap)
+        if not mapped or len(rows) > GATHER or not self.matrix.flags.c_contiguous:
+            return np.asarray(self.matrix), rows
+        width = self.matrix.shape[1] * 4
+        with open(self.matrix.filename, "rb") as f:
+            data = b"".join(os.pread(f.fileno(), width, self.matrix.offset + int(i) * width) for i in rows)
+        return np.frombuffer(bytearray(data), self.matrix.dtype).reshape(len(rows), -1), np.arange(len(rows))
+
     def _release(self) -> None:
         """Unmap the pages of a memory-mapped matrix read so far (they stay in the OS's file cache), so that
         neither building the codes nor many queries leave the file counted in this process's resident memory."""
@@ -330,7 +344,8 @@ class FaceIndex:
             rows = self._candidates(q, k) if self.coarse is not None else np.arange(n)
             d2 = np.empty(len(rows), np.float64)
             exact = exact_distances_parallel if len(rows) > 4096 else exact_distances
-            exact(np.asarray(self.matrix), q, rows, self.metric == "cosine", d2)
+            matrix, which = self._gather(rows)
+            exact(matrix, q, which, self.metric == "cosine", d2)
             self._release()   # a memory-mapped matrix: the candidates' pages leave this process's RSS
         if len(rows) > k:   # keep everything tied with the k-th so ties go by face id
             keep = d2 <= np.partition(d2, k - 1)[k - 1]
@@ -364,7 +379,8 @@ class FaceIndex:
         """An upper bound on the k-th true distance: the k-th smallest exact distance among ``rows``, widened
         by SLACK and by float32's absolute rounding in the kernels."""
         d2 = np.empty(len(rows), np.float64)
-        exact_distances(np.asarray(self.matrix), q, rows, self.metric == "cosine", d2)
+        matrix, which = self._gather(rows)
+        exact_distances(matrix, q, which, self.metric == "cosine", d2)
         return np.float32(np.sqrt(np.partition(d2, k - 1)[k - 1]) * (1 + SLACK) + self.grid.rounding(q))
 
     def _candidates(self, q: np.ndarray, k: int) -> np.ndarray:
