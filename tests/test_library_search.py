@@ -13,6 +13,7 @@ import pytest
 
 from nnlite.errors import LibraryError
 from nnlite.library.analyze import ImageRecord
+from nnlite.library.face_index import CHUNK
 from nnlite.library.face_rows import rows_path
 from nnlite.library.index import DEFAULT_RECOGNIZER, LibraryIndex
 from nnlite.library.people import cluster
@@ -274,7 +275,11 @@ def test_face_index_bounds_match_the_grid_definition():
     index = FaceIndex(np.arange(9_000), faces, quantize_above=0)
     grid = index.grid
     query = new_face(0)
-    index._candidates(query, 10)
+    _, _, _, rows_kept, bounds, counts = index._scan(query, 10, limit=np.float32(np.inf))   # keep every row
+    assert counts.sum() == 9_000
+    bound = np.full(9_000, np.nan)
+    for c, count in enumerate(counts):
+        bound[rows_kept[c * CHUNK:c * CHUNK + count]] = bounds[c * CHUNK:c * CHUNK + count]
     codes = np.empty((9_000, 128), np.int64)
     codes[:, 0::2] = ((index.coarse & 15).astype(np.int64) << 4) | (index.fine & 15)
     codes[:, 1::2] = (index.coarse & 240).astype(np.int64) | (index.fine >> 4)
@@ -284,11 +289,30 @@ def test_face_index_bounds_match_the_grid_definition():
     err4, err8 = np.linalg.norm(rows - x4, axis=1), np.linalg.norm(rows - x8, axis=1)
     assert np.all(index.err4 >= err4) and np.all(index.err4 <= err4 + 1e-6)
     assert np.all(index.err8 >= err8) and np.all(index.err8 <= err8 + 1e-6)
-    assert np.all(index.bound <= np.linalg.norm(rows - q, axis=1))
+    assert np.all(bound <= np.linalg.norm(rows - q, axis=1))
     coarse = np.linalg.norm(q - x4, axis=1)
     delta = grid.coarse_terms(q, index.norms_max)[3]   # the kernel's allowance for float32 rounding
     assert delta < 0.01
-    assert np.all(index.bound <= coarse - err4 + 1e-6)
-    assert np.all(index.bound >= np.sqrt(np.maximum(coarse ** 2 - delta, 0)) - err4 - 1e-3)
+    assert np.all(bound <= coarse - err4 + 1e-6)
+    assert np.all(bound >= np.sqrt(np.maximum(coarse ** 2 - delta, 0)) - err4 - 1e-3)
     unclipped = index.err8 <= np.sqrt(128) * grid.step.max() / 2   # rows with no value outside the grid
     assert unclipped.mean() > 0.8
+
+
+def test_face_index_scan_keeps_every_row_within_the_limit_from_its_first_rows():
+    """The limit taken from the first rows is no smaller than the true 10th distance and the full scan keeps
+    every row whose true distance is within it, also when the first rows are all far from the query (the
+    limit is then loose but still an upper bound, and the answer still exact); with representative first
+    rows it keeps under 10 % of them."""
+    faces, new_face, stranger = faces_of_people(40_000, seed=7)
+    faces[:20_000] += 1.0   # the first rows: people far from every query
+    index = FaceIndex(np.arange(40_000), faces, quantize_above=0)
+    for query in (new_face(30_000), stranger(), new_face(39_000)):
+        distances = np.sqrt(((faces.astype(np.float64) - query) ** 2).sum(1))
+        limit, _, _, rows_kept, _, counts = index._scan(query, 10)
+        assert limit >= np.sort(distances)[9]
+        kept = np.concatenate([rows_kept[c * CHUNK:c * CHUNK + count] for c, count in enumerate(counts)])
+        assert set(np.flatnonzero(distances <= limit)) <= set(kept.tolist())
+        assert [h[0] for h in index.search(query, 10)] == brute_force(faces, query, 10)[0]
+    usual = FaceIndex(np.arange(20_000), faces[20_000:], quantize_above=0)
+    assert usual._scan(new_face(30_000), 10)[5].sum() < 2_000

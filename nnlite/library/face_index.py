@@ -11,14 +11,16 @@ the 8-bit reconstruction. The triangle inequality then bounds the true distance 
 
     ||q - x||  >=  ||q - x_hat|| - ||x - x_hat||
 
-A query (1) scans the coarse plane, writing every row's bound while each chunk keeps its k rows of smallest
-coarse distance ``||q - x_hat4||`` (computed as a dot product of the nibbles with per-query weights, see
-Grid.coarse_terms); (2) computes the exact distances of the k best of those, whose k-th is an upper bound
-``tau`` on the true k-th distance; (3) re-checks every row whose coarse bound is <= tau with its 8-bit code;
-(4) computes exact distances (float64) for the rows that survive that tighter bound too, and returns the k
-nearest (ties by face id). A row is skipped only when a lower bound on its distance exceeds a distance
-already achieved by k rows, so the result is the exact top k, never an approximation. The bounds are
-lowered by a bound on float32's rounding in the kernels (relative 1e-4, plus an absolute term per query).
+A query (1) scans the first FIRST rows' codes and takes the exact distances of the 3 k of smallest coarse
+distance ``||q - x_hat4||`` (computed as a dot product of the nibbles with per-query weights, see
+Grid.coarse_terms): their k-th is an upper bound ``tau`` on the true k-th distance; (2) scans all rows in one
+parallel region, keeping only the rows whose coarse bound is <= tau (a few %) while each chunk keeps its k
+rows of smallest coarse distance; (3) lowers tau to the k-th exact distance of the k best of those; (4)
+re-checks the kept rows whose coarse bound is <= tau with their 8-bit code; (5) computes exact distances
+(float64) for the rows that survive that tighter bound too, and returns the k nearest (ties by face id). A row
+is skipped only when a lower bound on its distance exceeds a distance already achieved by k rows, so the
+result is the exact top k, never an approximation. The bounds are lowered by a bound on float32's rounding
+in the kernels (relative 1e-4, plus an absolute term per query).
 
 The scan reads D/2 bytes a row (64 MB for 1M 128-d faces), the bounds need no training beyond the
 per-dimension grid, and rows appended later reuse the grid (a row outside it is clipped, which only widens
@@ -29,7 +31,9 @@ its own error term). The float32 rows are read only for the few candidates, so t
 from __future__ import annotations
 
 import mmap
+import os
 import threading
+import types
 
 import numba
 import numpy as np
@@ -39,17 +43,30 @@ from ..errors import LibraryError
 QUANTIZE_ABOVE = 50_000
 CHUNK = 8192          # rows per scan chunk: each keeps its own k best, so the split never changes a result
 SLACK = 1e-4          # relative shrink of every bound, far above float32 rounding in the kernels
+GATHER = 4096         # at most this many rows of a file-mapped matrix are read with pread
+FIRST = 16_384        # rows scanned first, for an upper bound on the k-th distance
+BLOCK = 64            # rows whose bounds are computed together, as vectors across rows
 SAMPLE = 32_768       # rows used to place the per-dimension grid
 BUILD = 16_384        # rows encoded at a time (float64 temporaries: a few MB each)
 FAST = {"reassoc", "contract", "arcp"}   # lets LLVM vectorize the row reductions (no NaN/Inf assumptions)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, fastmath=FAST)
-def scan_coarse(coarse, w_byte, w_high, norms, offset, delta, err4, bound, best_d, best_i):
-    """coarse (N, H) uint8, w_* (H,) float32, norms, err4 (N,) float32 -> bound (N,) float32: a lower bound on
-    ||q - x|| from ||q - x_hat4||^2 = offset + norms[i] + sum_j w_byte[j] * byte + w_high[j] * (byte >> 4)
-    (Grid.coarse_terms says why; delta bounds its float32 rounding) minus err4[i], shrunk by SLACK;
-    best_d / best_i (C, k): each chunk of CHUNK rows' k smallest ||q - x_hat4||^2."""
+def _named(fn, suffix: str):
+    """A copy of a kernel's Python function under its own name: Numba's on-disk cache is keyed by the function's
+    name, not by ``parallel=True``, so a serial and a parallel compilation of one function would share (and
+    load) each other's machine code."""
+    twin = types.FunctionType(fn.__code__, fn.__globals__, f"{fn.__name__}_{suffix}", fn.__defaults__)
+    twin.__qualname__ = f"{fn.__qualname__}_{suffix}"
+    return twin
+
+
+def scan_coarse(coarse, w_byte, w_high, norms, offset, delta, err4, limit, best_d, best_i, cand_i, cand_b, counts):
+    """coarse (N, H) uint8, w_* (H,) float32, norms, err4 (N,) float32. Each row's lower bound on ||q - x||,
+    ||q - x_hat4|| - err4[i] shrunk by SLACK, from ||q - x_hat4||^2 = offset + norms[i] + sum_j w_byte[j] *
+    byte + w_high[j] * (byte >> 4) (Grid.coarse_terms says why; delta bounds its float32 rounding). Chunk c
+    of CHUNK rows writes (row, bound) of its rows whose bound is <= limit to cand_i / cand_b[c * CHUNK:]
+    [:counts[c]], and the k of those of smallest ||q - x_hat4||^2 to best_d / best_i (C, k), sorted. No
+    per-row output: a query writes only its few candidates. Bounds come 64 rows at a time (vectors across rows)."""
     n, half = coarse.shape
     k = best_d.shape[1]
     for c in numba.prange(best_d.shape[0]):
@@ -57,46 +74,94 @@ def scan_coarse(coarse, w_byte, w_high, norms, offset, delta, err4, bound, best_
             best_d[c, t] = np.inf
             best_i[c, t] = -1
         worst = np.float32(np.inf)
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            acc = np.float32(0.0)
-            for j in range(half):   # the high nibble in float: LLVM keeps this loop in 16-lane vectors
-                byte = np.float32(coarse[i, j])
-                acc += w_byte[j] * byte + w_high[j] * np.floor(byte * np.float32(0.0625))
-            acc += offset + norms[i]
-            reach = np.sqrt(max(acc - delta, np.float32(0)))   # <= ||q - x_hat4||
-            bound[i] = reach * np.float32(1 - SLACK) - err4[i] * np.float32(1 + SLACK)
-            if acc < worst:   # insert into this chunk's sorted k best
-                t = k - 1
-                while t > 0 and best_d[c, t - 1] > acc:
-                    best_d[c, t] = best_d[c, t - 1]
-                    best_i[c, t] = best_i[c, t - 1]
-                    t -= 1
-                best_d[c, t] = acc
-                best_i[c, t] = i
-                worst = best_d[c, k - 1]
-
-
-@numba.njit(parallel=True, cache=True, nogil=True, fastmath=FAST)
-def refine(coarse, fine, a_even, a_odd, step_even, step_odd, bound, err8, limit, out, counts):
-    """Rows whose 4-bit bound is <= limit, re-checked with their 8-bit code (coarse * 16 + fine) and err8,
-    q_j - x_hat8_j being a_j - step_j * code_j; the survivors' row numbers go to out[c * CHUNK:][:counts[c]]
-    for chunk c."""
-    n, half = coarse.shape
-    for c in numba.prange(counts.shape[0]):
         count = 0
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            if bound[i] > limit:
+        accs, lows = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32)
+        stop = min(n, (c + 1) * CHUNK)
+        for start in range(c * CHUNK, stop, BLOCK):
+            m = min(BLOCK, stop - start)
+            quads = m - m % 4
+            for r in range(0, quads, 4):   # four rows at once: four independent sums share each weight load
+                a0 = a1 = a2 = a3 = np.float32(0.0)
+                for j in range(half):   # the high nibble in float: LLVM keeps this loop in 16-lane vectors
+                    wb, wh, sixteenth = w_byte[j], w_high[j], np.float32(0.0625)
+                    b0, b1 = np.float32(coarse[start + r, j]), np.float32(coarse[start + r + 1, j])
+                    b2, b3 = np.float32(coarse[start + r + 2, j]), np.float32(coarse[start + r + 3, j])
+                    a0 += wb * b0 + wh * np.floor(b0 * sixteenth)
+                    a1 += wb * b1 + wh * np.floor(b1 * sixteenth)
+                    a2 += wb * b2 + wh * np.floor(b2 * sixteenth)
+                    a3 += wb * b3 + wh * np.floor(b3 * sixteenth)
+                accs[r], accs[r + 1], accs[r + 2], accs[r + 3] = a0, a1, a2, a3
+            for r in range(quads, m):
+                acc = np.float32(0.0)
+                for j in range(half):
+                    byte = np.float32(coarse[start + r, j])
+                    acc += w_byte[j] * byte + w_high[j] * np.floor(byte * np.float32(0.0625))
+                accs[r] = acc
+            least = np.float32(np.inf)
+            for r in range(m):   # a block's bounds at once (vectors across rows)
+                acc = accs[r] + offset + norms[start + r]
+                accs[r] = acc
+                low = np.sqrt(max(acc - delta, np.float32(0))) * np.float32(1 - SLACK) \
+                    - err4[start + r] * np.float32(1 + SLACK)
+                lows[r] = low
+                least = min(least, low)
+            if least > limit:
                 continue
-            acc = np.float32(0.0)
-            for j in range(half):
-                high, low = coarse[i, j], fine[i, j]
-                x0 = a_even[j] - step_even[j] * np.float32(((high & 15) << 4) | (low & 15))
-                x1 = a_odd[j] - step_odd[j] * np.float32((high & 240) | (low >> 4))
-                acc += x0 * x0 + x1 * x1
-            if np.sqrt(acc) * np.float32(1 - SLACK) - err8[i] * np.float32(1 + SLACK) <= limit:
-                out[c * CHUNK + count] = i
+            for r in range(m):
+                if lows[r] > limit:
+                    continue
+                cand_i[c * CHUNK + count] = start + r
+                cand_b[c * CHUNK + count] = lows[r]
                 count += 1
+                acc = accs[r]
+                if acc < worst:   # insert into this chunk's sorted k best
+                    t = k - 1
+                    while t > 0 and best_d[c, t - 1] > acc:
+                        best_d[c, t] = best_d[c, t - 1]
+                        best_i[c, t] = best_i[c, t - 1]
+                        t -= 1
+                    best_d[c, t] = acc
+                    best_i[c, t] = start + r
+                    worst = best_d[c, k - 1]
         counts[c] = count
+
+
+scan_coarse_parallel = numba.njit(parallel=True, cache=True, nogil=True, fastmath=FAST)(
+    _named(scan_coarse, "parallel"))
+scan_coarse = numba.njit(cache=True, nogil=True, fastmath=FAST)(scan_coarse)   # the first rows, for a limit
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FAST)
+def refine(coarse, fine, a_even, a_odd, step_even, step_odd, err8, cand_i, cand_b, counts, limit, out):
+    """The candidates of scan_coarse whose 4-bit bound is <= limit, re-checked with their 8-bit code
+    (coarse * 16 + fine) and err8, q_j - x_hat8_j being a_j - step_j * code_j: the survivors' row numbers go
+    to out[:returned count]. Serial: it reads only the few candidates, first one byte at each end of their
+    codes (independent loads, many in flight, so the re-check then finds them in cache)."""
+    half = coarse.shape[1]
+    m, touch = 0, 0
+    for c in range(counts.shape[0]):
+        for s in range(c * CHUNK, c * CHUNK + counts[c]):
+            if cand_b[s] <= limit:
+                i = cand_i[s]
+                out[m] = i
+                m += 1
+                touch += coarse[i, 0] + coarse[i, half - 1] + fine[i, 0] + fine[i, half - 1]
+    count = 0
+    for t in range(m):
+        i = out[t]
+        acc = np.float32(0.0)
+        for j in range(half):   # bytes split in float (exact for 0..255), as in scan_coarse
+            high, low = np.float32(coarse[i, j]), np.float32(fine[i, j])
+            high_odd = np.floor(high * np.float32(0.0625))
+            low_odd = np.floor(low * np.float32(0.0625))
+            x0 = a_even[j] - step_even[j] * ((high - np.float32(16) * high_odd) * np.float32(16)
+                                             + (low - np.float32(16) * low_odd))
+            x1 = a_odd[j] - step_odd[j] * (high_odd * np.float32(16) + low_odd)
+            acc += x0 * x0 + x1 * x1
+        if np.sqrt(acc) * np.float32(1 - SLACK) - err8[i] * np.float32(1 + SLACK) <= limit:
+            out[count] = i
+            count += 1
+    return count, touch
 
 
 def exact_distances(rows, query, which, unit, out):
@@ -117,7 +182,7 @@ def exact_distances(rows, query, which, unit, out):
         out[t] = acc
 
 
-exact_distances_parallel = numba.njit(parallel=True, cache=True, nogil=True)(exact_distances)
+exact_distances_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_named(exact_distances, "parallel"))
 exact_distances = numba.njit(cache=True, nogil=True)(exact_distances)   # a few rows: no thread hand-off
 
 
@@ -224,8 +289,20 @@ class FaceIndex:
             self._release()
         self.coarse, self.fine, self.err4, self.err8, self.norms = parts
         self.norms_max = float(self.norms.max())
-        self.bound = np.empty(n, np.float32)        # per-query scratch, kept to avoid page faults
-        self.survivors = np.empty(n, np.int32)
+        self.cand_i = np.empty(n, np.int32)         # per-query scratch (candidates of each chunk), kept
+        self.cand_b = np.empty(n, np.float32)       # to avoid page faults
+
+    def _gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(matrix, row numbers in it) holding the given rows. A few rows of a file-mapped matrix are read with
+        pread instead of through the mapping: a page fault there can map a whole large page-cache folio (MBs),
+        which a query touching a few hundred scattered rows would briefly add to this process's RSS."""
+        mapped = isinstance(self.matrix, np.memmap) and isinstance(self.matrix.base, mmap.mmap)
+        if not mapped or len(rows) > GATHER or not self.matrix.flags.c_contiguous:
+            return np.asarray(self.matrix), rows
+        width = self.matrix.shape[1] * 4
+        with open(self.matrix.filename, "rb") as f:
+            data = b"".join(os.pread(f.fileno(), width, self.matrix.offset + int(i) * width) for i in rows)
+        return np.frombuffer(bytearray(data), self.matrix.dtype).reshape(len(rows), -1), np.arange(len(rows))
 
     def _release(self) -> None:
         """Unmap the pages of a memory-mapped matrix read so far (they stay in the OS's file cache), so that
@@ -267,7 +344,8 @@ class FaceIndex:
             rows = self._candidates(q, k) if self.coarse is not None else np.arange(n)
             d2 = np.empty(len(rows), np.float64)
             exact = exact_distances_parallel if len(rows) > 4096 else exact_distances
-            exact(np.asarray(self.matrix), q, rows, self.metric == "cosine", d2)
+            matrix, which = self._gather(rows)
+            exact(matrix, q, which, self.metric == "cosine", d2)
             self._release()   # a memory-mapped matrix: the candidates' pages leave this process's RSS
         if len(rows) > k:   # keep everything tied with the k-th so ties go by face id
             keep = d2 <= np.partition(d2, k - 1)[k - 1]
@@ -277,21 +355,41 @@ class FaceIndex:
                    for i in order]
         return [r for r in results if threshold is None or r[1] <= threshold]
 
-    def _candidates(self, q: np.ndarray, k: int) -> np.ndarray:
-        """Row numbers that may be among the k nearest (always a superset of them), by the bounds above."""
-        n = len(self.ids)
+    def _scan(self, q: np.ndarray, k: int, limit: np.float32 | None = None) -> tuple[np.ndarray, ...]:
+        """The coarse scan for query q: (limit, best_d, best_i, cand_i, cand_b, counts) of scan_coarse. Unless
+        given, the limit is an upper bound on the k-th distance from the first FIRST rows (the exact distances
+        of their 3 k best coarse rows), so the full scan keeps only rows whose bound is below it (a few %)."""
+        n, terms = len(self.ids), self.grid.coarse_terms(q, self.norms_max)
+        if limit is None:
+            first, m = min(n, FIRST), min(3 * k, n)
+            chunks = -(-first // CHUNK)
+            best_d, best_i = np.empty((chunks, m), np.float32), np.empty((chunks, m), np.int64)
+            scan_coarse(self.coarse[:first], *terms[:2], self.norms, *terms[2:], self.err4, np.float32(np.inf),
+                        best_d, best_i, self.cand_i, self.cand_b, np.empty(chunks, np.int64))
+            guesses = best_i.ravel()[np.argsort(best_d.ravel(), kind="stable")[:m]]
+            limit = self._limit(q, guesses[guesses >= 0], k)
         chunks = -(-n // CHUNK)
         best_d, best_i = np.empty((chunks, k), np.float32), np.empty((chunks, k), np.int64)
-        w_byte, w_high, offset, delta = self.grid.coarse_terms(q, self.norms_max)
-        scan_coarse(self.coarse, w_byte, w_high, self.norms, offset, delta, self.err4, self.bound, best_d, best_i)
-        flat_d, flat_i = best_d.ravel(), best_i.ravel()
-        guesses = flat_i[np.argsort(flat_d, kind="stable")[:k]]
-        d2 = np.empty(k, np.float64)
-        exact_distances(np.asarray(self.matrix), q, guesses, self.metric == "cosine", d2)
-        # an upper bound on the k-th true distance, widened by SLACK and by float32's absolute rounding
-        limit = np.float32(np.sqrt(d2.max()) * (1 + SLACK) + self.grid.rounding(q))
         counts = np.empty(chunks, np.int64)
-        refine(self.coarse, self.fine, *self.grid.fine_terms(q), self.bound, self.err8, limit,
-               self.survivors, counts)
-        return np.concatenate([self.survivors[c * CHUNK:c * CHUNK + counts[c]] for c in np.flatnonzero(counts)]
-                              or [np.zeros(0, np.int32)]).astype(np.int64)
+        scan_coarse_parallel(self.coarse, *terms[:2], self.norms, *terms[2:], self.err4, limit, best_d, best_i,
+                             self.cand_i, self.cand_b, counts)
+        return limit, best_d, best_i, self.cand_i, self.cand_b, counts
+
+    def _limit(self, q: np.ndarray, rows: np.ndarray, k: int) -> np.float32:
+        """An upper bound on the k-th true distance: the k-th smallest exact distance among ``rows``, widened
+        by SLACK and by float32's absolute rounding in the kernels."""
+        d2 = np.empty(len(rows), np.float64)
+        matrix, which = self._gather(rows)
+        exact_distances(matrix, q, which, self.metric == "cosine", d2)
+        return np.float32(np.sqrt(np.partition(d2, k - 1)[k - 1]) * (1 + SLACK) + self.grid.rounding(q))
+
+    def _candidates(self, q: np.ndarray, k: int) -> np.ndarray:
+        """Row numbers that may be among the k nearest (always a superset of them), by the bounds above."""
+        limit, best_d, best_i, cand_i, cand_b, counts = self._scan(q, k)
+        flat_d, flat_i = best_d.ravel(), best_i.ravel()
+        guesses = flat_i[np.argsort(flat_d, kind="stable")[:k]]   # the k best coarse rows of all
+        limit = min(limit, self._limit(q, guesses[guesses >= 0], k))
+        out = np.empty(int(counts.sum()), np.int64)
+        found, _ = refine(self.coarse, self.fine, *self.grid.fine_terms(q), self.err8, cand_i, cand_b, counts,
+                       limit, out)
+        return out[:found]
