@@ -235,3 +235,12 @@ def test_no_helper_outlives_a_parent_that_exits_abruptly(tmp_path):
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(pid)
+
+
+def test_no_helper_when_the_load_average_already_fills_the_cores(monkeypatch):
+    import os
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    monkeypatch.setattr(os, "getloadavg", lambda: (float(cores), 0.0, 0.0))
+    assert precompile.spare_cores() == 0
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores - 0.5, 0.0, 0.0))
+    assert precompile.spare_cores() == cores - 1

@@ -19,8 +19,8 @@ by the exact types.
 
 The helper stops when this process ends (it reads its stdin, a pipe from this process, until the end),
 finishing the function at hand for at most :data:`GRACE_S` seconds, and after :data:`TIMEOUT_S` at the
-latest. It is not started with one core, without a writable cache, inside a helper, or when
-``NNLITE_PRECOMPILE=0``.
+latest. It is not started with one core, on a machine whose load average already fills its cores, without a
+writable cache, inside a helper, or when ``NNLITE_PRECOMPILE=0``.
 """
 
 from __future__ import annotations
@@ -55,11 +55,19 @@ def enabled() -> bool:
 
 
 def spare_cores() -> int:
-    """Cores this process may use, minus the one it compiles on."""
+    """Cores this process may use, minus the one it compiles on; none when the 1-minute load average is
+    already at least the number of cores (a helper would then take time slices from this process instead
+    of an idle core: on a machine kept busy it made the first run slower, benchmarks/RESULTS.md)."""
     try:
-        return len(os.sched_getaffinity(0)) - 1
+        usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return (os.cpu_count() or 1) - 1
+        usable = os.cpu_count() or 1
+    try:
+        if os.getloadavg()[0] >= usable:
+            return 0
+    except (AttributeError, OSError):   # no load average here: assume idle cores
+        pass
+    return usable - 1
 
 
 def plan(path: Path | str = PLAN_FILE) -> dict[str, list]:
