@@ -1,18 +1,20 @@
-"""Convolution kernels packed once into the GEMM's 32-channel panels, for the layers that read more weight
-than input.
+"""Kernels packed once: convolution kernels into the GEMM's 32-channel panels where a layer reads more
+weight than input, and batch-1 dense kernels into the matrix-vector product's column blocks.
 
 The GEMM (:mod:`nnlite.ops.gemm`) and the fused depthwise -> 1x1 kernel (:mod:`nnlite.ops.separable`)
 multiply by a kernel copied panel by panel into contiguous scratch. Copying a panel reads 128 bytes of
 each kernel row, a strided walk that memory serves at a fraction of its streaming rate, so where a
 layer's kernel is bigger than its input (the late layers of a network at batch 1: few pixels, many
 channels) the copy costs as much as the arithmetic. Here each such kernel is packed once and kept while
-the kernel array lives; the tiles then read it front to back.
+the kernel array lives; the tiles then read it front to back. A batch-1 dense layer
+(:mod:`nnlite.ops.gemv`) likewise reads its kernel in 64-column blocks, each laid out front to back.
 
 Only a kernel that cannot change is packed: the array and every array it views are read-only (a model
-makes its convolution kernels read-only when it plans its first run, see :meth:`nnlite.graph.Model.forward`;
-assign a new array to change one). A writable kernel is packed on every call, as before. The packed
-copy is the kernel's own values in another order, so results are bit-identical either way. It costs
-memory: about the size of those kernels (most of a classifier's weights). ``NNLITE_PREPACK=0`` turns it off.
+makes its conv and dense kernels read-only when it plans its first run, see
+:meth:`nnlite.graph.Model.forward`; assign a new array to change one). A writable kernel is packed on every
+call, as before. The packed copy is the kernel's own values in another order, so results are bit-identical
+either way. It costs memory: about the size of those kernels (most of a classifier's weights).
+``NNLITE_PREPACK=0`` turns it off.
 """
 
 from __future__ import annotations
