@@ -6,8 +6,10 @@ onnxruntime's side is its own profiler (``SessionOptions.enable_profiling``) on 
 ``benchmarks.run`` times (benchmarks/tf_graph.py: the same layer graph and weights), each node's best
 kernel time over the calls. onnxruntime rewrites the graph (its NCHWc layout, a conv fused with the
 following activation and residual add), so the two are matched by order: the k-th convolution or dense
-layer of nnlite against the k-th Conv/Gemm node onnxruntime ran (a separable conv counts as two). Every
-other node (layout reorders, pooling, adds onnxruntime did not fuse) is listed as "other".
+layer of nnlite against the k-th Conv/Gemm node onnxruntime ran (a separable conv counts as two), and the
+pairs are listed only when every pair's output sizes agree (a branching network may run its branches in
+another order there; the per-op totals hold either way). Every other node (layout reorders, pooling, adds
+onnxruntime did not fuse) is listed as "other".
 
 Neither side's dispatch between layers is in these sums; compare them with ``benchmarks.run``'s latencies.
 
@@ -22,6 +24,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks import common
 from benchmarks.profile_layers import profile
 
@@ -29,8 +33,9 @@ NNLITE_OPS = {"conv2d": 1, "depthwise_conv2d": 1, "separable_conv2d": 2, "dense"
 ORT_OPS = ("Conv", "FusedConv", "Gemm", "MatMul", "FusedMatMul", "QLinearConv")
 
 
-def ort_node_times(path: Path, x, threads: int, calls: int) -> list[tuple[str, str, float]]:
-    """(node name, op type, best seconds) of every node onnxruntime ran, in its execution order."""
+def ort_node_times(path: Path, x, threads: int, calls: int) -> list[tuple[str, str, float, int]]:
+    """(node name, op type, best seconds, output bytes) of every node onnxruntime ran, in its execution
+    order."""
     import numpy as np
     import onnxruntime as ort
     options = ort.SessionOptions()
@@ -44,18 +49,30 @@ def ort_node_times(path: Path, x, threads: int, calls: int) -> list[tuple[str, s
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
     best: dict[str, float] = {}
-    kinds: dict[str, str] = {}
+    kinds: dict[str, tuple[str, int]] = {}
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
-            name = e["name"][: -len("_kernel_time")]
-            kinds.setdefault(name, e.get("args", {}).get("op_name", "?"))
+            name, args = e["name"][: -len("_kernel_time")], e.get("args", {})
+            kinds.setdefault(name, (args.get("op_name", "?"), int(args.get("output_size", 0) or 0)))
             best[name] = min(best.get(name, float("inf")), e["dur"] * 1e-6)
-    return [(name, kinds[name], seconds) for name, seconds in best.items()]  # dicts keep first-seen order
+    return [(name, *kinds[name][:1], seconds, kinds[name][1]) for name, seconds in best.items()]  # first-seen order
 
 
-def pair_up(layers: list[dict], nodes: list[tuple[str, str, float]]) -> tuple[list[tuple], list[tuple]]:
-    """Rows (layer, nnlite s, ORT s, ORT nodes) for the conv/dense layers matched by order, and the ORT
-    nodes left over (other ops, or convolutions beyond nnlite's count)."""
+def lined_up(rows) -> bool:
+    """True when every matched onnxruntime node wrote as many values as its nnlite layer (channels rounded
+    up to onnxruntime's blocks of 8 or 16 allowed): pairing by order holds. Branching networks (ResNet's
+    shortcut convolutions) may run in another order there."""
+    for layer, _, _, _, out_bytes in rows:
+        *pixels, c = layer["shape"][1:]
+        n = int(np.prod(pixels, dtype=np.int64)) if pixels else 1
+        if out_bytes and out_bytes // 4 not in {n * c, n * -(-c // 8) * 8, n * -(-c // 16) * 16}:
+            return False
+    return True
+
+
+def pair_up(layers: list[dict], nodes: list[tuple]) -> tuple[list[tuple], list[tuple]]:
+    """Rows (layer, nnlite s, ORT s, ORT nodes, the last node's output bytes) for the conv/dense layers
+    matched by order, and the ORT nodes left over (other ops, or convolutions beyond nnlite's count)."""
     convs = [n for n in nodes if n[1] in ORT_OPS]
     others = [n for n in nodes if n[1] not in ORT_OPS]
     rows, at = [], 0
@@ -65,7 +82,8 @@ def pair_up(layers: list[dict], nodes: list[tuple[str, str, float]]) -> tuple[li
             continue
         taken = convs[at:at + count]
         at += count
-        rows.append((layer, layer["seconds"], sum(n[2] for n in taken), [n[0] for n in taken]))
+        rows.append((layer, layer["seconds"], sum(n[2] for n in taken), [n[0] for n in taken],
+                     taken[-1][3] if taken else 0))
     return rows, others + convs[at:]
 
 
@@ -76,7 +94,7 @@ def report(name: str, layers: list[dict], nodes, top: int) -> str:
     rest_ours = sum(layer["seconds"] for layer in layers if layer["op"] not in NNLITE_OPS)
     rest_theirs = sum(n[2] for n in others)
     by_op = defaultdict(lambda: [0.0, 0.0, 0])
-    for layer, a, b, _ in rows:
+    for layer, a, b, _, _ in rows:
         acc = by_op[layer["op"]]
         acc[0], acc[1], acc[2] = acc[0] + a, acc[1] + b, acc[2] + 1
     out = [f"{name}: conv/dense layers nnlite {ours * 1e3:.2f} ms, onnxruntime {theirs * 1e3:.2f} ms "
@@ -85,11 +103,16 @@ def report(name: str, layers: list[dict], nodes, top: int) -> str:
            f"{'op':<20}{'nnlite ms':>10}{'ORT ms':>9}{'ratio':>7}{'layers':>8}"]
     for op, (a, b, n) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
         out.append(f"{op:<20}{a * 1e3:>10.2f}{b * 1e3:>9.2f}{a / b if b else float('nan'):>7.2f}{n:>8}")
-    out.append(f"largest gaps (nnlite - onnxruntime), top {top}:")
-    for layer, a, b, _ in sorted(rows, key=lambda r: r[2] - r[1])[:top]:
+    if not lined_up(rows):
+        out.append("per-layer pairs left out: onnxruntime ran this network's convolutions in another order "
+                   "(their output sizes do not line up); the totals above still hold")
+        rows = []
+    else:
+        out.append(f"largest gaps (nnlite - onnxruntime), top {top}:")
+    for layer, a, b, _, _ in sorted(rows, key=lambda r: r[2] - r[1])[:top]:
         out.append(f"  {layer['name']:<40}{layer['op']:<18}{a * 1e6:>8.0f} us {b * 1e6:>8.0f} us "
                    f"{tuple(layer['shape'][1:])}")
-    out.append("other onnxruntime nodes: " + ", ".join(f"{kind} {s * 1e6:.0f} us" for _, kind, s in others[:12]))
+    out.append("other onnxruntime nodes: " + ", ".join(f"{kind} {s * 1e6:.0f} us" for _, kind, s, _ in others[:12]))
     return "\n".join(out)
 
 
