@@ -55,7 +55,7 @@ def ort_node_times(path: Path, x, threads: int, calls: int) -> list[tuple[str, s
             name, args = e["name"][: -len("_kernel_time")], e.get("args", {})
             kinds.setdefault(name, (args.get("op_name", "?"), int(args.get("output_size", 0) or 0)))
             best[name] = min(best.get(name, float("inf")), e["dur"] * 1e-6)
-    return [(name, *kinds[name][:1], seconds, kinds[name][1]) for name, seconds in best.items()]  # first-seen order
+    return [(name, kinds[name][0], seconds, kinds[name][1]) for name, seconds in best.items()]  # first-seen order
 
 
 def lined_up(rows) -> bool:

@@ -30,6 +30,14 @@ MAX_INLINE_DEPTH = 64      # nested function calls inlined into one graph
 MAX_RANK = 32              # TensorFlow's own limit on tensor rank (NumPy allows 64)
 
 
+def env_switch(name: str) -> bool:
+    """An on/off environment variable: "1" (also unset or blank, the default) or "0"; ConfigError otherwise."""
+    raw = os.environ.get(name, "").strip()
+    if raw not in ("", "0", "1"):
+        raise ConfigError(f"{name}: expected 0 or 1, found {raw!r}")
+    return raw != "0"
+
+
 def env_number(name: str, default, kind=float):
     """A positive number from environment variable ``name`` (``default`` when unset or blank), read with
     ``kind`` (float, int, or a parser such as a size reader); ConfigError names the variable otherwise."""

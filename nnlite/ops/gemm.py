@@ -45,7 +45,6 @@ from .simd import vload_n
 from .tiles import MR, NR, ZERO, act_block, pack_panel, pad_into, zeros
 from .workspace import scratch
 
-_NONE = np.empty(0, np.float32)  # no prepacked kernel
 DIRECT_MAX_TILES = 2  # at most this many 8-row tiles per panel: the tiles read the kernel in place, unpacked
 
 
@@ -180,7 +179,7 @@ def run(x, kernel, bias, code, alpha, lay: Layout):
     direct = tiles <= DIRECT_MAX_TILES
     pre = prepack.panels(kernel) if cout >= lay.rows else None  # more kernel than input: pack it once
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, prepack.as_writable(kernel).reshape(-1),
-            _NONE if pre is None else pre, b, code, np.float32(alpha), y.reshape(-1), cout, lay.rows, by_rows, direct,
-            bound.address("panel_tiles"))
+            prepack.NONE if pre is None else pre, b, code, np.float32(alpha), y.reshape(-1), cout, lay.rows, by_rows,
+            direct, bound.address("panel_tiles"))
     parallel.split(_units, _units_parallel, args, units, lay.work)
     return y

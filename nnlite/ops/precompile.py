@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..limits import env_switch
 
 PLAN_FILE = Path(__file__).with_name("precompile_plan.json")
 ENV = "NNLITE_PRECOMPILE"
@@ -48,10 +49,7 @@ _lock = threading.Lock()
 
 def enabled() -> bool:
     """``NNLITE_PRECOMPILE``: unset, empty or 1 starts helpers; 0 does not."""
-    raw = os.environ.get(ENV, "").strip()
-    if raw not in ("", "0", "1"):
-        raise ConfigError(f"{ENV}: expected 0 or 1, found {raw!r}")
-    return raw != "0" and not os.environ.get(HELPER_ENV)
+    return env_switch(ENV) and not os.environ.get(HELPER_ENV)
 
 
 def spare_cores() -> int:

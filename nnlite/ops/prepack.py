@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import os
 import threading
 import weakref
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..limits import env_switch
 from .jit import kernel
 from .tiles import NR, pack_all
 
+NONE = np.empty(0, np.float32)  # what kernels taking a packed copy get when there is none
 _cache: dict[int, list] = {}  # id(kernel) -> see _entry
 _lock = threading.Lock()
 
@@ -104,10 +104,7 @@ def _entry(array: np.ndarray) -> list:
 @functools.cache
 def enabled() -> bool:
     """``NNLITE_PREPACK``: "1" (default when unset or empty) or "0" (pack on every call, no extra memory)."""
-    raw = os.environ.get("NNLITE_PREPACK", "").strip()
-    if raw not in ("", "0", "1"):
-        raise ConfigError(f"NNLITE_PREPACK: expected 0 or 1, found {raw!r}")
-    return raw != "0"
+    return env_switch("NNLITE_PREPACK")
 
 
 def once(kernel_array: np.ndarray, layout: str, make) -> np.ndarray | None:

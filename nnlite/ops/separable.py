@@ -22,8 +22,6 @@ from .jit import kernel
 from .padding import pair, resolve_padding_2d
 from .tiles import NR, ZERO, act_block, pack_all, zeros
 
-_NONE = np.empty(0, np.float32)  # no prepacked pointwise kernel
-
 
 def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid", dilation=1,
                      activation=None, alpha=0.2):
@@ -123,7 +121,7 @@ def _run_pair(x, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo):
     y = np.empty((x.shape[0], oh, ow, cout), np.float32)
     pre = prepack.panels(pk) if cout >= x.shape[0] * oh * ow else None  # more kernel than pixels: packed once
     args = (x.reshape(-1), h, w, cin, dk.reshape(-1), zeros(cin) if db is None else db, kh, kw, sh, sw, dh, dw,
-            t, l, dcode, np.float32(dalpha), prepack.as_writable(pk).reshape(-1), _NONE if pre is None else pre,
+            t, l, dcode, np.float32(dalpha), prepack.as_writable(pk).reshape(-1), prepack.NONE if pre is None else pre,
             zeros(cout) if pb is None else pb, pcode, np.float32(alpha), y.reshape(-1), oh, ow, cout, band,
             bound.address("depthwise_rows"), bound.address("panel_tiles"))
     parallel.split(_separable_rows, _separable_parallel, args, rows, work)

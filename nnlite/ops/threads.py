@@ -32,6 +32,7 @@ import os
 import sys
 
 from ..errors import ConfigError
+from ..limits import env_switch
 from . import parallel
 
 
@@ -103,10 +104,7 @@ def wait_policy() -> str:
 
 def busy_guard_requested() -> bool:
     """``NNLITE_BUSY_GUARD``: "1" (default when unset or empty) or "0"."""
-    raw = os.environ.get("NNLITE_BUSY_GUARD", "").strip()
-    if raw not in ("", "0", "1"):
-        raise ConfigError(f"NNLITE_BUSY_GUARD: expected 0 or 1, found {raw!r}")
-    return raw != "0"
+    return env_switch("NNLITE_BUSY_GUARD")
 
 
 def _blas_libraries() -> list[str]:
