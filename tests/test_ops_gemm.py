@@ -235,6 +235,23 @@ def test_masked_load_reads_nothing_past_its_count():
         assert rel(gemm.conv2d(x, kernel, None, 0, 0.2, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)), want) <= TOL
 
 
+@pytest.mark.parametrize("shape, pads", [
+    ((1, 5, 7, 3), (1, 1, 1, 1)),      # an RGB stem: rows of 21 values, a 16-lane vector and a 5-lane tail
+    ((2, 4, 3, 16), (0, 1, 0, 1)),     # TF 'same' at stride 2: padding only after
+    ((1, 3, 2, 5), (2, 0, 3, 0)),      # only before, wider than the row itself
+    ((1, 6, 6, 32), (0, 0, 0, 0)),     # nothing to pad: a plain copy
+    ((1, 1, 1, 1), (3, 2, 4, 5)),
+])
+def test_pad_into_is_numpy_pad(shape, pads):
+    """tiles.pad_into against np.pad, on a target first filled with NaN: every value is written once."""
+    from nnlite.ops.tiles import pad_into
+    top, bottom, left, right = pads
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    xp = np.full((shape[0], shape[1] + top + bottom, shape[2] + left + right, shape[3]), np.nan, np.float32)
+    pad_into(x, top, left, xp)
+    np.testing.assert_array_equal(xp, np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0))))
+
+
 SEPARABLE_CASES = [  # (n, h, w, cin, cout, k, stride, padding)
     (1, 9, 9, 16, 24, 3, 1, "same"),
     (2, 13, 7, 11, 40, 5, 2, "same"),  # batch: bands cross image boundaries

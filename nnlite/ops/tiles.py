@@ -88,24 +88,48 @@ def act_block(y, n, r0, r1, c0, c1, code, alpha):
             y[j] = act(y[j], code, alpha)
 
 
+@helper
+def copy_run(src, s, dst, d, count):
+    """dst[d : d+count] = src[s : s+count] (flat float32 arrays), 16 lanes at a time."""
+    t = 0
+    while t + 16 <= count:
+        vstore(dst, d + t, vload(src, s + t))
+        t += 16
+    if t < count:
+        vstore_n(dst, d + t, vload_n(src, s + t, count - t), count - t)
+
+
+@helper
+def zero_run(dst, d, count):
+    """dst[d : d+count] = 0 (a flat float32 array), 16 lanes at a time."""
+    t = 0
+    while t + 16 <= count:
+        vstore(dst, d + t, vzero())
+        t += 16
+    if t < count:
+        vstore_n(dst, d + t, vzero(), count - t)
+
+
 @kernel
 def pad_into(x, top, left, xp):
-    """xp (N, Hp, Wp, C) = x (N, H, W, C) placed at (top, left), zeros around. Element loops, not slice copies:
-    Numba compiles an array-to-slice assignment with a formatted error message, which costs seconds of the
-    first run's compile time."""
+    """xp (N, Hp, Wp, C) = x (N, H, W, C) placed at (top, left), zeros around. Each input row is one contiguous
+    run of W*C values in both arrays, copied as vectors (a loop over C = 3 channels per pixel ran 10x slower).
+    No slice copies: Numba compiles an array-to-slice assignment with a formatted error message, which costs
+    seconds of the first run's compile time."""
     n_, h, w, c = x.shape
-    hp = xp.shape[1]
+    hp, wp = xp.shape[1], xp.shape[2]
+    src, dst = x.reshape(-1), xp.reshape(-1)
+    run, prow, lead = w * c, wp * c, left * c
     for n in range(n_):
         for i in range(hp):
+            d = (n * hp + i) * prow
             iy = i - top
             if iy < 0 or iy >= h:
-                xp[n, i] = 0.0
-                continue
-            xp[n, i, :left] = 0.0
-            for j in range(w):
-                for ch in range(c):
-                    xp[n, i, left + j, ch] = x[n, iy, j, ch]
-            xp[n, i, left + w:] = 0.0
+                zero_run(dst, d, prow)
+            else:
+                zero_run(dst, d, lead)
+                copy_run(src, (n * h + iy) * run, dst, d + lead, run)
+                zero_run(dst, d + lead + run, prow - lead - run)
 
 
 @functools.lru_cache(maxsize=64)
