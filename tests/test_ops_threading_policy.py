@@ -151,6 +151,30 @@ def test_setting_the_thread_count_releases_a_holding_guard(monkeypatch):
         ops.set_num_threads(before)
 
 
+def test_numba_threads_follows_each_python_threads_own_count():
+    """parallel.numba_threads reads Numba's per-thread count (its fast getter), as numba.get_num_threads."""
+    import threading
+
+    import numba
+    ops.conv2d(np.ones((1, 4, 4, 2), np.float32), np.ones((1, 1, 2, 2), np.float32))  # threading layer up
+    before = numba.get_num_threads()
+    seen = {}
+
+    def other():  # a fresh Python thread starts with Numba's default count, whatever this one set
+        seen["other"] = (parallel.numba_threads(), numba.get_num_threads())
+
+    try:
+        numba.set_num_threads(1)
+        assert parallel.numba_threads() == 1
+        worker = threading.Thread(target=other)
+        worker.start()
+        worker.join()
+        assert seen["other"][0] == seen["other"][1] == numba.config.NUMBA_NUM_THREADS
+    finally:
+        numba.set_num_threads(before)
+    assert parallel.numba_threads() == before
+
+
 def test_launch_reports_each_region_to_the_guard(monkeypatch):
     seen = []
 

@@ -16,13 +16,17 @@ the same as multiplying by zero.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import checks, engine, parallel
-from .activations import act_row, code_of
+from .activations import CODES, act_row, code_of
+from .conv import _plain
 from .depthwise_simd import depthwise_rows, depthwise_rows_parallel, valid_range
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
+from .tiles import zeros
 from .workspace import scratch
 
 # Multiplier 1: the flat-row kernel _depthwise_flat up to this many channels (measured,
@@ -146,8 +150,46 @@ def _depthwise3x3(x, k, bias, sh, sw, top, left, code, alpha, y, r0, r1):
         act_row(y[n, oy].reshape(ow * c), code, alpha)
 
 
+@functools.lru_cache(maxsize=1024)
+def _simd_geometry(x_shape, k_shape, stride, padding, dilation):
+    """depthwise_rows' shape arguments (h, w, cin, kh, kw, sh, sw, dh, dw, top, left), (N, oh, ow, C) and
+    the work for parallel.split; cached per layer shape (a model calls each layer with the same shapes)."""
+    n, h, w, cin = x_shape
+    kh, kw = k_shape[0], k_shape[1]
+    (sh, sw), (dh, dw) = pair(stride, "stride"), pair(dilation, "dilation")
+    (t, _, oh), (l, _, ow) = resolve_padding_2d(h, w, kh, kw, stride, dilation, padding)
+    return (h, w, cin, kh, kw, sh, sw, dh, dw, t, l), (n, oh, ow, cin), n * oh * ow * cin * kh * kw // 4
+
+
+def _fast_geometry(x, kernel, bias, stride, padding, dilation, activation):
+    """_simd_geometry when every argument is in final form for the "simd" path (multiplier 1), else None:
+    the checked path runs, which converts what it can and raises nnlite's errors for the rest."""
+    if not (_plain(x, 4) and _plain(kernel, 4) and kernel.shape[3] == 1 and kernel.shape[2] == x.shape[3]
+            and (bias is None or (_plain(bias, 1) and bias.shape[0] == x.shape[3]))):
+        return None
+    try:
+        if activation not in CODES:
+            return None
+        return _simd_geometry(x.shape, kernel.shape, stride, padding, dilation)
+    except TypeError:  # an unhashable argument (a list): the checked path handles it
+        return None
+
+
+def _run_simd(x, kernel, bias, code, alpha, geometry):
+    shape_args, out_shape, work = geometry
+    y = np.empty(out_shape, np.float32)
+    args = (x.reshape(-1), *shape_args[:3], kernel.reshape(-1), zeros(out_shape[3]) if bias is None else bias,
+            *shape_args[3:], code, np.float32(alpha), y.reshape(-1), out_shape[1], out_shape[2], 0)  # row_off 0
+    parallel.split(depthwise_rows, depthwise_rows_parallel, args, out_shape[0] * out_shape[1], work)
+    return y
+
+
 def depthwise_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2):
     """Depthwise conv. x (N, H, W, cin), kernel (kh, kw, cin, mult) -> (N, oh, ow, cin*mult), channel c*mult + m."""
+    if engine.simd():  # a model's hot path: arguments already in final form, geometry cached
+        geometry = _fast_geometry(x, kernel, bias, stride, padding, dilation, activation)
+        if geometry is not None:
+            return _run_simd(x, kernel, bias, CODES[activation], alpha, geometry)
     x = np.ascontiguousarray(checks.nhwc(x, "depthwise_conv2d"))
     kernel = checks.array(kernel, "depthwise_conv2d", "kernel (kh, kw, cin, mult)", 4)
     kh, kw, cin, mult = kernel.shape
@@ -161,11 +203,8 @@ def depthwise_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilatio
     y = np.empty((x.shape[0], oh, ow, cin * mult), np.float32)
     unrolled = kh == kw == 3 and mult == 1 and dh == dw == 1
     if mult == 1 and engine.simd():
-        args = (x.reshape(-1), x.shape[1], x.shape[2], cin, k.reshape(-1), b, kh, kw, sh, sw, dh, dw, t, l, code,
-                np.float32(alpha), y.reshape(-1), oh, ow, 0)  # row_off 0: rows stored where they are
-        rows = x.shape[0] * oh
-        parallel.split(depthwise_rows, depthwise_rows_parallel, args, rows, y.size * kh * kw // 4)
-        return y
+        return _run_simd(np.ascontiguousarray(x), np.ascontiguousarray(kernel), bias, code, alpha,
+                         _simd_geometry(x.shape, kernel.shape, stride, padding, dilation))
     if sw == 1:
         flat_max = FLAT_MAX_C_3X3 if unrolled else FLAT_MAX_C
     else:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
-import numba
 import numpy as np
 from numba import types
 
@@ -173,7 +172,7 @@ def run(x, kernel, bias, code, alpha, lay: Layout):
     b = zeros(cout) if bias is None else bias
     y = np.empty(lay.out_shape, np.float32)
     tiles, panels = -(-lay.rows // MR), -(-cout // NR)
-    threads = numba.get_num_threads()
+    threads = parallel.numba_threads()
     by_rows = panels < threads or (tiles >= 4 * threads and not _panel_split(lay, panels, threads))
     units = tiles if by_rows else panels
     direct = tiles <= DIRECT_MAX_TILES
