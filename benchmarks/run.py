@@ -193,6 +193,7 @@ def _kernel_lines(k: dict | None) -> list[str]:
             f"fused 1x1 kernels up to {mib(b['fuse_max_weights'])}, "
             f"im2col chunk {mib(b['im2col_chunk'])}"
             + (f", panel split up to {mib(b['panel_split_input'])} of input" if "panel_split_input" in b else "")
+            + (f", row blocks of {mib(b['row_block_input'])} of input" if "row_block_input" in b else "")
             + (f"; {k['tiles']}" if "tiles" in k else "")]
 
 

@@ -153,25 +153,6 @@ def test_depthwise_tile_paths_give_each_pixel_the_same_bits(simd_engine, kernel_
         assert np.array_equal(part, whole[:, :, crop:]), crop
 
 
-@pytest.mark.parametrize("shape", [(1, 4, 4, 300, 48), (1, 3, 3, 64, 270), (1, 2, 2, 24, 80), (1, 1, 1, 50, 96),
-                                   (1, 9, 9, 16, 64)])
-def test_kernel_read_in_place_packed_or_as_a_vector_product_gives_the_same_bits(simd_engine, monkeypatch, shape):
-    """Few rows read full kernel panels in place, a few pixels run as a matrix-vector product: both sum
-    in the same order as the packed tiles, so forcing the packed tiles must not change a bit."""
-    from nnlite.ops import gemv
-    n, h, w, cin, cout = shape
-    rng = np.random.default_rng(cout)
-    x, kernel, bias = rand(rng, n, h, w, cin), rand(rng, 3, 3, cin, cout), rand(rng, cout)
-    for act in ("relu6", "swish"):
-        fast = ops.conv2d(x, kernel, bias, padding="same", activation=act)
-        with monkeypatch.context() as m:
-            m.setattr(gemm, "DIRECT_MAX_TILES", 0)
-            m.setattr(gemv, "GEMV_MAX_ROWS", 0)
-            packed = ops.conv2d(x, kernel, bias, padding="same", activation=act)
-        assert np.array_equal(fast, packed)
-        assert rel(fast, reference.conv2d(x, kernel, bias, padding="same", activation=act)) <= TOL
-
-
 @pytest.mark.parametrize("hw", [(14, 14), (1, 1), (2, 2)])
 def test_an_empty_batch_gives_an_empty_output(engine, hw):
     """No detections: Mask R-CNN's heads run on zero regions."""
@@ -233,23 +214,6 @@ def test_masked_load_reads_nothing_past_its_count():
     for _ in range(20):
         want = reference.conv2d(x, kernel)
         assert rel(gemm.conv2d(x, kernel, None, 0, 0.2, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)), want) <= TOL
-
-
-@pytest.mark.parametrize("shape, pads", [
-    ((1, 5, 7, 3), (1, 1, 1, 1)),      # an RGB stem: rows of 21 values, a 16-lane vector and a 5-lane tail
-    ((2, 4, 3, 16), (0, 1, 0, 1)),     # TF 'same' at stride 2: padding only after
-    ((1, 3, 2, 5), (2, 0, 3, 0)),      # only before, wider than the row itself
-    ((1, 6, 6, 32), (0, 0, 0, 0)),     # nothing to pad: a plain copy
-    ((1, 1, 1, 1), (3, 2, 4, 5)),
-])
-def test_pad_into_is_numpy_pad(shape, pads):
-    """tiles.pad_into against np.pad, on a target first filled with NaN: every value is written once."""
-    from nnlite.ops.tiles import pad_into
-    top, bottom, left, right = pads
-    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    xp = np.full((shape[0], shape[1] + top + bottom, shape[2] + left + right, shape[3]), np.nan, np.float32)
-    pad_into(x, top, left, xp)
-    np.testing.assert_array_equal(xp, np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0))))
 
 
 SEPARABLE_CASES = [  # (n, h, w, cin, cout, k, stride, padding)

@@ -41,7 +41,7 @@ from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .microkernels import gemm_tile_8x32, gemm_tile_16x16
 from .simd import vload_n
-from .tiles import MR, NR, ZERO, act_block, pack_panel, pad_into, zeros
+from .tiles import MR, NR, ZERO, act_block, pack_all, pack_panel, pad_into, zeros
 from .workspace import scratch
 
 DIRECT_MAX_TILES = 2  # at most this many 8-row tiles per panel: the tiles read the kernel in place, unpacked
@@ -87,11 +87,11 @@ bound.declare("panel_tiles", panel_tiles, (_F, types.int64, _I, _I, _F, types.in
 
 
 @kernel
-def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, direct, tiles_at, u0, u1):
+def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, direct, block, tiles_at, u0, u1):
     # units [u0, u1) of the output: 8-row tiles (by_rows) or 32-channel panels; then codes 4/5 on them.
     # pre: b's panels packed once (nnlite.ops.prepack), or empty; direct: full panels read the kernel b in
-    # place (see the module docstring); tiles_at: bound.address("panel_tiles")
-    pk = np.empty(0 if pre.shape[0] else taps.shape[0] * c * NR, np.float32)  # this piece's packed panel
+    # place (see the module docstring); block: rows per block (_row_block) or 0; tiles_at:
+    # bound.address("panel_tiles")
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     panels = (n + NR - 1) // NR
     if by_rows:
@@ -99,17 +99,31 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, di
     else:
         r0, r1, p0, p1 = 0, rows, u0, u1
     k = taps.shape[0] * c
-    for p in range(p0, p1):  # each panel is packed into pk just before its tiles run, or read in place
-        width = min(NR, n - p * NR)
+    if block and r1 - r0 > block:  # blocks of rows, every panel of a block before the next (see _row_block)
         if pre.shape[0]:
-            bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pre, p * k * NR, NR, bias, fused, alpha, y, n, r0,
-                                                 r1, p))
-        elif direct and (width == NR or width == 16):  # the tiles' loads stay inside each kernel row
-            bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, b, p * NR, n, bias, fused, alpha, y, n, r0, r1, p))
+            packed = pre
         else:
-            pack_panel(b, k, n, p * NR, width, pk)
-            bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pk, ZERO, NR, bias, fused, alpha, y, n, r0, r1,
-                                                 p))
+            packed = np.empty(panels * k * NR, np.float32)
+            pack_all(b, k, n, packed)
+        for m0 in range(r0, r1, block):
+            m1 = min(r1, m0 + block)
+            for p in range(p0, p1):
+                bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, packed, p * k * NR, NR, bias, fused, alpha, y,
+                                                     n, m0, m1, p))
+    else:
+        pk = np.empty(0 if pre.shape[0] else k * NR, np.float32)  # this piece's packed panel
+        for p in range(p0, p1):  # each panel is packed into pk just before its tiles run, or read in place
+            width = min(NR, n - p * NR)
+            if pre.shape[0]:
+                bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pre, p * k * NR, NR, bias, fused, alpha, y, n,
+                                                     r0, r1, p))
+            elif direct and (width == NR or width == 16):  # the tiles' loads stay inside each kernel row
+                bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, b, p * NR, n, bias, fused, alpha, y, n, r0, r1,
+                                                     p))
+            else:
+                pack_panel(b, k, n, p * NR, width, pk)
+                bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pk, ZERO, NR, bias, fused, alpha, y, n, r0,
+                                                     r1, p))
     if code > LAST_REGISTER_CODE:
         act_block(y, n, r0, r1, p0 * NR, min(n, p1 * NR), code, alpha)
 
@@ -154,6 +168,19 @@ def _panel_split(lay: Layout, panels: int, threads: int) -> bool:
     return panels >= 4 * threads and lay.rows * lay.run * lay.taps.shape[0] * 4 <= machine.blocking().panel_split_input
 
 
+def _row_block(lay: Layout, panels: int) -> int:
+    """Rows per block when a thread's rows run block by block, every channel panel of a block before the next
+    (0: panel by panel over all of them). Blocks keep ``machine.blocking().row_block_input`` bytes of input
+    rows in L2 while each panel reads them; the whole packed kernel, re-read for every block, must fit there
+    too. Without blocks each panel streams the thread's whole input again (from L3 or memory on large
+    layers at batch 8)."""
+    k = lay.run * lay.taps.shape[0]
+    limit = machine.blocking().row_block_input
+    if panels < 2 or k * panels * NR * 4 > limit:
+        return 0
+    return max(2 * MR, limit // (4 * k) // (2 * MR) * (2 * MR))  # whole 16-row tiles
+
+
 def run(x, kernel, bias, code, alpha, lay: Layout):
     """:func:`conv2d` with its :class:`Layout` already known: x, kernel, bias as there, and C-contiguous."""
     top, bottom, left, right = lay.pads
@@ -179,6 +206,6 @@ def run(x, kernel, bias, code, alpha, lay: Layout):
     pre = prepack.panels(kernel) if cout >= lay.rows else None  # more kernel than input: pack it once
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, prepack.as_writable(kernel).reshape(-1),
             prepack.NONE if pre is None else pre, b, code, np.float32(alpha), y.reshape(-1), cout, lay.rows, by_rows,
-            direct, bound.address("panel_tiles"))
+            direct, _row_block(lay, panels) if by_rows else 0, bound.address("panel_tiles"))
     parallel.split(_units, _units_parallel, args, units, lay.work)
     return y

@@ -33,6 +33,7 @@ class Blocking(NamedTuple):
     fuse_max_weights: int   # largest 1x1 kernel worth fusing after a depthwise (re-read once per band)
     im2col_chunk: int       # im2col columns per chunk of the "blas" engine (nnlite.ops.conv)
     panel_split_input: int  # largest conv input (bytes) each thread re-reads per channel panel (nnlite.ops.gemm)
+    row_block_input: int    # conv input rows (bytes) a thread takes through every channel panel at once (gemm)
 
 
 def _size(text: str) -> int:
@@ -66,11 +67,14 @@ def caches(root: str = "/sys/devices/system/cpu/cpu0/cache") -> Caches:
 def blocking() -> Blocking:
     """Blocking sizes from :func:`caches`: a quarter of L2 for a conv band (the rest holds the packed
     kernel panel and the input rows), 3/16 for a depthwise band (its 1x1 kernel also streams through L2),
-    an eighth for the 1x1 kernels worth fusing, an eighth of L3 (at least 1 MiB) for im2col chunks, and a
-    quarter of L2 for a conv input that threads splitting the output channels each read once per panel."""
+    an eighth for the 1x1 kernels worth fusing, an eighth of L3 (at least 1 MiB) for im2col chunks, a
+    quarter of L2 for a conv input that threads splitting the output channels each read once per panel, and
+    a quarter for a block of conv input rows that every channel panel reads in turn (and for the packed
+    kernel those panels make up)."""
     c = caches()
     return Blocking(convpool_band=c.l2 // 4, separable_band=c.l2 * 3 // 16, fuse_max_weights=c.l2 // 8,
-                    im2col_chunk=max(1 << 20, c.l3 // 8), panel_split_input=c.l2 // 4)
+                    im2col_chunk=max(1 << 20, c.l3 // 8), panel_split_input=c.l2 // 4,
+                    row_block_input=c.l2 // 4)
 
 
 def llvm_cpu_name() -> str:

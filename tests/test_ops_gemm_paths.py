@@ -1,0 +1,97 @@
+"""The GEMM's alternative paths against each other: kernels read in place, packed once or per call, a
+matrix-vector product, rows in blocks through every panel, and the padded copy the tiles read. Each path
+must give the same bits as the plain packed tiles (and stay close to the naive twin).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from nnlite import ops
+from nnlite.ops import engine as engines
+from nnlite.ops import gemm, parallel, reference
+
+TOL = 1e-5
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.fixture
+def simd_engine():
+    with engines.use("simd"):
+        yield "simd"
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 4, 300, 48), (1, 3, 3, 64, 270), (1, 2, 2, 24, 80), (1, 1, 1, 50, 96),
+                                   (1, 9, 9, 16, 64)])
+def test_kernel_read_in_place_packed_or_as_a_vector_product_gives_the_same_bits(simd_engine, monkeypatch, shape):
+    """Few rows read full kernel panels in place, a few pixels run as a matrix-vector product: both sum
+    in the same order as the packed tiles, so forcing the packed tiles must not change a bit."""
+    from nnlite.ops import gemv
+    n, h, w, cin, cout = shape
+    rng = np.random.default_rng(cout)
+    x, kernel, bias = rand(rng, n, h, w, cin), rand(rng, 3, 3, cin, cout), rand(rng, cout)
+    for act in ("relu6", "swish"):
+        fast = ops.conv2d(x, kernel, bias, padding="same", activation=act)
+        with monkeypatch.context() as m:
+            m.setattr(gemm, "DIRECT_MAX_TILES", 0)
+            m.setattr(gemv, "GEMV_MAX_ROWS", 0)
+            packed = ops.conv2d(x, kernel, bias, padding="same", activation=act)
+        assert np.array_equal(fast, packed)
+        assert rel(fast, reference.conv2d(x, kernel, bias, padding="same", activation=act)) <= TOL
+
+
+@pytest.mark.parametrize("shape", [(2, 20, 20, 24, 144, 1), (1, 17, 13, 8, 70, 3), (3, 9, 9, 40, 96, 3)])
+def test_row_blocks_give_the_same_bits(simd_engine, monkeypatch, shape):
+    """Rows run in blocks through every panel (machine.blocking().row_block_input, here made small enough
+    for several blocks per thread, partial last ones included): each output row sums in the same order
+    as panel by panel, so the bits match with blocks off, at 1 and 2 threads, packed once or per call."""
+    from nnlite.ops import machine
+    n, h, w, cin, cout, k = shape
+    rng = np.random.default_rng(cin)
+    x, kernel, bias = rand(rng, n, h, w, cin), rand(rng, k, k, cin, cout), rand(rng, cout)
+    lay = gemm.layout(x.shape, kernel.shape, (1, 1), (1, 1), (k // 2,) * 4, (h, w))
+    panels = -(-cout // gemm.NR)
+    # just room for the packed kernel: blocks of panels*32 rows, several per thread
+    small = machine.blocking()._replace(row_block_input=lay.run * lay.taps.shape[0] * panels * gemm.NR * 4)
+    results = {}
+    for blocks in (False, True):
+        with monkeypatch.context() as m:
+            m.setattr(machine, "blocking", lambda on=blocks: small if on else small._replace(row_block_input=0))
+            assert gemm._row_block(lay, panels) == (panels * gemm.NR if blocks else 0)
+            for threads in (1, 2):
+                parallel.set_threads(threads)
+                numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+                for act in ("relu", "sigmoid"):
+                    results[blocks, threads, act] = ops.conv2d(x, kernel, bias, padding="same", activation=act)
+    parallel.set_threads(ops.get_num_threads())
+    for key, value in results.items():
+        assert np.array_equal(value, results[False, 1, key[2]]), key
+    want = reference.conv2d(x, kernel, bias, padding="same", activation="sigmoid")
+    assert rel(results[True, 2, "sigmoid"], want) <= TOL
+
+
+@pytest.mark.parametrize("shape, pads", [
+    ((1, 5, 7, 3), (1, 1, 1, 1)),      # an RGB stem: rows of 21 values, a 16-lane vector and a 5-lane tail
+    ((2, 4, 3, 16), (0, 1, 0, 1)),     # TF 'same' at stride 2: padding only after
+    ((1, 3, 2, 5), (2, 0, 3, 0)),      # only before, wider than the row itself
+    ((1, 6, 6, 32), (0, 0, 0, 0)),     # nothing to pad: a plain copy
+    ((1, 1, 1, 1), (3, 2, 4, 5)),
+])
+def test_pad_into_is_numpy_pad(shape, pads):
+    """tiles.pad_into against np.pad, on a target first filled with NaN: every value is written once."""
+    from nnlite.ops.tiles import pad_into
+    top, bottom, left, right = pads
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    xp = np.full((shape[0], shape[1] + top + bottom, shape[2] + left + right, shape[3]), np.nan, np.float32)
+    pad_into(x, top, left, xp)
+    np.testing.assert_array_equal(xp, np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0))))
