@@ -39,6 +39,7 @@ import numba
 import numpy as np
 
 from ..errors import LibraryError
+from .nibbles import BYTES, RUN, nibble_dot, nibble_dot4, quantize
 
 QUANTIZE_ABOVE = 50_000
 CHUNK = 8192          # rows per scan chunk: each keeps its own k best, so the split never changes a result
@@ -60,14 +61,17 @@ def _named(fn, suffix: str):
     return twin
 
 
-def scan_coarse(coarse, w_byte, w_high, norms, offset, delta, err4, limit, best_d, best_i, cand_i, cand_b, counts):
-    """coarse (N, H) uint8, w_* (H,) float32, norms, err4 (N,) float32. Each row's lower bound on ||q - x||,
-    ||q - x_hat4|| - err4[i] shrunk by SLACK, from ||q - x_hat4||^2 = offset + norms[i] + sum_j w_byte[j] *
-    byte + w_high[j] * (byte >> 4) (Grid.coarse_terms says why; delta bounds its float32 rounding). Chunk c
-    of CHUNK rows writes (row, bound) of its rows whose bound is <= limit to cand_i / cand_b[c * CHUNK:]
-    [:counts[c]], and the k of those of smallest ||q - x_hat4||^2 to best_d / best_i (C, k), sorted. No
-    per-row output: a query writes only its few candidates. Bounds come 64 rows at a time (vectors across rows)."""
+def scan_coarse(coarse, weights, scale, norms, offset, delta, err4, limit, best_d, best_i, cand_i, cand_b, counts):
+    """coarse (N, H) uint8, weights (int8, nibbles.quantize's layout), norms, err4 (N,) float32. Each row's
+    lower bound on ||q - x||, ||q - x_hat4|| - err4[i] shrunk by SLACK, from ||q - x_hat4||^2 = offset +
+    norms[i] + scale * (an integer dot product of the row's nibbles with the weights, nibbles.nibble_dot)
+    (Grid.coarse_terms says why; delta bounds the weights' rounding and float32's). Chunk c of CHUNK rows
+    writes (row, bound) of its rows whose bound is <= limit to cand_i / cand_b[c * CHUNK:][:counts[c]], and
+    the k of those of smallest ||q - x_hat4||^2 to best_d / best_i (C, k), sorted. No per-row output: a query
+    writes only its few candidates. Dot products come four rows at a time, bounds 64 rows at a time (vectors
+    across rows)."""
     n, half = coarse.shape
+    flat = coarse.reshape(-1)
     k = best_d.shape[1]
     for c in numba.prange(best_d.shape[0]):
         for t in range(k):
@@ -80,23 +84,19 @@ def scan_coarse(coarse, w_byte, w_high, norms, offset, delta, err4, limit, best_
         for start in range(c * CHUNK, stop, BLOCK):
             m = min(BLOCK, stop - start)
             quads = m - m % 4
-            for r in range(0, quads, 4):   # four rows at once: four independent sums share each weight load
-                a0 = a1 = a2 = a3 = np.float32(0.0)
-                for j in range(half):   # the high nibble in float: LLVM keeps this loop in 16-lane vectors
-                    wb, wh, sixteenth = w_byte[j], w_high[j], np.float32(0.0625)
-                    b0, b1 = np.float32(coarse[start + r, j]), np.float32(coarse[start + r + 1, j])
-                    b2, b3 = np.float32(coarse[start + r + 2, j]), np.float32(coarse[start + r + 3, j])
-                    a0 += wb * b0 + wh * np.floor(b0 * sixteenth)
-                    a1 += wb * b1 + wh * np.floor(b1 * sixteenth)
-                    a2 += wb * b2 + wh * np.floor(b2 * sixteenth)
-                    a3 += wb * b3 + wh * np.floor(b3 * sixteenth)
-                accs[r], accs[r + 1], accs[r + 2], accs[r + 3] = a0, a1, a2, a3
+            for r in range(0, quads, 4):   # four rows at once: their sums are reduced together
+                row, d0, d1, d2, d3 = (start + r) * half, 0, 0, 0, 0
+                for b0 in range(0, half, BYTES):
+                    e0, e1, e2, e3 = nibble_dot4(flat, row + b0, half, weights, b0 // BYTES * RUN,
+                                                 min(BYTES, half - b0))
+                    d0, d1, d2, d3 = d0 + e0, d1 + e1, d2 + e2, d3 + e3
+                accs[r], accs[r + 1] = np.float32(d0 * scale), np.float32(d1 * scale)
+                accs[r + 2], accs[r + 3] = np.float32(d2 * scale), np.float32(d3 * scale)
             for r in range(quads, m):
-                acc = np.float32(0.0)
-                for j in range(half):
-                    byte = np.float32(coarse[start + r, j])
-                    acc += w_byte[j] * byte + w_high[j] * np.floor(byte * np.float32(0.0625))
-                accs[r] = acc
+                row, dot = (start + r) * half, 0
+                for b0 in range(0, half, BYTES):
+                    dot += nibble_dot(flat, row + b0, weights, b0 // BYTES * RUN, min(BYTES, half - b0))
+                accs[r] = np.float32(dot * scale)
             least = np.float32(np.inf)
             for r in range(m):   # a block's bounds at once (vectors across rows)
                 acc = accs[r] + offset + norms[start + r]
@@ -214,14 +214,15 @@ class Grid:
             ||q - x_hat4||^2 = (||u||^2 + 15 u.t) + ||t (h - 7.5)||^2 - 2 (u t).h
                                offset (per query)   norms (per row)       a dot product with the nibbles
 
-        and with a byte holding h_even + 16 h_odd, (u t).h over a byte is w_even * byte + (w_odd - 16 w_even) *
-        (byte >> 4). Also returns delta, a bound (with a wide margin) on float32's rounding in that sum."""
+        The dot product runs in integers (nibbles.nibble_dot) on the weights -2 u t rounded to 16 bits:
+        returns (weights, scale, offset, delta), delta bounding (with a wide margin) float32's rounding in
+        the sum plus, exactly, what the weights' rounding can change it by (nibbles.quantize)."""
         u, t = q - self.lo - 128 * self.step, 16 * self.step
         w = -2 * u * t
-        w_byte, w_high = w[0::2].astype(np.float32), (w[1::2] - 16 * w[0::2]).astype(np.float32)
+        weights, scale, error = quantize(w[0::2], w[1::2])
         offset = float(u @ u + 15 * (u @ t))
-        size = float(255 * np.abs(w_byte).sum() + 15 * np.abs(w_high).sum()) + abs(offset) + norms_max
-        return w_byte, w_high, np.float32(offset), np.float32(3e-5 * size)
+        size = float(15 * np.abs(w).sum()) + abs(offset) + norms_max
+        return weights, np.float64(scale), np.float32(offset), np.float32(3e-5 * size + error)
 
     def rounding(self, q: np.ndarray) -> float:
         """A bound (with a wide margin) on float32's absolute rounding in a kernel's ||q - x_hat||."""
