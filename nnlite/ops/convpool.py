@@ -18,7 +18,7 @@ from .activations import LAST_REGISTER_CODE, LINEAR, code_of
 from .gemm import layout
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
-from .tiles import NR, ZERO, act_block, pack_all, pad_into
+from .tiles import NR, ZERO, act_address, pack_all, pad_into
 from .workspace import scratch
 
 
@@ -56,14 +56,14 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     bias = np.zeros(cout, np.float32) if bias is None else bias
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, prepack.as_writable(kernel).reshape(-1), bias, code,
             np.float32(alpha), cout, oh, ow, ph, pw, psh, psw, pt, pl, poh, pow_, y.reshape(-1), band,
-            bound.address("panel_tiles"))
+            bound.address("panel_tiles"), act_address(code))
     parallel.split(_conv_pool_rows, _conv_pool_parallel, args, rows, lay.work)
     return y
 
 
 @kernel
 def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph, pw, psh, psw, ptop, pleft, poh,
-                    pow_, y, band, tiles_at, r0, r1):
+                    pow_, y, band, tiles_at, act_at, r0, r1):
     # pooled rows R = n*poh + py in [r0, r1), ``band`` of them at a time, never across images: the conv rows
     # they need, [a, e) of image n, are computed into ``buf`` and max-pooled into y (flat (N*poh*pow_*cout,))
     kk = taps.shape[0] * run
@@ -87,7 +87,7 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
                 bound.call(tiles_at, "panel_tiles", (xf, run, taps, rows, packed, p * kk * NR, NR, bias, fused, alpha,
                                                      buf, cout, ZERO, m, p))
             if code > LAST_REGISTER_CODE:
-                act_block(buf, cout, ZERO, m, ZERO, cout, code, alpha)
+                bound.call(act_at, "act_block", (buf, cout, ZERO, m, ZERO, cout, code, alpha))
         for py in range(py0, py1):
             i0, i1 = max(py * psh - ptop, 0), min(py * psh - ptop + ph, oh)
             for px in range(pow_):

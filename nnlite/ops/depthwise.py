@@ -26,7 +26,7 @@ from .conv import _plain
 from .depthwise_simd import depthwise_rows, depthwise_rows_parallel, valid_range
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
-from .tiles import zeros
+from .tiles import act_address, zeros
 from .workspace import scratch
 
 # Multiplier 1: the flat-row kernel _depthwise_flat up to this many channels (measured,
@@ -179,7 +179,8 @@ def _run_simd(x, kernel, bias, code, alpha, geometry):
     shape_args, out_shape, work = geometry
     y = np.empty(out_shape, np.float32)
     args = (x.reshape(-1), *shape_args[:3], kernel.reshape(-1), zeros(out_shape[3]) if bias is None else bias,
-            *shape_args[3:], code, np.float32(alpha), y.reshape(-1), out_shape[1], out_shape[2], 0)  # row_off 0
+            *shape_args[3:], code, np.float32(alpha), y.reshape(-1), out_shape[1], out_shape[2], 0,  # row_off 0
+            act_address(code))
     parallel.split(depthwise_rows, depthwise_rows_parallel, args, out_shape[0] * out_shape[1], work)
     return y
 

@@ -15,7 +15,7 @@ import numpy as np
 from numba import types
 
 from . import bound, drivers
-from .activations import LAST_REGISTER_CODE, LINEAR, act_row
+from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .microkernels import dwconv_row3_tile_8x16, dwconv_tile_8x16
 from .simd import vfma, vload_n, vstore_n, vzero
@@ -52,7 +52,7 @@ def _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0):
 
 @kernel
 def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
-                   row_off, r0, r1):
+                   row_off, act_at, r0, r1):
     # Multiplier 1 on explicit 16-lane vectors (nnlite.ops.simd): a tile of 8 output pixels x 16 channels
     # sums its kh*kw taps in 8 registers (one weight load per tap for all 8), then bias and activation are
     # applied and the tile is stored once. All channel blocks of 8 pixels are done before moving on, while
@@ -61,7 +61,7 @@ def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, 
     # of valid taps computed per pixel. A last partial tile of 4-7 pixels recomputes its last pixel in the
     # missing slots (not stored); 1-3 leftover pixels go one at a time.
     # xf = x (N, H, W, C) flattened; k (kh*kw*C,) taps in (i, j) order; yf = y (N, oh, ow, C) flattened;
-    # rows r = n*oh + oy in [r0, r1), stored at row r - row_off of yf.
+    # rows r = n*oh + oy in [r0, r1), stored at row r - row_off of yf; act_at: tiles.act_address(code).
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     lo = min(ow, (left + sw - 1) // sw)  # first output column whose kw taps are all inside the image
     hi = max(lo, min(ow, (w - 1 - (kw - 1) * dw + left) // sw + 1))  # one past the last such column
@@ -101,10 +101,10 @@ def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, 
                     dwconv_tile_8x16(xf, k, bias, tap_x, tap_k, taps, yf, out_row + ox0 * c + c0, c, c0,
                                      min(16, c - c0), ox0, last, sw, tiled_hi, fused, alpha)
         if code > LAST_REGISTER_CODE:
-            act_row(yf[out_row:out_row + ow * c], code, alpha)
+            bound.call(act_at, "act_block", (yf, ow * c, r - row_off, r - row_off + 1, ZERO, ow * c, code, alpha))
 
 
 depthwise_rows_parallel = drivers.driver(depthwise_rows)
 bound.declare("depthwise_rows", depthwise_rows, (types.float32[::1], *[types.int64] * 3, types.float32[::1],
                                                  types.float32[::1], *[types.int64] * 9, types.float32,
-                                                 types.float32[::1], *[types.int64] * 5))
+                                                 types.float32[::1], *[types.int64] * 6))

@@ -41,7 +41,7 @@ from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .microkernels import gemm_tile_8x32, gemm_tile_16x16
 from .simd import vload_n
-from .tiles import MR, NR, ZERO, act_block, pack_all, pack_panel, pad_into, zeros
+from .tiles import MR, NR, ZERO, act_address, pack_all, pack_panel, pad_into, zeros
 from .workspace import scratch
 
 DIRECT_MAX_TILES = 2  # at most this many 8-row tiles per panel: the tiles read the kernel in place, unpacked
@@ -87,11 +87,12 @@ bound.declare("panel_tiles", panel_tiles, (_F, types.int64, _I, _I, _F, types.in
 
 
 @kernel
-def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, direct, block, tiles_at, u0, u1):
+def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, direct, block, tiles_at, act_at, u0,
+           u1):
     # units [u0, u1) of the output: 8-row tiles (by_rows) or 32-channel panels; then codes 4/5 on them.
     # pre: b's panels packed once (nnlite.ops.prepack), or empty; direct: full panels read the kernel b in
     # place (see the module docstring); block: rows per block (_row_block) or 0; tiles_at:
-    # bound.address("panel_tiles")
+    # bound.address("panel_tiles"); act_at: tiles.act_address(code)
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     panels = (n + NR - 1) // NR
     if by_rows:
@@ -125,7 +126,7 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, di
                 bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pk, ZERO, NR, bias, fused, alpha, y, n, r0,
                                                      r1, p))
     if code > LAST_REGISTER_CODE:
-        act_block(y, n, r0, r1, p0 * NR, min(n, p1 * NR), code, alpha)
+        bound.call(act_at, "act_block", (y, n, r0, r1, p0 * NR, min(n, p1 * NR), code, alpha))
 
 
 _units_parallel = drivers.driver(_units)
@@ -206,6 +207,6 @@ def run(x, kernel, bias, code, alpha, lay: Layout):
     pre = prepack.panels(kernel) if cout >= lay.rows else None  # more kernel than input: pack it once
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, prepack.as_writable(kernel).reshape(-1),
             prepack.NONE if pre is None else pre, b, code, np.float32(alpha), y.reshape(-1), cout, lay.rows, by_rows,
-            direct, _row_block(lay, panels) if by_rows else 0, bound.address("panel_tiles"))
+            direct, _row_block(lay, panels) if by_rows else 0, bound.address("panel_tiles"), act_address(code))
     parallel.split(_units, _units_parallel, args, units, lay.work)
     return y

@@ -20,7 +20,7 @@ from .conv import _plain, conv2d
 from .depthwise import depthwise_conv2d
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
-from .tiles import NR, ZERO, act_block, pack_all, zeros
+from .tiles import NR, ZERO, act_address, pack_all, zeros
 
 
 def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid", dilation=1,
@@ -123,18 +123,19 @@ def _run_pair(x, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo):
     args = (x.reshape(-1), h, w, cin, dk.reshape(-1), zeros(cin) if db is None else db, kh, kw, sh, sw, dh, dw,
             t, l, dcode, np.float32(dalpha), prepack.as_writable(pk).reshape(-1), prepack.NONE if pre is None else pre,
             zeros(cout) if pb is None else pb, pcode, np.float32(alpha), y.reshape(-1), oh, ow, cout, band,
-            bound.address("depthwise_rows"), bound.address("panel_tiles"))
+            bound.address("depthwise_rows"), bound.address("panel_tiles"), act_address(dcode), act_address(pcode))
     parallel.split(_separable_rows, _separable_parallel, args, rows, work)
     return y
 
 
 @kernel
 def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pre, pbias,
-                    pcode, palpha, yf, oh, ow, cout, band, rows_at, tiles_at, r0, r1):
+                    pcode, palpha, yf, oh, ow, cout, band, rows_at, tiles_at, dact_at, pact_at, r0, r1):
     # Output rows [r0, r1) of depthwise_pointwise, ``band`` rows at a time: the depthwise rows go to ``mid``
     # (band*ow, c), then nnlite.ops.gemm's tiles multiply them by the pointwise kernel pk (c*cout,), packed
     # here or already (pre, from nnlite.ops.prepack; else empty).
-    # rows_at, tiles_at: the bound.address of depthwise_rows and panel_tiles
+    # rows_at, tiles_at: the bound.address of depthwise_rows and panel_tiles; dact_at, pact_at: tiles.act_address
+    # of dcode and pcode
     mid = np.empty(band * ow * c, np.float32)
     panels = (cout + NR - 1) // NR
     if pre.shape[0]:
@@ -148,14 +149,14 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
     for b0 in range(r0, r1, band):
         b1 = min(r1, b0 + band)
         bound.call(rows_at, "depthwise_rows", (xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode,
-                                               dalpha, mid, oh, ow, b0, b0, b1))
+                                               dalpha, mid, oh, ow, b0, dact_at, b0, b1))
         out = yf[b0 * ow * cout:b1 * ow * cout]
         n_rows = (b1 - b0) * ow
         for p in range(panels):
             bound.call(tiles_at, "panel_tiles", (mid, c, taps, bases, packed, p * c * NR, NR, pbias, fused, palpha, out,
                                                  cout, ZERO, n_rows, p))
         if pcode > LAST_REGISTER_CODE:
-            act_block(out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha)
+            bound.call(pact_at, "act_block", (out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha))
 
 
 _separable_parallel = drivers.driver(_separable_rows)

@@ -15,8 +15,10 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from numba import types
 
-from .activations import LEAKY_RELU, RELU, RELU6, act
+from . import bound
+from .activations import LAST_REGISTER_CODE, LEAKY_RELU, RELU, RELU6, act
 from .jit import helper, kernel
 from .simd import vadd, vload, vload_n, vmul, vselect_ge, vselect_gt, vsplat, vstore, vstore_n, vzero
 
@@ -86,6 +88,16 @@ def act_block(y, n, r0, r1, c0, c1, code, alpha):
     for r in range(r0, r1):
         for j in range(r * n + c0, r * n + c1):
             y[j] = act(y[j], code, alpha)
+
+
+bound.declare("act_block", act_block, (types.float32[::1], *[types.int64] * 6, types.float32))
+
+
+def act_address(code: int) -> int:
+    """Where kernels call :func:`act_block` for activation ``code`` (sigmoid, swish: applied after the store,
+    by address, :mod:`nnlite.ops.bound`), or 0 for the codes the tiles apply in registers: a model without
+    sigmoid or swish then never compiles it (nor links it into every kernel, half a second of a first run)."""
+    return bound.address("act_block") if code > LAST_REGISTER_CODE else 0
 
 
 @helper
