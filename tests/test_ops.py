@@ -111,6 +111,40 @@ def test_resize(seed, h, w, oh, ow, rule):
     assert np.array_equal(ops.resize_nearest(x, **kwargs), reference.resize_nearest(x, **kwargs))
 
 
+def _pool_in_order(x, pool, stride, padding, is_max):
+    """Pooling in float32 with each window's taps taken row by row, as nnlite's kernels take them."""
+    from nnlite.ops.padding import resolve_padding_2d
+    (kh, kw), (sh, sw) = pool, stride
+    (t, _, oh), (l, _, ow) = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, stride, 1, padding)
+    y = np.empty((x.shape[0], oh, ow, x.shape[3]), np.float32)
+    for oy in range(oh):
+        rows = range(max(oy * sh - t, 0), min(oy * sh - t + kh, x.shape[1]))
+        for ox in range(ow):
+            cols = range(max(ox * sw - l, 0), min(ox * sw - l + kw, x.shape[2]))
+            acc = np.full((x.shape[0], x.shape[3]), -np.inf if is_max else 0.0, np.float32)
+            for iy in rows:
+                for ix in cols:
+                    acc = np.maximum(acc, x[:, iy, ix]) if is_max else acc + x[:, iy, ix]
+            y[:, oy, ox] = acc if is_max else acc / np.float32(len(rows) * len(cols))
+    return y
+
+
+@pytest.mark.parametrize("c", [11, 40])
+@pytest.mark.parametrize("pool, padding", [((3, 3), "same"), ((2, 3), "valid"), ((1, 1), "same"), ((3, 3), (1, 0, 2, 1))])
+def test_pooling_at_column_stride_1_sums_taps_in_order(c, pool, padding):
+    """Column stride 1 (rows of taps summed as flat runs, pooling.py's flat path; averages only below 32
+    channels) and stride 2 (per pixel): the same bits as taking each window's taps row by row in float32,
+    infinities included, on a size split over threads."""
+    x = rand(c, 2, 37, 29, c, scale=3)
+    x[0, 5, 7, :2] = (np.inf, -np.inf)
+    for name, is_max in (("max_pool2d", True), ("avg_pool2d", False)):
+        for stride in ((1, 1), (2, 1), (1, 2)):
+            got = getattr(ops, name)(x, pool_size=pool, stride=stride, padding=padding)
+            with np.errstate(invalid="ignore"):
+                want = _pool_in_order(x, pool, stride, padding, is_max)
+            assert np.array_equal(got, want, equal_nan=True), (name, stride)
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**31), st.integers(1, 4), st.integers(1, 70), st.integers(1, 30), ACTS)
 def test_dense_and_activations(seed, rows, n_in, n_out, act):

@@ -9,8 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import checks, drivers, parallel
-from .jit import kernel
+from .depthwise_simd import valid_range
+from .jit import helper, kernel
 from .padding import pair, resolve_padding_2d
+
+# Average pooling takes the flat path below two 16-lane vectors of channels, where the per-pixel channel loop is
+# mostly its remainder; with more channels the per-pixel loop was as fast or faster (benchmarks/RESULTS.md).
+# Max pooling takes it at any channel count.
+FLAT_AVG_MAX_C = 32
 
 
 @kernel
@@ -18,6 +24,9 @@ def _pool(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
     # x (N, H, W, C); y (N, oh, ow, C), rows r = n*oh + oy in [r0, r1); windows clipped to the image
     n_, h, w, c = x.shape
     _, oh, ow, _ = y.shape
+    if sw == 1 and (is_max or c < FLAT_AVG_MAX_C):
+        _pool_rows_flat(x, kh, kw, sh, top, left, is_max, y, r0, r1)
+        return
     for r in range(r0, r1):
         n, oy = r // oh, r % oh
         y0, y1 = max(oy * sh - top, 0), min(oy * sh - top + kh, h)
@@ -37,6 +46,44 @@ def _pool(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
                 count = np.float32((y1 - y0) * (x1 - x0))  # real inputs only (TF 'same' divisor)
                 for ch in range(c):
                     y[n, oy, ox, ch] /= count
+
+
+@helper
+def _pool_rows_flat(x, kh, kw, sh, top, left, is_max, y, r0, r1):
+    # _pool at column stride 1: for each window tap (i, j), the outputs it reaches in a row, [lo, hi), read
+    # one contiguous run of (hi - lo) * C inputs, so each tap is one long loop over a flat output row, which
+    # vectorises whatever C is (NASNet's 11-44 channels). Same values, taps in the same order, as _pool.
+    n_, h, w, c = x.shape
+    _, oh, ow, _ = y.shape
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    row = ow * c
+    for r in range(r0, r1):
+        n, oy = r // oh, r % oh
+        y0, y1 = max(oy * sh - top, 0), min(oy * sh - top + kh, h)
+        out = yf[r * row:(r + 1) * row]
+        start = np.float32(-np.inf) if is_max else np.float32(0.0)
+        for t in range(row):
+            out[t] = start
+        for iy in range(y0, y1):
+            base = (n * h + iy) * w * c
+            for j in range(kw):
+                lo, hi = valid_range(ow, w, 1, j - left)   # outputs whose input column ox + j - left is real
+                if hi <= lo:
+                    continue
+                dst = out[lo * c:hi * c]
+                src = xf[base + (lo + j - left) * c:base + (hi + j - left) * c]
+                if is_max:
+                    for t in range(dst.shape[0]):
+                        dst[t] = max(dst[t], src[t])
+                else:
+                    for t in range(dst.shape[0]):
+                        dst[t] += src[t]
+        if not is_max:
+            for ox in range(ow):
+                x0, x1 = max(ox - left, 0), min(ox - left + kw, w)
+                count = np.float32((y1 - y0) * (x1 - x0))  # real inputs only (TF 'same' divisor)
+                for ch in range(ox * c, (ox + 1) * c):
+                    out[ch] /= count
 
 
 _pool_parallel = drivers.driver(_pool)
