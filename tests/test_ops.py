@@ -124,7 +124,8 @@ def _pool_in_order(x, pool, stride, padding, is_max):
             acc = np.full((x.shape[0], x.shape[3]), -np.inf if is_max else 0.0, np.float32)
             for iy in rows:
                 for ix in cols:
-                    acc = np.maximum(acc, x[:, iy, ix]) if is_max else acc + x[:, iy, ix]
+                    v = x[:, iy, ix]
+                    acc = np.where(v > acc, v, acc) if is_max else acc + v   # max as Numba's max(acc, v)
             y[:, oy, ox] = acc if is_max else acc / np.float32(len(rows) * len(cols))
     return y
 
@@ -134,10 +135,11 @@ def _pool_in_order(x, pool, stride, padding, is_max):
                                            ((3, 3), (1, 0, 2, 1))])
 def test_pooling_at_column_stride_1_sums_taps_in_order(c, pool, padding):
     """Column stride 1 (rows of taps summed as flat runs, pooling.py's flat path; averages only below 32
-    channels) and stride 2 (per pixel): the same bits as taking each window's taps row by row in float32,
-    infinities included, on a size split over threads."""
+    channels) and stride 2 (per pixel; max pooling in registers): the same bits as taking each window's taps
+    row by row in float32, infinities and NaN included, on a size split over threads."""
     x = rand(c, 2, 37, 29, c, scale=3)
-    x[0, 5, 7, :2] = (np.inf, -np.inf)
+    x[0, 5, 7, :3] = (np.inf, -np.inf, np.nan)
+    x[1, 9, 4:8, ::7] = np.nan   # in every register of a 40-channel pixel
     for name, is_max in (("max_pool2d", True), ("avg_pool2d", False)):
         for stride in ((1, 1), (2, 1), (1, 2)):
             got = getattr(ops, name)(x, pool_size=pool, stride=stride, padding=padding)
