@@ -134,7 +134,7 @@ def _pool_in_order(x, pool, stride, padding, is_max):
 @pytest.mark.parametrize("pool, padding", [((3, 3), "same"), ((2, 3), "valid"), ((1, 1), "same"),
                                            ((3, 3), (1, 0, 2, 1))])
 def test_pooling_at_column_stride_1_sums_taps_in_order(c, pool, padding):
-    """Column stride 1 (rows of taps summed as flat runs, pooling.py's flat path; averages only below 32
+    """Column stride 1 (rows of taps summed as flat runs, pooling.py's flat path; averages only below 16
     channels) and stride 2 (per pixel; max pooling in registers): the same bits as taking each window's taps
     row by row in float32, infinities and NaN included, on a size split over threads."""
     x = rand(c, 2, 37, 29, c, scale=3)

@@ -12,55 +12,31 @@ from . import checks, drivers, parallel
 from .depthwise_simd import valid_range
 from .jit import helper, kernel
 from .padding import pair, resolve_padding_2d
-from .simd import vload_n, vselect_gt, vsplat, vstore_n
+from .simd import vadd, vdiv, vload_n, vselect_gt, vsplat, vstore_n, vzero
 
-# Average pooling takes the flat path below two 16-lane vectors of channels, where the per-pixel channel loop is
-# mostly its remainder; with more channels the per-pixel loop was as fast or faster (benchmarks/RESULTS.md).
-# Max pooling takes it at any channel count.
-FLAT_AVG_MAX_C = 32
+# Average pooling takes the flat path (stride 1) when a pixel's channels do not fill one 16-lane register; with
+# more, the per-pixel registers were faster (benchmarks/RESULTS.md). Max pooling takes it at any channel count.
+FLAT_AVG_MAX_C = 16
 
 
 @kernel
 def _pool(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
     # x (N, H, W, C); y (N, oh, ow, C), rows r = n*oh + oy in [r0, r1); windows clipped to the image
-    n_, h, w, c = x.shape
-    _, oh, ow, _ = y.shape
-    if sw == 1 and (is_max or c < FLAT_AVG_MAX_C):
+    if sw == 1 and (is_max or x.shape[3] < FLAT_AVG_MAX_C):
         _pool_rows_flat(x, kh, kw, sh, top, left, is_max, y, r0, r1)
-        return
-    if is_max:
-        _max_pixels(x, kh, kw, sh, sw, top, left, y, r0, r1)
-        return
-    for r in range(r0, r1):
-        n, oy = r // oh, r % oh
-        y0, y1 = max(oy * sh - top, 0), min(oy * sh - top + kh, h)
-        for ox in range(ow):
-            x0, x1 = max(ox * sw - left, 0), min(ox * sw - left + kw, w)
-            for ch in range(c):  # accumulated in place in y (plain indexing: no views in the hot loop)
-                y[n, oy, ox, ch] = -np.inf if is_max else 0.0
-            for iy in range(y0, y1):
-                for ix in range(x0, x1):
-                    if is_max:
-                        for ch in range(c):
-                            y[n, oy, ox, ch] = max(y[n, oy, ox, ch], x[n, iy, ix, ch])
-                    else:
-                        for ch in range(c):
-                            y[n, oy, ox, ch] += x[n, iy, ix, ch]
-            if not is_max:
-                count = np.float32((y1 - y0) * (x1 - x0))  # real inputs only (TF 'same' divisor)
-                for ch in range(c):
-                    y[n, oy, ox, ch] /= count
+    else:
+        _pool_pixels(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1)
 
 
 @helper
-def _max_pixels(x, kh, kw, sh, sw, top, left, y, r0, r1):
-    # max pooling at any stride, 64 channels of an output pixel at a time in four 16-lane registers, stored
-    # once; each step is max(acc, v) as Numba's max takes it (v if v > acc else acc), taps row by row: the
-    # same values, NaN included, as _pool's loop that kept the running maximum in y.
+def _pool_pixels(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
+    # Any stride: 64 channels of an output pixel at a time in four 16-lane registers, stored once. Taps row by
+    # row; a max step is max(acc, v) as Numba's max takes it (v if v > acc else acc: a NaN input never wins),
+    # a mean sums from 0 and divides by the count of real inputs (TF 'same' divisor).
     n_, h, w, c = x.shape
     _, oh, ow, _ = y.shape
     xf, yf = x.reshape(-1), y.reshape(-1)
-    lowest = vsplat(np.float32(-np.inf))
+    start = vsplat(np.float32(-np.inf)) if is_max else vzero()
     for r in range(r0, r1):
         n, oy = r // oh, r % oh
         y0, y1 = max(oy * sh - top, 0), min(oy * sh - top + kh, h)
@@ -69,18 +45,20 @@ def _max_pixels(x, kh, kw, sh, sw, top, left, y, r0, r1):
             out = (r * ow + ox) * c
             for c0 in range(0, c, 64):
                 w0, w1, w2, w3 = c - c0, c - c0 - 16, c - c0 - 32, c - c0 - 48   # lanes <= 0: nothing read or stored
-                a0, a1, a2, a3 = lowest, lowest, lowest, lowest
+                a0, a1, a2, a3 = start, start, start, start
                 for iy in range(y0, y1):
                     for ix in range(x0, x1):
                         q = ((n * h + iy) * w + ix) * c + c0
-                        v = vload_n(xf, q, min(16, w0))
-                        a0 = vselect_gt(v, a0, v, a0)
-                        v = vload_n(xf, q + 16, min(16, w1))
-                        a1 = vselect_gt(v, a1, v, a1)
-                        v = vload_n(xf, q + 32, min(16, w2))
-                        a2 = vselect_gt(v, a2, v, a2)
-                        v = vload_n(xf, q + 48, min(16, w3))
-                        a3 = vselect_gt(v, a3, v, a3)
+                        v0, v1 = vload_n(xf, q, min(16, w0)), vload_n(xf, q + 16, min(16, w1))
+                        v2, v3 = vload_n(xf, q + 32, min(16, w2)), vload_n(xf, q + 48, min(16, w3))
+                        if is_max:
+                            a0, a1 = vselect_gt(v0, a0, v0, a0), vselect_gt(v1, a1, v1, a1)
+                            a2, a3 = vselect_gt(v2, a2, v2, a2), vselect_gt(v3, a3, v3, a3)
+                        else:
+                            a0, a1, a2, a3 = vadd(a0, v0), vadd(a1, v1), vadd(a2, v2), vadd(a3, v3)
+                if not is_max:
+                    count = vsplat(np.float32((y1 - y0) * (x1 - x0)))
+                    a0, a1, a2, a3 = vdiv(a0, count), vdiv(a1, count), vdiv(a2, count), vdiv(a3, count)
                 vstore_n(yf, out + c0, a0, min(16, w0))
                 vstore_n(yf, out + c0 + 16, a1, min(16, w1))
                 vstore_n(yf, out + c0 + 32, a2, min(16, w2))

@@ -163,6 +163,12 @@ def vmul(typingctx, a, b):
 
 
 @intrinsic
+def vdiv(typingctx, a, b):
+    """a / b (IEEE division, lane by lane: the same bits as a scalar division)."""
+    return f32x16(f32x16, f32x16), lambda context, builder, sig, args: builder.fdiv(*args)
+
+
+@intrinsic
 def vselect_gt(typingctx, a, b, yes, no):
     """yes where a > b, else no (a NaN in a or b picks no)."""
     def codegen(context, builder, sig, args):
