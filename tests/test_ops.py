@@ -111,6 +111,18 @@ def test_resize(seed, h, w, oh, ow, rule):
     assert np.array_equal(ops.resize_nearest(x, **kwargs), reference.resize_nearest(x, **kwargs))
 
 
+@pytest.mark.parametrize("shape", [(1, 7, 7, 1280), (3, 5, 4, 7), (2, 13, 13, 1000), (1, 1, 1, 3)])
+def test_global_average_pool_has_numpys_float64_mean_bits(shape):
+    """The kernel sums each channel in float64 pixel by pixel and divides once: exactly NumPy's float64 mean
+    over the pixel axis, cast to float32, at every scale."""
+    rng = np.random.default_rng(shape[3])
+    for scale in (1.0, 1e4, 1e-6):
+        x = (rng.standard_normal(shape) * scale).astype(np.float32)
+        want = x.reshape(shape[0], -1, shape[3]).mean(axis=1, dtype=np.float64).astype(np.float32)
+        assert np.array_equal(ops.global_avg_pool2d(x), want)
+        assert np.array_equal(ops.global_avg_pool2d(x, keepdims=True), want.reshape(shape[0], 1, 1, shape[3]))
+
+
 def _pool_in_order(x, pool, stride, padding, is_max):
     """Pooling in float32 with each window's taps taken row by row, as nnlite's kernels take them."""
     from nnlite.ops.padding import resolve_padding_2d

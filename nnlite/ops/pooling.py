@@ -128,8 +128,29 @@ def avg_pool2d(x, *, pool_size, stride=None, padding="valid"):
     return _pool2d(x, pool_size, stride, padding, False, "avg_pool2d")
 
 
+@kernel
+def _global_mean(x, y):
+    # x (N, P, C) float32, y (N, C) float32: each mean summed in float64 pixel by pixel, then divided by P (the
+    # order NumPy's mean over a non-contiguous axis takes: the same bits, without its float64 temporaries)
+    n_, p_, c = x.shape
+    acc = np.empty(c, np.float64)
+    for n in range(n_):
+        for ch in range(c):
+            acc[ch] = 0.0
+        for p in range(p_):
+            row = x[n, p]
+            for ch in range(c):
+                acc[ch] += row[ch]
+        for ch in range(c):
+            y[n, ch] = np.float32(acc[ch] / p_)
+
+
 def global_avg_pool2d(x, *, keepdims=False):
     """Mean over H and W (accumulated in float64): (N, C), or (N, 1, 1, C) with keepdims."""
     x = checks.nhwc(x, "global_avg_pool2d")
-    y = x.reshape(x.shape[0], -1, x.shape[3]).mean(axis=1, dtype=np.float64).astype(np.float32)
+    if x.shape[1] * x.shape[2] and x.flags.c_contiguous:
+        y = np.empty((x.shape[0], x.shape[3]), np.float32)
+        _global_mean(x.reshape(x.shape[0], -1, x.shape[3]), y)
+    else:
+        y = x.reshape(x.shape[0], -1, x.shape[3]).mean(axis=1, dtype=np.float64).astype(np.float32)
     return y.reshape(x.shape[0], 1, 1, x.shape[3]) if keepdims else y
