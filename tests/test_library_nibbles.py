@@ -60,3 +60,26 @@ def test_quantized_weights_stay_within_their_error_bound(dims):
                               for b in range(0, half, BYTES))
             assert abs(got - exact) <= error * (1 + 1e-9)
         assert error <= 15 * dims * scale / 2 + 1e-12   # never looser than half a step a weight
+
+
+def test_the_portable_path_matches_its_numpy_twin_too(monkeypatch):
+    """The IR for CPUs without AVX-512 VNNI (32-bit lanes), compiled here on purpose: the same integers."""
+    from nnlite.library import nibbles
+    monkeypatch.setattr(nibbles, "VNNI", False)
+
+    @numba.njit(cache=False)
+    def one(codes, offset, weights, woffset, count):
+        return nibbles.nibble_dot(codes, offset, weights, woffset, count)
+
+    @numba.njit(cache=False)
+    def four(codes, offset, stride, weights, woffset, count):
+        return nibbles.nibble_dot4(codes, offset, stride, weights, woffset, count)
+
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 256, 1000).astype(np.uint8)
+    weights = rng.integers(-128, 128, 2 * RUN).astype(np.int8)
+    for offset, woffset, count in [(0, 0, 64), (7, RUN, 64), (5, 0, 17), (9, 0, 0)]:
+        assert one(codes, offset, weights, woffset, count) == nibble_dot_reference(codes, offset, weights, woffset,
+                                                                                 count)
+        want = tuple(nibble_dot_reference(codes, offset + r * 200, weights, woffset, count) for r in range(4))
+        assert four(codes, offset, 200, weights, woffset, count) == want
