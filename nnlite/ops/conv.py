@@ -166,11 +166,19 @@ def _fast_layout(x, kernel, bias, stride, padding, dilation, activation):
     if not (_plain(x, 4) and _plain(kernel, 4) and x.shape[3] == kernel.shape[2]
             and (bias is None or (_plain(bias, 1) and bias.shape[0] == kernel.shape[3]))):
         return None
+    return cached_geometry(_layout, (activation,), x.shape, kernel.shape, stride, padding, dilation)
+
+
+def cached_geometry(geometry, activations, *key):
+    """``geometry(*key)``, a layer's shape-derived arguments cached per shape, when every activation is one
+    nnlite knows and every part of the key hashable; else None, and the caller's checked path runs (it
+    converts what it can and raises nnlite's errors for the rest). The fast paths' common last step."""
     try:
-        if activation not in CODES:
-            return None
-        return _layout(x.shape, kernel.shape, stride, padding, dilation)
-    except TypeError:  # an unhashable argument (a list): the checked path handles it
+        for activation in activations:
+            if activation not in CODES:
+                return None
+        return geometry(*key)
+    except TypeError:  # an unhashable argument (a list)
         return None
 
 

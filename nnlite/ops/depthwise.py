@@ -22,7 +22,7 @@ import numpy as np
 
 from . import checks, engine, parallel
 from .activations import CODES, act_row, code_of
-from .conv import _plain
+from .conv import _plain, cached_geometry
 from .depthwise_simd import depthwise_rows, depthwise_rows_parallel, valid_range
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
@@ -167,12 +167,7 @@ def _fast_geometry(x, kernel, bias, stride, padding, dilation, activation):
     if not (_plain(x, 4) and _plain(kernel, 4) and kernel.shape[3] == 1 and kernel.shape[2] == x.shape[3]
             and (bias is None or (_plain(bias, 1) and bias.shape[0] == x.shape[3]))):
         return None
-    try:
-        if activation not in CODES:
-            return None
-        return _simd_geometry(x.shape, kernel.shape, stride, padding, dilation)
-    except TypeError:  # an unhashable argument (a list): the checked path handles it
-        return None
+    return cached_geometry(_simd_geometry, (activation,), x.shape, kernel.shape, stride, padding, dilation)
 
 
 def _run_simd(x, kernel, bias, code, alpha, geometry):

@@ -44,13 +44,14 @@ def _pool_pixels(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
             x0, x1 = max(ox * sw - left, 0), min(ox * sw - left + kw, w)
             out = (r * ow + ox) * c
             for c0 in range(0, c, 64):
-                w0, w1, w2, w3 = c - c0, c - c0 - 16, c - c0 - 32, c - c0 - 48   # lanes <= 0: nothing read or stored
+                # lanes of each register (<= 0: nothing read or stored)
+                w0, w1, w2, w3 = min(16, c - c0), min(16, c - c0 - 16), min(16, c - c0 - 32), min(16, c - c0 - 48)
                 a0, a1, a2, a3 = start, start, start, start
                 for iy in range(y0, y1):
                     for ix in range(x0, x1):
                         q = ((n * h + iy) * w + ix) * c + c0
-                        v0, v1 = vload_n(xf, q, min(16, w0)), vload_n(xf, q + 16, min(16, w1))
-                        v2, v3 = vload_n(xf, q + 32, min(16, w2)), vload_n(xf, q + 48, min(16, w3))
+                        v0, v1 = vload_n(xf, q, w0), vload_n(xf, q + 16, w1)
+                        v2, v3 = vload_n(xf, q + 32, w2), vload_n(xf, q + 48, w3)
                         if is_max:
                             a0, a1 = vselect_gt(v0, a0, v0, a0), vselect_gt(v1, a1, v1, a1)
                             a2, a3 = vselect_gt(v2, a2, v2, a2), vselect_gt(v3, a3, v3, a3)
@@ -59,10 +60,10 @@ def _pool_pixels(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
                 if not is_max:
                     count = vsplat(np.float32((y1 - y0) * (x1 - x0)))
                     a0, a1, a2, a3 = vdiv(a0, count), vdiv(a1, count), vdiv(a2, count), vdiv(a3, count)
-                vstore_n(yf, out + c0, a0, min(16, w0))
-                vstore_n(yf, out + c0 + 16, a1, min(16, w1))
-                vstore_n(yf, out + c0 + 32, a2, min(16, w2))
-                vstore_n(yf, out + c0 + 48, a3, min(16, w3))
+                vstore_n(yf, out + c0, a0, w0)
+                vstore_n(yf, out + c0 + 16, a1, w1)
+                vstore_n(yf, out + c0 + 32, a2, w2)
+                vstore_n(yf, out + c0 + 48, a3, w3)
 
 
 @helper

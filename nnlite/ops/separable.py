@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ShapeError
 from . import bound, checks, drivers, engine, machine, parallel, prepack
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR, code_of
-from .conv import _plain, conv2d
+from .conv import _plain, cached_geometry, conv2d
 from .depthwise import depthwise_conv2d
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
@@ -105,12 +105,7 @@ def _fast_pair_geometry(x, dk, db, pk, pb, stride, padding, dilation, dact, act)
     if not (_plain(x, 4) and _plain(dk, 4) and _plain(pk, 4) and (db is None or _plain(db, 1))
             and (pb is None or _plain(pb, 1))):
         return None
-    try:
-        if dact not in CODES or act not in CODES:
-            return None
-        geo = _fast_pair_key(x.shape, dk.shape, pk.shape, stride, padding, dilation)
-    except TypeError:  # an unhashable argument (a list): the checked path handles it
-        return None
+    geo = cached_geometry(_fast_pair_key, (dact, act), x.shape, dk.shape, pk.shape, stride, padding, dilation)
     if geo is None or (db is not None and db.shape[0] != x.shape[3]) or (pb is not None and pb.shape[0] != geo[13]):
         return None
     return geo
