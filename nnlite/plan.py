@@ -2,7 +2,8 @@
 
 :func:`plan_steps` rewrites the declared layers into :class:`Step` calls without changing a single output
 bit: activations fold into their producers, repeated weightless layers run once, and depthwise -> 1x1 conv
-and conv -> max pool pairs run as one fused kernel each (:class:`PairStep`, :class:`ConvPoolStep`).
+pairs, conv -> max pool pairs and 1x1 conv -> depthwise -> 1x1 conv blocks run as one fused kernel each
+(:class:`PairStep`, :class:`ConvPoolStep`, :class:`InvertedStep`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _is_kernel(layer: Layer) -> bool:
 
 
 def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
-    """The layers as an execution plan, with two rewrites that leave every output bit-identical.
+    """The layers as an execution plan, with rewrites that leave every output bit-identical.
 
     1. A weightless kernel layer identical to an earlier one (same op, inputs and attributes) is not run
        again; readers of its output read the earlier one's.
@@ -52,7 +53,8 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
        the kernel applies it while the output is still in cache (one pass over memory instead of two).
     3. A multiplier-1 depthwise_conv2d step read only by the 1x1 conv2d step right after it becomes one
        :class:`PairStep` (the depthwise output stays in cache; see there), and a conv2d step read only by
-       the max_pool2d step right after it one :class:`ConvPoolStep`.
+       the max_pool2d step right after it one :class:`ConvPoolStep`. A 1x1 conv2d step read only by such a
+       pair right after it joins it as one :class:`InvertedStep` (an inverted-residual block).
     """
     alias: dict[str, str] = {}
     seen: dict[tuple, str] = {}
@@ -165,6 +167,41 @@ def _fusable_conv_pool(c: Step, pool: Step) -> bool:
             and "pool_size" in pool.layer.attrs and set(pool.layer.attrs) <= _POOL_ATTRS and not pool.extra)
 
 
+@dataclass
+class InvertedStep(Step):
+    """A 1x1 conv2d step and the :class:`PairStep` that alone reads it: an inverted-residual block
+    (:func:`nnlite.ops.inverted.inverted_residual`: the expanded map stays in L2 band by band). ``layer``,
+    ``out`` and ``extra`` are the pair's; ``inputs`` the expanding conv's. Runs the two steps one after the
+    other where the pair would (a profiler's wrapper, another engine) or the expansion is not replaced."""
+    expand: Step | None = None
+    pair: PairStep | None = None
+
+    def __call__(self, *xs: np.ndarray) -> np.ndarray:
+        from . import ops
+        e, d, p = self.expand.layer, self.pair.first.layer, self.layer
+        if (e.fn is not ops.conv2d or d.fn is not ops.depthwise_conv2d or p.fn is not ops.conv2d
+                or not ops.engine.simd()):
+            return self.pair(self.expand(*xs))
+        from .ops.inverted import inverted_residual
+        ea, da, pa = ({**s.layer.attrs, **s.extra} for s in (self.expand, self.pair.first, self.pair))
+        return inverted_residual(
+            xs[0], e.weights["kernel"], e.weights.get("bias"), d.weights["kernel"], d.weights.get("bias"),
+            p.weights["kernel"], p.weights.get("bias"), stride=da.get("stride", 1), padding=da.get("padding", "valid"),
+            dilation=da.get("dilation", 1), expand_activation=ea.get("activation"), expand_alpha=ea.get("alpha", 0.2),
+            depthwise_activation=da.get("activation"), depthwise_alpha=da.get("alpha", 0.2),
+            activation=pa.get("activation"), alpha=pa.get("alpha", 0.2))
+
+
+def _fusable_expand(e: Step) -> bool:
+    """e a plain 1x1 conv2d step (stride and dilation 1, no padding): the expansion of an inverted residual."""
+    k = e.layer.weights.get("kernel")
+    ea = {**e.layer.attrs, **e.extra}
+    return (type(e) is Step and e.layer.op == "conv2d" and _is_kernel(e.layer) and k is not None and np.ndim(k) == 4
+            and np.shape(k)[:2] == (1, 1) and set(e.layer.weights) <= {"kernel", "bias"} and set(ea) <= _CONV_ATTRS
+            and _unit(ea.get("stride", 1)) and _unit(ea.get("dilation", 1))
+            and ea.get("padding", "valid") in ("valid", "same", (0, 0, 0, 0)))
+
+
 def _pair_depthwise_pointwise(steps: list[Step], outputs: Sequence[str]) -> list[Step]:
     readers: dict[str, int] = {}
     for step in steps:
@@ -178,8 +215,14 @@ def _pair_depthwise_pointwise(steps: list[Step], outputs: Sequence[str]) -> list
         if (d is not None and id(d) not in paired and readers.get(d.out) == 1 and d.out not in outputs
                 and out and out[-1] is d):
             if _fusable_pair(d, step):
-                out[-1] = PairStep(step.layer, step.out, d.inputs, step.extra, first=d)
+                pair = PairStep(step.layer, step.out, d.inputs, step.extra, first=d)
                 paired.add(id(d))
+                e = producer.get(d.inputs[0])
+                if (len(out) >= 2 and out[-2] is e and readers.get(e.out) == 1 and e.out not in outputs
+                        and _fusable_expand(e)):
+                    out[-2:] = [InvertedStep(step.layer, step.out, e.inputs, step.extra, expand=e, pair=pair)]
+                else:
+                    out[-1] = pair
                 continue
             if _fusable_conv_pool(d, step):
                 out[-1] = ConvPoolStep(step.layer, step.out, d.inputs, step.extra, first=d)

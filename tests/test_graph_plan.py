@@ -168,3 +168,53 @@ def test_conv_then_max_pool_runs_as_one_step_with_identical_outputs(simd_engine)
     model.optimize = False
     for a_, b_ in zip(got, model(img)):
         assert np.array_equal(a_, b_)
+
+
+def test_expand_depthwise_project_runs_as_one_step_with_identical_outputs(simd_engine, monkeypatch):
+    """1x1 conv (+relu6) -> dw (+relu6) -> 1x1 conv becomes one InvertedStep (same bits as the layers one by
+    one); an expansion read twice or a 3x3 'expansion' stays a conv before a PairStep; a profiler's wrapped fn
+    runs the two steps."""
+    from nnlite import plan
+    from nnlite.ops import inverted
+    monkeypatch.setattr(inverted, "worth_fusing", lambda *args: True)  # this small map is banded too
+    inverted._geometry.cache_clear()
+    rng = np.random.default_rng(7)
+    g = GraphBuilder("inverted")
+    x = g.input("image", (16, 16, 8))
+    a = g.layer("conv2d", "expand_a", x, kernel=rand(rng, 1, 1, 8, 48), bias=rand(rng, 48))
+    a = g.layer("relu6", "expand_a_act", a)
+    a = g.layer("depthwise_conv2d", "dw_a", a, kernel=rand(rng, 3, 3, 48, 1), bias=rand(rng, 48), padding="same")
+    a = g.layer("relu6", "dw_a_act", a)
+    a = g.layer("conv2d", "project_a", a, kernel=rand(rng, 1, 1, 48, 8), bias=rand(rng, 8))  # with the two above
+    b = g.layer("conv2d", "expand_b", a, kernel=rand(rng, 1, 1, 8, 32))
+    b = g.layer("depthwise_conv2d", "dw_b", b, kernel=rand(rng, 3, 3, 32, 1), stride=2, padding="same")
+    b = g.layer("conv2d", "project_b", b, kernel=rand(rng, 1, 1, 32, 8))  # fused too, stride 2
+    c = g.layer("conv2d", "expand_c", b, kernel=rand(rng, 3, 3, 8, 16), padding="same")  # 3x3: not an expansion
+    c = g.layer("depthwise_conv2d", "dw_c", c, kernel=rand(rng, 3, 3, 16, 1), padding="same")
+    c = g.layer("conv2d", "project_c", c, kernel=rand(rng, 1, 1, 16, 8))
+    d = g.layer("conv2d", "expand_d", c, kernel=rand(rng, 1, 1, 8, 16))
+    d2 = g.layer("relu", "side", d)  # expand_d read twice: not fused with its pair
+    d = g.layer("depthwise_conv2d", "dw_d", d, kernel=rand(rng, 3, 3, 16, 1), padding="same")
+    d = g.layer("conv2d", "project_d", d, kernel=rand(rng, 1, 1, 16, 16))
+    model = g.build([g.layer("add", "sum", d, d2)])
+    steps = plan_steps(model.layers, model.outputs)
+    blocks = [s for s in steps if isinstance(s, plan.InvertedStep)]
+    assert [(s.expand.layer.name, s.pair.first.layer.name, s.layer.name) for s in blocks] == [
+        ("expand_a", "dw_a", "project_a"), ("expand_b", "dw_b", "project_b")]
+    assert blocks[0].expand.extra == {"activation": "relu6"} and blocks[0].inputs == ("image",)
+    assert [s.layer.name for s in steps if isinstance(s, plan.PairStep)] == ["project_c", "project_d"]
+    img = rand(rng, 2, 16, 16, 8)
+    calls = []
+    monkeypatch.setattr(inverted, "_run", lambda *args, run=inverted._run: calls.append(1) or run(*args))
+    fused = model(img)
+    assert calls == [1, 1]  # both blocks ran banded
+    model.optimize = False
+    assert np.array_equal(fused, model(img))
+    model.optimize = True
+    layer = model["dw_a"]
+    original = layer.fn
+    layer.fn = lambda *a, **k: calls.append("dw") or original(*a, **k)  # as benchmarks/profile_layers does
+    try:
+        assert np.array_equal(model(img), fused) and calls[2:] == ["dw", 1]
+    finally:
+        layer.fn = original

@@ -28,6 +28,7 @@ from .activations import ACTIVATIONS, leaky_relu, relu, relu6, sigmoid, softmax,
 from .conv import conv2d, dense  # noqa: E402
 from .convpool import conv2d_max_pool  # noqa: E402
 from .depthwise import depthwise_conv2d  # noqa: E402
+from .inverted import inverted_residual  # noqa: E402
 from .normalization import batch_norm, bias_add, fold_batch_norm  # noqa: E402
 from .padding import resolve_padding, resolve_padding_2d  # noqa: E402
 from .pooling import avg_pool2d, global_avg_pool2d, max_pool2d  # noqa: E402
@@ -44,7 +45,7 @@ __all__ = [
     "global_avg_pool2d", "zero_pad2d", "crop2d", "add", "multiply", "concat", "mean", "reshape", "flatten",
     "resize_bilinear", "resize_nearest", "resolve_padding", "resolve_padding_2d", "ACTIVATIONS",
     "set_num_threads", "get_num_threads", "blas_num_threads", "blas_core", "engine",
-    "depthwise_pointwise", "conv2d_max_pool",
+    "depthwise_pointwise", "inverted_residual", "conv2d_max_pool",
 ]
 
 # The kernels above, each with a naive twin of the same name in nnlite.ops.reference (a test checks the pairing;

@@ -141,6 +141,17 @@ def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, p
     return conv2d(mid, pointwise_kernel, pointwise_bias, activation=activation, alpha=alpha)
 
 
+def inverted_residual(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
+                      pointwise_bias, *, stride=1, padding="valid", dilation=1, expand_activation=None,
+                      depthwise_activation=None, activation=None, expand_alpha=0.2, depthwise_alpha=0.2, alpha=0.2):
+    """The fused 1x1 expand -> depthwise -> 1x1 project block, as the three twins one after the other."""
+    wide = conv2d(x, expand_kernel, expand_bias, activation=expand_activation, alpha=expand_alpha)
+    return depthwise_pointwise(wide, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias,
+                               stride=stride, padding=padding, dilation=dilation,
+                               depthwise_activation=depthwise_activation, depthwise_alpha=depthwise_alpha,
+                               activation=activation, alpha=alpha)
+
+
 def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2,
                     pool_size=2, pool_stride=None, pool_padding="valid"):
     """The fused conv -> max pool pair, as the two twins one after the other."""

@@ -1,0 +1,191 @@
+"""The inverted-residual block in bands: 1x1 expand -> depthwise -> 1x1 project, the expanded map never in memory.
+
+MobileNetV2 and EfficientNet widen a thin map six-fold with a 1x1 conv, filter it depthwise and project it
+back. Run layer by layer, the widest map is written out and read back at once: MobileNetV2's second block
+writes 112x112x96 floats (4.8 MB), more than L2 holds, so both passes go to L3 or memory. Here each thread
+walks its output rows in bands: it expands just the input rows the band's depthwise taps need into a buffer
+that stays in L2 (keeping the rows the next band shares with this one, so each row is expanded once per
+thread), runs the depthwise rows on that buffer (:mod:`nnlite.ops.depthwise_simd`) and projects them with
+:mod:`nnlite.ops.gemm`'s tiles, as :mod:`nnlite.ops.separable` does for a depthwise -> 1x1 pair.
+
+Every value is computed by the same code in the same order as conv2d, then depthwise_conv2d, then conv2d
+(the depthwise rows see the buffer as an image whose first row is the band's first input row), so the
+result is bit-identical to the three layers. :mod:`nnlite.plan` fuses such layers in a model's plan; blocks
+with kernels too large to re-read per band, or too few rows per thread (:func:`worth_fusing`), run as a 1x1
+conv then the fused depthwise -> 1x1 pair.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import bound, drivers, engine, machine, parallel, prepack
+from .activations import CODES, LAST_REGISTER_CODE, LINEAR
+from .conv import _plain, cached_geometry, conv2d
+from .jit import kernel
+from .padding import pair, resolve_padding_2d
+from .separable import depthwise_pointwise
+from .tiles import NR, ZERO, act_address, copy_run, pack_all, zeros
+
+
+def inverted_residual(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
+                      pointwise_bias, *, stride=1, padding="valid", dilation=1, expand_activation=None,
+                      depthwise_activation=None, activation=None, expand_alpha=0.2, depthwise_alpha=0.2, alpha=0.2):
+    """depthwise_pointwise(conv2d(x, expand_kernel, expand_bias, activation=expand_activation), ...) with the
+    expanded map kept in L2 band by band; bit-identical to the three ops. expand_kernel (1, 1, cin, e),
+    depthwise_kernel (kh, kw, e, 1), pointwise_kernel (1, 1, e, cout); stride, padding and dilation are the
+    depthwise's. Arguments that are not C-contiguous float32 arrays of those shapes, and blocks whose expanded
+    map is small, run as the ops one after the other (which convert what they can and raise nnlite's errors)."""
+    if engine.simd():
+        geo = _fast_geometry(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
+                             pointwise_bias, stride, padding, dilation,
+                             (expand_activation, depthwise_activation, activation))
+        if geo is not None:
+            return _run(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
+                        pointwise_bias, CODES[expand_activation], expand_alpha, CODES[depthwise_activation],
+                        depthwise_alpha, CODES[activation], alpha, geo)
+    mid = conv2d(x, expand_kernel, expand_bias, activation=expand_activation, alpha=expand_alpha)
+    return depthwise_pointwise(mid, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride=stride,
+                               padding=padding, dilation=dilation, depthwise_activation=depthwise_activation,
+                               depthwise_alpha=depthwise_alpha, activation=activation, alpha=alpha)
+
+
+def worth_fusing(n: int, h: int, kh: int, sh: int, dh: int, threads: int) -> bool:
+    """Fuse unless each thread would expand many of its input rows twice: a thread's range of output rows
+    needs the (kh - 1)*dh + 1 - sh input rows before it that the previous range also expands. Measured on
+    MobileNetV2 and EfficientNet-Lite0 block shapes (benchmarks/RESULTS.md): as fast or faster fused
+    wherever that overlap is at most half of a thread's rows; far faster on maps larger than L2."""
+    overlap = max(0, (kh - 1) * dh + 1 - sh)
+    return threads == 1 or 2 * overlap * threads <= n * h
+
+
+@functools.lru_cache(maxsize=1024)
+def _geometry(x_shape, ek_shape, dk_shape, pk_shape, stride, padding, dilation, threads):
+    """Shape-derived arguments of _inverted_rows, and (rows, work); None when the block is not fused."""
+    n, h, w, cin = x_shape
+    e = ek_shape[3]
+    kh, kw = dk_shape[0], dk_shape[1]
+    cout = pk_shape[3]
+    weights = machine.blocking().fuse_max_weights
+    if not (ek_shape[:3] == (1, 1, cin) and dk_shape[2:] == (e, 1) and pk_shape[:3] == (1, 1, e)
+            and cin * e * 4 <= weights and e * cout * 4 <= weights):
+        return None
+    (sh, sw), (dh, dw) = pair(stride, "stride"), pair(dilation, "dilation")
+    if not worth_fusing(n, h, kh, sh, dh, threads):
+        return None
+    (t, _, oh), (l, _, ow) = resolve_padding_2d(h, w, kh, kw, stride, dilation, padding)
+    if oh <= 0 or ow <= 0:
+        return None
+    # band: output rows whose input rows (the ring) and depthwise rows fit in the depthwise->1x1 band budget
+    budget = machine.blocking().separable_band
+    band = 1
+    while band < oh and (_ring(band + 1, sh, kh, dh) * w + (band + 1) * ow) * e * 4 <= budget:
+        band += 1
+    rows = n * oh
+    work = (n * h * w * cin * e + rows * ow * e * (kh * kw + cout)) // 4
+    return (h, w, cin, e, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cout, band, min(h, _ring(band, sh, kh, dh)), rows,
+            work)
+
+
+def _ring(band: int, sh: int, kh: int, dh: int) -> int:
+    """Input rows the depthwise taps of ``band`` consecutive output rows read."""
+    return (band - 1) * sh + (kh - 1) * dh + 1
+
+
+def _fast_geometry(x, ek, eb, dk, db, pk, pb, stride, padding, dilation, acts):
+    if not (_plain(x, 4) and _plain(ek, 4) and _plain(dk, 4) and _plain(pk, 4)
+            and all(b is None or _plain(b, 1) for b in (eb, db, pb))):
+        return None
+    geo = cached_geometry(_geometry, acts, x.shape, ek.shape, dk.shape, pk.shape, stride, padding, dilation,
+                          parallel.numba_threads())
+    if geo is None:
+        return None
+    e, cout = geo[3], geo[14]
+    if any(b is not None and b.shape[0] != size for b, size in ((eb, e), (db, e), (pb, cout))):
+        return None
+    return geo
+
+
+def _run(x, ek, eb, dk, db, pk, pb, ecode, ealpha, dcode, dalpha, pcode, alpha, geo):
+    h, w, cin, e, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cout, band, ring, rows, work = geo
+    y = np.empty((x.shape[0], oh, ow, cout), np.float32)
+    epre, ppre = prepack.panels(ek), prepack.panels(pk)  # frozen model weights: packed once, else per thread
+    w_ = prepack.as_writable  # read-only arrays as the writable type every kernel is compiled for (never written)
+    eb, db, pb = (zeros(size) if b is None else w_(b) for b, size in ((eb, e), (db, e), (pb, cout)))
+    args = (w_(x).reshape(-1), h, w, cin, w_(ek).reshape(-1), prepack.NONE if epre is None else epre, eb, ecode,
+            np.float32(ealpha), w_(dk).reshape(-1), db, kh, kw, sh, sw, dh, dw, t, l, dcode, np.float32(dalpha),
+            w_(pk).reshape(-1), prepack.NONE if ppre is None else ppre, pb, pcode, np.float32(alpha),
+            y.reshape(-1), oh, ow, e, cout, band, ring, bound.address("depthwise_rows"), bound.address("panel_tiles"),
+            act_address(ecode), act_address(dcode), act_address(pcode))
+    parallel.split(_inverted_rows, _inverted_parallel, args, rows, work)
+    return y
+
+
+@kernel
+def _inverted_rows(xf, h, w, cin, ek, epre, ebias, ecode, ealpha, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left,
+                   dcode, dalpha, pk, ppre, pbias, pcode, palpha, yf, oh, ow, e, cout, band, ring, rows_at, tiles_at,
+                   eact_at, dact_at, pact_at, r0, r1):
+    # Output rows r = n*oh + oy in [r0, r1), at most ``band`` rows of one image at a time. ``buf`` holds the
+    # expanded input rows [k0, k1) of image ``have``; the next band keeps the rows it shares with them (moved to
+    # the front) and expands only the rest. pre arrays: kernels packed once (nnlite.ops.prepack), or empty.
+    # rows_at, tiles_at: bound.address of depthwise_rows and panel_tiles; *act_at: tiles.act_address of each code
+    buf = np.empty(ring * w * e, np.float32)
+    mid = np.empty(band * ow * e, np.float32)
+    epanels, ppanels = (e + NR - 1) // NR, (cout + NR - 1) // NR
+    if epre.shape[0]:
+        epacked = epre
+    else:
+        epacked = np.empty(epanels * cin * NR, np.float32)
+        pack_all(ek, cin, e, epacked)
+    if ppre.shape[0]:
+        ppacked = ppre
+    else:
+        ppacked = np.empty(ppanels * e * NR, np.float32)
+        pack_all(pk, e, cout, ppacked)
+    ebases = np.arange(ring * w) * cin  # each input pixel's offset from the first expanded row's
+    pbases = np.arange(band * ow) * e  # each depthwise output pixel's offset in mid
+    taps = np.zeros(1, np.int64)  # 1x1 convs: one tap
+    efused = ecode if ecode <= LAST_REGISTER_CODE else LINEAR
+    pfused = pcode if pcode <= LAST_REGISTER_CODE else LINEAR
+    have, k0, k1 = -1, ZERO, ZERO
+    r = r0
+    while r < r1:
+        n = r // oh
+        oy0 = r - n * oh
+        oy1 = min(oh, oy0 + band, oy0 + r1 - r)
+        e0 = min(max(oy0 * sh - top_pad, 0), h)  # the input rows the band's taps read, clipped to the image
+        e1 = max(min((oy1 - 1) * sh - top_pad + (kh - 1) * dh + 1, h), e0)
+        start = e0
+        if have == n and k0 <= e0 < k1:  # rows [e0, k1) are already expanded: move them to the front
+            keep = min(k1, e1) - e0
+            shift = (e0 - k0) * w * e
+            if shift:
+                copy_run(buf, shift, buf, ZERO, keep * w * e)  # ascending: safe where the two ranges overlap
+            start = e0 + keep
+        if e1 > start:
+            count = (e1 - start) * w
+            first = (n * h + start) * w * cin
+            xs = xf[first:first + count * cin]
+            out = buf[(start - e0) * w * e:(e1 - e0) * w * e]
+            for p in range(epanels):
+                bound.call(tiles_at, "panel_tiles", (xs, cin, taps, ebases, epacked, p * cin * NR, NR, ebias, efused,
+                                                     ealpha, out, e, ZERO, count, p))
+            if ecode > LAST_REGISTER_CODE:
+                bound.call(eact_at, "act_block", (out, e, ZERO, count, ZERO, e, ecode, ealpha))
+        have, k0, k1 = n, e0, e1
+        # the buffer as an image of e1 - e0 rows whose row 0 is input row e0 (rows r' = oy < oh: image 0)
+        bound.call(rows_at, "depthwise_rows", (buf, e1 - e0, w, e, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad + e0,
+                                               left, dcode, dalpha, mid, oh, ow, oy0, dact_at, oy0, oy1))
+        n_rows = (oy1 - oy0) * ow
+        out = yf[r * ow * cout:(r * ow + n_rows) * cout]
+        for p in range(ppanels):
+            bound.call(tiles_at, "panel_tiles", (mid, e, taps, pbases, ppacked, p * e * NR, NR, pbias, pfused, palpha,
+                                                 out, cout, ZERO, n_rows, p))
+        if pcode > LAST_REGISTER_CODE:
+            bound.call(pact_at, "act_block", (out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha))
+        r += oy1 - oy0
+
+
+_inverted_parallel = drivers.driver(_inverted_rows)
