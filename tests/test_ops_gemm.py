@@ -283,7 +283,7 @@ def test_conv_max_pool_is_conv_then_pool(engine, case, act):
     assert rel(got, ref) <= TOL
 
 
-@pytest.mark.parametrize("count", [2, 3, 4])
+@pytest.mark.parametrize("count", [2, 3, 4, 5, 7, 8])  # one pass, then passes of up to 3 more inputs
 @pytest.mark.parametrize("act", [None, "relu", "relu6", "leaky_relu", "sigmoid", "swish"])
 @pytest.mark.parametrize("shape", [(1, 3, 5, 7), (2, 64, 60, 16)])  # serial, and split across threads
 def test_same_shape_add_kernel(count, act, shape):

@@ -3,7 +3,7 @@
 Plain float32 NumPy: each is a single memory pass, which NumPy already does at memory speed. add and
 multiply broadcast (e.g. a squeeze-excite gate (N, 1, 1, C) times (N, H, W, C)) and write into one output.
 add of same-shape float32 inputs (residual and dense-block sums) is a Numba kernel instead: on every
-thread, with the activation applied in the same pass as the last sum.
+thread, up to four inputs in one pass, with the activation applied in the same pass as the last sum.
 """
 
 from __future__ import annotations
@@ -57,15 +57,24 @@ def _broadcast(xs, op: str):
 
 
 @kernel
-def _add_into(y, a, b, code, alpha, start, stop):
-    # y[i] = act(a[i] + b[i]) for i in [start, stop) (flat arrays; a may be y itself), 4096 values at a time:
-    # the sum loop and the activation loop each vectorise, and the block is still in L1 for the second
+def _add_into(y, a, b, c, d, more, code, alpha, start, stop):
+    # y[i] = act(((a[i] + b[i]) + c[i]) + d[i]) for i in [start, stop) (flat arrays; a may be y itself), c and d
+    # only when ``more`` is 1 or 2 (else they are not read: pass any array), 4096 values at a time: each loop
+    # vectorises, and the block is still in L1 for the next, so up to four inputs cost one pass over memory
     for s0 in range(start, stop, 4096):
         s1 = min(stop, s0 + 4096)
         block = y[s0:s1]
         ab, bb = a[s0:s1], b[s0:s1]
         for i in range(s1 - s0):
             block[i] = ab[i] + bb[i]
+        if more >= 1:
+            cb = c[s0:s1]
+            for i in range(s1 - s0):
+                block[i] += cb[i]
+        if more >= 2:
+            db = d[s0:s1]
+            for i in range(s1 - s0):
+                block[i] += db[i]
         act_row(block, code, alpha)
 
 
@@ -74,18 +83,22 @@ _add_into_parallel = drivers.driver(_add_into)
 
 def _same_shape_add(arrays, code: int, alpha: float) -> np.ndarray:
     """Sum of same-shape C-contiguous float32 arrays, left to right, activation on the last step: one pass per
-    extra input, on Numba's threads (a residual or dense-block add, and its relu, in one kernel)."""
+    four inputs (a residual or dense-block add, and its relu, in one kernel), on Numba's threads."""
     y = np.empty(arrays[0].shape, np.float32)
     flat = y.reshape(-1)
-    pieces = parallel.parts(flat.shape[0], flat.shape[0] * len(arrays) // 2)
-    acc = arrays[0].reshape(-1)
-    for i, a in enumerate(arrays[1:]):
-        step_code = code if i == len(arrays) - 2 else 0
+    size = flat.shape[0]
+    pieces = parallel.parts(size, size * len(arrays) // 2)
+    flats = [a.reshape(-1) for a in arrays]
+    acc, rest = flats[0], flats[1:]
+    while rest:  # the first pass takes up to 3 inputs after the first; each later one 3 more onto y
+        group, rest = rest[:3], rest[3:]
+        more = len(group) - 1
+        b, c, d = group[0], group[min(1, more)], group[more]
+        args = (flat, acc, b, c, d, more, code if not rest else 0, np.float32(alpha))
         if pieces == 1:
-            _add_into(flat, acc, a.reshape(-1), step_code, np.float32(alpha), 0, flat.shape[0])
+            _add_into(*args, 0, size)
         else:
-            parallel.launch(_add_into_parallel, flat, acc, a.reshape(-1), step_code, np.float32(alpha), flat.shape[0],
-                            pieces)
+            parallel.launch(_add_into_parallel, *args, size, pieces)
         acc = flat
     return y
 
