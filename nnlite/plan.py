@@ -54,7 +54,8 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
     3. A multiplier-1 depthwise_conv2d step read only by the 1x1 conv2d step right after it becomes one
        :class:`PairStep` (the depthwise output stays in cache; see there), and a conv2d step read only by
        the max_pool2d step right after it one :class:`ConvPoolStep`. A 1x1 conv2d step read only by such a
-       pair right after it joins it as one :class:`InvertedStep` (an inverted-residual block).
+       pair right after it joins it as one :class:`InvertedStep` (an inverted-residual block), and so does
+       the add of the block's input right after it (its shortcut).
     """
     alias: dict[str, str] = {}
     seen: dict[tuple, str] = {}
@@ -171,17 +172,24 @@ def _fusable_conv_pool(c: Step, pool: Step) -> bool:
 class InvertedStep(Step):
     """A 1x1 conv2d step and the :class:`PairStep` that alone reads it: an inverted-residual block
     (:func:`nnlite.ops.inverted.inverted_residual`: the expanded map stays in L2 band by band). ``layer``,
-    ``out`` and ``extra`` are the pair's; ``inputs`` the expanding conv's. Runs the two steps one after the
-    other where the pair would (a profiler's wrapper, another engine) or the expansion is not replaced."""
+    ``out`` and ``extra`` are the pair's; ``inputs`` the expanding conv's. ``residual``: the add step that
+    alone reads the block's output and sums it with the block's input (its shortcut), then ``out`` is the
+    add's. Runs the steps one after the other where the pair would (a profiler's wrapper, another engine) or
+    the expansion or the add is not replaced."""
     expand: Step | None = None
     pair: PairStep | None = None
+    residual: Step | None = None
 
     def __call__(self, *xs: np.ndarray) -> np.ndarray:
         from . import ops
         e, d, p = self.expand.layer, self.pair.first.layer, self.layer
         if (e.fn is not ops.conv2d or d.fn is not ops.depthwise_conv2d or p.fn is not ops.conv2d
-                or not ops.engine.simd()):
-            return self.pair(self.expand(*xs))
+                or not ops.engine.simd() or (self.residual is not None and self.residual.layer.fn is not ops.add)):
+            y = self.pair(self.expand(*xs))
+            if self.residual is None:
+                return y
+            values = {self.inputs[0]: xs[0], self.pair.out: y}
+            return self.residual(*[values[src] for src in self.residual.inputs])
         from .ops.inverted import inverted_residual
         ea, da, pa = ({**s.layer.attrs, **s.extra} for s in (self.expand, self.pair.first, self.pair))
         return inverted_residual(
@@ -189,7 +197,18 @@ class InvertedStep(Step):
             p.weights["kernel"], p.weights.get("bias"), stride=da.get("stride", 1), padding=da.get("padding", "valid"),
             dilation=da.get("dilation", 1), expand_activation=ea.get("activation"), expand_alpha=ea.get("alpha", 0.2),
             depthwise_activation=da.get("activation"), depthwise_alpha=da.get("alpha", 0.2),
-            activation=pa.get("activation"), alpha=pa.get("alpha", 0.2))
+            activation=pa.get("activation"), alpha=pa.get("alpha", 0.2),
+            residual=None if self.residual is None else xs[0])
+
+
+def _fusable_shortcut(a: Step, block: Step, readers: dict[str, int], outputs: Sequence[str]) -> bool:
+    """a a plain two-input add (no activation) of an InvertedStep's input and its output, its only reader."""
+    attrs = {**a.layer.attrs, **a.extra}
+    return (isinstance(block, InvertedStep) and block.residual is None and type(a) is Step and a.layer.op == "add"
+            and _is_kernel(a.layer) and not a.layer.weights and set(attrs) <= {"activation", "alpha"}
+            and attrs.get("activation") in (None, "linear") and len(a.inputs) == 2
+            and set(a.inputs) == {block.inputs[0], block.out} and block.inputs[0] != block.out
+            and readers.get(block.out) == 1 and block.out not in outputs)
 
 
 def _fusable_expand(e: Step) -> bool:
@@ -228,5 +247,8 @@ def _pair_depthwise_pointwise(steps: list[Step], outputs: Sequence[str]) -> list
                 out[-1] = ConvPoolStep(step.layer, step.out, d.inputs, step.extra, first=d)
                 paired.add(id(d))
                 continue
+        if out and _fusable_shortcut(step, out[-1], readers, outputs):
+            out[-1].residual, out[-1].out = step, step.out
+            continue
         out.append(step)
     return out

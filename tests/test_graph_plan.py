@@ -186,6 +186,12 @@ def test_expand_depthwise_project_runs_as_one_step_with_identical_outputs(simd_e
     a = g.layer("depthwise_conv2d", "dw_a", a, kernel=rand(rng, 3, 3, 48, 1), bias=rand(rng, 48), padding="same")
     a = g.layer("relu6", "dw_a_act", a)
     a = g.layer("conv2d", "project_a", a, kernel=rand(rng, 1, 1, 48, 8), bias=rand(rng, 8))  # with the two above
+    a = g.layer("add", "shortcut_a", x, a)  # the block's shortcut: fused too
+    a2 = g.layer("conv2d", "expand_a2", a, kernel=rand(rng, 1, 1, 8, 24))
+    a2 = g.layer("depthwise_conv2d", "dw_a2", a2, kernel=rand(rng, 3, 3, 24, 1), padding="same")
+    a2 = g.layer("conv2d", "project_a2", a2, kernel=rand(rng, 1, 1, 24, 8))
+    a2 = g.layer("add", "shortcut_a2", a2, a)  # either order
+    a = g.layer("relu", "shortcut_a2_act", a2)  # an add with an activation: not fused with the block
     b = g.layer("conv2d", "expand_b", a, kernel=rand(rng, 1, 1, 8, 32))
     b = g.layer("depthwise_conv2d", "dw_b", b, kernel=rand(rng, 3, 3, 32, 1), stride=2, padding="same")
     b = g.layer("conv2d", "project_b", b, kernel=rand(rng, 1, 1, 32, 8))  # fused too, stride 2
@@ -199,15 +205,17 @@ def test_expand_depthwise_project_runs_as_one_step_with_identical_outputs(simd_e
     model = g.build([g.layer("add", "sum", d, d2)])
     steps = plan_steps(model.layers, model.outputs)
     blocks = [s for s in steps if isinstance(s, plan.InvertedStep)]
-    assert [(s.expand.layer.name, s.pair.first.layer.name, s.layer.name) for s in blocks] == [
-        ("expand_a", "dw_a", "project_a"), ("expand_b", "dw_b", "project_b")]
+    assert [(s.expand.layer.name, s.pair.first.layer.name, s.layer.name, s.out) for s in blocks] == [
+        ("expand_a", "dw_a", "project_a", "shortcut_a"), ("expand_a2", "dw_a2", "project_a2", "project_a2"),
+        ("expand_b", "dw_b", "project_b", "project_b")]
     assert blocks[0].expand.extra == {"activation": "relu6"} and blocks[0].inputs == ("image",)
+    assert blocks[0].residual.layer.name == "shortcut_a" and blocks[1].residual is None
     assert [s.layer.name for s in steps if isinstance(s, plan.PairStep)] == ["project_c", "project_d"]
     img = rand(rng, 2, 16, 16, 8)
     calls = []
     monkeypatch.setattr(inverted, "_run", lambda *args, run=inverted._run: calls.append(1) or run(*args))
     fused = model(img)
-    assert calls == [1, 1]  # both blocks ran banded
+    assert calls == [1, 1, 1]  # every block ran banded
     model.optimize = False
     assert np.array_equal(fused, model(img))
     model.optimize = True
@@ -215,6 +223,6 @@ def test_expand_depthwise_project_runs_as_one_step_with_identical_outputs(simd_e
     original = layer.fn
     layer.fn = lambda *a, **k: calls.append("dw") or original(*a, **k)  # as benchmarks/profile_layers does
     try:
-        assert np.array_equal(model(img), fused) and calls[2:] == ["dw", 1]
+        assert np.array_equal(model(img), fused) and calls[3:] == ["dw", 1, 1]
     finally:
         layer.fn = original

@@ -79,6 +79,30 @@ def test_banded_block_is_the_three_layers_bit_for_bit(forced, case, acts, thread
     assert np.abs(got - twin).max() <= TOL * max(1.0, np.abs(twin).max())
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[7]], ids=["56x56", "batch3", "wide"])
+def test_the_shortcut_is_added_as_add_adds_it(forced, case, threads):
+    """residual=x: the block's output plus its input, bit for bit ops.add(x, block) (stride 1, cin == cout)."""
+    rng = np.random.default_rng(8)
+    n, h, w, cin, e, _, k, *_ = case
+    x, ek, eb, dk, db, _, _ = block(rng, case)
+    pk, pb = rand(rng, 1, 1, e, cin), rand(rng, cin)
+    saved = ops.get_num_threads()
+    ops.set_num_threads(threads)
+    try:
+        got = ops.inverted_residual(x, ek, eb, dk, db, pk, pb, padding="same", expand_activation="relu6",
+                                    residual=x)
+        want = ops.add(x, layer_by_layer(x, ek, eb, dk, db, pk, pb, ("relu6", None, None), padding="same"))
+    finally:
+        ops.set_num_threads(saved)
+    assert np.array_equal(got, want)
+    twin = reference.inverted_residual(x, ek, eb, dk, db, pk, pb, padding="same", expand_activation="relu6",
+                                       residual=x)
+    assert np.abs(got - twin).max() <= TOL * max(1.0, np.abs(twin).max())
+    with pytest.raises(ShapeError, match="broadcast"):  # a residual of another shape: the checked add's error
+        ops.inverted_residual(x, ek, eb, dk, db, pk, pb, padding="same", residual=x[:, :-1])
+
+
 def test_read_only_weights_and_absent_biases(forced):
     """Model weights are read-only (nnlite.ops.prepack freezes them) and biases may be None: same bits."""
     rng = np.random.default_rng(3)

@@ -27,29 +27,35 @@ from .conv import _plain, cached_geometry, conv2d
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
 from .separable import depthwise_pointwise
+from .shape import add
 from .tiles import NR, ZERO, act_address, copy_run, pack_all, zeros
 
 
 def inverted_residual(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
                       pointwise_bias, *, stride=1, padding="valid", dilation=1, expand_activation=None,
-                      depthwise_activation=None, activation=None, expand_alpha=0.2, depthwise_alpha=0.2, alpha=0.2):
+                      depthwise_activation=None, activation=None, expand_alpha=0.2, depthwise_alpha=0.2, alpha=0.2,
+                      residual=None):
     """depthwise_pointwise(conv2d(x, expand_kernel, expand_bias, activation=expand_activation), ...) with the
     expanded map kept in L2 band by band; bit-identical to the three ops. expand_kernel (1, 1, cin, e),
     depthwise_kernel (kh, kw, e, 1), pointwise_kernel (1, 1, e, cout); stride, padding and dilation are the
-    depthwise's. Arguments that are not C-contiguous float32 arrays of those shapes, and blocks whose expanded
-    map is small, run as the ops one after the other (which convert what they can and raise nnlite's errors)."""
+    depthwise's. ``residual`` (the output's shape), if given, is added to the result as ``add(residual, y)``
+    adds it (a MobileNetV2 block's shortcut), band by band. Arguments that are not C-contiguous float32 arrays
+    of those shapes, and blocks :func:`worth_fusing` turns down, run as the ops one after the other (which
+    convert what they can and raise nnlite's errors)."""
     if engine.simd():
         geo = _fast_geometry(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
                              pointwise_bias, stride, padding, dilation,
                              (expand_activation, depthwise_activation, activation))
-        if geo is not None:
+        if geo is not None and (residual is None or (_plain(residual, 4) and residual.shape == (
+                x.shape[0], geo[12], geo[13], geo[14]))):
             return _run(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
                         pointwise_bias, CODES[expand_activation], expand_alpha, CODES[depthwise_activation],
-                        depthwise_alpha, CODES[activation], alpha, geo)
+                        depthwise_alpha, CODES[activation], alpha, residual, geo)
     mid = conv2d(x, expand_kernel, expand_bias, activation=expand_activation, alpha=expand_alpha)
-    return depthwise_pointwise(mid, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride=stride,
-                               padding=padding, dilation=dilation, depthwise_activation=depthwise_activation,
-                               depthwise_alpha=depthwise_alpha, activation=activation, alpha=alpha)
+    y = depthwise_pointwise(mid, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride=stride,
+                            padding=padding, dilation=dilation, depthwise_activation=depthwise_activation,
+                            depthwise_alpha=depthwise_alpha, activation=activation, alpha=alpha)
+    return y if residual is None else add(residual, y)
 
 
 def worth_fusing(n: int, h: int, kh: int, sh: int, dh: int, threads: int) -> bool:
@@ -108,7 +114,7 @@ def _fast_geometry(x, ek, eb, dk, db, pk, pb, stride, padding, dilation, acts):
     return geo
 
 
-def _run(x, ek, eb, dk, db, pk, pb, ecode, ealpha, dcode, dalpha, pcode, alpha, geo):
+def _run(x, ek, eb, dk, db, pk, pb, ecode, ealpha, dcode, dalpha, pcode, alpha, residual, geo):
     h, w, cin, e, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cout, band, ring, rows, work = geo
     y = np.empty((x.shape[0], oh, ow, cout), np.float32)
     epre, ppre = prepack.panels(ek), prepack.panels(pk)  # frozen model weights: packed once, else per thread
@@ -117,19 +123,21 @@ def _run(x, ek, eb, dk, db, pk, pb, ecode, ealpha, dcode, dalpha, pcode, alpha, 
     args = (w_(x).reshape(-1), h, w, cin, w_(ek).reshape(-1), prepack.NONE if epre is None else epre, eb, ecode,
             np.float32(ealpha), w_(dk).reshape(-1), db, kh, kw, sh, sw, dh, dw, t, l, dcode, np.float32(dalpha),
             w_(pk).reshape(-1), prepack.NONE if ppre is None else ppre, pb, pcode, np.float32(alpha),
-            y.reshape(-1), oh, ow, e, cout, band, ring, bound.address("depthwise_rows"), bound.address("panel_tiles"),
-            act_address(ecode), act_address(dcode), act_address(pcode))
+            prepack.NONE if residual is None else w_(residual).reshape(-1), y.reshape(-1), oh, ow, e, cout, band, ring,
+            bound.address("depthwise_rows"), bound.address("panel_tiles"), act_address(ecode), act_address(dcode),
+            act_address(pcode))
     parallel.split(_inverted_rows, _inverted_parallel, args, rows, work)
     return y
 
 
 @kernel
 def _inverted_rows(xf, h, w, cin, ek, epre, ebias, ecode, ealpha, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left,
-                   dcode, dalpha, pk, ppre, pbias, pcode, palpha, yf, oh, ow, e, cout, band, ring, rows_at, tiles_at,
-                   eact_at, dact_at, pact_at, r0, r1):
+                   dcode, dalpha, pk, ppre, pbias, pcode, palpha, res, yf, oh, ow, e, cout, band, ring, rows_at,
+                   tiles_at, eact_at, dact_at, pact_at, r0, r1):
     # Output rows r = n*oh + oy in [r0, r1), at most ``band`` rows of one image at a time. ``buf`` holds the
     # expanded input rows [k0, k1) of image ``have``; the next band keeps the rows it shares with them (moved to
-    # the front) and expands only the rest. pre arrays: kernels packed once (nnlite.ops.prepack), or empty.
+    # the front) and expands only the rest. pre arrays: kernels packed once (nnlite.ops.prepack), or empty; res:
+    # the residual added to the output (flat, as yf), or empty.
     # rows_at, tiles_at: bound.address of depthwise_rows and panel_tiles; *act_at: tiles.act_address of each code
     buf = np.empty(ring * w * e, np.float32)
     mid = np.empty(band * ow * e, np.float32)
@@ -185,6 +193,10 @@ def _inverted_rows(xf, h, w, cin, ek, epre, ebias, ecode, ealpha, dk, dbias, kh,
                                                  out, cout, ZERO, n_rows, p))
         if pcode > LAST_REGISTER_CODE:
             bound.call(pact_at, "act_block", (out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha))
+        if res.shape[0]:  # the shortcut, while the band is in L1/L2: y + res is add(res, y)'s sum (a + b == b + a)
+            rs = res[r * ow * cout:(r * ow + n_rows) * cout]
+            for i in range(n_rows * cout):
+                out[i] += rs[i]
         r += oy1 - oy0
 
 

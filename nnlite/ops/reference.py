@@ -143,13 +143,16 @@ def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, p
 
 def inverted_residual(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
                       pointwise_bias, *, stride=1, padding="valid", dilation=1, expand_activation=None,
-                      depthwise_activation=None, activation=None, expand_alpha=0.2, depthwise_alpha=0.2, alpha=0.2):
-    """The fused 1x1 expand -> depthwise -> 1x1 project block, as the three twins one after the other."""
+                      depthwise_activation=None, activation=None, expand_alpha=0.2, depthwise_alpha=0.2, alpha=0.2,
+                      residual=None):
+    """The fused 1x1 expand -> depthwise -> 1x1 project block, as the three twins one after the other, then
+    ``add(residual, y)`` when a residual is given."""
     wide = conv2d(x, expand_kernel, expand_bias, activation=expand_activation, alpha=expand_alpha)
-    return depthwise_pointwise(wide, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias,
-                               stride=stride, padding=padding, dilation=dilation,
-                               depthwise_activation=depthwise_activation, depthwise_alpha=depthwise_alpha,
-                               activation=activation, alpha=alpha)
+    y = depthwise_pointwise(wide, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias,
+                            stride=stride, padding=padding, dilation=dilation,
+                            depthwise_activation=depthwise_activation, depthwise_alpha=depthwise_alpha,
+                            activation=activation, alpha=alpha)
+    return y if residual is None else add(residual, y)
 
 
 def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2,
