@@ -196,13 +196,8 @@ class Model:
         self.layers = layers
         self.outputs = outputs
         self._by_name = {layer.name: layer for layer in layers}
-        # how many layers (or model outputs) read each tensor, to free intermediates early
-        self._readers: dict[str, int] = {}
-        for layer in layers:
-            for src in layer.inputs:
-                self._readers[src] = self._readers.get(src, 0) + 1
         self.optimize = True  # forward() runs the fused execution plan (see plan_steps)
-        self._plan: tuple[list[Step], dict[str, int]] | None = None
+        self._plan: tuple[list[Step], list[tuple[str, ...]]] | None = None
 
     def __getitem__(self, name: str) -> Layer:
         try:
@@ -251,26 +246,30 @@ class Model:
     def _run(self, feed: dict[str, np.ndarray], keep_all: bool) -> dict[str, np.ndarray]:
         """Every declared layer in order (trace, summary); intermediates freed unless ``keep_all``."""
         steps = [Step(layer, layer.name, layer.inputs) for layer in self.layers]
-        return self._run_steps(steps, self._readers, feed, keep_all)
+        return self._run_steps(steps, None if keep_all else self._free_lists(steps), feed)
 
-    def _execution_plan(self) -> tuple[list[Step], dict[str, int]]:
+    def _execution_plan(self) -> tuple[list[Step], list[tuple[str, ...]]]:
+        """The plan's steps, and for each the tensors no later step reads (freed after it)."""
         if self._plan is None:
             from .ops import prepack
             prepack.freeze_kernels(self.layers)  # the GEMM may pack them once: read-only from now on
             steps = plan_steps(self.layers, self.outputs)
-            readers: dict[str, int] = {}
-            for step in steps:
-                for src in step.inputs:
-                    readers[src] = readers.get(src, 0) + 1
-            self._plan = (steps, readers)
+            self._plan = (steps, self._free_lists(steps))
         return self._plan
 
-    def _run_steps(self, steps: list[Step], readers: dict[str, int], feed: dict[str, np.ndarray],
-                   keep_all: bool) -> dict[str, np.ndarray]:
+    def _free_lists(self, steps: list[Step]) -> list[tuple[str, ...]]:
+        last = {src: i for i, step in enumerate(steps) for src in step.inputs}  # each tensor's last reader
+        frees: list[list[str]] = [[] for _ in steps]
+        for src, i in last.items():
+            if src not in self.outputs:
+                frees[i].append(src)
+        return [tuple(f) for f in frees]
+
+    def _run_steps(self, steps: list[Step], frees: list[tuple[str, ...]] | None,
+                   feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run ``steps`` on ``feed``; after step i, delete the tensors ``frees[i]`` (None: keep every one)."""
         values = dict(feed)
-        remaining = dict(readers)
-        keep = set(self.outputs)
-        for step in steps:
+        for i, step in enumerate(steps):
             try:
                 out = step(*[values[src] for src in step.inputs])
                 if step.layer.n_outputs == 1:
@@ -286,11 +285,9 @@ class Model:
                 shapes = [values[src].shape for src in step.inputs]
                 raise ShapeError(f"{self.name}: layer {layer.name!r} ({layer.op}) failed on input shapes "
                                  f"{shapes}: {exc}") from exc
-            if not keep_all:
-                for src in step.inputs:
-                    remaining[src] -= 1
-                    if remaining[src] == 0 and src not in keep:
-                        del values[src]
+            if frees is not None:
+                for src in frees[i]:
+                    del values[src]
         return values
 
     def forward(self, *args: np.ndarray, **kwargs: np.ndarray):
@@ -298,7 +295,7 @@ class Model:
         the first run on, conv and dense kernels are read-only (ops/prepack.py): assign new arrays to change them."""
         feed = self._feed(args, kwargs)
         if self.optimize:
-            values = self._run_steps(*self._execution_plan(), feed, keep_all=False)
+            values = self._run_steps(*self._execution_plan(), feed)
         else:
             values = self._run(feed, keep_all=False)
         outs = tuple(values[o] for o in self.outputs)

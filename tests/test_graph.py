@@ -95,5 +95,8 @@ def test_builder_rejects_duplicates_and_unknown_inputs():
 def test_intermediates_are_freed_but_outputs_kept():
     rng = np.random.default_rng(5)
     model = tiny_model(rng)
-    values = model._run(model._feed((np.ones((1, 4, 4, 3), np.float32),), {}), keep_all=False)
+    feed = model._feed((np.ones((1, 4, 4, 3), np.float32),), {})
+    values = model._run(feed, keep_all=False)
     assert set(values) == {"sum"}
+    assert set(model._run_steps(*model._execution_plan(), feed)) == {"sum"}  # what forward() runs
+    assert len(model._run(feed, keep_all=True)) == len(model.layers) + 1  # trace: every layer and the input

@@ -26,6 +26,12 @@ from .tiles import NR, ZERO, act_address, pack_all, zeros
 def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid", dilation=1,
                      activation=None, alpha=0.2):
     """Depthwise (kh, kw, cin, mult) then pointwise (1, 1, cin*mult, cout); bias and activation after both."""
+    if engine.simd():  # hot path (a model's layer): every argument already in final form
+        geo = _fast_pair_geometry(x, depthwise_kernel, None, pointwise_kernel, bias, stride, padding, dilation,
+                                  None, activation)
+        if geo is not None:
+            return _run_pair(x, depthwise_kernel, None, pointwise_kernel, bias, LINEAR, 0.2, CODES[activation], alpha,
+                             geo)
     pointwise_kernel = checks.array(pointwise_kernel, "separable_conv2d", "pointwise kernel (1, 1, cin*mult, cout)", 4)
     if (engine.simd() and np.ndim(depthwise_kernel) == 4 and np.shape(depthwise_kernel)[3] == 1):
         return depthwise_pointwise(x, depthwise_kernel, None, pointwise_kernel, bias, stride=stride,
