@@ -153,6 +153,28 @@ def test_depthwise_tile_paths_give_each_pixel_the_same_bits(simd_engine, kernel_
         assert np.array_equal(part, whole[:, :, crop:]), crop
 
 
+@pytest.mark.parametrize("cout", [32, 16, 45, 70])  # 32- and 16-wide panels, and both in one layer
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_tile_paths_give_each_row_the_same_bits(simd_engine, cout, threads):
+    """A panel's single last row runs on a one-row tile, other last rows on a whole tile that recomputes the
+    last row: an output row's sum must not depend on which. Dropping the input's last columns moves the
+    panel's end to every place in a tile; with "valid" padding the rows kept must not change a bit."""
+    rng = np.random.default_rng(cout)
+    x = rand(rng, 1, 3, 42, 24)
+    kernel, bias = rand(rng, 3, 3, 24, cout), rand(rng, cout)
+    before = ops.get_num_threads()
+    try:
+        ops.set_num_threads(threads)
+        whole = ops.conv2d(x, kernel, bias, padding="valid", activation="relu")  # (1, 1, 40, cout): 40 rows
+        assert rel(whole, reference.conv2d(x, kernel, bias, padding="valid", activation="relu")) <= TOL
+        for cut in range(1, 36):  # 39 .. 5 rows: every remainder of 8 and of 16
+            part = ops.conv2d(np.ascontiguousarray(x[:, :, :42 - cut]), kernel, bias, padding="valid",
+                              activation="relu")
+            assert np.array_equal(part, whole[:, :, :40 - cut]), cut
+    finally:
+        ops.set_num_threads(before)
+
+
 @pytest.mark.parametrize("hw", [(14, 14), (1, 1), (2, 2)])
 def test_an_empty_batch_gives_an_empty_output(engine, hw):
     """No detections: Mask R-CNN's heads run on zero regions."""

@@ -17,7 +17,9 @@ inner loops: an RGB stem's 3x3x3 is 3 runs of 9, not 9 of 3). The kernel matrix 
 Blocking: output channels go in panels of 32 (two 16-lane vectors). Each panel's slice of the kernel is
 copied into a contiguous (K, 32) scratch (zero-filled past the last channel), then every tile of 8 output
 rows is one pass over K keeping its 8x32 sums in 16 vector registers: per step, 2 vector loads, 8
-broadcasts, 16 fused multiply-adds. Tiles past the last row recompute the last row and are not stored.
+broadcasts, 16 fused multiply-adds. A panel's single last row runs on a one-row tile (see :data:`TAIL_ROWS`);
+a last 2 or more take a whole tile, which recomputes the last row for its spare rows (not stored). Panels of
+at most 16 channels use 16x16 tiles, the same way but without a one-row tile.
 Where a panel serves at most :data:`DIRECT_MAX_TILES` tiles (late layers at batch 1) the copy would be read
 as often as it is written, so the tiles read full panels of the kernel in place; a convolution with at most
 four output pixels runs as a matrix-vector product (:mod:`nnlite.ops.gemv`), which reads the kernel once.
@@ -39,11 +41,15 @@ from numba import types
 from . import bound, drivers, gemv, machine, parallel, prepack
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
-from .microkernels import gemm_tile_8x32, gemm_tile_16x16
+from .microkernels import gemm_tile_1x32, gemm_tile_8x32, gemm_tile_16x16
 from .simd import vload_n
 from .tiles import MR, NR, ZERO, act_address, pack_all, pack_panel, pad_into, zeros
 from .workspace import scratch
 
+# A one-row tile keeps one or two sums, each waiting on the FMA latency (4 cycles): a quarter of a whole tile's
+# time with one 512-bit FMA per cycle (Zen 4), half with two (most AVX-512 Xeons). So only a panel's single
+# last row runs on one; 2-7 last rows take a whole tile either way.
+TAIL_ROWS = 2
 DIRECT_MAX_TILES = 2  # at most this many 8-row tiles per panel: the tiles read the kernel in place, unpacked
 
 
@@ -74,9 +80,13 @@ def panel_tiles(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, r0, r1,
     bias0 = vload_n(bias, col0, min(16, width))
     if width > 16:
         bias1 = vload_n(bias, col0 + 16, width - 16)
-        for m0 in range(r0, r1, MR):
+        m0 = r0
+        while r1 - m0 >= TAIL_ROWS:  # whole tiles, the last one's spare rows not stored
             gemm_tile_8x32(x, c, taps, bases, pk, kk, ldk, m0, r1, y, n, col0, width, bias0, bias1, code, alpha)
-    else:
+            m0 += MR
+        for m in range(m0, r1):  # fewer than TAIL_ROWS rows left: one by one
+            gemm_tile_1x32(x, c, taps, bases, pk, kk, ldk, m, r1, y, n, col0, width, bias0, bias1, code, alpha)
+    else:  # a panel of at most 16 channels (rare on 7x7 maps; no one-row tile, which would compile longer)
         for m0 in range(r0, r1, 2 * MR):
             gemm_tile_16x16(x, c, taps, bases, pk, kk, ldk, m0, r1, y, n, col0, width, bias0, code, alpha)
 
