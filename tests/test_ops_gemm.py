@@ -19,7 +19,7 @@ from numba import njit
 from nnlite import ops
 from nnlite.errors import ConfigError, ShapeError
 from nnlite.ops import engine as engines
-from nnlite.ops import gemm, parallel, reference, simd
+from nnlite.ops import gemm, machine, parallel, reference, separable, simd
 
 TOL = 1e-5
 ENGINES = ("simd", "blas")
@@ -243,7 +243,8 @@ SEPARABLE_CASES = [  # (n, h, w, cin, cout, k, stride, padding)
     (2, 13, 7, 11, 40, 5, 2, "same"),  # batch: bands cross image boundaries
     (1, 30, 30, 64, 33, 3, 1, "same"),  # several bands per thread
     (1, 4, 4, 130, 200, 3, 1, "valid"),
-    (1, 6, 6, 200, 200, 3, 1, "same"),  # a kernel over machine.blocking().fuse_max_weights on a 1 MiB L2: run unfused
+    (1, 6, 6, 200, 200, 3, 1, "same"),  # a kernel over fuse_max_weights on a 1 MiB L2, one band a thread
+    (1, 40, 30, 200, 200, 3, 1, "same"),  # the same kernel, several bands a thread: unfused on a 1 MiB L2
 ]
 
 
@@ -269,6 +270,38 @@ def test_fused_depthwise_pointwise(simd_engine, case, acts):
     sep = ops.separable_conv2d(x, dk, pk, pb, stride=stride, padding=padding, activation=acts[1], alpha=0.1)
     assert rel(sep, reference.separable_conv2d(x, dk, pk, pb, stride=stride, padding=padding, activation=acts[1],
                                                alpha=0.1)) <= TOL
+
+
+def test_separable_fusion_rule(monkeypatch):
+    """worth_fusing on a machine with a 1 MiB L2: a small pointwise kernel always; a larger one only where each
+    thread has a single band of depthwise rows and the kernel fits in L2."""
+    monkeypatch.setattr(machine, "caches", lambda: machine.Caches(32 << 10, 1 << 20, 32 << 20))
+    monkeypatch.setattr(machine, "blocking", lambda: machine.Blocking(256 << 10, 192 << 10, 128 << 10, 4 << 20,
+                                                                        256 << 10, 256 << 10))
+    assert separable.worth_fusing(56, 56, 32, 64, 2)  # an 8 KB kernel
+    assert separable.worth_fusing(7, 7, 256, 256, 2)  # 256 KB; 4 rows a thread, bands of 27 rows
+    assert not separable.worth_fusing(7, 7, 1024, 1024, 2)  # 4 MB: more than L2
+    assert not separable.worth_fusing(40, 30, 200, 200, 2)  # 160 KB; 20 rows a thread, bands of 8
+    assert separable.worth_fusing(40, 30, 200, 200, 8)  # 5 rows a thread
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_the_fusion_rule_changes_no_bits(simd_engine, monkeypatch, fuse):
+    rng = np.random.default_rng(11)
+    x, dk, db = rand(rng, 1, 6, 6, 200), rand(rng, 3, 3, 200, 1), rand(rng, 200)
+    pk, pb = rand(rng, 1, 1, 200, 200), rand(rng, 200)
+    mid = ops.depthwise_conv2d(x, dk, db, padding="same", activation="relu6")
+    want = ops.conv2d(mid, pk, pb, activation="relu")
+    monkeypatch.setattr(separable, "worth_fusing", lambda *args: fuse)
+    separable._fast_pair_key.cache_clear()  # shapes decided before the patch
+    try:
+        got = separable.depthwise_pointwise(x, dk, db, pk, pb, padding="same", depthwise_activation="relu6",
+                                            activation="relu")
+        checked = separable.depthwise_pointwise(x.astype(np.float64), dk, db, pk, pb, padding="same",
+                                                depthwise_activation="relu6", activation="relu")
+    finally:
+        separable._fast_pair_key.cache_clear()
+    assert np.array_equal(got, want) and np.array_equal(checked, want)
 
 
 def test_fused_depthwise_pointwise_rejects_what_it_cannot_fuse():

@@ -41,8 +41,22 @@ def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride
 
 
 # Band and fusion sizes come from the L2 size (nnlite.ops.machine.blocking): a band of depthwise rows stays in
-# L2 while the GEMM reads it. Larger pointwise kernels run unfused: each band's GEMM would stream the whole
-# kernel from L3, which costs more than the saved memory pass (benchmarks/RESULTS.md has the measurements).
+# L2 while the GEMM reads it.
+
+
+def worth_fusing(rows: int, ow: int, cin: int, cout: int, threads: int) -> bool:
+    """Fuse a depthwise layer of ``rows`` output rows (N*oh) with the 1x1 conv after it? Each band of depthwise
+    rows multiplies by the whole pointwise kernel, so a kernel over ``fuse_max_weights`` (an eighth of L2)
+    would stream from L3 once per band, which costs more than the memory pass fusing saves. Except when each
+    thread has a single band (small maps: the late layers at batch 1) and the kernel fits in L2: it is then
+    read once per thread, as the unfused 1x1 conv would read its share, and the depthwise output never
+    crosses to another core's cache (benchmarks/RESULTS.md has the measurements)."""
+    kernel = 4 * cin * cout
+    blocking = machine.blocking()
+    if kernel <= blocking.fuse_max_weights:
+        return True
+    band = max(1, blocking.separable_band // (4 * ow * cin))
+    return -(-rows // max(1, threads)) <= band and kernel <= machine.caches().l2
 
 
 def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, *, stride=1,
@@ -50,9 +64,9 @@ def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, p
                         depthwise_alpha=0.2):
     """act(pointwise(act_d(depthwise(x) + depthwise_bias)) + pointwise_bias) without writing the depthwise
     output to memory: each thread computes a band of depthwise rows into a buffer that stays in L2 and
-    multiplies it by the pointwise kernel at once (:func:`_separable_rows`); with a pointwise kernel over
-    ``machine.blocking().fuse_max_weights`` bytes the two run one after the other. The same arithmetic, in the same
-    order, as depthwise_conv2d then conv2d with the "simd" engine, so results are bit-identical to them.
+    multiplies it by the pointwise kernel at once (:func:`_separable_rows`); where :func:`worth_fusing` says
+    no (a large pointwise kernel) the two run one after the other. The same arithmetic, in the same order,
+    as depthwise_conv2d then conv2d with the "simd" engine, so results are bit-identical to them.
     Multiplier 1 only. depthwise_kernel (kh, kw, cin, 1), pointwise_kernel (1, 1, cin, cout)."""
     if engine.simd():  # hot path: nothing to convert
         geo = _fast_pair_geometry(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride,
@@ -73,12 +87,12 @@ def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, p
     db = checks.bias_vector(depthwise_bias, cin, "separable_conv2d")
     pb = checks.bias_vector(pointwise_bias, cout, "separable_conv2d")
     dcode, pcode = code_of(depthwise_activation, "separable_conv2d"), code_of(activation, "separable_conv2d")
-    if cin * cout * 4 > machine.blocking().fuse_max_weights:  # same results either way (see the docstring)
+    resolved = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, stride, dilation, padding)
+    if not worth_fusing(x.shape[0] * resolved[0][2], resolved[1][2], cin, cout, parallel.numba_threads()):
         mid = depthwise_conv2d(x, dk, db, stride=stride, padding=padding, dilation=dilation,
                                activation=depthwise_activation, alpha=depthwise_alpha)
         return conv2d(mid, pk, pb, activation=activation, alpha=alpha)
-    geo = _pair_geometry(x.shape, dk.shape, pk.shape, pair(stride, "stride"), pair(dilation, "dilation"),
-                         resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, stride, dilation, padding))
+    geo = _pair_geometry(x.shape, dk.shape, pk.shape, pair(stride, "stride"), pair(dilation, "dilation"), resolved)
     return _run_pair(x, np.ascontiguousarray(dk), db, np.ascontiguousarray(pk), pb, dcode, depthwise_alpha, pcode,
                      alpha, geo)
 
@@ -97,11 +111,12 @@ def _pair_geometry(x_shape, dk_shape, pk_shape, stride, dilation, resolved):
 
 
 @functools.lru_cache(maxsize=1024)
-def _fast_pair_key(x_shape, dk_shape, pk_shape, stride, padding, dilation):
-    if not (dk_shape[2] == x_shape[3] and dk_shape[3] == 1 and pk_shape[:3] == (1, 1, x_shape[3])
-            and x_shape[3] * pk_shape[3] * 4 <= machine.blocking().fuse_max_weights):
+def _fast_pair_key(x_shape, dk_shape, pk_shape, stride, padding, dilation, threads):
+    if not (dk_shape[2] == x_shape[3] and dk_shape[3] == 1 and pk_shape[:3] == (1, 1, x_shape[3])):
         return None
     resolved = resolve_padding_2d(x_shape[1], x_shape[2], dk_shape[0], dk_shape[1], stride, dilation, padding)
+    if not worth_fusing(x_shape[0] * resolved[0][2], resolved[1][2], x_shape[3], pk_shape[3], threads):
+        return None
     return _pair_geometry(x_shape, dk_shape, pk_shape, pair(stride, "stride"), pair(dilation, "dilation"),
                           resolved)
 
@@ -111,7 +126,8 @@ def _fast_pair_geometry(x, dk, db, pk, pb, stride, padding, dilation, dact, act)
     if not (_plain(x, 4) and _plain(dk, 4) and _plain(pk, 4) and (db is None or _plain(db, 1))
             and (pb is None or _plain(pb, 1))):
         return None
-    geo = cached_geometry(_fast_pair_key, (dact, act), x.shape, dk.shape, pk.shape, stride, padding, dilation)
+    geo = cached_geometry(_fast_pair_key, (dact, act), x.shape, dk.shape, pk.shape, stride, padding, dilation,
+                          parallel.numba_threads())
     if geo is None or (db is not None and db.shape[0] != x.shape[3]) or (pb is not None and pb.shape[0] != geo[13]):
         return None
     return geo
