@@ -175,7 +175,7 @@ def test_expand_depthwise_project_runs_as_one_step_with_identical_outputs(simd_e
     one); an expansion read twice or a 3x3 'expansion' stays a conv before a PairStep; a profiler's wrapped fn
     runs the two steps."""
     from nnlite import plan
-    from nnlite.ops import inverted
+    from nnlite.ops import inverted, parallel
     monkeypatch.setattr(inverted, "worth_fusing", lambda *args: True)  # this small map is banded too
     inverted._geometry.cache_clear()
     rng = np.random.default_rng(7)
@@ -213,7 +213,9 @@ def test_expand_depthwise_project_runs_as_one_step_with_identical_outputs(simd_e
     assert [s.layer.name for s in steps if isinstance(s, plan.PairStep)] == ["project_c", "project_d"]
     img = rand(rng, 2, 16, 16, 8)
     calls = []
-    monkeypatch.setattr(inverted, "_run", lambda *args, run=inverted._run: calls.append(1) or run(*args))
+    split = parallel.split  # every banded block is one call of its kernel
+    monkeypatch.setattr(parallel, "split", lambda kernel, *args: (
+        calls.append(1) if kernel is inverted._inverted_rows else None) or split(kernel, *args))
     fused = model(img)
     assert calls == [1, 1, 1]  # every block ran banded
     model.optimize = False

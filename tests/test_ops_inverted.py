@@ -124,7 +124,7 @@ def test_blocks_not_worth_fusing_run_layer_by_layer(monkeypatch):
     case = (1, 7, 7, 160, 960, 16, 3, 1, "same", 1)  # a 614 KB expansion kernel: over fuse_max_weights
     weights = block(rng, case)
     calls = []
-    monkeypatch.setattr(inverted, "_run", lambda *a: calls.append(1))
+    monkeypatch.setattr(inverted, "_prepare", lambda *a: calls.append(1))
     with engine.use("simd"):
         got = ops.inverted_residual(*weights, padding="same")
     assert calls == [] and np.array_equal(got, layer_by_layer(*weights, (None, None, None), padding="same"))

@@ -160,6 +160,15 @@ def _layout(x_shape, k_shape, stride, padding, dilation):
                        (oh, ow))
 
 
+def prepare_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2):
+    """``conv2d(x, kernel, bias, ...)`` for inputs of ``x``'s shape as a function of the input alone, prepared
+    once (:func:`nnlite.ops.gemm.prepare`); None unless conv2d's fast path takes these arguments."""
+    if not engine.simd():
+        return None
+    fast = _fast_layout(x, kernel, bias, stride, padding, dilation, activation)
+    return None if fast is None else gemm.prepare(kernel, bias, CODES[activation], alpha, fast)
+
+
 def _fast_layout(x, kernel, bias, stride, padding, dilation, activation):
     """conv2d's layout when every argument is already in final form (else None: the checked path runs,
     which converts what it can and raises nnlite's errors for the rest)."""

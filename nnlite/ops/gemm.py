@@ -194,29 +194,47 @@ def _row_block(lay: Layout, panels: int) -> int:
 
 def run(x, kernel, bias, code, alpha, lay: Layout):
     """:func:`conv2d` with its :class:`Layout` already known: x, kernel, bias as there, and C-contiguous."""
+    return prepare(kernel, bias, code, alpha, lay)(x)
+
+
+def prepare(kernel, bias, code, alpha, lay: Layout):
+    """:func:`run` for inputs of the layout's shape as a function of x alone: everything that depends only on
+    the kernel, the bias and the shapes (threads, split, packed kernel) is done here, once. The function
+    holds the kernel and bias and reads the thread count now; callers keep it only while those stay the same."""
     top, bottom, left, right = lay.pads
-    if top or bottom or left or right:
-        n_img, h, w, c = x.shape
-        xp = scratch("gemm_pad", (n_img, h + top + bottom, w + left + right, c))
-        pad_into(x, top, left, xp)
-    else:
-        xp = x
+    padded = top or bottom or left or right
     cout = lay.out_shape[3]
+    kernel_w = prepack.as_writable(kernel)  # a view that does not keep ``kernel`` alive: the closures hold it
+
+    def padded_input(x):
+        if not padded:
+            return x
+        n_img, h, w, c = x.shape
+        xp = scratch("gemm_pad", (n_img, h + top + bottom, w + left + right, c))  # this thread's
+        pad_into(x, top, left, xp)
+        return xp
+
     if 0 < lay.rows <= gemv.GEMV_MAX_ROWS:  # a few output pixels: a matrix-vector product reads the kernel once
-        patches = xp.reshape(-1)[(lay.bases[:, None, None] + lay.taps[None, :, None]
-                                  + np.arange(lay.run)[None, None, :]).reshape(lay.rows, -1)]
-        return gemv.dense_rows(patches, prepack.as_writable(kernel).reshape(-1, cout), bias, code,
-                               alpha).reshape(lay.out_shape)
-    b = zeros(cout) if bias is None else bias
-    y = np.empty(lay.out_shape, np.float32)
+        gather = (lay.bases[:, None, None] + lay.taps[None, :, None] + np.arange(lay.run)[None, None, :]).reshape(
+            lay.rows, -1)
+
+        def matrix_vector(x, _kernel=kernel):  # _kernel: held while the view is used
+            patches = padded_input(x).reshape(-1)[gather]
+            return gemv.dense_rows(patches, kernel_w.reshape(-1, cout), bias, code, alpha).reshape(lay.out_shape)
+        return matrix_vector
     tiles, panels = -(-lay.rows // MR), -(-cout // NR)
     threads = parallel.numba_threads()
     by_rows = panels < threads or (tiles >= 4 * threads and not _panel_split(lay, panels, threads))
     units = tiles if by_rows else panels
-    direct = tiles <= DIRECT_MAX_TILES
     pre = prepack.panels(kernel) if cout >= lay.rows else None  # more kernel than input: pack it once
-    args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, prepack.as_writable(kernel).reshape(-1),
-            prepack.NONE if pre is None else pre, b, code, np.float32(alpha), y.reshape(-1), cout, lay.rows, by_rows,
-            direct, _row_block(lay, panels) if by_rows else 0, bound.address("panel_tiles"), act_address(code))
-    parallel.split(_units, _units_parallel, args, units, lay.work)
-    return y
+    head = (lay.run, lay.taps, lay.bases, kernel_w.reshape(-1), prepack.NONE if pre is None else pre,
+            zeros(cout) if bias is None else bias, code, np.float32(alpha))
+    tail = (cout, lay.rows, by_rows, tiles <= DIRECT_MAX_TILES, _row_block(lay, panels) if by_rows else 0,
+            bound.address("panel_tiles"), act_address(code))
+
+    def tiled(x, _kernel=kernel):
+        y = np.empty(lay.out_shape, np.float32)
+        parallel.split(_units, _units_parallel, (padded_input(x).reshape(-1), *head, y.reshape(-1), *tail), units,
+                       lay.work)
+        return y
+    return tiled

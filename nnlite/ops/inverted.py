@@ -42,15 +42,13 @@ def inverted_residual(x, expand_kernel, expand_bias, depthwise_kernel, depthwise
     adds it (a MobileNetV2 block's shortcut), band by band. Arguments that are not C-contiguous float32 arrays
     of those shapes, and blocks :func:`worth_fusing` turns down, run as the ops one after the other (which
     convert what they can and raise nnlite's errors)."""
-    if engine.simd():
-        geo = _fast_geometry(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
-                             pointwise_bias, stride, padding, dilation,
-                             (expand_activation, depthwise_activation, activation))
-        if geo is not None and (residual is None or (_plain(residual, 4) and residual.shape == (
-                x.shape[0], geo[12], geo[13], geo[14]))):
-            return _run(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
-                        pointwise_bias, CODES[expand_activation], expand_alpha, CODES[depthwise_activation],
-                        depthwise_alpha, CODES[activation], alpha, residual, geo)
+    fast = prepare_inverted_residual(
+        x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias,
+        stride=stride, padding=padding, dilation=dilation, expand_activation=expand_activation,
+        depthwise_activation=depthwise_activation, activation=activation, expand_alpha=expand_alpha,
+        depthwise_alpha=depthwise_alpha, alpha=alpha)
+    if fast is not None and (residual is None or (_plain(residual, 4) and residual.shape == fast.out_shape)):
+        return fast(x, residual)
     mid = conv2d(x, expand_kernel, expand_bias, activation=expand_activation, alpha=expand_alpha)
     y = depthwise_pointwise(mid, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride=stride,
                             padding=padding, dilation=dilation, depthwise_activation=depthwise_activation,
@@ -114,20 +112,45 @@ def _fast_geometry(x, ek, eb, dk, db, pk, pb, stride, padding, dilation, acts):
     return geo
 
 
-def _run(x, ek, eb, dk, db, pk, pb, ecode, ealpha, dcode, dalpha, pcode, alpha, residual, geo):
+def prepare_inverted_residual(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
+                              pointwise_bias, *, stride=1, padding="valid", dilation=1, expand_activation=None,
+                              depthwise_activation=None, activation=None, expand_alpha=0.2, depthwise_alpha=0.2,
+                              alpha=0.2):
+    """:func:`inverted_residual` for inputs of ``x``'s shape as a function ``f(x, residual=None)``, prepared once
+    (``f.out_shape``: the output's shape); None unless the fused kernel takes these arguments."""
+    if not engine.simd():
+        return None
+    geo = _fast_geometry(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
+                         pointwise_bias, stride, padding, dilation,
+                         (expand_activation, depthwise_activation, activation))
+    if geo is None:
+        return None
+    return _prepare(x.shape[0], expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
+                    pointwise_bias, CODES[expand_activation], expand_alpha, CODES[depthwise_activation],
+                    depthwise_alpha, CODES[activation], alpha, geo)
+
+
+def _prepare(n, ek, eb, dk, db, pk, pb, ecode, ealpha, dcode, dalpha, pcode, alpha, geo):
     h, w, cin, e, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cout, band, ring, rows, work = geo
-    y = np.empty((x.shape[0], oh, ow, cout), np.float32)
+    weights = (ek, eb, dk, db, pk, pb)  # held by the function below while their writable views are used
     epre, ppre = prepack.panels(ek), prepack.panels(pk)  # frozen model weights: packed once, else per thread
     w_ = prepack.as_writable  # read-only arrays as the writable type every kernel is compiled for (never written)
     eb, db, pb = (zeros(size) if b is None else w_(b) for b, size in ((eb, e), (db, e), (pb, cout)))
-    args = (w_(x).reshape(-1), h, w, cin, w_(ek).reshape(-1), prepack.NONE if epre is None else epre, eb, ecode,
-            np.float32(ealpha), w_(dk).reshape(-1), db, kh, kw, sh, sw, dh, dw, t, l, dcode, np.float32(dalpha),
-            w_(pk).reshape(-1), prepack.NONE if ppre is None else ppre, pb, pcode, np.float32(alpha),
-            prepack.NONE if residual is None else w_(residual).reshape(-1), y.reshape(-1), oh, ow, e, cout, band, ring,
-            bound.address("depthwise_rows"), bound.address("panel_tiles"), act_address(ecode), act_address(dcode),
-            act_address(pcode))
-    parallel.split(_inverted_rows, _inverted_parallel, args, rows, work)
-    return y
+    head = (h, w, cin, w_(ek).reshape(-1), prepack.NONE if epre is None else epre, eb, ecode, np.float32(ealpha),
+            w_(dk).reshape(-1), db, kh, kw, sh, sw, dh, dw, t, l, dcode, np.float32(dalpha), w_(pk).reshape(-1),
+            prepack.NONE if ppre is None else ppre, pb, pcode, np.float32(alpha))
+    tail = (oh, ow, e, cout, band, ring, bound.address("depthwise_rows"), bound.address("panel_tiles"),
+            act_address(ecode), act_address(dcode), act_address(pcode))
+    out_shape = (n, oh, ow, cout)
+
+    def fused(x, residual=None, _weights=weights):
+        y = np.empty(out_shape, np.float32)
+        res = prepack.NONE if residual is None else w_(residual).reshape(-1)
+        parallel.split(_inverted_rows, _inverted_parallel, (w_(x).reshape(-1), *head, res, y.reshape(-1), *tail),
+                       rows, work)
+        return y
+    fused.out_shape = out_shape
+    return fused
 
 
 @kernel

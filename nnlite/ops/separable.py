@@ -26,12 +26,10 @@ from .tiles import NR, ZERO, act_address, pack_all, zeros
 def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid", dilation=1,
                      activation=None, alpha=0.2):
     """Depthwise (kh, kw, cin, mult) then pointwise (1, 1, cin*mult, cout); bias and activation after both."""
-    if engine.simd():  # hot path (a model's layer): every argument already in final form
-        geo = _fast_pair_geometry(x, depthwise_kernel, None, pointwise_kernel, bias, stride, padding, dilation,
-                                  None, activation)
-        if geo is not None:
-            return _run_pair(x, depthwise_kernel, None, pointwise_kernel, bias, LINEAR, 0.2, CODES[activation], alpha,
-                             geo)
+    fast = prepare_separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias, stride=stride, padding=padding,
+                                    dilation=dilation, activation=activation, alpha=alpha)
+    if fast is not None:  # hot path (a model's layer): every argument already in final form
+        return fast(x)
     pointwise_kernel = checks.array(pointwise_kernel, "separable_conv2d", "pointwise kernel (1, 1, cin*mult, cout)", 4)
     if (engine.simd() and np.ndim(depthwise_kernel) == 4 and np.shape(depthwise_kernel)[3] == 1):
         return depthwise_pointwise(x, depthwise_kernel, None, pointwise_kernel, bias, stride=stride,
@@ -68,12 +66,12 @@ def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, p
     no (a large pointwise kernel) the two run one after the other. The same arithmetic, in the same order,
     as depthwise_conv2d then conv2d with the "simd" engine, so results are bit-identical to them.
     Multiplier 1 only. depthwise_kernel (kh, kw, cin, 1), pointwise_kernel (1, 1, cin, cout)."""
-    if engine.simd():  # hot path: nothing to convert
-        geo = _fast_pair_geometry(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride,
-                                  padding, dilation, depthwise_activation, activation)
-        if geo is not None:
-            return _run_pair(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias,
-                             CODES[depthwise_activation], depthwise_alpha, CODES[activation], alpha, geo)
+    fast = prepare_depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias,
+                                       stride=stride, padding=padding, dilation=dilation,
+                                       depthwise_activation=depthwise_activation, activation=activation, alpha=alpha,
+                                       depthwise_alpha=depthwise_alpha)
+    if fast is not None:  # hot path: nothing to convert
+        return fast(x)
     x = np.ascontiguousarray(checks.nhwc(x, "separable_conv2d"))
     dk = checks.array(depthwise_kernel, "separable_conv2d", "depthwise kernel (kh, kw, cin, 1)", 4)
     pk = checks.array(pointwise_kernel, "separable_conv2d", "pointwise kernel (1, 1, cin, cout)", 4)
@@ -93,8 +91,30 @@ def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, p
                                activation=depthwise_activation, alpha=depthwise_alpha)
         return conv2d(mid, pk, pb, activation=activation, alpha=alpha)
     geo = _pair_geometry(x.shape, dk.shape, pk.shape, pair(stride, "stride"), pair(dilation, "dilation"), resolved)
-    return _run_pair(x, np.ascontiguousarray(dk), db, np.ascontiguousarray(pk), pb, dcode, depthwise_alpha, pcode,
-                     alpha, geo)
+    return _prepare_pair(x.shape[0], np.ascontiguousarray(dk), db, np.ascontiguousarray(pk), pb, dcode,
+                         depthwise_alpha, pcode, alpha, geo)(x)
+
+
+def prepare_depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, *, stride=1,
+                                padding="valid", dilation=1, depthwise_activation=None, activation=None, alpha=0.2,
+                                depthwise_alpha=0.2):
+    """:func:`depthwise_pointwise` for inputs of ``x``'s shape as a function of the input alone, prepared once;
+    None unless its fused fast path takes these arguments."""
+    if not engine.simd():
+        return None
+    geo = _fast_pair_geometry(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride,
+                              padding, dilation, depthwise_activation, activation)
+    if geo is None:
+        return None
+    return _prepare_pair(x.shape[0], depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias,
+                         CODES[depthwise_activation], depthwise_alpha, CODES[activation], alpha, geo)
+
+
+def prepare_separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid",
+                             dilation=1, activation=None, alpha=0.2):
+    """:func:`separable_conv2d` as :func:`prepare_depthwise_pointwise` prepares its fused path (else None)."""
+    return prepare_depthwise_pointwise(x, depthwise_kernel, None, pointwise_kernel, bias, stride=stride,
+                                       padding=padding, dilation=dilation, activation=activation, alpha=alpha)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -133,16 +153,21 @@ def _fast_pair_geometry(x, dk, db, pk, pb, stride, padding, dilation, dact, act)
     return geo
 
 
-def _run_pair(x, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo):
+def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo):
+    """The fused pair for a batch of ``n`` as a function of x alone (see gemm.prepare)."""
     h, w, cin, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cout, rows, band, work = geo
-    y = np.empty((x.shape[0], oh, ow, cout), np.float32)
-    pre = prepack.panels(pk) if cout >= x.shape[0] * oh * ow else None  # more kernel than pixels: packed once
-    args = (x.reshape(-1), h, w, cin, dk.reshape(-1), zeros(cin) if db is None else db, kh, kw, sh, sw, dh, dw,
-            t, l, dcode, np.float32(dalpha), prepack.as_writable(pk).reshape(-1), prepack.NONE if pre is None else pre,
-            zeros(cout) if pb is None else pb, pcode, np.float32(alpha), y.reshape(-1), oh, ow, cout, band,
-            bound.address("depthwise_rows"), bound.address("panel_tiles"), act_address(dcode), act_address(pcode))
-    parallel.split(_separable_rows, _separable_parallel, args, rows, work)
-    return y
+    pre = prepack.panels(pk) if cout >= n * oh * ow else None  # more kernel than pixels: packed once
+    head = (h, w, cin, dk.reshape(-1), zeros(cin) if db is None else db, kh, kw, sh, sw, dh, dw, t, l, dcode,
+            np.float32(dalpha), prepack.as_writable(pk).reshape(-1), prepack.NONE if pre is None else pre,
+            zeros(cout) if pb is None else pb, pcode, np.float32(alpha))
+    tail = (oh, ow, cout, band, bound.address("depthwise_rows"), bound.address("panel_tiles"), act_address(dcode),
+            act_address(pcode))
+
+    def fused(x, _pk=pk):  # _pk: held while its writable view is used
+        y = np.empty((n, oh, ow, cout), np.float32)
+        parallel.split(_separable_rows, _separable_parallel, (x.reshape(-1), *head, y.reshape(-1), *tail), rows, work)
+        return y
+    return fused
 
 
 @kernel
