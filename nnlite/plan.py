@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .prepared import Prepared
+
 if TYPE_CHECKING:
     from .graph import Layer
 
@@ -30,11 +32,50 @@ class Step:
     inputs: tuple[str, ...]
     extra: dict[str, Any] = field(default_factory=dict)  # attribute overrides: a fused activation
 
+    prepared: Prepared | None = field(default=None, repr=False, compare=False)  # see nnlite.prepared
+
     def __call__(self, *xs: np.ndarray) -> np.ndarray:
+        prepared = self.prepared
+        if prepared is not None and prepared.fits(xs):
+            return prepared.call(xs[0])
+        if len(xs) == 1 and type(xs[0]) is np.ndarray:
+            call = self.prepare(xs[0])
+            if call is not None:
+                self.prepared = Prepared(call, xs[0], self.layers())
+                return call(xs[0])
+        return self.run(*xs)
+
+    def run(self, *xs: np.ndarray) -> np.ndarray:
+        """The step's layers called as they are (no prepared call)."""
         layer = self.layer  # layer.fn read at call time, so a profiler's wrapper still sees the call
         if not self.extra:
             return layer.fn(*xs, **layer.weights, **layer.attrs)
         return layer.fn(*xs, **layer.weights, **{**layer.attrs, **self.extra})
+
+    def layers(self) -> tuple[Layer, ...]:
+        """The layers whose functions, weights and attributes the step's result depends on."""
+        return (self.layer,)
+
+    def prepare(self, x: np.ndarray):
+        """The step as a function of an input like ``x`` alone (:mod:`nnlite.prepared`), or None where its
+        kernel has no prepared form or would not take these arguments as they are."""
+        preparer = _preparers().get(self.layer.fn)
+        if preparer is None:
+            return None
+        return preparer(x, **self.layer.weights, **{**self.layer.attrs, **self.extra})
+
+
+def _preparers() -> dict:
+    """nnlite.ops kernel -> the function preparing its call (same arguments), for the kernels that have one."""
+    if not _PREPARERS:
+        from . import ops
+        from .ops.conv import prepare_conv2d
+        from .ops.separable import prepare_separable_conv2d
+        _PREPARERS.update({ops.conv2d: prepare_conv2d, ops.separable_conv2d: prepare_separable_conv2d})
+    return _PREPARERS
+
+
+_PREPARERS: dict = {}
 
 
 def _is_kernel(layer: Layer) -> bool:
@@ -119,12 +160,22 @@ class FusedStep(Step):
     first: Step | None = None
     kernels = ("", "")  # the nnlite.ops names of the first and the second layer's kernel
 
-    def __call__(self, *xs: np.ndarray) -> np.ndarray:
+    def run(self, *xs: np.ndarray) -> np.ndarray:
+        if not self.fusable():
+            return Step.run(self, self.first(*xs))
+        return self.fused(xs[0], {**self.first.layer.attrs, **self.first.extra}, {**self.layer.attrs, **self.extra})
+
+    def fusable(self) -> bool:
+        """The simd engine, and both layers' ``fn`` still the kernels of ``kernels``."""
         from . import ops
         one, two = (getattr(ops, name) for name in self.kernels)
-        if self.first.layer.fn is not one or self.layer.fn is not two or not ops.engine.simd():
-            return Step.__call__(self, self.first(*xs))
-        return self.fused(xs[0], {**self.first.layer.attrs, **self.first.extra}, {**self.layer.attrs, **self.extra})
+        return self.first.layer.fn is one and self.layer.fn is two and ops.engine.simd()
+
+    def layers(self) -> tuple[Layer, ...]:
+        return (self.first.layer, self.layer)
+
+    def prepare(self, x: np.ndarray):
+        return None  # runs as it is (ConvPoolStep); PairStep prepares its fused kernel
 
     def fused(self, x: np.ndarray, first_attrs: dict, attrs: dict) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -137,12 +188,23 @@ class PairStep(FusedStep):
 
     def fused(self, x: np.ndarray, da: dict, pa: dict) -> np.ndarray:
         from .ops.separable import depthwise_pointwise
+        args, kwargs = self._arguments(da, pa)
+        return depthwise_pointwise(x, *args, **kwargs)
+
+    def prepare(self, x: np.ndarray):
+        if not self.fusable():
+            return None
+        from .ops.separable import prepare_depthwise_pointwise
+        da, pa = {**self.first.layer.attrs, **self.first.extra}, {**self.layer.attrs, **self.extra}
+        args, kwargs = self._arguments(da, pa)
+        return prepare_depthwise_pointwise(x, *args, **kwargs)
+
+    def _arguments(self, da: dict, pa: dict) -> tuple[tuple, dict]:
         d, p = self.first.layer, self.layer
-        return depthwise_pointwise(
-            x, d.weights["kernel"], d.weights.get("bias"), p.weights["kernel"], p.weights.get("bias"),
-            stride=da.get("stride", 1), padding=da.get("padding", "valid"), dilation=da.get("dilation", 1),
-            depthwise_activation=da.get("activation"), depthwise_alpha=da.get("alpha", 0.2),
-            activation=pa.get("activation"), alpha=pa.get("alpha", 0.2))
+        return ((d.weights["kernel"], d.weights.get("bias"), p.weights["kernel"], p.weights.get("bias")),
+                dict(stride=da.get("stride", 1), padding=da.get("padding", "valid"), dilation=da.get("dilation", 1),
+                     depthwise_activation=da.get("activation"), depthwise_alpha=da.get("alpha", 0.2),
+                     activation=pa.get("activation"), alpha=pa.get("alpha", 0.2)))
 
 
 _POOL_ATTRS = {"pool_size", "stride", "padding"}
@@ -180,25 +242,48 @@ class InvertedStep(Step):
     pair: PairStep | None = None
     residual: Step | None = None
 
-    def __call__(self, *xs: np.ndarray) -> np.ndarray:
-        from . import ops
-        e, d, p = self.expand.layer, self.pair.first.layer, self.layer
-        if (e.fn is not ops.conv2d or d.fn is not ops.depthwise_conv2d or p.fn is not ops.conv2d
-                or not ops.engine.simd() or (self.residual is not None and self.residual.layer.fn is not ops.add)):
+    def run(self, *xs: np.ndarray) -> np.ndarray:
+        if not self.fusable():
             y = self.pair(self.expand(*xs))
             if self.residual is None:
                 return y
             values = {self.inputs[0]: xs[0], self.pair.out: y}
             return self.residual(*[values[src] for src in self.residual.inputs])
         from .ops.inverted import inverted_residual
+        args, kwargs = self._arguments()
+        return inverted_residual(xs[0], *args, **kwargs, residual=None if self.residual is None else xs[0])
+
+    def fusable(self) -> bool:
+        from . import ops
+        return (self.expand.layer.fn is ops.conv2d and self.pair.first.layer.fn is ops.depthwise_conv2d
+                and self.layer.fn is ops.conv2d and ops.engine.simd()
+                and (self.residual is None or self.residual.layer.fn is ops.add))
+
+    def layers(self) -> tuple[Layer, ...]:
+        block = (self.expand.layer, self.pair.first.layer, self.layer)
+        return block if self.residual is None else (*block, self.residual.layer)
+
+    def prepare(self, x: np.ndarray):
+        if not self.fusable():
+            return None
+        from .ops.inverted import prepare_inverted_residual
+        args, kwargs = self._arguments()
+        fused = prepare_inverted_residual(x, *args, **kwargs)
+        if fused is None or self.residual is None:
+            return fused
+        if fused.out_shape != x.shape:  # the add would broadcast: not the fused shortcut
+            return None
+        return lambda x: fused(x, x)  # the shortcut: the block's input added to its output
+
+    def _arguments(self) -> tuple[tuple, dict]:
+        e, d, p = self.expand.layer, self.pair.first.layer, self.layer
         ea, da, pa = ({**s.layer.attrs, **s.extra} for s in (self.expand, self.pair.first, self.pair))
-        return inverted_residual(
-            xs[0], e.weights["kernel"], e.weights.get("bias"), d.weights["kernel"], d.weights.get("bias"),
-            p.weights["kernel"], p.weights.get("bias"), stride=da.get("stride", 1), padding=da.get("padding", "valid"),
-            dilation=da.get("dilation", 1), expand_activation=ea.get("activation"), expand_alpha=ea.get("alpha", 0.2),
-            depthwise_activation=da.get("activation"), depthwise_alpha=da.get("alpha", 0.2),
-            activation=pa.get("activation"), alpha=pa.get("alpha", 0.2),
-            residual=None if self.residual is None else xs[0])
+        return ((e.weights["kernel"], e.weights.get("bias"), d.weights["kernel"], d.weights.get("bias"),
+                 p.weights["kernel"], p.weights.get("bias")),
+                dict(stride=da.get("stride", 1), padding=da.get("padding", "valid"), dilation=da.get("dilation", 1),
+                     expand_activation=ea.get("activation"), expand_alpha=ea.get("alpha", 0.2),
+                     depthwise_activation=da.get("activation"), depthwise_alpha=da.get("alpha", 0.2),
+                     activation=pa.get("activation"), alpha=pa.get("alpha", 0.2)))
 
 
 def _fusable_shortcut(a: Step, block: Step, readers: dict[str, int], outputs: Sequence[str]) -> bool:

@@ -1,0 +1,54 @@
+"""Prepared steps: a plan step's kernel call with the work that depends only on its layers and its input's shape
+done once.
+
+Before a conv layer's kernel starts, its Python code checks that every argument is in final form, looks up
+the layout cached for its shapes, chooses the thread split, finds the packed kernel and builds the kernel's
+argument tuple: a few microseconds a layer, a tenth of the run of a model of many small layers (NASNet runs
+about 400 steps; most layers of the face-api.js nets take tens of microseconds). The ops' ``prepare_*``
+functions do that work once and return the rest as a function of the input alone; a :class:`Prepared`
+keeps such a function with what it was made from, and a step (:mod:`nnlite.plan`) calls it while all of that
+is unchanged: the input's shape and form, the thread count, the conv engine, and each layer's ``fn``, weight
+arrays (by identity) and attributes (by value). Anything else prepares the step again at its next call:
+assigning a new weight array or attribute value, a profiler wrapping ``layer.fn``, ``set_num_threads``,
+another engine. The prepared function calls the same kernel with the same arguments: the same bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .ops import engine, parallel
+
+if TYPE_CHECKING:
+    from .graph import Layer
+
+_F32 = np.dtype(np.float32)
+
+
+class Prepared:
+    """``call(x)``, prepared for inputs like ``x`` from ``layers`` as they are now."""
+
+    __slots__ = ("call", "shape", "threads", "layers")
+
+    def __init__(self, call: Callable[[np.ndarray], np.ndarray], x: np.ndarray, layers: Sequence[Layer]):
+        self.call = call
+        self.shape = x.shape
+        self.threads = parallel.numba_threads()
+        self.layers = tuple((layer, layer.fn, tuple(layer.weights.items()), dict(layer.attrs)) for layer in layers)
+
+    def fits(self, xs: tuple) -> bool:
+        """True when ``call(xs[0])`` is what the step would compute now."""
+        x = xs[0]
+        if (len(xs) != 1 or type(x) is not np.ndarray or x.shape != self.shape or x.dtype is not _F32
+                or not x.flags.c_contiguous or parallel.numba_threads() != self.threads or not engine.simd()):
+            return False
+        for layer, fn, weights, attrs in self.layers:
+            if layer.fn is not fn or len(layer.weights) != len(weights) or layer.attrs != attrs:
+                return False
+            for key, value in weights:
+                if layer.weights.get(key) is not value:
+                    return False
+        return True

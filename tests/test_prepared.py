@@ -1,0 +1,132 @@
+"""Prepared steps (nnlite.prepared): a plan step's call prepared once per input shape must give the bits the
+layers give one by one, and must be made again whenever what it was made from changes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnlite import ops
+from nnlite.graph import GraphBuilder
+from nnlite.ops import engine, inverted
+
+pytestmark = pytest.mark.usefixtures("simd_engine")
+
+
+@pytest.fixture
+def simd_engine():
+    with engine.use("simd"):
+        yield
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def model_with_every_prepared_kind(rng):
+    """A conv2d (its activation folded in), a separable_conv2d layer, a depthwise -> 1x1 pair and an
+    inverted-residual block with its shortcut: each a step with a prepared form."""
+    g = GraphBuilder("prepared")
+    x = g.input("image", (12, 12, 3))
+    a = g.layer("conv2d", "stem", x, kernel=rand(rng, 3, 3, 3, 8), bias=rand(rng, 8), padding="same")
+    a = g.layer("relu", "stem_act", a)
+    a = g.layer("separable_conv2d", "sep", a, depthwise_kernel=rand(rng, 3, 3, 8, 1),
+                pointwise_kernel=rand(rng, 1, 1, 8, 16), bias=rand(rng, 16), padding="same", activation="relu")
+    b = g.layer("conv2d", "expand", a, kernel=rand(rng, 1, 1, 16, 48), bias=rand(rng, 48), activation="relu6")
+    b = g.layer("depthwise_conv2d", "dw", b, kernel=rand(rng, 3, 3, 48, 1), bias=rand(rng, 48), padding="same",
+                activation="relu6")
+    b = g.layer("conv2d", "project", b, kernel=rand(rng, 1, 1, 48, 16), bias=rand(rng, 16))
+    b = g.layer("add", "shortcut", a, b)
+    c = g.layer("depthwise_conv2d", "dw2", b, kernel=rand(rng, 3, 3, 16, 1), stride=2, padding="same")
+    c = g.layer("conv2d", "pw2", c, kernel=rand(rng, 1, 1, 16, 24), bias=rand(rng, 24))
+    return g.build([c])
+
+
+@pytest.fixture
+def model(monkeypatch):
+    monkeypatch.setattr(inverted, "worth_fusing", lambda *args: True)  # a small map: banded all the same
+    inverted._geometry.cache_clear()
+    yield model_with_every_prepared_kind(np.random.default_rng(0))
+    inverted._geometry.cache_clear()
+
+
+def layer_by_layer(model, x):
+    model.optimize = False
+    try:
+        return model(x)
+    finally:
+        model.optimize = True
+
+
+def test_every_kind_is_prepared_and_gives_the_layers_bits(model):
+    x = rand(np.random.default_rng(1), 2, 12, 12, 3)
+    first, second = model(x), model(x)
+    steps, _ = model._execution_plan()
+    kinds = {type(s).__name__: s.prepared is not None for s in steps}
+    assert kinds == {"Step": True, "InvertedStep": True, "PairStep": True}
+    assert [s.layer.name for s in steps] == ["stem", "sep", "project", "pw2"]
+    want = layer_by_layer(model, x)
+    assert np.array_equal(first, want) and np.array_equal(second, want)
+
+
+def test_a_new_weight_array_is_used_at_the_next_call(model):
+    x = rand(np.random.default_rng(2), 1, 12, 12, 3)
+    before = model(x)
+    for name in ("stem", "sep", "expand", "dw2"):  # one layer of each prepared step
+        layer = model[name]
+        key = "depthwise_kernel" if name == "sep" else "kernel"
+        layer.weights[key] = layer.weights[key] * np.float32(0.5)
+        got = model(x)
+        assert not np.array_equal(got, before) and np.array_equal(got, layer_by_layer(model, x)), name
+        before = got
+
+
+def test_a_new_attribute_value_is_used_at_the_next_call(model):
+    x = rand(np.random.default_rng(3), 1, 12, 12, 3)
+    model(x)
+    for name, key, value in [("sep", "activation", None), ("dw", "activation", "relu"), ("pw2", "activation", "relu")]:
+        model[name].attrs[key] = value
+        got = model(x)
+        assert np.array_equal(got, layer_by_layer(model, x)), name
+    assert (got >= 0).all()  # pw2's new relu
+
+
+def test_another_input_shape_or_form_is_prepared_again_or_run_as_it_is(model):
+    rng = np.random.default_rng(4)
+    x = rand(rng, 1, 12, 12, 3)
+    model(x)
+    batch = rand(rng, 3, 12, 12, 3)
+    assert np.array_equal(model(batch), layer_by_layer(model, batch))
+    assert np.array_equal(model(batch.astype(np.float64)), layer_by_layer(model, batch))
+    wide = np.zeros((1, 12, 24, 3), np.float32)[:, :, ::2]  # not C-contiguous
+    wide[...] = x
+    assert np.array_equal(model(wide), layer_by_layer(model, x))
+
+
+def test_thread_count_and_engine_are_read_at_each_call(model):
+    x = rand(np.random.default_rng(5), 1, 12, 12, 3)
+    before = ops.get_num_threads()
+    try:
+        ops.set_num_threads(1)
+        one = model(x)
+        steps, _ = model._execution_plan()
+        assert {s.prepared.threads for s in steps} == {1}
+        ops.set_num_threads(2)
+        assert np.array_equal(model(x), one)
+        assert {s.prepared.threads for s in steps} == {ops.get_num_threads()}
+    finally:
+        ops.set_num_threads(before)
+    with engine.use("blas"):  # another engine: not the simd engine's prepared calls, BLAS's order of sums
+        blas = model(x)
+    assert not np.array_equal(blas, one) and np.abs(blas - one).max() <= 1e-4 * np.abs(one).max()
+
+
+def test_a_profiler_wrapping_a_layer_sees_its_calls(model):
+    x = rand(np.random.default_rng(6), 1, 12, 12, 3)
+    want = model(x)
+    calls = []
+    for name in ("stem", "dw", "pw2"):
+        layer = model[name]
+        original = layer.fn
+        layer.fn = lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k)
+    assert np.array_equal(model(x), want) and calls == ["stem", "dw", "pw2"]
