@@ -37,12 +37,12 @@ class Step:
     def __call__(self, *xs: np.ndarray) -> np.ndarray:
         prepared = self.prepared
         if prepared is not None and prepared.fits(xs):
-            return prepared.call(xs[0])
-        if len(xs) == 1 and type(xs[0]) is np.ndarray:
-            call = self.prepare(xs[0])
+            return prepared.call(*xs)
+        if all(type(x) is np.ndarray for x in xs):
+            call = self.prepare(*xs)
             if call is not None:
-                self.prepared = Prepared(call, xs[0], self.layers())
-                return call(xs[0])
+                self.prepared = Prepared(call, xs, self.layers())
+                return call(*xs)
         return self.run(*xs)
 
     def run(self, *xs: np.ndarray) -> np.ndarray:
@@ -56,13 +56,17 @@ class Step:
         """The layers whose functions, weights and attributes the step's result depends on."""
         return (self.layer,)
 
-    def prepare(self, x: np.ndarray):
-        """The step as a function of an input like ``x`` alone (:mod:`nnlite.prepared`), or None where its
-        kernel has no prepared form or would not take these arguments as they are."""
+    def prepare(self, *xs: np.ndarray):
+        """The step as a function of inputs like ``xs`` alone (:mod:`nnlite.prepared`; ``.out_shape``: its
+        output's shape), or None where its kernel has no prepared form or would not take these arguments as
+        they are. Only the inputs' shapes and form are read."""
         preparer = _preparers().get(self.layer.fn)
         if preparer is None:
             return None
-        return preparer(x, **self.layer.weights, **{**self.layer.attrs, **self.extra})
+        return preparer(*xs, **self.layer.weights, **{**self.layer.attrs, **self.extra})
+
+
+_PREPARERS: dict = {}
 
 
 def _preparers() -> dict:
@@ -70,12 +74,12 @@ def _preparers() -> dict:
     if not _PREPARERS:
         from . import ops
         from .ops.conv import prepare_conv2d
+        from .ops.depthwise import prepare_depthwise_conv2d
         from .ops.separable import prepare_separable_conv2d
-        _PREPARERS.update({ops.conv2d: prepare_conv2d, ops.separable_conv2d: prepare_separable_conv2d})
+        from .ops.shape import prepare_add
+        _PREPARERS.update({ops.conv2d: prepare_conv2d, ops.separable_conv2d: prepare_separable_conv2d,
+                           ops.depthwise_conv2d: prepare_depthwise_conv2d, ops.add: prepare_add})
     return _PREPARERS
-
-
-_PREPARERS: dict = {}
 
 
 def _is_kernel(layer: Layer) -> bool:
@@ -174,7 +178,7 @@ class FusedStep(Step):
     def layers(self) -> tuple[Layer, ...]:
         return (self.first.layer, self.layer)
 
-    def prepare(self, x: np.ndarray):
+    def prepare(self, *xs: np.ndarray):
         return None  # runs as it is (ConvPoolStep); PairStep prepares its fused kernel
 
     def fused(self, x: np.ndarray, first_attrs: dict, attrs: dict) -> np.ndarray:  # pragma: no cover - overridden
@@ -191,13 +195,13 @@ class PairStep(FusedStep):
         args, kwargs = self._arguments(da, pa)
         return depthwise_pointwise(x, *args, **kwargs)
 
-    def prepare(self, x: np.ndarray):
-        if not self.fusable():
+    def prepare(self, *xs: np.ndarray):
+        if not self.fusable() or len(xs) != 1:
             return None
         from .ops.separable import prepare_depthwise_pointwise
         da, pa = {**self.first.layer.attrs, **self.first.extra}, {**self.layer.attrs, **self.extra}
         args, kwargs = self._arguments(da, pa)
-        return prepare_depthwise_pointwise(x, *args, **kwargs)
+        return prepare_depthwise_pointwise(xs[0], *args, **kwargs)
 
     def _arguments(self, da: dict, pa: dict) -> tuple[tuple, dict]:
         d, p = self.first.layer, self.layer
@@ -263,17 +267,22 @@ class InvertedStep(Step):
         block = (self.expand.layer, self.pair.first.layer, self.layer)
         return block if self.residual is None else (*block, self.residual.layer)
 
-    def prepare(self, x: np.ndarray):
-        if not self.fusable():
+    def prepare(self, *xs: np.ndarray):
+        if not self.fusable() or len(xs) != 1:
             return None
         from .ops.inverted import prepare_inverted_residual
+        x = xs[0]
         args, kwargs = self._arguments()
-        fused = prepare_inverted_residual(x, *args, **kwargs)
-        if fused is None or self.residual is None:
-            return fused
-        if fused.out_shape != x.shape:  # the add would broadcast: not the fused shortcut
+        block = prepare_inverted_residual(x, *args, **kwargs)
+        if block is None or self.residual is None:
+            return block
+        if block.out_shape != x.shape:  # the add would broadcast: not the fused shortcut
             return None
-        return lambda x: fused(x, x)  # the shortcut: the block's input added to its output
+
+        def with_shortcut(x):  # the block's input added to its output
+            return block(x, x)
+        with_shortcut.out_shape = block.out_shape
+        return with_shortcut
 
     def _arguments(self) -> tuple[tuple, dict]:
         e, d, p = self.expand.layer, self.pair.first.layer, self.layer

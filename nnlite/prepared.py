@@ -29,22 +29,23 @@ _F32 = np.dtype(np.float32)
 
 
 class Prepared:
-    """``call(x)``, prepared for inputs like ``x`` from ``layers`` as they are now."""
+    """``call(*xs)``, prepared for inputs like ``xs`` from ``layers`` as they are now."""
 
-    __slots__ = ("call", "shape", "threads", "layers")
+    __slots__ = ("call", "shapes", "threads", "layers")
 
-    def __init__(self, call: Callable[[np.ndarray], np.ndarray], x: np.ndarray, layers: Sequence[Layer]):
+    def __init__(self, call: Callable[..., np.ndarray], xs: Sequence[np.ndarray], layers: Sequence[Layer]):
         self.call = call
-        self.shape = x.shape
+        self.shapes = tuple(x.shape for x in xs)
         self.threads = parallel.numba_threads()
         self.layers = tuple((layer, layer.fn, tuple(layer.weights.items()), dict(layer.attrs)) for layer in layers)
 
     def fits(self, xs: tuple) -> bool:
-        """True when ``call(xs[0])`` is what the step would compute now."""
-        x = xs[0]
-        if (len(xs) != 1 or type(x) is not np.ndarray or x.shape != self.shape or x.dtype is not _F32
-                or not x.flags.c_contiguous or parallel.numba_threads() != self.threads or not engine.simd()):
+        """True when ``call(*xs)`` is what the step would compute now."""
+        if len(xs) != len(self.shapes) or parallel.numba_threads() != self.threads or not engine.simd():
             return False
+        for x, shape in zip(xs, self.shapes):
+            if type(x) is not np.ndarray or x.shape != shape or x.dtype is not _F32 or not x.flags.c_contiguous:
+                return False
         for layer, fn, weights, attrs in self.layers:
             if layer.fn is not fn or len(layer.weights) != len(weights) or layer.attrs != attrs:
                 return False

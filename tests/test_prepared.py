@@ -8,7 +8,7 @@ import pytest
 
 from nnlite import ops
 from nnlite.graph import GraphBuilder
-from nnlite.ops import engine, inverted
+from nnlite.ops import engine, inverted, separable
 
 pytestmark = pytest.mark.usefixtures("simd_engine")
 
@@ -39,15 +39,20 @@ def model_with_every_prepared_kind(rng):
     b = g.layer("add", "shortcut", a, b)
     c = g.layer("depthwise_conv2d", "dw2", b, kernel=rand(rng, 3, 3, 16, 1), stride=2, padding="same")
     c = g.layer("conv2d", "pw2", c, kernel=rand(rng, 1, 1, 16, 24), bias=rand(rng, 24))
-    return g.build([c])
+    d = g.layer("conv2d", "side", b, kernel=rand(rng, 3, 3, 16, 24), stride=2, padding="same")
+    return g.build([g.layer("add", "sum", c, d, c, activation="relu")])  # three inputs, one read twice
 
 
-@pytest.fixture
-def model(monkeypatch):
-    monkeypatch.setattr(inverted, "worth_fusing", lambda *args: True)  # a small map: banded all the same
+@pytest.fixture(params=[True, False], ids=["fused", "layer-by-layer"])
+def model(request, monkeypatch):
+    """Blocks and pairs fused (as the small map would not be), or not (each of their layers prepared)."""
+    monkeypatch.setattr(inverted, "worth_fusing", lambda *args: request.param)
+    monkeypatch.setattr(separable, "worth_fusing", lambda *args: request.param)
     inverted._geometry.cache_clear()
+    separable._fast_pair_key.cache_clear()
     yield model_with_every_prepared_kind(np.random.default_rng(0))
     inverted._geometry.cache_clear()
+    separable._fast_pair_key.cache_clear()
 
 
 def layer_by_layer(model, x):
@@ -62,9 +67,9 @@ def test_every_kind_is_prepared_and_gives_the_layers_bits(model):
     x = rand(np.random.default_rng(1), 2, 12, 12, 3)
     first, second = model(x), model(x)
     steps, _ = model._execution_plan()
-    kinds = {type(s).__name__: s.prepared is not None for s in steps}
-    assert kinds == {"Step": True, "InvertedStep": True, "PairStep": True}
-    assert [s.layer.name for s in steps] == ["stem", "sep", "project", "pw2"]
+    assert [(type(s).__name__, s.layer.name, s.prepared is not None) for s in steps] == [
+        ("Step", "stem", True), ("Step", "sep", True), ("InvertedStep", "project", True), ("PairStep", "pw2", True),
+        ("Step", "side", True), ("Step", "sum", True)]
     want = layer_by_layer(model, x)
     assert np.array_equal(first, want) and np.array_equal(second, want)
 

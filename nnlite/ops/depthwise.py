@@ -171,21 +171,41 @@ def _fast_geometry(x, kernel, bias, stride, padding, dilation, activation):
 
 
 def _run_simd(x, kernel, bias, code, alpha, geometry):
+    return _prepare_simd(kernel, bias, code, alpha, geometry)(x)
+
+
+def _prepare_simd(kernel, bias, code, alpha, geometry):
+    """The simd path as a function of x alone (see nnlite.ops.gemm.prepare)."""
     shape_args, out_shape, work = geometry
-    y = np.empty(out_shape, np.float32)
-    args = (x.reshape(-1), *shape_args[:3], kernel.reshape(-1), zeros(out_shape[3]) if bias is None else bias,
-            *shape_args[3:], code, np.float32(alpha), y.reshape(-1), out_shape[1], out_shape[2], 0,  # row_off 0
-            act_address(code))
-    parallel.split(depthwise_rows, depthwise_rows_parallel, args, out_shape[0] * out_shape[1], work)
-    return y
+    head = (*shape_args[:3], kernel.reshape(-1), zeros(out_shape[3]) if bias is None else bias)
+    tail = (*shape_args[3:], code, np.float32(alpha))
+    end = (out_shape[1], out_shape[2], 0, act_address(code))  # row_off 0
+
+    def rows(x):
+        y = np.empty(out_shape, np.float32)
+        parallel.split(depthwise_rows, depthwise_rows_parallel, (x.reshape(-1), *head, *tail, y.reshape(-1), *end),
+                       out_shape[0] * out_shape[1], work)
+        return y
+    rows.out_shape = out_shape
+    return rows
+
+
+def prepare_depthwise_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None,
+                             alpha=0.2):
+    """``depthwise_conv2d(x, kernel, bias, ...)`` for inputs of ``x``'s shape as a function of the input alone,
+    prepared once (``.out_shape``: the output's shape); None unless its fast path takes these arguments."""
+    if not engine.simd():
+        return None
+    geometry = _fast_geometry(x, kernel, bias, stride, padding, dilation, activation)
+    return None if geometry is None else _prepare_simd(kernel, bias, CODES[activation], alpha, geometry)
 
 
 def depthwise_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2):
     """Depthwise conv. x (N, H, W, cin), kernel (kh, kw, cin, mult) -> (N, oh, ow, cin*mult), channel c*mult + m."""
-    if engine.simd():  # a model's hot path: arguments already in final form, geometry cached
-        geometry = _fast_geometry(x, kernel, bias, stride, padding, dilation, activation)
-        if geometry is not None:
-            return _run_simd(x, kernel, bias, CODES[activation], alpha, geometry)
+    fast = prepare_depthwise_conv2d(x, kernel, bias, stride=stride, padding=padding, dilation=dilation,
+                                    activation=activation, alpha=alpha)
+    if fast is not None:  # a model's hot path: arguments already in final form, geometry cached
+        return fast(x)
     x = np.ascontiguousarray(checks.nhwc(x, "depthwise_conv2d"))
     kernel = checks.array(kernel, "depthwise_conv2d", "kernel (kh, kw, cin, mult)", 4)
     kh, kw, cin, mult = kernel.shape

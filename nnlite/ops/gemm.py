@@ -200,7 +200,8 @@ def run(x, kernel, bias, code, alpha, lay: Layout):
 def prepare(kernel, bias, code, alpha, lay: Layout):
     """:func:`run` for inputs of the layout's shape as a function of x alone: everything that depends only on
     the kernel, the bias and the shapes (threads, split, packed kernel) is done here, once. The function
-    holds the kernel and bias and reads the thread count now; callers keep it only while those stay the same."""
+    (``.out_shape``: the output's shape) holds the kernel and bias and reads the thread count now; callers
+    keep it only while those stay the same."""
     top, bottom, left, right = lay.pads
     padded = top or bottom or left or right
     cout = lay.out_shape[3]
@@ -221,6 +222,7 @@ def prepare(kernel, bias, code, alpha, lay: Layout):
         def matrix_vector(x, _kernel=kernel):  # _kernel: held while the view is used
             patches = padded_input(x).reshape(-1)[gather]
             return gemv.dense_rows(patches, kernel_w.reshape(-1, cout), bias, code, alpha).reshape(lay.out_shape)
+        matrix_vector.out_shape = lay.out_shape
         return matrix_vector
     tiles, panels = -(-lay.rows // MR), -(-cout // NR)
     threads = parallel.numba_threads()
@@ -237,4 +239,5 @@ def prepare(kernel, bias, code, alpha, lay: Layout):
         parallel.split(_units, _units_parallel, (padded_input(x).reshape(-1), *head, y.reshape(-1), *tail), units,
                        lay.work)
         return y
+    tiled.out_shape = lay.out_shape
     return tiled

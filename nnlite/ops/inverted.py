@@ -23,10 +23,11 @@ import numpy as np
 
 from . import bound, drivers, engine, machine, parallel, prepack
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR
-from .conv import _plain, cached_geometry, conv2d
+from .conv import _plain, cached_geometry, conv2d, prepare_conv2d
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
-from .separable import depthwise_pointwise
+from .prepare import chain, like
+from .separable import depthwise_pointwise, prepare_depthwise_pointwise
 from .shape import add
 from .tiles import NR, ZERO, act_address, copy_run, pack_all, zeros
 
@@ -116,15 +117,29 @@ def prepare_inverted_residual(x, expand_kernel, expand_bias, depthwise_kernel, d
                               pointwise_bias, *, stride=1, padding="valid", dilation=1, expand_activation=None,
                               depthwise_activation=None, activation=None, expand_alpha=0.2, depthwise_alpha=0.2,
                               alpha=0.2):
-    """:func:`inverted_residual` for inputs of ``x``'s shape as a function ``f(x, residual=None)``, prepared once
-    (``f.out_shape``: the output's shape); None unless the fused kernel takes these arguments."""
+    """:func:`inverted_residual` for inputs of ``x``'s shape as a function ``f(x, residual=None)`` (see
+    :mod:`nnlite.ops.prepare`): the banded kernel, or the layers' fast paths where it is not worth fusing; None
+    unless those take these arguments."""
     if not engine.simd():
         return None
     geo = _fast_geometry(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
                          pointwise_bias, stride, padding, dilation,
                          (expand_activation, depthwise_activation, activation))
-    if geo is None:
-        return None
+    if geo is None:  # not fused (see worth_fusing): the layers one after the other, each prepared
+        expand = prepare_conv2d(x, expand_kernel, expand_bias, activation=expand_activation, alpha=expand_alpha)
+        rest = expand and prepare_depthwise_pointwise(
+            like(expand), depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride=stride,
+            padding=padding, dilation=dilation, depthwise_activation=depthwise_activation,
+            depthwise_alpha=depthwise_alpha, activation=activation, alpha=alpha)
+        block = chain(expand, rest)
+        if block is None:
+            return None
+
+        def layers(x, residual=None):
+            y = block(x)
+            return y if residual is None else add(residual, y)
+        layers.out_shape = block.out_shape
+        return layers
     return _prepare(x.shape[0], expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
                     pointwise_bias, CODES[expand_activation], expand_alpha, CODES[depthwise_activation],
                     depthwise_alpha, CODES[activation], alpha, geo)

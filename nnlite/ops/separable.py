@@ -16,10 +16,11 @@ import numpy as np
 from ..errors import ShapeError
 from . import bound, checks, drivers, engine, machine, parallel, prepack
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR, code_of
-from .conv import _plain, cached_geometry, conv2d
-from .depthwise import depthwise_conv2d
+from .conv import _plain, cached_geometry, conv2d, prepare_conv2d
+from .depthwise import depthwise_conv2d, prepare_depthwise_conv2d
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
+from .prepare import chain, like
 from .tiles import NR, ZERO, act_address, pack_all, zeros
 
 
@@ -98,14 +99,18 @@ def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, p
 def prepare_depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, *, stride=1,
                                 padding="valid", dilation=1, depthwise_activation=None, activation=None, alpha=0.2,
                                 depthwise_alpha=0.2):
-    """:func:`depthwise_pointwise` for inputs of ``x``'s shape as a function of the input alone, prepared once;
-    None unless its fused fast path takes these arguments."""
+    """:func:`depthwise_pointwise` for inputs of ``x``'s shape as a function of the input alone (see
+    :mod:`nnlite.ops.prepare`): the fused kernel, or the two layers' fast paths where it is not worth fusing;
+    None unless those take these arguments."""
     if not engine.simd():
         return None
     geo = _fast_pair_geometry(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride,
                               padding, dilation, depthwise_activation, activation)
-    if geo is None:
-        return None
+    if geo is None:  # not fused (see worth_fusing): the two layers one after the other, each prepared
+        first = prepare_depthwise_conv2d(x, depthwise_kernel, depthwise_bias, stride=stride, padding=padding,
+                                         dilation=dilation, activation=depthwise_activation, alpha=depthwise_alpha)
+        return chain(first, first and prepare_conv2d(like(first), pointwise_kernel, pointwise_bias,
+                                                     activation=activation, alpha=alpha))
     return _prepare_pair(x.shape[0], depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias,
                          CODES[depthwise_activation], depthwise_alpha, CODES[activation], alpha, geo)
 
@@ -167,6 +172,7 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo):
         y = np.empty((n, oh, ow, cout), np.float32)
         parallel.split(_separable_rows, _separable_parallel, (x.reshape(-1), *head, y.reshape(-1), *tail), rows, work)
         return y
+    fused.out_shape = (n, oh, ow, cout)
     return fused
 
 

@@ -121,6 +121,22 @@ def add(*xs, activation=None, alpha=0.2):
     return y
 
 
+def prepare_add(*xs, activation=None, alpha=0.2):
+    """``add(*xs, ...)`` for inputs of these shapes as a function of the inputs alone (``.out_shape``: the
+    output's shape): same-shape C-contiguous float32 inputs and a known activation, else None."""
+    if not (activation is None or (isinstance(activation, str) and (activation == "linear"
+                                                                     or activation in activations.CODES))):
+        return None  # add() raises nnlite's error for it
+    if len(xs) < 2 or not all(_plain(a) and a.shape == xs[0].shape for a in xs):
+        return None
+    code = activations.code_of(activation, "add")
+
+    def summed(*arrays):
+        return _same_shape_add(arrays, code, alpha)
+    summed.out_shape = xs[0].shape
+    return summed
+
+
 def multiply(*xs):
     """Elementwise product with broadcasting."""
     arrays, shape = _broadcast(xs, "multiply")

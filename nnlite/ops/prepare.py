@@ -1,0 +1,33 @@
+"""Prepared calls: an op's call worked out once for an input shape.
+
+A ``prepare_*`` function (conv2d's, depthwise_conv2d's, the fused pair's and block's, add's) takes the op's
+own arguments, with inputs of the shape and form the op will be called with, and returns a function of the
+inputs alone that computes what the op would (the same kernel on the same arguments: the same bits), with
+everything that depends only on the weights, the attributes and the shapes done once: argument checks,
+layout, thread split, packed kernels. Its ``out_shape`` is the output's shape. It returns None where the op's
+fast path would not take those arguments as they are (the op then checks and converts them itself).
+
+The function reads the thread count and the conv engine when it is made and holds the weight arrays: a caller
+keeps it only while those, and the input's shape, stay the same (:mod:`nnlite.prepared` does this for a
+model's steps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def chain(first, second):
+    """``second(first(x))`` as one prepared function (``out_shape`` the second's); None if either is None."""
+    if first is None or second is None:
+        return None
+
+    def chained(x):
+        return second(first(x))
+    chained.out_shape = second.out_shape
+    return chained
+
+
+def like(prepared) -> np.ndarray:
+    """An input shaped as ``prepared``'s output, to prepare the next call with (only its shape and form are read)."""
+    return np.empty(prepared.out_shape, np.float32)
