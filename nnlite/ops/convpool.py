@@ -18,6 +18,7 @@ from .activations import LAST_REGISTER_CODE, LINEAR, code_of
 from .gemm import layout
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
+from .simd import vload_n, vselect_gt, vsplat, vstore_n
 from .tiles import NR, ZERO, act_address, pack_all, pad_into
 from .workspace import scratch
 
@@ -72,6 +73,7 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
     pack_all(k, kk, cout, packed)
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     buf = np.empty(((band - 1) * psh + ph) * ow * cout, np.float32)
+    start = vsplat(np.float32(-np.inf))
     b0 = r0
     while b0 < r1:
         n = b0 // poh
@@ -92,14 +94,15 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
             i0, i1 = max(py * psh - ptop, 0), min(py * psh - ptop + ph, oh)
             for px in range(pow_):
                 j0, j1 = max(px * psw - pleft, 0), min(px * psw - pleft + pw, ow)
-                out = y[((n * poh + py) * pow_ + px) * cout:((n * poh + py) * pow_ + px + 1) * cout]
-                for ch in range(cout):
-                    out[ch] = -np.inf
-                for i in range(i0, i1):
-                    for j in range(j0, j1):
-                        src = buf[((i - a) * ow + j) * cout:((i - a) * ow + j + 1) * cout]
-                        for ch in range(cout):
-                            out[ch] = max(out[ch], src[ch])
+                out = ((n * poh + py) * pow_ + px) * cout
+                for c0 in range(0, cout, 16):  # 16 channels in a register, taps in max_pool2d's order
+                    width = min(16, cout - c0)
+                    acc = start
+                    for i in range(i0, i1):
+                        for j in range(j0, j1):
+                            v = vload_n(buf, ((i - a) * ow + j) * cout + c0, width)
+                            acc = vselect_gt(v, acc, v, acc)  # max(acc, v) as Numba takes it: NaN never wins
+                    vstore_n(y, out + c0, acc, width)
         b0 = b1
 
 

@@ -44,26 +44,34 @@ def _pool_pixels(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
             x0, x1 = max(ox * sw - left, 0), min(ox * sw - left + kw, w)
             out = (r * ow + ox) * c
             for c0 in range(0, c, 64):
-                # lanes of each register (<= 0: nothing read or stored)
+                # lanes of each register (<= 0: nothing read or stored); regs: registers with lanes
                 w0, w1, w2, w3 = min(16, c - c0), min(16, c - c0 - 16), min(16, c - c0 - 32), min(16, c - c0 - 48)
+                regs = min(4, (c - c0 + 15) // 16)
                 a0, a1, a2, a3 = start, start, start, start
                 for iy in range(y0, y1):
                     for ix in range(x0, x1):
                         q = ((n * h + iy) * w + ix) * c + c0
-                        v0, v1 = vload_n(xf, q, w0), vload_n(xf, q + 16, w1)
-                        v2, v3 = vload_n(xf, q + 32, w2), vload_n(xf, q + 48, w3)
-                        if is_max:
-                            a0, a1 = vselect_gt(v0, a0, v0, a0), vselect_gt(v1, a1, v1, a1)
-                            a2, a3 = vselect_gt(v2, a2, v2, a2), vselect_gt(v3, a3, v3, a3)
-                        else:
-                            a0, a1, a2, a3 = vadd(a0, v0), vadd(a1, v1), vadd(a2, v2), vadd(a3, v3)
+                        v0 = vload_n(xf, q, w0)
+                        a0 = vselect_gt(v0, a0, v0, a0) if is_max else vadd(a0, v0)
+                        if regs > 1:  # few channels (16 or fewer at a stride-2 pool): one register's work
+                            v1 = vload_n(xf, q + 16, w1)
+                            a1 = vselect_gt(v1, a1, v1, a1) if is_max else vadd(a1, v1)
+                            if regs > 2:
+                                v2 = vload_n(xf, q + 32, w2)
+                                a2 = vselect_gt(v2, a2, v2, a2) if is_max else vadd(a2, v2)
+                                if regs > 3:
+                                    v3 = vload_n(xf, q + 48, w3)
+                                    a3 = vselect_gt(v3, a3, v3, a3) if is_max else vadd(a3, v3)
                 if not is_max:
                     count = vsplat(np.float32((y1 - y0) * (x1 - x0)))
                     a0, a1, a2, a3 = vdiv(a0, count), vdiv(a1, count), vdiv(a2, count), vdiv(a3, count)
                 vstore_n(yf, out + c0, a0, w0)
-                vstore_n(yf, out + c0 + 16, a1, w1)
-                vstore_n(yf, out + c0 + 32, a2, w2)
-                vstore_n(yf, out + c0 + 48, a3, w3)
+                if regs > 1:
+                    vstore_n(yf, out + c0 + 16, a1, w1)
+                    if regs > 2:
+                        vstore_n(yf, out + c0 + 32, a2, w2)
+                        if regs > 3:
+                            vstore_n(yf, out + c0 + 48, a3, w3)
 
 
 @helper
