@@ -219,9 +219,12 @@ def prepare(kernel, bias, code, alpha, lay: Layout):
         gather = (lay.bases[:, None, None] + lay.taps[None, :, None] + np.arange(lay.run)[None, None, :]).reshape(
             lay.rows, -1)
 
+        blocks = gemv.packed_blocks(kernel)  # a frozen model kernel: laid out once for the product
+
         def matrix_vector(x, _kernel=kernel):  # _kernel: held while the view is used
             patches = padded_input(x).reshape(-1)[gather]
-            return gemv.dense_rows(patches, kernel_w.reshape(-1, cout), bias, code, alpha).reshape(lay.out_shape)
+            return gemv.dense_rows(patches, kernel_w.reshape(-1, cout), bias, code, alpha,
+                                   blocks).reshape(lay.out_shape)
         matrix_vector.out_shape = lay.out_shape
         return matrix_vector
     tiles, panels = -(-lay.rows // MR), -(-cout // NR)

@@ -72,16 +72,23 @@ def _blocks(view):
     return out
 
 
-def dense_rows(x2, kernel, bias, code, alpha):
+def packed_blocks(kernel):
+    """A read-only kernel (..., out) as (in, out) in :func:`pack_blocks`' layout, packed once (None when it
+    is writable: see nnlite.ops.prepack). A conv kernel (kh, kw, cin, cout) gives its (kh*kw*cin, cout) matrix."""
+    return prepack.once(kernel, "gemv", lambda view: _blocks(view.reshape(-1, view.shape[-1])))
+
+
+def dense_rows(x2, kernel, bias, code, alpha, packed=None):
     """act(x2 @ kernel + bias) for a few rows: x2 (rows, in), kernel (in, out), both C-contiguous float32;
-    bias (out,) float32 or None."""
+    bias (out,) float32 or None; packed: the kernel's :func:`packed_blocks`, if the caller has them."""
     rows, k = x2.shape
     n = kernel.shape[1]
     y = np.empty((rows, n), np.float32)
     b = zeros(n) if bias is None else bias
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     blocks = -(-n // GEMV_COLS)
-    packed = prepack.once(kernel, "gemv", _blocks)  # a model's kernel: each block read front to back
+    if packed is None:
+        packed = packed_blocks(kernel)  # a model's kernel: each block read front to back
     w = prepack.as_writable(kernel).reshape(-1) if packed is None else packed
     args = (x2.reshape(-1), w, b, fused, np.float32(alpha), y.reshape(-1), rows, k, n, packed is not None)
     parallel.split(_gemv_cols, _gemv_parallel, args, blocks, rows * k * n // 4)
