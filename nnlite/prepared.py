@@ -8,9 +8,10 @@ about 400 steps; most layers of the face-api.js nets take tens of microseconds).
 functions do that work once and return the rest as a function of the input alone; a :class:`Prepared`
 keeps such a function with what it was made from, and a step (:mod:`nnlite.plan`) calls it while all of that
 is unchanged: the input's shape and form, the thread count, the conv engine, and each layer's ``fn``, weight
-arrays (by identity) and attributes (by value). Anything else prepares the step again at its next call:
-assigning a new weight array or attribute value, a profiler wrapping ``layer.fn``, ``set_num_threads``,
-another engine. The prepared function calls the same kernel with the same arguments: the same bits.
+arrays and attribute values (by identity: an attribute changed in place, a list say, is not noticed; assign
+a new value). Anything else prepares the step again at its next call: assigning a new weight array or
+attribute value, a profiler wrapping ``layer.fn``, ``set_num_threads``, another engine. The prepared
+function calls the same kernel with the same arguments: the same bits.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from .graph import Layer
 
 _F32 = np.dtype(np.float32)
+_MISSING = object()
 
 
 class Prepared:
@@ -37,7 +39,8 @@ class Prepared:
         self.call = call
         self.shapes = tuple(x.shape for x in xs)
         self.threads = parallel.numba_threads()
-        self.layers = tuple((layer, layer.fn, tuple(layer.weights.items()), dict(layer.attrs)) for layer in layers)
+        self.layers = tuple((layer, layer.fn, tuple(layer.weights.items()), tuple(layer.attrs.items()))
+                            for layer in layers)
 
     def fits(self, xs: tuple) -> bool:
         """True when ``call(*xs)`` is what the step would compute now."""
@@ -47,9 +50,12 @@ class Prepared:
             if type(x) is not np.ndarray or x.shape != shape or x.dtype is not _F32 or not x.flags.c_contiguous:
                 return False
         for layer, fn, weights, attrs in self.layers:
-            if layer.fn is not fn or len(layer.weights) != len(weights) or layer.attrs != attrs:
+            if layer.fn is not fn or len(layer.weights) != len(weights) or len(layer.attrs) != len(attrs):
                 return False
             for key, value in weights:
-                if layer.weights.get(key) is not value:
+                if layer.weights.get(key, _MISSING) is not value:
+                    return False
+            for key, value in attrs:  # by identity: a value assigned anew (an array too) prepares again
+                if layer.attrs.get(key, _MISSING) is not value:
                     return False
         return True
