@@ -95,3 +95,76 @@ def test_pad_into_is_numpy_pad(shape, pads):
     xp = np.full((shape[0], shape[1] + top + bottom, shape[2] + left + right, shape[3]), np.nan, np.float32)
     pad_into(x, top, left, xp)
     np.testing.assert_array_equal(xp, np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0))))
+
+
+@pytest.mark.parametrize("shape", [
+    (3, 9, 7, 5, 40, 3, 1, "same"),    # batch 3: pieces that start and end inside different images
+    (2, 12, 12, 3, 32, 3, 2, "same"),  # an RGB stem at stride 2: TF pads only after
+    (1, 10, 11, 8, 20, 5, 1, (2, 2, 1, 3)),
+    (2, 6, 6, 16, 96, 3, 1, "same"),   # three panels: split by panels, each piece pads a copy of its own
+])
+def test_each_piece_pads_the_input_rows_it_reads(simd_engine, shape):
+    """The pieces of a padded conv pad, themselves, the input rows their output reads (gemm.pad_geometry):
+    run on ranges of every size and place, each on a padded buffer first filled with NaN, the rows a piece
+    computes equal the whole layer's (a row it needs and did not pad would bring a NaN in)."""
+    from nnlite.ops import bound
+    from nnlite.ops.padding import resolve_padding_2d
+    from nnlite.ops.tiles import act_address
+    n, h, w, cin, cout, k, stride, padding = shape
+    rng = np.random.default_rng(h * w)
+    x, kernel, bias = rand(rng, n, h, w, cin), rand(rng, k, k, cin, cout), rand(rng, cout)
+    want = ops.conv2d(x, kernel, bias, stride=stride, padding=padding, activation="relu")
+    assert rel(want, reference.conv2d(x, kernel, bias, stride=stride, padding=padding, activation="relu")) <= TOL
+    (t, b, oh), (l, r, ow) = resolve_padding_2d(h, w, k, k, stride, 1, padding)
+    lay = gemm.layout(x.shape, kernel.shape, (stride,) * 2, (1, 1), (t, b, l, r), (oh, ow))
+    pad = gemm.pad_geometry(lay)
+    tiles, panels = -(-lay.rows // gemm.MR), -(-cout // gemm.NR)
+    by_rows = panels == 1
+    units = tiles if by_rows else panels
+    size = n * (h + t + b) * (w + l + r) * cin
+    ranges = [(0, units)] + [tuple(sorted(rng.choice(units + 1, 2, replace=False))) for _ in range(12)]
+    for u0, u1 in ranges:
+        xp = np.full(size, np.nan, np.float32)
+        y = np.full(lay.rows * cout, np.nan, np.float32)
+        gemm._units(xp, lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32), bias, 1,
+                    np.float32(0.2), y, cout, lay.rows, by_rows, False, 0, bound.address("panel_tiles"),
+                    act_address(1), x.reshape(-1), pad, u0, u1)
+        got, full = y.reshape(lay.rows, cout), want.reshape(lay.rows, cout)
+        if by_rows:
+            rows = slice(u0 * gemm.MR, min(lay.rows, u1 * gemm.MR))
+            np.testing.assert_array_equal(got[rows], full[rows])
+        else:
+            cols = slice(u0 * gemm.NR, min(cout, u1 * gemm.NR))
+            np.testing.assert_array_equal(got[:, cols], full[:, cols])
+
+
+@pytest.mark.parametrize("case", [(2, 17, 15, 5, 40, 3, 2, "same", 3, 2, "valid", 1),
+                                  (1, 20, 19, 3, 16, 3, 1, "same", 2, 2, "same", 2),
+                                  (3, 12, 10, 8, 33, 5, 1, (2, 2, 1, 3), 2, 1, "same", 3)])
+def test_each_band_of_conv_max_pool_pads_the_input_rows_it_reads(simd_engine, case):
+    """conv2d_max_pool's bands pad, themselves, the input rows their conv rows read: run on ranges of pooled
+    rows of every size and place, in bands of 1-3 pooled rows, each on a padded buffer first filled with
+    NaN, the rows a range pools equal the whole layer's."""
+    from nnlite.ops import bound, convpool
+    from nnlite.ops.padding import resolve_padding_2d
+    from nnlite.ops.tiles import act_address
+    n, h, w, cin, cout, k, stride, padding, pool, pool_stride, pool_padding, band = case
+    rng = np.random.default_rng(h * w)
+    x, kernel, bias = rand(rng, n, h, w, cin), rand(rng, k, k, cin, cout), rand(rng, cout)
+    want = convpool.conv2d_max_pool(x, kernel, bias, stride=stride, padding=padding, activation="relu",
+                                    pool_size=pool, pool_stride=pool_stride, pool_padding=pool_padding)
+    mid = reference.conv2d(x, kernel, bias, stride=stride, padding=padding, activation="relu")
+    assert rel(want, reference.max_pool2d(mid, pool_size=pool, stride=pool_stride, padding=pool_padding)) <= TOL
+    (t, b, oh), (l, r, ow) = resolve_padding_2d(h, w, k, k, stride, 1, padding)
+    (pt, _, poh), (pl, _, pow_) = resolve_padding_2d(oh, ow, pool, pool, pool_stride, 1, pool_padding)
+    lay = gemm.layout(x.shape, kernel.shape, (stride,) * 2, (1, 1), (t, b, l, r), (oh, ow))
+    rows = n * poh
+    ranges = [(0, rows)] + [tuple(sorted(rng.choice(rows + 1, 2, replace=False))) for _ in range(12)]
+    for r0, r1 in ranges:
+        xp = np.full(n * (h + t + b) * (w + l + r) * cin, np.nan, np.float32)
+        y = np.full(want.size, np.nan, np.float32)
+        convpool._conv_pool_rows(xp, lay.run, lay.taps, lay.bases, kernel.reshape(-1), bias, 1, np.float32(0.2),
+                                 cout, oh, ow, pool, pool, pool_stride, pool_stride, pt, pl, poh, pow_, y, band,
+                                 bound.address("panel_tiles"), act_address(1), x.reshape(-1),
+                                 gemm.pad_geometry(lay), r0, r1)
+        np.testing.assert_array_equal(y.reshape(rows, -1)[r0:r1], want.reshape(rows, -1)[r0:r1])

@@ -15,11 +15,11 @@ import numpy as np
 
 from . import bound, checks, conv, drivers, engine, machine, parallel, prepack
 from .activations import LAST_REGISTER_CODE, LINEAR, code_of
-from .gemm import layout
+from .gemm import NO_PAD, layout, pad_geometry
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
 from .simd import vload_n, vselect_gt, vsplat, vstore_n
-from .tiles import NR, ZERO, act_address, pack_all, pad_into
+from .tiles import NR, ZERO, act_address, pack_all, pad_rows
 from .workspace import scratch
 
 
@@ -45,11 +45,11 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     checks.pool_padding(pool_padding, ph, pw, "conv2d_max_pool")
     (pt, _, poh), (pl, _, pow_) = resolve_padding_2d(oh, ow, ph, pw, (psh, psw), 1, pool_padding)
     lay = layout(x.shape, kernel.shape, (sh, sw), (dh, dw), (t, b, l, r), (oh, ow))
-    if t or b or l or r:
+    if t or b or l or r:  # each band pads the input rows it reads (see gemm.pad_geometry)
         xp = scratch("gemm_pad", (x.shape[0], x.shape[1] + t + b, x.shape[2] + l + r, cin))
-        pad_into(x, t, l, xp)
+        pad = pad_geometry(lay)
     else:
-        xp = x
+        xp, pad = x, NO_PAD
     n = x.shape[0]
     y = np.empty((n, poh, pow_, cout), np.float32)
     rows = n * poh
@@ -57,16 +57,18 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     bias = np.zeros(cout, np.float32) if bias is None else bias
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, prepack.as_writable(kernel).reshape(-1), bias, code,
             np.float32(alpha), cout, oh, ow, ph, pw, psh, psw, pt, pl, poh, pow_, y.reshape(-1), band,
-            bound.address("panel_tiles"), act_address(code))
+            bound.address("panel_tiles"), act_address(code), x.reshape(-1), pad)
     parallel.split(_conv_pool_rows, _conv_pool_parallel, args, rows, lay.work)
     return y
 
 
 @kernel
 def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph, pw, psh, psw, ptop, pleft, poh,
-                    pow_, y, band, tiles_at, act_at, r0, r1):
+                    pow_, y, band, tiles_at, act_at, src, pad, r0, r1):
     # pooled rows R = n*poh + py in [r0, r1), ``band`` of them at a time, never across images: the conv rows
-    # they need, [a, e) of image n, are computed into ``buf`` and max-pooled into y (flat (N*poh*pow_*cout,))
+    # they need, [a, e) of image n, are computed into ``buf`` and max-pooled into y (flat (N*poh*pow_*cout,));
+    # pad: empty, or the geometry (gemm.pad_geometry) with which each band first pads the input rows it reads
+    # from src into xf
     kk = taps.shape[0] * run
     panels = (cout + NR - 1) // NR
     packed = np.empty(panels * kk * NR, np.float32)
@@ -82,6 +84,9 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
         a = max(0, py0 * psh - ptop)  # conv rows [a, e) of image n
         e = min(oh, (py1 - 1) * psh - ptop + ph)
         if e > a:
+            if pad.shape[0]:  # h, w, c, hp, wp, top, left; stride; rows one conv row reads
+                pad_rows(src, xf, pad[1], pad[2], pad[3], pad[4], pad[5], pad[6], pad[7], n, a * pad[10],
+                         min(pad[4], (e - 1) * pad[10] + pad[11]))
             pix = (n * oh + a) * ow
             m = (e - a) * ow
             for p in range(panels):

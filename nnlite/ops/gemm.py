@@ -43,7 +43,7 @@ from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .microkernels import gemm_tile_1x32, gemm_tile_8x32, gemm_tile_16x16
 from .simd import vload_n
-from .tiles import MR, NR, ZERO, act_address, pack_all, pack_panel, pad_into, zeros
+from .tiles import MR, NR, ZERO, act_address, pack_all, pack_panel, pad_into, pad_rows, zeros
 from .workspace import scratch
 
 # A one-row tile keeps one or two sums, each waiting on the FMA latency (4 cycles): a quarter of a whole tile's
@@ -96,19 +96,38 @@ bound.declare("panel_tiles", panel_tiles, (_F, types.int64, _I, _I, _F, types.in
                                            types.float32, _F, types.int64, types.int64, types.int64, types.int64))
 
 
+@helper
+def _pad_for_rows(src, xp, g, r0, r1):
+    """The rows of the padded input xp that output pixels [r0, r1) read, padded from src (both flat);
+    g (int64): n_img, h, w, c, hp, wp, top, left, oh, ow, sh, span (padded rows one output row reads)."""
+    h, w, c, hp, wp, top, left, oh, ow, sh, span = g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11]
+    per = oh * ow
+    n0, n1 = r0 // per, (r1 - 1) // per
+    for img in range(n0, n1 + 1):
+        i0 = (r0 - img * per) // ow * sh if img == n0 else 0
+        i1 = min(hp, (r1 - 1 - img * per) // ow * sh + span) if img == n1 else hp
+        pad_rows(src, xp, h, w, c, hp, wp, top, left, img, i0, i1)
+
+
 @kernel
-def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, direct, block, tiles_at, act_at, u0,
-           u1):
+def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, direct, block, tiles_at, act_at, src,
+           pad, u0, u1):
     # units [u0, u1) of the output: 8-row tiles (by_rows) or 32-channel panels; then codes 4/5 on them.
     # pre: b's panels packed once (nnlite.ops.prepack), or empty; direct: full panels read the kernel b in
     # place (see the module docstring); block: rows per block (_row_block) or 0; tiles_at:
-    # bound.address("panel_tiles"); act_at: tiles.act_address(code)
+    # bound.address("panel_tiles"); act_at: tiles.act_address(code); pad: empty, or (by rows) the geometry
+    # with which this piece first pads the input rows it reads from src into x (_pad_for_rows)
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     panels = (n + NR - 1) // NR
     if by_rows:
         r0, r1, p0, p1 = u0 * MR, min(rows, u1 * MR), 0, panels
+        if pad.shape[0] and r1 > r0:
+            _pad_for_rows(src, x, pad, r0, r1)
     else:
         r0, r1, p0, p1 = 0, rows, u0, u1
+        if pad.shape[0]:  # every panel reads every row: this piece's own padded copy
+            x = np.empty(x.shape[0], np.float32)
+            _pad_for_rows(src, x, pad, 0, rows)
     k = taps.shape[0] * c
     if block and r1 - r0 > block:  # blocks of rows, every panel of a block before the next (see _row_block)
         if pre.shape[0]:
@@ -151,6 +170,9 @@ class Layout(NamedTuple):
     run: int                          # inputs per tap: kw*cin or cin
     rows: int                         # output pixels
     work: int                         # multiply-adds / 4, for parallel.parts
+    in_shape: tuple[int, int, int, int]
+    row_step: int                     # padded input rows between output rows (the stride)
+    span: int                         # padded input rows one output row reads: (kh - 1) * dh + 1
 
 
 @functools.lru_cache(maxsize=1024)
@@ -163,7 +185,7 @@ def layout(x_shape, k_shape, stride, dilation, pads, out_hw) -> Layout:
     taps, bases = _offsets(n_img, h + top + bottom, w + left + right, c, kh, kw, sh, sw, dh, dw, oh, ow)
     rows = n_img * oh * ow
     return Layout(tuple(pads), (n_img, oh, ow, cout), taps, bases, kh * kw * c // taps.shape[0], rows,
-                  rows * cout * kh * kw * c // 4)
+                  rows * cout * kh * kw * c // 4, tuple(x_shape), sh, (kh - 1) * dh + 1)
 
 
 def conv2d(x, kernel, bias, code, alpha, stride, dilation, pads, out_hw):
@@ -190,6 +212,23 @@ def _row_block(lay: Layout, panels: int) -> int:
     if panels < 2 or k * panels * NR * 4 > limit:
         return 0
     return max(2 * MR, limit // (4 * k) // (2 * MR) * (2 * MR))  # whole 16-row tiles
+
+
+NO_PAD = np.zeros(0, np.int64)
+
+
+def pad_geometry(lay: Layout) -> np.ndarray:
+    """int64 (n_img, h, w, c, hp, wp, top, left, oh, ow, stride, span): what _units needs to pad, in each
+    piece, just the input rows that piece's output rows read. A piece then reads rows it padded itself,
+    from its own core's cache, and rows the previous layer's same piece wrote (rows split the same way).
+    Padded once by the calling thread before the launch, half of the copy was read by the other core: at
+    2 threads a third of a small 3x3 conv's time (benchmarks/RESULTS.md, round 7).
+    The pieces' rows overlap by a kernel's height: those are padded by both, with the same values. Split
+    by channel panels, every piece reads every row: each pads all of them into a copy of its own."""
+    n_img, oh, ow, _ = lay.out_shape
+    top, bottom, left, right = lay.pads
+    return np.array([n_img, *lay.in_shape[1:], lay.in_shape[1] + top + bottom, lay.in_shape[2] + left + right, top,
+                     left, oh, ow, lay.row_step, lay.span], np.int64)
 
 
 def run(x, kernel, bias, code, alpha, lay: Layout):
@@ -236,10 +275,15 @@ def prepare(kernel, bias, code, alpha, lay: Layout):
             zeros(cout) if bias is None else bias, code, np.float32(alpha))
     tail = (cout, lay.rows, by_rows, tiles <= DIRECT_MAX_TILES, _row_block(lay, panels) if by_rows else 0,
             bound.address("panel_tiles"), act_address(code))
+    pad = pad_geometry(lay) if padded else NO_PAD
+    padded_shape = (lay.in_shape[0], lay.in_shape[1] + top + bottom, lay.in_shape[2] + left + right, lay.in_shape[3])
 
     def tiled(x, _kernel=kernel):
         y = np.empty(lay.out_shape, np.float32)
-        parallel.split(_units, _units_parallel, (padded_input(x).reshape(-1), *head, y.reshape(-1), *tail), units,
+        # padded: the pieces pad the input rows they read (pad_geometry) into this thread's scratch (or, split
+        # by panels, each into its own copy)
+        xp = scratch("gemm_pad", padded_shape).reshape(-1) if padded else x.reshape(-1)
+        parallel.split(_units, _units_parallel, (xp, *head, y.reshape(-1), *tail, x.reshape(-1), pad), units,
                        lay.work)
         return y
     tiled.out_shape = lay.out_shape
