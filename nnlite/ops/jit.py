@@ -25,7 +25,8 @@ Loading from the cache without Numba's registries (:class:`_QuickLoad`): before 
 every typing and lowering registry it has (the implementations of Python's and NumPy's functions for the
 compiler). Loading cached machine code needs none of them but the runtime's symbols (initialised here),
 and a compilation refreshes the contexts itself before it starts, so nnlite's dispatchers look up their
-cache without the refresh: a warm start that only loads kernels never pays for it.
+cache without the refresh: a warm start that only loads kernels never pays for it. The runtime itself is
+loaded from machine code cached beside the kernels too (:mod:`nnlite.ops.runtime`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ import time
 from numba import njit
 from numba.core import sigutils
 from numba.core.compiler_lock import global_compiler_lock
-from numba.core.runtime import rtsys
+
+from . import runtime
 
 try:
     import fcntl
@@ -103,7 +105,7 @@ class _QuickLoad:
         return getattr(self._inner, name)
 
     def load_overload(self, sig, target_context):
-        rtsys.initialize(target_context)   # what loaded code needs of the refresh: the runtime's symbols
+        runtime.initialize(target_context, self._inner)   # what loaded code needs of the refresh: the runtime
         with self._inner._guard_against_spurious_io_errors():
             return self._inner._load_overload(sig, target_context)
         return None   # an I/O error the guard swallowed: a miss

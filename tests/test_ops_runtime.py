@@ -1,0 +1,49 @@
+"""Numba's runtime from nnlite's cached machine code (nnlite.ops.runtime): compiled and written once, then
+loaded by every later process, and compiled again when the file is damaged."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+
+SCRIPT = '''
+import numpy as np
+from nnlite.ops import runtime
+from nnlite.ops.jit import kernel
+
+
+@kernel
+def ramp(n):
+    a = np.empty(n, np.float64)  # an allocation: the runtime's reference counting runs
+    for i in range(n):
+        a[i] = i
+    b = a[::-1].copy()
+    return a.sum() + b[0]
+
+
+print(ramp(10), runtime.state["source"])
+'''
+
+
+def _run(script, cache) -> str:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), NNLITE_PRECOMPILE="0")
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip()
+
+
+def test_the_runtime_is_compiled_once_then_loaded_and_compiled_again_when_its_file_is_damaged(tmp_path):
+    script, cache = tmp_path / "ramp.py", tmp_path / "cache"
+    script.write_text(SCRIPT)
+    assert _run(script, cache) == "54.0 compiled"
+    (path,) = glob.glob(str(cache / "**" / "nnlite-nrt-*.nbc"), recursive=True)
+    assert _run(script, cache) == "54.0 cache"
+    assert _run(script, cache) == "54.0 cache"
+    data = bytearray(open(path, "rb").read())
+    data[-10] ^= 0xFF   # one flipped bit pattern in the machine code: the digest no longer matches
+    open(path, "wb").write(bytes(data))
+    assert _run(script, cache) == "54.0 compiled"
+    assert _run(script, cache) == "54.0 cache"   # written again, whole
+    assert not glob.glob(str(cache / "**" / ".nrt-*"), recursive=True)   # no temporary file left behind
