@@ -168,3 +168,40 @@ def test_each_band_of_conv_max_pool_pads_the_input_rows_it_reads(simd_engine, ca
                                  bound.address("panel_tiles"), act_address(1), x.reshape(-1),
                                  gemm.pad_geometry(lay), r0, r1)
         np.testing.assert_array_equal(y.reshape(rows, -1)[r0:r1], want.reshape(rows, -1)[r0:r1])
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 40, 70, 1), (1, 2, 2, 24, 96, 2), (2, 1, 1, 16, 33, 1),
+                                   (1, 3, 3, 8, 20, 2), (1, 2, 2, 8, 20, 1)])
+def test_a_vector_product_without_the_kernel_rows_that_meet_only_padding_gives_the_same_bits(simd_engine,
+                                                                                               monkeypatch, shape):
+    """A conv on a few pixels of a small map leaves out the kernel rows that only ever multiply padding
+    (a 3x3 'same' conv on a 1x1 map keeps one tap of nine): the bits equal the whole product's, with
+    negative, zero and positive inputs; with an infinite weight nothing is left out (0 x inf is NaN)."""
+    from nnlite.ops import gemv, prepack
+    n, h, w, cin, cout, stride = shape
+    rng = np.random.default_rng(cin * cout)
+    x, kernel, bias = rand(rng, n, h, w, cin), rand(rng, 3, 3, cin, cout), rand(rng, cout)
+    x[..., ::3] = 0.0
+    prepack.freeze(kernel)
+    used = []
+    whole = gemm._without_padding_only_rows
+
+    def spy(lay, k, gather):
+        got = whole(lay, k, gather)
+        used.append(got[0].shape[1] < gather.shape[1])
+        return got
+    monkeypatch.setattr(gemm, "_without_padding_only_rows", spy)
+    fast = ops.conv2d(x, kernel, bias, stride=stride, padding="same", activation="relu")
+    monkeypatch.setattr(gemm, "_without_padding_only_rows", lambda lay, k, gather: (gather, gemv.packed_blocks(k)))
+    full = ops.conv2d(x, kernel, bias, stride=stride, padding="same", activation="relu")
+    assert np.array_equal(fast, full)
+    assert rel(fast, reference.conv2d(x, kernel, bias, stride=stride, padding="same", activation="relu")) <= TOL
+    assert used == [h * w // stride ** 2 <= 1]   # one output pixel: some taps never meet an input
+    monkeypatch.setattr(gemm, "_without_padding_only_rows", whole)
+    infinite = kernel.copy()
+    infinite[0, 0, 0, 0] = np.inf
+    prepack.freeze(infinite)
+    got = ops.conv2d(x, infinite, bias, stride=stride, padding="same")
+    with np.errstate(invalid="ignore"):
+        want = reference.conv2d(x, infinite, bias, stride=stride, padding="same")
+    assert np.isnan(want).any() and np.array_equal(np.isnan(got), np.isnan(want))

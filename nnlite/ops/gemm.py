@@ -33,6 +33,7 @@ count gives bit-identical results. Reference twin: :func:`nnlite.ops.reference.c
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import NamedTuple
 
 import numpy as np
@@ -231,6 +232,31 @@ def pad_geometry(lay: Layout) -> np.ndarray:
                      left, oh, ow, lay.row_step, lay.span], np.int64)
 
 
+def _without_padding_only_rows(lay: Layout, kernel, gather):
+    """The matrix-vector product's (gather, packed kernel) without the kernel rows that meet only padding
+    for every output pixel (a 3x3 'same' conv on a 1x1 map reads one tap of nine): such rows only add exact
+    zeros (products of 0 and a finite weight, to sums that start at +0), so the sums keep their bits. Only
+    for a frozen kernel whose rows left out are finite, packed once (:func:`nnlite.ops.prepack.once`); otherwise, or
+    when every row meets an input, the whole kernel's blocks (None when it is writable)."""
+    n_img, h, w, c = lay.in_shape
+    top, bottom, left, right = lay.pads
+    inside = np.zeros((n_img, h + top + bottom, w + left + right, c), bool)
+    inside[:, top:top + h, left:left + w] = True
+    keep = inside.reshape(-1)[gather].any(axis=0)  # (K,): kernel rows some output pixel reads an input with
+    if keep.all() or not keep.any():
+        return gather, gemv.packed_blocks(kernel)
+    name = "gemv-rows-" + hashlib.blake2b(np.packbits(keep).tobytes(), digest_size=8).hexdigest()
+
+    def compact(view):  # NONE where a row left out holds an infinity or NaN: 0 times it is NaN, not 0
+        matrix = view.reshape(-1, view.shape[-1])
+        return gemv.pack_rows(matrix[keep]) if np.isfinite(matrix[~keep]).all() else prepack.NONE
+
+    blocks = prepack.once(kernel, name, compact)
+    if blocks is None or not blocks.size:
+        return gather, gemv.packed_blocks(kernel)
+    return np.ascontiguousarray(gather[:, keep]), blocks
+
+
 def run(x, kernel, bias, code, alpha, lay: Layout):
     """:func:`conv2d` with its :class:`Layout` already known: x, kernel, bias as there, and C-contiguous."""
     return prepare(kernel, bias, code, alpha, lay)(x)
@@ -257,8 +283,7 @@ def prepare(kernel, bias, code, alpha, lay: Layout):
     if 0 < lay.rows <= gemv.GEMV_MAX_ROWS:  # a few output pixels: a matrix-vector product reads the kernel once
         gather = (lay.bases[:, None, None] + lay.taps[None, :, None] + np.arange(lay.run)[None, None, :]).reshape(
             lay.rows, -1)
-
-        blocks = gemv.packed_blocks(kernel)  # a frozen model kernel: laid out once for the product
+        gather, blocks = _without_padding_only_rows(lay, kernel, gather)
 
         def matrix_vector(x, _kernel=kernel):  # _kernel: held while the view is used
             patches = padded_input(x).reshape(-1)[gather]

@@ -38,8 +38,8 @@ def _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, blocked, b0, b1):
     # per block, four vectors of sums over k (a streaming read of the kernel's columns, each once per row).
     # blocked: w is in pack_blocks' layout (each block contiguous) instead of (k, n)
     step = GEMV_COLS if blocked else n
-    for r in range(rows):
-        for blk in range(b0, b1):
+    for blk in range(b0, b1):  # each block for every row in turn: rows after the first read it from cache
+        for r in range(rows):
             c0 = blk * GEMV_COLS
             w0, w1 = min(16, n - c0), min(16, n - c0 - 16)
             w2, w3 = min(16, n - c0 - 32), min(16, n - c0 - 48)
@@ -63,6 +63,11 @@ def _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, blocked, b0, b1):
 
 
 _gemv_parallel = drivers.driver(_gemv_cols)
+
+
+def pack_rows(view):
+    """A (k, n) float32 matrix in :func:`pack_blocks`' layout (a new array)."""
+    return _blocks(np.ascontiguousarray(view))
 
 
 def _blocks(view):
