@@ -87,13 +87,23 @@ def test_row_blocks_give_the_same_bits(simd_engine, monkeypatch, shape):
     ((1, 6, 6, 32), (0, 0, 0, 0)),     # nothing to pad: a plain copy
     ((1, 1, 1, 1), (3, 2, 4, 5)),
 ])
-def test_pad_into_is_numpy_pad(shape, pads):
-    """tiles.pad_into against np.pad, on a target first filled with NaN: every value is written once."""
-    from nnlite.ops.tiles import pad_into
+def test_padding_every_row_is_numpy_pad(shape, pads):
+    """gemm.pad_for_rows over every row of every image against np.pad, on a target first filled with NaN:
+    every value is written."""
+    from nnlite.ops import bound
     top, bottom, left, right = pads
+    n, h, w, c = shape
+    hp, wp = h + top + bottom, w + left + right
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    xp = np.full((shape[0], shape[1] + top + bottom, shape[2] + left + right, shape[3]), np.nan, np.float32)
-    pad_into(x, top, left, xp)
+    xp = np.full((n, hp, wp, c), np.nan, np.float32)
+    # geometry of a 1-row, 1-column "conv" reading one padded row per output row: output rows = padded rows
+    g = np.array([n, h, w, c, hp, wp, top, left, hp, 1, 1, 1], np.int64)
+
+    @numba.njit
+    def pad_all(at, src, dst, g, rows):  # pad_for_rows is a helper: kernels call it
+        bound.call(at, "pad_for_rows", (src, dst, g, np.int64(0), rows))
+
+    pad_all(bound.address("pad_for_rows"), x.reshape(-1), xp.reshape(-1), g, np.int64(n * hp))
     np.testing.assert_array_equal(xp, np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0))))
 
 
@@ -128,7 +138,7 @@ def test_each_piece_pads_the_input_rows_it_reads(simd_engine, shape):
         y = np.full(lay.rows * cout, np.nan, np.float32)
         gemm._units(xp, lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32), bias, 1,
                     np.float32(0.2), y, cout, lay.rows, by_rows, False, 0, bound.address("panel_tiles"),
-                    act_address(1), x.reshape(-1), pad, u0, u1)
+                    act_address(1), x.reshape(-1), pad, bound.address("pad_for_rows"), u0, u1)
         got, full = y.reshape(lay.rows, cout), want.reshape(lay.rows, cout)
         if by_rows:
             rows = slice(u0 * gemm.MR, min(lay.rows, u1 * gemm.MR))
@@ -166,7 +176,7 @@ def test_each_band_of_conv_max_pool_pads_the_input_rows_it_reads(simd_engine, ca
         convpool._conv_pool_rows(xp, lay.run, lay.taps, lay.bases, kernel.reshape(-1), bias, 1, np.float32(0.2),
                                  cout, oh, ow, pool, pool, pool_stride, pool_stride, pt, pl, poh, pow_, y, band,
                                  bound.address("panel_tiles"), act_address(1), x.reshape(-1),
-                                 gemm.pad_geometry(lay), r0, r1)
+                                 gemm.pad_geometry(lay), bound.address("pad_for_rows"), r0, r1)
         np.testing.assert_array_equal(y.reshape(rows, -1)[r0:r1], want.reshape(rows, -1)[r0:r1])
 
 

@@ -19,7 +19,7 @@ from .gemm import NO_PAD, layout, pad_geometry
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
 from .simd import vload_n, vselect_gt, vsplat, vstore_n
-from .tiles import NR, ZERO, act_address, pack_all, pad_rows
+from .tiles import NR, ZERO, act_address, pack_all
 from .workspace import scratch
 
 
@@ -57,18 +57,19 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     bias = np.zeros(cout, np.float32) if bias is None else bias
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, prepack.as_writable(kernel).reshape(-1), bias, code,
             np.float32(alpha), cout, oh, ow, ph, pw, psh, psw, pt, pl, poh, pow_, y.reshape(-1), band,
-            bound.address("panel_tiles"), act_address(code), x.reshape(-1), pad)
+            bound.address("panel_tiles"), act_address(code), x.reshape(-1), pad,
+            bound.address("pad_for_rows") if pad.shape[0] else 0)
     parallel.split(_conv_pool_rows, _conv_pool_parallel, args, rows, lay.work)
     return y
 
 
 @kernel
 def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph, pw, psh, psw, ptop, pleft, poh,
-                    pow_, y, band, tiles_at, act_at, src, pad, r0, r1):
+                    pow_, y, band, tiles_at, act_at, src, pad, pad_at, r0, r1):
     # pooled rows R = n*poh + py in [r0, r1), ``band`` of them at a time, never across images: the conv rows
     # they need, [a, e) of image n, are computed into ``buf`` and max-pooled into y (flat (N*poh*pow_*cout,));
     # pad: empty, or the geometry (gemm.pad_geometry) with which each band first pads the input rows it reads
-    # from src into xf
+    # from src into xf, by pad_at: bound.address("pad_for_rows") (0 when pad is empty)
     kk = taps.shape[0] * run
     panels = (cout + NR - 1) // NR
     packed = np.empty(panels * kk * NR, np.float32)
@@ -84,10 +85,9 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
         a = max(0, py0 * psh - ptop)  # conv rows [a, e) of image n
         e = min(oh, (py1 - 1) * psh - ptop + ph)
         if e > a:
-            if pad.shape[0]:  # h, w, c, hp, wp, top, left; stride; rows one conv row reads
-                pad_rows(src, xf, pad[1], pad[2], pad[3], pad[4], pad[5], pad[6], pad[7], n, a * pad[10],
-                         min(pad[4], (e - 1) * pad[10] + pad[11]))
             pix = (n * oh + a) * ow
+            if pad.shape[0]:  # the input rows conv rows [a, e) read
+                bound.call(pad_at, "pad_for_rows", (src, xf, pad, pix, pix + (e - a) * ow))
             m = (e - a) * ow
             for p in range(panels):
                 rows = bases[pix:pix + m]

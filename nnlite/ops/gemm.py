@@ -44,7 +44,7 @@ from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .microkernels import gemm_tile_1x32, gemm_tile_8x32, gemm_tile_16x16
 from .simd import vload_n
-from .tiles import MR, NR, ZERO, act_address, pack_all, pack_panel, pad_into, pad_rows, zeros
+from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, zero_run, zeros
 from .workspace import scratch
 
 # A one-row tile keeps one or two sums, each waiting on the FMA latency (4 cycles): a quarter of a whole tile's
@@ -98,37 +98,54 @@ bound.declare("panel_tiles", panel_tiles, (_F, types.int64, _I, _I, _F, types.in
 
 
 @helper
-def _pad_for_rows(src, xp, g, r0, r1):
+def pad_for_rows(src, xp, g, r0, r1):
     """The rows of the padded input xp that output pixels [r0, r1) read, padded from src (both flat);
-    g (int64): n_img, h, w, c, hp, wp, top, left, oh, ow, sh, span (padded rows one output row reads)."""
+    g (int64): n_img, h, w, c, hp, wp, top, left, oh, ow, sh, span (padded rows one output row reads), from
+    :func:`pad_geometry`. Kernels call it by address (:mod:`nnlite.ops.bound`): linked into each caller, it
+    was compiled again in each."""
     h, w, c, hp, wp, top, left, oh, ow, sh, span = g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11]
     per = oh * ow
+    run, prow, lead = w * c, wp * c, left * c
     n0, n1 = r0 // per, (r1 - 1) // per
     for img in range(n0, n1 + 1):
         i0 = (r0 - img * per) // ow * sh if img == n0 else 0
         i1 = min(hp, (r1 - 1 - img * per) // ow * sh + span) if img == n1 else hp
-        pad_rows(src, xp, h, w, c, hp, wp, top, left, img, i0, i1)
+        for i in range(i0, i1):  # each input row is one contiguous run of w*c values in both
+            d = (img * hp + i) * prow
+            iy = i - top
+            if iy < 0 or iy >= h:
+                zero_run(xp, d, prow)
+            else:
+                zero_run(xp, d, lead)
+                copy_run(src, (img * h + iy) * run, xp, d + lead, run)
+                zero_run(xp, d + lead + run, prow - lead - run)
+
+
+bound.declare("pad_for_rows", pad_for_rows, (_F, _F, _I, types.int64, types.int64))
+
+
 
 
 @kernel
 def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, direct, block, tiles_at, act_at, src,
-           pad, u0, u1):
+           pad, pad_at, u0, u1):
     # units [u0, u1) of the output: 8-row tiles (by_rows) or 32-channel panels; then codes 4/5 on them.
     # pre: b's panels packed once (nnlite.ops.prepack), or empty; direct: full panels read the kernel b in
     # place (see the module docstring); block: rows per block (_row_block) or 0; tiles_at:
-    # bound.address("panel_tiles"); act_at: tiles.act_address(code); pad: empty, or (by rows) the geometry
-    # with which this piece first pads the input rows it reads from src into x (_pad_for_rows)
+    # bound.address("panel_tiles"); act_at: tiles.act_address(code); pad: empty, or the geometry with which
+    # this piece first pads the input rows it reads from src into x (by panels: into a copy of its own), by
+    # pad_at: bound.address("pad_for_rows") (0 when pad is empty)
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     panels = (n + NR - 1) // NR
     if by_rows:
         r0, r1, p0, p1 = u0 * MR, min(rows, u1 * MR), 0, panels
         if pad.shape[0] and r1 > r0:
-            _pad_for_rows(src, x, pad, r0, r1)
+            bound.call(pad_at, "pad_for_rows", (src, x, pad, r0, r1))
     else:
         r0, r1, p0, p1 = 0, rows, u0, u1
         if pad.shape[0]:  # every panel reads every row: this piece's own padded copy
             x = np.empty(x.shape[0], np.float32)
-            _pad_for_rows(src, x, pad, 0, rows)
+            bound.call(pad_at, "pad_for_rows", (src, x, pad, ZERO, rows))
     k = taps.shape[0] * c
     if block and r1 - r0 > block:  # blocks of rows, every panel of a block before the next (see _row_block)
         if pre.shape[0]:
@@ -232,6 +249,20 @@ def pad_geometry(lay: Layout) -> np.ndarray:
                      left, oh, ow, lay.row_step, lay.span], np.int64)
 
 
+def _unpadded_index(lay: Layout, gather: np.ndarray) -> np.ndarray:
+    """``gather`` (offsets into the padded input) as offsets into the input itself, padding at its size (where
+    the caller puts a zero)."""
+    n_img, h, w, c = lay.in_shape
+    top, bottom, left, right = lay.pads
+    hp, wp = h + top + bottom, w + left + right
+    img, rest = np.divmod(gather, hp * wp * c)
+    py, rest = np.divmod(rest, wp * c)
+    px, ch = np.divmod(rest, c)
+    iy, ix = py - top, px - left
+    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    return np.where(inside, ((img * h + iy) * w + ix) * c + ch, n_img * h * w * c)
+
+
 def _without_padding_only_rows(lay: Layout, kernel, gather):
     """The matrix-vector product's (gather, packed kernel) without the kernel rows that meet only padding
     for every output pixel (a 3x3 'same' conv on a 1x1 map reads one tap of nine): such rows only add exact
@@ -272,21 +303,18 @@ def prepare(kernel, bias, code, alpha, lay: Layout):
     cout = lay.out_shape[3]
     kernel_w = prepack.as_writable(kernel)  # a view that does not keep ``kernel`` alive: the closures hold it
 
-    def padded_input(x):
-        if not padded:
-            return x
-        n_img, h, w, c = x.shape
-        xp = scratch("gemm_pad", (n_img, h + top + bottom, w + left + right, c))  # this thread's
-        pad_into(x, top, left, xp)
-        return xp
-
     if 0 < lay.rows <= gemv.GEMV_MAX_ROWS:  # a few output pixels: a matrix-vector product reads the kernel once
         gather = (lay.bases[:, None, None] + lay.taps[None, :, None] + np.arange(lay.run)[None, None, :]).reshape(
             lay.rows, -1)
         gather, blocks = _without_padding_only_rows(lay, kernel, gather)
+        source = _unpadded_index(lay, gather)   # (rows, K) into x with one zero appended: no padded copy
+        extended = int(np.prod(lay.in_shape)) + 1
 
         def matrix_vector(x, _kernel=kernel):  # _kernel: held while the view is used
-            patches = padded_input(x).reshape(-1)[gather]
+            flat = np.empty(extended, np.float32)
+            flat[:-1] = x.reshape(-1)
+            flat[-1] = 0.0
+            patches = flat[source]
             return gemv.dense_rows(patches, kernel_w.reshape(-1, cout), bias, code, alpha,
                                    blocks).reshape(lay.out_shape)
         matrix_vector.out_shape = lay.out_shape
@@ -301,6 +329,7 @@ def prepare(kernel, bias, code, alpha, lay: Layout):
     tail = (cout, lay.rows, by_rows, tiles <= DIRECT_MAX_TILES, _row_block(lay, panels) if by_rows else 0,
             bound.address("panel_tiles"), act_address(code))
     pad = pad_geometry(lay) if padded else NO_PAD
+    pad_at = bound.address("pad_for_rows") if padded else 0
     padded_shape = (lay.in_shape[0], lay.in_shape[1] + top + bottom, lay.in_shape[2] + left + right, lay.in_shape[3])
 
     def tiled(x, _kernel=kernel):
@@ -308,8 +337,8 @@ def prepare(kernel, bias, code, alpha, lay: Layout):
         # padded: the pieces pad the input rows they read (pad_geometry) into this thread's scratch (or, split
         # by panels, each into its own copy)
         xp = scratch("gemm_pad", padded_shape).reshape(-1) if padded else x.reshape(-1)
-        parallel.split(_units, _units_parallel, (xp, *head, y.reshape(-1), *tail, x.reshape(-1), pad), units,
-                       lay.work)
+        parallel.split(_units, _units_parallel, (xp, *head, y.reshape(-1), *tail, x.reshape(-1), pad, pad_at),
+                       units, lay.work)
         return y
     tiled.out_shape = lay.out_shape
     return tiled

@@ -122,34 +122,6 @@ def zero_run(dst, d, count):
         vstore_n(dst, d + t, vzero(), count - t)
 
 
-@kernel
-def pad_into(x, top, left, xp):
-    """xp (N, Hp, Wp, C) = x (N, H, W, C) placed at (top, left), zeros around (:func:`pad_rows` on every row).
-    No slice copies: Numba compiles an array-to-slice assignment with a formatted error message, which costs
-    seconds of the first run's compile time."""
-    n_, h, w, c = x.shape
-    hp, wp = xp.shape[1], xp.shape[2]
-    for n in range(n_):
-        pad_rows(x.reshape(-1), xp.reshape(-1), h, w, c, hp, wp, top, left, n, 0, hp)
-
-
-@helper
-def pad_rows(src, dst, h, w, c, hp, wp, top, left, n, i0, i1):
-    """Rows [i0, i1) of image n of a zero-padded copy: dst, flat (N, Hp, Wp, C), from src, flat (N, H, W, C),
-    placed at (top, left). Each input row is one contiguous run of W*C values in both arrays, copied as
-    vectors (a loop over C = 3 channels per pixel ran 10x slower)."""
-    run, prow, lead = w * c, wp * c, left * c
-    for i in range(i0, i1):
-        d = (n * hp + i) * prow
-        iy = i - top
-        if iy < 0 or iy >= h:
-            zero_run(dst, d, prow)
-        else:
-            zero_run(dst, d, lead)
-            copy_run(src, (n * h + iy) * run, dst, d + lead, run)
-            zero_run(dst, d + lead + run, prow - lead - run)
-
-
 @functools.lru_cache(maxsize=64)
 def zeros(n: int) -> np.ndarray:
     """A float32 zero vector of length n (the bias of a layer without one). Shared: kernels only read it (it
