@@ -102,7 +102,9 @@ def pad_for_rows(src, xp, g, r0, r1):
     """The rows of the padded input xp that output pixels [r0, r1) read, padded from src (both flat);
     g (int64): n_img, h, w, c, hp, wp, top, left, oh, ow, sh, span (padded rows one output row reads), from
     :func:`pad_geometry`. Kernels call it by address (:mod:`nnlite.ops.bound`): linked into each caller, it
-    was compiled again in each."""
+    was compiled again in each. Rows are copied as vectors (a loop over an RGB stem's 3 channels per pixel ran
+    10x slower), never by slice assignment (Numba compiles that with a formatted error message: seconds of a
+    first run's compile time)."""
     h, w, c, hp, wp, top, left, oh, ow, sh, span = g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11]
     per = oh * ow
     run, prow, lead = w * c, wp * c, left * c
@@ -122,8 +124,6 @@ def pad_for_rows(src, xp, g, r0, r1):
 
 
 bound.declare("pad_for_rows", pad_for_rows, (_F, _F, _I, types.int64, types.int64))
-
-
 
 
 @kernel
@@ -267,8 +267,8 @@ def _without_padding_only_rows(lay: Layout, kernel, gather):
     """The matrix-vector product's (gather, packed kernel) without the kernel rows that meet only padding
     for every output pixel (a 3x3 'same' conv on a 1x1 map reads one tap of nine): such rows only add exact
     zeros (products of 0 and a finite weight, to sums that start at +0), so the sums keep their bits. Only
-    for a frozen kernel whose rows left out are finite, packed once (:func:`nnlite.ops.prepack.once`); otherwise, or
-    when every row meets an input, the whole kernel's blocks (None when it is writable)."""
+    for a frozen kernel whose rows left out are finite, packed once (:func:`nnlite.ops.prepack.once`);
+    otherwise, or when every row meets an input, the whole kernel's blocks (None when it is writable)."""
     n_img, h, w, c = lay.in_shape
     top, bottom, left, right = lay.pads
     inside = np.zeros((n_img, h + top + bottom, w + left + right, c), bool)
