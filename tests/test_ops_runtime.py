@@ -26,6 +26,17 @@ def ramp(n):
 print(ramp(10), runtime.state["source"])
 '''
 
+MOVED = """
+from nnlite.ops import runtime
+
+
+def moved(target_context):
+    raise AttributeError("an internal Numba moved")
+
+
+runtime._compile = moved
+""" + SCRIPT
+
 
 def _run(script, cache) -> str:
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), NNLITE_PRECOMPILE="0")
@@ -47,3 +58,10 @@ def test_the_runtime_is_compiled_once_then_loaded_and_compiled_again_when_its_fi
     assert _run(script, cache) == "54.0 compiled"
     assert _run(script, cache) == "54.0 cache"   # written again, whole
     assert not glob.glob(str(cache / "**" / ".nrt-*"), recursive=True)   # no temporary file left behind
+
+
+def test_numba_sets_its_runtime_up_itself_where_its_internals_moved(tmp_path):
+    script = tmp_path / "moved.py"
+    script.write_text(MOVED)
+    assert _run(script, tmp_path / "cache") == "54.0 numba"
+    assert not glob.glob(str(tmp_path / "cache" / "**" / "nnlite-nrt-*"), recursive=True)

@@ -58,7 +58,12 @@ def initialize(target_context, cache=None) -> None:
         _register_symbols()
         library = _load(path, codegen)
         if library is None:
-            library = _compile(target_context)
+            try:
+                library = _compile(target_context)
+            except Exception:   # noqa: BLE001 - Numba's internals moved: let Numba set its runtime up itself
+                rtsys.initialize(target_context)
+                state["source"] = "numba"
+                return
             _save(path, library)
         rtsys._library = library
         rtsys._init = True
