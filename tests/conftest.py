@@ -1,4 +1,4 @@
-"""Fixtures shared by the unit tests: where ../shared lives."""
+"""Fixtures shared by the unit tests: where ../shared lives, and the "simd" conv engine."""
 
 import os
 from pathlib import Path
@@ -28,3 +28,11 @@ def missing_shared(path: Path) -> None:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture
+def simd_engine():
+    """nnlite's own AVX-512 kernels for the test (the engine a test's bits are compared on)."""
+    from nnlite.ops import engine
+    with engine.use("simd"):
+        yield "simd"

@@ -7,16 +7,8 @@ keep seeing every layer name the model declares.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from nnlite.graph import GraphBuilder, plan_steps
-from nnlite.ops import engine
-
-
-@pytest.fixture
-def simd_engine():
-    with engine.use("simd"):
-        yield
 
 
 def rand(rng, *shape):

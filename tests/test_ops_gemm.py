@@ -37,12 +37,6 @@ def engine(request):
         yield request.param
 
 
-@pytest.fixture
-def simd_engine():
-    with engines.use("simd"):
-        yield "simd"
-
-
 def rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 

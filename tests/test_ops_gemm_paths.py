@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from nnlite import ops
-from nnlite.ops import engine as engines
 from nnlite.ops import gemm, parallel, reference
 
 TOL = 1e-5
@@ -23,12 +22,6 @@ def rel(a, b) -> float:
 
 def rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
-
-
-@pytest.fixture
-def simd_engine():
-    with engines.use("simd"):
-        yield "simd"
 
 
 @pytest.mark.parametrize("shape", [(1, 4, 4, 300, 48), (1, 3, 3, 64, 270), (1, 2, 2, 24, 80), (1, 1, 1, 50, 96),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nnlite import graph, ops
-from nnlite.ops import engine, prepack, reference
+from nnlite.ops import prepack, reference
 
 CASES = [  # (n, h, w, cin, cout, kernel size): more output channels than output pixels, so packed once
     (1, 7, 7, 40, 70, 3),
@@ -24,10 +24,7 @@ def frozen_copy(array):
     return out
 
 
-@pytest.fixture(autouse=True)
-def simd_engine():
-    with engine.use("simd"):
-        yield
+pytestmark = pytest.mark.usefixtures("simd_engine")
 
 
 @pytest.mark.parametrize("case", CASES)

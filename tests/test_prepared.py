@@ -13,12 +13,6 @@ from nnlite.ops import engine, inverted, separable
 pytestmark = pytest.mark.usefixtures("simd_engine")
 
 
-@pytest.fixture
-def simd_engine():
-    with engine.use("simd"):
-        yield
-
-
 def rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
