@@ -187,20 +187,21 @@ def test_a_vector_product_without_the_kernel_rows_that_meet_only_padding_gives_t
     x[..., ::3] = 0.0
     prepack.freeze(kernel)
     used = []
-    whole = gemm._without_padding_only_rows
+    whole = gemm._vector_product_inputs
 
-    def spy(lay, k, gather):
-        got = whole(lay, k, gather)
-        used.append(got[0].shape[1] < gather.shape[1])
+    def spy(lay, k):
+        got = whole(lay, k)
+        used.append(got[0].shape[1] < gemm.few_pixels(lay).source.shape[1])
         return got
-    monkeypatch.setattr(gemm, "_without_padding_only_rows", spy)
+    monkeypatch.setattr(gemm, "_vector_product_inputs", spy)
     fast = ops.conv2d(x, kernel, bias, stride=stride, padding="same", activation="relu")
-    monkeypatch.setattr(gemm, "_without_padding_only_rows", lambda lay, k, gather: (gather, gemv.packed_blocks(k)))
+    monkeypatch.setattr(gemm, "_vector_product_inputs",
+                        lambda lay, k: (gemm.few_pixels(lay).source, gemv.packed_blocks(k)))
     full = ops.conv2d(x, kernel, bias, stride=stride, padding="same", activation="relu")
     assert np.array_equal(fast, full)
     assert rel(fast, reference.conv2d(x, kernel, bias, stride=stride, padding="same", activation="relu")) <= TOL
     assert used == [h * w // stride ** 2 <= 1]   # one output pixel: some taps never meet an input
-    monkeypatch.setattr(gemm, "_without_padding_only_rows", whole)
+    monkeypatch.setattr(gemm, "_vector_product_inputs", whole)
     infinite = kernel.copy()
     infinite[0, 0, 0, 0] = np.inf
     prepack.freeze(infinite)

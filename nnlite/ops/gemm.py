@@ -249,43 +249,58 @@ def pad_geometry(lay: Layout) -> np.ndarray:
                      left, oh, ow, lay.row_step, lay.span], np.int64)
 
 
-def _unpadded_index(lay: Layout, gather: np.ndarray) -> np.ndarray:
-    """``gather`` (offsets into the padded input) as offsets into the input itself, padding at its size (where
-    the caller puts a zero)."""
-    n_img, h, w, c = lay.in_shape
-    top, bottom, left, right = lay.pads
+class FewPixels(NamedTuple):
+    """What a conv on at most :data:`gemv.GEMV_MAX_ROWS` output pixels gathers, from the shapes alone."""
+    source: np.ndarray              # (rows, K) each pixel's inputs, as offsets into x flattened; padding: x.size
+    keep: np.ndarray | None         # (K,) the kernel rows some pixel reads an input with; None: every row
+    kept_source: np.ndarray | None  # source[:, keep]
+    name: str                       # the packed layout's name for the kept rows (nnlite.ops.prepack.once)
+
+
+def few_pixels(lay: Layout) -> FewPixels:
+    """:class:`FewPixels` of a layout with few output pixels (cached per geometry: an op called directly
+    prepares on every call)."""
+    return _few_pixels(lay.in_shape, lay.pads, lay.run, lay.taps.tobytes(), lay.bases.tobytes())
+
+
+@functools.lru_cache(maxsize=256)
+def _few_pixels(in_shape, pads, run, taps, bases) -> FewPixels:
+    taps, bases = np.frombuffer(taps, np.int64), np.frombuffer(bases, np.int64)
+    gather = (bases[:, None, None] + taps[None, :, None] + np.arange(run)[None, None, :]).reshape(len(bases), -1)
+    n_img, h, w, c = in_shape
+    top, bottom, left, right = pads
     hp, wp = h + top + bottom, w + left + right
-    img, rest = np.divmod(gather, hp * wp * c)
+    img, rest = np.divmod(gather, hp * wp * c)  # gather: offsets into the padded input
     py, rest = np.divmod(rest, wp * c)
     px, ch = np.divmod(rest, c)
     iy, ix = py - top, px - left
     inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-    return np.where(inside, ((img * h + iy) * w + ix) * c + ch, n_img * h * w * c)
+    source = np.where(inside, ((img * h + iy) * w + ix) * c + ch, n_img * h * w * c)
+    keep = inside.any(axis=0)
+    if keep.all() or not keep.any():
+        return FewPixels(source, None, None, "")
+    name = "gemv-rows-" + hashlib.blake2b(np.packbits(keep).tobytes(), digest_size=8).hexdigest()
+    return FewPixels(source, keep, np.ascontiguousarray(source[:, keep]), name)
 
 
-def _without_padding_only_rows(lay: Layout, kernel, gather):
-    """The matrix-vector product's (gather, packed kernel) without the kernel rows that meet only padding
+def _vector_product_inputs(lay: Layout, kernel):
+    """The matrix-vector product's (source, packed kernel) without the kernel rows that meet only padding
     for every output pixel (a 3x3 'same' conv on a 1x1 map reads one tap of nine): such rows only add exact
     zeros (products of 0 and a finite weight, to sums that start at +0), so the sums keep their bits. Only
     for a frozen kernel whose rows left out are finite, packed once (:func:`nnlite.ops.prepack.once`);
     otherwise, or when every row meets an input, the whole kernel's blocks (None when it is writable)."""
-    n_img, h, w, c = lay.in_shape
-    top, bottom, left, right = lay.pads
-    inside = np.zeros((n_img, h + top + bottom, w + left + right, c), bool)
-    inside[:, top:top + h, left:left + w] = True
-    keep = inside.reshape(-1)[gather].any(axis=0)  # (K,): kernel rows some output pixel reads an input with
-    if keep.all() or not keep.any():
-        return gather, gemv.packed_blocks(kernel)
-    name = "gemv-rows-" + hashlib.blake2b(np.packbits(keep).tobytes(), digest_size=8).hexdigest()
+    few = few_pixels(lay)
+    if few.keep is not None:
+        keep = few.keep
 
-    def compact(view):  # NONE where a row left out holds an infinity or NaN: 0 times it is NaN, not 0
-        matrix = view.reshape(-1, view.shape[-1])
-        return gemv.pack_rows(matrix[keep]) if np.isfinite(matrix[~keep]).all() else prepack.NONE
+        def compact(view):  # NONE where a row left out holds an infinity or NaN: 0 times it is NaN, not 0
+            matrix = view.reshape(-1, view.shape[-1])
+            return gemv.pack_rows(matrix[keep]) if np.isfinite(matrix[~keep]).all() else prepack.NONE
 
-    blocks = prepack.once(kernel, name, compact)
-    if blocks is None or not blocks.size:
-        return gather, gemv.packed_blocks(kernel)
-    return np.ascontiguousarray(gather[:, keep]), blocks
+        blocks = prepack.once(kernel, few.name, compact)
+        if blocks is not None and blocks.size:
+            return few.kept_source, blocks
+    return few.source, gemv.packed_blocks(kernel)
 
 
 def run(x, kernel, bias, code, alpha, lay: Layout):
@@ -304,10 +319,7 @@ def prepare(kernel, bias, code, alpha, lay: Layout):
     kernel_w = prepack.as_writable(kernel)  # a view that does not keep ``kernel`` alive: the closures hold it
 
     if 0 < lay.rows <= gemv.GEMV_MAX_ROWS:  # a few output pixels: a matrix-vector product reads the kernel once
-        gather = (lay.bases[:, None, None] + lay.taps[None, :, None] + np.arange(lay.run)[None, None, :]).reshape(
-            lay.rows, -1)
-        gather, blocks = _without_padding_only_rows(lay, kernel, gather)
-        source = _unpadded_index(lay, gather)   # (rows, K) into x with one zero appended: no padded copy
+        source, blocks = _vector_product_inputs(lay, kernel)  # (rows, K) into x with a zero appended: no padding
         extended = int(np.prod(lay.in_shape)) + 1
 
         def matrix_vector(x, _kernel=kernel):  # _kernel: held while the view is used
