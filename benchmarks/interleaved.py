@@ -13,6 +13,7 @@ Needs the ONNX exports ``benchmarks.run`` makes into ``.cache/bench/onnx`` (made
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -57,6 +58,7 @@ def main(argv=None) -> int:
     p.add_argument("--slice", type=float, default=0.25, help="seconds per engine per turn")
     p.add_argument("--threads", type=int, default=common.num_threads())
     args = p.parse_args(argv)
+    os.environ["NNLITE_NUM_THREADS"] = str(args.threads)   # nnlite's threads too, not only the peers'
     common.bench_env()
     print(f"batch 1, {args.threads} threads, {args.turns} turns of {args.slice} s per engine")
     print("| model | nnlite ms | ORT ms | OpenVINO ms | nnlite / faster peer (best calls) | median of turns |")

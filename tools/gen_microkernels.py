@@ -35,15 +35,18 @@ def _lines(*parts: str) -> str:
     return "\n".join(parts) + "\n"
 
 
-def gemm_tile(rows: int, vectors: int) -> str:
-    """y[m0 + r, col0 : col0 + 16*vectors] for r < rows, one pass over K (taps x channels)."""
+def gemm_tile(rows: int, vectors: int, decorator: str = "@helper") -> str:
+    """y[m0 + r, col0 : col0 + 16*vectors] for r < rows, one pass over K (taps x channels). ``@inlined`` for
+    the tile a panel runs most: LLVM inlines it into :func:`nnlite.ops.gemm.panel_tiles`, where the call (17
+    arguments, the bias vectors through memory) and the epilogue's tests of ``code``, ``width`` and ``m_end``
+    (the same for every tile of a panel) no longer cost each tile (benchmarks/RESULTS.md, round 8)."""
     name = f"gemm_tile_{rows}x{16 * vectors}"
     acc = [[f"a{r}_{v}" for v in range(vectors)] for r in range(rows)]
     bias_args = ", ".join(f"bias{v}" for v in range(vectors))
     out = [
         "",
         "",
-        "@helper",
+        decorator,
         f"def {name}(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, {bias_args}, code, alpha):",
         f'    """Rows m0..m0+{rows - 1} (those < m_end stored) x {16 * vectors} channels; the panel\'s row i at '
         f'pk[kk + i*ldk]."""',
@@ -134,7 +137,7 @@ def dwconv_row3_tile(pixels: int) -> str:
 
 
 def source() -> str:
-    return (HEADER + gemm_tile(8, 2) + gemm_tile(1, 2) + gemm_tile(16, 1) + dwconv_tile(8)
+    return (HEADER + gemm_tile(8, 2, "@inlined") + gemm_tile(1, 2) + gemm_tile(16, 1) + dwconv_tile(8)
             + dwconv_row3_tile(8))
 
 

@@ -14,7 +14,7 @@ from .simd import vfma, vload, vload_n, vsplat_at, vstore_n, vzero
 from .tiles import finish, store_row
 
 
-@helper
+@inlined
 def gemm_tile_8x32(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, bias1, code, alpha):
     """Rows m0..m0+7 (those < m_end stored) x 32 channels; the panel's row i at pk[kk + i*ldk]."""
     last = m_end - 1
