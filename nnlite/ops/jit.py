@@ -7,8 +7,9 @@ own entry point), and a helper gets no Python wrapper either. Wrappers are code 
 compiles again in every module that links the function in, which made them a measurable part of the
 first run's compile time (benchmarks/RESULTS.md).
 
-:data:`inlined` is a helper that LLVM always inlines into its callers: for a small tile called once per few
-dozen instructions with many arguments, where a call would cost a measurable part of the work. Unlike
+:data:`inlined` is a helper that LLVM always inlines into its callers: for a tile called with many arguments
+inside a caller's loop, where the call, and tests of arguments that stay the same for the whole loop, would
+cost a measurable part of the work (the small depthwise tiles; the GEMM's main tile in its panel loop). Unlike
 Numba's own ``inline="always"`` (which copies the function into each caller's Numba IR, and made the
 callers' first compile seconds longer), it is compiled once and inlined by LLVM.
 
