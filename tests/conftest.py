@@ -31,6 +31,19 @@ def missing_shared(path: Path) -> None:
 
 
 @pytest.fixture
+def direct_gemm(monkeypatch):
+    """Every convolution on the direct GEMM (no Winograd F(2x2, 3x3), nnlite.ops.winograd): for the tests of
+    the direct tiles' own paths."""
+    from nnlite.ops import conv, gemm, winograd
+    monkeypatch.setattr(winograd, "enabled", lambda: False)
+    gemm.layout.cache_clear()
+    conv._layout.cache_clear()
+    yield
+    gemm.layout.cache_clear()
+    conv._layout.cache_clear()
+
+
+@pytest.fixture
 def simd_engine():
     """nnlite's own AVX-512 kernels for the test (the engine a test's bits are compared on)."""
     from nnlite.ops import engine

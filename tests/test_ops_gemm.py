@@ -149,7 +149,7 @@ def test_depthwise_tile_paths_give_each_pixel_the_same_bits(simd_engine, kernel_
 
 @pytest.mark.parametrize("cout", [32, 16, 45, 70])  # 32- and 16-wide panels, and both in one layer
 @pytest.mark.parametrize("threads", [1, 2])
-def test_conv_tile_paths_give_each_row_the_same_bits(simd_engine, cout, threads):
+def test_conv_tile_paths_give_each_row_the_same_bits(simd_engine, direct_gemm, cout, threads):
     """A panel's single last row runs on a one-row tile, other last rows on a whole tile that recomputes the
     last row: an output row's sum must not depend on which. Dropping the input's last columns moves the
     panel's end to every place in a tile; with "valid" padding the rows kept must not change a bit."""

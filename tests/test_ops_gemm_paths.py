@@ -26,7 +26,8 @@ def rand(rng, *shape):
 
 @pytest.mark.parametrize("shape", [(1, 4, 4, 300, 48), (1, 3, 3, 64, 270), (1, 2, 2, 24, 80), (1, 1, 1, 50, 96),
                                    (1, 9, 9, 16, 64)])
-def test_kernel_read_in_place_packed_or_as_a_vector_product_gives_the_same_bits(simd_engine, monkeypatch, shape):
+def test_kernel_read_in_place_packed_or_as_a_vector_product_gives_the_same_bits(simd_engine, direct_gemm, monkeypatch,
+                                                                                 shape):
     """Few rows read full kernel panels in place, a few pixels run as a matrix-vector product: both sum
     in the same order as the packed tiles, so forcing the packed tiles must not change a bit."""
     from nnlite.ops import gemv
@@ -44,7 +45,7 @@ def test_kernel_read_in_place_packed_or_as_a_vector_product_gives_the_same_bits(
 
 
 @pytest.mark.parametrize("shape", [(2, 20, 20, 24, 144, 1), (1, 17, 13, 8, 70, 3), (3, 9, 9, 40, 96, 3)])
-def test_row_blocks_give_the_same_bits(simd_engine, monkeypatch, shape):
+def test_row_blocks_give_the_same_bits(simd_engine, direct_gemm, monkeypatch, shape):
     """Rows run in blocks through every panel (machine.blocking().row_block_input, here made small enough
     for several blocks per thread, partial last ones included): each output row sums in the same order
     as panel by panel, so the bits match with blocks off, at 1 and 2 threads, packed once or per call."""

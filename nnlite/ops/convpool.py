@@ -6,7 +6,8 @@ into a buffer that stays in L2 (:mod:`nnlite.ops.gemm`'s tiles, with the conv ke
 thread) and pools it straight into the output. The conv rows are computed by the same code in the same
 order as :func:`nnlite.ops.conv2d`, and the max is taken as :func:`nnlite.ops.max_pool2d` takes it
 (windows clipped to the map: padded cells never win), so the result is bit-identical to the two ops.
-Needs the "simd" conv engine; :mod:`nnlite.graph` pairs such layers in a model's plan.
+Needs the "simd" conv engine; a convolution that conv2d runs by Winograd's method (:mod:`nnlite.ops.winograd`)
+runs as conv2d, then the pool, to keep those bits; :mod:`nnlite.graph` pairs such layers in a model's plan.
 """
 
 from __future__ import annotations
@@ -33,18 +34,18 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     checks.channels("conv2d_max_pool", f"kernel of shape {kernel.shape}", cin, x.shape[3])
     bias = checks.bias_vector(bias, cout, "conv2d_max_pool")
     code = code_of(activation, "conv2d_max_pool")
-    if not engine.simd():
+    (sh, sw), (dh, dw) = pair(stride, "stride"), pair(dilation, "dilation")
+    (t, b, oh), (l, r, ow) = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, stride, dilation, padding)
+    lay = layout(x.shape, kernel.shape, (sh, sw), (dh, dw), (t, b, l, r), (oh, ow))
+    if not engine.simd() or (lay.winograd and code <= LAST_REGISTER_CODE):  # conv2d's own result, then the pool
         from .pooling import max_pool2d
         y = conv.conv2d(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, activation=activation,
                         alpha=alpha)
         return max_pool2d(y, pool_size=pool_size, stride=pool_stride, padding=pool_padding)
-    (sh, sw), (dh, dw) = pair(stride, "stride"), pair(dilation, "dilation")
-    (t, b, oh), (l, r, ow) = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, stride, dilation, padding)
     ph, pw = pair(pool_size, "conv2d_max_pool pool_size")
     psh, psw = (ph, pw) if pool_stride is None else pair(pool_stride, "conv2d_max_pool pool_stride")
     checks.pool_padding(pool_padding, ph, pw, "conv2d_max_pool")
     (pt, _, poh), (pl, _, pow_) = resolve_padding_2d(oh, ow, ph, pw, (psh, psw), 1, pool_padding)
-    lay = layout(x.shape, kernel.shape, (sh, sw), (dh, dw), (t, b, l, r), (oh, ow))
     if t or b or l or r:  # each band pads the input rows it reads (see gemm.pad_geometry)
         xp = scratch("gemm_pad", (x.shape[0], x.shape[1] + t + b, x.shape[2] + l + r, cin))
         pad = pad_geometry(lay)

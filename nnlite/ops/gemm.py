@@ -28,6 +28,9 @@ Bias and relu/relu6/leaky_relu are applied to the registers before the store; si
 
 The sum over K runs in the same order (taps, then channels) whatever the thread split, so every thread
 count gives bit-identical results. Reference twin: :func:`nnlite.ops.reference.conv2d`.
+
+3x3 convolutions at stride 1 that :func:`nnlite.ops.winograd.chosen` takes (enough channels and output tiles)
+run instead as Winograd's F(2x2, 3x3), 16 products on these same tiles (:func:`prepare` hands them over).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import types
 
-from . import bound, drivers, gemv, machine, parallel, prepack
+from . import bound, drivers, gemv, machine, parallel, prepack, winograd
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .microkernels import gemm_tile_1x32, gemm_tile_8x32, gemm_tile_16x16
@@ -191,6 +194,7 @@ class Layout(NamedTuple):
     in_shape: tuple[int, int, int, int]
     row_step: int                     # padded input rows between output rows (the stride)
     span: int                         # padded input rows one output row reads: (kh - 1) * dh + 1
+    winograd: bool                    # runs as F(2x2, 3x3) (nnlite.ops.winograd.chosen) where its activation allows
 
 
 @functools.lru_cache(maxsize=1024)
@@ -203,7 +207,8 @@ def layout(x_shape, k_shape, stride, dilation, pads, out_hw) -> Layout:
     taps, bases = _offsets(n_img, h + top + bottom, w + left + right, c, kh, kw, sh, sw, dh, dw, oh, ow)
     rows = n_img * oh * ow
     return Layout(tuple(pads), (n_img, oh, ow, cout), taps, bases, kh * kw * c // taps.shape[0], rows,
-                  rows * cout * kh * kw * c // 4, tuple(x_shape), sh, (kh - 1) * dh + 1)
+                  rows * cout * kh * kw * c // 4, tuple(x_shape), sh, (kh - 1) * dh + 1,
+                  winograd.chosen(k_shape, stride, dilation, (n_img, oh, ow, cout)))
 
 
 def conv2d(x, kernel, bias, code, alpha, stride, dilation, pads, out_hw):
@@ -313,6 +318,8 @@ def prepare(kernel, bias, code, alpha, lay: Layout):
     the kernel, the bias and the shapes (threads, split, packed kernel) is done here, once. The function
     (``.out_shape``: the output's shape) holds the kernel and bias and reads the thread count now; callers
     keep it only while those stay the same."""
+    if lay.winograd and code <= LAST_REGISTER_CODE:
+        return winograd.prepare(kernel, bias, code, alpha, lay.in_shape, lay.pads, lay.out_shape)
     top, bottom, left, right = lay.pads
     padded = top or bottom or left or right
     cout = lay.out_shape[3]

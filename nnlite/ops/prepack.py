@@ -40,6 +40,11 @@ def _pack(b, k, n, packed):
     pack_all(b, k, n, packed)
 
 
+def pack_matrix(b: np.ndarray, k: int, n: int, packed: np.ndarray) -> None:
+    """b flat (k*n,), a (k, n) matrix, into ``packed`` in :func:`nnlite.ops.tiles.pack_all`'s 32-column panels."""
+    _pack(b, k, n, packed)
+
+
 def frozen(array: np.ndarray) -> bool:
     """True when neither ``array`` nor any array it views can be written (through numpy)."""
     while isinstance(array, np.ndarray):

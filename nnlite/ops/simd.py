@@ -157,6 +157,12 @@ def vadd(typingctx, a, b):
 
 
 @intrinsic
+def vsub(typingctx, a, b):
+    """a - b."""
+    return f32x16(f32x16, f32x16), lambda context, builder, sig, args: builder.fsub(*args)
+
+
+@intrinsic
 def vmul(typingctx, a, b):
     """a * b."""
     return f32x16(f32x16, f32x16), lambda context, builder, sig, args: builder.fmul(*args)
