@@ -272,7 +272,9 @@ class Model:
         for i, step in enumerate(steps):
             try:
                 out = step(*[values[src] for src in step.inputs])
-                if step.layer.n_outputs == 1:
+                if step.outs is not None:  # a plan step returning several tensors (nnlite.plan_sums)
+                    values.update(zip(step.outs, out))
+                elif step.layer.n_outputs == 1:
                     values[step.out] = out
                 else:
                     values.update(zip(output_names(step.layer), out))

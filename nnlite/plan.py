@@ -3,14 +3,15 @@
 :func:`plan_steps` rewrites the declared layers into :class:`Step` calls without changing a single output
 bit: activations fold into their producers, repeated weightless layers run once, and depthwise -> 1x1 conv
 pairs, conv -> max pool pairs and 1x1 conv -> depthwise -> 1x1 conv blocks run as one fused kernel each
-(:class:`PairStep`, :class:`ConvPoolStep`, :class:`InvertedStep`).
+(:class:`PairStep`, :class:`ConvPoolStep`, :class:`InvertedStep`), and adds run inside the separable
+convolution producing their input (:class:`nnlite.plan_sums.SumStep`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -33,6 +34,7 @@ class Step:
     extra: dict[str, Any] = field(default_factory=dict)  # attribute overrides: a fused activation
 
     prepared: Prepared | None = field(default=None, repr=False, compare=False)  # see nnlite.prepared
+    outs: ClassVar[tuple[str, ...] | None] = None  # set: the step returns a tuple, stored under these names
 
     def __call__(self, *xs: np.ndarray) -> np.ndarray:
         prepared = self.prepared
@@ -101,6 +103,8 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
        the max_pool2d step right after it one :class:`ConvPoolStep`. A 1x1 conv2d step read only by such a
        pair right after it joins it as one :class:`InvertedStep` (an inverted-residual block), and so does
        the add of the block's input right after it (its shortcut).
+    4. A plain add whose last input comes from a separable step read by nothing else runs inside that
+       step's kernel, and so does a dense block's chain of growing sums (:mod:`nnlite.plan_sums`).
     """
     alias: dict[str, str] = {}
     seen: dict[tuple, str] = {}
@@ -132,7 +136,8 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
             p.out = step.out  # nothing between p and step reads p's old output (its only reader is step)
             continue
         fused.append(step)
-    return _pair_depthwise_pointwise(fused, outputs)
+    from .plan_sums import fuse_sums
+    return fuse_sums(_pair_depthwise_pointwise(fused, outputs), outputs)
 
 
 _CONV_ATTRS = {"stride", "padding", "dilation", "activation", "alpha"}

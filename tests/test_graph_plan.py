@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnlite.graph import GraphBuilder, plan_steps
+from nnlite.plan_sums import SumStep
 
 
 def rand(rng, *shape):
@@ -202,7 +203,9 @@ def test_expand_depthwise_project_runs_as_one_step_with_identical_outputs(simd_e
         ("expand_b", "dw_b", "project_b", "project_b")]
     assert blocks[0].expand.extra == {"activation": "relu6"} and blocks[0].inputs == ("image",)
     assert blocks[0].residual.layer.name == "shortcut_a" and blocks[1].residual is None
-    assert [s.layer.name for s in steps if isinstance(s, plan.PairStep)] == ["project_c", "project_d"]
+    assert [s.layer.name for s in steps if isinstance(s, plan.PairStep)] == ["project_c"]
+    sums = [s for s in steps if isinstance(s, SumStep)]  # the last add runs inside project_d's pair
+    assert [(type(s.producer), s.producer.layer.name, s.out) for s in sums] == [(plan.PairStep, "project_d", "sum")]
     img = rand(rng, 2, 16, 16, 8)
     calls = []
     split = parallel.split  # every banded block is one call of its kernel

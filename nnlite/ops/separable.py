@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from . import bound, checks, drivers, engine, machine, parallel, prepack
-from .activations import CODES, LAST_REGISTER_CODE, LINEAR, code_of
+from .activations import CODES, LAST_REGISTER_CODE, LINEAR, act_row, code_of
 from .conv import _plain, cached_geometry, conv2d, prepare_conv2d
 from .depthwise import depthwise_conv2d, prepare_depthwise_conv2d
 from .jit import kernel
@@ -98,28 +98,38 @@ def depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, p
 
 def prepare_depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, *, stride=1,
                                 padding="valid", dilation=1, depthwise_activation=None, activation=None, alpha=0.2,
-                                depthwise_alpha=0.2):
+                                depthwise_alpha=0.2, accumulate=None):
     """:func:`depthwise_pointwise` for inputs of ``x``'s shape as a function of the input alone (see
     :mod:`nnlite.ops.prepare`): the fused kernel, or the two layers' fast paths where it is not worth fusing;
-    None unless those take these arguments."""
+    None unless those take these arguments.
+
+    ``accumulate=(activation, alpha, keep)``: the fused kernel only (else None), as ``f(x, acc)`` returning
+    ``act(acc + y)`` and, with ``keep``, first ``acc + y`` itself: ``(acc + y, act(acc + y))``; y is this
+    layer's output, never stored, and acc a C-contiguous float32 array of its shape. Each band is summed while
+    in cache, as :func:`nnlite.ops.add` sums (the same bits as ``add(acc, y, activation=...)``)."""
     if not engine.simd():
         return None
     geo = _fast_pair_geometry(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride,
                               padding, dilation, depthwise_activation, activation)
+    if geo is None and accumulate is not None:
+        return None
     if geo is None:  # not fused (see worth_fusing): the two layers one after the other, each prepared
         first = prepare_depthwise_conv2d(x, depthwise_kernel, depthwise_bias, stride=stride, padding=padding,
                                          dilation=dilation, activation=depthwise_activation, alpha=depthwise_alpha)
         return chain(first, first and prepare_conv2d(like(first), pointwise_kernel, pointwise_bias,
                                                      activation=activation, alpha=alpha))
+    if accumulate is not None and accumulate[0] not in CODES:
+        return None
     return _prepare_pair(x.shape[0], depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias,
-                         CODES[depthwise_activation], depthwise_alpha, CODES[activation], alpha, geo)
+                         CODES[depthwise_activation], depthwise_alpha, CODES[activation], alpha, geo, accumulate)
 
 
 def prepare_separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid",
-                             dilation=1, activation=None, alpha=0.2):
+                             dilation=1, activation=None, alpha=0.2, accumulate=None):
     """:func:`separable_conv2d` as :func:`prepare_depthwise_pointwise` prepares its fused path (else None)."""
     return prepare_depthwise_pointwise(x, depthwise_kernel, None, pointwise_kernel, bias, stride=stride,
-                                       padding=padding, dilation=dilation, activation=activation, alpha=alpha)
+                                       padding=padding, dilation=dilation, activation=activation, alpha=alpha,
+                                       accumulate=accumulate)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -158,8 +168,9 @@ def _fast_pair_geometry(x, dk, db, pk, pb, stride, padding, dilation, dact, act)
     return geo
 
 
-def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo):
-    """The fused pair for a batch of ``n`` as a function of x alone (see gemm.prepare)."""
+def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulate=None):
+    """The fused pair for a batch of ``n`` as a function of x alone (see gemm.prepare), or of (x, acc) with
+    ``accumulate`` (see prepare_depthwise_pointwise)."""
     h, w, cin, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cout, rows, band, work = geo
     pre = prepack.panels(pk) if cout >= n * oh * ow else None  # more kernel than pixels: packed once
     head = (h, w, cin, dk.reshape(-1), zeros(cin) if db is None else db, kh, kw, sh, sw, dh, dw, t, l, dcode,
@@ -168,22 +179,39 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo):
     tail = (oh, ow, cout, band, bound.address("depthwise_rows"), bound.address("panel_tiles"), act_address(dcode),
             act_address(pcode))
 
+    out_shape = (n, oh, ow, cout)
+    none = (prepack.NONE, prepack.NONE, LINEAR, np.float32(0))
+
     def fused(x, _pk=pk):  # _pk: held while its writable view is used
-        y = np.empty((n, oh, ow, cout), np.float32)
-        parallel.split(_separable_rows, _separable_parallel, (x.reshape(-1), *head, y.reshape(-1), *tail), rows, work)
+        y = np.empty(out_shape, np.float32)
+        parallel.split(_separable_rows, _separable_parallel, (x.reshape(-1), *head, *none, y.reshape(-1), *tail),
+                       rows, work)
         return y
-    fused.out_shape = (n, oh, ow, cout)
-    return fused
+    if accumulate is None:
+        fused.out_shape = out_shape
+        return fused
+    scode, salpha, keep = CODES[accumulate[0]], np.float32(accumulate[1]), accumulate[2]
+
+    def summed(x, acc, _pk=pk):
+        y = np.empty(out_shape, np.float32)
+        total = np.empty(out_shape, np.float32) if keep else prepack.NONE
+        parallel.split(_separable_rows, _separable_parallel, (x.reshape(-1), *head, acc.reshape(-1), total.reshape(-1),
+                                                              scode, salpha, y.reshape(-1), *tail), rows, work)
+        return (total, y) if keep else y
+    summed.out_shape = out_shape
+    return summed
 
 
 @kernel
 def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pre, pbias,
-                    pcode, palpha, yf, oh, ow, cout, band, rows_at, tiles_at, dact_at, pact_at, r0, r1):
+                    pcode, palpha, acc, total, scode, salpha, yf, oh, ow, cout, band, rows_at, tiles_at, dact_at,
+                    pact_at, r0, r1):
     # Output rows [r0, r1) of depthwise_pointwise, ``band`` rows at a time: the depthwise rows go to ``mid``
     # (band*ow, c), then nnlite.ops.gemm's tiles multiply them by the pointwise kernel pk (c*cout,), packed
     # here or already (pre, from nnlite.ops.prepack; else empty).
     # rows_at, tiles_at: the bound.address of depthwise_rows and panel_tiles; dact_at, pact_at: tiles.act_address
-    # of dcode and pcode
+    # of dcode and pcode. acc (flat, as yf) or empty: each band becomes act_scode(acc + band), the sum first
+    # copied to total unless that is empty
     mid = np.empty(band * ow * c, np.float32)
     panels = (cout + NR - 1) // NR
     if pre.shape[0]:
@@ -205,6 +233,21 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
                                                  cout, ZERO, n_rows, p))
         if pcode > LAST_REGISTER_CODE:
             bound.call(pact_at, "act_block", (out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha))
+        if acc.shape[0]:  # acc + y in add's order (nnlite.ops.shape._add_into), then its activation
+            start = b0 * ow * cout
+            for s0 in range(0, n_rows * cout, 4096):  # 4096 at a time, as add does: still in L1 for act_row
+                s1 = min(n_rows * cout, s0 + 4096)
+                block, summand = out[s0:s1], acc[start + s0:start + s1]  # sliced: range() indices need no
+                if total.shape[0]:                                       # wraparound test, so loops vectorise
+                    kept = total[start + s0:start + s1]
+                    for i in range(s1 - s0):
+                        v = summand[i] + block[i]
+                        kept[i] = v
+                        block[i] = v
+                else:
+                    for i in range(s1 - s0):
+                        block[i] = summand[i] + block[i]
+                act_row(block, scode, salpha)
 
 
 _separable_parallel = drivers.driver(_separable_rows)
