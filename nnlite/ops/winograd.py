@@ -16,10 +16,10 @@ position. nnlite runs those 16 products on the GEMM's own register tiles (:func:
 called by address), on the kernel transformed once, G g G^T in float64 rounded to float32, and packed into
 the GEMM's panels (:mod:`nnlite.ops.prepack`; a writable kernel is transformed on every call).
 
-Blocking: a thread takes its tiles in blocks of at most ``block`` tiles (:func:`block_tiles`, from the L2
-size): it transforms the block's input patches into V (16 x block x cin), runs the 16 products into M
-(16 x block x cout), and transforms M back to the output with bias and activation (relu, relu6, leaky relu;
-sigmoid and swish are left to the direct GEMM).
+Blocking: the tiles are split evenly between the threads, and a thread takes its share in blocks of at most
+``block`` tiles (:func:`block_tiles`, from the L2 size): it transforms the block's input patches into V
+(16 x block x cin), runs the 16 products into M (16 x block x cout), and transforms M back to the output with
+bias and activation (relu, relu6, leaky relu; sigmoid and swish are left to the direct GEMM).
 
 Numerics: not the direct convolution's bits. The input and output transforms only add and subtract, and the
 kernel transform is exact up to one rounding, so the result differs from the direct sum by a few float32
@@ -95,7 +95,7 @@ def _packed(view: np.ndarray) -> np.ndarray:
 
 def block_tiles(cin: int, cout: int, tiles: int, threads: int) -> int:
     """Tiles per block: V and M of a block (16 positions x (cin + cout) floats per tile) in half of L2, in
-    whole 8-row register tiles, at least 16 and at most 256, and small enough to give every thread a block."""
+    whole 8-row register tiles, at least 16 and at most 256, and no larger than a thread's share of the tiles."""
     fit = machine.caches().l2 // 2 // (4 * POSITIONS * (cin + cout))
     share = -(-tiles // threads)
     return int(min(256, max(16, fit // 8 * 8), -(-share // 8) * 8))
@@ -115,14 +115,13 @@ def prepare(kernel: np.ndarray, bias, code: int, alpha: float, in_shape, pads, o
     bias = zeros(cout) if bias is None else prepack.as_writable(bias)
     taps = np.zeros(1, np.int64)  # each product: a 1x1 "convolution" of the block's transformed patches
     bases = np.arange(block, dtype=np.int64) * cin
-    blocks = -(-tiles // block)
     work = tiles * POSITIONS * cin * cout // 4
-    head = (h, w, cin, top, left, oh, ow, th, tw, tiles, packed, bias, code, np.float32(alpha))
+    head = (h, w, cin, top, left, oh, ow, th, tw, packed, bias, code, np.float32(alpha))
     tail = (cout, block, taps, bases, zeros(cout), bound.address("panel_tiles"))
 
     def winograd(x, _kernel=kernel, _packed=packed):  # held while the kernel's views are used
         y = np.empty(out_shape, np.float32)
-        parallel.split(_blocks, _blocks_parallel, (x.reshape(-1), *head, y.reshape(-1), *tail), blocks, work)
+        parallel.split(_blocks, _blocks_parallel, (x.reshape(-1), *head, y.reshape(-1), *tail), tiles, work)
         return y
     winograd.out_shape = tuple(out_shape)
     return winograd
@@ -213,17 +212,16 @@ def _output_tile(mm, stride, at, y, oh, ow, k, img, oy, ox, bias, code, alpha):
 
 
 @kernel
-def _blocks(xf, h, w, c, top, left, oh, ow, th, tw, tiles, packed, bias, code, alpha, yf, k, block, taps, bases,
-            nobias, tiles_at, b0, b1):
-    # blocks [b0, b1) of ``block`` tiles (tile t = (img, ty, tx) in row-major order): transform the block's
-    # patches into v, the 16 products into mm (panel_tiles, by address tiles_at), and mm back into yf
+def _blocks(xf, h, w, c, top, left, oh, ow, th, tw, packed, bias, code, alpha, yf, k, block, taps, bases,
+            nobias, tiles_at, u0, u1):
+    # tiles [u0, u1) (tile t = (img, ty, tx) in row-major order) in blocks of at most ``block``: transform a
+    # block's patches into v, the 16 products into mm (panel_tiles, by address tiles_at), and mm back into yf
     v = np.empty(POSITIONS * block * c, np.float32)
     mm = np.empty(POSITIONS * block * k, np.float32)
     panels = (k + NR - 1) // NR
     per_image = th * tw
-    for blk in range(b0, b1):
-        t0 = blk * block
-        count = min(block, tiles - t0)
+    for t0 in range(u0, u1, block):
+        count = min(block, u1 - t0)
         for i in range(count):
             img, rest = divmod(t0 + i, per_image)
             ty, tx = divmod(rest, tw)
