@@ -57,16 +57,11 @@ class SumStep(Step):
         return (*self.producer.layers(), self.add.layer)
 
     def prepare(self, *xs: np.ndarray):
-        from .ops.activations import CODES
         if not self.fusable() or len(xs) != 2:
             return None
         x, acc = xs
         attrs = {**self.add.layer.attrs, **self.add.extra}
-        activation = attrs.get("activation")
-        activation = None if activation == "linear" else activation
-        if activation not in CODES:
-            return None
-        accumulate = (activation, attrs.get("alpha", 0.2), self.total is not None)
+        accumulate = (attrs.get("activation"), attrs.get("alpha", 0.2), self.total is not None)
         p = self.producer
         if isinstance(p, PairStep):
             from .ops.separable import prepare_depthwise_pointwise

@@ -18,14 +18,14 @@ from .simd import vadd, vdiv, vload_n, vselect_gt, vsplat, vstore_n, vzero
 @kernel
 def _pool(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
     # x (N, H, W, C); y (N, oh, ow, C), rows r = n*oh + oy in [r0, r1); windows clipped to the image. An average
-    # takes _avg_pixels (1.3-1.6x faster than either other path at 11-176 channels, benchmarks/RESULTS.md round
-    # 9), a max at column stride 1 the flat path, else _pool_pixels: the same values, taps in the same order.
+    # takes _avg_pixels (1.3-1.6x faster than the per-pixel and flat paths it replaced at 11-176 channels,
+    # benchmarks/RESULTS.md round 9), a max at column stride 1 the flat path, else _max_pixels.
     if not is_max:
         _avg_pixels(x, kh, kw, sh, sw, top, left, y, r0, r1)
     elif sw == 1:
-        _pool_rows_flat(x, kh, kw, sh, top, left, is_max, y, r0, r1)
+        _max_rows_flat(x, kh, kw, sh, top, left, y, r0, r1)
     else:
-        _pool_pixels(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1)
+        _max_pixels(x, kh, kw, sh, sw, top, left, y, r0, r1)
 
 
 @helper
@@ -53,14 +53,13 @@ def _avg_pixels(x, kh, kw, sh, sw, top, left, y, r0, r1):
 
 
 @helper
-def _pool_pixels(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
+def _max_pixels(x, kh, kw, sh, sw, top, left, y, r0, r1):
     # Any stride: 64 channels of an output pixel at a time in four 16-lane registers, stored once. Taps row by
-    # row; a max step is max(acc, v) as Numba's max takes it (v if v > acc else acc: a NaN input never wins),
-    # a mean sums from 0 and divides by the count of real inputs (TF 'same' divisor).
+    # row; a step is max(acc, v) as Numba's max takes it (v if v > acc else acc: a NaN input never wins).
     n_, h, w, c = x.shape
     _, oh, ow, _ = y.shape
     xf, yf = x.reshape(-1), y.reshape(-1)
-    start = vsplat(np.float32(-np.inf)) if is_max else vzero()
+    start = vsplat(np.float32(-np.inf))
     for r in range(r0, r1):
         n, oy = r // oh, r % oh
         y0, y1 = max(oy * sh - top, 0), min(oy * sh - top + kh, h)
@@ -76,19 +75,16 @@ def _pool_pixels(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
                     for ix in range(x0, x1):
                         q = ((n * h + iy) * w + ix) * c + c0
                         v0 = vload_n(xf, q, w0)
-                        a0 = vselect_gt(v0, a0, v0, a0) if is_max else vadd(a0, v0)
+                        a0 = vselect_gt(v0, a0, v0, a0)
                         if regs > 1:  # few channels (16 or fewer at a stride-2 pool): one register's work
                             v1 = vload_n(xf, q + 16, w1)
-                            a1 = vselect_gt(v1, a1, v1, a1) if is_max else vadd(a1, v1)
+                            a1 = vselect_gt(v1, a1, v1, a1)
                             if regs > 2:
                                 v2 = vload_n(xf, q + 32, w2)
-                                a2 = vselect_gt(v2, a2, v2, a2) if is_max else vadd(a2, v2)
+                                a2 = vselect_gt(v2, a2, v2, a2)
                                 if regs > 3:
                                     v3 = vload_n(xf, q + 48, w3)
-                                    a3 = vselect_gt(v3, a3, v3, a3) if is_max else vadd(a3, v3)
-                if not is_max:
-                    count = vsplat(np.float32((y1 - y0) * (x1 - x0)))
-                    a0, a1, a2, a3 = vdiv(a0, count), vdiv(a1, count), vdiv(a2, count), vdiv(a3, count)
+                                    a3 = vselect_gt(v3, a3, v3, a3)
                 vstore_n(yf, out + c0, a0, w0)
                 if regs > 1:
                     vstore_n(yf, out + c0 + 16, a1, w1)
@@ -99,10 +95,10 @@ def _pool_pixels(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
 
 
 @helper
-def _pool_rows_flat(x, kh, kw, sh, top, left, is_max, y, r0, r1):
-    # _pool at column stride 1: for each window tap (i, j), the outputs it reaches in a row, [lo, hi), read
+def _max_rows_flat(x, kh, kw, sh, top, left, y, r0, r1):
+    # A max at column stride 1: for each window tap (i, j), the outputs it reaches in a row, [lo, hi), read
     # one contiguous run of (hi - lo) * C inputs, so each tap is one long loop over a flat output row, which
-    # vectorises whatever C is (NASNet's 11-44 channels). Same values, taps in the same order, as _pool.
+    # vectorises whatever C is (NASNet's 11-44 channels). Same values, taps in the same order, as _max_pixels.
     n_, h, w, c = x.shape
     _, oh, ow, _ = y.shape
     xf, yf = x.reshape(-1), y.reshape(-1)
@@ -111,9 +107,8 @@ def _pool_rows_flat(x, kh, kw, sh, top, left, is_max, y, r0, r1):
         n, oy = r // oh, r % oh
         y0, y1 = max(oy * sh - top, 0), min(oy * sh - top + kh, h)
         out = yf[r * row:(r + 1) * row]
-        start = np.float32(-np.inf) if is_max else np.float32(0.0)
         for t in range(row):
-            out[t] = start
+            out[t] = np.float32(-np.inf)
         for iy in range(y0, y1):
             base = (n * h + iy) * w * c
             for j in range(kw):
@@ -122,18 +117,8 @@ def _pool_rows_flat(x, kh, kw, sh, top, left, is_max, y, r0, r1):
                     continue
                 dst = out[lo * c:hi * c]
                 src = xf[base + (lo + j - left) * c:base + (hi + j - left) * c]
-                if is_max:
-                    for t in range(dst.shape[0]):
-                        dst[t] = max(dst[t], src[t])
-                else:
-                    for t in range(dst.shape[0]):
-                        dst[t] += src[t]
-        if not is_max:
-            for ox in range(ow):
-                x0, x1 = max(ox - left, 0), min(ox - left + kw, w)
-                count = np.float32((y1 - y0) * (x1 - x0))  # real inputs only (TF 'same' divisor)
-                for ch in range(ox * c, (ox + 1) * c):
-                    out[ch] /= count
+                for t in range(dst.shape[0]):
+                    dst[t] = max(dst[t], src[t])
 
 
 _pool_parallel = drivers.driver(_pool)

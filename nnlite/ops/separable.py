@@ -103,10 +103,11 @@ def prepare_depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_k
     :mod:`nnlite.ops.prepare`): the fused kernel, or the two layers' fast paths where it is not worth fusing;
     None unless those take these arguments.
 
-    ``accumulate=(activation, alpha, keep)``: the fused kernel only (else None), as ``f(x, acc)`` returning
-    ``act(acc + y)`` and, with ``keep``, first ``acc + y`` itself: ``(acc + y, act(acc + y))``; y is this
-    layer's output, never stored, and acc a C-contiguous float32 array of its shape. Each band is summed while
-    in cache, as :func:`nnlite.ops.add` sums (the same bits as ``add(acc, y, activation=...)``)."""
+    ``accumulate=(activation, alpha, keep)``: the fused kernel only (else None, as for an activation add does
+    not know), as ``f(x, acc)`` returning ``act(acc + y)`` and, with ``keep``, first ``acc + y`` itself:
+    ``(acc + y, act(acc + y))``; y is this layer's output, never stored, and acc a C-contiguous float32 array
+    of its shape. Each band is summed while in cache, as :func:`nnlite.ops.add` sums (the same bits as
+    ``add(acc, y, activation=...)``)."""
     if not engine.simd():
         return None
     geo = _fast_pair_geometry(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride,
@@ -118,8 +119,12 @@ def prepare_depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_k
                                          dilation=dilation, activation=depthwise_activation, alpha=depthwise_alpha)
         return chain(first, first and prepare_conv2d(like(first), pointwise_kernel, pointwise_bias,
                                                      activation=activation, alpha=alpha))
-    if accumulate is not None and accumulate[0] not in CODES:
-        return None
+    if accumulate is not None:
+        activation_of_sum = accumulate[0]
+        if activation_of_sum == "linear":
+            accumulate = (None, *accumulate[1:])
+        elif not (activation_of_sum is None or (isinstance(activation_of_sum, str) and activation_of_sum in CODES)):
+            return None  # add() raises nnlite's error for it
     return _prepare_pair(x.shape[0], depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias,
                          CODES[depthwise_activation], depthwise_alpha, CODES[activation], alpha, geo, accumulate)
 
