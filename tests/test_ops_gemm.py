@@ -57,28 +57,6 @@ CASES = [  # (n, h, w, cin, cout, k, stride, dilation, padding)
 ]
 
 
-DEPTHWISE_CASES = [  # (n, h, w, c, k, stride, dilation, padding)
-    (1, 3, 3, 70, 5, 1, 1, "same"),  # every pixel is a border pixel
-    (1, 9, 30, 16, 3, 1, 1, "same"),  # interior tiles of 8 plus a partial tile
-    (2, 11, 13, 33, 3, 2, 1, "same"),
-    (1, 20, 21, 11, 7, 2, 1, "same"),
-    (1, 12, 12, 130, 3, 1, 2, "valid"),  # channels in 64-wide groups with a 2-channel tail
-    (1, 6, 40, 8, (1, 5), (1, 3), 1, (2, 0, 1, 3)),
-]
-
-
-@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=[str(i) for i in range(len(DEPTHWISE_CASES))])
-@pytest.mark.parametrize("act", [None, "relu6", "leaky_relu", "swish"])
-def test_depthwise_matches_reference(engine, case, act):
-    n, h, w, c, k, stride, dilation, padding = case
-    kh, kw = (k, k) if isinstance(k, int) else k
-    rng = np.random.default_rng(hash((case[:5], act)) % 2**32)
-    x, kernel, bias = rand(rng, n, h, w, c), rand(rng, kh, kw, c, 1), rand(rng, c)
-    kwargs = dict(stride=stride, dilation=dilation, padding=padding, activation=act, alpha=0.1)
-    got = ops.depthwise_conv2d(x, kernel, bias, **kwargs)
-    assert rel(got, reference.depthwise_conv2d(x, kernel, bias, **kwargs)) <= TOL
-
-
 @pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
 @pytest.mark.parametrize("act", [None, "relu", "relu6", "leaky_relu", "sigmoid", "swish"])
 def test_conv2d_matches_reference(engine, case, act):
@@ -129,22 +107,6 @@ def test_engines_agree_and_thread_splits_are_bit_identical(simd_engine):
         assert np.array_equal(one, two)
         with engines.use("blas"):
             assert rel(one, ops.conv2d(x, kernel, padding="same", activation="swish")) <= TOL
-
-
-@pytest.mark.parametrize("kernel_hw", [(3, 3), (1, 3), (5, 3), (3, 5)])
-def test_depthwise_tile_paths_give_each_pixel_the_same_bits(simd_engine, kernel_hw):
-    """A pixel's sum is the same wherever the row's tiling puts it: in a whole tile (3-wide rows at stride 1
-    load each input once), a partial tile or the one-pixel path. Cropping the input's left columns moves
-    every output pixel to another place in the tiling, and with "valid" padding must not change a bit."""
-    rng = np.random.default_rng(sum(kernel_hw))
-    x = rand(rng, 2, 6, 37, 40)
-    kernel, bias = rand(rng, *kernel_hw, 40, 1), rand(rng, 40)
-    whole = ops.depthwise_conv2d(x, kernel, bias, padding="valid", activation="relu6")
-    assert rel(whole, reference.depthwise_conv2d(x, kernel, bias, padding="valid", activation="relu6")) <= TOL
-    for crop in range(1, 17):
-        part = ops.depthwise_conv2d(np.ascontiguousarray(x[:, :, crop:]), kernel, bias, padding="valid",
-                                    activation="relu6")
-        assert np.array_equal(part, whole[:, :, crop:]), crop
 
 
 @pytest.mark.parametrize("cout", [32, 16, 45, 70])  # 32- and 16-wide panels, and both in one layer

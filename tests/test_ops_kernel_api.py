@@ -50,8 +50,28 @@ def test_production_code_never_uses_the_twins():
 
 def test_the_generated_microkernels_are_up_to_date():
     from tools import gen_microkernels
-    assert gen_microkernels.TARGET.read_text() == gen_microkernels.source(), (
-        "nnlite/ops/microkernels.py differs from its template: run python -m tools.gen_microkernels")
+    targets = [(gen_microkernels.TARGET, gen_microkernels.source())] + [
+        (path, gen_microkernels.depthwise_source(size)) for size, path in gen_microkernels.DEPTHWISE_TARGETS.items()]
+    for target, text in targets:
+        assert target.read_text() == text, (
+            f"nnlite/ops/{target.name} differs from its template: run python -m tools.gen_microkernels")
+
+
+def test_tiles_run_without_reference_counting():
+    """Helpers and inlined tiles compile without Numba's reference counts: with them each call counted its
+    arrays in and out through the runtime, and a loop of tiles saved every vector register around each one."""
+    import numba
+
+    from nnlite.ops import depthwise_stream, depthwise_tiles3, gemm, microkernels, tiles
+    for fn in (gemm.panel_tiles, tiles.finish, depthwise_stream._rows3, microkernels.gemm_tile_8x32,
+               depthwise_tiles3.dwconv3_tile_8x16_s1):
+        assert fn.targetoptions.get("_nrt") is False, fn
+    options = {k: v for k, v in gemm.panel_tiles.targetoptions.items() if k != "cache"}
+    fresh = numba.njit(**options)(gemm.panel_tiles.py_func)   # compiled here, not loaded from the disk cache
+    f, i = numba.types.float32[::1], numba.types.int64[::1]
+    args = (f, numba.int64, i, i, f, numba.int64, numba.int64, f, numba.int64, numba.float32, f, *[numba.int64] * 4)
+    fresh.compile(args)
+    assert "NRT_incref" not in fresh.inspect_asm(args)
 
 
 def rel(a, b) -> float:

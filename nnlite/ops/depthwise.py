@@ -20,7 +20,7 @@ import functools
 
 import numpy as np
 
-from . import checks, engine, parallel
+from . import checks, depthwise_stream, engine, machine, parallel
 from .activations import CODES, act_row, code_of
 from .conv import _plain, cached_geometry
 from .depthwise_simd import depthwise_rows, depthwise_rows_parallel, valid_range
@@ -179,7 +179,9 @@ def _prepare_simd(kernel, bias, code, alpha, geometry):
     shape_args, out_shape, work = geometry
     head = (*shape_args[:3], kernel.reshape(-1), zeros(out_shape[3]) if bias is None else bias)
     tail = (*shape_args[3:], code, np.float32(alpha))
-    end = (out_shape[1], out_shape[2], 0, act_address(code))  # row_off 0
+    h, w, _, kh, kw, sh, sw, dh, dw, _, left = shape_args
+    stream_at = depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, left, out_shape[2])
+    end = (out_shape[1], out_shape[2], 0, act_address(code), stream_at, machine.caches().l1d)  # row_off 0
 
     def rows(x):
         y = np.empty(out_shape, np.float32)

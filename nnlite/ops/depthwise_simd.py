@@ -1,12 +1,14 @@
 """Depthwise convolution (multiplier 1) on explicit 16-lane vectors: the "simd" engine's kernel.
 
-A tile of 8 output pixels x 16 channels sums its kh*kw taps in 8 vector registers (one weight load per tap
-for all 8 pixels), then bias and activation are applied and the tile is stored once. All channel blocks of
-8 pixels are done before moving on, while their kh input rows are in L1. Padding is never copied: taps on
-padded rows are skipped, and the few pixels whose taps reach into padded columns (a row's ends) take
-:func:`_dw_pixel`'s path (the 8-pixel tiles are
-:func:`nnlite.ops.microkernels.dwconv_tile_8x16`), with each pixel's range of valid taps computed. Called by
-:func:`nnlite.ops.depthwise_conv2d` and, band by band, by :mod:`nnlite.ops.separable`.
+Square 3x3, 5x5 and 7x7 kernels at stride 1 or 2 (the MobileNets', the face nets', Xception's,
+EfficientNet's, NASNet's) run the streaming tiles of :mod:`nnlite.ops.depthwise_stream`. Any other kernel
+runs :func:`_rows_generic`: a tile of 8 output pixels x 16 channels sums its kh*kw taps in 8 vector
+registers (one weight load per tap for all 8 pixels), and the few pixels whose taps reach into padded
+columns (a row's ends) take :func:`_dw_pixel`'s path, with each pixel's range of valid taps computed.
+Either way bias and activation are applied in registers and each tile is stored once; padding is never
+copied (taps on padded rows and columns are skipped), and each sum takes its taps in the same order, so
+both give the same bits. Called by :func:`nnlite.ops.depthwise_conv2d` and, band by band, by
+:mod:`nnlite.ops.separable` and :mod:`nnlite.ops.inverted`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from numba import types
 from . import bound, drivers
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
-from .microkernels import dwconv_row3_tile_8x16, dwconv_tile_8x16
+from .microkernels import dwconv_tile_8x16
 from .simd import vfma, vload_n, vstore_n, vzero
 from .tiles import ZERO, finish
 
@@ -52,21 +54,34 @@ def _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0):
 
 @kernel
 def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
-                   row_off, act_at, r0, r1):
-    # Multiplier 1 on explicit 16-lane vectors (nnlite.ops.simd): a tile of 8 output pixels x 16 channels
-    # sums its kh*kw taps in 8 registers (one weight load per tap for all 8), then bias and activation are
-    # applied and the tile is stored once. All channel blocks of 8 pixels are done before moving on, while
-    # their kh input rows are in L1. Padding is never copied: taps on padded rows are skipped, and the few
-    # pixels whose taps reach into padded columns (the row's ends) take _dw_pixel's path, with the ranges
-    # of valid taps computed per pixel. A last partial tile of 4-7 pixels recomputes its last pixel in the
-    # missing slots (not stored); 1-3 leftover pixels go one at a time.
-    # xf = x (N, H, W, C) flattened; k (kh*kw*C,) taps in (i, j) order; yf = y (N, oh, ow, C) flattened;
-    # rows r = n*oh + oy in [r0, r1), stored at row r - row_off of yf; act_at: tiles.act_address(code).
+                   row_off, act_at, stream_at, l1, r0, r1):
+    # Multiplier 1 on explicit 16-lane vectors (nnlite.ops.simd), bias and activation applied in registers.
+    # stream_at: the address of the streaming rows function that takes this layer (nnlite.ops.depthwise_stream,
+    # called with l1, the L1 data cache's bytes), or 0: _rows_generic. xf = x (N, H, W, C) flattened; k
+    # (kh*kw*C,) taps in (i, j) order; yf = y (N, oh, ow, C) flattened; rows r = n*oh + oy in [r0, r1), stored
+    # at row r - row_off of yf; act_at: tiles.act_address(code) (sigmoid, swish: applied after the store).
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
+    if stream_at:
+        bound.call(stream_at, "rows3", (xf, h, w, c, k, bias, kh, sh, sw, dh, top_pad, left, fused, alpha, yf, oh, ow,
+                                      row_off, l1, r0, r1))
+    else:
+        taps = np.empty(2 * kh * kw, np.int64)  # a row's valid taps: input offsets, then kernel offsets
+        _rows_generic(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, fused, alpha, yf, oh, ow,
+                      row_off, taps[:kh * kw], taps[kh * kw:], r0, r1)
+    if code > LAST_REGISTER_CODE:
+        bound.call(act_at, "act_block", (yf, ow * c, r0 - row_off, r1 - row_off, ZERO, ow * c, code, alpha))
+
+
+@helper
+def _rows_generic(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, fused, alpha, yf, oh, ow, row_off,
+                  tap_x, tap_k, r0, r1):
+    # depthwise_rows for any kernel: the tiles of dwconv_tile_8x16 over each row's valid taps (one flat loop
+    # of up to kh*kw steps per tile), all channel blocks of 8 pixels done before moving on, while their kh input
+    # rows are in L1, and _dw_pixel for the pixels at the row's ends. A last partial tile of 4-7 pixels
+    # recomputes its last pixel in the missing slots (not stored); 1-3 leftover pixels go one at a time.
     lo = min(ow, (left + sw - 1) // sw)  # first output column whose kw taps are all inside the image
     hi = max(lo, min(ow, (w - 1 - (kw - 1) * dw + left) // sw + 1))  # one past the last such column
-    tap_x = np.empty(kh * kw, np.int64)  # this row's valid taps: input offset from column 0's pixel ...
-    tap_k = np.empty(kh * kw, np.int64)  # ... and kernel offset: one flat loop of up to kh*kw steps per tile
+    # tap_x, tap_k (kh*kw,): this row's valid taps, input offset from column 0's pixel and kernel offset
     for r in range(r0, r1):
         n = r // oh
         iy0 = (r - n * oh) * sh - top_pad  # input row of tap i = 0
@@ -91,20 +106,13 @@ def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, 
                         bv = vload_n(bias, c0 + 16 * v, width)
                         vstore_n(yf, out + 16 * v, finish(acc, bv, fused, alpha), width)
         last = tiled_hi - 1
-        row3 = kw == 3 and sw == 1 and dw == 1  # whole tiles load each input vector once (same bits)
         for ox0 in range(lo, tiled_hi, 8):
             for c0 in range(0, c, 16):
-                if row3 and ox0 + 8 <= tiled_hi:
-                    dwconv_row3_tile_8x16(xf, k, bias, tap_x, tap_k, taps, yf, out_row + ox0 * c + c0, c, c0,
-                                          min(16, c - c0), ox0, fused, alpha)
-                else:
-                    dwconv_tile_8x16(xf, k, bias, tap_x, tap_k, taps, yf, out_row + ox0 * c + c0, c, c0,
-                                     min(16, c - c0), ox0, last, sw, tiled_hi, fused, alpha)
-        if code > LAST_REGISTER_CODE:
-            bound.call(act_at, "act_block", (yf, ow * c, r - row_off, r - row_off + 1, ZERO, ow * c, code, alpha))
+                dwconv_tile_8x16(xf, k, bias, tap_x, tap_k, taps, yf, out_row + ox0 * c + c0, c, c0,
+                                 min(16, c - c0), ox0, last, sw, tiled_hi, fused, alpha)
 
 
 depthwise_rows_parallel = drivers.driver(depthwise_rows)
 bound.declare("depthwise_rows", depthwise_rows, (types.float32[::1], *[types.int64] * 3, types.float32[::1],
                                                  types.float32[::1], *[types.int64] * 9, types.float32,
-                                                 types.float32[::1], *[types.int64] * 6))
+                                                 types.float32[::1], *[types.int64] * 8))

@@ -13,6 +13,12 @@ cost a measurable part of the work (the small depthwise tiles; the GEMM's main t
 Numba's own ``inline="always"`` (which copies the function into each caller's Numba IR, and made the
 callers' first compile seconds longer), it is compiled once and inlined by LLVM.
 
+Helpers and inlined tiles are compiled without Numba's reference counting (``_nrt=False``): they never
+allocate, and every array they get belongs to a caller that outlives the call. With it, each call counted
+its array arguments in and out with atomic calls into the runtime, which LLVM cannot remove even after
+inlining: inside a loop of tiles those calls also made every vector register (a 3x3 depthwise tile's nine
+weight vectors) go to the stack and back around each tile.
+
 One process at a time per function (:func:`locked`): every nnlite dispatcher takes an exclusive lock on a
 file beside the function's cache index while it looks a signature up in the disk cache and, on a miss,
 compiles and saves it. Numba writes each cache file atomically, but a save rewrites the function's index
@@ -142,5 +148,6 @@ def _locked_jit(**options):
 
 
 kernel = _locked_jit(cache=True, nogil=True, no_cfunc_wrapper=True)
-helper = _locked_jit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-inlined = _locked_jit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, forceinline=True)
+helper = _locked_jit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
+inlined = _locked_jit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, forceinline=True,
+                      _nrt=False)

@@ -2,11 +2,11 @@
 
 Names say the tile: ``gemm_tile_8x32`` keeps 8 output rows x 32 channels of sums in 16 vector registers
 (``gemm_tile_1x32``: a panel's single last row), ``gemm_tile_16x16`` 16 rows x 16 channels (panels of at most
-16 channels: 16 independent sums keep both FMA pipes busy),
-``dwconv_tile_8x16`` 8 output pixels x 16 channels of a depthwise convolution, and ``dwconv_row3_tile_8x16``
-the same for 3-wide kernel rows at stride 1, each input vector loaded once.
-Operators (packing, blocking, threads) live in :mod:`nnlite.ops.gemm` and :mod:`nnlite.ops.depthwise_simd`;
-the epilogue (bias, activation, masked stores) in :mod:`nnlite.ops.tiles`.
+16 channels: 16 independent sums keep both FMA pipes busy), and ``dwconv_tile_8x16`` 8 output pixels x 16
+channels of a depthwise convolution with any kernel (one weight load per tap for all 8 pixels). The square
+depthwise kernels' streaming tiles are in :mod:`nnlite.ops.depthwise_tiles3` (and ``5``, ``7``). Operators
+(packing, blocking, threads) live in :mod:`nnlite.ops.gemm` and :mod:`nnlite.ops.depthwise_simd`; the
+epilogue (bias, activation, masked stores) in :mod:`nnlite.ops.tiles`.
 """
 
 from .jit import helper, inlined
@@ -290,67 +290,3 @@ def dwconv_tile_8x16(xf, k, bias, tap_x, tap_k, taps, yf, out, c, c0, width, q0_
         vstore_n(yf, out + 6 * c, finish(a6, bv, code, alpha), width)
     if q0_pixel + 7 < tiled_hi:
         vstore_n(yf, out + 7 * c, finish(a7, bv, code, alpha), width)
-
-
-@inlined
-def dwconv_row3_tile_8x16(xf, k, bias, tap_x, tap_k, taps, yf, out, c, c0, width, q0_pixel, code, alpha):
-    """Output pixels q0_pixel..q0_pixel+7 (all stored) x channels [c0, c0 + width) of a depthwise
-    convolution whose taps come in kernel rows of 3 consecutive columns (stride 1, dilation 1), as :func:`dwconv_tile_8x16`
-    sums them; 10 input vectors per kernel row instead of 24."""
-    q = q0_pixel * c + c0
-    a0 = vzero()
-    a1 = vzero()
-    a2 = vzero()
-    a3 = vzero()
-    a4 = vzero()
-    a5 = vzero()
-    a6 = vzero()
-    a7 = vzero()
-    for g in range(0, taps, 3):
-        p = tap_x[g] + q
-        w0 = vload_n(k, tap_k[g] + c0, width)
-        w1 = vload_n(k, tap_k[g + 1] + c0, width)
-        w2 = vload_n(k, tap_k[g + 2] + c0, width)
-        x0 = vload_n(xf, p + 0 * c, width)
-        x1 = vload_n(xf, p + 1 * c, width)
-        x2 = vload_n(xf, p + 2 * c, width)
-        x3 = vload_n(xf, p + 3 * c, width)
-        x4 = vload_n(xf, p + 4 * c, width)
-        x5 = vload_n(xf, p + 5 * c, width)
-        x6 = vload_n(xf, p + 6 * c, width)
-        x7 = vload_n(xf, p + 7 * c, width)
-        x8 = vload_n(xf, p + 8 * c, width)
-        x9 = vload_n(xf, p + 9 * c, width)
-        a0 = vfma(x0, w0, a0)
-        a0 = vfma(x1, w1, a0)
-        a0 = vfma(x2, w2, a0)
-        a1 = vfma(x1, w0, a1)
-        a1 = vfma(x2, w1, a1)
-        a1 = vfma(x3, w2, a1)
-        a2 = vfma(x2, w0, a2)
-        a2 = vfma(x3, w1, a2)
-        a2 = vfma(x4, w2, a2)
-        a3 = vfma(x3, w0, a3)
-        a3 = vfma(x4, w1, a3)
-        a3 = vfma(x5, w2, a3)
-        a4 = vfma(x4, w0, a4)
-        a4 = vfma(x5, w1, a4)
-        a4 = vfma(x6, w2, a4)
-        a5 = vfma(x5, w0, a5)
-        a5 = vfma(x6, w1, a5)
-        a5 = vfma(x7, w2, a5)
-        a6 = vfma(x6, w0, a6)
-        a6 = vfma(x7, w1, a6)
-        a6 = vfma(x8, w2, a6)
-        a7 = vfma(x7, w0, a7)
-        a7 = vfma(x8, w1, a7)
-        a7 = vfma(x9, w2, a7)
-    bv = vload_n(bias, c0, width)
-    vstore_n(yf, out + 0 * c, finish(a0, bv, code, alpha), width)
-    vstore_n(yf, out + 1 * c, finish(a1, bv, code, alpha), width)
-    vstore_n(yf, out + 2 * c, finish(a2, bv, code, alpha), width)
-    vstore_n(yf, out + 3 * c, finish(a3, bv, code, alpha), width)
-    vstore_n(yf, out + 4 * c, finish(a4, bv, code, alpha), width)
-    vstore_n(yf, out + 5 * c, finish(a5, bv, code, alpha), width)
-    vstore_n(yf, out + 6 * c, finish(a6, bv, code, alpha), width)
-    vstore_n(yf, out + 7 * c, finish(a7, bv, code, alpha), width)

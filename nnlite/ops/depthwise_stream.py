@@ -1,0 +1,131 @@
+"""Depthwise rows for square 3x3, 5x5 and 7x7 kernels at stride 1 or 2: tiles that stream along kernel rows.
+
+The generic tile of :mod:`nnlite.ops.depthwise_simd` loads one input vector per tap and pixel, and the
+pixels at a row's ends take a one-pixel path. Here a tile of 8 (or, in rows of 4-7 pixels, 4) output
+pixels x 16 channels walks each kernel row once: every input vector under it is loaded once and feeds each
+sum of the tile that reads it (:mod:`nnlite.ops.depthwise_tiles3`, ``5``, ``7``). A 3x3 kernel's 9 weight
+vectors stay in registers while a tile moves along the row; a larger kernel loads a kernel row's weights per
+tile. The row's last tile starts at ``ow - pixels``, recomputing pixels the one before it stored (the same
+bits), so rows of any width from 4 pixels are whole tiles, the ends included: a tile's taps in the padding
+(rows outside [i0, i1), columns outside [jlo, jhi)) are skipped, as the generic path skips them, and each
+sum takes its taps in the generic path's order, so both give the same bits.
+
+Which way a row is walked: where the row's kernel-high band of input (kh rows x w x c floats) fits in L1,
+each 16-channel block takes the whole row before the next (the band stays in L1 across the blocks, and a
+3x3 kernel's weights are loaded once per block); otherwise each tile position takes every channel block in
+turn (an input pixel's channels read as one contiguous run). :func:`depthwise_simd.depthwise_rows` calls
+the rows functions here by address (:mod:`nnlite.ops.bound`): a model compiles only the sizes it has.
+"""
+
+from __future__ import annotations
+
+from numba import types
+
+from . import bound
+from .depthwise_simd import valid_range
+from .depthwise_tiles3 import dwconv3_tile_4x16_s1, dwconv3_tile_4x16_s2, dwconv3_tile_8x16_s1, dwconv3_tile_8x16_s2
+from .depthwise_tiles5 import dwconv5_tile_4x16_s1, dwconv5_tile_4x16_s2, dwconv5_tile_8x16_s1, dwconv5_tile_8x16_s2
+from .depthwise_tiles7 import dwconv7_tile_8x16_s1, dwconv7_tile_8x16_s2
+from .jit import helper
+from .simd import vload_n, vzero
+
+SIZES = {3: "rows3", 5: "rows_large", 7: "rows_large"}  # kernel size -> the bound name of its rows function
+
+
+def rows_name(h, w, kh, kw, sh, sw, dh, dw, left, ow) -> str | None:
+    """The rows function (its :mod:`nnlite.ops.bound` name) whose tiles take this layer, or None: a square 3x3,
+    5x5 or 7x7 kernel (no dilation along rows) at stride 1 or 2 along rows, rows of at least 4 pixels (7x7
+    kernels: 8), and no more than kw // 2 columns of padding at either end of a row (as "same" padding has):
+    a tile tests only that many columns at each end."""
+    if kh != kw or kw not in SIZES or dw != 1 or sw not in (1, 2) or left > kw // 2:
+        return None
+    pixels = 8 if ow >= 8 else 4
+    if ow < pixels or (kw == 7 and pixels == 4):
+        return None
+    right = (ow - 1) * sw - left + kw - 1  # input column of the row's last tap
+    return SIZES[kw] if right - (w - 1) <= kw // 2 else None
+
+
+def rows_address(h, w, kh, kw, sh, sw, dh, dw, left, ow) -> int:
+    """The address of :func:`rows_name`'s function (compiled, or loaded from the cache, now), or 0."""
+    name = rows_name(h, w, kh, kw, sh, sw, dh, dw, left, ow)
+    return 0 if name is None else bound.address(name)
+
+
+@helper
+def _rows3(xf, h, w, c, k, bias, kh, sh, sw, dh, top_pad, left, code, alpha, yf, oh, ow, row_off, l1, r0, r1):
+    # Rows r = n*oh + oy in [r0, r1) of a 3x3 depthwise convolution (module docstring): xf = x (N, H, W, C)
+    # flattened, k (9*C,) taps in (i, j) order, yf = y (N, oh, ow, C) flattened, row r stored at r - row_off.
+    row, pixels = dh * w * c, 8 if ow >= 8 else 4
+    columns = (pixels - 1) * sw + 3
+    tiles, blocks = (ow + pixels - 1) // pixels, (c + 15) // 16
+    by_channel = kh * w * c * 4 <= l1
+    w00 = w01 = w02 = w10 = w11 = w12 = w20 = w21 = w22 = bv = vzero()
+    for r in range(r0, r1):
+        n = r // oh
+        iy0 = (r - n * oh) * sh - top_pad  # input row of tap i = 0
+        i0, i1 = valid_range(3, h, dh, iy0)
+        top, out_row = (n * h + iy0) * w * c, (r - row_off) * ow * c
+        for u in range(tiles * blocks):
+            b, t = (u // tiles, u % tiles) if by_channel else (u % blocks, u // blocks)
+            c0, width = b * 16, min(16, c - b * 16)
+            if t == 0 or not by_channel:
+                w00, w01, w02 = vload_n(k, c0, width), vload_n(k, c + c0, width), vload_n(k, 2 * c + c0, width)
+                w10, w11 = vload_n(k, 3 * c + c0, width), vload_n(k, 4 * c + c0, width)
+                w12, w20 = vload_n(k, 5 * c + c0, width), vload_n(k, 6 * c + c0, width)
+                w21, w22 = vload_n(k, 7 * c + c0, width), vload_n(k, 8 * c + c0, width)
+                bv = vload_n(bias, c0, width)
+            ox0 = min(pixels * t, ow - pixels)
+            ix0 = ox0 * sw - left  # input column of the tile's first tap
+            p, out, jlo, jhi = top + ix0 * c + c0, out_row + ox0 * c + c0, max(0, -ix0), min(columns, w - ix0)
+            if pixels == 8 and sw == 1:
+                dwconv3_tile_8x16_s1(xf, p, row, c, width, i0, i1, jlo, jhi, w00, w01, w02, w10, w11, w12, w20, w21,
+                                     w22, bv, yf, out, code, alpha)
+            elif pixels == 8:
+                dwconv3_tile_8x16_s2(xf, p, row, c, width, i0, i1, jlo, jhi, w00, w01, w02, w10, w11, w12, w20, w21,
+                                     w22, bv, yf, out, code, alpha)
+            elif sw == 1:
+                dwconv3_tile_4x16_s1(xf, p, row, c, width, i0, i1, jlo, jhi, w00, w01, w02, w10, w11, w12, w20, w21,
+                                     w22, bv, yf, out, code, alpha)
+            else:
+                dwconv3_tile_4x16_s2(xf, p, row, c, width, i0, i1, jlo, jhi, w00, w01, w02, w10, w11, w12, w20, w21,
+                                     w22, bv, yf, out, code, alpha)
+
+
+@helper
+def _rows_large(xf, h, w, c, k, bias, kh, sh, sw, dh, top_pad, left, code, alpha, yf, oh, ow, row_off, l1, r0, r1):
+    # _rows3 for 5x5 and 7x7 kernels, whose tiles load each kernel row's weights themselves.
+    row, pixels = dh * w * c, 8 if ow >= 8 else 4
+    columns = (pixels - 1) * sw + kh
+    tiles, blocks = (ow + pixels - 1) // pixels, (c + 15) // 16
+    by_channel = kh * w * c * 4 <= l1
+    for r in range(r0, r1):
+        n = r // oh
+        iy0 = (r - n * oh) * sh - top_pad
+        i0, i1 = valid_range(kh, h, dh, iy0)
+        top, out_row = (n * h + iy0) * w * c, (r - row_off) * ow * c
+        for u in range(tiles * blocks):
+            b, t = (u // tiles, u % tiles) if by_channel else (u % blocks, u // blocks)
+            c0, width = b * 16, min(16, c - b * 16)
+            bv = vload_n(bias, c0, width)
+            ox0 = min(pixels * t, ow - pixels)
+            ix0 = ox0 * sw - left
+            p, out, jlo, jhi = top + ix0 * c + c0, out_row + ox0 * c + c0, max(0, -ix0), min(columns, w - ix0)
+            if kh == 7 and sw == 1:
+                dwconv7_tile_8x16_s1(xf, p, row, c, width, i0, i1, jlo, jhi, k, c0, bv, yf, out, code, alpha)
+            elif kh == 7:
+                dwconv7_tile_8x16_s2(xf, p, row, c, width, i0, i1, jlo, jhi, k, c0, bv, yf, out, code, alpha)
+            elif pixels == 8 and sw == 1:
+                dwconv5_tile_8x16_s1(xf, p, row, c, width, i0, i1, jlo, jhi, k, c0, bv, yf, out, code, alpha)
+            elif pixels == 8:
+                dwconv5_tile_8x16_s2(xf, p, row, c, width, i0, i1, jlo, jhi, k, c0, bv, yf, out, code, alpha)
+            elif sw == 1:
+                dwconv5_tile_4x16_s1(xf, p, row, c, width, i0, i1, jlo, jhi, k, c0, bv, yf, out, code, alpha)
+            else:
+                dwconv5_tile_4x16_s2(xf, p, row, c, width, i0, i1, jlo, jhi, k, c0, bv, yf, out, code, alpha)
+
+
+ROWS_ARGS = (types.float32[::1], *[types.int64] * 3, types.float32[::1], types.float32[::1], *[types.int64] * 7,
+             types.float32, types.float32[::1], *[types.int64] * 6)
+bound.declare("rows3", _rows3, ROWS_ARGS)
+bound.declare("rows_large", _rows_large, ROWS_ARGS)
