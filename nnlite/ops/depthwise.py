@@ -180,8 +180,8 @@ def _prepare_simd(kernel, bias, code, alpha, geometry):
     head = (*shape_args[:3], kernel.reshape(-1), zeros(out_shape[3]) if bias is None else bias)
     tail = (*shape_args[3:], code, np.float32(alpha))
     h, w, _, kh, kw, sh, sw, dh, dw, _, left = shape_args
-    stream_at = depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, left, out_shape[2])
-    end = (out_shape[1], out_shape[2], 0, act_address(code), stream_at, machine.caches().l1d)  # row_off 0
+    dw_rows_at = depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, left, out_shape[2])
+    end = (out_shape[1], out_shape[2], 0, act_address(code), dw_rows_at, machine.caches().l1d)  # row_off 0
 
     def rows(x):
         y = np.empty(out_shape, np.float32)

@@ -1,14 +1,16 @@
 """Depthwise convolution (multiplier 1) on explicit 16-lane vectors: the "simd" engine's kernel.
 
-Square 3x3, 5x5 and 7x7 kernels at stride 1 or 2 (the MobileNets', the face nets', Xception's,
-EfficientNet's, NASNet's) run the streaming tiles of :mod:`nnlite.ops.depthwise_stream`. Any other kernel
-runs :func:`_rows_generic`: a tile of 8 output pixels x 16 channels sums its kh*kw taps in 8 vector
-registers (one weight load per tap for all 8 pixels), and the few pixels whose taps reach into padded
-columns (a row's ends) take :func:`_dw_pixel`'s path, with each pixel's range of valid taps computed.
-Either way bias and activation are applied in registers and each tile is stored once; padding is never
-copied (taps on padded rows and columns are skipped), and each sum takes its taps in the same order, so
-both give the same bits. Called by :func:`nnlite.ops.depthwise_conv2d` and, band by band, by
-:mod:`nnlite.ops.separable` and :mod:`nnlite.ops.inverted`.
+:func:`depthwise_rows` runs a layer's rows with the rows function chosen for it, called by address
+(:mod:`nnlite.ops.bound`), so a model compiles only those it uses: square 3x3, 5x5 and 7x7 kernels at
+stride 1 or 2 (the MobileNets', the face nets', Xception's, EfficientNet's, NASNet's) run the streaming
+tiles of :mod:`nnlite.ops.depthwise_stream`; any other kernel runs :func:`rows_generic`: a tile of 8
+output pixels x 16 channels sums its kh*kw taps in 8 vector registers (one weight load per tap for all 8
+pixels), and the few pixels whose taps reach into padded columns (a row's ends) take :func:`_dw_pixel`'s
+path, with each pixel's range of valid taps computed. Either way bias and activation are applied in
+registers and each tile is stored once; padding is never copied (taps on padded rows and columns are
+skipped), and each sum takes its taps in the same order, so both give the same bits. Called by
+:func:`nnlite.ops.depthwise_conv2d` and, band by band, by :mod:`nnlite.ops.separable` and
+:mod:`nnlite.ops.inverted`.
 """
 
 from __future__ import annotations
@@ -54,31 +56,37 @@ def _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0):
 
 @kernel
 def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
-                   row_off, act_at, stream_at, l1, r0, r1):
-    # Multiplier 1 on explicit 16-lane vectors (nnlite.ops.simd), bias and activation applied in registers.
-    # stream_at: the address of the streaming rows function that takes this layer (nnlite.ops.depthwise_stream,
-    # called with l1, the L1 data cache's bytes), or 0: _rows_generic. xf = x (N, H, W, C) flattened; k
-    # (kh*kw*C,) taps in (i, j) order; yf = y (N, oh, ow, C) flattened; rows r = n*oh + oy in [r0, r1), stored
-    # at row r - row_off of yf; act_at: tiles.act_address(code) (sigmoid, swish: applied after the store).
+                   row_off, act_at, rows_at, l1, r0, r1):
+    # Multiplier 1 on explicit 16-lane vectors (nnlite.ops.simd). xf = x (N, H, W, C) flattened; k (kh*kw*C,)
+    # taps in (i, j) order; yf = y (N, oh, ow, C) flattened; rows r = n*oh + oy in [r0, r1), stored at row
+    # r - row_off of yf. rows_at: the address of the rows function for this layer
+    # (nnlite.ops.depthwise_stream.rows_address: a streaming one, or rows_generic), which applies bias and the
+    # activations of the register epilogue, given l1, the L1 data cache's bytes; act_at: tiles.act_address(code)
+    # (sigmoid, swish: applied here after the rows are stored).
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
-    if stream_at:
-        bound.call(stream_at, "rows3", (xf, h, w, c, k, bias, kh, sh, sw, dh, top_pad, left, fused, alpha, yf, oh, ow,
-                                      row_off, l1, r0, r1))
-    else:
-        taps = np.empty(2 * kh * kw, np.int64)  # a row's valid taps: input offsets, then kernel offsets
-        _rows_generic(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, fused, alpha, yf, oh, ow,
-                      row_off, taps[:kh * kw], taps[kh * kw:], r0, r1)
+    # every rows function takes rows_generic's arguments (ROWS_ARGS): its name here only types the call
+    bound.call(rows_at, "rows_generic", (xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, fused, alpha,
+                                         yf, oh, ow, row_off, l1, r0, r1))
     if code > LAST_REGISTER_CODE:
         bound.call(act_at, "act_block", (yf, ow * c, r0 - row_off, r1 - row_off, ZERO, ow * c, code, alpha))
 
 
+@kernel
+def rows_generic(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, fused, alpha, yf, oh, ow, row_off, l1,
+                 r0, r1):
+    # depthwise_rows' rows for any kernel (l1 unused): the tiles of dwconv_tile_8x16 over each row's valid taps
+    # (one flat loop of up to kh*kw steps per tile), all channel blocks of 8 pixels done before moving on, while
+    # their kh input rows are in L1, and _dw_pixel for the pixels at the row's ends. A last partial tile of 4-7
+    # pixels recomputes its last pixel in the missing slots (not stored); 1-3 leftover pixels go one at a time.
+    taps = np.empty(2 * kh * kw, np.int64)  # a row's valid taps: input offsets, then kernel offsets
+    _generic_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, fused, alpha, yf, oh, ow, row_off,
+                  taps[:kh * kw], taps[kh * kw:], r0, r1)
+
+
 @helper
-def _rows_generic(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, fused, alpha, yf, oh, ow, row_off,
+def _generic_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, fused, alpha, yf, oh, ow, row_off,
                   tap_x, tap_k, r0, r1):
-    # depthwise_rows for any kernel: the tiles of dwconv_tile_8x16 over each row's valid taps (one flat loop
-    # of up to kh*kw steps per tile), all channel blocks of 8 pixels done before moving on, while their kh input
-    # rows are in L1, and _dw_pixel for the pixels at the row's ends. A last partial tile of 4-7 pixels
-    # recomputes its last pixel in the missing slots (not stored); 1-3 leftover pixels go one at a time.
+    # rows_generic's work, with its scratch arrays (a helper does not allocate)
     lo = min(ow, (left + sw - 1) // sw)  # first output column whose kw taps are all inside the image
     hi = max(lo, min(ow, (w - 1 - (kw - 1) * dw + left) // sw + 1))  # one past the last such column
     # tap_x, tap_k (kh*kw,): this row's valid taps, input offset from column 0's pixel and kernel offset
@@ -113,6 +121,7 @@ def _rows_generic(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, f
 
 
 depthwise_rows_parallel = drivers.driver(depthwise_rows)
-bound.declare("depthwise_rows", depthwise_rows, (types.float32[::1], *[types.int64] * 3, types.float32[::1],
-                                                 types.float32[::1], *[types.int64] * 9, types.float32,
-                                                 types.float32[::1], *[types.int64] * 8))
+_F, _I = types.float32[::1], types.int64
+ROWS_ARGS = (_F, _I, _I, _I, _F, _F, *[_I] * 9, types.float32, _F, *[_I] * 6)  # every rows function's arguments
+bound.declare("depthwise_rows", depthwise_rows, (*ROWS_ARGS[:-3], _I, _I, *ROWS_ARGS[-3:]))
+bound.declare("rows_generic", rows_generic, ROWS_ARGS)

@@ -15,14 +15,13 @@ each 16-channel block takes the whole row before the next (the band stays in L1 
 3x3 kernel's weights are loaded once per block); otherwise each tile position takes every channel block in
 turn (an input pixel's channels read as one contiguous run). :func:`depthwise_simd.depthwise_rows` calls
 the rows functions here by address (:mod:`nnlite.ops.bound`): a model compiles only the sizes it has.
+(kw, dw: the kernel's width and column dilation, as for every rows function; here kw = kh and dw = 1.)
 """
 
 from __future__ import annotations
 
-from numba import types
-
 from . import bound
-from .depthwise_simd import valid_range
+from .depthwise_simd import ROWS_ARGS, valid_range
 from .depthwise_tiles3 import dwconv3_tile_4x16_s1, dwconv3_tile_4x16_s2, dwconv3_tile_8x16_s1, dwconv3_tile_8x16_s2
 from .depthwise_tiles5 import dwconv5_tile_4x16_s1, dwconv5_tile_4x16_s2, dwconv5_tile_8x16_s1, dwconv5_tile_8x16_s2
 from .depthwise_tiles7 import dwconv7_tile_8x16_s1, dwconv7_tile_8x16_s2
@@ -47,13 +46,14 @@ def rows_name(h, w, kh, kw, sh, sw, dh, dw, left, ow) -> str | None:
 
 
 def rows_address(h, w, kh, kw, sh, sw, dh, dw, left, ow) -> int:
-    """The address of :func:`rows_name`'s function (compiled, or loaded from the cache, now), or 0."""
-    name = rows_name(h, w, kh, kw, sh, sw, dh, dw, left, ow)
-    return 0 if name is None else bound.address(name)
+    """The address of the rows function for this layer (compiled, or loaded from the cache, now): the streaming
+    one :func:`rows_name` names, else :func:`nnlite.ops.depthwise_simd.rows_generic`."""
+    return bound.address(rows_name(h, w, kh, kw, sh, sw, dh, dw, left, ow) or "rows_generic")
 
 
 @helper
-def _rows3(xf, h, w, c, k, bias, kh, sh, sw, dh, top_pad, left, code, alpha, yf, oh, ow, row_off, l1, r0, r1):
+def _rows3(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow, row_off, l1,
+           r0, r1):
     # Rows r = n*oh + oy in [r0, r1) of a 3x3 depthwise convolution (module docstring): xf = x (N, H, W, C)
     # flattened, k (9*C,) taps in (i, j) order, yf = y (N, oh, ow, C) flattened, row r stored at r - row_off.
     row, pixels = dh * w * c, 8 if ow >= 8 else 4
@@ -93,7 +93,8 @@ def _rows3(xf, h, w, c, k, bias, kh, sh, sw, dh, top_pad, left, code, alpha, yf,
 
 
 @helper
-def _rows_large(xf, h, w, c, k, bias, kh, sh, sw, dh, top_pad, left, code, alpha, yf, oh, ow, row_off, l1, r0, r1):
+def _rows_large(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow, row_off,
+                l1, r0, r1):
     # _rows3 for 5x5 and 7x7 kernels, whose tiles load each kernel row's weights themselves.
     row, pixels = dh * w * c, 8 if ow >= 8 else 4
     columns = (pixels - 1) * sw + kh
@@ -125,7 +126,5 @@ def _rows_large(xf, h, w, c, k, bias, kh, sh, sw, dh, top_pad, left, code, alpha
                 dwconv5_tile_4x16_s2(xf, p, row, c, width, i0, i1, jlo, jhi, k, c0, bv, yf, out, code, alpha)
 
 
-ROWS_ARGS = (types.float32[::1], *[types.int64] * 3, types.float32[::1], types.float32[::1], *[types.int64] * 7,
-             types.float32, types.float32[::1], *[types.int64] * 6)
 bound.declare("rows3", _rows3, ROWS_ARGS)
 bound.declare("rows_large", _rows_large, ROWS_ARGS)
