@@ -1,11 +1,13 @@
-"""Sums fused into the separable convolution that produces their last input (a step of :mod:`nnlite.plan`).
+"""Sums fused into the convolution that produces their last input (a step of :mod:`nnlite.plan`).
 
 A residual add ``add(shortcut, y)`` reads two maps and writes one right after the separable convolution that
 wrote y. A dense block (face-api.js's landmark and expression nets) sums every earlier output again before
 each convolution: ``add(o0, o1)``, then ``add(o0, o1, o2)``, then ``add(o0, o1, o2, o3)``, 9 maps read and 3
-written for the sums alone. :func:`fuse_sums` runs such adds inside the convolution's kernel: each band of
-its output, still in cache, becomes ``act(acc + y)`` (:func:`nnlite.ops.separable.prepare_depthwise_pointwise`
-with ``accumulate``), y itself is never stored, and acc is the add's other input or, along a chain of adds
+written for the sums alone. :func:`fuse_sums` runs such adds inside the convolution's kernel (a separable
+convolution's, a fused depthwise -> 1x1 pair's, or a convolution's on the tiled GEMM): each band or block of
+its output, still in cache, becomes ``act(acc + y)`` (``accumulate`` of
+:func:`nnlite.ops.separable.prepare_depthwise_pointwise` and :func:`nnlite.ops.conv.prepare_conv2d`), y itself
+is never stored, and acc is the add's other input or, along a chain of adds
 where each one's inputs are the previous one's plus one more, the previous sum, kept before its activation.
 ``add`` sums left to right, ``((o0 + o1) + o2) + o3``, so the running sums give the same bits (and
 ``a + b`` is ``b + a`` in floating point, so a two-input add may have y on either side).
@@ -21,6 +23,7 @@ import numpy as np
 from .plan import PairStep, Step, _is_kernel
 
 _SEPARABLE_WEIGHTS = {"depthwise_kernel", "pointwise_kernel", "bias"}
+_CONV_WEIGHTS = {"kernel", "bias"}
 _CONV_ATTRS = {"stride", "padding", "dilation", "activation", "alpha"}
 
 
@@ -51,7 +54,7 @@ class SumStep(Step):
         from . import ops
         p = self.producer
         return (self.add.layer.fn is ops.add and ops.engine.simd()
-                and (p.fusable() if isinstance(p, PairStep) else p.layer.fn is ops.separable_conv2d))
+                and (p.fusable() if isinstance(p, PairStep) else p.layer.fn in (ops.separable_conv2d, ops.conv2d)))
 
     def layers(self):
         return (*self.producer.layers(), self.add.layer)
@@ -67,6 +70,9 @@ class SumStep(Step):
             from .ops.separable import prepare_depthwise_pointwise
             args, kwargs = p._arguments({**p.first.layer.attrs, **p.first.extra}, {**p.layer.attrs, **p.extra})
             call = prepare_depthwise_pointwise(x, *args, **kwargs, accumulate=accumulate)
+        elif p.layer.op == "conv2d":
+            from .ops.conv import prepare_conv2d
+            call = prepare_conv2d(x, **p.layer.weights, **{**p.layer.attrs, **p.extra}, accumulate=accumulate)
         else:
             from .ops.separable import prepare_separable_conv2d
             call = prepare_separable_conv2d(x, **p.layer.weights, **{**p.layer.attrs, **p.extra},
@@ -83,19 +89,21 @@ def _plain_add(s: Step) -> bool:
 
 
 def _producer(p: Step | None, outputs: Sequence[str]) -> bool:
-    """A separable_conv2d kernel step, or a fused depthwise -> 1x1 pair: whose kernel can sum its output."""
+    """A separable_conv2d or conv2d kernel step, or a fused depthwise -> 1x1 pair: whose kernel can sum its
+    output."""
     if p is None or p.out in outputs:
         return False
     if type(p) is PairStep:
         return True
-    return (type(p) is Step and p.layer.op == "separable_conv2d" and _is_kernel(p.layer)
-            and set(p.layer.weights) <= _SEPARABLE_WEIGHTS and set(p.layer.attrs) | set(p.extra) <= _CONV_ATTRS)
+    weights = {"separable_conv2d": _SEPARABLE_WEIGHTS, "conv2d": _CONV_WEIGHTS}.get(p.layer.op)
+    return (type(p) is Step and weights is not None and _is_kernel(p.layer) and set(p.layer.weights) <= weights
+            and set(p.layer.attrs) | set(p.extra) <= _CONV_ATTRS)
 
 
 def fuse_sums(steps: list[Step], outputs: Sequence[str]) -> list[Step]:
     """The plan with chains of plain adds run as :class:`SumStep` s (see the module docstring). A chain is a
     two-input add, then the add whose inputs are its inputs and one more, and so on; each add's last input
-    (for a lone two-input add, either) must come from a separable step that nothing but the chain's adds
+    (for a lone two-input add, either) must come from a convolution step that nothing but the chain's adds
     reads, and each add must come after the one before it."""
     readers: dict[str, int] = {}
     for step in steps:

@@ -126,3 +126,51 @@ def test_an_add_that_broadcasts_runs_unfused():
     fused = model(**feed)
     model.optimize = False
     assert np.array_equal(fused, model(**feed))
+
+
+def _conv(g, rng, name, x, cin, cout, k=1, **attrs):
+    return g.layer("conv2d", name, x, kernel=rand(rng, k, k, cin, cout) / np.float32((k * k * cin) ** 0.5),
+                   bias=rand(rng, cout), padding="same", **attrs)
+
+
+def conv_residual_model(rng, size, c):
+    """A bottleneck's residual add (the shortcut first, the 1x1 convolution's output last), then a dense block
+    of convolutions (a chain of sums), one of them 3x3 (Winograd's where it takes it: summed unfused)."""
+    g = GraphBuilder("residual")
+    x = g.input("image", (size, size, c))
+    a = _conv(g, rng, "conv_a", x, c, c, activation="relu")
+    res = g.layer("add", "res", x, _conv(g, rng, "conv_b", a, c, c), activation="relu")
+    outs = [_conv(g, rng, "d0", res, c, c)]
+    outs.append(_conv(g, rng, "d1", outs[0], c, c))
+    s1 = g.layer("add", "s1", *outs, activation="relu")
+    outs.append(_conv(g, rng, "d2", s1, c, c, k=3))
+    s2 = g.layer("add", "s2", *outs, activation="relu6")
+    outs.append(_conv(g, rng, "d3", s2, c, c))
+    return g.build([g.layer("add", "s3", *outs, activation="leaky_relu", alpha=0.1)])
+
+
+# split by rows (the 3x3 on Winograd's), by panels (the 3x3 too), a matrix-vector product, Winograd's again,
+@pytest.mark.parametrize("size, c", [(12, 32), (3, 200), (1, 40), (9, 24), (40, 64)])  # blocks of rows
+def test_convolutions_sum_in_their_kernel(simd_engine, size, c):
+    """Residual adds and a chain of sums after conv2d on the tiled GEMM, split by rows (blocks of rows summed
+    as they are done) or by channel panels (each panel's columns), and on Winograd's (each block of tiles'
+    outputs): the same bits as the declared layers; where the convolution runs as a matrix-vector product,
+    the producer then the add."""
+    rng = np.random.default_rng(size * c)
+    model = conv_residual_model(rng, size, c)
+    x = rand(rng, 2, size, size, c)
+    _compare(model, x)
+    steps, _ = model._execution_plan()
+    sums = {s.producer.layer.name: s for s in steps if isinstance(s, SumStep)}
+    assert set(sums) == {"conv_b", "d1", "d2", "d3"} and sums["d1"].total == "s1:sum"
+    fused = {name for name, s in sums.items() if s.prepared is not None}
+    assert fused == ({"conv_b", "d1", "d2", "d3"} if size >= 3 else set())
+    before = ops.get_num_threads()
+    try:
+        ops.set_num_threads(1)
+        one = model(x)
+        ops.set_num_threads(2)
+        two = model(x)
+    finally:
+        ops.set_num_threads(before)
+    assert np.array_equal(one, two)

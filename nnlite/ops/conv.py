@@ -26,6 +26,7 @@ from . import checks, engine, gemm, gemv, machine, parallel
 from .activations import CODES, bias_act_, bias_act_rows, code_of, tiled
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
+from .prepare import sum_of
 from .workspace import scratch
 
 # a chunk's im2col columns stay in cache (machine.blocking().im2col_chunk bytes) ...
@@ -160,13 +161,19 @@ def _layout(x_shape, k_shape, stride, padding, dilation):
                        (oh, ow))
 
 
-def prepare_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2):
+def prepare_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2,
+                   accumulate=None):
     """``conv2d(x, kernel, bias, ...)`` for inputs of ``x``'s shape as a function of the input alone, prepared
-    once (:func:`nnlite.ops.gemm.prepare`); None unless conv2d's fast path takes these arguments."""
+    once (:func:`nnlite.ops.gemm.prepare`); None unless conv2d's fast path takes these arguments.
+    ``accumulate=(activation, alpha, keep)``: a residual add run in the kernel, as ``f(x, acc)`` (see
+    :func:`nnlite.ops.separable.prepare_depthwise_pointwise`); None where the tiled GEMM does not run it."""
     if not engine.simd():
         return None
     fast = _fast_layout(x, kernel, bias, stride, padding, dilation, activation)
-    return None if fast is None else gemm.prepare(kernel, bias, CODES[activation], alpha, fast)
+    if fast is None or accumulate is None:
+        return None if fast is None else gemm.prepare(kernel, bias, CODES[activation], alpha, fast)
+    accumulate = sum_of(accumulate)
+    return None if accumulate is None else gemm.prepare(kernel, bias, CODES[activation], alpha, fast, accumulate)
 
 
 def _fast_layout(x, kernel, bias, stride, padding, dilation, activation):

@@ -47,7 +47,7 @@ from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .microkernels import gemm_tile_1x32, gemm_tile_8x32, gemm_tile_16x16
 from .simd import vload_n
-from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, zero_run, zeros
+from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, sum_block, zero_run, zeros
 from .workspace import scratch
 
 # A one-row tile keeps one or two sums, each waiting on the FMA latency (4 cycles): a quarter of a whole tile's
@@ -131,13 +131,15 @@ bound.declare("pad_for_rows", pad_for_rows, (_F, _F, _I, types.int64, types.int6
 
 @kernel
 def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, direct, block, tiles_at, act_at, src,
-           pad, pad_at, u0, u1):
+           pad, pad_at, acc, total, scode, salpha, u0, u1):
     # units [u0, u1) of the output: 8-row tiles (by_rows) or 32-channel panels; then codes 4/5 on them.
     # pre: b's panels packed once (nnlite.ops.prepack), or empty; direct: full panels read the kernel b in
     # place (see the module docstring); block: rows per block (_row_block) or 0; tiles_at:
     # bound.address("panel_tiles"); act_at: tiles.act_address(code); pad: empty, or the geometry with which
     # this piece first pads the input rows it reads from src into x (by panels: into a copy of its own), by
-    # pad_at: bound.address("pad_for_rows") (0 when pad is empty)
+    # pad_at: bound.address("pad_for_rows") (0 when pad is empty). acc (flat, as y) or empty: each block of
+    # output, still in cache, becomes act_scode(acc + y), the sum first copied to total unless that is empty
+    # (tiles.sum_block; code is then one the tiles apply)
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     panels = (n + NR - 1) // NR
     if by_rows:
@@ -161,6 +163,8 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, di
             for p in range(p0, p1):
                 bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, packed, p * k * NR, NR, bias, fused, alpha, y,
                                                      n, m0, m1, p))
+            if acc.shape[0]:
+                sum_block(y, acc, total, n, m0, m1, ZERO, n, scode, salpha)
     else:
         pk = np.empty(0 if pre.shape[0] else k * NR, np.float32)  # this piece's packed panel
         for p in range(p0, p1):  # each panel is packed into pk just before its tiles run, or read in place
@@ -175,6 +179,8 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, di
                 pack_panel(b, k, n, p * NR, width, pk)
                 bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pk, ZERO, NR, bias, fused, alpha, y, n, r0,
                                                      r1, p))
+        if acc.shape[0]:
+            sum_block(y, acc, total, n, r0, r1, p0 * NR, min(n, p1 * NR), scode, salpha)
     if code > LAST_REGISTER_CODE:
         bound.call(act_at, "act_block", (y, n, r0, r1, p0 * NR, min(n, p1 * NR), code, alpha))
 
@@ -238,6 +244,7 @@ def _row_block(lay: Layout, panels: int) -> int:
 
 
 NO_PAD = np.zeros(0, np.int64)
+NO_SUM = (prepack.NONE, prepack.NONE, LINEAR, np.float32(0))  # _units' acc, total, scode, salpha: no sum
 
 
 def pad_geometry(lay: Layout) -> np.ndarray:
@@ -313,13 +320,20 @@ def run(x, kernel, bias, code, alpha, lay: Layout):
     return prepare(kernel, bias, code, alpha, lay)(x)
 
 
-def prepare(kernel, bias, code, alpha, lay: Layout):
+def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None):
     """:func:`run` for inputs of the layout's shape as a function of x alone: everything that depends only on
     the kernel, the bias and the shapes (threads, split, packed kernel) is done here, once. The function
     (``.out_shape``: the output's shape) holds the kernel and bias and reads the thread count now; callers
-    keep it only while those stay the same."""
+    keep it only while those stay the same.
+
+    ``accumulate=(code, alpha, keep)``: ``f(x, acc)`` returning act(acc + y) and, with ``keep``, first the sum
+    itself, as :func:`nnlite.ops.separable.prepare_depthwise_pointwise` does: each block of y summed with acc
+    while in cache, on the tiled path and Winograd's (None for the matrix-vector product, or an activation of
+    the convolution's own that runs after the store)."""
+    if accumulate is not None and (0 < lay.rows <= gemv.GEMV_MAX_ROWS or code > LAST_REGISTER_CODE):
+        return None
     if lay.winograd and code <= LAST_REGISTER_CODE:
-        return winograd.prepare(kernel, bias, code, alpha, lay.in_shape, lay.pads, lay.out_shape)
+        return winograd.prepare(kernel, bias, code, alpha, lay.in_shape, lay.pads, lay.out_shape, accumulate)
     top, bottom, left, right = lay.pads
     padded = top or bottom or left or right
     cout = lay.out_shape[3]
@@ -356,8 +370,20 @@ def prepare(kernel, bias, code, alpha, lay: Layout):
         # padded: the pieces pad the input rows they read (pad_geometry) into this thread's scratch (or, split
         # by panels, each into its own copy)
         xp = scratch("gemm_pad", padded_shape).reshape(-1) if padded else x.reshape(-1)
-        parallel.split(_units, _units_parallel, (xp, *head, y.reshape(-1), *tail, x.reshape(-1), pad, pad_at),
-                       units, lay.work)
+        parallel.split(_units, _units_parallel, (xp, *head, y.reshape(-1), *tail, x.reshape(-1), pad, pad_at,
+                                                 *NO_SUM), units, lay.work)
         return y
     tiled.out_shape = lay.out_shape
-    return tiled
+    if accumulate is None:
+        return tiled
+    scode, salpha, keep = accumulate[0], np.float32(accumulate[1]), accumulate[2]
+
+    def summed(x, acc, _kernel=kernel):
+        y = np.empty(lay.out_shape, np.float32)
+        total = np.empty(lay.out_shape, np.float32) if keep else prepack.NONE
+        xp = scratch("gemm_pad", padded_shape).reshape(-1) if padded else x.reshape(-1)
+        parallel.split(_units, _units_parallel, (xp, *head, y.reshape(-1), *tail, x.reshape(-1), pad, pad_at,
+                                                 acc.reshape(-1), total.reshape(-1), scode, salpha), units, lay.work)
+        return (total, y) if keep else y
+    summed.out_shape = lay.out_shape
+    return summed

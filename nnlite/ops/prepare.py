@@ -31,3 +31,15 @@ def chain(first, second):
 def like(prepared) -> np.ndarray:
     """An input shaped as ``prepared``'s output, to prepare the next call with (only its shape and form are read)."""
     return np.empty(prepared.out_shape, np.float32)
+
+
+def sum_of(accumulate):
+    """``accumulate=(activation, alpha, keep)`` of a prepare function (a residual add run in its kernel) as
+    (activation code, float32 alpha, keep), or None for an activation add does not know (add raises nnlite's
+    error for it when it runs unfused)."""
+    from .activations import CODES
+    activation, alpha, keep = accumulate
+    activation = None if activation == "linear" else activation
+    if not (activation is None or (isinstance(activation, str) and activation in CODES)):
+        return None
+    return CODES[activation], np.float32(alpha), keep

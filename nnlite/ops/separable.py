@@ -15,13 +15,13 @@ import numpy as np
 
 from ..errors import ShapeError
 from . import bound, checks, depthwise_stream, drivers, engine, machine, parallel, prepack
-from .activations import CODES, LAST_REGISTER_CODE, LINEAR, act_row, code_of
+from .activations import CODES, LAST_REGISTER_CODE, LINEAR, code_of
 from .conv import _plain, cached_geometry, conv2d, prepare_conv2d
 from .depthwise import depthwise_conv2d, prepare_depthwise_conv2d
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
-from .prepare import chain, like
-from .tiles import NR, ZERO, act_address, pack_all, zeros
+from .prepare import chain, like, sum_of
+from .tiles import NR, ZERO, act_address, pack_all, sum_block, zeros
 
 
 def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid", dilation=1,
@@ -120,11 +120,9 @@ def prepare_depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_k
         return chain(first, first and prepare_conv2d(like(first), pointwise_kernel, pointwise_bias,
                                                      activation=activation, alpha=alpha))
     if accumulate is not None:
-        activation_of_sum = accumulate[0]
-        if activation_of_sum == "linear":
-            accumulate = (None, *accumulate[1:])
-        elif not (activation_of_sum is None or (isinstance(activation_of_sum, str) and activation_of_sum in CODES)):
-            return None  # add() raises nnlite's error for it
+        accumulate = sum_of(accumulate)
+        if accumulate is None:
+            return None
     return _prepare_pair(x.shape[0], depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias,
                          CODES[depthwise_activation], depthwise_alpha, CODES[activation], alpha, geo, accumulate)
 
@@ -196,7 +194,7 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
     if accumulate is None:
         fused.out_shape = out_shape
         return fused
-    scode, salpha, keep = CODES[accumulate[0]], np.float32(accumulate[1]), accumulate[2]
+    scode, salpha, keep = accumulate
 
     def summed(x, acc, _pk=pk):
         y = np.empty(out_shape, np.float32)
@@ -241,20 +239,7 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
         if pcode > LAST_REGISTER_CODE:
             bound.call(pact_at, "act_block", (out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha))
         if acc.shape[0]:  # acc + y in add's order (nnlite.ops.shape._add_into), then its activation
-            start = b0 * ow * cout
-            for s0 in range(0, n_rows * cout, 4096):  # 4096 at a time, as add does: still in L1 for act_row
-                s1 = min(n_rows * cout, s0 + 4096)
-                block, summand = out[s0:s1], acc[start + s0:start + s1]  # sliced: range() indices need no
-                if total.shape[0]:                                       # wraparound test, so loops vectorise
-                    kept = total[start + s0:start + s1]
-                    for i in range(s1 - s0):
-                        v = summand[i] + block[i]
-                        kept[i] = v
-                        block[i] = v
-                else:
-                    for i in range(s1 - s0):
-                        block[i] = summand[i] + block[i]
-                act_row(block, scode, salpha)
+            sum_block(yf, acc, total, cout, b0 * ow, b1 * ow, ZERO, cout, scode, salpha)
 
 
 _separable_parallel = drivers.driver(_separable_rows)

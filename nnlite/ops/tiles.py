@@ -18,7 +18,7 @@ import numpy as np
 from numba import types
 
 from . import bound
-from .activations import LAST_REGISTER_CODE, LEAKY_RELU, RELU, RELU6, act
+from .activations import LAST_REGISTER_CODE, LEAKY_RELU, RELU, RELU6, act, act_row
 from .jit import helper, kernel
 from .simd import vadd, vload, vload_n, vmul, vselect_ge, vselect_gt, vsplat, vstore, vstore_n, vzero
 
@@ -98,6 +98,36 @@ def act_address(code: int) -> int:
     by address, :mod:`nnlite.ops.bound`), or 0 for the codes the tiles apply in registers: a model without
     sigmoid or swish then never compiles it (nor links it into every kernel, half a second of a first run)."""
     return bound.address("act_block") if code > LAST_REGISTER_CODE else 0
+
+
+@helper
+def sum_block(y, acc, total, n, r0, r1, c0, c1, code, alpha):
+    """y = act(acc + y) on rows [r0, r1) x columns [c0, c1) of y and acc flat (rows*n,), the sum first copied to
+    total (flat, the same) unless that is empty: a residual add run on a block of a kernel's output while it
+    is in cache, in :func:`nnlite.ops.add`'s order (the same bits)."""
+    if c0 == 0 and c1 == n:  # whole rows: one run
+        sum_run(y, acc, total, r0 * n, r1 * n, code, alpha)
+    else:
+        for r in range(r0, r1):
+            sum_run(y, acc, total, r * n + c0, r * n + c1, code, alpha)
+
+
+@helper
+def sum_run(y, acc, total, start, end, code, alpha):
+    """:func:`sum_block` on the flat run [start, end), 4096 values at a time: still in L1 for the activation."""
+    for s0 in range(start, end, 4096):
+        s1 = min(end, s0 + 4096)
+        block, summand = y[s0:s1], acc[s0:s1]  # sliced: range() indices need no wraparound test, so the
+        if total.shape[0]:                     # loops vectorise
+            kept = total[s0:s1]
+            for i in range(s1 - s0):
+                v = summand[i] + block[i]
+                kept[i] = v
+                block[i] = v
+        else:
+            for i in range(s1 - s0):
+                block[i] = summand[i] + block[i]
+        act_row(block, code, alpha)
 
 
 @helper
