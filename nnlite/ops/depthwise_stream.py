@@ -1,14 +1,14 @@
 """Depthwise rows for square 3x3, 5x5 and 7x7 kernels at stride 1 or 2: tiles that stream along kernel rows.
 
 The generic tile of :mod:`nnlite.ops.depthwise_simd` loads one input vector per tap and pixel, and the
-pixels at a row's ends take a one-pixel path. Here a tile of 8 (or, in rows of 4-7 pixels, 4) output
-pixels x 16 channels walks each kernel row once: every input vector under it is loaded once and feeds each
-sum of the tile that reads it (:mod:`nnlite.ops.depthwise_tiles3`, ``5``, ``7``). A 3x3 kernel's 9 weight
-vectors stay in registers while a tile moves along the row; a larger kernel loads a kernel row's weights per
-tile. The row's last tile starts at ``ow - pixels``, recomputing pixels the one before it stored (the same
-bits), so rows of any width from 4 pixels are whole tiles, the ends included: a tile's taps in the padding
-(rows outside [i0, i1), columns outside [jlo, jhi)) are skipped, as the generic path skips them, and each
-sum takes its taps in the generic path's order, so both give the same bits.
+pixels at a row's ends take a one-pixel path. Here a tile of 8 (in rows of 4-7 pixels, or of a 3x3 kernel
+at stride 2: 4) output pixels x 16 channels walks each kernel row once: every input vector under it is loaded
+once and feeds each sum of the tile that reads it (:mod:`nnlite.ops.depthwise_tiles3`, ``5``, ``7``). A 3x3
+kernel's 9 weight vectors stay in registers while a tile moves along the row; a larger kernel loads a kernel
+row's weights per tile. The row's last tile starts at ``ow - pixels``, recomputing pixels the one before it
+stored (the same bits), so rows of any width from 4 pixels are whole tiles, the ends included: a tile's taps in
+the padding (rows outside [i0, i1), columns outside [jlo, jhi)) are skipped, as the generic path skips them,
+and each sum takes its taps in the generic path's order, so both give the same bits.
 
 Which way a row is walked: where the row's kernel-high band of input (kh rows x w x c floats) fits in L1,
 each 16-channel block takes the whole row before the next (the band stays in L1 across the blocks, and a
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from . import bound
 from .depthwise_simd import ROWS_ARGS, valid_range
-from .depthwise_tiles3 import dwconv3_tile_4x16_s1, dwconv3_tile_4x16_s2, dwconv3_tile_8x16_s1, dwconv3_tile_8x16_s2
+from .depthwise_tiles3 import dwconv3_tile_4x16_s1, dwconv3_tile_4x16_s2, dwconv3_tile_8x16_s1
 from .depthwise_tiles5 import dwconv5_tile_4x16_s1, dwconv5_tile_4x16_s2, dwconv5_tile_8x16_s1, dwconv5_tile_8x16_s2
 from .depthwise_tiles7 import dwconv7_tile_8x16_s1, dwconv7_tile_8x16_s2
 from .jit import helper
@@ -38,7 +38,7 @@ def rows_name(h, w, kh, kw, sh, sw, dh, dw, left, ow) -> str | None:
     a tile tests only that many columns at each end."""
     if kh != kw or kw not in SIZES or dw != 1 or sw not in (1, 2) or left > kw // 2:
         return None
-    pixels = 8 if ow >= 8 else 4
+    pixels = 8 if ow >= 8 and (sw == 1 or kw > 3) else 4
     if ow < pixels or (kw == 7 and pixels == 4):
         return None
     right = (ow - 1) * sw - left + kw - 1  # input column of the row's last tap
@@ -56,7 +56,7 @@ def _rows3(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, al
            r0, r1):
     # Rows r = n*oh + oy in [r0, r1) of a 3x3 depthwise convolution (module docstring): xf = x (N, H, W, C)
     # flattened, k (9*C,) taps in (i, j) order, yf = y (N, oh, ow, C) flattened, row r stored at r - row_off.
-    row, pixels = dh * w * c, 8 if ow >= 8 else 4
+    row, pixels = dh * w * c, 8 if ow >= 8 and sw == 1 else 4
     columns = (pixels - 1) * sw + 3
     tiles, blocks = (ow + pixels - 1) // pixels, (c + 15) // 16
     by_channel = kh * w * c * 4 <= l1
@@ -78,11 +78,8 @@ def _rows3(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, al
             ox0 = min(pixels * t, ow - pixels)
             ix0 = ox0 * sw - left  # input column of the tile's first tap
             p, out, jlo, jhi = top + ix0 * c + c0, out_row + ox0 * c + c0, max(0, -ix0), min(columns, w - ix0)
-            if pixels == 8 and sw == 1:
+            if pixels == 8:
                 dwconv3_tile_8x16_s1(xf, p, row, c, width, i0, i1, jlo, jhi, w00, w01, w02, w10, w11, w12, w20, w21,
-                                     w22, bv, yf, out, code, alpha)
-            elif pixels == 8:
-                dwconv3_tile_8x16_s2(xf, p, row, c, width, i0, i1, jlo, jhi, w00, w01, w02, w10, w11, w12, w20, w21,
                                      w22, bv, yf, out, code, alpha)
             elif sw == 1:
                 dwconv3_tile_4x16_s1(xf, p, row, c, width, i0, i1, jlo, jhi, w00, w01, w02, w10, w11, w12, w20, w21,

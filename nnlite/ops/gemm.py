@@ -47,7 +47,7 @@ from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .microkernels import gemm_tile_1x32, gemm_tile_8x32, gemm_tile_16x16
 from .simd import vload_n
-from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, sum_block, zero_run, zeros
+from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, zero_run, zeros
 from .workspace import scratch
 
 # A one-row tile keeps one or two sums, each waiting on the FMA latency (4 cycles): a quarter of a whole tile's
@@ -131,7 +131,7 @@ bound.declare("pad_for_rows", pad_for_rows, (_F, _F, _I, types.int64, types.int6
 
 @kernel
 def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, direct, block, tiles_at, act_at, src,
-           pad, pad_at, acc, total, scode, salpha, u0, u1):
+           pad, pad_at, acc, total, scode, salpha, sum_at, u0, u1):
     # units [u0, u1) of the output: 8-row tiles (by_rows) or 32-channel panels; then codes 4/5 on them.
     # pre: b's panels packed once (nnlite.ops.prepack), or empty; direct: full panels read the kernel b in
     # place (see the module docstring); block: rows per block (_row_block) or 0; tiles_at:
@@ -139,7 +139,8 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, di
     # this piece first pads the input rows it reads from src into x (by panels: into a copy of its own), by
     # pad_at: bound.address("pad_for_rows") (0 when pad is empty). acc (flat, as y) or empty: each block of
     # output, still in cache, becomes act_scode(acc + y), the sum first copied to total unless that is empty
-    # (tiles.sum_block; code is then one the tiles apply)
+    # (tiles.sum_block, by address sum_at, so that models without such sums never compile it; code is then
+    # one the tiles apply)
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     panels = (n + NR - 1) // NR
     if by_rows:
@@ -164,7 +165,7 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, di
                 bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, packed, p * k * NR, NR, bias, fused, alpha, y,
                                                      n, m0, m1, p))
             if acc.shape[0]:
-                sum_block(y, acc, total, n, m0, m1, ZERO, n, scode, salpha)
+                bound.call(sum_at, "sum_block", (y, acc, total, n, m0, m1, ZERO, n, scode, salpha))
     else:
         pk = np.empty(0 if pre.shape[0] else k * NR, np.float32)  # this piece's packed panel
         for p in range(p0, p1):  # each panel is packed into pk just before its tiles run, or read in place
@@ -180,7 +181,7 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, di
                 bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pk, ZERO, NR, bias, fused, alpha, y, n, r0,
                                                      r1, p))
         if acc.shape[0]:
-            sum_block(y, acc, total, n, r0, r1, p0 * NR, min(n, p1 * NR), scode, salpha)
+            bound.call(sum_at, "sum_block", (y, acc, total, n, r0, r1, p0 * NR, min(n, p1 * NR), scode, salpha))
     if code > LAST_REGISTER_CODE:
         bound.call(act_at, "act_block", (y, n, r0, r1, p0 * NR, min(n, p1 * NR), code, alpha))
 
@@ -244,7 +245,7 @@ def _row_block(lay: Layout, panels: int) -> int:
 
 
 NO_PAD = np.zeros(0, np.int64)
-NO_SUM = (prepack.NONE, prepack.NONE, LINEAR, np.float32(0))  # _units' acc, total, scode, salpha: no sum
+NO_SUM = (prepack.NONE, prepack.NONE, LINEAR, np.float32(0), 0)  # _units' acc, total, scode, salpha, sum_at: none
 
 
 def pad_geometry(lay: Layout) -> np.ndarray:
@@ -377,13 +378,15 @@ def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None):
     if accumulate is None:
         return tiled
     scode, salpha, keep = accumulate[0], np.float32(accumulate[1]), accumulate[2]
+    sum_at = bound.address("sum_block")
 
     def summed(x, acc, _kernel=kernel):
         y = np.empty(lay.out_shape, np.float32)
         total = np.empty(lay.out_shape, np.float32) if keep else prepack.NONE
         xp = scratch("gemm_pad", padded_shape).reshape(-1) if padded else x.reshape(-1)
         parallel.split(_units, _units_parallel, (xp, *head, y.reshape(-1), *tail, x.reshape(-1), pad, pad_at,
-                                                 acc.reshape(-1), total.reshape(-1), scode, salpha), units, lay.work)
+                                                 acc.reshape(-1), total.reshape(-1), scode, salpha, sum_at), units,
+                       lay.work)
         return (total, y) if keep else y
     summed.out_shape = lay.out_shape
     return summed

@@ -130,6 +130,11 @@ def sum_run(y, acc, total, start, end, code, alpha):
         act_row(block, code, alpha)
 
 
+_SUM = (types.float32[::1], types.float32[::1], types.float32[::1], types.int64, types.int64)
+bound.declare("sum_block", sum_block, (*_SUM, *[types.int64] * 4, types.float32))
+bound.declare("sum_run", sum_run, (*_SUM[:3], *[types.int64] * 3, types.float32))
+
+
 @helper
 def copy_run(src, s, dst, d, count):
     """dst[d : d+count] = src[s : s+count] (flat float32 arrays), 16 lanes at a time."""

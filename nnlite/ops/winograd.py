@@ -45,7 +45,7 @@ from . import bound, drivers, machine, parallel, prepack
 from .activations import LINEAR
 from .jit import inlined, kernel
 from .simd import vadd, vload_n, vstore_n, vsub, vzero
-from .tiles import NR, ZERO, finish, sum_run, zeros
+from .tiles import NR, ZERO, finish, zeros
 
 POSITIONS = 16                 # 4x4 products per tile
 MIN_CHANNELS = 16              # fewer input or output channels: the transforms cost more than they save
@@ -130,18 +130,19 @@ def prepare(kernel: np.ndarray, bias, code: int, alpha: float, in_shape, pads, o
     if accumulate is None:
         return winograd
     scode, salpha, keep = accumulate
+    sum_at = bound.address("sum_run")
 
     def summed(x, acc, _kernel=kernel, _packed=packed):
         y = np.empty(out_shape, np.float32)
         total = np.empty(out_shape, np.float32) if keep else prepack.NONE
         parallel.split(_blocks, _blocks_parallel, (x.reshape(-1), *head, y.reshape(-1), *tail, acc.reshape(-1),
-                                                   total.reshape(-1), scode, salpha), tiles, work)
+                                                   total.reshape(-1), scode, salpha, sum_at), tiles, work)
         return (total, y) if keep else y
     summed.out_shape = tuple(out_shape)
     return summed
 
 
-NO_SUM = (prepack.NONE, prepack.NONE, LINEAR, np.float32(0))  # _blocks' acc, total, scode, salpha: no sum
+NO_SUM = (prepack.NONE, prepack.NONE, LINEAR, np.float32(0), 0)  # _blocks' acc, total, scode, salpha, sum_at: none
 
 
 @inlined
@@ -230,11 +231,11 @@ def _output_tile(mm, stride, at, y, oh, ow, k, img, oy, ox, bias, code, alpha):
 
 @kernel
 def _blocks(xf, h, w, c, top, left, oh, ow, th, tw, packed, bias, code, alpha, yf, k, block, taps, bases,
-            nobias, tiles_at, acc, total, scode, salpha, u0, u1):
+            nobias, tiles_at, acc, total, scode, salpha, sum_at, u0, u1):
     # tiles [u0, u1) (tile t = (img, ty, tx) in row-major order) in blocks of at most ``block``: transform a
     # block's patches into v, the 16 products into mm (panel_tiles, by address tiles_at), and mm back into yf;
     # acc (flat, as yf) or empty: then the block's outputs become act_scode(acc + y), the sum first copied to
-    # total unless that is empty (tiles.sum_run, on each tile row's two runs of output pixels)
+    # total unless that is empty (tiles.sum_run, by address sum_at, on each tile row's two runs of output pixels)
     v = np.empty(POSITIONS * block * c, np.float32)
     mm = np.empty(POSITIONS * block * k, np.float32)
     panels = (k + NR - 1) // NR
@@ -262,7 +263,8 @@ def _blocks(xf, h, w, c, top, left, oh, ow, th, tw, packed, bias, code, alpha, y
             run = min(count - i, tw - tx)
             for oy in range(2 * ty, min(oh, 2 * ty + 2)):
                 start = ((img * oh + oy) * ow + 2 * tx) * k
-                sum_run(yf, acc, total, start, start + (min(ow, 2 * (tx + run)) - 2 * tx) * k, scode, salpha)
+                bound.call(sum_at, "sum_run", (yf, acc, total, start, start + (min(ow, 2 * (tx + run)) - 2 * tx) * k,
+                                               scode, salpha))
             i += run
 
 
