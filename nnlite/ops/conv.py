@@ -170,10 +170,12 @@ def prepare_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=
     if not engine.simd():
         return None
     fast = _fast_layout(x, kernel, bias, stride, padding, dilation, activation)
-    if fast is None or accumulate is None:
-        return None if fast is None else gemm.prepare(kernel, bias, CODES[activation], alpha, fast)
-    accumulate = sum_of(accumulate)
-    return None if accumulate is None else gemm.prepare(kernel, bias, CODES[activation], alpha, fast, accumulate)
+    if fast is None:
+        return None
+    sums = None if accumulate is None else sum_of(accumulate)
+    if accumulate is not None and sums is None:  # an activation add does not know: add raises its error
+        return None
+    return gemm.prepare(kernel, bias, CODES[activation], alpha, fast, sums)
 
 
 def _fast_layout(x, kernel, bias, stride, padding, dilation, activation):

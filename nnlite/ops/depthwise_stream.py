@@ -38,8 +38,7 @@ def rows_name(h, w, kh, kw, sh, sw, dh, dw, left, ow) -> str | None:
     a tile tests only that many columns at each end."""
     if kh != kw or kw not in SIZES or dw != 1 or sw not in (1, 2) or left > kw // 2:
         return None
-    pixels = 8 if ow >= 8 and (sw == 1 or kw > 3) else 4
-    if ow < pixels or (kw == 7 and pixels == 4):
+    if ow < (8 if kw == 7 else 4):  # the rows functions' tiles: 8 pixels, or 4 in shorter rows (none for 7x7)
         return None
     right = (ow - 1) * sw - left + kw - 1  # input column of the row's last tap
     return SIZES[kw] if right - (w - 1) <= kw // 2 else None

@@ -46,6 +46,7 @@ from . import bound, drivers, gemv, machine, parallel, prepack, winograd
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .microkernels import gemm_tile_1x32, gemm_tile_8x32, gemm_tile_16x16
+from .prepare import summing
 from .simd import vload_n
 from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, zero_run, zeros
 from .workspace import scratch
@@ -366,27 +367,22 @@ def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None):
     pad_at = bound.address("pad_for_rows") if padded else 0
     padded_shape = (lay.in_shape[0], lay.in_shape[1] + top + bottom, lay.in_shape[2] + left + right, lay.in_shape[3])
 
-    def tiled(x, _kernel=kernel):
-        y = np.empty(lay.out_shape, np.float32)
+    def launch(x, y, sums, _kernel=kernel):
         # padded: the pieces pad the input rows they read (pad_geometry) into this thread's scratch (or, split
         # by panels, each into its own copy)
         xp = scratch("gemm_pad", padded_shape).reshape(-1) if padded else x.reshape(-1)
-        parallel.split(_units, _units_parallel, (xp, *head, y.reshape(-1), *tail, x.reshape(-1), pad, pad_at,
-                                                 *NO_SUM), units, lay.work)
+        parallel.split(_units, _units_parallel, (xp, *head, y.reshape(-1), *tail, x.reshape(-1), pad, pad_at, *sums),
+                       units, lay.work)
+
+    if accumulate is not None:
+        scode, salpha, keep = accumulate
+        sum_at = bound.address("sum_block")
+        return summing(lay.out_shape, keep, lambda x, acc, total, y: launch(
+            x, y, (acc.reshape(-1), total.reshape(-1), scode, salpha, sum_at)))
+
+    def tiled(x):
+        y = np.empty(lay.out_shape, np.float32)
+        launch(x, y, NO_SUM)
         return y
     tiled.out_shape = lay.out_shape
-    if accumulate is None:
-        return tiled
-    scode, salpha, keep = accumulate[0], np.float32(accumulate[1]), accumulate[2]
-    sum_at = bound.address("sum_block")
-
-    def summed(x, acc, _kernel=kernel):
-        y = np.empty(lay.out_shape, np.float32)
-        total = np.empty(lay.out_shape, np.float32) if keep else prepack.NONE
-        xp = scratch("gemm_pad", padded_shape).reshape(-1) if padded else x.reshape(-1)
-        parallel.split(_units, _units_parallel, (xp, *head, y.reshape(-1), *tail, x.reshape(-1), pad, pad_at,
-                                                 acc.reshape(-1), total.reshape(-1), scode, salpha, sum_at), units,
-                       lay.work)
-        return (total, y) if keep else y
-    summed.out_shape = lay.out_shape
-    return summed
+    return tiled

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activations import CODES
+
 
 def chain(first, second):
     """``second(first(x))`` as one prepared function (``out_shape`` the second's); None if either is None."""
@@ -37,9 +39,23 @@ def sum_of(accumulate):
     """``accumulate=(activation, alpha, keep)`` of a prepare function (a residual add run in its kernel) as
     (activation code, float32 alpha, keep), or None for an activation add does not know (add raises nnlite's
     error for it when it runs unfused)."""
-    from .activations import CODES
     activation, alpha, keep = accumulate
     activation = None if activation == "linear" else activation
     if not (activation is None or (isinstance(activation, str) and activation in CODES)):
         return None
     return CODES[activation], np.float32(alpha), keep
+
+
+def summing(out_shape, keep, run):
+    """The ``f(x, acc)`` of an ``accumulate`` prepare function: ``run(x, acc, total, y)`` launches the kernel that
+    writes act(acc + its output) into y and, unless ``total`` is empty, the sum before the activation into total;
+    returns y, or (total, y) with ``keep``."""
+    from .prepack import NONE
+
+    def summed(x, acc):
+        y = np.empty(out_shape, np.float32)
+        total = np.empty(out_shape, np.float32) if keep else NONE
+        run(x, acc, total, y)
+        return (total, y) if keep else y
+    summed.out_shape = tuple(out_shape)
+    return summed

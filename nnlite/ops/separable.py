@@ -20,7 +20,7 @@ from .conv import _plain, cached_geometry, conv2d, prepare_conv2d
 from .depthwise import depthwise_conv2d, prepare_depthwise_conv2d
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
-from .prepare import chain, like, sum_of
+from .prepare import chain, like, sum_of, summing
 from .tiles import NR, ZERO, act_address, pack_all, sum_block, zeros
 
 
@@ -196,14 +196,10 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
         return fused
     scode, salpha, keep = accumulate
 
-    def summed(x, acc, _pk=pk):
-        y = np.empty(out_shape, np.float32)
-        total = np.empty(out_shape, np.float32) if keep else prepack.NONE
+    def run(x, acc, total, y, _pk=pk):
         parallel.split(_separable_rows, _separable_parallel, (x.reshape(-1), *head, acc.reshape(-1), total.reshape(-1),
                                                               scode, salpha, y.reshape(-1), *tail), rows, work)
-        return (total, y) if keep else y
-    summed.out_shape = out_shape
-    return summed
+    return summing(out_shape, keep, run)
 
 
 @kernel

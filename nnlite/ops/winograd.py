@@ -44,6 +44,7 @@ from ..limits import env_switch
 from . import bound, drivers, machine, parallel, prepack
 from .activations import LINEAR
 from .jit import inlined, kernel
+from .prepare import summing
 from .simd import vadd, vload_n, vstore_n, vsub, vzero
 from .tiles import NR, ZERO, finish, zeros
 
@@ -121,25 +122,21 @@ def prepare(kernel: np.ndarray, bias, code: int, alpha: float, in_shape, pads, o
     head = (h, w, cin, top, left, oh, ow, th, tw, packed, bias, code, np.float32(alpha))
     tail = (cout, block, taps, bases, zeros(cout), bound.address("panel_tiles"))
 
-    def winograd(x, _kernel=kernel, _packed=packed):  # held while the kernel's views are used
+    def launch(x, y, sums, _kernel=kernel, _packed=packed):  # held while the kernel's views are used
+        parallel.split(_blocks, _blocks_parallel, (x.reshape(-1), *head, y.reshape(-1), *tail, *sums), tiles, work)
+
+    if accumulate is not None:
+        scode, salpha, keep = accumulate
+        sum_at = bound.address("sum_run")
+        return summing(out_shape, keep, lambda x, acc, total, y: launch(
+            x, y, (acc.reshape(-1), total.reshape(-1), scode, salpha, sum_at)))
+
+    def winograd(x):
         y = np.empty(out_shape, np.float32)
-        parallel.split(_blocks, _blocks_parallel, (x.reshape(-1), *head, y.reshape(-1), *tail, *NO_SUM), tiles,
-                       work)
+        launch(x, y, NO_SUM)
         return y
     winograd.out_shape = tuple(out_shape)
-    if accumulate is None:
-        return winograd
-    scode, salpha, keep = accumulate
-    sum_at = bound.address("sum_run")
-
-    def summed(x, acc, _kernel=kernel, _packed=packed):
-        y = np.empty(out_shape, np.float32)
-        total = np.empty(out_shape, np.float32) if keep else prepack.NONE
-        parallel.split(_blocks, _blocks_parallel, (x.reshape(-1), *head, y.reshape(-1), *tail, acc.reshape(-1),
-                                                   total.reshape(-1), scode, salpha, sum_at), tiles, work)
-        return (total, y) if keep else y
-    summed.out_shape = tuple(out_shape)
-    return summed
+    return winograd
 
 
 NO_SUM = (prepack.NONE, prepack.NONE, LINEAR, np.float32(0), 0)  # _blocks' acc, total, scode, salpha, sum_at: none
