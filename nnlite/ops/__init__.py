@@ -25,6 +25,7 @@ _threads.apply_env_before_numpy()  # must run before the first NumPy import to r
 
 from . import compile_notice, engine  # noqa: E402,F401  (compile_notice: before any kernel can compile)
 from .activations import ACTIVATIONS, leaky_relu, relu, relu6, sigmoid, softmax, swish  # noqa: E402
+from .concatenate import concat  # noqa: E402
 from .conv import conv2d, dense  # noqa: E402
 from .convpool import conv2d_max_pool  # noqa: E402
 from .depthwise import depthwise_conv2d  # noqa: E402
@@ -34,7 +35,7 @@ from .padding import resolve_padding, resolve_padding_2d  # noqa: E402
 from .pooling import avg_pool2d, global_avg_pool2d, max_pool2d  # noqa: E402
 from .resize import resize_bilinear, resize_nearest  # noqa: E402
 from .separable import depthwise_pointwise, separable_conv2d  # noqa: E402
-from .shape import add, concat, crop2d, flatten, mean, multiply, reshape, zero_pad2d  # noqa: E402
+from .shape import add, crop2d, flatten, mean, multiply, reshape, zero_pad2d  # noqa: E402
 from .threads import blas_core, blas_num_threads, get_num_threads, set_num_threads  # noqa: E402
 
 _threads.configure()

@@ -1,4 +1,5 @@
-"""Fast shape and elementwise ops: zero padding, cropping, add, multiply, concat, mean, reshape, flatten.
+"""Fast shape and elementwise ops: zero padding, cropping, add, multiply, mean, reshape, flatten
+(concat: :mod:`nnlite.ops.concatenate`).
 
 Plain float32 NumPy: each is a single memory pass, which NumPy already does at memory speed. add and
 multiply broadcast (e.g. a squeeze-excite gate (N, 1, 1, C) times (N, H, W, C)) and write into one output.
@@ -145,18 +146,6 @@ def multiply(*xs):
     for a in arrays[1:]:
         np.multiply(y, a, out=y)
     return y
-
-
-def concat(*xs, axis=-1):
-    """Concatenate along ``axis`` (channels by default)."""
-    arrays = [checks.floats(a, "concat", min_ndim=1) for a in xs]
-    if not arrays:
-        raise ShapeError("concat: expected at least one input, found none")
-    checks.axes(axis, arrays[0].ndim, "concat")
-    try:
-        return np.concatenate(arrays, axis=axis)
-    except ValueError:
-        raise ShapeError(f"concat: shapes {[a.shape for a in arrays]} differ outside axis {axis}") from None
 
 
 def mean(x, *, axis, keepdims=False):
