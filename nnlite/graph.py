@@ -42,32 +42,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, ModelError, ShapeError
+from .layer import Layer
 from .plan import Step, plan_steps
-
-
-@dataclass
-class Layer:
-    name: str                         # unique in the model; the weight-file key prefix where there is one
-    op: str                           # kernel name in nnlite.ops, or the callable's name
-    inputs: tuple[str, ...]           # names of the layers (or model inputs) this one reads
-    weights: dict[str, np.ndarray]    # keyword name -> array, passed to the kernel
-    attrs: dict[str, Any]             # stride, padding, activation, ...
-    fn: Callable[..., np.ndarray]
-    covers: tuple[str, ...] = ()      # source-framework layers fused into this one (output = last)
-    kernel: bool = False              # op named an nnlite.ops kernel (pure; the execution plan may fuse it)
-    n_outputs: int = 1                # >1: fn returns a sequence; output i>0 is read as "name:i"
-
-    @property
-    def params(self) -> int:
-        return int(sum(w.size for w in self.weights.values()))
-
-    @property
-    def output_name(self) -> str:
-        """The name under which a reference framework records this layer's output."""
-        return self.covers[-1] if self.covers else self.name
-
-    def __call__(self, *xs: np.ndarray) -> np.ndarray:
-        return self.fn(*xs, **self.weights, **self.attrs)
 
 
 @dataclass

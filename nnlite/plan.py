@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
+from .layer import Layer, revision
 from .prepared import Prepared
-
-if TYPE_CHECKING:
-    from .graph import Layer
-
 
 FUSABLE_ACTIVATIONS = ("relu", "relu6", "leaky_relu", "sigmoid", "swish")
 ACTIVATION_PRODUCERS = ("conv2d", "depthwise_conv2d", "separable_conv2d", "dense", "add")  # take activation=
@@ -41,9 +38,10 @@ class Step:
         if prepared is not None and prepared.fits(xs):
             return prepared.call(*xs)
         if all(type(x) is np.ndarray for x in xs):
+            before = revision()
             call = self.prepare(*xs)
             if call is not None:
-                self.prepared = Prepared(call, xs, self.layers())
+                self.prepared = Prepared(call, xs, before)
                 return call(*xs)
         return self.run(*xs)
 
@@ -53,10 +51,6 @@ class Step:
         if not self.extra:
             return layer.fn(*xs, **layer.weights, **layer.attrs)
         return layer.fn(*xs, **layer.weights, **{**layer.attrs, **self.extra})
-
-    def layers(self) -> tuple[Layer, ...]:
-        """The layers whose functions, weights and attributes the step's result depends on."""
-        return (self.layer,)
 
     def prepare(self, *xs: np.ndarray):
         """The step as a function of inputs like ``xs`` alone (:mod:`nnlite.prepared`; ``.out_shape``: its
@@ -180,9 +174,6 @@ class FusedStep(Step):
         one, two = (getattr(ops, name) for name in self.kernels)
         return self.first.layer.fn is one and self.layer.fn is two and ops.engine.simd()
 
-    def layers(self) -> tuple[Layer, ...]:
-        return (self.first.layer, self.layer)
-
     def prepare(self, *xs: np.ndarray):
         return None  # runs as it is (ConvPoolStep); PairStep prepares its fused kernel
 
@@ -267,10 +258,6 @@ class InvertedStep(Step):
         return (self.expand.layer.fn is ops.conv2d and self.pair.first.layer.fn is ops.depthwise_conv2d
                 and self.layer.fn is ops.conv2d and ops.engine.simd()
                 and (self.residual is None or self.residual.layer.fn is ops.add))
-
-    def layers(self) -> tuple[Layer, ...]:
-        block = (self.expand.layer, self.pair.first.layer, self.layer)
-        return block if self.residual is None else (*block, self.residual.layer)
 
     def prepare(self, *xs: np.ndarray):
         if not self.fusable() or len(xs) != 1:

@@ -56,9 +56,6 @@ class SumStep(Step):
         return (self.add.layer.fn is ops.add and ops.engine.simd()
                 and (p.fusable() if isinstance(p, PairStep) else p.layer.fn in (ops.separable_conv2d, ops.conv2d)))
 
-    def layers(self):
-        return (*self.producer.layers(), self.add.layer)
-
     def prepare(self, *xs: np.ndarray):
         if not self.fusable() or len(xs) != 2:
             return None

@@ -129,3 +129,35 @@ def test_a_profiler_wrapping_a_layer_sees_its_calls(model):
         original = layer.fn
         layer.fn = lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k)
     assert np.array_equal(model(x), want) and calls == ["stem", "dw", "pw2"]
+
+
+def test_weights_or_attrs_changed_through_any_dict_method_or_replaced_are_used(model):
+    x = rand(np.random.default_rng(7), 1, 12, 12, 3)
+    model(x)
+    stem, sep = model["stem"], model["sep"]
+    changes = [
+        lambda: stem.weights.update(bias=stem.weights["bias"] + np.float32(1)),
+        lambda: stem.weights.__ior__({"bias": stem.weights["bias"] - np.float32(3)}),
+        lambda: setattr(stem, "weights", {**stem.weights, "kernel": stem.weights["kernel"] * np.float32(2)}),
+        lambda: sep.attrs.pop("activation"),           # the kernel's default: no activation
+        lambda: sep.attrs.setdefault("activation", "relu"),
+        lambda: setattr(sep, "attrs", {**sep.attrs, "activation": None}),
+    ]
+    before = model(x)
+    for i, change in enumerate(changes):
+        change()
+        got = model(x)
+        assert np.array_equal(got, layer_by_layer(model, x)) and not np.array_equal(got, before), i
+        before = got
+
+
+def test_a_model_that_did_not_change_keeps_its_prepared_calls(model):
+    x = rand(np.random.default_rng(8), 1, 12, 12, 3)
+    model(x)
+    steps, _ = model._execution_plan()
+    prepared = [s.prepared for s in steps]
+    model(x)
+    assert [s.prepared for s in steps] == prepared  # the same objects: nothing prepared again
+    model["stem"].attrs["activation"] = model["stem"].attrs.get("activation")  # a change, even to the same value
+    model(x)
+    assert all(s.prepared is not p for s, p in zip(steps, prepared))
