@@ -11,8 +11,14 @@ twice, which was most of a model's first-run compile time. Here there is one ``p
 :func:`_fan_out`, compiled once: its loop calls a small "piece" function by address with a pointer to a block
 holding the kernel's address and arguments. Each kernel has a serial entry, a specialisation of :func:`_run`
 for its argument types, that stores the block on its stack, makes the piece function (a few lines of LLVM IR
-that unpack the block and call the kernel by address) and calls :func:`_fan_out` by address. Nothing is
+that unpack the block and call the kernel by address) and calls the fan-out by address. Nothing is
 linked, so the kernel is compiled once, as for a serial call, and each entry is small.
+
+Two fan-outs, one chosen per process at the first launch (:func:`_choose_fan_out`): where Numba's
+threading layer is GNU OpenMP, :func:`nnlite.ops.gomp.fan_out` hands the pieces to libgomp's
+``GOMP_parallel`` directly, a few microseconds less per region than Numba's ``prange`` scheduling (measured
+in benchmarks/RESULTS.md, round 11); anywhere else, and in a child forked after the choice, :func:`_fan_out`.
+Same pieces, same ranges, the same bits (tested both ways).
 
 Safety: the pointer is the kernel's compiled code for exact argument types. The entry is specialised on
 the types of the arguments it receives and carries a key of those types, computed when it is compiled;
@@ -25,6 +31,7 @@ serially, which raises the same error with its message.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 
 import numba
@@ -32,8 +39,11 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+from numba.np.ufunc import parallel as _numba_parallel
 
 from ..errors import ModelError
+from ..limits import env_switch
+from . import gomp
 from .jit import locked
 
 _RANGE = (types.int64, types.int64)  # the kernel's last two parameters: start, stop
@@ -112,22 +122,49 @@ def _call_piece(typingctx, piece, block, start, stop):
 
 @locked
 @njit(cache=True, nogil=True, parallel=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _fan_out(piece, block, total, pieces):
+def _fan_out(piece, block, total, pieces, points):
     # the one parallel loop, compiled once: piece i runs units [total*i/pieces, total*(i+1)/pieces); returns
-    # how many pieces raised
+    # how many pieces raised (``points``: unused, the other fan-out's, gomp.fan_out)
     failed = 0
     for i in prange(pieces):
         failed += _call_piece(piece, block, total * i // pieces, total * (i + 1) // pieces)
     return failed
 
 
-_FAN_OUT_TYPES = (types.int64,) * 4
-_fan_out_at = [0]  # the address of _fan_out, once compiled or loaded (Driver._bind)
+_FAN_OUT_TYPES = (types.int64,) * 5
+# the fan-out in use: (address, points), chosen at the first bind (Driver._bind); points: the address of
+# gomp.entry_points()'s array for gomp.fan_out, 0 for _fan_out. (0, 0): not chosen yet (_run runs nothing)
+_fan_out_at = [(0, 0)]
+_forked = [False]  # this process is a child forked after the fan-out was chosen
+
+
+def _choose_fan_out() -> tuple[int, int]:
+    """The fan-out: libgomp's directly where Numba runs on it (:mod:`nnlite.ops.gomp`; not when
+    ``NNLITE_GOMP_FAN_OUT=0``, nor in a forked child), else :func:`_fan_out`. Starts Numba's threading layer
+    if needed."""
+    launch_threads = getattr(_numba_parallel, "_launch_threads", None)
+    if env_switch("NNLITE_GOMP_FAN_OUT") and launch_threads is not None and not _forked[0]:
+        launch_threads()
+        points = gomp.entry_points()
+        if points is not None:
+            return _native_address(gomp.fan_out, _FAN_OUT_TYPES), points.ctypes.data
+    return _native_address(_fan_out, _FAN_OUT_TYPES), 0
+
+
+def _prange_after_fork() -> None:
+    # libgomp's threads are the parent's: a child chooses again, Numba's layer, which stops it with a message
+    if _fan_out_at[0][1]:
+        _fan_out_at[0] = (0, 0)
+        _forked[0] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_prange_after_fork)
 
 
 @intrinsic
-def _call_fan_out(typingctx, where, piece, block, total, pieces):
-    """_fan_out(piece, block, total, pieces) at address ``where``: called, not linked into each caller."""
+def _call_fan_out(typingctx, where, piece, block, total, pieces, points):
+    """fan_out(piece, block, total, pieces, points) at address ``where``: called, not linked into each caller."""
     def codegen(context, builder, sig, llargs):
         fnty = context.call_conv.get_function_type(types.int64, _FAN_OUT_TYPES)
         values = [context.cast(builder, v, t, types.int64) for v, t in zip(llargs[1:], sig.args[1:])]
@@ -136,24 +173,25 @@ def _call_fan_out(typingctx, where, piece, block, total, pieces):
         with cgutils.if_unlikely(builder, status.is_error):
             context.call_conv.return_status_propagate(builder, status)
         return failed
-    return types.int64(where, piece, block, total, pieces), codegen
+    return types.int64(where, piece, block, total, pieces, points), codegen
 
 
 @locked
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-def _run(address, key, args, total, pieces, fan_out):
-    # -1 when ``key`` is not this specialisation's (nothing ran); else how many pieces raised
-    if key != _key_of(args):
+def _run(address, key, args, total, pieces, fan_out, points):
+    # -1 when ``key`` is not this specialisation's or no fan-out is chosen (nothing ran); else how many pieces
+    # raised
+    if key != _key_of(args) or fan_out == 0:
         return -1
     block, piece = _block(address, args)
-    return _call_fan_out(fan_out, piece, block, total, pieces)
+    return _call_fan_out(fan_out, piece, block, total, pieces, points)
 
 
 def _native_address(dispatcher, argtypes) -> int:
     """The address of ``dispatcher``'s code for ``argtypes`` (compiled, or loaded from the cache, now)."""
     dispatcher.compile(argtypes)
     cres = dispatcher.overloads[argtypes]
-    if dispatcher is not _fan_out and cres.signature.return_type != types.none:
+    if dispatcher not in (_fan_out, gomp.fan_out) and cres.signature.return_type != types.none:
         raise ModelError(f"{dispatcher.py_func.__name__}: a driven kernel must return None")
     return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
 
@@ -171,10 +209,10 @@ class Driver:
     def __call__(self, *call):
         args, total, pieces = call[:-2], call[-2], call[-1]
         address, key = self._bound
-        failed = _run(address, key, args, total, pieces, _fan_out_at[0])
+        failed = _run(address, key, args, total, pieces, *_fan_out_at[0])
         if failed < 0:
             address, key = self._bind(args)
-            failed = _run(address, key, args, total, pieces, _fan_out_at[0])
+            failed = _run(address, key, args, total, pieces, *_fan_out_at[0])
         if failed:  # run it on this thread, where its error surfaces with its message
             self.kernel(*args, 0, total)
 
@@ -183,8 +221,8 @@ class Driver:
         argtypes = tuple(numba.typeof(a) for a in args) + _RANGE
         key = type_key(argtypes)
         with self._lock:
-            if not _fan_out_at[0]:
-                _fan_out_at[0] = _native_address(_fan_out, _FAN_OUT_TYPES)
+            if not _fan_out_at[0][0]:
+                _fan_out_at[0] = _choose_fan_out()
             address = self._by_key.get(key)
             if address is None:
                 address = _native_address(self.kernel, argtypes)
