@@ -190,6 +190,31 @@ def test_launch_reports_each_region_to_the_guard(monkeypatch):
     assert (size, total, pieces) == (12, 12, 2) and seconds >= 0.0
 
 
+def test_split_reports_each_region_to_the_guard_with_its_work(monkeypatch):
+    from nnlite.ops import activations
+    seen = []
+
+    class Recorder:
+        def record(self, key, seconds):
+            seen.append((key, seconds))
+
+        def serial(self):
+            return False
+
+    monkeypatch.setattr(parallel, "guard", Recorder())
+    monkeypatch.setattr(parallel, "numba_threads", lambda: 2)
+    x = np.arange(-6, 6, dtype=np.float32)
+    y = np.empty_like(x)
+    args = (y, x, activations.RELU, np.float32(0))
+    parallel.split(activations._act_into, activations._act_into_parallel, args, 12, parallel.MIN_WORK)
+    assert np.array_equal(y, np.maximum(x, 0))
+    assert len(seen) == 1
+    key, seconds = seen[0]
+    assert key == (activations._act_into_parallel, 12, parallel.MIN_WORK, 2) and seconds >= 0.0
+    parallel.split(activations._act_into, activations._act_into_parallel, args, 12, parallel.MIN_WORK - 1)
+    assert len(seen) == 1  # below MIN_WORK: the kernel on this thread, no region
+
+
 @pytest.mark.parametrize("raw,want", [("", True), ("1", True), ("0", False)])
 def test_busy_guard_setting(monkeypatch, raw, want):
     monkeypatch.setenv("NNLITE_BUSY_GUARD", raw)

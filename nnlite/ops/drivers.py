@@ -207,7 +207,10 @@ class Driver:
         self._lock = threading.Lock()
 
     def __call__(self, *call):
-        args, total, pieces = call[:-2], call[-2], call[-1]
+        self.run(call[:-2], call[-2], call[-1])
+
+    def run(self, args: tuple, total: int, pieces: int) -> None:
+        """``drive(*args, total, pieces)`` with the kernel's arguments as one tuple."""
         address, key = self._bound
         failed = _run(address, key, args, total, pieces, *_fan_out_at[0])
         if failed < 0:

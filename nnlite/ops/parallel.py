@@ -104,12 +104,20 @@ def parts(total: int, work: int) -> int:
 
 def split(kernel, driver, args: tuple, total: int, work: int) -> None:
     """``kernel(*args, 0, total)`` on units [0, total), serially or, when :func:`parts` says so, through
-    its ``prange`` driver as ``driver(*args, total, pieces)`` (the convention of every driver here)."""
+    its driver (:func:`nnlite.ops.drivers.driver`) in ``pieces``, timed for :data:`guard` as :func:`launch`
+    times a region."""
     pieces = parts(total, work)
     if pieces == 1:
         kernel(*args, 0, total)
+        return
+    start = time.perf_counter()  # launch()'s work, without packing the arguments again
+    if _layer_is_threadsafe[0]:
+        driver.run(args, total, pieces)
     else:
-        launch(driver, *args, total, pieces, region=(driver, total, work, pieces))
+        with _launch_lock:
+            driver.run(args, total, pieces)
+            _layer_is_threadsafe[0] = numba.threading_layer() != "workqueue"
+    guard.record((driver, total, work, pieces), time.perf_counter() - start)
 
 
 _launch_lock = threading.Lock()
@@ -136,7 +144,7 @@ class BusyGuard:
         self.count, self.hold, self.until, self.since, self.trips = 0, hold, -math.inf, trial, 0
 
     def serial(self) -> bool:
-        return self.enabled and self.clock() < self.until
+        return self.until != -math.inf and self.enabled and self.clock() < self.until  # no clock until a trip
 
     def restart(self) -> None:
         """Threads from now on, a fresh window and the shortest hold (the best times are kept)."""
