@@ -142,7 +142,7 @@ def _pool_in_order(x, pool, stride, padding, is_max):
     return y
 
 
-@pytest.mark.parametrize("c", [11, 16, 24, 40, 70])  # 1 to 4 registers of a pixel, and 4 + 1
+@pytest.mark.parametrize("c", [11, 16, 24, 40, 70, 80, 136])  # 1 to 4 registers, 4 + 1, 4 + 16, 8 + 1
 @pytest.mark.parametrize("pool, padding", [((3, 3), "same"), ((2, 3), "valid"), ((1, 1), "same"),
                                            ((3, 3), (1, 0, 2, 1))])
 def test_pooling_at_column_stride_1_sums_taps_in_order(c, pool, padding):

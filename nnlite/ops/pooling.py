@@ -12,7 +12,7 @@ from . import checks, drivers, parallel
 from .depthwise_simd import valid_range
 from .jit import helper, kernel
 from .padding import pair, resolve_padding_2d
-from .simd import vadd, vdiv, vload_n, vselect_gt, vsplat, vstore_n, vzero
+from .simd import vadd, vdiv, vload, vload_n, vselect_gt, vsplat, vstore, vstore_n, vzero
 
 
 @kernel
@@ -54,44 +54,42 @@ def _avg_pixels(x, kh, kw, sh, sw, top, left, y, r0, r1):
 
 @helper
 def _max_pixels(x, kh, kw, sh, sw, top, left, y, r0, r1):
-    # Any stride: 64 channels of an output pixel at a time in four 16-lane registers, stored once. Taps row by
-    # row; a step is max(acc, v) as Numba's max takes it (v if v > acc else acc: a NaN input never wins).
+    # Any stride: each output pixel's channels 64 at a time in four 16-lane registers (four independent chains
+    # of maxima, full loads), then 16 at a time (the last block's loads masked). Taps row by row; a step is
+    # max(acc, v) as Numba's max takes it (v if v > acc else acc: a NaN input never wins).
     n_, h, w, c = x.shape
     _, oh, ow, _ = y.shape
     xf, yf = x.reshape(-1), y.reshape(-1)
     start = vsplat(np.float32(-np.inf))
+    wide = c - c % 64  # channels in whole groups of 64
     for r in range(r0, r1):
         n, oy = r // oh, r % oh
         y0, y1 = max(oy * sh - top, 0), min(oy * sh - top + kh, h)
         for ox in range(ow):
             x0, x1 = max(ox * sw - left, 0), min(ox * sw - left + kw, w)
             out = (r * ow + ox) * c
-            for c0 in range(0, c, 64):
-                # lanes of each register (<= 0: nothing read or stored); regs: registers with lanes
-                w0, w1, w2, w3 = min(16, c - c0), min(16, c - c0 - 16), min(16, c - c0 - 32), min(16, c - c0 - 48)
-                regs = min(4, (c - c0 + 15) // 16)
+            for c0 in range(0, wide, 64):
                 a0, a1, a2, a3 = start, start, start, start
                 for iy in range(y0, y1):
-                    for ix in range(x0, x1):
-                        q = ((n * h + iy) * w + ix) * c + c0
-                        v0 = vload_n(xf, q, w0)
-                        a0 = vselect_gt(v0, a0, v0, a0)
-                        if regs > 1:  # few channels (16 or fewer at a stride-2 pool): one register's work
-                            v1 = vload_n(xf, q + 16, w1)
-                            a1 = vselect_gt(v1, a1, v1, a1)
-                            if regs > 2:
-                                v2 = vload_n(xf, q + 32, w2)
-                                a2 = vselect_gt(v2, a2, v2, a2)
-                                if regs > 3:
-                                    v3 = vload_n(xf, q + 48, w3)
-                                    a3 = vselect_gt(v3, a3, v3, a3)
-                vstore_n(yf, out + c0, a0, w0)
-                if regs > 1:
-                    vstore_n(yf, out + c0 + 16, a1, w1)
-                    if regs > 2:
-                        vstore_n(yf, out + c0 + 32, a2, w2)
-                        if regs > 3:
-                            vstore_n(yf, out + c0 + 48, a3, w3)
+                    q = ((n * h + iy) * w + x0) * c + c0
+                    for ix in range(x1 - x0):
+                        p = q + ix * c
+                        v0, v1, v2, v3 = vload(xf, p), vload(xf, p + 16), vload(xf, p + 32), vload(xf, p + 48)
+                        a0, a1 = vselect_gt(v0, a0, v0, a0), vselect_gt(v1, a1, v1, a1)
+                        a2, a3 = vselect_gt(v2, a2, v2, a2), vselect_gt(v3, a3, v3, a3)
+                vstore(yf, out + c0, a0)
+                vstore(yf, out + c0 + 16, a1)
+                vstore(yf, out + c0 + 32, a2)
+                vstore(yf, out + c0 + 48, a3)
+            for c0 in range(wide, c, 16):
+                width = min(16, c - c0)
+                a = start
+                for iy in range(y0, y1):
+                    q = ((n * h + iy) * w + x0) * c + c0
+                    for ix in range(x1 - x0):
+                        v = vload(xf, q + ix * c) if width == 16 else vload_n(xf, q + ix * c, width)
+                        a = vselect_gt(v, a, v, a)
+                vstore_n(yf, out + c0, a, width)
 
 
 @helper
