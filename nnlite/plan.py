@@ -9,6 +9,7 @@ convolution producing their input (:class:`nnlite.plan_sums.SumStep`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -71,10 +72,13 @@ def _preparers() -> dict:
         from . import ops
         from .ops.conv import prepare_conv2d
         from .ops.depthwise import prepare_depthwise_conv2d
+        from .ops.pooling import prepare_pool2d
         from .ops.separable import prepare_separable_conv2d
         from .ops.shape import prepare_add
         _PREPARERS.update({ops.conv2d: prepare_conv2d, ops.separable_conv2d: prepare_separable_conv2d,
-                           ops.depthwise_conv2d: prepare_depthwise_conv2d, ops.add: prepare_add})
+                           ops.depthwise_conv2d: prepare_depthwise_conv2d, ops.add: prepare_add,
+                           ops.max_pool2d: functools.partial(prepare_pool2d, is_max=True),
+                           ops.avg_pool2d: functools.partial(prepare_pool2d, is_max=False)})
     return _PREPARERS
 
 

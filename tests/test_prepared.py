@@ -18,8 +18,8 @@ def rand(rng, *shape):
 
 
 def model_with_every_prepared_kind(rng):
-    """A conv2d (its activation folded in), a separable_conv2d layer, a depthwise -> 1x1 pair and an
-    inverted-residual block with its shortcut: each a step with a prepared form."""
+    """A conv2d (its activation folded in), a separable_conv2d layer, a depthwise -> 1x1 pair, an
+    inverted-residual block with its shortcut, an average and a max pool: each a step with a prepared form."""
     g = GraphBuilder("prepared")
     x = g.input("image", (12, 12, 3))
     a = g.layer("conv2d", "stem", x, kernel=rand(rng, 3, 3, 3, 8), bias=rand(rng, 8), padding="same")
@@ -34,7 +34,9 @@ def model_with_every_prepared_kind(rng):
     c = g.layer("depthwise_conv2d", "dw2", b, kernel=rand(rng, 3, 3, 16, 1), stride=2, padding="same")
     c = g.layer("conv2d", "pw2", c, kernel=rand(rng, 1, 1, 16, 24), bias=rand(rng, 24))
     d = g.layer("conv2d", "side", b, kernel=rand(rng, 3, 3, 16, 24), stride=2, padding="same")
-    return g.build([g.layer("add", "sum", c, d, c, activation="relu")])  # three inputs, one read twice
+    e = g.layer("add", "sum", c, d, c, activation="relu")  # three inputs, one read twice
+    e = g.layer("avg_pool2d", "avg", e, pool_size=3, stride=1, padding="same")
+    return g.build([g.layer("max_pool2d", "max", e, pool_size=2, stride=2, padding="same")])
 
 
 @pytest.fixture(params=[True, False], ids=["fused", "layer-by-layer"])
@@ -63,7 +65,7 @@ def test_every_kind_is_prepared_and_gives_the_layers_bits(model):
     steps, _ = model._execution_plan()
     assert [(type(s).__name__, s.layer.name, s.prepared is not None) for s in steps] == [
         ("Step", "stem", True), ("Step", "sep", True), ("InvertedStep", "project", True), ("PairStep", "pw2", True),
-        ("Step", "side", True), ("Step", "sum", True)]
+        ("Step", "side", True), ("Step", "sum", True), ("Step", "avg", True), ("Step", "max", True)]
     want = layer_by_layer(model, x)
     assert np.array_equal(first, want) and np.array_equal(second, want)
 
@@ -83,7 +85,8 @@ def test_a_new_weight_array_is_used_at_the_next_call(model):
 def test_a_new_attribute_value_is_used_at_the_next_call(model):
     x = rand(np.random.default_rng(3), 1, 12, 12, 3)
     model(x)
-    for name, key, value in [("sep", "activation", None), ("dw", "activation", "relu"), ("pw2", "activation", "relu")]:
+    for name, key, value in [("sep", "activation", None), ("dw", "activation", "relu"), ("pw2", "activation", "relu"),
+                             ("avg", "pool_size", 2), ("max", "stride", 1)]:
         model[name].attrs[key] = value
         got = model(x)
         assert np.array_equal(got, layer_by_layer(model, x)), name
@@ -161,3 +164,32 @@ def test_a_model_that_did_not_change_keeps_its_prepared_calls(model):
     model["stem"].attrs["activation"] = model["stem"].attrs.get("activation")  # a change, even to the same value
     model(x)
     assert all(s.prepared is not p for s, p in zip(steps, prepared))
+
+
+def test_prepared_pools_give_the_ops_bits():
+    from nnlite.ops import pooling, reference
+    rng = np.random.default_rng(9)
+    for shape, pool, stride, padding in [((2, 13, 11, 70), 3, 2, "same"), ((1, 12, 12, 16), 2, None, "valid"),
+                                         ((1, 9, 7, 5), (3, 2), (1, 2), "same"), ((3, 8, 8, 128), 3, 1, "same")]:
+        x = rand(rng, *shape)
+        for is_max, name in ((True, "max_pool2d"), (False, "avg_pool2d")):
+            call = pooling.prepare_pool2d(x, pool_size=pool, stride=stride, padding=padding, is_max=is_max)
+            got = call(x)
+            want = getattr(ops, name)(x, pool_size=pool, stride=stride, padding=padding)
+            assert call.out_shape == want.shape and np.array_equal(got, want), (shape, name)  # the op's bits
+            reference_result = getattr(reference, name)(x, pool_size=pool, stride=stride, padding=padding)
+            np.testing.assert_allclose(got, reference_result, rtol=1e-6, atol=1e-6)  # the twin sums in float64
+    assert pooling.prepare_pool2d(x[:, ::2], pool_size=2, is_max=True) is None  # not contiguous: the op runs
+    assert pooling.prepare_pool2d(x, pool_size=0, is_max=True) is None  # bad arguments: the op raises
+
+
+def test_a_models_pools_run_prepared_match_the_reference(model):
+    from nnlite.ops import reference
+    x = rand(np.random.default_rng(10), 1, 12, 12, 3)
+    got = model(x)
+    steps, _ = model._execution_plan()
+    assert all(s.prepared is not None for s in steps if s.layer.name in ("avg", "max"))
+    before = model.trace(x)["sum"]  # the add's output, as declared
+    want = reference.max_pool2d(reference.avg_pool2d(before, pool_size=3, stride=1, padding="same"),
+                                pool_size=2, stride=2, padding="same")
+    np.testing.assert_allclose(got, want, rtol=1e-6)

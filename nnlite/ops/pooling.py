@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import NnliteError
 from . import checks, drivers, parallel
 from .depthwise_simd import valid_range
 from .jit import helper, kernel
@@ -122,16 +123,44 @@ def _max_rows_flat(x, kh, kw, sh, top, left, y, r0, r1):
 _pool_parallel = drivers.driver(_pool)
 
 
-def _pool2d(x, pool_size, stride, padding, is_max, op):
-    x = np.ascontiguousarray(checks.nhwc(x, op))
+def _geometry(x_shape, pool_size, stride, padding, op):
+    """(kh, kw, sh, sw, top, left, out_shape) of a pool on an input of ``x_shape`` (nnlite errors for bad
+    arguments)."""
     kh, kw = pair(pool_size, f"{op} pool_size")
     sh, sw = (kh, kw) if stride is None else pair(stride, f"{op} stride")
     checks.pool_padding(padding, kh, kw, op)
-    (t, _, oh), (l, _, ow) = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, (sh, sw), 1, padding)
-    y = np.empty((x.shape[0], oh, ow, x.shape[3]), np.float32)
-    rows = x.shape[0] * oh
-    parallel.split(_pool, _pool_parallel, (x, kh, kw, sh, sw, t, l, is_max, y), rows, y.size * kh * kw // 4)
-    return y
+    (t, _, oh), (l, _, ow) = resolve_padding_2d(x_shape[1], x_shape[2], kh, kw, (sh, sw), 1, padding)
+    return kh, kw, sh, sw, t, l, (x_shape[0], oh, ow, x_shape[3])
+
+
+def _pooling(x_shape, pool_size, stride, padding, is_max, op):
+    """The pool as a function of a C-contiguous float32 input of ``x_shape`` alone (``.out_shape``)."""
+    kh, kw, sh, sw, t, l, out_shape = _geometry(x_shape, pool_size, stride, padding, op)
+    rows, work = out_shape[0] * out_shape[1], int(np.prod(out_shape)) * kh * kw // 4
+
+    def pooled(x):
+        y = np.empty(out_shape, np.float32)
+        parallel.split(_pool, _pool_parallel, (x, kh, kw, sh, sw, t, l, is_max, y), rows, work)
+        return y
+    pooled.out_shape = out_shape
+    return pooled
+
+
+def _pool2d(x, pool_size, stride, padding, is_max, op):
+    x = np.ascontiguousarray(checks.nhwc(x, op))
+    return _pooling(x.shape, pool_size, stride, padding, is_max, op)(x)
+
+
+def prepare_pool2d(x, *, pool_size, stride=None, padding="valid", is_max: bool):
+    """``max_pool2d`` (``is_max``) or ``avg_pool2d`` for inputs of ``x``'s shape as a function of the input
+    alone (``.out_shape``), or None where the op itself should run (it raises nnlite's error for bad
+    arguments)."""
+    if type(x) is not np.ndarray or x.dtype != np.float32 or x.ndim != 4 or not x.flags.c_contiguous:
+        return None
+    try:
+        return _pooling(x.shape, pool_size, stride, padding, is_max, "max_pool2d" if is_max else "avg_pool2d")
+    except NnliteError:
+        return None
 
 
 def max_pool2d(x, *, pool_size, stride=None, padding="valid"):
