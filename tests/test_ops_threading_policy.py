@@ -283,3 +283,16 @@ def test_results_are_bit_identical_across_thread_counts_guard_and_wait_policies(
         assert info[0] == "2", (tag, info)
         for name in one:
             assert np.array_equal(got[name], one[name]), (tag, name)
+
+
+def test_split_takes_any_driver_of_the_convention(monkeypatch):
+    monkeypatch.setattr(parallel, "numba_threads", lambda: 2)
+    calls = []
+
+    def driver(y, total, pieces):  # not a drivers.Driver: called as driver(*args, total, pieces)
+        calls.append((total, pieces))
+        y[:total] = 1.0
+
+    y = np.zeros(10, np.float32)
+    parallel.split(lambda y, a, b: None, driver, (y,), 10, parallel.MIN_WORK)
+    assert calls == [(10, 2)] and y.sum() == 10

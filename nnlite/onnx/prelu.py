@@ -4,9 +4,9 @@ applies it after every unit's first convolution. Reference twin: :func:`nnlite.o
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from ..ops import parallel
+from ..ops import drivers, parallel
 
 
 @njit(cache=True, nogil=True)
@@ -19,10 +19,7 @@ def _prelu_rows(x, slope, y, r0, r1):
             y[r, ch] = v if v >= 0 else v * slope[ch]
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _prelu_parallel(x, slope, y, rows, pieces):
-    for i in prange(pieces):
-        _prelu_rows(x, slope, y, rows * i // pieces, rows * (i + 1) // pieces)
+_prelu_parallel = drivers.driver(_prelu_rows)
 
 
 def prelu_channels(x, *, slope):

@@ -104,18 +104,22 @@ def parts(total: int, work: int) -> int:
 
 def split(kernel, driver, args: tuple, total: int, work: int) -> None:
     """``kernel(*args, 0, total)`` on units [0, total), serially or, when :func:`parts` says so, through
-    its driver (:func:`nnlite.ops.drivers.driver`) in ``pieces``, timed for :data:`guard` as :func:`launch`
-    times a region."""
+    its driver (:func:`nnlite.ops.drivers.driver`, or any callable ``driver(*args, total, pieces)``) in
+    ``pieces``, timed for :data:`guard` as :func:`launch` times a region."""
     pieces = parts(total, work)
     if pieces == 1:
         kernel(*args, 0, total)
         return
+    run = getattr(driver, "run", None)
+    if run is None:  # a driver of the convention alone, driver(*args, total, pieces)
+        launch(driver, *args, total, pieces, region=(driver, total, work, pieces))
+        return
     start = time.perf_counter()  # launch()'s work, without packing the arguments again
     if _layer_is_threadsafe[0]:
-        driver.run(args, total, pieces)
+        run(args, total, pieces)
     else:
         with _launch_lock:
-            driver.run(args, total, pieces)
+            run(args, total, pieces)
             _layer_is_threadsafe[0] = numba.threading_layer() != "workqueue"
     guard.record((driver, total, work, pieces), time.perf_counter() - start)
 
