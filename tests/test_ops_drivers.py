@@ -40,12 +40,17 @@ def test_the_libgomp_fan_out_is_used_exactly_where_numba_runs_on_libgomp(fan_out
     if fan_out != "chosen":
         return
     points = gomp.entry_points()
-    if numba.threading_layer() == "omp" and gomp._mapped_libgomp():
+    if numba.threading_layer() == "omp" and _openmp_vendor() == "GNU":
         assert points is not None and points.shape == (3,) and points.all()
         assert drivers._fan_out_at[0] == (drivers._native_address(gomp.fan_out, drivers._FAN_OUT_TYPES),
                                           points.ctypes.data)
     else:
         assert points is None and drivers._fan_out_at[0] == _prange()
+
+
+def _openmp_vendor():
+    from numba.np.ufunc import omppool
+    return omppool.openmp_vendor
 
 
 def _prange():

@@ -11,13 +11,14 @@ pieces ``thread, thread + team, ...`` (a team smaller than asked for, nested ins
 still runs every piece), and the caller's thread is one of them, as with ``prange``. The pieces, their
 ranges and so the bits are the same either way.
 
-libgomp's entry points are looked up in the one copy of libgomp mapped into the process (the one Numba's
-OpenMP layer loaded) and handed to the compiled fan-out at each call, in a small array: so the fan-out is
-an ordinary cached Numba function (a warm start loads it; it never brings LLVM's compiler in). Anywhere
-else (Numba's TBB or workqueue layer, several or no libgomp copies, not Linux) :func:`entry_points` is
-None and the drivers keep ``prange``. In a child forked after the parent ran a region, libgomp's threads
-do not exist: the drivers go back to ``prange`` there (:mod:`nnlite.ops.drivers`), whose layer reports the
-unsafe fork and stops the child instead of waiting for them.
+libgomp's entry points are looked up through Numba's own OpenMP module (so they are those of the libgomp
+its layer is linked with, whatever other OpenMP runtimes the process holds) and handed to the compiled
+fan-out at each call, in a small array: so the fan-out is an ordinary cached Numba function (a warm start
+loads it; it never brings LLVM's compiler in). Anywhere else (Numba's TBB or workqueue layer, an OpenMP
+layer built on another vendor's runtime) :func:`entry_points` is None and the drivers keep ``prange``.
+In a child forked after the parent ran a region, libgomp's threads do not exist: the drivers go back to
+``prange`` there (:mod:`nnlite.ops.drivers`), whose layer reports the unsafe fork and stops the child
+instead of waiting for them.
 """
 
 from __future__ import annotations
@@ -40,16 +41,6 @@ _I8P = ir.IntType(8).as_pointer()
 _BLOCK = ir.LiteralStructType([_I64] * 7)
 
 
-def _mapped_libgomp() -> str | None:
-    """The path of the libgomp mapped into this process, if exactly one is (Linux's /proc/self/maps)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "/libgomp" in line}
-    except OSError:
-        return None
-    return paths.pop() if len(paths) == 1 else None
-
-
 def entry_points() -> np.ndarray | None:
     """[GOMP_parallel, omp_get_thread_num, omp_get_num_threads]: their addresses in the process's libgomp,
     for :func:`fan_out`'s ``points`` (keep the array alive while it is used); None where the fan-out must
@@ -65,13 +56,13 @@ def _find_entry_points() -> np.ndarray | None:
     try:
         if numba.threading_layer() != "omp":
             return None
-    except ValueError:  # no layer started yet
+        from numba.np.ufunc import omppool
+    except (ValueError, ImportError):  # no layer started yet, or none built
         return None
-    path = _mapped_libgomp()
-    if path is None:
+    if getattr(omppool, "openmp_vendor", None) != "GNU":
         return None
-    try:
-        lib = ctypes.CDLL(path)
+    try:  # symbols looked up through Numba's own OpenMP module: the libgomp it is linked with
+        lib = ctypes.CDLL(omppool.__file__)
         names = ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")
         return np.array([ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in names], np.int64)
     except (OSError, AttributeError):
