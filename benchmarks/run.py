@@ -175,8 +175,11 @@ def engine_choice(threads: int) -> str:
 
 
 def numba_layer(threads: int) -> str:
-    code = ("import nnlite.ops as o, numpy as np, numba\no.relu(np.ones((1, 256, 256, 16), np.float32))\n"
-            "try:\n    print(numba.threading_layer())\nexcept ValueError:\n    print('none launched')")
+    code = ("import nnlite.ops as o, numpy as np, numba\nfrom nnlite.ops import drivers\n"
+            "o.relu(np.ones((1, 256, 256, 16), np.float32))\n"
+            "fan = 'libgomp GOMP_parallel' if drivers._fan_out_at[0][1] else 'prange'\n"
+            "try:\n    print(f'{numba.threading_layer()} layer, regions started by {fan}')\n"
+            "except ValueError:\n    print('none launched')")
     return _run([sys.executable, "-c", code], _env(threads, 0), 300).strip()
 
 
@@ -242,7 +245,7 @@ def write(results: dict, path: Path = OUT_MD) -> None:
         + f"; nnlite at commit {m['commit']} plus the working tree",
         f"- nnlite's conv engine: **{main.get('engine', 'blas')}** in the main configuration (\"simd\": its own "
         "AVX-512 implicit GEMM, nnlite/ops/gemm.py; \"blas\": im2col + NumPy's OpenBLAS matmul); threads: "
-        f"Numba's {results['numba_layer']} layer (prange drivers, nnlite/ops/parallel.py)",
+        f"Numba's {results['numba_layer']} (nnlite/ops/drivers.py, nnlite/ops/parallel.py)",
         f"- BLAS (dense layers, the \"blas\" engine, the matmul rate): OpenBLAS {main['matmul']['blas_core']} "
         f"kernels (OPENBLAS_CORETYPE={main['matmul']['openblas_coretype_env']}), pinned to 1 thread",
         "",
