@@ -41,7 +41,8 @@ def test_the_libgomp_fan_out_is_used_exactly_where_numba_runs_on_libgomp(fan_out
         return
     points = gomp.entry_points()
     if numba.threading_layer() == "omp" and _openmp_vendor() == "GNU":
-        assert points is not None and points.shape == (3,) and points.all()
+        assert points is not None and points.shape == (4,) and points.all()
+        assert points[3] == numba.config.NUMBA_NUM_THREADS  # the most threads a region asks libgomp for
         assert drivers._fan_out_at[0] == (drivers._native_address(gomp.fan_out, drivers._FAN_OUT_TYPES),
                                           points.ctypes.data)
     else:

@@ -42,9 +42,11 @@ _BLOCK = ir.LiteralStructType([_I64] * 7)
 
 
 def entry_points() -> np.ndarray | None:
-    """[GOMP_parallel, omp_get_thread_num, omp_get_num_threads]: their addresses in the process's libgomp,
-    for :func:`fan_out`'s ``points`` (keep the array alive while it is used); None where the fan-out must
-    not be used (see the module docstring). Call after Numba's threading layer has started."""
+    """[GOMP_parallel, omp_get_thread_num, omp_get_num_threads, most threads]: the first three's addresses in
+    the process's libgomp, and Numba's launch-time thread count, which caps a region's team (more pieces than
+    that run several to a thread, as ``prange`` runs them), for :func:`fan_out`'s ``points`` (keep the array
+    alive while it is used); None where the fan-out must not be used (see the module docstring). Call after
+    Numba's threading layer has started."""
     with _lock:
         if "points" not in _state:
             _state["points"] = _find_entry_points()
@@ -64,9 +66,10 @@ def _find_entry_points() -> np.ndarray | None:
     try:  # symbols looked up through Numba's own OpenMP module: the libgomp it is linked with
         lib = ctypes.CDLL(omppool.__file__)
         names = ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")
-        return np.array([ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in names], np.int64)
+        found = [ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in names]
     except (OSError, AttributeError):
         return None
+    return np.array([*found, max(1, numba.config.NUMBA_NUM_THREADS)], np.int64)
 
 
 def _field(builder, block, k):
@@ -108,19 +111,20 @@ def _worker(module: ir.Module) -> ir.Function:
 
 @intrinsic
 def _region(typingctx, piece, block, total, pieces, points):
-    """GOMP_parallel(worker, {piece, block, total, pieces, ...}, pieces, 0) with libgomp's entry points at
-    address ``points`` (:func:`entry_points`); how many pieces raised."""
+    """GOMP_parallel(worker, {piece, block, total, pieces, ...}, min(pieces, most threads), 0) with libgomp's
+    entry points at address ``points`` (:func:`entry_points`); how many pieces raised."""
     def codegen(context, builder, sig, llargs):
         worker = _worker(builder.module)
         entry = builder.inttoptr(llargs[4], _I64.as_pointer())
-        gomp_parallel, thread_num, num_threads = (builder.load(builder.gep(entry, [ir.Constant(_I64, k)]))
-                                                  for k in range(3))
+        gomp_parallel, thread_num, num_threads, most = (builder.load(builder.gep(entry, [ir.Constant(_I64, k)]))
+                                                        for k in range(4))
+        team = builder.select(builder.icmp_signed("<", llargs[3], most), llargs[3], most)
         shared = builder.alloca(_BLOCK)
         for k, value in enumerate((*llargs[:4], ir.Constant(_I64, 0), thread_num, num_threads)):
             builder.store(value, _field(builder, shared, k))
         parallel_fn = ir.FunctionType(ir.VoidType(), [worker.type, _I8P, _I32, _I32]).as_pointer()
         builder.call(builder.inttoptr(gomp_parallel, parallel_fn),
-                     [worker, builder.bitcast(shared, _I8P), builder.trunc(llargs[3], _I32), ir.Constant(_I32, 0)])
+                     [worker, builder.bitcast(shared, _I8P), builder.trunc(team, _I32), ir.Constant(_I32, 0)])
         return builder.load(_field(builder, shared, 4))
     return types.int64(types.int64, types.int64, types.int64, types.int64, types.int64), codegen
 
