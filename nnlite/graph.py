@@ -217,6 +217,8 @@ class Model:
             except (TypeError, ValueError):
                 raise ShapeError(f"{self.name}: input {n!r} should hold numbers ({np.dtype(spec.dtype).name}), "
                                  f"found {x.dtype} values") from None
+            if not feed[n].flags.writeable:  # the kernels take writable arrays (Numba types read-only ones apart)
+                feed[n] = feed[n].copy()
         return feed
 
     def _run(self, feed: dict[str, np.ndarray], keep_all: bool) -> dict[str, np.ndarray]:

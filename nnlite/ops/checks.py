@@ -42,11 +42,12 @@ def number(value, op: str, what: str) -> float:
 
 
 def nhwc(x, op: str) -> np.ndarray:
-    """``x`` as a float32 (N, H, W, C) array; ShapeError if it is not 4-D."""
+    """``x`` as a float32 (N, H, W, C) array, writable (a read-only one copied: the kernels are compiled for
+    writable arrays, which Numba types apart); ShapeError if it is not 4-D."""
     x = floats(x, op)
     if x.ndim != 4:
         raise ShapeError(f"{op}: expected a 4-D NHWC input (N, H, W, C), found shape {x.shape}")
-    return x
+    return x if x.flags.writeable else x.copy()
 
 
 def array(a, op: str, what: str, ndim: int | None = None) -> np.ndarray:

@@ -153,6 +153,12 @@ def _plain(a, ndim: int) -> bool:
     return type(a) is np.ndarray and a.dtype is _F32 and a.ndim == ndim and a.flags.c_contiguous
 
 
+def _plain_input(x) -> bool:
+    """:func:`_plain` for an NHWC activation, which must also be writable: Numba types a read-only array apart,
+    and the kernels called by address take one type (the checked path copies a read-only input)."""
+    return _plain(x, 4) and x.flags.writeable
+
+
 @functools.lru_cache(maxsize=1024)
 def _layout(x_shape, k_shape, stride, padding, dilation):
     (t, b, oh), (l, r, ow) = resolve_padding_2d(x_shape[1], x_shape[2], k_shape[0], k_shape[1], stride, dilation,
@@ -181,7 +187,7 @@ def prepare_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=
 def _fast_layout(x, kernel, bias, stride, padding, dilation, activation):
     """conv2d's layout when every argument is already in final form (else None: the checked path runs,
     which converts what it can and raises nnlite's errors for the rest)."""
-    if not (_plain(x, 4) and _plain(kernel, 4) and x.shape[3] == kernel.shape[2]
+    if not (_plain_input(x) and _plain(kernel, 4) and x.shape[3] == kernel.shape[2]
             and (bias is None or (_plain(bias, 1) and bias.shape[0] == kernel.shape[3]))):
         return None
     return cached_geometry(_layout, (activation,), x.shape, kernel.shape, stride, padding, dilation)

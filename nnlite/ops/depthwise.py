@@ -22,7 +22,7 @@ import numpy as np
 
 from . import checks, depthwise_stream, engine, machine, parallel
 from .activations import CODES, act_row, code_of
-from .conv import _plain, cached_geometry
+from .conv import _plain, _plain_input, cached_geometry
 from .depthwise_simd import depthwise_rows, depthwise_rows_parallel, valid_range
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
@@ -164,7 +164,7 @@ def _simd_geometry(x_shape, k_shape, stride, padding, dilation):
 def _fast_geometry(x, kernel, bias, stride, padding, dilation, activation):
     """_simd_geometry when every argument is in final form for the "simd" path (multiplier 1), else None:
     the checked path runs, which converts what it can and raises nnlite's errors for the rest."""
-    if not (_plain(x, 4) and _plain(kernel, 4) and kernel.shape[3] == 1 and kernel.shape[2] == x.shape[3]
+    if not (_plain_input(x) and _plain(kernel, 4) and kernel.shape[3] == 1 and kernel.shape[2] == x.shape[3]
             and (bias is None or (_plain(bias, 1) and bias.shape[0] == x.shape[3]))):
         return None
     return cached_geometry(_simd_geometry, (activation,), x.shape, kernel.shape, stride, padding, dilation)

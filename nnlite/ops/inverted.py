@@ -23,7 +23,7 @@ import numpy as np
 
 from . import bound, depthwise_stream, drivers, engine, machine, parallel, prepack
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR
-from .conv import _plain, cached_geometry, conv2d, prepare_conv2d
+from .conv import _plain, _plain_input, cached_geometry, conv2d, prepare_conv2d
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
 from .prepare import chain, like
@@ -48,7 +48,7 @@ def inverted_residual(x, expand_kernel, expand_bias, depthwise_kernel, depthwise
         stride=stride, padding=padding, dilation=dilation, expand_activation=expand_activation,
         depthwise_activation=depthwise_activation, activation=activation, expand_alpha=expand_alpha,
         depthwise_alpha=depthwise_alpha, alpha=alpha)
-    if fast is not None and (residual is None or (_plain(residual, 4) and residual.shape == fast.out_shape)):
+    if fast is not None and (residual is None or (_plain_input(residual) and residual.shape == fast.out_shape)):
         return fast(x, residual)
     mid = conv2d(x, expand_kernel, expand_bias, activation=expand_activation, alpha=expand_alpha)
     y = depthwise_pointwise(mid, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride=stride,
@@ -100,7 +100,7 @@ def _ring(band: int, sh: int, kh: int, dh: int) -> int:
 
 
 def _fast_geometry(x, ek, eb, dk, db, pk, pb, stride, padding, dilation, acts):
-    if not (_plain(x, 4) and _plain(ek, 4) and _plain(dk, 4) and _plain(pk, 4)
+    if not (_plain_input(x) and _plain(ek, 4) and _plain(dk, 4) and _plain(pk, 4)
             and all(b is None or _plain(b, 1) for b in (eb, db, pb))):
         return None
     geo = cached_geometry(_geometry, acts, x.shape, ek.shape, dk.shape, pk.shape, stride, padding, dilation,

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ShapeError
 from . import bound, checks, depthwise_stream, drivers, engine, machine, parallel, prepack
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR, code_of
-from .conv import _plain, cached_geometry, conv2d, prepare_conv2d
+from .conv import _plain, _plain_input, cached_geometry, conv2d, prepare_conv2d
 from .depthwise import depthwise_conv2d, prepare_depthwise_conv2d
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
@@ -161,7 +161,7 @@ def _fast_pair_key(x_shape, dk_shape, pk_shape, stride, padding, dilation, threa
 
 def _fast_pair_geometry(x, dk, db, pk, pb, stride, padding, dilation, dact, act):
     """depthwise_pointwise's geometry when every argument is in final form and fusable, else None."""
-    if not (_plain(x, 4) and _plain(dk, 4) and _plain(pk, 4) and (db is None or _plain(db, 1))
+    if not (_plain_input(x) and _plain(dk, 4) and _plain(pk, 4) and (db is None or _plain(db, 1))
             and (pb is None or _plain(pb, 1))):
         return None
     geo = cached_geometry(_fast_pair_key, (dact, act), x.shape, dk.shape, pk.shape, stride, padding, dilation,

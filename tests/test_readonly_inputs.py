@@ -1,0 +1,65 @@
+"""Read-only inputs (a memory-mapped file, np.frombuffer, an array marked so) work like any other: every op and
+a model give the writable array's bits. Numba types a read-only array apart from a writable one, and the
+kernels called by address take one type, so the ops copy such an input first (it failed to compile before)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnlite import ops
+from nnlite.graph import GraphBuilder
+
+
+def read_only(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+RNG = np.random.default_rng(0)
+K3, K1 = RNG.random((3, 3, 20, 16), dtype=np.float32), RNG.random((1, 1, 20, 16), dtype=np.float32)
+DW3, DW5 = RNG.random((3, 3, 20, 1), dtype=np.float32), RNG.random((5, 5, 20, 1), dtype=np.float32)
+PW, EK, PK = (RNG.random((1, 1, 20, 8), dtype=np.float32), RNG.random((1, 1, 20, 40), dtype=np.float32),
+              RNG.random((1, 1, 40, 20), dtype=np.float32))
+DW40 = RNG.random((3, 3, 40, 1), dtype=np.float32)
+
+OPS = {
+    "conv2d 3x3": lambda x: ops.conv2d(x, K3, padding="same"),
+    "conv2d 1x1": lambda x: ops.conv2d(x, K1),
+    "conv2d 3x3 stride 2": lambda x: ops.conv2d(x, K3, stride=2, padding="same"),
+    "depthwise 3x3": lambda x: ops.depthwise_conv2d(x, DW3, padding="same"),
+    "depthwise 5x5": lambda x: ops.depthwise_conv2d(x, DW5, padding="same"),
+    "separable": lambda x: ops.separable_conv2d(x, DW3, PW, padding="same"),
+    "inverted residual": lambda x: ops.inverted_residual(x, EK, None, DW40, None, PK, None, padding="same",
+                                                         residual=x),
+    "conv + max pool": lambda x: ops.conv2d_max_pool(x, K3, padding="same"),
+    "max pool": lambda x: ops.max_pool2d(x, pool_size=2),
+    "max pool stride 1": lambda x: ops.max_pool2d(x, pool_size=3, stride=1, padding="same"),
+    "average pool": lambda x: ops.avg_pool2d(x, pool_size=3, stride=1, padding="same"),
+    "add": lambda x: ops.add(x, x, activation="relu"),
+    "concat": lambda x: ops.concat(x, x, x),
+    "relu": lambda x: ops.relu(x),
+    "global average pool": lambda x: ops.global_avg_pool2d(x),
+}
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_an_op_on_a_read_only_input_gives_the_writable_inputs_bits(name):
+    x = RNG.random((1, 12, 12, 20), dtype=np.float32)
+    want = OPS[name](x)
+    assert np.array_equal(OPS[name](read_only(x)), want)
+
+
+def test_a_model_on_a_read_only_input():
+    g = GraphBuilder("read_only")
+    x = g.input("image", (12, 12, 20))
+    a = g.layer("conv2d", "pw", x, kernel=K1, padding="same", activation="relu")
+    a = g.layer("depthwise_conv2d", "dw", a, kernel=RNG.random((3, 3, 16, 1), dtype=np.float32), padding="same")
+    a = g.layer("max_pool2d", "pool", a, pool_size=2)
+    model = g.build([a])
+    image = RNG.random((2, 12, 12, 20), dtype=np.float32)
+    want = model(image)
+    frozen = read_only(image)
+    assert np.array_equal(model(frozen), want) and np.array_equal(model(frozen), want)  # prepared on the 2nd call
+    assert not frozen.flags.writeable
