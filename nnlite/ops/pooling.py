@@ -7,9 +7,10 @@ are not counted in an average's divisor (TF's 'same' rule; explicit padding is t
 from __future__ import annotations
 
 import numpy as np
+from numba import types
 
 from ..errors import NnliteError
-from . import checks, drivers, parallel
+from . import bound, checks, drivers, parallel
 from .depthwise_simd import valid_range
 from .jit import helper, kernel
 from .padding import pair, resolve_padding_2d
@@ -17,16 +18,11 @@ from .simd import vadd, vdiv, vload, vload_n, vselect_gt, vsplat, vstore, vstore
 
 
 @kernel
-def _pool(x, kh, kw, sh, sw, top, left, is_max, y, r0, r1):
-    # x (N, H, W, C); y (N, oh, ow, C), rows r = n*oh + oy in [r0, r1); windows clipped to the image. An average
-    # takes _avg_pixels (1.3-1.6x faster than the per-pixel and flat paths it replaced at 11-176 channels,
-    # benchmarks/RESULTS.md round 9), a max at column stride 1 the flat path, else _max_pixels.
-    if not is_max:
-        _avg_pixels(x, kh, kw, sh, sw, top, left, y, r0, r1)
-    elif sw == 1:
-        _max_rows_flat(x, kh, kw, sh, top, left, y, r0, r1)
-    else:
-        _max_pixels(x, kh, kw, sh, sw, top, left, y, r0, r1)
+def _pool(x, kh, kw, sh, sw, top, left, rows_at, y, r0, r1):
+    # x (N, H, W, C); y (N, oh, ow, C), rows r = n*oh + oy in [r0, r1); windows clipped to the image. rows_at: the
+    # address of the rows function (:func:`_rows_name`; all three share POOL_ARGS), so a model compiles only
+    # the ones its pools use
+    bound.call(rows_at, "pool_avg", (x, kh, kw, sh, sw, top, left, y, r0, r1))
 
 
 @helper
@@ -94,7 +90,7 @@ def _max_pixels(x, kh, kw, sh, sw, top, left, y, r0, r1):
 
 
 @helper
-def _max_rows_flat(x, kh, kw, sh, top, left, y, r0, r1):
+def _max_rows_flat(x, kh, kw, sh, sw, top, left, y, r0, r1):
     # A max at column stride 1: for each window tap (i, j), the outputs it reaches in a row, [lo, hi), read
     # one contiguous run of (hi - lo) * C inputs, so each tap is one long loop over a flat output row, which
     # vectorises whatever C is (NASNet's 11-44 channels). Same values, taps in the same order, as _max_pixels.
@@ -121,6 +117,18 @@ def _max_rows_flat(x, kh, kw, sh, top, left, y, r0, r1):
 
 
 _pool_parallel = drivers.driver(_pool)
+_F4 = types.float32[:, :, :, ::1]
+POOL_ARGS = (_F4, *(types.int64,) * 6, _F4, types.int64, types.int64)  # x, kh, kw, sh, sw, top, left, y, r0, r1
+bound.declare("pool_avg", _avg_pixels, POOL_ARGS)
+bound.declare("pool_max_flat", _max_rows_flat, POOL_ARGS)
+bound.declare("pool_max_pixels", _max_pixels, POOL_ARGS)
+
+
+def _rows_name(is_max: bool, sw: int) -> str:
+    """The rows function of a pool: an average takes _avg_pixels (1.3-1.6x faster than the per-pixel and flat
+    paths it replaced at 11-176 channels, benchmarks/RESULTS.md round 9), a max at column stride 1 the flat
+    path, else _max_pixels."""
+    return "pool_avg" if not is_max else "pool_max_flat" if sw == 1 else "pool_max_pixels"
 
 
 def _geometry(x_shape, pool_size, stride, padding, op):
@@ -137,10 +145,13 @@ def _pooling(x_shape, pool_size, stride, padding, is_max, op):
     """The pool as a function of a C-contiguous float32 input of ``x_shape`` alone (``.out_shape``)."""
     kh, kw, sh, sw, t, l, out_shape = _geometry(x_shape, pool_size, stride, padding, op)
     rows, work = out_shape[0] * out_shape[1], int(np.prod(out_shape)) * kh * kw // 4
+    rows_at = bound.address(_rows_name(is_max, sw))
 
     def pooled(x):
+        if not x.flags.writeable:  # Numba types a read-only array apart; the rows functions take one type
+            x = x.copy()
         y = np.empty(out_shape, np.float32)
-        parallel.split(_pool, _pool_parallel, (x, kh, kw, sh, sw, t, l, is_max, y), rows, work)
+        parallel.split(_pool, _pool_parallel, (x, kh, kw, sh, sw, t, l, rows_at, y), rows, work)
         return y
     pooled.out_shape = out_shape
     return pooled
