@@ -47,16 +47,26 @@ class Cluster:
                                     "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny", "--no-dashboard",
                                     "--name", f"w{i}")
                         for i in range(workers)]
+        try:
+            self.address = self._scheduler_address()
+            assert self.address.startswith("tcp://127.0.0.1:")
+            from distributed import Client
+            with Client(self.address, timeout="30s") as client:
+                client.wait_for_workers(workers, timeout=60)
+                self.worker_pids = client.run(os.getpid)   # worker address -> pid
+        except BaseException:
+            self.close()  # no scheduler or worker outlives a failed start
+            raise
+
+    def _scheduler_address(self) -> str:
+        # the scheduler writes its file in place: it can exist, empty or half written, before it holds the address
         deadline = time.monotonic() + 60
-        while not self.file.exists():
-            assert time.monotonic() < deadline and self.scheduler.poll() is None, "the scheduler did not start"
-            time.sleep(0.1)
-        self.address = json.loads(self.file.read_text())["address"]
-        assert self.address.startswith("tcp://127.0.0.1:")
-        from distributed import Client
-        with Client(self.address, timeout="30s") as client:
-            client.wait_for_workers(workers, timeout=60)
-            self.worker_pids = client.run(os.getpid)   # worker address -> pid
+        while True:
+            try:
+                return json.loads(self.file.read_text())["address"]
+            except (FileNotFoundError, ValueError, KeyError):
+                assert time.monotonic() < deadline and self.scheduler.poll() is None, "the scheduler did not start"
+                time.sleep(0.1)
 
     def _start(self, module: str, *args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=self.env,
