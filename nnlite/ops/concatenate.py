@@ -26,8 +26,8 @@ from numba.extending import intrinsic
 from ..errors import ShapeError
 from . import checks, drivers, parallel
 from .jit import kernel
+from .shape import _plain
 
-_F32 = np.dtype(np.float32)
 SMALL = parallel.MIN_WORK  # outputs of fewer values: NumPy's concatenate (this call's set-up costs microseconds)
 _FLOAT_BYTES = 4
 
@@ -56,10 +56,6 @@ def _concat_rows(out, addresses, widths, start, stop):
 
 
 _concat_rows_parallel = drivers.driver(_concat_rows)
-
-
-def _plain(a) -> bool:
-    return type(a) is np.ndarray and a.dtype is _F32 and a.flags.c_contiguous
 
 
 def concat(*xs, axis=-1):

@@ -110,18 +110,11 @@ def split(kernel, driver, args: tuple, total: int, work: int) -> None:
     if pieces == 1:
         kernel(*args, 0, total)
         return
-    run = getattr(driver, "run", None)
+    run = getattr(driver, "run", None)  # a Driver takes its arguments as one tuple: not packed again
     if run is None:  # a driver of the convention alone, driver(*args, total, pieces)
-        launch(driver, *args, total, pieces, region=(driver, total, work, pieces))
-        return
-    start = time.perf_counter()  # launch()'s work, without packing the arguments again
-    if _layer_is_threadsafe[0]:
-        run(args, total, pieces)
+        _timed(driver, (*args, total, pieces), (driver, total, work, pieces))
     else:
-        with _launch_lock:
-            run(args, total, pieces)
-            _layer_is_threadsafe[0] = numba.threading_layer() != "workqueue"
-    guard.record((driver, total, work, pieces), time.perf_counter() - start)
+        _timed(run, (args, total, pieces), (driver, total, work, pieces))
 
 
 _launch_lock = threading.Lock()
@@ -192,14 +185,20 @@ def launch(driver, *args, region=None):
     threading layer (used where neither OpenMP nor TBB is available) aborts the process if two Python
     threads launch at once, so launches are serialised until the first one shows that the layer in use
     is thread-safe."""
+    return _timed(driver, args, region or _region(driver, args))
+
+
+def _timed(call, args: tuple, region):
+    """``call(*args)``, serialised while the threading layer may not be thread-safe (see :func:`launch`),
+    its time reported to :data:`guard` under ``region``."""
     start = time.perf_counter()
     if _layer_is_threadsafe[0]:
-        out = driver(*args)
+        out = call(*args)
     else:
         with _launch_lock:
-            out = driver(*args)
+            out = call(*args)
             _layer_is_threadsafe[0] = numba.threading_layer() != "workqueue"
-    guard.record(region or _region(driver, args), time.perf_counter() - start)
+    guard.record(region, time.perf_counter() - start)
     return out
 
 

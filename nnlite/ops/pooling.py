@@ -11,6 +11,7 @@ from numba import types
 
 from ..errors import NnliteError
 from . import bound, checks, drivers, parallel
+from .conv import _plain_input
 from .depthwise_simd import valid_range
 from .jit import helper, kernel
 from .padding import pair, resolve_padding_2d
@@ -147,9 +148,7 @@ def _pooling(x_shape, pool_size, stride, padding, is_max, op):
     rows, work = out_shape[0] * out_shape[1], int(np.prod(out_shape)) * kh * kw // 4
     rows_at = bound.address(_rows_name(is_max, sw))
 
-    def pooled(x):
-        if not x.flags.writeable:  # Numba types a read-only array apart; the rows functions take one type
-            x = x.copy()
+    def pooled(x):  # x writable (checks.nhwc and a model's feed copy a read-only one): the rows' one type
         y = np.empty(out_shape, np.float32)
         parallel.split(_pool, _pool_parallel, (x, kh, kw, sh, sw, t, l, rows_at, y), rows, work)
         return y
@@ -166,7 +165,7 @@ def prepare_pool2d(x, *, pool_size, stride=None, padding="valid", is_max: bool):
     """``max_pool2d`` (``is_max``) or ``avg_pool2d`` for inputs of ``x``'s shape as a function of the input
     alone (``.out_shape``), or None where the op itself should run (it raises nnlite's error for bad
     arguments)."""
-    if type(x) is not np.ndarray or x.dtype != np.float32 or x.ndim != 4 or not x.flags.c_contiguous:
+    if not _plain_input(x):
         return None
     try:
         return _pooling(x.shape, pool_size, stride, padding, is_max, "max_pool2d" if is_max else "avg_pool2d")
