@@ -3,8 +3,9 @@
 :func:`plan_steps` rewrites the declared layers into :class:`Step` calls without changing a single output
 bit: activations fold into their producers, repeated weightless layers run once, and depthwise -> 1x1 conv
 pairs, conv -> max pool pairs and 1x1 conv -> depthwise -> 1x1 conv blocks run as one fused kernel each
-(:class:`PairStep`, :class:`ConvPoolStep`, :class:`InvertedStep`), and adds run inside the separable
-convolution producing their input (:class:`nnlite.plan_sums.SumStep`).
+(:class:`PairStep`, :class:`ConvPoolStep`, :class:`InvertedStep`), adds run inside the separable
+convolution producing their input (:class:`nnlite.plan_sums.SumStep`), and convolutions write into the
+concat that reads them (:class:`nnlite.plan_concat.ConcatStep`).
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
        the add of the block's input right after it (its shortcut).
     4. A plain add whose last input comes from a separable step read by nothing else runs inside that
        step's kernel, and so does a dense block's chain of growing sums (:mod:`nnlite.plan_sums`).
+    5. A channel concat of convolutions that nothing else reads has them write into its output
+       (:mod:`nnlite.plan_concat`).
     """
     alias: dict[str, str] = {}
     seen: dict[tuple, str] = {}
@@ -134,8 +137,9 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
             p.out = step.out  # nothing between p and step reads p's old output (its only reader is step)
             continue
         fused.append(step)
+    from .plan_concat import fuse_concats
     from .plan_sums import fuse_sums
-    return fuse_sums(_pair_depthwise_pointwise(fused, outputs), outputs)
+    return fuse_concats(fuse_sums(_pair_depthwise_pointwise(fused, outputs), outputs), outputs)
 
 
 _CONV_ATTRS = {"stride", "padding", "dilation", "activation", "alpha"}

@@ -131,7 +131,7 @@ def test_each_piece_pads_the_input_rows_it_reads(simd_engine, shape):
         xp = np.full(size, np.nan, np.float32)
         y = np.full(lay.rows * cout, np.nan, np.float32)
         gemm._units(xp, lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32), bias, 1,
-                    np.float32(0.2), y, cout, lay.rows, by_rows, False, 0, bound.address("panel_tiles"),
+                    np.float32(0.2), y, cout, cout, lay.rows, by_rows, False, 0, bound.address("panel_tiles"),
                     act_address(1), x.reshape(-1), pad, bound.address("pad_for_rows"), *gemm.NO_SUM, u0, u1)
         got, full = y.reshape(lay.rows, cout), want.reshape(lay.rows, cout)
         if by_rows:

@@ -69,7 +69,7 @@ def test_tiles_run_without_reference_counting():
     options = {k: v for k, v in gemm.panel_tiles.targetoptions.items() if k != "cache"}
     fresh = numba.njit(**options)(gemm.panel_tiles.py_func)   # compiled here, not loaded from the disk cache
     f, i = numba.types.float32[::1], numba.types.int64[::1]
-    args = (f, numba.int64, i, i, f, numba.int64, numba.int64, f, numba.int64, numba.float32, f, *[numba.int64] * 4)
+    args = (f, numba.int64, i, i, f, numba.int64, numba.int64, f, numba.int64, numba.float32, f, *[numba.int64] * 5)
     fresh.compile(args)
     assert "NRT_incref" not in fresh.inspect_asm(args)
 

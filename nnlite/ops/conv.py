@@ -168,11 +168,13 @@ def _layout(x_shape, k_shape, stride, padding, dilation):
 
 
 def prepare_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2,
-                   accumulate=None):
+                   accumulate=None, into=None):
     """``conv2d(x, kernel, bias, ...)`` for inputs of ``x``'s shape as a function of the input alone, prepared
     once (:func:`nnlite.ops.gemm.prepare`); None unless conv2d's fast path takes these arguments.
     ``accumulate=(activation, alpha, keep)``: a residual add run in the kernel, as ``f(x, acc)`` (see
-    :func:`nnlite.ops.separable.prepare_depthwise_pointwise`); None where the tiled GEMM does not run it."""
+    :func:`nnlite.ops.separable.prepare_depthwise_pointwise`); None where the tiled GEMM does not run it.
+    ``into=(channels, offset)``: ``f(x, out)`` writing the output into channels [offset, offset + cout) of
+    ``out``, a wider map (see :func:`nnlite.ops.gemm.prepare`); None where the tiles would not."""
     if not engine.simd():
         return None
     fast = _fast_layout(x, kernel, bias, stride, padding, dilation, activation)
@@ -181,7 +183,7 @@ def prepare_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=
     sums = None if accumulate is None else sum_of(accumulate)
     if accumulate is not None and sums is None:  # an activation add does not know: add raises its error
         return None
-    return gemm.prepare(kernel, bias, CODES[activation], alpha, fast, sums)
+    return gemm.prepare(kernel, bias, CODES[activation], alpha, fast, sums, into)
 
 
 def _fast_layout(x, kernel, bias, stride, padding, dilation, activation):

@@ -93,7 +93,7 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
             for p in range(panels):
                 rows = bases[pix:pix + m]
                 bound.call(tiles_at, "panel_tiles", (xf, run, taps, rows, packed, p * kk * NR, NR, bias, fused, alpha,
-                                                     buf, cout, ZERO, m, p))
+                                                     buf, cout, cout, ZERO, m, p))
             if code > LAST_REGISTER_CODE:
                 bound.call(act_at, "act_block", (buf, cout, ZERO, m, ZERO, cout, code, alpha))
         for py in range(py0, py1):

@@ -46,7 +46,7 @@ from . import bound, drivers, gemv, machine, parallel, prepack, winograd
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .microkernels import gemm_tile_1x32, gemm_tile_8x32, gemm_tile_16x16
-from .prepare import summing
+from .prepare import summing, writing_into
 from .simd import vload_n
 from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, zero_run, zeros
 from .workspace import scratch
@@ -76,10 +76,12 @@ def _offsets(n_img, hp, wp, c, kh, kw, sh, sw, dh, dw, oh, ow):
 
 
 @helper
-def panel_tiles(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, r0, r1, p):
+def panel_tiles(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, ldy, r0, r1, p):
     """Rows [r0, r1) of channel panel p, whose kernel row i is at pk[kk + i*ldk]: packed
     (:func:`nnlite.ops.tiles.pack_panel`, ldk 32) or the layer's own (kh*kw*cin, cout) kernel (ldk cout, kk
-    the panel's first column). x the flattened (padded) input, taps/bases from :func:`layout`, y flat (rows*n,)."""
+    the panel's first column). x the flattened (padded) input, taps/bases from :func:`layout`; output row r's
+    n values at y[r*ldy] (flat; ldy = n, or a wider map's channel count when y starts at this layer's channels
+    of it, as a concat's input written in place)."""
     col0 = p * NR
     width = min(NR, n - col0)
     bias0 = vload_n(bias, col0, min(16, width))
@@ -87,18 +89,18 @@ def panel_tiles(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, r0, r1,
         bias1 = vload_n(bias, col0 + 16, width - 16)
         m0 = r0
         while r1 - m0 >= TAIL_ROWS:  # whole tiles, the last one's spare rows not stored
-            gemm_tile_8x32(x, c, taps, bases, pk, kk, ldk, m0, r1, y, n, col0, width, bias0, bias1, code, alpha)
+            gemm_tile_8x32(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
             m0 += MR
         for m in range(m0, r1):  # fewer than TAIL_ROWS rows left: one by one
-            gemm_tile_1x32(x, c, taps, bases, pk, kk, ldk, m, r1, y, n, col0, width, bias0, bias1, code, alpha)
+            gemm_tile_1x32(x, c, taps, bases, pk, kk, ldk, m, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
     else:  # a panel of at most 16 channels (rare on 7x7 maps; no one-row tile, which would compile longer)
         for m0 in range(r0, r1, 2 * MR):
-            gemm_tile_16x16(x, c, taps, bases, pk, kk, ldk, m0, r1, y, n, col0, width, bias0, code, alpha)
+            gemm_tile_16x16(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, code, alpha)
 
 
 _F, _I = types.float32[::1], types.int64[::1]
 bound.declare("panel_tiles", panel_tiles, (_F, types.int64, _I, _I, _F, types.int64, types.int64, _F, types.int64,
-                                           types.float32, _F, types.int64, types.int64, types.int64, types.int64))
+                                           types.float32, _F, *[types.int64] * 5))
 
 
 @helper
@@ -131,9 +133,10 @@ bound.declare("pad_for_rows", pad_for_rows, (_F, _F, _I, types.int64, types.int6
 
 
 @kernel
-def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, direct, block, tiles_at, act_at, src,
-           pad, pad_at, acc, total, scode, salpha, sum_at, u0, u1):
+def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, ldy, rows, by_rows, direct, block, tiles_at, act_at,
+           src, pad, pad_at, acc, total, scode, salpha, sum_at, u0, u1):
     # units [u0, u1) of the output: 8-row tiles (by_rows) or 32-channel panels; then codes 4/5 on them.
+    # Output row r at y[r*ldy] (see panel_tiles; ldy > n only without acc and with a code the tiles apply).
     # pre: b's panels packed once (nnlite.ops.prepack), or empty; direct: full panels read the kernel b in
     # place (see the module docstring); block: rows per block (_row_block) or 0; tiles_at:
     # bound.address("panel_tiles"); act_at: tiles.act_address(code); pad: empty, or the geometry with which
@@ -164,7 +167,7 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, di
             m1 = min(r1, m0 + block)
             for p in range(p0, p1):
                 bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, packed, p * k * NR, NR, bias, fused, alpha, y,
-                                                     n, m0, m1, p))
+                                                     n, ldy, m0, m1, p))
             if acc.shape[0]:
                 bound.call(sum_at, "sum_block", (y, acc, total, n, m0, m1, ZERO, n, scode, salpha))
     else:
@@ -173,14 +176,14 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, rows, by_rows, di
             width = min(NR, n - p * NR)
             if pre.shape[0]:
                 bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pre, p * k * NR, NR, bias, fused, alpha, y, n,
-                                                     r0, r1, p))
+                                                     ldy, r0, r1, p))
             elif direct and (width == NR or width == 16):  # the tiles' loads stay inside each kernel row
-                bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, b, p * NR, n, bias, fused, alpha, y, n, r0, r1,
-                                                     p))
+                bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, b, p * NR, n, bias, fused, alpha, y, n, ldy, r0,
+                                                     r1, p))
             else:
                 pack_panel(b, k, n, p * NR, width, pk)
-                bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pk, ZERO, NR, bias, fused, alpha, y, n, r0,
-                                                     r1, p))
+                bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pk, ZERO, NR, bias, fused, alpha, y, n, ldy,
+                                                     r0, r1, p))
         if acc.shape[0]:
             bound.call(sum_at, "sum_block", (y, acc, total, n, r0, r1, p0 * NR, min(n, p1 * NR), scode, salpha))
     if code > LAST_REGISTER_CODE:
@@ -322,7 +325,7 @@ def run(x, kernel, bias, code, alpha, lay: Layout):
     return prepare(kernel, bias, code, alpha, lay)(x)
 
 
-def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None):
+def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None, into=None):
     """:func:`run` for inputs of the layout's shape as a function of x alone: everything that depends only on
     the kernel, the bias and the shapes (threads, split, packed kernel) is done here, once. The function
     (``.out_shape``: the output's shape) holds the kernel and bias and reads the thread count now; callers
@@ -331,17 +334,21 @@ def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None):
     ``accumulate=(code, alpha, keep)``: ``f(x, acc)`` returning act(acc + y) and, with ``keep``, first the sum
     itself, as :func:`nnlite.ops.separable.prepare_depthwise_pointwise` does: each block of y summed with acc
     while in cache, on the tiled path and Winograd's (None for the matrix-vector product, or an activation of
-    the convolution's own that runs after the store)."""
-    if accumulate is not None and (0 < lay.rows <= gemv.GEMV_MAX_ROWS or code > LAST_REGISTER_CODE):
+    the convolution's own that runs after the store). ``into=(channels, offset)``: ``f(x, out)`` writing into
+    channels [offset, offset + cout) of ``out``, a C-contiguous float32 map of ``channels`` channels (a concat's
+    input, :mod:`nnlite.plan_concat`); None where ``accumulate`` would be, or with it."""
+    few = 0 < lay.rows <= gemv.GEMV_MAX_ROWS
+    if (accumulate is not None or into is not None) and (few or code > LAST_REGISTER_CODE
+                                                           or None not in (accumulate, into)):
         return None
     if lay.winograd and code <= LAST_REGISTER_CODE:
-        return winograd.prepare(kernel, bias, code, alpha, lay.in_shape, lay.pads, lay.out_shape, accumulate)
+        return winograd.prepare(kernel, bias, code, alpha, lay.in_shape, lay.pads, lay.out_shape, accumulate, into)
     top, bottom, left, right = lay.pads
     padded = top or bottom or left or right
     cout = lay.out_shape[3]
     kernel_w = prepack.as_writable(kernel)  # a view that does not keep ``kernel`` alive: the closures hold it
 
-    if 0 < lay.rows <= gemv.GEMV_MAX_ROWS:  # a few output pixels: a matrix-vector product reads the kernel once
+    if few:  # a few output pixels: a matrix-vector product reads the kernel once
         source, blocks = _vector_product_inputs(lay, kernel)  # (rows, K) into x with a zero appended: no padding
         extended = int(np.prod(lay.in_shape)) + 1
 
@@ -361,18 +368,22 @@ def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None):
     pre = prepack.panels(kernel) if cout >= lay.rows else None  # more kernel than input: pack it once
     head = (lay.run, lay.taps, lay.bases, kernel_w.reshape(-1), prepack.NONE if pre is None else pre,
             zeros(cout) if bias is None else bias, code, np.float32(alpha))
-    tail = (cout, lay.rows, by_rows, tiles <= DIRECT_MAX_TILES, _row_block(lay, panels) if by_rows else 0,
+    tail = (lay.rows, by_rows, tiles <= DIRECT_MAX_TILES, _row_block(lay, panels) if by_rows else 0,
             bound.address("panel_tiles"), act_address(code))
     pad = pad_geometry(lay) if padded else NO_PAD
     pad_at = bound.address("pad_for_rows") if padded else 0
     padded_shape = (lay.in_shape[0], lay.in_shape[1] + top + bottom, lay.in_shape[2] + left + right, lay.in_shape[3])
 
-    def launch(x, y, sums, _kernel=kernel):
+    def launch(x, y, sums, ldy=cout, _kernel=kernel):
         # padded: the pieces pad the input rows they read (pad_geometry) into this thread's scratch (or, split
         # by panels, each into its own copy)
         xp = scratch("gemm_pad", padded_shape).reshape(-1) if padded else x.reshape(-1)
-        parallel.split(_units, _units_parallel, (xp, *head, y.reshape(-1), *tail, x.reshape(-1), pad, pad_at, *sums),
-                       units, lay.work)
+        parallel.split(_units, _units_parallel, (xp, *head, y.reshape(-1), cout, ldy, *tail, x.reshape(-1), pad, pad_at,
+                                                 *sums), units, lay.work)
+
+    if into is not None:
+        channels, offset = into
+        return writing_into(lay.out_shape, lambda x, y: launch(x, y, NO_SUM, channels), offset)
 
     if accumulate is not None:
         scode, salpha, keep = accumulate

@@ -219,7 +219,7 @@ def _inverted_rows(xf, h, w, cin, ek, epre, ebias, ecode, ealpha, dk, dbias, kh,
             out = buf[(start - e0) * w * e:(e1 - e0) * w * e]
             for p in range(epanels):
                 bound.call(tiles_at, "panel_tiles", (xs, cin, taps, ebases, epacked, p * cin * NR, NR, ebias, efused,
-                                                     ealpha, out, e, ZERO, count, p))
+                                                     ealpha, out, e, e, ZERO, count, p))
             if ecode > LAST_REGISTER_CODE:
                 bound.call(eact_at, "act_block", (out, e, ZERO, count, ZERO, e, ecode, ealpha))
         have, k0, k1 = n, e0, e1
@@ -231,7 +231,7 @@ def _inverted_rows(xf, h, w, cin, ek, epre, ebias, ecode, ealpha, dk, dbias, kh,
         out = yf[r * ow * cout:(r * ow + n_rows) * cout]
         for p in range(ppanels):
             bound.call(tiles_at, "panel_tiles", (mid, e, taps, pbases, ppacked, p * e * NR, NR, pbias, pfused, palpha,
-                                                 out, cout, ZERO, n_rows, p))
+                                                 out, cout, cout, ZERO, n_rows, p))
         if pcode > LAST_REGISTER_CODE:
             bound.call(pact_at, "act_block", (out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha))
         if res.shape[0]:  # the shortcut, while the band is in L1/L2: y + res is add(res, y)'s sum (a + b == b + a)

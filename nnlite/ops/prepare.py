@@ -59,3 +59,13 @@ def summing(out_shape, keep, run):
         return (total, y) if keep else y
     summed.out_shape = tuple(out_shape)
     return summed
+
+
+def writing_into(out_shape, run, offset):
+    """The ``f(x, out)`` of an ``into=(channels, offset)`` prepare function: ``run(x, y)`` launches the kernel
+    that writes its output rows ``channels`` values apart into y, the flat view of ``out`` from channel
+    ``offset`` on. ``out_shape``: the layer's own output shape."""
+    def written(x, out):
+        run(x, out.reshape(-1)[offset:])
+    written.out_shape = tuple(out_shape)
+    return written

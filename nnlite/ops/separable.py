@@ -231,7 +231,7 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
         n_rows = (b1 - b0) * ow
         for p in range(panels):
             bound.call(tiles_at, "panel_tiles", (mid, c, taps, bases, packed, p * c * NR, NR, pbias, fused, palpha, out,
-                                                 cout, ZERO, n_rows, p))
+                                                 cout, cout, ZERO, n_rows, p))
         if pcode > LAST_REGISTER_CODE:
             bound.call(pact_at, "act_block", (out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha))
         if acc.shape[0]:  # acc + y in add's order (nnlite.ops.shape._add_into), then its activation

@@ -44,7 +44,7 @@ from ..limits import env_switch
 from . import bound, drivers, machine, parallel, prepack
 from .activations import LINEAR
 from .jit import inlined, kernel
-from .prepare import summing
+from .prepare import summing, writing_into
 from .simd import vadd, vload_n, vstore_n, vsub, vzero
 from .tiles import NR, ZERO, finish, zeros
 
@@ -102,11 +102,12 @@ def block_tiles(cin: int, cout: int, tiles: int, threads: int) -> int:
     return int(min(256, max(16, fit // 8 * 8), -(-share // 8) * 8))
 
 
-def prepare(kernel: np.ndarray, bias, code: int, alpha: float, in_shape, pads, out_shape, accumulate=None):
+def prepare(kernel: np.ndarray, bias, code: int, alpha: float, in_shape, pads, out_shape, accumulate=None, into=None):
     """The convolution as a function of x alone (``.out_shape``), for inputs of ``in_shape``; pads (top,
     bottom, left, right) as resolved by conv2d. ``code``: an activation the register epilogue applies.
     ``accumulate=(code, alpha, keep)``: ``f(x, acc)``, each block's outputs summed with acc while in cache (see
-    :func:`nnlite.ops.gemm.prepare`)."""
+    :func:`nnlite.ops.gemm.prepare`). ``into=(channels, offset)``: ``f(x, out)`` writing into channels
+    [offset, offset + cout) of a wider map ``out`` (as there)."""
     n, h, w, cin = in_shape
     _, oh, ow, cout = out_shape
     top, _, left, _ = pads
@@ -120,10 +121,15 @@ def prepare(kernel: np.ndarray, bias, code: int, alpha: float, in_shape, pads, o
     bases = np.arange(block, dtype=np.int64) * cin
     work = tiles * POSITIONS * cin * cout // 4
     head = (h, w, cin, top, left, oh, ow, th, tw, packed, bias, code, np.float32(alpha))
-    tail = (cout, block, taps, bases, zeros(cout), bound.address("panel_tiles"))
+    tail = (block, taps, bases, zeros(cout), bound.address("panel_tiles"))
 
-    def launch(x, y, sums, _kernel=kernel, _packed=packed):  # held while the kernel's views are used
-        parallel.split(_blocks, _blocks_parallel, (x.reshape(-1), *head, y.reshape(-1), *tail, *sums), tiles, work)
+    def launch(x, y, sums, ldy=cout, _kernel=kernel, _packed=packed):  # held while the kernel's views are used
+        parallel.split(_blocks, _blocks_parallel, (x.reshape(-1), *head, y.reshape(-1), cout, ldy, *tail, *sums), tiles,
+                       work)
+
+    if into is not None:
+        channels, offset = into
+        return writing_into(out_shape, lambda x, y: launch(x, y, NO_SUM, channels), offset)
 
     if accumulate is not None:
         scode, salpha, keep = accumulate
@@ -198,11 +204,11 @@ def _at(m0, m1, m2, m3):
 
 
 @inlined
-def _output_tile(mm, stride, at, y, oh, ow, k, img, oy, ox, bias, code, alpha):
+def _output_tile(mm, stride, at, y, oh, ow, k, ldy, img, oy, ox, bias, code, alpha):
     """A^T M A of one tile's products (position q at mm[at + q*stride]), plus bias and activation, into the
-    2x2 outputs at (oy, ox) of image img that lie inside the output."""
+    2x2 outputs at (oy, ox) of image img that lie inside the output (each pixel's k channels ldy apart)."""
     down, right = oy + 1 < oh, ox + 1 < ow
-    o = ((img * oh + oy) * ow + ox) * k
+    o = ((img * oh + oy) * ow + ox) * ldy
     for ch in range(0, k, 16):
         m = min(16, k - ch)
         q = at + ch
@@ -218,21 +224,22 @@ def _output_tile(mm, stride, at, y, oh, ow, k, img, oy, ox, bias, code, alpha):
         y00, y01 = _at(s00, s01, s02, s03)
         vstore_n(y, o + ch, finish(y00, b, code, alpha), m)
         if right:
-            vstore_n(y, o + k + ch, finish(y01, b, code, alpha), m)
+            vstore_n(y, o + ldy + ch, finish(y01, b, code, alpha), m)
         if down:
             y10, y11 = _at(s10, s11, s12, s13)
-            vstore_n(y, o + ow * k + ch, finish(y10, b, code, alpha), m)
+            vstore_n(y, o + ow * ldy + ch, finish(y10, b, code, alpha), m)
             if right:
-                vstore_n(y, o + (ow + 1) * k + ch, finish(y11, b, code, alpha), m)
+                vstore_n(y, o + (ow + 1) * ldy + ch, finish(y11, b, code, alpha), m)
 
 
 @kernel
-def _blocks(xf, h, w, c, top, left, oh, ow, th, tw, packed, bias, code, alpha, yf, k, block, taps, bases,
+def _blocks(xf, h, w, c, top, left, oh, ow, th, tw, packed, bias, code, alpha, yf, k, ldy, block, taps, bases,
             nobias, tiles_at, acc, total, scode, salpha, sum_at, u0, u1):
     # tiles [u0, u1) (tile t = (img, ty, tx) in row-major order) in blocks of at most ``block``: transform a
     # block's patches into v, the 16 products into mm (panel_tiles, by address tiles_at), and mm back into yf;
     # acc (flat, as yf) or empty: then the block's outputs become act_scode(acc + y), the sum first copied to
-    # total unless that is empty (tiles.sum_run, by address sum_at, on each tile row's two runs of output pixels)
+    # total unless that is empty (tiles.sum_run, by address sum_at, on each tile row's two runs of output pixels);
+    # output pixels ldy values apart (k, or a wider map's channels: see nnlite.ops.gemm.panel_tiles; no acc then)
     v = np.empty(POSITIONS * block * c, np.float32)
     mm = np.empty(POSITIONS * block * k, np.float32)
     panels = (k + NR - 1) // NR
@@ -248,11 +255,11 @@ def _blocks(xf, h, w, c, top, left, oh, ow, th, tw, packed, bias, code, alpha, y
             mp = mm[pos * block * k:(pos + 1) * block * k]
             for p in range(panels):
                 bound.call(tiles_at, "panel_tiles", (vp, c, taps, bases, packed, (pos * panels + p) * c * NR, NR,
-                                                     nobias, LINEAR, alpha, mp, k, ZERO, count, p))
+                                                     nobias, LINEAR, alpha, mp, k, k, ZERO, count, p))
         for i in range(count):
             img, rest = divmod(t0 + i, per_image)
             ty, tx = divmod(rest, tw)
-            _output_tile(mm, block * k, i * k, yf, oh, ow, k, img, 2 * ty, 2 * tx, bias, code, alpha)
+            _output_tile(mm, block * k, i * k, yf, oh, ow, k, ldy, img, 2 * ty, 2 * tx, bias, code, alpha)
         i = 0
         while acc.shape[0] and i < count:  # the block's tiles along one tile row at a time
             img, rest = divmod(t0 + i, per_image)
