@@ -71,6 +71,7 @@ def _preparers() -> dict:
     """nnlite.ops kernel -> the function preparing its call (same arguments), for the kernels that have one."""
     if not _PREPARERS:
         from . import ops
+        from .ops.concatenate import prepare_concat
         from .ops.conv import prepare_conv2d
         from .ops.depthwise import prepare_depthwise_conv2d
         from .ops.pooling import prepare_pool2d
@@ -78,6 +79,7 @@ def _preparers() -> dict:
         from .ops.shape import prepare_add
         _PREPARERS.update({ops.conv2d: prepare_conv2d, ops.separable_conv2d: prepare_separable_conv2d,
                            ops.depthwise_conv2d: prepare_depthwise_conv2d, ops.add: prepare_add,
+                           ops.concat: prepare_concat,
                            ops.max_pool2d: functools.partial(prepare_pool2d, is_max=True),
                            ops.avg_pool2d: functools.partial(prepare_pool2d, is_max=False)})
     return _PREPARERS

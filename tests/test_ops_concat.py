@@ -87,3 +87,44 @@ def test_no_inputs_and_bad_axis_are_nnlite_errors():
         ops.concat()
     with pytest.raises(ModelError, match="axis 3"):
         ops.concat(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), axis=3)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_prepared_concat_copies_whatever_inputs_of_its_shapes_it_is_given(seed, kernel_always):
+    rng = np.random.default_rng(100 + seed)
+    xs, axis = _random_case(rng)
+    call = concatenate.prepare_concat(*xs, axis=axis)
+    want = reference.concat(*xs, axis=axis)
+    if want.size == 0 or len(xs) == 1 or int(np.prod(xs[0].shape[:axis % xs[0].ndim])) <= 1:
+        assert call is None  # NumPy's
+        return
+    assert call is not None and call.out_shape == want.shape
+    fresh = [rng.standard_normal(x.shape).astype(np.float32) for x in xs]
+    assert np.array_equal(call(*fresh), reference.concat(*fresh, axis=axis))
+    views = [np.asfortranarray(x) for x in fresh]  # other memory layouts: made contiguous first
+    assert np.array_equal(call(*views), reference.concat(*fresh, axis=axis))
+
+
+def test_no_prepared_concat_for_what_the_op_converts_or_rejects(kernel_always):
+    x = np.zeros((2, 3, 4), np.float32)
+    assert concatenate.prepare_concat(x, x.astype(np.float64)) is None
+    assert concatenate.prepare_concat(x, x[:, :, ::2]) is None
+    assert concatenate.prepare_concat(x, np.zeros((2, 5, 4), np.float32)) is None
+    assert concatenate.prepare_concat(x, x, axis=3) is None
+    assert concatenate.prepare_concat(x, x, axis="1") is None
+    assert concatenate.prepare_concat(x, x, axis=np.int64(1)).out_shape == (2, 6, 4)
+
+
+def test_a_models_concat_step_runs_prepared():
+    from nnlite.graph import GraphBuilder
+    g = GraphBuilder("cat")
+    a, b = g.input("a", (16, 16, 40)), g.input("b", (16, 16, 24))
+    model = g.build([g.layer("concat", "both", g.layer("relu", "ra", a), g.layer("relu", "rb", b))])
+    rng = np.random.default_rng(3)
+    feed = {"a": rng.standard_normal((4, 16, 16, 40)).astype(np.float32),
+            "b": rng.standard_normal((4, 16, 16, 24)).astype(np.float32)}
+    want = reference.concat(np.maximum(feed["a"], 0), np.maximum(feed["b"], 0), axis=-1)
+    for _ in range(2):
+        assert np.array_equal(model(**feed), want)
+    step = next(s for s in model._execution_plan()[0] if s.out == "both")
+    assert step.prepared is not None

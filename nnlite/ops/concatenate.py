@@ -60,26 +60,50 @@ _concat_rows_parallel = drivers.driver(_concat_rows)
 
 def concat(*xs, axis=-1):
     """Concatenate along ``axis`` (channels by default)."""
+    fast = prepare_concat(*xs, axis=axis)
+    if fast is not None:  # a model's hot path: every input already in final form
+        return fast(*xs)
     arrays = [checks.floats(a, "concat", min_ndim=1) for a in xs]
     if not arrays:
         raise ShapeError("concat: expected at least one input, found none")
     checks.axes(axis, arrays[0].ndim, "concat")
-    ndim = arrays[0].ndim
-    axis = axis % ndim
-    shape = arrays[0].shape
-    if any(a.ndim != ndim or a.shape[:axis] != shape[:axis] or a.shape[axis + 1:] != shape[axis + 1:]
-           for a in arrays):
+    axis = axis % arrays[0].ndim
+    if _mismatch(arrays, axis):
         raise ShapeError(f"concat: shapes {[a.shape for a in arrays]} differ outside axis {axis}")
+    fast = prepare_concat(*[a if _plain(a) else np.ascontiguousarray(a) for a in arrays], axis=axis)
+    return np.concatenate(arrays, axis=axis) if fast is None else fast(*arrays)
+
+
+def _mismatch(arrays, axis: int) -> bool:
+    ndim, shape = arrays[0].ndim, arrays[0].shape
+    return any(a.ndim != ndim or a.shape[:axis] != shape[:axis] or a.shape[axis + 1:] != shape[axis + 1:]
+               for a in arrays)
+
+
+def prepare_concat(*xs, axis=-1):
+    """:func:`concat` for inputs of these shapes as a function of the inputs alone (see :mod:`nnlite.ops.prepare`):
+    shapes checked and row widths worked out once; None where the kernel would not take them as they are
+    (a conversion, or NumPy's concatenate: one input, one row, or fewer than SMALL values). Each call copies
+    the inputs it is given (not necessarily C-contiguous: it makes them so)."""
+    if (not xs or not all(_plain(a) for a in xs) or not isinstance(axis, (int, np.integer))
+            or not -xs[0].ndim <= axis < xs[0].ndim):
+        return None
+    axis %= xs[0].ndim
+    shape = xs[0].shape
     rows = math.prod(shape[:axis])
-    if len(arrays) == 1 or rows <= 1 or sum(a.size for a in arrays) < SMALL:
-        return np.concatenate(arrays, axis=axis)  # contiguous copies, or too small to pay for the call
-    arrays = [a if _plain(a) else np.ascontiguousarray(a) for a in arrays]
-    out_shape = (*shape[:axis], sum(a.shape[axis] for a in arrays), *shape[axis + 1:])
-    y = np.empty(out_shape, np.float32)
-    out = y.reshape(rows, -1)
-    if out.shape[1] == 0:
+    if _mismatch(xs, axis) or len(xs) == 1 or rows <= 1 or sum(a.size for a in xs) < SMALL:
+        return None
+    out_shape = (*shape[:axis], sum(a.shape[axis] for a in xs), *shape[axis + 1:])
+    widths = np.array([a.size // rows for a in xs], np.int64)
+    size = math.prod(out_shape)
+    if size == 0:
+        return None
+
+    def concatenated(*xs):
+        y = np.empty(out_shape, np.float32)
+        xs = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in xs]  # held while copied
+        addresses = np.array([a.__array_interface__["data"][0] for a in xs], np.int64)
+        parallel.split(_concat_rows, _concat_rows_parallel, (y.reshape(rows, -1), addresses, widths), rows, size)
         return y
-    addresses = np.array([a.__array_interface__["data"][0] for a in arrays], np.int64)
-    widths = np.array([a.size // rows for a in arrays], np.int64)
-    parallel.split(_concat_rows, _concat_rows_parallel, (out, addresses, widths), rows, y.size)
-    return y
+    concatenated.out_shape = out_shape
+    return concatenated
