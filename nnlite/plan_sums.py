@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .plan import PairStep, Step, _is_kernel
+from .plan import FUSABLE_ACTIVATIONS, PairStep, Step, _is_kernel
 
 _SEPARABLE_WEIGHTS = {"depthwise_kernel", "pointwise_kernel", "bias"}
 _CONV_WEIGHTS = {"kernel", "bias"}
@@ -139,4 +139,26 @@ def fuse_sums(steps: list[Step], outputs: Sequence[str]) -> list[Step]:
             new[id(add)] = SumStep(add.layer, add.out, made[y].inputs + (acc,), add.extra, producer=made[y], add=add,
                                    total=total)
             acc = total
-    return [new.get(id(s), s) for s in steps if new.get(id(s), s) is not None]
+    return _activate_kept_sums([new.get(id(s), s) for s in steps if new.get(id(s), s) is not None])
+
+
+def _activate_kept_sums(steps: list[Step]) -> list[Step]:
+    """A residual stream's add is read by the next block's activation and by its add (Xception's blocks, the
+    age and gender net's): the activation cannot fold into the add (two readers), so it ran over the sum again.
+    A SumStep whose sum an activation step reads keeps the sum (``total``, under the add's name) and writes the
+    activated sum too, in the same pass (the kernel's ``keep``), and the activation step goes."""
+    made = {s.out: s for s in steps}
+    gone: set[int] = set()
+    for step in steps:
+        s = made.get(step.inputs[0]) if len(step.inputs) == 1 else None
+        attrs = {**s.add.layer.attrs, **s.add.extra} if isinstance(s, SumStep) else {}
+        if (isinstance(s, SumStep) and s.total is None and attrs.get("activation") in (None, "linear")
+                and type(step) is Step and step.layer.op in FUSABLE_ACTIVATIONS and _is_kernel(step.layer)
+                and not step.extra and not step.layer.weights):
+            s.add.extra = {**s.add.extra, "activation": step.layer.op}
+            if step.layer.op == "leaky_relu":
+                s.add.extra["alpha"] = step.layer.attrs.get("alpha", 0.2)
+            s.total, s.out = s.out, step.out
+            s.__post_init__()
+            gone.add(id(step))
+    return [s for s in steps if id(s) not in gone]

@@ -174,3 +174,33 @@ def test_convolutions_sum_in_their_kernel(simd_engine, size, c):
     finally:
         ops.set_num_threads(before)
     assert np.array_equal(one, two)
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6", "leaky_relu", "sigmoid"])
+def test_a_residual_streams_activation_is_written_with_its_sum(simd_engine, act):
+    """Xception's residual stream: each block reads act(s) and adds its output to s itself. The add's SumStep
+    keeps s and writes act(s) in the same pass; no activation step remains; the same bits on the fused kernel,
+    with 1 and 2 threads, and on the fallbacks."""
+    rng = np.random.default_rng(7)
+    g = GraphBuilder("stream")
+    x = g.input("image", (14, 14, 16))
+    s = g.layer("add", "add0", x, _separable(g, rng, "conv0", x, 16, 16))
+    for i in (1, 2):
+        a = g.layer(act, f"act{i}", s, **({"alpha": 0.3} if act == "leaky_relu" else {}))
+        s = g.layer("add", f"add{i}", s, _separable(g, rng, f"conv{i}", a, 16, 16))
+    model = g.build([s])
+    x = rand(rng, 2, 14, 14, 16)
+    first = _compare(model, x)
+    steps, _ = model._execution_plan()
+    assert not any(s.layer.op == act for s in steps)
+    kept = [(s.total, s.out) for s in steps if isinstance(s, SumStep)]
+    assert kept == [("add0", "act1"), ("add1", "act2"), (None, "add2")]
+    assert all(s.prepared is not None for s in steps if isinstance(s, SumStep))
+    before = ops.get_num_threads()
+    try:
+        ops.set_num_threads(1)
+        assert np.array_equal(model(x), first)
+    finally:
+        ops.set_num_threads(before)
+    with ops.engine.use("blas"):
+        _compare(model, x)
