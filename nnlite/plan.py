@@ -91,6 +91,15 @@ def _is_kernel(layer: Layer) -> bool:
     return layer.kernel
 
 
+def readers_of(steps: Sequence[Step]) -> dict[str, int]:
+    """How many steps read each tensor (a step reading it twice counts twice)."""
+    readers: dict[str, int] = {}
+    for step in steps:
+        for src in step.inputs:
+            readers[src] = readers.get(src, 0) + 1
+    return readers
+
+
 def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
     """The layers as an execution plan, with rewrites that leave every output bit-identical.
 
@@ -121,10 +130,7 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
                 continue
             seen[key] = layer.name
         steps.append(Step(layer, layer.name, inputs))
-    readers: dict[str, int] = {}
-    for step in steps:
-        for src in step.inputs:
-            readers[src] = readers.get(src, 0) + 1
+    readers = readers_of(steps)
     producer = {step.out: step for step in steps}
     fused: list[Step] = []
     for step in steps:
@@ -318,10 +324,7 @@ def _fusable_expand(e: Step) -> bool:
 
 
 def _pair_depthwise_pointwise(steps: list[Step], outputs: Sequence[str]) -> list[Step]:
-    readers: dict[str, int] = {}
-    for step in steps:
-        for src in step.inputs:
-            readers[src] = readers.get(src, 0) + 1
+    readers = readers_of(steps)
     producer = {step.out: step for step in steps}
     paired: set[int] = set()
     out: list[Step] = []

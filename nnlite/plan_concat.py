@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .plan import Step, _is_kernel
+from .plan import Step, _is_kernel, readers_of
 
 _CONV_WEIGHTS = {"kernel", "bias"}
 _CONV_ATTRS = {"stride", "padding", "dilation", "activation", "alpha"}
@@ -75,10 +75,7 @@ def fuse_concats(steps: list[Step], outputs: Sequence[str]) -> list[Step]:
     """The plan with each concat (along the last axis) of two or more convolution steps that only it reads run
     as one :class:`ConcatStep`, where the concat was: the convolutions move there (their inputs were made
     earlier, and nothing else waits for their outputs)."""
-    readers: dict[str, int] = {}
-    for step in steps:
-        for src in step.inputs:
-            readers[src] = readers.get(src, 0) + 1
+    readers = readers_of(steps)
     made = {step.out: step for step in steps}
     moved: set[int] = set()
     new: dict[int, Step] = {}

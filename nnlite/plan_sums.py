@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .plan import FUSABLE_ACTIVATIONS, PairStep, Step, _is_kernel
+from .plan import FUSABLE_ACTIVATIONS, PairStep, Step, _is_kernel, readers_of
 
 _SEPARABLE_WEIGHTS = {"depthwise_kernel", "pointwise_kernel", "bias"}
 _CONV_WEIGHTS = {"kernel", "bias"}
@@ -102,10 +102,7 @@ def fuse_sums(steps: list[Step], outputs: Sequence[str]) -> list[Step]:
     two-input add, then the add whose inputs are its inputs and one more, and so on; each add's last input
     (for a lone two-input add, either) must come from a convolution step that nothing but the chain's adds
     reads, and each add must come after the one before it."""
-    readers: dict[str, int] = {}
-    for step in steps:
-        for src in step.inputs:
-            readers[src] = readers.get(src, 0) + 1
+    readers = readers_of(steps)
     made = {step.out: step for step in steps}
     where = {id(step): i for i, step in enumerate(steps)}
     adds = [s for s in steps if _plain_add(s)]

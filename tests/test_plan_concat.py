@@ -13,11 +13,7 @@ from nnlite.graph import GraphBuilder
 from nnlite.ops import reference
 from nnlite.ops.conv import prepare_conv2d
 from nnlite.plan_concat import ConcatStep
-
-
-def rand(rng, *shape):
-    return rng.standard_normal(shape).astype(np.float32)
-
+from tests.test_plan_sums import _compare, _conv, _on_one_and_two_threads, rand
 
 # (n, h, w, cin, cout, k, stride, padding): 1x1 split by rows, by panels and in blocks of rows; 3x3 on
 # Winograd's (stride 1, 'same') and on the direct GEMM (strided, 'valid'); 16-channel panels; an RGB stem
@@ -65,11 +61,6 @@ def test_no_wider_map_where_the_tiles_would_not_write_it(simd_engine):
     assert prepare_conv2d(x, kernel, activation="leaky_relu", into=(40, 8)) is not None
 
 
-def _conv(g, rng, name, x, cin, cout, k=1, **attrs):
-    return g.layer("conv2d", name, x, kernel=rand(rng, k, k, cin, cout) / np.float32((k * k * cin) ** 0.5),
-                   bias=rand(rng, cout), padding="same", **attrs)
-
-
 def fire_model(rng, size=20, act="relu", axis=-1):
     """SqueezeNet's fire module twice (squeeze 1x1, then expand 1x1 and 3x3 concatenated), a three-way concat
     whose middle input is the block's input itself (not a convolution: unfused), and a concat one of whose
@@ -86,18 +77,6 @@ def fire_model(rng, size=20, act="relu", axis=-1):
     shared = _conv(g, rng, "shared", h, 48, 8)
     both = g.layer("concat", "both", shared, _conv(g, rng, "c", h, 48, 8))
     return g.build([mixed, both, g.layer("relu", "side", shared)])
-
-
-def _compare(model, x):
-    fused = model(x)
-    model.optimize = False
-    try:
-        plain = model(x)
-    finally:
-        model.optimize = True
-    for a, b in zip(fused, plain):
-        assert np.array_equal(a, b)
-    return fused
 
 
 def test_fire_modules_write_into_their_concats(simd_engine):
@@ -140,23 +119,14 @@ def test_thread_counts_fallbacks_and_a_profiler_give_the_same_bits(simd_engine):
     rng = np.random.default_rng(3)
     model = fire_model(rng, size=33)
     x = rand(rng, 1, 33, 33, 16)
-    before = ops.get_num_threads()
-    try:
-        results = []
-        for threads in (1, 2):
-            ops.set_num_threads(threads)
-            results.append(_compare(model, x))
-    finally:
-        ops.set_num_threads(before)
-    for a, b in zip(*results):
-        assert np.array_equal(a, b)
+    want = _on_one_and_two_threads(model, x)
     calls, originals = [], {}
     for name in ("fire1/concat", "fire1/expand3x3"):  # a profiler's wrapper: each layer called as declared
         layer = model[name]
         originals[name] = layer.fn
         layer.fn = lambda *a, _f=layer.fn, _n=name, **k: calls.append(_n) or _f(*a, **k)
     try:
-        for a, b in zip(model(x), results[1]):
+        for a, b in zip(model(x), want):
             assert np.array_equal(a, b)
         assert calls == ["fire1/expand3x3", "fire1/concat"]
     finally:

@@ -79,8 +79,11 @@ def test_every_activation_of_the_sum(simd_engine, act):
 
 def test_thread_counts_give_the_same_bits(simd_engine):
     rng = np.random.default_rng(2)
-    model = dense_block_model(rng, size=40)
-    x = rand(rng, 1, 40, 40, 8)
+    _on_one_and_two_threads(dense_block_model(rng, size=40), rand(rng, 1, 40, 40, 8))
+
+
+def _on_one_and_two_threads(model, x):
+    """:func:`_compare` with 1, then 2 threads; the two give the same bits. Returns the second's outputs."""
     before = ops.get_num_threads()
     try:
         results = []
@@ -92,6 +95,7 @@ def test_thread_counts_give_the_same_bits(simd_engine):
         ops.set_num_threads(before)
     for a, b in zip(*results):
         assert np.array_equal(a, b)
+    return results[1]
 
 
 def test_fallbacks_give_the_same_bits_and_a_profiler_sees_each_declared_add(simd_engine):
