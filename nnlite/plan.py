@@ -151,6 +151,7 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
 
 
 _CONV_ATTRS = {"stride", "padding", "dilation", "activation", "alpha"}
+_CONV_WEIGHTS = {"kernel", "bias"}
 
 
 def _unit(value) -> bool:
@@ -164,7 +165,7 @@ def _fusable_pair(d: Step, p: Step) -> bool:
     return (d.layer.op == "depthwise_conv2d" and p.layer.op == "conv2d" and _is_kernel(d.layer)
             and _is_kernel(p.layer) and dk is not None and pk is not None and np.ndim(dk) == 4
             and np.shape(dk)[3] == 1 and np.ndim(pk) == 4 and np.shape(pk)[:2] == (1, 1)
-            and set(d.layer.weights) <= {"kernel", "bias"} and set(p.layer.weights) <= {"kernel", "bias"}
+            and set(d.layer.weights) <= _CONV_WEIGHTS and set(p.layer.weights) <= _CONV_WEIGHTS
             and set(d.layer.attrs) | set(d.extra) <= _CONV_ATTRS and set(pa) <= _CONV_ATTRS
             and _unit(pa.get("stride", 1)) and _unit(pa.get("dilation", 1))
             and pa.get("padding", "valid") in ("valid", "same", (0, 0, 0, 0)))
@@ -242,7 +243,7 @@ def _fusable_conv_pool(c: Step, pool: Step) -> bool:
     """c a conv2d step, pool a max_pool2d step (without attribute overrides) reading only c's output."""
     return (type(c) is Step and c.layer.op == "conv2d" and pool.layer.op == "max_pool2d" and _is_kernel(c.layer)
             and _is_kernel(pool.layer) and np.ndim(c.layer.weights.get("kernel")) == 4
-            and set(c.layer.weights) <= {"kernel", "bias"} and set(c.layer.attrs) | set(c.extra) <= _CONV_ATTRS
+            and set(c.layer.weights) <= _CONV_WEIGHTS and set(c.layer.attrs) | set(c.extra) <= _CONV_ATTRS
             and "pool_size" in pool.layer.attrs and set(pool.layer.attrs) <= _POOL_ATTRS and not pool.extra)
 
 
@@ -318,7 +319,7 @@ def _fusable_expand(e: Step) -> bool:
     k = e.layer.weights.get("kernel")
     ea = {**e.layer.attrs, **e.extra}
     return (type(e) is Step and e.layer.op == "conv2d" and _is_kernel(e.layer) and k is not None and np.ndim(k) == 4
-            and np.shape(k)[:2] == (1, 1) and set(e.layer.weights) <= {"kernel", "bias"} and set(ea) <= _CONV_ATTRS
+            and np.shape(k)[:2] == (1, 1) and set(e.layer.weights) <= _CONV_WEIGHTS and set(ea) <= _CONV_ATTRS
             and _unit(ea.get("stride", 1)) and _unit(ea.get("dilation", 1))
             and ea.get("padding", "valid") in ("valid", "same", (0, 0, 0, 0)))
 

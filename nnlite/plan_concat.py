@@ -16,10 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .plan import Step, _is_kernel, readers_of
-
-_CONV_WEIGHTS = {"kernel", "bias"}
-_CONV_ATTRS = {"stride", "padding", "dilation", "activation", "alpha"}
+from .plan import _CONV_ATTRS, _CONV_WEIGHTS, Step, _is_kernel, readers_of
 
 
 @dataclass

@@ -20,11 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .plan import FUSABLE_ACTIVATIONS, PairStep, Step, _is_kernel, readers_of
+from .plan import _CONV_ATTRS, _CONV_WEIGHTS, FUSABLE_ACTIVATIONS, PairStep, Step, _is_kernel, readers_of
 
 _SEPARABLE_WEIGHTS = {"depthwise_kernel", "pointwise_kernel", "bias"}
-_CONV_WEIGHTS = {"kernel", "bias"}
-_CONV_ATTRS = {"stride", "padding", "dilation", "activation", "alpha"}
 
 
 @dataclass
