@@ -63,3 +63,32 @@ def test_a_model_on_a_read_only_input():
     frozen = read_only(image)
     assert np.array_equal(model(frozen), want) and np.array_equal(model(frozen), want)  # prepared on the 2nd call
     assert not frozen.flags.writeable
+
+
+BIAS16, BIAS20, BIAS8 = (RNG.random(16, dtype=np.float32), RNG.random(20, dtype=np.float32),
+                         RNG.random(8, dtype=np.float32))
+DK = RNG.random((16, 5), dtype=np.float32)
+WEIGHTED = {  # an op's kernels and biases as given (w: writable, or each read-only as read_only(w) makes it)
+    "conv2d 1x1": lambda x, w: ops.conv2d(x, w(K1), w(BIAS16), activation="relu"),
+    "conv2d 3x3 stride 2": lambda x, w: ops.conv2d(x, w(K3), w(BIAS16), stride=2, padding="same"),
+    "conv2d 3x3 (Winograd)": lambda x, w: ops.conv2d(x, w(K3), w(BIAS16), padding="same"),
+    "conv2d on 4 pixels": lambda x, w: ops.conv2d(x[:, :2, :2], w(K1), w(BIAS16)),
+    "depthwise 3x3": lambda x, w: ops.depthwise_conv2d(x, w(DW3), w(BIAS20), padding="same"),
+    "depthwise 5x5 stride 2": lambda x, w: ops.depthwise_conv2d(x, w(DW5), w(BIAS20), stride=2, padding="same"),
+    "separable": lambda x, w: ops.separable_conv2d(x, w(DW3), w(PW), w(BIAS8), padding="same"),
+    "depthwise -> 1x1": lambda x, w: ops.depthwise_pointwise(x, w(DW3), w(BIAS20), w(PW), w(BIAS8), padding="same"),
+    "inverted residual": lambda x, w: ops.inverted_residual(x, w(EK), None, w(DW40), None, w(PK), w(BIAS20),
+                                                            padding="same", residual=x),
+    "conv + max pool": lambda x, w: ops.conv2d_max_pool(x, w(K3), w(BIAS16), padding="same"),
+    "dense": lambda x, w: ops.dense(x[:, 0, 0, :16], w(DK), w(BIAS16[:5])),
+    "bias add": lambda x, w: ops.bias_add(x, w(BIAS20)),
+}
+
+
+@pytest.mark.parametrize("name", list(WEIGHTED))
+def test_an_op_with_read_only_weights_gives_the_writable_weights_bits(name):
+    """Read-only kernels and biases (a model's frozen weights, a memory-mapped file) are read through a
+    writable-typed view: before, a read-only bias or depthwise kernel failed in Numba's typing."""
+    x = RNG.random((1, 12, 12, 20), dtype=np.float32)
+    want = WEIGHTED[name](x, lambda w: w)
+    assert np.array_equal(WEIGHTED[name](x, read_only), want)

@@ -55,7 +55,7 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     y = np.empty((n, poh, pow_, cout), np.float32)
     rows = n * poh
     band = max(1, machine.blocking().convpool_band // (4 * ow * cout * psh))  # pooled rows per band: in L2
-    bias = np.zeros(cout, np.float32) if bias is None else bias
+    bias = np.zeros(cout, np.float32) if bias is None else prepack.as_writable(bias)  # (the caller holds bias)
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, prepack.as_writable(kernel).reshape(-1), bias, code,
             np.float32(alpha), cout, oh, ow, ph, pw, psh, psw, pt, pl, poh, pow_, y.reshape(-1), band,
             bound.address("panel_tiles"), act_address(code), x.reshape(-1), pad,

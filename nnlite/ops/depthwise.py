@@ -20,7 +20,7 @@ import functools
 
 import numpy as np
 
-from . import checks, depthwise_stream, engine, machine, parallel
+from . import checks, depthwise_stream, engine, machine, parallel, prepack
 from .activations import CODES, act_row, code_of
 from .conv import _plain, _plain_input, cached_geometry
 from .depthwise_simd import depthwise_rows, depthwise_rows_parallel, valid_range
@@ -177,13 +177,14 @@ def _run_simd(x, kernel, bias, code, alpha, geometry):
 def _prepare_simd(kernel, bias, code, alpha, geometry):
     """The simd path as a function of x alone (see nnlite.ops.gemm.prepare)."""
     shape_args, out_shape, work = geometry
-    head = (*shape_args[:3], kernel.reshape(-1), zeros(out_shape[3]) if bias is None else bias)
+    head = (*shape_args[:3], prepack.as_writable(kernel).reshape(-1),
+            zeros(out_shape[3]) if bias is None else prepack.as_writable(bias))
     tail = (*shape_args[3:], code, np.float32(alpha))
     h, w, _, kh, kw, sh, sw, dh, dw, _, left = shape_args
     dw_rows_at = depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, left, out_shape[2])
     end = (out_shape[1], out_shape[2], 0, act_address(code), dw_rows_at, machine.caches().l1d)  # row_off 0
 
-    def rows(x):
+    def rows(x, _held=(kernel, bias)):  # _held: while their writable views are used
         y = np.empty(out_shape, np.float32)
         parallel.split(depthwise_rows, depthwise_rows_parallel, (x.reshape(-1), *head, *tail, y.reshape(-1), *end),
                        out_shape[0] * out_shape[1], work)

@@ -367,14 +367,14 @@ def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None, into=None):
     units = tiles if by_rows else panels
     pre = prepack.panels(kernel) if cout >= lay.rows else None  # more kernel than input: pack it once
     head = (lay.run, lay.taps, lay.bases, kernel_w.reshape(-1), prepack.NONE if pre is None else pre,
-            zeros(cout) if bias is None else bias, code, np.float32(alpha))
+            zeros(cout) if bias is None else prepack.as_writable(bias), code, np.float32(alpha))
     tail = (lay.rows, by_rows, tiles <= DIRECT_MAX_TILES, _row_block(lay, panels) if by_rows else 0,
             bound.address("panel_tiles"), act_address(code))
     pad = pad_geometry(lay) if padded else NO_PAD
     pad_at = bound.address("pad_for_rows") if padded else 0
     padded_shape = (lay.in_shape[0], lay.in_shape[1] + top + bottom, lay.in_shape[2] + left + right, lay.in_shape[3])
 
-    def launch(x, y, sums, ldy=cout, _kernel=kernel):
+    def launch(x, y, sums, ldy=cout, _kernel=kernel, _bias=bias):  # held while their writable views are used
         # padded: the pieces pad the input rows they read (pad_geometry) into this thread's scratch (or, split
         # by panels, each into its own copy)
         xp = scratch("gemm_pad", padded_shape).reshape(-1) if padded else x.reshape(-1)

@@ -176,9 +176,10 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
     ``accumulate`` (see prepare_depthwise_pointwise)."""
     h, w, cin, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cout, rows, band, work = geo
     pre = prepack.panels(pk) if cout >= n * oh * ow else None  # more kernel than pixels: packed once
-    head = (h, w, cin, dk.reshape(-1), zeros(cin) if db is None else db, kh, kw, sh, sw, dh, dw, t, l, dcode,
-            np.float32(dalpha), prepack.as_writable(pk).reshape(-1), prepack.NONE if pre is None else pre,
-            zeros(cout) if pb is None else pb, pcode, np.float32(alpha))
+    w_ = prepack.as_writable  # read-only arrays as the writable type every kernel is compiled for (never written)
+    head = (h, w, cin, w_(dk).reshape(-1), zeros(cin) if db is None else w_(db), kh, kw, sh, sw, dh, dw, t, l, dcode,
+            np.float32(dalpha), w_(pk).reshape(-1), prepack.NONE if pre is None else pre,
+            zeros(cout) if pb is None else w_(pb), pcode, np.float32(alpha))
     dw_rows_at = depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, l, ow)
     tail = (oh, ow, cout, band, bound.address("depthwise_rows"), bound.address("panel_tiles"), act_address(dcode),
             act_address(pcode), dw_rows_at, machine.caches().l1d)
@@ -186,7 +187,7 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
     out_shape = (n, oh, ow, cout)
     none = (prepack.NONE, prepack.NONE, LINEAR, np.float32(0))
 
-    def fused(x, _pk=pk):  # _pk: held while its writable view is used
+    def fused(x, _held=(dk, db, pk, pb)):  # _held: while their writable views are used
         y = np.empty(out_shape, np.float32)
         parallel.split(_separable_rows, _separable_parallel, (x.reshape(-1), *head, *none, y.reshape(-1), *tail),
                        rows, work)
@@ -196,7 +197,7 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
         return fused
     scode, salpha, keep = accumulate
 
-    def run(x, acc, total, y, _pk=pk):
+    def run(x, acc, total, y, _held=(dk, db, pk, pb)):
         parallel.split(_separable_rows, _separable_parallel, (x.reshape(-1), *head, acc.reshape(-1), total.reshape(-1),
                                                               scode, salpha, y.reshape(-1), *tail), rows, work)
     return summing(out_shape, keep, run)
