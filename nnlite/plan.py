@@ -71,15 +71,17 @@ def _preparers() -> dict:
     """nnlite.ops kernel -> the function preparing its call (same arguments), for the kernels that have one."""
     if not _PREPARERS:
         from . import ops
+        from .ops.activations import prepare_softmax
         from .ops.concatenate import prepare_concat
-        from .ops.conv import prepare_conv2d
+        from .ops.conv import prepare_conv2d, prepare_dense
         from .ops.depthwise import prepare_depthwise_conv2d
         from .ops.pooling import prepare_pool2d
         from .ops.separable import prepare_separable_conv2d
-        from .ops.shape import prepare_add
+        from .ops.shape import prepare_add, prepare_flatten
         _PREPARERS.update({ops.conv2d: prepare_conv2d, ops.separable_conv2d: prepare_separable_conv2d,
                            ops.depthwise_conv2d: prepare_depthwise_conv2d, ops.add: prepare_add,
-                           ops.concat: prepare_concat,
+                           ops.concat: prepare_concat, ops.dense: prepare_dense, ops.softmax: prepare_softmax,
+                           ops.flatten: prepare_flatten,
                            ops.max_pool2d: functools.partial(prepare_pool2d, is_max=True),
                            ops.avg_pool2d: functools.partial(prepare_pool2d, is_max=False)})
     return _PREPARERS

@@ -193,3 +193,55 @@ def test_a_models_pools_run_prepared_match_the_reference(model):
     want = reference.max_pool2d(reference.avg_pool2d(before, pool_size=3, stride=1, padding="same"),
                                 pool_size=2, stride=2, padding="same")
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def classifier_tail(rng, activation="relu"):
+    """A classifier's last layers: a pool over the map, flatten, two dense layers and a softmax."""
+    g = GraphBuilder("tail")
+    x = g.input("image", (5, 5, 24))
+    a = g.layer("avg_pool2d", "avg", x, pool_size=5)
+    a = g.layer("flatten", "flat", a)
+    a = g.layer("dense", "fc1", a, kernel=rand(rng, 24, 70), bias=rand(rng, 70), activation=activation)
+    a = g.layer("dense", "fc2", a, kernel=rand(rng, 70, 3), bias=rand(rng, 3))
+    return g.build([g.layer("softmax", "probs", a)])
+
+
+@pytest.mark.parametrize("activation", ["relu", "swish", "linear"])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_a_classifier_tail_is_prepared_and_gives_the_layers_bits(activation, batch):
+    """Flatten, dense layers of 1-4 rows (matrix-vector products) and the softmax run prepared, with the bits
+    of the layers called one by one, and the float64 twins' values."""
+    from nnlite.ops import reference
+    model = classifier_tail(np.random.default_rng(11), activation)
+    x = rand(np.random.default_rng(12), batch, 5, 5, 24) * 3
+    first, second = model(x), model(x)
+    steps, _ = model._execution_plan()
+    assert {s.layer.name: s.prepared is not None for s in steps} == dict.fromkeys(
+        ["avg", "flat", "fc1", "fc2", "probs"], True)
+    want = layer_by_layer(model, x)
+    assert np.array_equal(first, want) and np.array_equal(second, want)
+    w = {layer.name: layer.weights for layer in model.layers}
+    h = reference.avg_pool2d(x, pool_size=5).reshape(batch, -1)
+    h = reference.dense(h, w["fc1"]["kernel"], w["fc1"]["bias"], activation=activation)
+    h = reference.dense(h, w["fc2"]["kernel"], w["fc2"]["bias"])
+    np.testing.assert_allclose(first, reference.softmax(h), rtol=2e-5, atol=1e-7)
+
+
+def test_prepared_dense_and_softmax_decline_what_their_ops_must_check_or_convert():
+    from nnlite.ops.activations import prepare_softmax
+    from nnlite.ops.conv import prepare_dense
+    from nnlite.ops.shape import prepare_flatten
+    rng = np.random.default_rng(13)
+    k, b = rand(rng, 16, 5), rand(rng, 5)
+    x = rand(rng, 2, 16)
+    call = prepare_dense(x, k, b, activation="leaky_relu", alpha=0.1)
+    assert call.out_shape == (2, 5) and np.array_equal(call(x), ops.dense(x, k, b, activation="leaky_relu", alpha=0.1))
+    assert prepare_dense(rand(rng, 5, 16), k, b) is None  # more rows than a matrix-vector product takes: BLAS
+    assert prepare_dense(x, k, b[:4]) is None and prepare_dense(rand(rng, 2, 15), k, b) is None  # dense raises
+    assert prepare_dense(x, k, b, activation="gelu") is None
+    assert prepare_dense(x.astype(np.float64), k, b) is None and prepare_dense(x, k.T, b) is None  # to convert
+    assert prepare_softmax(x, axis=0) is None and prepare_softmax(x, axis=2) is None  # NumPy's path; an error
+    assert prepare_softmax(x[:, ::2]) is None and prepare_softmax(x.astype(np.float16)) is None
+    call = prepare_softmax(x, axis=1)
+    assert call.out_shape == x.shape and np.array_equal(call(x), ops.softmax(x))
+    assert prepare_flatten(x.astype(np.int32)) is None and prepare_flatten(rand(rng, 2, 3, 4)).out_shape == (2, 12)

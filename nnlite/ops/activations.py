@@ -186,12 +186,59 @@ def swish(x):
 
 
 def softmax(x, *, axis=-1):
-    """exp(x - max) / sum(exp(x - max)) along ``axis``; subtracting the max keeps it finite for large logits."""
+    """exp(x - max) / sum(exp(x - max)) along ``axis``; subtracting the max keeps it finite for large logits.
+    The sum is accumulated in float64. Along the last axis of a float32 array, one pass of a compiled kernel
+    per row (:func:`_softmax_rows`); along another axis, NumPy's calls."""
     x = checks.floats(x, "softmax", min_ndim=1)
     checks.axes(axis, x.ndim, "softmax")
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    e /= e.sum(axis=axis, keepdims=True, dtype=np.float64).astype(np.float32)
-    return e
+    if axis not in (-1, x.ndim - 1) or not x.size:
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        e /= e.sum(axis=axis, keepdims=True, dtype=np.float64).astype(np.float32)
+        return e
+    return _last_axis_softmax(np.ascontiguousarray(x), x.shape[-1], x.size // x.shape[-1])
+
+
+@kernel
+def _softmax_rows(x, y, n, start, stop):
+    # y = softmax of each row r in [start, stop) of n values (flat arrays): its max, exp(x - max) stored with
+    # the sum accumulated in float64, then each value divided by the float32 sum
+    for r in range(start, stop):
+        row, out = x[r * n:(r + 1) * n], y[r * n:(r + 1) * n]
+        top = row[0]
+        for j in range(1, n):
+            if row[j] > top:  # (a NaN anywhere in the row makes the sum, so the whole row, NaN, as in NumPy)
+                top = row[j]
+        total = 0.0
+        for j in range(n):
+            e = np.exp(row[j] - top)
+            out[j] = e
+            total += e
+        total32 = np.float32(total)
+        for j in range(n):
+            out[j] = out[j] / total32
+
+
+_softmax_parallel = drivers.driver(_softmax_rows)
+
+
+def _last_axis_softmax(x, n, rows):
+    y = np.empty_like(x)
+    parallel.split(_softmax_rows, _softmax_parallel, (x.reshape(-1), y.reshape(-1), n), rows, 8 * x.size)
+    return y
+
+
+def prepare_softmax(x, *, axis=-1):
+    """``softmax(x, axis=axis)`` along the last axis for C-contiguous float32 inputs of ``x``'s shape as a function
+    of the input alone (its checks done once: the same kernel call, the same bits); None for anything else."""
+    if not (type(x) is np.ndarray and x.dtype is _F32 and x.flags.c_contiguous and x.ndim >= 1 and x.size
+            and type(axis) is int and axis in (-1, x.ndim - 1)):
+        return None
+    n, rows = x.shape[-1], x.size // x.shape[-1]
+
+    def softmax_prepared(x):
+        return _last_axis_softmax(x, n, rows)
+    softmax_prepared.out_shape = x.shape
+    return softmax_prepared
 
 
 ACTIVATIONS = {"relu": relu, "relu6": relu6, "leaky_relu": leaky_relu, "sigmoid": sigmoid, "swish": swish}

@@ -222,3 +222,25 @@ def dense(x, kernel, bias=None, *, activation=None, alpha=0.2):
     y = np.empty(x.shape[:-1] + (kernel.shape[1],), np.float32)
     np.dot(x2, np.ascontiguousarray(kernel), out=y.reshape(-1, kernel.shape[1]))
     return bias_act_(y, bias, code, alpha)
+
+
+def prepare_dense(x, kernel, bias=None, *, activation=None, alpha=0.2):
+    """``dense(x, kernel, bias, ...)`` for inputs of ``x``'s shape as a function of the input alone, where dense
+    runs a matrix-vector product (the simd engine, 1-4 rows) and every argument is in final form; else None.
+    The kernel's packed blocks are found and the arguments built once: the same kernel call, the same bits."""
+    activation = None if activation == "linear" else activation
+    if not (engine.simd() and type(x) is np.ndarray and x.dtype is _F32 and x.ndim >= 1 and x.flags.c_contiguous
+            and _plain(kernel, 2) and kernel.shape[0] == x.shape[-1] > 0 and kernel.shape[1] > 0
+            and (bias is None or (_plain(bias, 1) and bias.shape[0] == kernel.shape[1]))
+            and isinstance(activation, (str, type(None))) and activation in CODES):
+        return None
+    rows = x.size // x.shape[-1]
+    if not 0 < rows <= gemv.GEMV_MAX_ROWS:
+        return None
+    out_shape = x.shape[:-1] + (kernel.shape[1],)
+    run = gemv.prepare_rows(kernel, bias, CODES[activation], alpha, (rows, kernel.shape[0]))
+
+    def dense_prepared(x):
+        return run(x.reshape(rows, -1)).reshape(out_shape)
+    dense_prepared.out_shape = out_shape
+    return dense_prepared

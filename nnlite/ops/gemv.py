@@ -86,17 +86,28 @@ def packed_blocks(kernel):
 def dense_rows(x2, kernel, bias, code, alpha, packed=None):
     """act(x2 @ kernel + bias) for a few rows: x2 (rows, in), kernel (in, out), both C-contiguous float32;
     bias (out,) float32 or None; packed: the kernel's :func:`packed_blocks`, if the caller has them."""
-    rows, k = x2.shape
-    n = kernel.shape[1]
-    y = np.empty((rows, n), np.float32)
-    b = zeros(n) if bias is None else bias
+    return prepare_rows(kernel, bias, code, alpha, x2.shape, packed)(x2)
+
+
+def prepare_rows(kernel, bias, code, alpha, x_shape, packed=None):
+    """:func:`dense_rows` for inputs x2 of ``x_shape`` (rows, k) as a function of x2 alone: the kernel's packed
+    blocks found and the arguments built once (the same kernel calls on the same arguments: the same bits).
+    k is the kernel's rows, or fewer where ``packed`` leaves some out (a conv's rows that meet only padding)."""
+    (rows, k), n = x_shape, kernel.shape[1]
+    b = zeros(n) if bias is None else prepack.as_writable(bias)
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     blocks = -(-n // GEMV_COLS)
     if packed is None:
         packed = packed_blocks(kernel)  # a model's kernel: each block read front to back
     w = prepack.as_writable(kernel).reshape(-1) if packed is None else packed
-    args = (x2.reshape(-1), w, b, fused, np.float32(alpha), y.reshape(-1), rows, k, n, packed is not None)
-    parallel.split(_gemv_cols, _gemv_parallel, args, blocks, rows * k * n // 4)
-    if code > LAST_REGISTER_CODE:
-        act_block(y.reshape(-1), n, 0, rows, 0, n, code, np.float32(alpha))
-    return y
+    alpha32 = np.float32(alpha)
+    head, tail, work = (w, b, fused, alpha32), (rows, k, n, packed is not None), rows * k * n // 4
+
+    def matrix_vector(x2, _held=(kernel, bias)):  # _held: while their writable views are used
+        y = np.empty((rows, n), np.float32)
+        flat = y.reshape(-1)
+        parallel.split(_gemv_cols, _gemv_parallel, (x2.reshape(-1), *head, flat, *tail), blocks, work)
+        if code > LAST_REGISTER_CODE:
+            act_block(flat, n, 0, rows, 0, n, code, alpha32)
+        return y
+    return matrix_vector
