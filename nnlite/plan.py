@@ -4,8 +4,9 @@
 bit: activations fold into their producers, repeated weightless layers run once, and depthwise -> 1x1 conv
 pairs, conv -> max pool pairs and 1x1 conv -> depthwise -> 1x1 conv blocks run as one fused kernel each
 (:class:`PairStep`, :class:`ConvPoolStep`, :class:`InvertedStep`), adds run inside the separable
-convolution producing their input (:class:`nnlite.plan_sums.SumStep`), and convolutions write into the
-concat that reads them (:class:`nnlite.plan_concat.ConcatStep`).
+convolution producing their input (:class:`nnlite.plan_sums.SumStep`), convolutions write into the
+concat that reads them (:class:`nnlite.plan_concat.ConcatStep`), and two pairs around a widened map may run
+regrouped (:class:`nnlite.plan_chain.ChainStep`).
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
        step's kernel, and so does a dense block's chain of growing sums (:mod:`nnlite.plan_sums`).
     5. A channel concat of convolutions that nothing else reads has them write into its output
        (:mod:`nnlite.plan_concat`).
+    6. Two PairSteps in a row whose first 1x1 conv widens the map, only the second reading it, become one
+       :class:`nnlite.plan_chain.ChainStep` (regrouped around the widened map where it is large).
     """
     alias: dict[str, str] = {}
     seen: dict[tuple, str] = {}
@@ -147,9 +150,10 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
             p.out = step.out  # nothing between p and step reads p's old output (its only reader is step)
             continue
         fused.append(step)
+    from .plan_chain import fuse_chains
     from .plan_concat import fuse_concats
     from .plan_sums import fuse_sums
-    return fuse_concats(fuse_sums(_pair_depthwise_pointwise(fused, outputs), outputs), outputs)
+    return fuse_chains(fuse_concats(fuse_sums(_pair_depthwise_pointwise(fused, outputs), outputs), outputs), outputs)
 
 
 _CONV_ATTRS = {"stride", "padding", "dilation", "activation", "alpha"}

@@ -21,6 +21,7 @@ import functools
 
 import numpy as np
 
+from ..errors import NnliteError
 from . import bound, depthwise_stream, drivers, engine, machine, parallel, prepack
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR
 from .conv import _plain, _plain_input, cached_geometry, conv2d, prepare_conv2d
@@ -92,6 +93,16 @@ def _geometry(x_shape, ek_shape, dk_shape, pk_shape, stride, padding, dilation, 
     work = (n * h * w * cin * e + rows * ow * e * (kh * kw + cout)) // 4
     return (h, w, cin, e, kh, kw, sh, sw, dh, dw, t, l, oh, ow, cout, band, min(h, _ring(band, sh, kh, dh)), rows,
             work)
+
+
+def fused(x_shape, ek_shape, dk_shape, pk_shape, stride, padding, dilation) -> bool:
+    """True when :func:`prepare_inverted_residual` runs a block of these shapes as its banded kernel at the
+    current thread count (not the layers one after the other)."""
+    try:
+        return _geometry(tuple(x_shape), tuple(ek_shape), tuple(dk_shape), tuple(pk_shape), stride, padding, dilation,
+                         parallel.numba_threads()) is not None
+    except (TypeError, NnliteError):  # an unhashable or bad argument: the layers' own checks raise for it
+        return False
 
 
 def _ring(band: int, sh: int, kh: int, dh: int) -> int:
