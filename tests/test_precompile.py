@@ -180,7 +180,6 @@ def test_helper_stops_when_its_parent_goes(tmp_path):
 
 _PLAN_PROBE = """
 import json, sys
-import numpy as np
 import nnlite
 from nnlite.ops import precompile
 name = sys.argv[1]
@@ -188,8 +187,8 @@ if name.startswith("faces:"):
     from nnlite.vision.faces import FacePipeline
     detector, landmarks, recognizer = name.split(":")[1:]
     FacePipeline(detector=detector, landmarks=landmarks, recognizer=recognizer).detect(sys.argv[2])
-else:
-    nnlite.load(name).model(np.zeros((1, 224, 224, 3), np.float32))
+else:  # as the first `nnlite classify` runs it (the recorder's run): the model, then the softmax of its logits
+    nnlite.load(name).classify(sys.argv[3])
 used = {}
 for module, fn, _ in precompile.entries([name], precompile.plan()):
     d = precompile.dispatcher_of(module, fn)
@@ -203,8 +202,8 @@ def test_the_plan_lists_the_signatures_a_run_uses(name):
     """The plan is recorded by tools/precompile_plan.py; a kernel whose arguments changed since makes it stale
     (the helper would compile signatures nobody uses). Runs on the usual cache: cheap once it is warm."""
     env = dict(os.environ, NNLITE_PRECOMPILE="0", NNLITE_QUIET_COMPILE="1")
-    faces = str(REPO / "nnlite" / "data" / "samples" / "faces.jpg")
-    done = subprocess.run([sys.executable, "-c", _PLAN_PROBE, name, faces], env=env, capture_output=True,
+    faces, cat = (str(REPO / "nnlite" / "data" / "samples" / f) for f in ("faces.jpg", "chelsea.png"))
+    done = subprocess.run([sys.executable, "-c", _PLAN_PROBE, name, faces, cat], env=env, capture_output=True,
                           text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     used = json.loads(done.stdout.strip().splitlines()[-1])
