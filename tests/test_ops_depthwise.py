@@ -89,14 +89,34 @@ def test_depthwise_tile_paths_give_each_pixel_the_same_bits(simd_engine, kernel_
 def test_streaming_tiles_take_rows_either_way_with_the_same_bits(simd_engine, monkeypatch, case):
     """Streaming tiles go along a row one 16-channel block at a time where the row's kernel-high band of
     input fits in L1, else through every block at each position: both orders give the same bits (each is
-    forced here by the L1 size the kernel is told), and match the reference."""
+    forced here by the L1 size the kernel is told), and match the reference. Either way, an input larger
+    than L2 has each row read the next one's input ahead (prefetch hints, past the input's end on the last
+    rows): forced by an L2 of 0 bytes, the same bits again."""
     n, h, w, c, k, stride, padding = case
     rng = np.random.default_rng(c)
     x, kernel, bias = rand(rng, n, h, w, c), rand(rng, k, k, c, 1), rand(rng, c)
     kwargs = dict(stride=stride, padding=padding, activation="relu")
     got = []
     for l1 in (0, 1 << 30):
-        monkeypatch.setattr(machine, "caches", lambda l1=l1: machine.Caches(l1, 1 << 20, 32 << 20))
-        got.append(ops.depthwise_conv2d(x, kernel, bias, **kwargs))
-    assert np.array_equal(got[0], got[1])
+        for l2 in (0, 1 << 30):
+            monkeypatch.setattr(machine, "caches", lambda l1=l1, l2=l2: machine.Caches(l1, l2, 32 << 20))
+            got.append(ops.depthwise_conv2d(x, kernel, bias, **kwargs))
+    assert all(np.array_equal(g, got[0]) for g in got[1:])
     assert rel(got[0], reference.depthwise_conv2d(x, kernel, bias, **kwargs)) <= TOL
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fused_depthwise_reads_ahead_with_the_same_bits(simd_engine, monkeypatch, stride):
+    """The depthwise rows inside the fused pair and inverted-residual kernels, reading ahead (told an L2 of 0
+    bytes: every input is larger; the blocking sizes kept) or not: the same bits."""
+    rng = np.random.default_rng(stride)
+    x, dk, db = rand(rng, 2, 21, 19, 24), rand(rng, 3, 3, 24, 1), rand(rng, 24)
+    pk, pb, ek = rand(rng, 1, 1, 24, 40), rand(rng, 40), rand(rng, 1, 1, 24, 24)
+    blocking, caches = machine.blocking(), machine.caches()
+    monkeypatch.setattr(machine, "blocking", lambda: blocking)
+    got = []
+    for l2 in (0, 1 << 30):
+        monkeypatch.setattr(machine, "caches", lambda l2=l2: caches._replace(l2=l2))
+        got.append((ops.depthwise_pointwise(x, dk, db, pk, pb, stride=stride, padding="same", activation="relu"),
+                    ops.inverted_residual(x, ek, None, dk, db, pk, pb, stride=stride, padding="same")))
+    assert all(np.array_equal(a, b) for a, b in zip(*got))

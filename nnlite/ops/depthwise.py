@@ -182,7 +182,8 @@ def _prepare_simd(kernel, bias, code, alpha, geometry):
     tail = (*shape_args[3:], code, np.float32(alpha))
     h, w, _, kh, kw, sh, sw, dh, dw, _, left = shape_args
     dw_rows_at = depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, left, out_shape[2])
-    end = (out_shape[1], out_shape[2], 0, act_address(code), dw_rows_at, machine.caches().l1d)  # row_off 0
+    caches = machine.caches()
+    end = (out_shape[1], out_shape[2], 0, act_address(code), dw_rows_at, caches.l1d, caches.l2)  # row_off 0
 
     def rows(x, _held=(kernel, bias)):  # _held: while their writable views are used
         y = np.empty(out_shape, np.float32)

@@ -56,7 +56,7 @@ def _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0):
 
 @kernel
 def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
-                   row_off, act_at, rows_at, l1, r0, r1):
+                   row_off, act_at, rows_at, l1, l2, r0, r1):
     # Multiplier 1 on explicit 16-lane vectors (nnlite.ops.simd). xf = x (N, H, W, C) flattened; k (kh*kw*C,)
     # taps in (i, j) order; yf = y (N, oh, ow, C) flattened; rows r = n*oh + oy in [r0, r1), stored at row
     # r - row_off of yf. rows_at: the address of the rows function for this layer
@@ -66,15 +66,15 @@ def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, 
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     # every rows function takes rows_generic's arguments (ROWS_ARGS): its name here only types the call
     bound.call(rows_at, "rows_generic", (xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, fused, alpha,
-                                         yf, oh, ow, row_off, l1, r0, r1))
+                                         yf, oh, ow, row_off, l1, l2, r0, r1))
     if code > LAST_REGISTER_CODE:
         bound.call(act_at, "act_block", (yf, ow * c, r0 - row_off, r1 - row_off, ZERO, ow * c, code, alpha))
 
 
 @kernel
 def rows_generic(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, fused, alpha, yf, oh, ow, row_off, l1,
-                 r0, r1):
-    # depthwise_rows' rows for any kernel (l1 unused): the tiles of dwconv_tile_8x16 over each row's valid taps
+                 l2, r0, r1):
+    # depthwise_rows' rows for any kernel (l1, l2 unused): the tiles of dwconv_tile_8x16 over each row's valid taps
     # (one flat loop of up to kh*kw steps per tile), all channel blocks of 8 pixels done before moving on, while
     # their kh input rows are in L1, and _dw_pixel for the pixels at the row's ends. A last partial tile of 4-7
     # pixels recomputes its last pixel in the missing slots (not stored); 1-3 leftover pixels go one at a time.
@@ -122,6 +122,6 @@ def _generic_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, f
 
 depthwise_rows_parallel = drivers.driver(depthwise_rows)
 _F, _I = types.float32[::1], types.int64
-ROWS_ARGS = (_F, _I, _I, _I, _F, _F, *[_I] * 9, types.float32, _F, *[_I] * 6)  # every rows function's arguments
-bound.declare("depthwise_rows", depthwise_rows, (*ROWS_ARGS[:-3], _I, _I, *ROWS_ARGS[-3:]))
+ROWS_ARGS = (_F, _I, _I, _I, _F, _F, *[_I] * 9, types.float32, _F, *[_I] * 7)  # every rows function's arguments
+bound.declare("depthwise_rows", depthwise_rows, (*ROWS_ARGS[:-4], _I, _I, *ROWS_ARGS[-4:]))
 bound.declare("rows_generic", rows_generic, ROWS_ARGS)

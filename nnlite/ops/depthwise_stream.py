@@ -15,6 +15,12 @@ each 16-channel block takes the whole row before the next (the band stays in L1 
 3x3 kernel's weights are loaded once per block); otherwise each tile position takes every channel block in
 turn (an input pixel's channels read as one contiguous run). :func:`depthwise_simd.depthwise_rows` calls
 the rows functions here by address (:mod:`nnlite.ops.bound`): a model compiles only the sizes it has.
+
+Reading ahead: where the input is larger than L2, while an output row runs its tiles also ask for (a
+prefetch hint into L2, a few cache lines per tile) the input rows the next output row reads first. On a map
+larger than the caches (SSD's 256x256x64 at 512 px) the input comes from memory, where the hardware's
+prefetchers alone left the tiles waiting on each row's first lines: a stride-2 layer read its input at well
+under the memory's bandwidth (benchmarks/RESULTS.md, round 13). The hints change no value.
 (kw, dw: the kernel's width and column dilation, as for every rows function; here kw = kh and dw = 1.)
 """
 
@@ -26,7 +32,7 @@ from .depthwise_tiles3 import dwconv3_tile_4x16_s1, dwconv3_tile_4x16_s2, dwconv
 from .depthwise_tiles5 import dwconv5_tile_4x16_s1, dwconv5_tile_4x16_s2, dwconv5_tile_8x16_s1, dwconv5_tile_8x16_s2
 from .depthwise_tiles7 import dwconv7_tile_8x16_s1, dwconv7_tile_8x16_s2
 from .jit import helper
-from .simd import vload_n, vzero
+from .simd import prefetch_l2, vload_n, vzero
 
 SIZES = {3: "rows3", 5: "rows_large", 7: "rows_large"}  # kernel size -> the bound name of its rows function
 
@@ -52,20 +58,25 @@ def rows_address(h, w, kh, kw, sh, sw, dh, dw, left, ow) -> int:
 
 @helper
 def _rows3(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow, row_off, l1,
-           r0, r1):
+           l2, r0, r1):
     # Rows r = n*oh + oy in [r0, r1) of a 3x3 depthwise convolution (module docstring): xf = x (N, H, W, C)
     # flattened, k (9*C,) taps in (i, j) order, yf = y (N, oh, ow, C) flattened, row r stored at r - row_off.
     row, pixels = dh * w * c, 8 if ow >= 8 and sw == 1 else 4
     columns = (pixels - 1) * sw + 3
     tiles, blocks = (ow + pixels - 1) // pixels, (c + 15) // 16
     by_channel = kh * w * c * 4 <= l1
+    fetch = xf.shape[0] * 4 > l2  # read ahead (module docstring): an input larger than L2
     w00 = w01 = w02 = w10 = w11 = w12 = w20 = w21 = w22 = bv = vzero()
     for r in range(r0, r1):
         n = r // oh
         iy0 = (r - n * oh) * sh - top_pad  # input row of tap i = 0
         i0, i1 = valid_range(3, h, dh, iy0)
         top, out_row = (n * h + iy0) * w * c, (r - row_off) * ow * c
+        ahead = top + 3 * row  # the sh rows the next output row reads first, fetched while this one runs
+        per_unit = (sh * w * c // 16 + tiles * blocks - 1) // (tiles * blocks) if fetch else 0  # lines per unit
         for u in range(tiles * blocks):
+            for q in range(per_unit):
+                prefetch_l2(xf, ahead + (u * per_unit + q) * 16)
             b, t = (u // tiles, u % tiles) if by_channel else (u % blocks, u // blocks)
             c0, width = b * 16, min(16, c - b * 16)
             if t == 0 or not by_channel:
@@ -90,18 +101,23 @@ def _rows3(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, al
 
 @helper
 def _rows_large(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow, row_off,
-                l1, r0, r1):
+                l1, l2, r0, r1):
     # _rows3 for 5x5 and 7x7 kernels, whose tiles load each kernel row's weights themselves.
     row, pixels = dh * w * c, 8 if ow >= 8 else 4
     columns = (pixels - 1) * sw + kh
     tiles, blocks = (ow + pixels - 1) // pixels, (c + 15) // 16
     by_channel = kh * w * c * 4 <= l1
+    fetch = xf.shape[0] * 4 > l2
     for r in range(r0, r1):
         n = r // oh
         iy0 = (r - n * oh) * sh - top_pad
         i0, i1 = valid_range(kh, h, dh, iy0)
         top, out_row = (n * h + iy0) * w * c, (r - row_off) * ow * c
+        ahead = top + kh * row  # as in _rows3
+        per_unit = (sh * w * c // 16 + tiles * blocks - 1) // (tiles * blocks) if fetch else 0
         for u in range(tiles * blocks):
+            for q in range(per_unit):
+                prefetch_l2(xf, ahead + (u * per_unit + q) * 16)
             b, t = (u // tiles, u % tiles) if by_channel else (u % blocks, u // blocks)
             c0, width = b * 16, min(16, c - b * 16)
             bv = vload_n(bias, c0, width)

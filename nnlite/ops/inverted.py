@@ -167,7 +167,8 @@ def _prepare(n, ek, eb, dk, db, pk, pb, ecode, ealpha, dcode, dalpha, pcode, alp
             prepack.NONE if ppre is None else ppre, pb, pcode, np.float32(alpha))
     tail = (oh, ow, e, cout, band, ring, bound.address("depthwise_rows"), bound.address("panel_tiles"),
             act_address(ecode), act_address(dcode), act_address(pcode),
-            depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, l, ow), machine.caches().l1d)
+            depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, l, ow), machine.caches().l1d,
+            machine.caches().l2)
     out_shape = (n, oh, ow, cout)
 
     def fused(x, residual=None, _weights=weights):
@@ -183,7 +184,7 @@ def _prepare(n, ek, eb, dk, db, pk, pb, ecode, ealpha, dcode, dalpha, pcode, alp
 @kernel
 def _inverted_rows(xf, h, w, cin, ek, epre, ebias, ecode, ealpha, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left,
                    dcode, dalpha, pk, ppre, pbias, pcode, palpha, res, yf, oh, ow, e, cout, band, ring, rows_at,
-                   tiles_at, eact_at, dact_at, pact_at, dw_rows_at, l1, r0, r1):
+                   tiles_at, eact_at, dact_at, pact_at, dw_rows_at, l1, l2, r0, r1):
     # Output rows r = n*oh + oy in [r0, r1), at most ``band`` rows of one image at a time. ``buf`` holds the
     # expanded input rows [k0, k1) of image ``have``; the next band keeps the rows it shares with them (moved to
     # the front) and expands only the rest. pre arrays: kernels packed once (nnlite.ops.prepack), or empty; res:
@@ -236,7 +237,7 @@ def _inverted_rows(xf, h, w, cin, ek, epre, ebias, ecode, ealpha, dk, dbias, kh,
         have, k0, k1 = n, e0, e1
         # the buffer as an image of e1 - e0 rows whose row 0 is input row e0 (rows r' = oy < oh: image 0)
         bound.call(rows_at, "depthwise_rows", (buf, e1 - e0, w, e, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad + e0,
-                                               left, dcode, dalpha, mid, oh, ow, oy0, dact_at, dw_rows_at, l1,
+                                               left, dcode, dalpha, mid, oh, ow, oy0, dact_at, dw_rows_at, l1, l2,
                                                oy0, oy1))
         n_rows = (oy1 - oy0) * ow
         out = yf[r * ow * cout:(r * ow + n_rows) * cout]

@@ -182,7 +182,7 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
             zeros(cout) if pb is None else w_(pb), pcode, np.float32(alpha))
     dw_rows_at = depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, l, ow)
     tail = (oh, ow, cout, band, bound.address("depthwise_rows"), bound.address("panel_tiles"), act_address(dcode),
-            act_address(pcode), dw_rows_at, machine.caches().l1d)
+            act_address(pcode), dw_rows_at, machine.caches().l1d, machine.caches().l2)
 
     out_shape = (n, oh, ow, cout)
     none = (prepack.NONE, prepack.NONE, LINEAR, np.float32(0))
@@ -206,7 +206,7 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
 @kernel
 def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pre, pbias,
                     pcode, palpha, acc, total, scode, salpha, yf, oh, ow, cout, band, rows_at, tiles_at, dact_at,
-                    pact_at, dw_rows_at, l1, r0, r1):
+                    pact_at, dw_rows_at, l1, l2, r0, r1):
     # Output rows [r0, r1) of depthwise_pointwise, ``band`` rows at a time: the depthwise rows go to ``mid``
     # (band*ow, c), then nnlite.ops.gemm's tiles multiply them by the pointwise kernel pk (c*cout,), packed
     # here or already (pre, from nnlite.ops.prepack; else empty).
@@ -226,7 +226,7 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
     for b0 in range(r0, r1, band):
         b1 = min(r1, b0 + band)
         bound.call(rows_at, "depthwise_rows", (xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode,
-                                               dalpha, mid, oh, ow, b0, dact_at, dw_rows_at, l1,
+                                               dalpha, mid, oh, ow, b0, dact_at, dw_rows_at, l1, l2,
                                                b0, b1))
         out = yf[b0 * ow * cout:b1 * ow * cout]
         n_rows = (b1 - b0) * ow

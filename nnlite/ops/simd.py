@@ -188,3 +188,23 @@ def vselect_ge(typingctx, a, b, yes, no):
     def codegen(context, builder, sig, args):
         return builder.select(builder.fcmp_ordered(">=", args[0], args[1]), args[2], args[3])
     return f32x16(f32x16, f32x16, f32x16, f32x16), codegen
+
+
+@intrinsic
+def prefetch_l2(typingctx, arr, offset):
+    """A hint to bring the cache line holding ``arr[offset]`` into L2 (x86 ``prefetcht1``): never faults, whatever
+    the address, and changes no value."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(offset, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        byte_ptr = ir.IntType(8).as_pointer()
+        opaque = getattr(data.type, "is_opaque", False)
+        signature = ir.FunctionType(ir.VoidType(), [byte_ptr, _I32, _I32, _I32])
+        fn = cgutils.get_or_insert_function(builder.module, signature,
+                                            "llvm.prefetch.p0" if opaque else "llvm.prefetch.p0i8")
+        address = builder.bitcast(builder.gep(data, [args[1]]), byte_ptr)
+        builder.call(fn, [address, ir.Constant(_I32, 0), ir.Constant(_I32, 2), ir.Constant(_I32, 1)])
+        return context.get_dummy_value()
+    return types.none(arr, offset), codegen
