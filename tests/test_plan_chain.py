@@ -12,6 +12,7 @@ from nnlite import ops, plan_chain
 from nnlite.graph import GraphBuilder
 from nnlite.ops import inverted, machine
 from nnlite.plan import PairStep
+from tests.test_prepared import layer_by_layer
 
 pytestmark = pytest.mark.usefixtures("simd_engine")
 
@@ -44,14 +45,6 @@ def regroup(request, monkeypatch):
     caches = machine.caches()
     monkeypatch.setattr(machine, "caches", lambda: caches._replace(l3=size))
     return request.param == "regrouped"
-
-
-def layer_by_layer(model, x):
-    model.optimize = False
-    try:
-        return model(x)
-    finally:
-        model.optimize = True
 
 
 @pytest.mark.parametrize("threads", [1, 2])
