@@ -40,6 +40,7 @@ OPS = {
     "add": lambda x: ops.add(x, x, activation="relu"),
     "concat": lambda x: ops.concat(x, x, x),
     "relu": lambda x: ops.relu(x),
+    "softmax": lambda x: ops.softmax(x),
     "global average pool": lambda x: ops.global_avg_pool2d(x),
 }
 

@@ -72,7 +72,7 @@ def _rows3(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, al
         iy0 = (r - n * oh) * sh - top_pad  # input row of tap i = 0
         i0, i1 = valid_range(3, h, dh, iy0)
         top, out_row = (n * h + iy0) * w * c, (r - row_off) * ow * c
-        ahead = top + 3 * row  # the sh rows the next output row reads first, fetched while this one runs
+        ahead = top + 3 * row  # the sh rows the next output row reads first (dilation 1), fetched while this one runs
         per_unit = (sh * w * c // 16 + tiles * blocks - 1) // (tiles * blocks) if fetch else 0  # lines per unit
         for u in range(tiles * blocks):
             for q in range(per_unit):
