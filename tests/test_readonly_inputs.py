@@ -93,3 +93,34 @@ def test_an_op_with_read_only_weights_gives_the_writable_weights_bits(name):
     x = RNG.random((1, 12, 12, 20), dtype=np.float32)
     want = WEIGHTED[name](x, lambda w: w)
     assert np.array_equal(WEIGHTED[name](x, read_only), want)
+
+
+@pytest.mark.parametrize("name", ["conv2d 1x1", "conv2d 3x3 (Winograd)", "depthwise 3x3", "separable", "dense"])
+def test_a_prepared_op_holds_the_read_only_weights_it_reads(name):
+    """The kernels read a read-only weight through a writable view of its memory that does not own it: a
+    prepared function must keep the weights themselves alive, or a caller dropping them leaves it reading
+    freed memory."""
+    import gc
+    import weakref
+
+    from nnlite.ops.conv import prepare_conv2d, prepare_dense
+    from nnlite.ops.depthwise import prepare_depthwise_conv2d
+    from nnlite.ops.separable import prepare_separable_conv2d
+    x = RNG.random((1, 12, 12, 20), dtype=np.float32)
+    makers = {"conv2d 1x1": lambda w: prepare_conv2d(x, w(K1), w(BIAS16)),
+              "conv2d 3x3 (Winograd)": lambda w: prepare_conv2d(x, w(K3), w(BIAS16), padding="same"),
+              "depthwise 3x3": lambda w: prepare_depthwise_conv2d(x, w(DW3), w(BIAS20), padding="same"),
+              "separable": lambda w: prepare_separable_conv2d(x, w(DW3), w(PW), w(BIAS8), padding="same"),
+              "dense": lambda w: prepare_dense(x[:, 0, 0, :16], w(DK), w(BIAS16[:5]))}
+    refs = []
+
+    def weight(a):
+        a = read_only(a)
+        refs.append(weakref.ref(a))
+        return a
+    call = makers[name](weight)
+    gc.collect()
+    assert call is not None and all(ref() is not None for ref in refs)
+    del call
+    gc.collect()
+    assert all(ref() is None for ref in refs)  # and only while it lives

@@ -116,6 +116,7 @@ def prepare(kernel: np.ndarray, bias, code: int, alpha: float, in_shape, pads, o
     block = block_tiles(cin, cout, tiles, parallel.numba_threads())
     pre = prepack.once(kernel, "winograd-f2x3", _packed)
     packed = _packed(kernel) if pre is None else pre
+    held = (kernel, bias)  # the launch holds them while their writable views are used
     bias = zeros(cout) if bias is None else prepack.as_writable(bias)
     taps = np.zeros(1, np.int64)  # each product: a 1x1 "convolution" of the block's transformed patches
     bases = np.arange(block, dtype=np.int64) * cin
@@ -123,7 +124,7 @@ def prepare(kernel: np.ndarray, bias, code: int, alpha: float, in_shape, pads, o
     head = (h, w, cin, top, left, oh, ow, th, tw, packed, bias, code, np.float32(alpha))
     tail = (block, taps, bases, zeros(cout), bound.address("panel_tiles"))
 
-    def launch(x, y, sums, ldy=cout, _kernel=kernel, _packed=packed):  # held while the kernel's views are used
+    def launch(x, y, sums, ldy=cout, _held=held, _packed=packed):  # held while their views are used
         parallel.split(_blocks, _blocks_parallel, (x.reshape(-1), *head, y.reshape(-1), cout, ldy, *tail, *sums), tiles,
                        work)
 
