@@ -1,12 +1,13 @@
 """A model's execution plan: its layers as :meth:`nnlite.graph.Model.forward` runs them.
 
-:func:`plan_steps` rewrites the declared layers into :class:`Step` calls without changing a single output
-bit: activations fold into their producers, repeated weightless layers run once, and depthwise -> 1x1 conv
-pairs, conv -> max pool pairs and 1x1 conv -> depthwise -> 1x1 conv blocks run as one fused kernel each
-(:class:`PairStep`, :class:`ConvPoolStep`, :class:`InvertedStep`), adds run inside the separable
-convolution producing their input (:class:`nnlite.plan_sums.SumStep`), convolutions write into the
-concat that reads them (:class:`nnlite.plan_concat.ConcatStep`), and two pairs around a widened map may run
-regrouped (:class:`nnlite.plan_chain.ChainStep`).
+:func:`plan_steps` rewrites the declared layers into :class:`Step` calls without changing a single output bit:
+activations fold into their producers, repeated weightless layers run once, and depthwise -> 1x1 conv pairs,
+conv -> max pool and separable conv -> max pool pairs and 1x1 conv -> depthwise -> 1x1 conv blocks run as one
+fused kernel each (:class:`PairStep`, :class:`ConvPoolStep`, :class:`SeparablePoolStep`,
+:class:`InvertedStep`), adds run inside the separable convolution producing their input
+(:class:`nnlite.plan_sums.SumStep`), convolutions write into the concat that reads them
+(:class:`nnlite.plan_concat.ConcatStep`), and two pairs around a widened map may run regrouped
+(:class:`nnlite.plan_chain.ChainStep`).
 """
 
 from __future__ import annotations
@@ -112,10 +113,11 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
        own, read by nothing else, not a model output) is folded into that producer's ``activation=``:
        the kernel applies it while the output is still in cache (one pass over memory instead of two).
     3. A multiplier-1 depthwise_conv2d step read only by the 1x1 conv2d step right after it becomes one
-       :class:`PairStep` (the depthwise output stays in cache; see there), and a conv2d step read only by
-       the max_pool2d step right after it one :class:`ConvPoolStep`. A 1x1 conv2d step read only by such a
-       pair right after it joins it as one :class:`InvertedStep` (an inverted-residual block), and so does
-       the add of the block's input right after it (its shortcut).
+       :class:`PairStep` (the depthwise output stays in cache; see there), a conv2d step read only by the
+       max_pool2d step right after it one :class:`ConvPoolStep`, and a separable_conv2d step with its pool one
+       :class:`SeparablePoolStep`. A 1x1 conv2d step read only by such a pair right after it joins it as
+       one :class:`InvertedStep` (an inverted-residual block), and so does the add of the block's input
+       right after it (its shortcut).
     4. A plain add whose last input comes from a separable step read by nothing else runs inside that
        step's kernel, and so does a dense block's chain of growing sums (:mod:`nnlite.plan_sums`).
     5. A channel concat of convolutions that nothing else reads has them write into its output
@@ -158,6 +160,7 @@ def plan_steps(layers: Sequence[Layer], outputs: Sequence[str]) -> list[Step]:
 
 _CONV_ATTRS = {"stride", "padding", "dilation", "activation", "alpha"}
 _CONV_WEIGHTS = {"kernel", "bias"}
+_SEPARABLE_WEIGHTS = {"depthwise_kernel", "pointwise_kernel", "bias"}
 
 
 def _unit(value) -> bool:
@@ -241,15 +244,40 @@ class ConvPoolStep(FusedStep):
     def fused(self, x: np.ndarray, ca: dict, pa: dict) -> np.ndarray:
         from .ops.convpool import conv2d_max_pool
         c = self.first.layer
-        return conv2d_max_pool(x, c.weights["kernel"], c.weights.get("bias"), **ca, pool_size=pa["pool_size"],
-                               pool_stride=pa.get("stride"), pool_padding=pa.get("padding", "valid"))
+        return conv2d_max_pool(x, c.weights["kernel"], c.weights.get("bias"), **ca, **_pool_arguments(pa))
+
+
+class SeparablePoolStep(FusedStep):
+    """A separable_conv2d step and the max_pool2d step that alone reads it
+    (:func:`nnlite.ops.separable_pool.separable_max_pool`: the convolution's output never goes to memory)."""
+    kernels = ("separable_conv2d", "max_pool2d")
+
+    def fused(self, x: np.ndarray, sa: dict, pa: dict) -> np.ndarray:
+        from .ops.separable_pool import separable_max_pool
+        return separable_max_pool(x, **self.first.layer.weights, **sa, **_pool_arguments(pa))
+
+    def prepare(self, *xs: np.ndarray):
+        if not self.fusable() or len(xs) != 1:
+            return None
+        from .ops.separable_pool import prepare_separable_max_pool
+        sa, pa = {**self.first.layer.attrs, **self.first.extra}, {**self.layer.attrs, **self.extra}
+        return prepare_separable_max_pool(xs[0], **self.first.layer.weights, **sa, **_pool_arguments(pa))
+
+
+def _pool_arguments(pa: dict) -> dict:
+    return dict(pool_size=pa["pool_size"], pool_stride=pa.get("stride"), pool_padding=pa.get("padding", "valid"))
+
+
+_POOLED = {"conv2d": ("kernel", _CONV_WEIGHTS), "separable_conv2d": ("depthwise_kernel", _SEPARABLE_WEIGHTS)}
 
 
 def _fusable_conv_pool(c: Step, pool: Step) -> bool:
-    """c a conv2d step, pool a max_pool2d step (without attribute overrides) reading only c's output."""
-    return (type(c) is Step and c.layer.op == "conv2d" and pool.layer.op == "max_pool2d" and _is_kernel(c.layer)
-            and _is_kernel(pool.layer) and np.ndim(c.layer.weights.get("kernel")) == 4
-            and set(c.layer.weights) <= _CONV_WEIGHTS and set(c.layer.attrs) | set(c.extra) <= _CONV_ATTRS
+    """c a conv2d or separable_conv2d step, pool a max_pool2d step (without attribute overrides) reading only
+    c's output."""
+    kernel, weights = _POOLED.get(c.layer.op, ("", ()))
+    return (type(c) is Step and kernel and pool.layer.op == "max_pool2d" and _is_kernel(c.layer)
+            and _is_kernel(pool.layer) and np.ndim(c.layer.weights.get(kernel)) == 4
+            and set(c.layer.weights) <= weights and set(c.layer.attrs) | set(c.extra) <= _CONV_ATTRS
             and "pool_size" in pool.layer.attrs and set(pool.layer.attrs) <= _POOL_ATTRS and not pool.extra)
 
 
@@ -350,7 +378,8 @@ def _pair_depthwise_pointwise(steps: list[Step], outputs: Sequence[str]) -> list
                     out[-1] = pair
                 continue
             if _fusable_conv_pool(d, step):
-                out[-1] = ConvPoolStep(step.layer, step.out, d.inputs, step.extra, first=d)
+                pooled = ConvPoolStep if d.layer.op == "conv2d" else SeparablePoolStep
+                out[-1] = pooled(step.layer, step.out, d.inputs, step.extra, first=d)
                 paired.add(id(d))
                 continue
         if out and _fusable_shortcut(step, out[-1], readers, outputs):

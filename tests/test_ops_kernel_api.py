@@ -124,6 +124,28 @@ def test_fused_conv_max_pool_against_its_composed_twin(seed, n, h, w, cin, cout,
     assert rel(ops.conv2d_max_pool(x, kernel, bias, **kwargs), want) <= TOL
 
 
+
+@FAST
+@given(st.integers(0, 2**31), st.integers(1, 2), st.integers(4, 16), st.integers(4, 16), st.integers(1, 40),
+       st.integers(1, 40), st.sampled_from([1, 3, 5]), st.integers(1, 2), st.sampled_from(["valid", "same"]),
+       st.integers(2, 3), st.sampled_from([None, 1, 2]), st.sampled_from(["valid", "same"]), ACTS)
+def test_fused_separable_max_pool_against_its_composed_twin(seed, n, h, w, cin, cout, k, stride, padding, pool,
+                                                           pool_stride, pool_padding, act):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, cin)).astype(np.float32)
+    dk = rng.standard_normal((k, k, cin, 1)).astype(np.float32)
+    pk = rng.standard_normal((1, 1, cin, cout)).astype(np.float32)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    kwargs = dict(stride=stride, padding=padding, activation=act, alpha=0.1, pool_size=pool,
+                  pool_stride=pool_stride, pool_padding=pool_padding)
+    try:
+        want = reference.separable_max_pool(x, dk, pk, bias, **kwargs)
+    except ShapeError:  # a draw the conv or the pool cannot take (window larger than the map): both refuse it
+        with pytest.raises(ShapeError):
+            ops.separable_max_pool(x, dk, pk, bias, **kwargs)
+        return
+    assert rel(ops.separable_max_pool(x, dk, pk, bias, **kwargs), want) <= TOL
+
 SPECIALISATIONS_PROBE = r"""
 import gc, numpy as np
 import nnlite

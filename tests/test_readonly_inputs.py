@@ -34,6 +34,7 @@ OPS = {
     "inverted residual": lambda x: ops.inverted_residual(x, EK, None, DW40, None, PK, None, padding="same",
                                                          residual=x),
     "conv + max pool": lambda x: ops.conv2d_max_pool(x, K3, padding="same"),
+    "separable + max pool": lambda x: ops.separable_max_pool(x, DW3, PW, padding="same", pool_size=3, pool_stride=2),
     "max pool": lambda x: ops.max_pool2d(x, pool_size=2),
     "max pool stride 1": lambda x: ops.max_pool2d(x, pool_size=3, stride=1, padding="same"),
     "average pool": lambda x: ops.avg_pool2d(x, pool_size=3, stride=1, padding="same"),
@@ -81,6 +82,8 @@ WEIGHTED = {  # an op's kernels and biases as given (w: writable, or each read-o
     "inverted residual": lambda x, w: ops.inverted_residual(x, w(EK), None, w(DW40), None, w(PK), w(BIAS20),
                                                             padding="same", residual=x),
     "conv + max pool": lambda x, w: ops.conv2d_max_pool(x, w(K3), w(BIAS16), padding="same"),
+    "separable + max pool": lambda x, w: ops.separable_max_pool(x, w(DW3), w(PW), w(BIAS8), padding="same",
+                                                                activation="relu", pool_size=2),
     "dense": lambda x, w: ops.dense(x[:, 0, 0, :16], w(DK), w(BIAS16[:5])),
     "bias add": lambda x, w: ops.bias_add(x, w(BIAS20)),
 }
@@ -95,7 +98,8 @@ def test_an_op_with_read_only_weights_gives_the_writable_weights_bits(name):
     assert np.array_equal(WEIGHTED[name](x, read_only), want)
 
 
-@pytest.mark.parametrize("name", ["conv2d 1x1", "conv2d 3x3 (Winograd)", "depthwise 3x3", "separable", "dense"])
+@pytest.mark.parametrize("name", ["conv2d 1x1", "conv2d 3x3 (Winograd)", "depthwise 3x3", "separable",
+                                  "separable + max pool", "dense"])
 def test_a_prepared_op_holds_the_read_only_weights_it_reads(name):
     """The kernels read a read-only weight through a writable view of its memory that does not own it: a
     prepared function must keep the weights themselves alive, or a caller dropping them leaves it reading
@@ -106,11 +110,14 @@ def test_a_prepared_op_holds_the_read_only_weights_it_reads(name):
     from nnlite.ops.conv import prepare_conv2d, prepare_dense
     from nnlite.ops.depthwise import prepare_depthwise_conv2d
     from nnlite.ops.separable import prepare_separable_conv2d
+    from nnlite.ops.separable_pool import prepare_separable_max_pool
     x = RNG.random((1, 12, 12, 20), dtype=np.float32)
     makers = {"conv2d 1x1": lambda w: prepare_conv2d(x, w(K1), w(BIAS16)),
               "conv2d 3x3 (Winograd)": lambda w: prepare_conv2d(x, w(K3), w(BIAS16), padding="same"),
               "depthwise 3x3": lambda w: prepare_depthwise_conv2d(x, w(DW3), w(BIAS20), padding="same"),
               "separable": lambda w: prepare_separable_conv2d(x, w(DW3), w(PW), w(BIAS8), padding="same"),
+              "separable + max pool": lambda w: prepare_separable_max_pool(x, w(DW3), w(PW), w(BIAS8),
+                                                                           padding="same", pool_size=2),
               "dense": lambda w: prepare_dense(x[:, 0, 0, :16], w(DK), w(BIAS16[:5]))}
     refs = []
 

@@ -35,6 +35,7 @@ from .padding import resolve_padding, resolve_padding_2d  # noqa: E402
 from .pooling import avg_pool2d, global_avg_pool2d, max_pool2d  # noqa: E402
 from .resize import resize_bilinear, resize_nearest  # noqa: E402
 from .separable import depthwise_pointwise, separable_conv2d  # noqa: E402
+from .separable_pool import separable_max_pool  # noqa: E402
 from .shape import add, crop2d, flatten, mean, multiply, reshape, zero_pad2d  # noqa: E402
 from .threads import blas_core, blas_num_threads, get_num_threads, set_num_threads  # noqa: E402
 
@@ -46,7 +47,7 @@ __all__ = [
     "global_avg_pool2d", "zero_pad2d", "crop2d", "add", "multiply", "concat", "mean", "reshape", "flatten",
     "resize_bilinear", "resize_nearest", "resolve_padding", "resolve_padding_2d", "ACTIVATIONS",
     "set_num_threads", "get_num_threads", "blas_num_threads", "blas_core", "engine",
-    "depthwise_pointwise", "inverted_residual", "conv2d_max_pool",
+    "depthwise_pointwise", "inverted_residual", "conv2d_max_pool", "separable_max_pool",
 ]
 
 # The kernels above, each with a naive twin of the same name in nnlite.ops.reference (a test checks the pairing;

@@ -17,7 +17,7 @@ import numpy as np
 from . import bound, checks, conv, drivers, engine, machine, parallel, prepack
 from .activations import LAST_REGISTER_CODE, LINEAR, code_of
 from .gemm import NO_PAD, layout, pad_geometry
-from .jit import kernel
+from .jit import helper, kernel
 from .padding import pair, resolve_padding_2d
 from .simd import vload_n, vselect_gt, vsplat, vstore_n
 from .tiles import NR, ZERO, act_address, pack_all
@@ -77,7 +77,6 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
     pack_all(k, kk, cout, packed)
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     buf = np.empty(((band - 1) * psh + ph) * ow * cout, np.float32)
-    start = vsplat(np.float32(-np.inf))
     b0 = r0
     while b0 < r1:
         n = b0 // poh
@@ -96,20 +95,29 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
                                                      buf, cout, cout, ZERO, m, p))
             if code > LAST_REGISTER_CODE:
                 bound.call(act_at, "act_block", (buf, cout, ZERO, m, ZERO, cout, code, alpha))
-        for py in range(py0, py1):
-            i0, i1 = max(py * psh - ptop, 0), min(py * psh - ptop + ph, oh)
-            for px in range(pow_):
-                j0, j1 = max(px * psw - pleft, 0), min(px * psw - pleft + pw, ow)
-                out = ((n * poh + py) * pow_ + px) * cout
-                for c0 in range(0, cout, 16):  # 16 channels in a register, taps in max_pool2d's order
-                    width = min(16, cout - c0)
-                    acc = start
-                    for i in range(i0, i1):
-                        for j in range(j0, j1):
-                            v = vload_n(buf, ((i - a) * ow + j) * cout + c0, width)
-                            acc = vselect_gt(v, acc, v, acc)  # max(acc, v) as Numba takes it: NaN never wins
-                    vstore_n(y, out + c0, acc, width)
+        max_pool_band(buf, a, oh, ow, cout, ph, pw, psh, psw, ptop, pleft, poh, pow_, n, py0, py1, y)
         b0 = b1
+
+
+@helper
+def max_pool_band(buf, a, oh, ow, c, ph, pw, psh, psw, ptop, pleft, poh, pow_, n, py0, py1, y):
+    """Pooled rows [py0, py1) of image n into y (flat (N*poh*pow_*c,)) from ``buf``: the rows [a, ...) of the
+    map being pooled (oh, ow, c) that they read, windows clipped to the map, the max taken as max_pool2d takes
+    it (taps row by row from -inf, ``v if v > acc else acc``: padded cells and NaN never win)."""
+    start = vsplat(np.float32(-np.inf))
+    for py in range(py0, py1):
+        i0, i1 = max(py * psh - ptop, 0), min(py * psh - ptop + ph, oh)
+        for px in range(pow_):
+            j0, j1 = max(px * psw - pleft, 0), min(px * psw - pleft + pw, ow)
+            out = ((n * poh + py) * pow_ + px) * c
+            for c0 in range(0, c, 16):  # 16 channels in a register
+                width = min(16, c - c0)
+                acc = start
+                for i in range(i0, i1):
+                    for j in range(j0, j1):
+                        v = vload_n(buf, ((i - a) * ow + j) * c + c0, width)
+                        acc = vselect_gt(v, acc, v, acc)
+                vstore_n(y, out + c0, acc, width)
 
 
 _conv_pool_parallel = drivers.driver(_conv_pool_rows)

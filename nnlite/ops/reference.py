@@ -163,6 +163,14 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     return max_pool2d(y, pool_size=pool_size, stride=pool_stride, padding=pool_padding)
 
 
+def separable_max_pool(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid", dilation=1,
+                       activation=None, alpha=0.2, pool_size=2, pool_stride=None, pool_padding="valid"):
+    """The fused separable conv -> max pool pair, as the two twins one after the other."""
+    y = separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias, stride=stride, padding=padding,
+                         dilation=dilation, activation=activation, alpha=alpha)
+    return max_pool2d(y, pool_size=pool_size, stride=pool_stride, padding=pool_padding)
+
+
 def dense(x, kernel, bias=None, *, activation=None, alpha=0.2):
     """x @ kernel + bias on the last axis. kernel (in, out)."""
     x = np.asarray(x, np.float32)
