@@ -20,9 +20,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .plan import _CONV_ATTRS, _CONV_WEIGHTS, FUSABLE_ACTIVATIONS, PairStep, Step, _is_kernel, readers_of
-
-_SEPARABLE_WEIGHTS = {"depthwise_kernel", "pointwise_kernel", "bias"}
+from .plan import (
+    _CONV_ATTRS,
+    _CONV_WEIGHTS,
+    _SEPARABLE_WEIGHTS,
+    FUSABLE_ACTIVATIONS,
+    PairStep,
+    Step,
+    _is_kernel,
+    readers_of,
+)
 
 
 @dataclass

@@ -180,11 +180,23 @@ def test_convolutions_sum_in_their_kernel(simd_engine, size, c):
     assert np.array_equal(one, two)
 
 
+@pytest.fixture(params=["fused pair", "unfused pair"])
+def pairs(request, monkeypatch):
+    """Separable convolutions on the fused depthwise -> 1x1 kernel, or (as Xception's 728-channel ones, whose
+    1x1 kernel is too large for it) as the two layers, the 1x1 conv's GEMM summing."""
+    from nnlite.ops import separable
+    if request.param == "unfused pair":
+        monkeypatch.setattr(separable, "worth_fusing", lambda *args: False)
+    separable._fast_pair_key.cache_clear()
+    yield request.param
+    separable._fast_pair_key.cache_clear()   # no geometry cached under the patch outlives the test
+
+
 @pytest.mark.parametrize("act", ["relu", "relu6", "leaky_relu", "sigmoid"])
-def test_a_residual_streams_activation_is_written_with_its_sum(simd_engine, act):
+def test_a_residual_streams_activation_is_written_with_its_sum(simd_engine, pairs, act):
     """Xception's residual stream: each block reads act(s) and adds its output to s itself. The add's SumStep
     keeps s and writes act(s) in the same pass; no activation step remains; the same bits on the fused kernel,
-    with 1 and 2 threads, and on the fallbacks."""
+    on the unfused pair, with 1 and 2 threads, and on the fallbacks."""
     rng = np.random.default_rng(7)
     g = GraphBuilder("stream")
     x = g.input("image", (14, 14, 16))

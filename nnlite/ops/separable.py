@@ -103,22 +103,28 @@ def prepare_depthwise_pointwise(x, depthwise_kernel, depthwise_bias, pointwise_k
     :mod:`nnlite.ops.prepare`): the fused kernel, or the two layers' fast paths where it is not worth fusing;
     None unless those take these arguments.
 
-    ``accumulate=(activation, alpha, keep)``: the fused kernel only (else None, as for an activation add does
-    not know), as ``f(x, acc)`` returning ``act(acc + y)`` and, with ``keep``, first ``acc + y`` itself:
-    ``(acc + y, act(acc + y))``; y is this layer's output, never stored, and acc a C-contiguous float32 array
-    of its shape. Each band is summed while in cache, as :func:`nnlite.ops.add` sums (the same bits as
-    ``add(acc, y, activation=...)``)."""
+    ``accumulate=(activation, alpha, keep)``: as ``f(x, acc)`` returning ``act(acc + y)`` and, with ``keep``,
+    first ``acc + y`` itself: ``(acc + y, act(acc + y))``; y is this layer's output, never stored, and acc a
+    C-contiguous float32 array of its shape (None for an activation add does not know). Each band (unfused:
+    each block of the 1x1 conv's output) is summed while in cache, as :func:`nnlite.ops.add` sums (the same
+    bits as ``add(acc, y, activation=...)``)."""
     if not engine.simd():
         return None
     geo = _fast_pair_geometry(x, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride,
                               padding, dilation, depthwise_activation, activation)
-    if geo is None and accumulate is not None:
-        return None
-    if geo is None:  # not fused (see worth_fusing): the two layers one after the other, each prepared
+    if geo is None:  # not fused (see worth_fusing): the two layers one after the other, each prepared, the
+        # 1x1 conv summing as it writes where there is a sum (its GEMM's blocks, nnlite.ops.conv.prepare_conv2d)
         first = prepare_depthwise_conv2d(x, depthwise_kernel, depthwise_bias, stride=stride, padding=padding,
                                          dilation=dilation, activation=depthwise_activation, alpha=depthwise_alpha)
-        return chain(first, first and prepare_conv2d(like(first), pointwise_kernel, pointwise_bias,
-                                                     activation=activation, alpha=alpha))
+        second = first and prepare_conv2d(like(first), pointwise_kernel, pointwise_bias, activation=activation,
+                                          alpha=alpha, accumulate=accumulate)
+        if accumulate is None or first is None or second is None:
+            return chain(first, second)
+
+        def chained_sum(x, acc):
+            return second(first(x), acc)
+        chained_sum.out_shape = second.out_shape
+        return chained_sum
     if accumulate is not None:
         accumulate = sum_of(accumulate)
         if accumulate is None:
