@@ -55,3 +55,56 @@ def test_softmax_rows_on_threads_match_the_twin():
     y = rand(12, 4, 6, 5)
     assert rel(ops.softmax(y, axis=1), reference.softmax(y, axis=1)) <= TOL
     assert np.array_equal(ops.softmax(y, axis=2), ops.softmax(y, axis=-1))
+
+
+SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 6.0, -1e-30, 7.5, -3.0], np.float32)
+
+
+def _act_row_twin():
+    """act_row applied to a copy, in place, as the two-pass loops did it: the bits the one-pass loops keep."""
+    from numba import njit
+
+    from nnlite.ops.activations import act_row
+
+    @njit
+    def twin(row, code, alpha):
+        act_row(row, code, alpha)
+    return twin
+
+
+@pytest.mark.parametrize("code", range(6))
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 63, 130])
+def test_one_pass_activation_loops_give_act_rows_bits(code, n):
+    """act_copy(dst, src) and act_sum(dst, a, b) (the standalone activation, and the sums of an add or of a
+    kernel's residual run) against act_row on the copy / the float32 sum: NaN, infinities and signed zeros
+    included, at lengths on either side of a vector, and with dst the same array as an input."""
+    from numba import njit
+
+    from nnlite.ops.activations import act_copy, act_sum
+
+    @njit
+    def copy(dst, src, code, alpha):
+        act_copy(dst, src, code, alpha)
+
+    @njit
+    def summed(dst, a, b, code, alpha):
+        act_sum(dst, a, b, code, alpha)
+    twin = _act_row_twin()
+    rng = np.random.default_rng(n * 7 + code)
+    a, b = rand(n, n, scale=8).reshape(-1), rand(n + 1, n, scale=8).reshape(-1)
+    a[: min(n, SPECIALS.size)] = SPECIALS[:n]
+    b[: min(n, SPECIALS.size)] = rng.permutation(SPECIALS)[:n]
+    alpha = np.float32(0.3)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = a.copy()
+        twin(want, code, alpha)
+        got = np.empty_like(a)
+        copy(got, a, code, alpha)
+        assert np.array_equal(got.view(np.int32), want.view(np.int32))   # the bits, NaN and -0.0 included
+        want = a + b
+        twin(want, code, alpha)
+        summed(got, a, b, code, alpha)
+        assert np.array_equal(got.view(np.int32), want.view(np.int32))
+        inplace = b.copy()
+        summed(inplace, a, inplace, code, alpha)
+        assert np.array_equal(inplace.view(np.int32), want.view(np.int32))

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from . import activations, checks, drivers, parallel
-from .activations import act_row
+from .activations import act_sum
 from .jit import kernel
 from .padding import four
 
@@ -61,22 +61,23 @@ def _broadcast(xs, op: str):
 def _add_into(y, a, b, c, d, more, code, alpha, start, stop):
     # y[i] = act(((a[i] + b[i]) + c[i]) + d[i]) for i in [start, stop) (flat arrays; a may be y itself), c and d
     # only when ``more`` is 1 or 2 (else they are not read: pass any array), 4096 values at a time: each loop
-    # vectorises, and the block is still in L1 for the next, so up to four inputs cost one pass over memory
+    # vectorises, and the block is still in L1 for the next, so up to four inputs cost one pass over memory; the
+    # activation is applied in the last sum's loop (nnlite.ops.activations.act_sum)
     for s0 in range(start, stop, 4096):
         s1 = min(stop, s0 + 4096)
         block = y[s0:s1]
         ab, bb = a[s0:s1], b[s0:s1]
+        if more == 0:
+            act_sum(block, ab, bb, code, alpha)
+            continue
         for i in range(s1 - s0):
             block[i] = ab[i] + bb[i]
-        if more >= 1:
+        last = c[s0:s1] if more == 1 else d[s0:s1]
+        if more == 2:
             cb = c[s0:s1]
             for i in range(s1 - s0):
                 block[i] += cb[i]
-        if more >= 2:
-            db = d[s0:s1]
-            for i in range(s1 - s0):
-                block[i] += db[i]
-        act_row(block, code, alpha)
+        act_sum(block, block, last, code, alpha)
 
 
 _add_into_parallel = drivers.driver(_add_into)
