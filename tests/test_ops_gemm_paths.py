@@ -74,6 +74,36 @@ def test_row_blocks_give_the_same_bits(simd_engine, direct_gemm, monkeypatch, sh
     assert rel(results[True, 2, "sigmoid"], want) <= TOL
 
 
+
+@pytest.mark.parametrize("with_l3", [True, False])
+def test_a_kernel_too_large_for_blocks_takes_them_on_an_input_past_the_cache(simd_engine, monkeypatch, with_l3):
+    """A packed kernel larger than the row block's budget runs panel by panel while the input stays in the
+    last-level cache, in blocks once it would not (here: a cache made tiny, or none at all and an input over
+    L2): the same bits either way, at 1 and 2 threads."""
+    from nnlite.ops import machine
+    rng = np.random.default_rng(9)
+    x, kernel, bias = rand(rng, 2, 24, 20, 96), rand(rng, 1, 1, 96, 200), rand(rng, 200)
+    lay = gemm.layout(x.shape, kernel.shape, (1, 1), (1, 1), (0, 0, 0, 0), (24, 20))
+    panels = -(-200 // gemm.NR)
+    caches, blocking = machine.caches(), machine.blocking()
+    tight = blocking._replace(row_block_input=96 * 4 * 32)   # room for 32 input rows, not for the kernel
+    results = {}
+    for past in (False, True):
+        size = 64 if past else 1 << 40   # the last-level cache (L3, or L2 where there is none): tiny or huge
+        with monkeypatch.context() as m:
+            m.setattr(machine, "blocking", lambda: tight)
+            m.setattr(machine, "caches",
+                      lambda s=size: caches._replace(l3=s) if with_l3 else caches._replace(l3=0, l2=s))
+            assert gemm._row_block(lay, panels) == (32 if past else 0)
+            for threads in (1, 2):
+                parallel.set_threads(threads)
+                numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+                results[past, threads] = ops.conv2d(x, kernel, bias, activation="relu")
+    parallel.set_threads(ops.get_num_threads())
+    for key, value in results.items():
+        assert np.array_equal(value, results[False, 1]), key
+    assert rel(results[True, 2], reference.conv2d(x, kernel, bias, activation="relu")) <= TOL
+
 @pytest.mark.parametrize("shape, pads", [
     ((1, 5, 7, 3), (1, 1, 1, 1)),      # an RGB stem: rows of 21 values, a 16-lane vector and a 5-lane tail
     ((2, 4, 3, 16), (0, 1, 0, 1)),     # TF 'same' at stride 2: padding only after

@@ -238,12 +238,13 @@ def _panel_split(lay: Layout, panels: int, threads: int) -> bool:
 def _row_block(lay: Layout, panels: int) -> int:
     """Rows per block when a thread's rows run block by block, every channel panel of a block before the next
     (0: panel by panel over all of them). Blocks keep ``machine.blocking().row_block_input`` bytes of input
-    rows in L2 while each panel reads them; the whole packed kernel, re-read for every block, must fit there
-    too. Without blocks each panel streams the thread's whole input again (from L3 or memory on large
-    layers at batch 8)."""
+    rows in L2 while each panel reads them; the packed kernel, re-read for every block, fits there too, or the
+    input is over a quarter of the last-level cache (L2 without one): then each panel would stream it from
+    memory (SSD's 512 -> 512 1x1 convs at batch 8: 82 -> 105 GFLOP/s in blocks; RESULTS.md, round 14)."""
     k = lay.run * lay.taps.shape[0]
     limit = machine.blocking().row_block_input
-    if panels < 2 or k * panels * NR * 4 > limit:
+    caches = machine.caches()
+    if panels < 2 or (k * panels * NR * 4 > limit and 4 * int(np.prod(lay.in_shape)) <= (caches.l3 // 4 or caches.l2)):
         return 0
     return max(2 * MR, limit // (4 * k) // (2 * MR) * (2 * MR))  # whole 16-row tiles
 
