@@ -240,7 +240,7 @@ def _row_block(lay: Layout, panels: int) -> int:
     (0: panel by panel over all of them). Blocks keep ``machine.blocking().row_block_input`` bytes of input
     rows in L2 while each panel reads them; the packed kernel, re-read for every block, fits there too, or the
     input is over a quarter of the last-level cache (L2 without one): then each panel would stream it from
-    memory (SSD's 512 -> 512 1x1 convs at batch 8: 82 -> 105 GFLOP/s in blocks; RESULTS.md, round 14)."""
+    memory (SSD's 512 -> 512 1x1 convs at batch 8 were a quarter faster in blocks: RESULTS.md, round 14)."""
     k = lay.run * lay.taps.shape[0]
     limit = machine.blocking().row_block_input
     caches = machine.caches()
