@@ -13,6 +13,7 @@ runs as conv2d, then the pool, to keep those bits; :mod:`nnlite.graph` pairs suc
 from __future__ import annotations
 
 import numpy as np
+from numba import types
 
 from . import bound, checks, conv, drivers, engine, machine, parallel, prepack
 from .activations import LAST_REGISTER_CODE, LINEAR, code_of
@@ -121,4 +122,6 @@ def max_pool_band(buf, a, oh, ow, c, ph, pw, psh, psw, ptop, pleft, poh, pow_, n
 
 
 _conv_pool_parallel = drivers.driver(_conv_pool_rows)
+_F, _I = types.float32[::1], types.int64
+bound.declare("max_pool_band", max_pool_band, (_F, *[_I] * 15, _F))
 

@@ -130,6 +130,13 @@ def panels(kernel_array: np.ndarray) -> np.ndarray | None:
     return once(kernel_array, "panels", _panels)
 
 
+def panels_now(kernel_array: np.ndarray) -> np.ndarray:
+    """:func:`panels`, or for a writable kernel its panels packed now (a prepared call holding them is kept
+    only while the kernel stays the same, as every prepared call)."""
+    made = panels(kernel_array)
+    return _panels(as_writable(kernel_array)) if made is None else made
+
+
 def _panels(view: np.ndarray) -> np.ndarray:
     n = view.shape[-1]
     k = view.size // n

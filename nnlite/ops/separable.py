@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from numba import types
 
 from ..errors import ShapeError
 from . import bound, checks, depthwise_stream, drivers, engine, machine, parallel, prepack
@@ -188,7 +189,7 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
             zeros(cout) if pb is None else w_(pb), pcode, np.float32(alpha))
     dw_rows_at = depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, l, ow)
     tail = (oh, ow, cout, band, bound.address("depthwise_rows"), bound.address("panel_tiles"), act_address(dcode),
-            act_address(pcode), dw_rows_at, machine.caches().l1d, machine.caches().l2)
+            act_address(pcode), dw_rows_at, machine.caches().l1d, machine.caches().l2, ZERO)
 
     out_shape = (n, oh, ow, cout)
     none = (prepack.NONE, prepack.NONE, LINEAR, np.float32(0))
@@ -212,13 +213,14 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
 @kernel
 def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pre, pbias,
                     pcode, palpha, acc, total, scode, salpha, yf, oh, ow, cout, band, rows_at, tiles_at, dact_at,
-                    pact_at, dw_rows_at, l1, l2, r0, r1):
+                    pact_at, dw_rows_at, l1, l2, row_off, r0, r1):
     # Output rows [r0, r1) of depthwise_pointwise, ``band`` rows at a time: the depthwise rows go to ``mid``
     # (band*ow, c), then nnlite.ops.gemm's tiles multiply them by the pointwise kernel pk (c*cout,), packed
     # here or already (pre, from nnlite.ops.prepack; else empty).
     # rows_at, tiles_at: the bound.address of depthwise_rows and panel_tiles; dact_at, pact_at: tiles.act_address
     # of dcode and pcode; dw_rows_at, l1: depthwise_rows' own. acc (flat, as yf) or empty: each
-    # band becomes act_scode(acc + band), the sum first copied to total unless that is empty
+    # band becomes act_scode(acc + band), the sum first copied to total unless that is empty. Row r is stored
+    # at row r - row_off of yf (and of acc and total)
     mid = np.empty(band * ow * c, np.float32)
     panels = (cout + NR - 1) // NR
     if pre.shape[0]:
@@ -234,7 +236,7 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
         bound.call(rows_at, "depthwise_rows", (xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode,
                                                dalpha, mid, oh, ow, b0, dact_at, dw_rows_at, l1, l2,
                                                b0, b1))
-        out = yf[b0 * ow * cout:b1 * ow * cout]
+        out = yf[(b0 - row_off) * ow * cout:(b1 - row_off) * ow * cout]
         n_rows = (b1 - b0) * ow
         for p in range(panels):
             bound.call(tiles_at, "panel_tiles", (mid, c, taps, bases, packed, p * c * NR, NR, pbias, fused, palpha, out,
@@ -242,7 +244,10 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
         if pcode > LAST_REGISTER_CODE:
             bound.call(pact_at, "act_block", (out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha))
         if acc.shape[0]:  # acc + y in add's order (nnlite.ops.shape._add_into), then its activation
-            sum_block(yf, acc, total, cout, b0 * ow, b1 * ow, ZERO, cout, scode, salpha)
+            sum_block(yf, acc, total, cout, (b0 - row_off) * ow, (b1 - row_off) * ow, ZERO, cout, scode, salpha)
 
 
 _separable_parallel = drivers.driver(_separable_rows)
+_F, _I = types.float32[::1], types.int64
+bound.declare("separable_rows", _separable_rows, (_F, _I, _I, _I, _F, _F, *[_I] * 8, _I, types.float32, _F, _F, _F, _I,
+                                                  types.float32, _F, _F, _I, types.float32, _F, *[_I] * 14))

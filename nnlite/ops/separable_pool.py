@@ -17,15 +17,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NnliteError
-from . import bound, depthwise_stream, drivers, engine, machine, parallel, prepack
-from .activations import CODES, LAST_REGISTER_CODE, LINEAR
-from .convpool import max_pool_band
+from . import bound, convpool, depthwise_stream, drivers, engine, machine, parallel, prepack  # noqa: F401
+from .activations import CODES, LINEAR
 from .jit import kernel
 from .pooling import _geometry as pool_geometry
 from .pooling import max_pool2d, prepare_pool2d
 from .prepare import chain, like
 from .separable import _fast_pair_geometry, prepare_separable_conv2d, separable_conv2d
-from .tiles import NR, ZERO, act_address, copy_run, pack_all, zeros
+from .tiles import ZERO, act_address, copy_run, zeros
 
 
 def separable_max_pool(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid", dilation=1,
@@ -87,15 +86,15 @@ def _prepare_fused(x, depthwise_kernel, pointwise_kernel, bias, stride, padding,
         band = max(band, -(-n * poh // max(1, parallel.numba_threads())))
     band = min(band, poh)
     pcode = CODES[activation]
-    pre = prepack.panels(pointwise_kernel) if cout >= n * oh * ow else None   # more kernel than pixels: once
+    pre = prepack.panels_now(pointwise_kernel)  # packed here: each band's call would pack it again
     w_ = prepack.as_writable  # read-only arrays as the writable type every kernel is compiled for (never written)
     head = (h, w, cin, w_(depthwise_kernel).reshape(-1), zeros(cin), kh, kw, sh, sw, dh, dw, t, l, LINEAR,
-            np.float32(0.2), w_(pointwise_kernel).reshape(-1), prepack.NONE if pre is None else pre,
+            np.float32(0.2), w_(pointwise_kernel).reshape(-1), pre,
             zeros(cout) if bias is None else w_(bias), pcode, np.float32(alpha), oh, ow, cout, ph, pw, psh, psw, pt,
             pl, poh, pow_)
     tail = (band, bound.address("depthwise_rows"), bound.address("panel_tiles"), act_address(LINEAR),
             act_address(pcode), depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, l, ow),
-            machine.caches().l1d, machine.caches().l2)
+            machine.caches().l1d, machine.caches().l2, bound.address("separable_rows"), bound.address("max_pool_band"))
 
     def fused(x, _held=(depthwise_kernel, pointwise_kernel, bias)):  # _held: while their writable views are used
         y = np.empty(out_shape, np.float32)
@@ -109,22 +108,14 @@ def _prepare_fused(x, depthwise_kernel, pointwise_kernel, bias, stride, padding,
 @kernel
 def _separable_pool_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pre,
                          pbias, pcode, palpha, oh, ow, cout, ph, pw, psh, psw, ptop, pleft, poh, pow_, y, band,
-                         rows_at, tiles_at, dact_at, pact_at, dw_rows_at, l1, l2, r0, r1):
+                         rows_at, tiles_at, dact_at, pact_at, dw_rows_at, l1, l2, sep_at, pool_at, r0, r1):
     # pooled rows R = n*poh + py in [r0, r1), ``band`` of them at a time, never across images: the convolution
-    # rows they read, [a, e) of image n, go through ``mid`` (their depthwise rows) to ``buf`` (the 1x1 conv's),
-    # then are max-pooled into y (flat (N*poh*pow_*cout,)). Arguments of nnlite.ops.separable._separable_rows.
+    # rows they read, [a, e) of image n, are computed into ``buf`` by nnlite.ops.separable._separable_rows (by
+    # address sep_at: this kernel compiles none of its code again; pre: its packed pointwise kernel), then
+    # max-pooled into y (flat (N*poh*pow_*cout,)) by convpool.max_pool_band (pool_at). Other arguments are
+    # _separable_rows'.
     span = (band - 1) * psh + ph
-    mid = np.empty(span * ow * c, np.float32)
     buf = np.empty(span * ow * cout, np.float32)
-    panels = (cout + NR - 1) // NR
-    if pre.shape[0]:
-        packed = pre
-    else:
-        packed = np.empty(panels * c * NR, np.float32)  # the pointwise kernel packed once, for every band
-        pack_all(pk, c, cout, packed)
-    bases = np.arange(span * ow) * c  # each depthwise output pixel's offset in mid
-    taps = np.zeros(1, np.int64)  # a 1x1 conv: one tap
-    fused = pcode if pcode <= LAST_REGISTER_CODE else LINEAR
     have, k0, k1 = -1, ZERO, ZERO  # buf holds the convolution rows [k0, k1) of image ``have``
     b0 = r0
     while b0 < r1:
@@ -140,20 +131,17 @@ def _separable_pool_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad
             if shift:
                 copy_run(buf, shift, buf, ZERO, keep * ow * cout)  # ascending: safe where the ranges overlap
             start = a + keep
-        if e > start:
-            s0 = n * oh + start
-            bound.call(rows_at, "depthwise_rows", (xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left,
-                                                   dcode, dalpha, mid, oh, ow, s0, dact_at, dw_rows_at, l1, l2, s0,
-                                                   s0 + e - start))
-            m = (e - start) * ow
-            new = buf[(start - a) * ow * cout:]
-            for p in range(panels):
-                bound.call(tiles_at, "panel_tiles", (mid, c, taps, bases, packed, p * c * NR, NR, pbias, fused, palpha,
-                                                     new, cout, cout, ZERO, m, p))
-            if pcode > LAST_REGISTER_CODE:
-                bound.call(pact_at, "act_block", (new, cout, ZERO, m, ZERO, cout, pcode, palpha))
+        if e > start:  # rows [start, e) of image n, stored from row start - a of buf
+            base = n * oh
+            none = pre[:0]  # no sum: an empty array of the argument's type (a global one would be read-only)
+            bound.call(sep_at, "separable_rows", (xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode,
+                                                  dalpha, pk, pre, pbias, pcode, palpha, none, none, LINEAR,
+                                                  np.float32(0), buf, oh, ow, cout, e - start, rows_at, tiles_at,
+                                                  dact_at, pact_at, dw_rows_at, l1, l2, base + a, base + start,
+                                                  base + e))
         have, k0, k1 = n, a, e
-        max_pool_band(buf, a, oh, ow, cout, ph, pw, psh, psw, ptop, pleft, poh, pow_, n, py0, py1, y)
+        bound.call(pool_at, "max_pool_band", (buf, a, oh, ow, cout, ph, pw, psh, psw, ptop, pleft, poh, pow_, n, py0,
+                                              py1, y))
         b0 = b1
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from numba import types
 
 from . import bound
-from .activations import LAST_REGISTER_CODE, LEAKY_RELU, RELU, RELU6, act, act_copy, act_sum
+from .activations import LAST_REGISTER_CODE, LEAKY_RELU, RELU, RELU6, act, act_row, act_sum
 from .jit import helper, kernel
 from .simd import vadd, vload, vload_n, vmul, vselect_ge, vselect_gt, vsplat, vstore, vstore_n, vzero
 
@@ -121,8 +121,10 @@ def sum_run(y, acc, total, start, end, code, alpha):
         if total.shape[0]:                     # loops vectorise
             kept = total[s0:s1]
             for i in range(s1 - s0):
-                kept[i] = summand[i] + block[i]
-            act_copy(block, kept, code, alpha)
+                v = summand[i] + block[i]
+                kept[i] = v
+                block[i] = v
+            act_row(block, code, alpha)
         else:
             act_sum(block, summand, block, code, alpha)  # the sum and its activation in one loop
 
