@@ -18,7 +18,7 @@ from numba import types
 from . import bound, checks, conv, drivers, engine, machine, parallel, prepack
 from .activations import LAST_REGISTER_CODE, LINEAR, code_of
 from .gemm import NO_PAD, layout, pad_geometry
-from .jit import helper, kernel
+from .jit import helper, inlined, kernel
 from .padding import pair, resolve_padding_2d
 from .simd import vload_n, vselect_gt, vsplat, vstore_n
 from .tiles import NR, ZERO, act_address, pack_all
@@ -80,11 +80,7 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
     buf = np.empty(((band - 1) * psh + ph) * ow * cout, np.float32)
     b0 = r0
     while b0 < r1:
-        n = b0 // poh
-        b1 = min(r1, b0 + band, (n + 1) * poh)
-        py0, py1 = b0 - n * poh, b1 - n * poh
-        a = max(0, py0 * psh - ptop)  # conv rows [a, e) of image n
-        e = min(oh, (py1 - 1) * psh - ptop + ph)
+        n, b1, py0, py1, a, e = pooled_band(b0, r1, band, poh, psh, ptop, ph, oh)  # conv rows [a, e) of image n
         if e > a:
             pix = (n * oh + a) * ow
             if pad.shape[0]:  # the input rows conv rows [a, e) read
@@ -98,6 +94,17 @@ def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph
                 bound.call(act_at, "act_block", (buf, cout, ZERO, m, ZERO, cout, code, alpha))
         max_pool_band(buf, a, oh, ow, cout, ph, pw, psh, psw, ptop, pleft, poh, pow_, n, py0, py1, y)
         b0 = b1
+
+
+@inlined
+def pooled_band(b0, r1, band, poh, psh, ptop, ph, oh):
+    """The band of pooled rows from R = b0 (R = n*poh + py): at most ``band`` rows, not past r1 nor image n's
+    last; returns (n, its end b1, its rows py0..py1 of image n, the rows [a, e) of the map they read, e >= a)."""
+    n = b0 // poh
+    b1 = min(r1, b0 + band, (n + 1) * poh)
+    py0, py1 = b0 - n * poh, b1 - n * poh
+    a = max(0, py0 * psh - ptop)
+    return n, b1, py0, py1, a, max(min(oh, (py1 - 1) * psh - ptop + ph), a)
 
 
 @helper

@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NnliteError
-from . import bound, convpool, depthwise_stream, drivers, engine, machine, parallel, prepack  # noqa: F401
+from . import bound, depthwise_stream, drivers, engine, machine, parallel, prepack
 from .activations import CODES, LINEAR
+from .convpool import pooled_band  # (convpool declares max_pool_band, called by address here)
 from .jit import kernel
 from .pooling import _geometry as pool_geometry
 from .pooling import max_pool2d, prepare_pool2d
@@ -119,11 +120,7 @@ def _separable_pool_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad
     have, k0, k1 = -1, ZERO, ZERO  # buf holds the convolution rows [k0, k1) of image ``have``
     b0 = r0
     while b0 < r1:
-        n = b0 // poh
-        b1 = min(r1, b0 + band, (n + 1) * poh)
-        py0, py1 = b0 - n * poh, b1 - n * poh
-        a = max(0, py0 * psh - ptop)  # convolution rows [a, e) of image n
-        e = max(min(oh, (py1 - 1) * psh - ptop + ph), a)
+        n, b1, py0, py1, a, e = pooled_band(b0, r1, band, poh, psh, ptop, ph, oh)  # convolution rows [a, e)
         start = a
         if have == n and k0 <= a < k1:  # rows [a, k1) the last band computed: moved to the front, not again
             keep = min(k1, e) - a
