@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nnlite import ops, plan
+from nnlite.errors import ModelError
 from nnlite.graph import GraphBuilder
 from nnlite.ops import machine, reference, separable_pool
 from nnlite.plan import plan_steps
@@ -98,6 +99,11 @@ def test_arguments_the_fused_kernel_does_not_take():
     assert fused(x.astype(np.float64), dk, pk, bias, conv, pool) is None
     assert fused(x, np.concatenate([dk, dk], axis=3), pk, bias, conv, pool) is None  # multiplier 2
     assert fused(x, dk, pk, bias, {**conv, "activation": "gelu?"}, pool) is None
+    assert fused(x, dk, pk, bias, {**conv, "activation": ["relu"]}, pool) is None
+    kwargs = dict(pool_size=pool["pool_size"], pool_stride=pool["stride"], pool_padding=pool["padding"])
+    for activation in ("gelu?", ["relu"]):  # the op raises nnlite's error for it, as the two ops do
+        with pytest.raises(ModelError):
+            ops.separable_max_pool(x, dk, pk, bias, **{**conv, "activation": activation}, **kwargs)
     assert fused(x, dk, pk, bias, conv, {**pool, "padding": (3, 3, 3, 3)}) is None   # padding past the window
     with ops.engine.use("blas"):
         assert fused(x, dk, pk, bias, conv, pool) is None

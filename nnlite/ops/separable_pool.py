@@ -63,8 +63,9 @@ def prepare_separable_max_pool(x, depthwise_kernel, pointwise_kernel, bias=None,
 
 def _prepare_fused(x, depthwise_kernel, pointwise_kernel, bias, stride, padding, dilation, activation, alpha,
                    pool_size, pool_stride, pool_padding):
-    if not engine.simd() or activation not in CODES:
+    if not engine.simd():
         return None
+    # None too for an activation nnlite does not know, or an unhashable one (the two ops raise nnlite's error)
     geo = _fast_pair_geometry(x, depthwise_kernel, None, pointwise_kernel, bias, stride, padding, dilation, None,
                               activation)
     if geo is None:
