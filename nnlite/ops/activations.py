@@ -16,6 +16,7 @@ import numpy as np
 
 from . import checks, drivers, parallel
 from .jit import helper, kernel
+from .simd import vadd, vload, vload_n, vselect_gt, vstore, vstore_n, vzero
 
 # Activation codes, as the Numba kernels take them (compile-time constants inside the kernels).
 LINEAR, RELU, RELU6, LEAKY_RELU, SIGMOID, SWISH = range(6)
@@ -87,18 +88,28 @@ def act_copy(dst, src, code, alpha):
 @helper
 def act_sum(dst, a, b, code, alpha):
     """dst[i] = act(a[i] + b[i]) (1-D float32 arrays of one length; dst may be a or b): the sum rounded to
-    float32, then the activation as :func:`act_row` takes it (the same bits). relu in the same loop as the sum
-    (two passes took 1.5x as long); the other codes in act_row's loops after it (fewer loops to compile: each
-    vectorised loop costs a first run compile time)."""
+    float32, then the activation as :func:`act_row` takes it (the same bits). Explicit 16-lane vectors: LLVM's
+    own vectoriser checks at run time that dst overlaps neither input and, in place (a residual sum written
+    over the kernel's output), ran the scalar loop instead (3.7x as long on 100,352 values). relu in the same
+    loop as the sum (two passes took 1.5x as long), as max(v, 0) is (0 if 0 > v else v: NaN and -0.0 kept);
+    the other codes in act_row's loops after it (fewer loops to compile)."""
     n = dst.shape[0]
+    full = n - n % 16
+    zero = vzero()
     if code == RELU:
-        for i in range(n):
-            dst[i] = max(a[i] + b[i], np.float32(0))
-    else:
-        for i in range(n):
-            dst[i] = a[i] + b[i]
-        if code != LINEAR:
-            act_row(dst, code, alpha)
+        for i in range(0, full, 16):
+            v = vadd(vload(a, i), vload(b, i))
+            vstore(dst, i, vselect_gt(zero, v, zero, v))
+        if full < n:
+            v = vadd(vload_n(a, full, n - full), vload_n(b, full, n - full))
+            vstore_n(dst, full, vselect_gt(zero, v, zero, v), n - full)
+        return
+    for i in range(0, full, 16):
+        vstore(dst, i, vadd(vload(a, i), vload(b, i)))
+    if full < n:
+        vstore_n(dst, full, vadd(vload_n(a, full, n - full), vload_n(b, full, n - full)), n - full)
+    if code != LINEAR:
+        act_row(dst, code, alpha)
 
 
 @kernel
