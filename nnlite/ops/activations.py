@@ -112,6 +112,25 @@ def act_sum(dst, a, b, code, alpha):
         act_row(dst, code, alpha)
 
 
+@helper
+def act_sum_kept(dst, kept, a, b, code, alpha):
+    """:func:`act_sum` that also keeps the sum: kept[i] = a[i] + b[i], dst[i] = act(kept[i]) (kept apart from
+    the others; dst may be a or b). One pass for relu (a dense block's chain of sums, each kept for the next)."""
+    n = dst.shape[0]
+    full = n - n % 16
+    zero = vzero()
+    for i in range(0, full, 16):
+        v = vadd(vload(a, i), vload(b, i))
+        vstore(kept, i, v)
+        vstore(dst, i, vselect_gt(zero, v, zero, v) if code == RELU else v)
+    if full < n:
+        v = vadd(vload_n(a, full, n - full), vload_n(b, full, n - full))
+        vstore_n(kept, full, v, n - full)
+        vstore_n(dst, full, vselect_gt(zero, v, zero, v) if code == RELU else v, n - full)
+    if code != LINEAR and code != RELU:
+        act_row(dst, code, alpha)
+
+
 @kernel
 def _bias_act_flat(flat, tiled_bias, has_bias, code, alpha, c, r0, r1):
     # flat (rows*C,) in place over rows [r0, r1); tiled_bias (G*C,): the bias G times. Working on G rows

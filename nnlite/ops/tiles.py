@@ -18,7 +18,7 @@ import numpy as np
 from numba import types
 
 from . import bound
-from .activations import LAST_REGISTER_CODE, LEAKY_RELU, RELU, RELU6, act, act_row, act_sum
+from .activations import LAST_REGISTER_CODE, LEAKY_RELU, RELU, RELU6, act, act_sum, act_sum_kept
 from .jit import helper, kernel
 from .simd import vadd, vload, vload_n, vmul, vselect_ge, vselect_gt, vsplat, vstore, vstore_n, vzero
 
@@ -119,12 +119,7 @@ def sum_run(y, acc, total, start, end, code, alpha):
         s1 = min(end, s0 + 4096)
         block, summand = y[s0:s1], acc[s0:s1]  # sliced: range() indices need no wraparound test, so the
         if total.shape[0]:                     # loops vectorise
-            kept = total[s0:s1]
-            for i in range(s1 - s0):
-                v = summand[i] + block[i]
-                kept[i] = v
-                block[i] = v
-            act_row(block, code, alpha)
+            act_sum_kept(block, total[s0:s1], summand, block, code, alpha)
         else:
             act_sum(block, summand, block, code, alpha)  # the sum and its activation in one loop
 
