@@ -75,13 +75,13 @@ def _act_row_twin():
 @pytest.mark.parametrize("code", range(6))
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 63, 130])
 def test_one_pass_activation_loops_give_act_rows_bits(code, n):
-    """act_copy(dst, src), act_sum(dst, a, b) and act_sum_kept (the standalone activation, and the sums of an
-    add or of a kernel's residual run, the sum kept or not) against act_row on the copy / the float32 sum:
-    NaN, infinities and signed zeros included, at lengths on either side of a vector, and with dst the same
-    array as an input."""
+    """act_copy(dst, src), act_sum(dst, a, b), act_sum_into(y, a) and act_sum_kept (the standalone activation,
+    and the sums of an add or of a kernel's residual run: out of place, in place, the sum kept) against act_row
+    on the copy / the float32 sum: NaN, infinities and signed zeros included, at lengths on either side of a
+    vector; act_sum also with dst the same array as an input (its scalar path)."""
     from numba import njit
 
-    from nnlite.ops.activations import act_copy, act_sum, act_sum_kept
+    from nnlite.ops.activations import act_copy, act_sum, act_sum_into, act_sum_kept
 
     @njit
     def copy(dst, src, code, alpha):
@@ -90,6 +90,10 @@ def test_one_pass_activation_loops_give_act_rows_bits(code, n):
     @njit
     def summed(dst, a, b, code, alpha):
         act_sum(dst, a, b, code, alpha)
+
+    @njit
+    def summed_into(y, a, code, alpha):
+        act_sum_into(y, a, code, alpha)
 
     @njit
     def summed_kept(dst, kept, a, b, code, alpha):
@@ -112,6 +116,9 @@ def test_one_pass_activation_loops_give_act_rows_bits(code, n):
         assert np.array_equal(got.view(np.int32), want.view(np.int32))
         inplace = b.copy()
         summed(inplace, a, inplace, code, alpha)
+        assert np.array_equal(inplace.view(np.int32), want.view(np.int32))
+        inplace = b.copy()
+        summed_into(inplace, a, code, alpha)
         assert np.array_equal(inplace.view(np.int32), want.view(np.int32))
         inplace, kept = b.copy(), np.empty_like(a)   # act_sum_kept: the sum kept too (a dense block's chain)
         summed_kept(inplace, kept, a, inplace, code, alpha)

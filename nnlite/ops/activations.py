@@ -87,35 +87,52 @@ def act_copy(dst, src, code, alpha):
 
 @helper
 def act_sum(dst, a, b, code, alpha):
-    """dst[i] = act(a[i] + b[i]) (1-D float32 arrays of one length; dst may be a or b): the sum rounded to
-    float32, then the activation as :func:`act_row` takes it (the same bits). Explicit 16-lane vectors: LLVM's
-    own vectoriser checks at run time that dst overlaps neither input and, in place (a residual sum written
-    over the kernel's output), ran the scalar loop instead (3.7x as long on 100,352 values). relu in the same
-    loop as the sum (two passes took 1.5x as long), as max(v, 0) is (0 if 0 > v else v: NaN and -0.0 kept);
-    the other codes in act_row's loops after it (fewer loops to compile)."""
+    """dst[i] = act(a[i] + b[i]) (1-D float32 arrays of one length, dst apart from a and b: in place, use
+    :func:`act_sum_into`): the sum rounded to float32, then the activation as :func:`act_row` takes it (the same
+    bits). relu in the same loop as the sum (two passes took 1.5x as long); the other codes in act_row's loops
+    after it (fewer loops to compile: each vectorised loop costs a first run compile time)."""
     n = dst.shape[0]
+    if code == RELU:
+        for i in range(n):
+            dst[i] = max(a[i] + b[i], np.float32(0))
+    else:
+        for i in range(n):
+            dst[i] = a[i] + b[i]
+        if code != LINEAR:
+            act_row(dst, code, alpha)
+
+
+@helper
+def act_sum_into(y, a, code, alpha):
+    """In place: y[i] = act(a[i] + y[i]), as :func:`act_sum` computes it (the same bits), in explicit 16-lane
+    vectors. LLVM's own vectoriser tests at run time that the output overlaps neither input, so :func:`act_sum`
+    written over one of its inputs (a residual sum over a kernel's output) ran its scalar loop: 3.7x as long
+    on 100,352 values. Out of place the vectoriser's loop stays (explicit vectors were 5-15 % slower there on
+    maps past L2). relu as max(v, 0) is: 0 where 0 > v, NaN and -0.0 kept."""
+    n = y.shape[0]
     full = n - n % 16
     zero = vzero()
     if code == RELU:
         for i in range(0, full, 16):
-            v = vadd(vload(a, i), vload(b, i))
-            vstore(dst, i, vselect_gt(zero, v, zero, v))
+            v = vadd(vload(a, i), vload(y, i))
+            vstore(y, i, vselect_gt(zero, v, zero, v))
         if full < n:
-            v = vadd(vload_n(a, full, n - full), vload_n(b, full, n - full))
-            vstore_n(dst, full, vselect_gt(zero, v, zero, v), n - full)
+            v = vadd(vload_n(a, full, n - full), vload_n(y, full, n - full))
+            vstore_n(y, full, vselect_gt(zero, v, zero, v), n - full)
         return
     for i in range(0, full, 16):
-        vstore(dst, i, vadd(vload(a, i), vload(b, i)))
+        vstore(y, i, vadd(vload(a, i), vload(y, i)))
     if full < n:
-        vstore_n(dst, full, vadd(vload_n(a, full, n - full), vload_n(b, full, n - full)), n - full)
+        vstore_n(y, full, vadd(vload_n(a, full, n - full), vload_n(y, full, n - full)), n - full)
     if code != LINEAR:
-        act_row(dst, code, alpha)
+        act_row(y, code, alpha)
 
 
 @helper
 def act_sum_kept(dst, kept, a, b, code, alpha):
     """:func:`act_sum` that also keeps the sum: kept[i] = a[i] + b[i], dst[i] = act(kept[i]) (kept apart from
-    the others; dst may be a or b). One pass for relu (a dense block's chain of sums, each kept for the next)."""
+    the others; dst may be a or b: explicit vectors, as :func:`act_sum_into`). One pass for relu (a dense
+    block's chain of sums, each kept for the next)."""
     n = dst.shape[0]
     full = n - n % 16
     zero = vzero()

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from . import activations, checks, drivers, parallel
-from .activations import act_sum
+from .activations import act_sum, act_sum_into
 from .jit import kernel
 from .padding import four
 
@@ -62,7 +62,7 @@ def _add_into(y, a, b, c, d, more, code, alpha, start, stop):
     # y[i] = act(((a[i] + b[i]) + c[i]) + d[i]) for i in [start, stop) (flat arrays; a may be y itself), c and d
     # only when ``more`` is 1 or 2 (else they are not read: pass any array), 4096 values at a time: each loop
     # vectorises, and the block is still in L1 for the next, so up to four inputs cost one pass over memory; the
-    # activation is applied in the last sum's loop (nnlite.ops.activations.act_sum)
+    # activation is applied in the last sum's loop (nnlite.ops.activations.act_sum, act_sum_into)
     for s0 in range(start, stop, 4096):
         s1 = min(stop, s0 + 4096)
         block = y[s0:s1]
@@ -77,7 +77,7 @@ def _add_into(y, a, b, c, d, more, code, alpha, start, stop):
             cb = c[s0:s1]
             for i in range(s1 - s0):
                 block[i] += cb[i]
-        act_sum(block, block, last, code, alpha)
+        act_sum_into(block, last, code, alpha)  # last + block: a + b is b + a
 
 
 _add_into_parallel = drivers.driver(_add_into)

@@ -18,7 +18,7 @@ import numpy as np
 from numba import types
 
 from . import bound
-from .activations import LAST_REGISTER_CODE, LEAKY_RELU, RELU, RELU6, act, act_sum, act_sum_kept
+from .activations import LAST_REGISTER_CODE, LEAKY_RELU, RELU, RELU6, act, act_sum_into, act_sum_kept
 from .jit import helper, kernel
 from .simd import vadd, vload, vload_n, vmul, vselect_ge, vselect_gt, vsplat, vstore, vstore_n, vzero
 
@@ -121,7 +121,7 @@ def sum_run(y, acc, total, start, end, code, alpha):
         if total.shape[0]:                     # loops vectorise
             act_sum_kept(block, total[s0:s1], summand, block, code, alpha)
         else:
-            act_sum(block, summand, block, code, alpha)  # the sum and its activation in one loop
+            act_sum_into(block, summand, code, alpha)  # the sum and its activation in one loop
 
 
 _SUM = (types.float32[::1], types.float32[::1], types.float32[::1], types.int64, types.int64)
