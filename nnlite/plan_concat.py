@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .ops import buffers
 from .plan import _CONV_ATTRS, _CONV_WEIGHTS, Step, _is_kernel, readers_of
 
 
@@ -53,7 +54,7 @@ class ConcatStep(Step):
         out_shape = (*shape, channels)
 
         def concatenated(*xs):
-            y = np.empty(out_shape, np.float32)
+            y = buffers.empty(out_shape)
             for call, i in calls:
                 call(xs[i], y)
             return y

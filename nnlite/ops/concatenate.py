@@ -24,7 +24,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..errors import ShapeError
-from . import checks, drivers, parallel
+from . import buffers, checks, drivers, parallel
 from .jit import kernel
 from .shape import _plain
 
@@ -100,7 +100,7 @@ def prepare_concat(*xs, axis=-1):
         return None
 
     def concatenated(*xs):
-        y = np.empty(out_shape, np.float32)
+        y = buffers.empty(out_shape)
         xs = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in xs]  # held while copied
         addresses = np.array([a.__array_interface__["data"][0] for a in xs], np.int64)
         parallel.split(_concat_rows, _concat_rows_parallel, (y.reshape(rows, -1), addresses, widths), rows, size)

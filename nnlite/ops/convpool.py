@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import types
 
-from . import bound, checks, conv, drivers, engine, machine, parallel, prepack
+from . import bound, buffers, checks, conv, drivers, engine, machine, parallel, prepack
 from .activations import LAST_REGISTER_CODE, LINEAR, code_of
 from .gemm import NO_PAD, layout, pad_geometry
 from .jit import helper, inlined, kernel
@@ -53,7 +53,7 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     else:
         xp, pad = x, NO_PAD
     n = x.shape[0]
-    y = np.empty((n, poh, pow_, cout), np.float32)
+    y = buffers.empty((n, poh, pow_, cout))
     rows = n * poh
     band = max(1, machine.blocking().convpool_band // (4 * ow * cout * psh))  # pooled rows per band: in L2
     bias = np.zeros(cout, np.float32) if bias is None else prepack.as_writable(bias)  # (the caller holds bias)

@@ -20,7 +20,7 @@ import functools
 
 import numpy as np
 
-from . import checks, depthwise_stream, engine, machine, parallel, prepack
+from . import buffers, checks, depthwise_stream, engine, machine, parallel, prepack
 from .activations import CODES, act_row, code_of
 from .conv import _plain, _plain_input, cached_geometry
 from .depthwise_simd import depthwise_rows, depthwise_rows_parallel, valid_range
@@ -186,7 +186,7 @@ def _prepare_simd(kernel, bias, code, alpha, geometry):
     end = (out_shape[1], out_shape[2], 0, act_address(code), dw_rows_at, caches.l1d, caches.l2)  # row_off 0
 
     def rows(x, _held=(kernel, bias)):  # _held: while their writable views are used
-        y = np.empty(out_shape, np.float32)
+        y = buffers.empty(out_shape)
         parallel.split(depthwise_rows, depthwise_rows_parallel, (x.reshape(-1), *head, *tail, y.reshape(-1), *end),
                        out_shape[0] * out_shape[1], work)
         return y

@@ -42,7 +42,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import types
 
-from . import bound, drivers, gemv, machine, parallel, prepack, winograd
+from . import bound, buffers, drivers, gemv, machine, parallel, prepack, winograd
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .microkernels import gemm_tile_1x32, gemm_tile_8x32, gemm_tile_16x16
@@ -393,7 +393,7 @@ def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None, into=None):
             x, y, (acc.reshape(-1), total.reshape(-1), scode, salpha, sum_at)))
 
     def tiled(x):
-        y = np.empty(lay.out_shape, np.float32)
+        y = buffers.empty(lay.out_shape)
         launch(x, y, NO_SUM)
         return y
     tiled.out_shape = lay.out_shape

@@ -22,7 +22,7 @@ import functools
 import numpy as np
 
 from ..errors import NnliteError
-from . import bound, depthwise_stream, drivers, engine, machine, parallel, prepack
+from . import bound, buffers, depthwise_stream, drivers, engine, machine, parallel, prepack
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR
 from .conv import _plain, _plain_input, cached_geometry, conv2d, prepare_conv2d
 from .jit import kernel
@@ -172,7 +172,7 @@ def _prepare(n, ek, eb, dk, db, pk, pb, ecode, ealpha, dcode, dalpha, pcode, alp
     out_shape = (n, oh, ow, cout)
 
     def fused(x, residual=None, _weights=weights):
-        y = np.empty(out_shape, np.float32)
+        y = buffers.empty(out_shape)
         res = prepack.NONE if residual is None else w_(residual).reshape(-1)
         parallel.split(_inverted_rows, _inverted_parallel, (w_(x).reshape(-1), *head, res, y.reshape(-1), *tail),
                        rows, work)

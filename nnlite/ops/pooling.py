@@ -10,7 +10,7 @@ import numpy as np
 from numba import types
 
 from ..errors import NnliteError
-from . import bound, checks, drivers, parallel
+from . import bound, buffers, checks, drivers, parallel
 from .conv import _plain_input
 from .depthwise_simd import valid_range
 from .jit import helper, kernel
@@ -149,7 +149,7 @@ def _pooling(x_shape, pool_size, stride, padding, is_max, op):
     rows_at = bound.address(_rows_name(is_max, sw))
 
     def pooled(x):  # x writable (checks.nhwc and a model's feed copy a read-only one): the rows' one type
-        y = np.empty(out_shape, np.float32)
+        y = buffers.empty(out_shape)
         parallel.split(_pool, _pool_parallel, (x, kh, kw, sh, sw, t, l, rows_at, y), rows, work)
         return y
     pooled.out_shape = out_shape

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import buffers
 from .activations import CODES
 
 
@@ -53,8 +54,8 @@ def summing(out_shape, keep, run):
     from .prepack import NONE
 
     def summed(x, acc):
-        y = np.empty(out_shape, np.float32)
-        total = np.empty(out_shape, np.float32) if keep else NONE
+        y = buffers.empty(out_shape)
+        total = buffers.empty(out_shape) if keep else NONE
         run(x, acc, total, y)
         return (total, y) if keep else y
     summed.out_shape = tuple(out_shape)

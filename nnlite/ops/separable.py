@@ -15,7 +15,7 @@ import numpy as np
 from numba import types
 
 from ..errors import ShapeError
-from . import bound, checks, depthwise_stream, drivers, engine, machine, parallel, prepack
+from . import bound, buffers, checks, depthwise_stream, drivers, engine, machine, parallel, prepack
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR, code_of
 from .conv import _plain, _plain_input, cached_geometry, conv2d, prepare_conv2d
 from .depthwise import depthwise_conv2d, prepare_depthwise_conv2d
@@ -195,7 +195,7 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
     none = (prepack.NONE, prepack.NONE, LINEAR, np.float32(0))
 
     def fused(x, _held=(dk, db, pk, pb)):  # _held: while their writable views are used
-        y = np.empty(out_shape, np.float32)
+        y = buffers.empty(out_shape)
         parallel.split(_separable_rows, _separable_parallel, (x.reshape(-1), *head, *none, y.reshape(-1), *tail),
                        rows, work)
         return y

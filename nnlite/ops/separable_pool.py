@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NnliteError
-from . import bound, depthwise_stream, drivers, engine, machine, parallel, prepack
+from . import bound, buffers, depthwise_stream, drivers, engine, machine, parallel, prepack
 from .activations import CODES, LINEAR
 from .convpool import pooled_band  # (convpool declares max_pool_band, called by address here)
 from .jit import kernel
@@ -99,7 +99,7 @@ def _prepare_fused(x, depthwise_kernel, pointwise_kernel, bias, stride, padding,
             machine.caches().l1d, machine.caches().l2, bound.address("separable_rows"), bound.address("max_pool_band"))
 
     def fused(x, _held=(depthwise_kernel, pointwise_kernel, bias)):  # _held: while their writable views are used
-        y = np.empty(out_shape, np.float32)
+        y = buffers.empty(out_shape)
         parallel.split(_separable_pool_rows, _separable_pool_parallel, (x.reshape(-1), *head, y.reshape(-1), *tail),
                        n * poh, work)
         return y

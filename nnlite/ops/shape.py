@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from . import activations, checks, drivers, parallel
+from . import activations, buffers, checks, drivers, parallel
 from .activations import act_sum, act_sum_into
 from .jit import kernel
 from .padding import four
@@ -86,7 +86,7 @@ _add_into_parallel = drivers.driver(_add_into)
 def _same_shape_add(arrays, code: int, alpha: float) -> np.ndarray:
     """Sum of same-shape C-contiguous float32 arrays, left to right, activation on the last step: one pass per
     four inputs (a residual or dense-block add, and its relu, in one kernel), on Numba's threads."""
-    y = np.empty(arrays[0].shape, np.float32)
+    y = buffers.empty(arrays[0].shape)
     flat = y.reshape(-1)
     size = flat.shape[0]
     pieces = parallel.parts(size, size * len(arrays) // 2)

@@ -41,7 +41,7 @@ import functools
 import numpy as np
 
 from ..limits import env_switch
-from . import bound, drivers, machine, parallel, prepack
+from . import bound, buffers, drivers, machine, parallel, prepack
 from .activations import LINEAR
 from .jit import inlined, kernel
 from .prepare import summing, writing_into
@@ -139,7 +139,7 @@ def prepare(kernel: np.ndarray, bias, code: int, alpha: float, in_shape, pads, o
             x, y, (acc.reshape(-1), total.reshape(-1), scode, salpha, sum_at)))
 
     def winograd(x):
-        y = np.empty(out_shape, np.float32)
+        y = buffers.empty(out_shape)
         launch(x, y, NO_SUM)
         return y
     winograd.out_shape = tuple(out_shape)
