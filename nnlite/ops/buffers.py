@@ -11,7 +11,7 @@ onnxruntime keeps such memory in its arena; :func:`empty` does the same for nnli
 of exactly that shape that nothing else references any more (its reference count is that of a kept buffer
 nothing else holds, measured once at import by the same code: :func:`_refs`), else makes one and keeps it.
 An array still held anywhere, by the caller, a view of it or a container, is never handed out again. The
-buffers kept total at most ``NNLITE_BUFFER_POOL_MB`` megabytes (default 512; 0 turns the pool off); past that
+buffers kept total at most ``NNLITE_BUFFER_POOL_MB`` megabytes (default 256; 0 turns the pool off); past that
 the least recently used are forgotten. :func:`release` forgets them all (their memory goes back once nothing
 else holds them). An interpreter that counts references otherwise is caught by the same measurement: where
 one more holder does not raise the count, there is no pool.
@@ -54,12 +54,12 @@ _FREE = _free_count()
 
 
 def capacity() -> int:
-    """Bytes the pool may keep (``NNLITE_BUFFER_POOL_MB``, default 512; 0: no pool)."""
-    value = os.environ.get("NNLITE_BUFFER_POOL_MB", "512")
+    """Bytes the pool may keep (``NNLITE_BUFFER_POOL_MB``, default 256; 0: no pool)."""
+    value = os.environ.get("NNLITE_BUFFER_POOL_MB", "256")
     try:
         return max(0, int(value)) << 20
     except ValueError:
-        return 512 << 20
+        return 256 << 20
 
 
 def empty(shape: tuple[int, ...]) -> np.ndarray:
