@@ -3,6 +3,7 @@ nnlite error, without the memory they ask for, and the CLI reports each in one l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
@@ -190,8 +191,17 @@ def test_ctrl_c_stops_a_load_stuck_inside_hdf5(tmp_path):
     (tmp_path / "models").mkdir()
     shutil.copy(HOSTILE / "attribute_loop.h5", tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels.h5")
     env = {**os.environ, "NNLITE_HOME": str(tmp_path), "NNLITE_HDF5_TIMEOUT": "120", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "nnlite", "classify", "--model", "resnet50", str(IMAGE)],
-                            env=env, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal delivers it: a library an earlier test used may have left SIGINT ignored in this
+    # process, and a child inherits an ignored signal (its Python then never raises KeyboardInterrupt); a
+    # handler is reset to the default across exec
+    old = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "nnlite", "classify", "--model", "resnet50", str(IMAGE)],
+                                env=env, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, old if old is not None else signal.SIG_DFL)
+    reader = None
     try:
         deadline = time.monotonic() + 60
         while not _children(proc.pid):  # wait for the HDF5 reader to start
@@ -204,6 +214,9 @@ def test_ctrl_c_stops_a_load_stuck_inside_hdf5(tmp_path):
         _, err = proc.communicate(timeout=10)
         assert time.monotonic() - sent < 5
     finally:
+        for pid in _children(proc.pid) + ([reader] if reader else []):  # never leave a looping reader behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.kill()
     assert proc.returncode == 130
     assert err.strip().splitlines() == ["nnlite classify: interrupted"]
