@@ -1,10 +1,12 @@
-"""Write nnlite/ops/microkernels.py: the register-tile microkernels, unrolled from one template each.
+"""Write nnlite/ops/microkernels.py and nnlite/ops/depthwise_tiles3.py (5, 7): the register tiles, one template each.
 
-Numba keeps a value in a register only when it is a separate local variable, so a tile of 8 rows x 2
-vectors of sums must be written out as 16 named accumulators, and its stores as a chain of masked rows.
-Writing those copies by hand invites one row that differs from the others; instead each microkernel is a
-template here, instantiated for its tile shape. Run ``python -m tools.gen_microkernels`` after editing a
-template; tests/test_ops_kernel_api.py fails while the committed file differs from this output.
+A tile's sums are one tuple of vectors, and each step of its inner loop (a channel of a GEMM tile, a kernel
+row of a depthwise tile) is one intrinsic of :mod:`nnlite.ops.simd_rows` that updates them all. Its epilogue
+(bias, activation and a masked store per row) is written out row by row, each row's sum taken from the tuple at
+a constant index: in a loop, a tuple index is a switch over every element, which LLVM does not unroll
+(benchmarks/RESULTS.md, round 3). Writing those rows by hand invites one row that differs from the others;
+instead each tile is a template here, instantiated for its shape. Run ``python -m tools.gen_microkernels``
+after editing a template; tests/test_ops_kernel_api.py fails while a committed file differs from this output.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ Names say the tile: ``gemm_tile_8x32`` keeps 8 output rows x 32 channels of sums
 (``gemm_tile_1x32``: a panel's single last row), ``gemm_tile_16x16`` 16 rows x 16 channels (panels of at most
 16 channels: 16 independent sums keep both FMA pipes busy), and ``dwconv_tile_8x16`` 8 output pixels x 16
 channels of a depthwise convolution with any kernel (one weight load per tap for all 8 pixels). The square
-depthwise kernels' streaming tiles are in :mod:`nnlite.ops.depthwise_tiles3` (and ``5``, ``7``). Operators
-(packing, blocking, threads) live in :mod:`nnlite.ops.gemm` and :mod:`nnlite.ops.depthwise_simd`; the
-epilogue (bias, activation, masked stores) in :mod:`nnlite.ops.tiles`.
+depthwise kernels' streaming tiles are in :mod:`nnlite.ops.depthwise_tiles3` (and ``5``, ``7``). A tile's sums
+are one tuple of vectors, each inner step one intrinsic of :mod:`nnlite.ops.simd_rows`. Operators (packing,
+blocking, threads) live in :mod:`nnlite.ops.gemm` and :mod:`nnlite.ops.depthwise_simd`; the epilogue (bias,
+activation, masked stores) in :mod:`nnlite.ops.tiles`.
 """
 
 from .jit import helper, inlined
-from .simd import vfma, vload, vload_n, vsplat_at, vstore_n, vzero
+from .simd import vload, vload_n, vstore_n
+from .simd_rows import fma_load_rows, fma_splat_rows, gather_rows, pixel_rows, vzeros
 from .tiles import finish, store_row
 '''
 
@@ -41,10 +45,11 @@ def gemm_tile(rows: int, vectors: int, decorator: str = "@helper") -> str:
     """y[m0 + r, col0 : col0 + 16*vectors] for r < rows, one pass over K (taps x channels). ``@inlined`` for
     the tile a panel runs most: LLVM inlines it into :func:`nnlite.ops.gemm.panel_tiles`, where the call (17
     arguments, the bias vectors through memory) and the epilogue's tests of ``code``, ``width`` and ``m_end``
-    (the same for every tile of a panel) no longer cost each tile (benchmarks/RESULTS.md, round 8)."""
+    (the same for every tile of a panel) no longer cost each tile (benchmarks/RESULTS.md, round 8). The sums
+    are one tuple, row-major, updated a channel at a time by :func:`nnlite.ops.simd_rows.fma_splat_rows`."""
     name = f"gemm_tile_{rows}x{16 * vectors}"
-    acc = [[f"a{r}_{v}" for v in range(vectors)] for r in range(rows)]
     bias_args = ", ".join(f"bias{v}" for v in range(vectors))
+    weights = ", ".join(f"vload(pk, kk + {16 * v})" for v in range(vectors))
     out = [
         "",
         "",
@@ -52,30 +57,25 @@ def gemm_tile(rows: int, vectors: int, decorator: str = "@helper") -> str:
         f"def {name}(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, {bias_args}, code, alpha):",
         f'    """Rows m0..m0+{rows - 1} (those < m_end stored) x {16 * vectors} channels; the panel\'s row i at '
         f'pk[kk + i*ldk]."""',
-        "    last = m_end - 1",
+        f"    q = gather_rows(bases, m0, m_end - 1, {rows})",
+        f"    acc = vzeros({rows * vectors})",
+        "    for t in range(taps.shape[0]):",
+        "        tap = taps[t]",
+        "        for ch in range(c):",
+        f"            acc = fma_splat_rows(x, q, tap + ch, ({weights}{',' if vectors == 1 else ''}), acc)",
+        "            kk += ldk",
+        "    off = m0 * ldy + col0",
     ]
-    out += [f"    q{r} = bases[min(m0 + {r}, last)]" for r in range(rows)]
-    out += [f"    {a} = vzero()" for row in acc for a in row]
-    out += ["    for t in range(taps.shape[0]):",
-            "        tap = taps[t]"]
-    out += [f"        p{r} = q{r} + tap" for r in range(rows)]
-    out += ["        for ch in range(c):"]
-    out += [f"            w{v} = vload(pk, kk + {16 * v})" for v in range(vectors)]
-    out += ["            kk += ldk"]
-    for r in range(rows):
-        out += [f"            v = vsplat_at(x, p{r} + ch)"]
-        out += [f"            {acc[r][v]} = vfma(v, w{v}, {acc[r][v]})" for v in range(vectors)]
-    out += ["    off = m0 * ldy + col0"]
     for r in range(rows):
         indent = "    " if r == 0 else "        "
         if r:
             out += [f"    if m0 + {r} < m_end:"]
         off = "off" if r == 0 else f"off + {r} * ldy"
         if vectors == 2:
-            out += [f"{indent}store_row(y, {off}, finish({acc[r][0]}, bias0, code, alpha), "
-                    f"finish({acc[r][1]}, bias1, code, alpha), width)"]
+            out += [f"{indent}store_row(y, {off}, finish(acc[{2 * r}], bias0, code, alpha), "
+                    f"finish(acc[{2 * r + 1}], bias1, code, alpha), width)"]
         else:
-            out += [f"{indent}vstore_n(y, {off}, finish({acc[r][0]}, bias0, code, alpha), width)"]
+            out += [f"{indent}vstore_n(y, {off}, finish(acc[{r}], bias0, code, alpha), width)"]
     return _lines(*out)
 
 
@@ -92,29 +92,27 @@ def dwconv_tile(pixels: int) -> str:
         'is',
         "    recomputed) x channels [c0, c0 + width): sums over the row's taps tap_x/tap_k, then bias, activation,",
         '    one masked store per pixel at yf[out + i*c]."""',
+        f"    q = pixel_rows(q0_pixel, last, sw * c, c0, {pixels})",
+        f"    acc = vzeros({pixels})",
+        "    for t in range(taps):",
+        "        acc = fma_load_rows(xf, q, tap_x[t], width, vload_n(k, tap_k[t] + c0, width), acc)",
+        "    bv = vload_n(bias, c0, width)",
+        "    vstore_n(yf, out, finish(acc[0], bv, code, alpha), width)",
     ]
-    out += [f"    q{i} = min(q0_pixel + {i}, last) * sw * c + c0" for i in range(pixels)]
-    out += [f"    a{i} = vzero()" for i in range(pixels)]
-    out += ["    for t in range(taps):",
-            "        p = tap_x[t]",
-            "        wv = vload_n(k, tap_k[t] + c0, width)"]
-    out += [f"        a{i} = vfma(vload_n(xf, p + q{i}, width), wv, a{i})" for i in range(pixels)]
-    out += ["    bv = vload_n(bias, c0, width)",
-            "    vstore_n(yf, out, finish(a0, bv, code, alpha), width)"]
     for i in range(1, pixels):
         out += [f"    if q0_pixel + {i} < tiled_hi:",
-                f"        vstore_n(yf, out + {i} * c, finish(a{i}, bv, code, alpha), width)"]
+                f"        vstore_n(yf, out + {i} * c, finish(acc[{i}], bv, code, alpha), width)"]
     return _lines(*out)
 
 
 def dwconv_stream_tile(size: int, pixels: int, stride: int) -> str:
     """A depthwise tile of ``pixels`` outputs x 16 channels for a ``size`` x ``size`` kernel at ``stride`` that
-    streams along each kernel row: every input vector under the row is loaded once and feeds each sum of the
-    tile that reads it. A 3x3 kernel's 9 weight vectors come in registers (the caller keeps them for a whole
-    row); larger kernels load a row's weights per kernel row. Sums take their taps row by row, left to right,
-    as the generic tile does: the same bits. Rows [i0, i1) and columns [jlo, jhi) are the taps inside the
-    image (a tap in the padding is skipped, as the generic path skips it); only the first and last
-    ``EDGE[size]`` columns are tested, the others must lie inside."""
+    streams along each kernel row (:func:`nnlite.ops.simd_rows.stream_row`): every input vector under the row
+    is loaded once and feeds each sum of the tile that reads it. A 3x3 kernel's 9 weight vectors come in
+    registers (the caller keeps them for a whole row); larger kernels load a row's weights per kernel row.
+    Sums take their taps row by row, left to right, as the generic tile does: the same bits. Rows [i0, i1)
+    and columns [jlo, jhi) are the taps inside the image (a tap in the padding is skipped, as the generic path
+    skips it); only the first and last ``EDGE[size]`` columns are tested, the others must lie inside."""
     name = f"dwconv{size}_tile_{pixels}x16_s{stride}"
     columns = (pixels - 1) * stride + size
     edge = EDGE[size]
@@ -134,40 +132,18 @@ def dwconv_stream_tile(size: int, pixels: int, stride: int) -> str:
         "row i at",
         f"    xf[p + i*row + j*c] (j < {columns}), read for i0 <= i < i1 and jlo <= j < jhi; {where};",
         '    pixel m stored at yf[out + m*c]."""',
+        f"    acc = vzeros({pixels})",
     ]
-    out += [f"    a{m} = vzero()" for m in range(pixels)]
-
-    def stream(indent: str, weight: str) -> list[str]:
-        lines = []
-        for j in range(columns):
-            uses = [(m, j - m * stride) for m in range(pixels) if 0 <= j - m * stride < size]
-            if not uses:
-                continue
-            left, right = j < edge, j >= columns - edge
-            test = ("jlo <= {j} < jhi" if left and right else "{j} >= jlo" if left else "{j} < jhi" if right
-                    else None)
-            inner = indent
-            if test:
-                lines.append(f"{indent}if {test.format(j=j)}:")
-                inner += "    "
-            lines.append(f"{inner}x = vload_n(xf, q + {j} * c, width)")
-            for at in range(0, len(uses), 4):  # up to four sums a line
-                part = uses[at:at + 4]
-                lines.append(f"{inner}{', '.join(f'a{m}' for m, _ in part)} = "
-                             + ", ".join(f"vfma(x, {weight}{tap}, a{m})" for m, tap in part))
-        return lines
-
     if size == 3:  # rows unrolled: the row's weight vectors are named registers
         for i in range(3):
-            out += [f"    if i0 <= {i} < i1:", f"        q = p + {i} * row"]
-            out += stream("        ", f"w{i}")
+            out += [f"    if i0 <= {i} < i1:",
+                    f"        acc = stream_row(xf, p + {i} * row, c, width, jlo, jhi, (w{i}0, w{i}1, w{i}2), acc, "
+                    f"{stride}, {edge})"]
     else:
         out += ["    for i in range(i0, i1):",
-                "        q = p + i * row",
-                f"        kr = kq + i * {size} * c"]
-        out += [f"        w{j} = vload_n(k, kr + {j} * c, width)" for j in range(size)]
-        out += stream("        ", "w")
-    out += [f"    vstore_n(yf, out + {m} * c, finish(a{m}, bias, code, alpha), width)" for m in range(pixels)]
+                f"        w = load_rows_n(k, kq + i * {size} * c, c, width, {size})",
+                f"        acc = stream_row(xf, p + i * row, c, width, jlo, jhi, w, acc, {stride}, {edge})"]
+    out += [f"    vstore_n(yf, out + {m} * c, finish(acc[{m}], bias, code, alpha), width)" for m in range(pixels)]
     return _lines(*out)
 
 
@@ -193,7 +169,9 @@ def depthwise_source(size: int) -> str:
             f'edit).\n\n``dwconv{size}_tile_<p>x16_s<s>`` sums ``p`` output pixels x 16 channels at stride ``s`` along '
             f'each kernel row,\neach input vector loaded once, {weights}; the rows and '
             'blocking\nare in :mod:`nnlite.ops.depthwise_stream`, the epilogue in :mod:`nnlite.ops.tiles`.\n"""\n\n'
-            "from .jit import inlined\nfrom .simd import vfma, vload_n, vstore_n, vzero\nfrom .tiles import finish\n"
+            "from .jit import inlined\nfrom .simd import vstore_n\n"
+            + f"from .simd_rows import {'' if size == 3 else 'load_rows_n, '}stream_row, vzeros\n"
+            + "from .tiles import finish\n"
             + "".join(dwconv_stream_tile(*t) for t in STREAM_TILES if t[0] == size))
 
 

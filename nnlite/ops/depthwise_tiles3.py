@@ -6,7 +6,8 @@ are in :mod:`nnlite.ops.depthwise_stream`, the epilogue in :mod:`nnlite.ops.tile
 """
 
 from .jit import inlined
-from .simd import vfma, vload_n, vstore_n, vzero
+from .simd import vstore_n
+from .simd_rows import stream_row, vzeros
 from .tiles import finish
 
 
@@ -16,94 +17,21 @@ def dwconv3_tile_8x16_s1(xf, p, row, c, width, i0, i1, jlo, jhi, w00, w01, w02, 
     """Output pixels 0..7 of a tile x one block of ``width`` channels: input column j of kernel row i at
     xf[p + i*row + j*c] (j < 10), read for i0 <= i < i1 and jlo <= j < jhi; weight (i, j) in ``w<i><j>``;
     pixel m stored at yf[out + m*c]."""
-    a0 = vzero()
-    a1 = vzero()
-    a2 = vzero()
-    a3 = vzero()
-    a4 = vzero()
-    a5 = vzero()
-    a6 = vzero()
-    a7 = vzero()
+    acc = vzeros(8)
     if i0 <= 0 < i1:
-        q = p + 0 * row
-        if 0 >= jlo:
-            x = vload_n(xf, q + 0 * c, width)
-            a0 = vfma(x, w00, a0)
-        x = vload_n(xf, q + 1 * c, width)
-        a0, a1 = vfma(x, w01, a0), vfma(x, w00, a1)
-        x = vload_n(xf, q + 2 * c, width)
-        a0, a1, a2 = vfma(x, w02, a0), vfma(x, w01, a1), vfma(x, w00, a2)
-        x = vload_n(xf, q + 3 * c, width)
-        a1, a2, a3 = vfma(x, w02, a1), vfma(x, w01, a2), vfma(x, w00, a3)
-        x = vload_n(xf, q + 4 * c, width)
-        a2, a3, a4 = vfma(x, w02, a2), vfma(x, w01, a3), vfma(x, w00, a4)
-        x = vload_n(xf, q + 5 * c, width)
-        a3, a4, a5 = vfma(x, w02, a3), vfma(x, w01, a4), vfma(x, w00, a5)
-        x = vload_n(xf, q + 6 * c, width)
-        a4, a5, a6 = vfma(x, w02, a4), vfma(x, w01, a5), vfma(x, w00, a6)
-        x = vload_n(xf, q + 7 * c, width)
-        a5, a6, a7 = vfma(x, w02, a5), vfma(x, w01, a6), vfma(x, w00, a7)
-        x = vload_n(xf, q + 8 * c, width)
-        a6, a7 = vfma(x, w02, a6), vfma(x, w01, a7)
-        if 9 < jhi:
-            x = vload_n(xf, q + 9 * c, width)
-            a7 = vfma(x, w02, a7)
+        acc = stream_row(xf, p + 0 * row, c, width, jlo, jhi, (w00, w01, w02), acc, 1, 1)
     if i0 <= 1 < i1:
-        q = p + 1 * row
-        if 0 >= jlo:
-            x = vload_n(xf, q + 0 * c, width)
-            a0 = vfma(x, w10, a0)
-        x = vload_n(xf, q + 1 * c, width)
-        a0, a1 = vfma(x, w11, a0), vfma(x, w10, a1)
-        x = vload_n(xf, q + 2 * c, width)
-        a0, a1, a2 = vfma(x, w12, a0), vfma(x, w11, a1), vfma(x, w10, a2)
-        x = vload_n(xf, q + 3 * c, width)
-        a1, a2, a3 = vfma(x, w12, a1), vfma(x, w11, a2), vfma(x, w10, a3)
-        x = vload_n(xf, q + 4 * c, width)
-        a2, a3, a4 = vfma(x, w12, a2), vfma(x, w11, a3), vfma(x, w10, a4)
-        x = vload_n(xf, q + 5 * c, width)
-        a3, a4, a5 = vfma(x, w12, a3), vfma(x, w11, a4), vfma(x, w10, a5)
-        x = vload_n(xf, q + 6 * c, width)
-        a4, a5, a6 = vfma(x, w12, a4), vfma(x, w11, a5), vfma(x, w10, a6)
-        x = vload_n(xf, q + 7 * c, width)
-        a5, a6, a7 = vfma(x, w12, a5), vfma(x, w11, a6), vfma(x, w10, a7)
-        x = vload_n(xf, q + 8 * c, width)
-        a6, a7 = vfma(x, w12, a6), vfma(x, w11, a7)
-        if 9 < jhi:
-            x = vload_n(xf, q + 9 * c, width)
-            a7 = vfma(x, w12, a7)
+        acc = stream_row(xf, p + 1 * row, c, width, jlo, jhi, (w10, w11, w12), acc, 1, 1)
     if i0 <= 2 < i1:
-        q = p + 2 * row
-        if 0 >= jlo:
-            x = vload_n(xf, q + 0 * c, width)
-            a0 = vfma(x, w20, a0)
-        x = vload_n(xf, q + 1 * c, width)
-        a0, a1 = vfma(x, w21, a0), vfma(x, w20, a1)
-        x = vload_n(xf, q + 2 * c, width)
-        a0, a1, a2 = vfma(x, w22, a0), vfma(x, w21, a1), vfma(x, w20, a2)
-        x = vload_n(xf, q + 3 * c, width)
-        a1, a2, a3 = vfma(x, w22, a1), vfma(x, w21, a2), vfma(x, w20, a3)
-        x = vload_n(xf, q + 4 * c, width)
-        a2, a3, a4 = vfma(x, w22, a2), vfma(x, w21, a3), vfma(x, w20, a4)
-        x = vload_n(xf, q + 5 * c, width)
-        a3, a4, a5 = vfma(x, w22, a3), vfma(x, w21, a4), vfma(x, w20, a5)
-        x = vload_n(xf, q + 6 * c, width)
-        a4, a5, a6 = vfma(x, w22, a4), vfma(x, w21, a5), vfma(x, w20, a6)
-        x = vload_n(xf, q + 7 * c, width)
-        a5, a6, a7 = vfma(x, w22, a5), vfma(x, w21, a6), vfma(x, w20, a7)
-        x = vload_n(xf, q + 8 * c, width)
-        a6, a7 = vfma(x, w22, a6), vfma(x, w21, a7)
-        if 9 < jhi:
-            x = vload_n(xf, q + 9 * c, width)
-            a7 = vfma(x, w22, a7)
-    vstore_n(yf, out + 0 * c, finish(a0, bias, code, alpha), width)
-    vstore_n(yf, out + 1 * c, finish(a1, bias, code, alpha), width)
-    vstore_n(yf, out + 2 * c, finish(a2, bias, code, alpha), width)
-    vstore_n(yf, out + 3 * c, finish(a3, bias, code, alpha), width)
-    vstore_n(yf, out + 4 * c, finish(a4, bias, code, alpha), width)
-    vstore_n(yf, out + 5 * c, finish(a5, bias, code, alpha), width)
-    vstore_n(yf, out + 6 * c, finish(a6, bias, code, alpha), width)
-    vstore_n(yf, out + 7 * c, finish(a7, bias, code, alpha), width)
+        acc = stream_row(xf, p + 2 * row, c, width, jlo, jhi, (w20, w21, w22), acc, 1, 1)
+    vstore_n(yf, out + 0 * c, finish(acc[0], bias, code, alpha), width)
+    vstore_n(yf, out + 1 * c, finish(acc[1], bias, code, alpha), width)
+    vstore_n(yf, out + 2 * c, finish(acc[2], bias, code, alpha), width)
+    vstore_n(yf, out + 3 * c, finish(acc[3], bias, code, alpha), width)
+    vstore_n(yf, out + 4 * c, finish(acc[4], bias, code, alpha), width)
+    vstore_n(yf, out + 5 * c, finish(acc[5], bias, code, alpha), width)
+    vstore_n(yf, out + 6 * c, finish(acc[6], bias, code, alpha), width)
+    vstore_n(yf, out + 7 * c, finish(acc[7], bias, code, alpha), width)
 
 
 @inlined
@@ -112,62 +40,17 @@ def dwconv3_tile_4x16_s1(xf, p, row, c, width, i0, i1, jlo, jhi, w00, w01, w02, 
     """Output pixels 0..3 of a tile x one block of ``width`` channels: input column j of kernel row i at
     xf[p + i*row + j*c] (j < 6), read for i0 <= i < i1 and jlo <= j < jhi; weight (i, j) in ``w<i><j>``;
     pixel m stored at yf[out + m*c]."""
-    a0 = vzero()
-    a1 = vzero()
-    a2 = vzero()
-    a3 = vzero()
+    acc = vzeros(4)
     if i0 <= 0 < i1:
-        q = p + 0 * row
-        if 0 >= jlo:
-            x = vload_n(xf, q + 0 * c, width)
-            a0 = vfma(x, w00, a0)
-        x = vload_n(xf, q + 1 * c, width)
-        a0, a1 = vfma(x, w01, a0), vfma(x, w00, a1)
-        x = vload_n(xf, q + 2 * c, width)
-        a0, a1, a2 = vfma(x, w02, a0), vfma(x, w01, a1), vfma(x, w00, a2)
-        x = vload_n(xf, q + 3 * c, width)
-        a1, a2, a3 = vfma(x, w02, a1), vfma(x, w01, a2), vfma(x, w00, a3)
-        x = vload_n(xf, q + 4 * c, width)
-        a2, a3 = vfma(x, w02, a2), vfma(x, w01, a3)
-        if 5 < jhi:
-            x = vload_n(xf, q + 5 * c, width)
-            a3 = vfma(x, w02, a3)
+        acc = stream_row(xf, p + 0 * row, c, width, jlo, jhi, (w00, w01, w02), acc, 1, 1)
     if i0 <= 1 < i1:
-        q = p + 1 * row
-        if 0 >= jlo:
-            x = vload_n(xf, q + 0 * c, width)
-            a0 = vfma(x, w10, a0)
-        x = vload_n(xf, q + 1 * c, width)
-        a0, a1 = vfma(x, w11, a0), vfma(x, w10, a1)
-        x = vload_n(xf, q + 2 * c, width)
-        a0, a1, a2 = vfma(x, w12, a0), vfma(x, w11, a1), vfma(x, w10, a2)
-        x = vload_n(xf, q + 3 * c, width)
-        a1, a2, a3 = vfma(x, w12, a1), vfma(x, w11, a2), vfma(x, w10, a3)
-        x = vload_n(xf, q + 4 * c, width)
-        a2, a3 = vfma(x, w12, a2), vfma(x, w11, a3)
-        if 5 < jhi:
-            x = vload_n(xf, q + 5 * c, width)
-            a3 = vfma(x, w12, a3)
+        acc = stream_row(xf, p + 1 * row, c, width, jlo, jhi, (w10, w11, w12), acc, 1, 1)
     if i0 <= 2 < i1:
-        q = p + 2 * row
-        if 0 >= jlo:
-            x = vload_n(xf, q + 0 * c, width)
-            a0 = vfma(x, w20, a0)
-        x = vload_n(xf, q + 1 * c, width)
-        a0, a1 = vfma(x, w21, a0), vfma(x, w20, a1)
-        x = vload_n(xf, q + 2 * c, width)
-        a0, a1, a2 = vfma(x, w22, a0), vfma(x, w21, a1), vfma(x, w20, a2)
-        x = vload_n(xf, q + 3 * c, width)
-        a1, a2, a3 = vfma(x, w22, a1), vfma(x, w21, a2), vfma(x, w20, a3)
-        x = vload_n(xf, q + 4 * c, width)
-        a2, a3 = vfma(x, w22, a2), vfma(x, w21, a3)
-        if 5 < jhi:
-            x = vload_n(xf, q + 5 * c, width)
-            a3 = vfma(x, w22, a3)
-    vstore_n(yf, out + 0 * c, finish(a0, bias, code, alpha), width)
-    vstore_n(yf, out + 1 * c, finish(a1, bias, code, alpha), width)
-    vstore_n(yf, out + 2 * c, finish(a2, bias, code, alpha), width)
-    vstore_n(yf, out + 3 * c, finish(a3, bias, code, alpha), width)
+        acc = stream_row(xf, p + 2 * row, c, width, jlo, jhi, (w20, w21, w22), acc, 1, 1)
+    vstore_n(yf, out + 0 * c, finish(acc[0], bias, code, alpha), width)
+    vstore_n(yf, out + 1 * c, finish(acc[1], bias, code, alpha), width)
+    vstore_n(yf, out + 2 * c, finish(acc[2], bias, code, alpha), width)
+    vstore_n(yf, out + 3 * c, finish(acc[3], bias, code, alpha), width)
 
 
 @inlined
@@ -176,77 +59,14 @@ def dwconv3_tile_4x16_s2(xf, p, row, c, width, i0, i1, jlo, jhi, w00, w01, w02, 
     """Output pixels 0..3 of a tile x one block of ``width`` channels: input column j of kernel row i at
     xf[p + i*row + j*c] (j < 9), read for i0 <= i < i1 and jlo <= j < jhi; weight (i, j) in ``w<i><j>``;
     pixel m stored at yf[out + m*c]."""
-    a0 = vzero()
-    a1 = vzero()
-    a2 = vzero()
-    a3 = vzero()
+    acc = vzeros(4)
     if i0 <= 0 < i1:
-        q = p + 0 * row
-        if 0 >= jlo:
-            x = vload_n(xf, q + 0 * c, width)
-            a0 = vfma(x, w00, a0)
-        x = vload_n(xf, q + 1 * c, width)
-        a0 = vfma(x, w01, a0)
-        x = vload_n(xf, q + 2 * c, width)
-        a0, a1 = vfma(x, w02, a0), vfma(x, w00, a1)
-        x = vload_n(xf, q + 3 * c, width)
-        a1 = vfma(x, w01, a1)
-        x = vload_n(xf, q + 4 * c, width)
-        a1, a2 = vfma(x, w02, a1), vfma(x, w00, a2)
-        x = vload_n(xf, q + 5 * c, width)
-        a2 = vfma(x, w01, a2)
-        x = vload_n(xf, q + 6 * c, width)
-        a2, a3 = vfma(x, w02, a2), vfma(x, w00, a3)
-        x = vload_n(xf, q + 7 * c, width)
-        a3 = vfma(x, w01, a3)
-        if 8 < jhi:
-            x = vload_n(xf, q + 8 * c, width)
-            a3 = vfma(x, w02, a3)
+        acc = stream_row(xf, p + 0 * row, c, width, jlo, jhi, (w00, w01, w02), acc, 2, 1)
     if i0 <= 1 < i1:
-        q = p + 1 * row
-        if 0 >= jlo:
-            x = vload_n(xf, q + 0 * c, width)
-            a0 = vfma(x, w10, a0)
-        x = vload_n(xf, q + 1 * c, width)
-        a0 = vfma(x, w11, a0)
-        x = vload_n(xf, q + 2 * c, width)
-        a0, a1 = vfma(x, w12, a0), vfma(x, w10, a1)
-        x = vload_n(xf, q + 3 * c, width)
-        a1 = vfma(x, w11, a1)
-        x = vload_n(xf, q + 4 * c, width)
-        a1, a2 = vfma(x, w12, a1), vfma(x, w10, a2)
-        x = vload_n(xf, q + 5 * c, width)
-        a2 = vfma(x, w11, a2)
-        x = vload_n(xf, q + 6 * c, width)
-        a2, a3 = vfma(x, w12, a2), vfma(x, w10, a3)
-        x = vload_n(xf, q + 7 * c, width)
-        a3 = vfma(x, w11, a3)
-        if 8 < jhi:
-            x = vload_n(xf, q + 8 * c, width)
-            a3 = vfma(x, w12, a3)
+        acc = stream_row(xf, p + 1 * row, c, width, jlo, jhi, (w10, w11, w12), acc, 2, 1)
     if i0 <= 2 < i1:
-        q = p + 2 * row
-        if 0 >= jlo:
-            x = vload_n(xf, q + 0 * c, width)
-            a0 = vfma(x, w20, a0)
-        x = vload_n(xf, q + 1 * c, width)
-        a0 = vfma(x, w21, a0)
-        x = vload_n(xf, q + 2 * c, width)
-        a0, a1 = vfma(x, w22, a0), vfma(x, w20, a1)
-        x = vload_n(xf, q + 3 * c, width)
-        a1 = vfma(x, w21, a1)
-        x = vload_n(xf, q + 4 * c, width)
-        a1, a2 = vfma(x, w22, a1), vfma(x, w20, a2)
-        x = vload_n(xf, q + 5 * c, width)
-        a2 = vfma(x, w21, a2)
-        x = vload_n(xf, q + 6 * c, width)
-        a2, a3 = vfma(x, w22, a2), vfma(x, w20, a3)
-        x = vload_n(xf, q + 7 * c, width)
-        a3 = vfma(x, w21, a3)
-        if 8 < jhi:
-            x = vload_n(xf, q + 8 * c, width)
-            a3 = vfma(x, w22, a3)
-    vstore_n(yf, out + 0 * c, finish(a0, bias, code, alpha), width)
-    vstore_n(yf, out + 1 * c, finish(a1, bias, code, alpha), width)
-    vstore_n(yf, out + 2 * c, finish(a2, bias, code, alpha), width)
-    vstore_n(yf, out + 3 * c, finish(a3, bias, code, alpha), width)
+        acc = stream_row(xf, p + 2 * row, c, width, jlo, jhi, (w20, w21, w22), acc, 2, 1)
+    vstore_n(yf, out + 0 * c, finish(acc[0], bias, code, alpha), width)
+    vstore_n(yf, out + 1 * c, finish(acc[1], bias, code, alpha), width)
+    vstore_n(yf, out + 2 * c, finish(acc[2], bias, code, alpha), width)
+    vstore_n(yf, out + 3 * c, finish(acc[3], bias, code, alpha), width)

@@ -6,7 +6,8 @@ are in :mod:`nnlite.ops.depthwise_stream`, the epilogue in :mod:`nnlite.ops.tile
 """
 
 from .jit import inlined
-from .simd import vfma, vload_n, vstore_n, vzero
+from .simd import vstore_n
+from .simd_rows import load_rows_n, stream_row, vzeros
 from .tiles import finish
 
 
@@ -16,62 +17,18 @@ def dwconv5_tile_8x16_s1(xf, p, row, c, width, i0, i1, jlo, jhi, k, kq,
     """Output pixels 0..7 of a tile x one block of ``width`` channels: input column j of kernel row i at
     xf[p + i*row + j*c] (j < 12), read for i0 <= i < i1 and jlo <= j < jhi; weight (i, j) at k[kq + (i*5 + j)*c];
     pixel m stored at yf[out + m*c]."""
-    a0 = vzero()
-    a1 = vzero()
-    a2 = vzero()
-    a3 = vzero()
-    a4 = vzero()
-    a5 = vzero()
-    a6 = vzero()
-    a7 = vzero()
+    acc = vzeros(8)
     for i in range(i0, i1):
-        q = p + i * row
-        kr = kq + i * 5 * c
-        w0 = vload_n(k, kr + 0 * c, width)
-        w1 = vload_n(k, kr + 1 * c, width)
-        w2 = vload_n(k, kr + 2 * c, width)
-        w3 = vload_n(k, kr + 3 * c, width)
-        w4 = vload_n(k, kr + 4 * c, width)
-        if 0 >= jlo:
-            x = vload_n(xf, q + 0 * c, width)
-            a0 = vfma(x, w0, a0)
-        if 1 >= jlo:
-            x = vload_n(xf, q + 1 * c, width)
-            a0, a1 = vfma(x, w1, a0), vfma(x, w0, a1)
-        x = vload_n(xf, q + 2 * c, width)
-        a0, a1, a2 = vfma(x, w2, a0), vfma(x, w1, a1), vfma(x, w0, a2)
-        x = vload_n(xf, q + 3 * c, width)
-        a0, a1, a2, a3 = vfma(x, w3, a0), vfma(x, w2, a1), vfma(x, w1, a2), vfma(x, w0, a3)
-        x = vload_n(xf, q + 4 * c, width)
-        a0, a1, a2, a3 = vfma(x, w4, a0), vfma(x, w3, a1), vfma(x, w2, a2), vfma(x, w1, a3)
-        a4 = vfma(x, w0, a4)
-        x = vload_n(xf, q + 5 * c, width)
-        a1, a2, a3, a4 = vfma(x, w4, a1), vfma(x, w3, a2), vfma(x, w2, a3), vfma(x, w1, a4)
-        a5 = vfma(x, w0, a5)
-        x = vload_n(xf, q + 6 * c, width)
-        a2, a3, a4, a5 = vfma(x, w4, a2), vfma(x, w3, a3), vfma(x, w2, a4), vfma(x, w1, a5)
-        a6 = vfma(x, w0, a6)
-        x = vload_n(xf, q + 7 * c, width)
-        a3, a4, a5, a6 = vfma(x, w4, a3), vfma(x, w3, a4), vfma(x, w2, a5), vfma(x, w1, a6)
-        a7 = vfma(x, w0, a7)
-        x = vload_n(xf, q + 8 * c, width)
-        a4, a5, a6, a7 = vfma(x, w4, a4), vfma(x, w3, a5), vfma(x, w2, a6), vfma(x, w1, a7)
-        x = vload_n(xf, q + 9 * c, width)
-        a5, a6, a7 = vfma(x, w4, a5), vfma(x, w3, a6), vfma(x, w2, a7)
-        if 10 < jhi:
-            x = vload_n(xf, q + 10 * c, width)
-            a6, a7 = vfma(x, w4, a6), vfma(x, w3, a7)
-        if 11 < jhi:
-            x = vload_n(xf, q + 11 * c, width)
-            a7 = vfma(x, w4, a7)
-    vstore_n(yf, out + 0 * c, finish(a0, bias, code, alpha), width)
-    vstore_n(yf, out + 1 * c, finish(a1, bias, code, alpha), width)
-    vstore_n(yf, out + 2 * c, finish(a2, bias, code, alpha), width)
-    vstore_n(yf, out + 3 * c, finish(a3, bias, code, alpha), width)
-    vstore_n(yf, out + 4 * c, finish(a4, bias, code, alpha), width)
-    vstore_n(yf, out + 5 * c, finish(a5, bias, code, alpha), width)
-    vstore_n(yf, out + 6 * c, finish(a6, bias, code, alpha), width)
-    vstore_n(yf, out + 7 * c, finish(a7, bias, code, alpha), width)
+        w = load_rows_n(k, kq + i * 5 * c, c, width, 5)
+        acc = stream_row(xf, p + i * row, c, width, jlo, jhi, w, acc, 1, 2)
+    vstore_n(yf, out + 0 * c, finish(acc[0], bias, code, alpha), width)
+    vstore_n(yf, out + 1 * c, finish(acc[1], bias, code, alpha), width)
+    vstore_n(yf, out + 2 * c, finish(acc[2], bias, code, alpha), width)
+    vstore_n(yf, out + 3 * c, finish(acc[3], bias, code, alpha), width)
+    vstore_n(yf, out + 4 * c, finish(acc[4], bias, code, alpha), width)
+    vstore_n(yf, out + 5 * c, finish(acc[5], bias, code, alpha), width)
+    vstore_n(yf, out + 6 * c, finish(acc[6], bias, code, alpha), width)
+    vstore_n(yf, out + 7 * c, finish(acc[7], bias, code, alpha), width)
 
 
 @inlined
@@ -80,72 +37,18 @@ def dwconv5_tile_8x16_s2(xf, p, row, c, width, i0, i1, jlo, jhi, k, kq,
     """Output pixels 0..7 of a tile x one block of ``width`` channels: input column j of kernel row i at
     xf[p + i*row + j*c] (j < 19), read for i0 <= i < i1 and jlo <= j < jhi; weight (i, j) at k[kq + (i*5 + j)*c];
     pixel m stored at yf[out + m*c]."""
-    a0 = vzero()
-    a1 = vzero()
-    a2 = vzero()
-    a3 = vzero()
-    a4 = vzero()
-    a5 = vzero()
-    a6 = vzero()
-    a7 = vzero()
+    acc = vzeros(8)
     for i in range(i0, i1):
-        q = p + i * row
-        kr = kq + i * 5 * c
-        w0 = vload_n(k, kr + 0 * c, width)
-        w1 = vload_n(k, kr + 1 * c, width)
-        w2 = vload_n(k, kr + 2 * c, width)
-        w3 = vload_n(k, kr + 3 * c, width)
-        w4 = vload_n(k, kr + 4 * c, width)
-        if 0 >= jlo:
-            x = vload_n(xf, q + 0 * c, width)
-            a0 = vfma(x, w0, a0)
-        if 1 >= jlo:
-            x = vload_n(xf, q + 1 * c, width)
-            a0 = vfma(x, w1, a0)
-        x = vload_n(xf, q + 2 * c, width)
-        a0, a1 = vfma(x, w2, a0), vfma(x, w0, a1)
-        x = vload_n(xf, q + 3 * c, width)
-        a0, a1 = vfma(x, w3, a0), vfma(x, w1, a1)
-        x = vload_n(xf, q + 4 * c, width)
-        a0, a1, a2 = vfma(x, w4, a0), vfma(x, w2, a1), vfma(x, w0, a2)
-        x = vload_n(xf, q + 5 * c, width)
-        a1, a2 = vfma(x, w3, a1), vfma(x, w1, a2)
-        x = vload_n(xf, q + 6 * c, width)
-        a1, a2, a3 = vfma(x, w4, a1), vfma(x, w2, a2), vfma(x, w0, a3)
-        x = vload_n(xf, q + 7 * c, width)
-        a2, a3 = vfma(x, w3, a2), vfma(x, w1, a3)
-        x = vload_n(xf, q + 8 * c, width)
-        a2, a3, a4 = vfma(x, w4, a2), vfma(x, w2, a3), vfma(x, w0, a4)
-        x = vload_n(xf, q + 9 * c, width)
-        a3, a4 = vfma(x, w3, a3), vfma(x, w1, a4)
-        x = vload_n(xf, q + 10 * c, width)
-        a3, a4, a5 = vfma(x, w4, a3), vfma(x, w2, a4), vfma(x, w0, a5)
-        x = vload_n(xf, q + 11 * c, width)
-        a4, a5 = vfma(x, w3, a4), vfma(x, w1, a5)
-        x = vload_n(xf, q + 12 * c, width)
-        a4, a5, a6 = vfma(x, w4, a4), vfma(x, w2, a5), vfma(x, w0, a6)
-        x = vload_n(xf, q + 13 * c, width)
-        a5, a6 = vfma(x, w3, a5), vfma(x, w1, a6)
-        x = vload_n(xf, q + 14 * c, width)
-        a5, a6, a7 = vfma(x, w4, a5), vfma(x, w2, a6), vfma(x, w0, a7)
-        x = vload_n(xf, q + 15 * c, width)
-        a6, a7 = vfma(x, w3, a6), vfma(x, w1, a7)
-        x = vload_n(xf, q + 16 * c, width)
-        a6, a7 = vfma(x, w4, a6), vfma(x, w2, a7)
-        if 17 < jhi:
-            x = vload_n(xf, q + 17 * c, width)
-            a7 = vfma(x, w3, a7)
-        if 18 < jhi:
-            x = vload_n(xf, q + 18 * c, width)
-            a7 = vfma(x, w4, a7)
-    vstore_n(yf, out + 0 * c, finish(a0, bias, code, alpha), width)
-    vstore_n(yf, out + 1 * c, finish(a1, bias, code, alpha), width)
-    vstore_n(yf, out + 2 * c, finish(a2, bias, code, alpha), width)
-    vstore_n(yf, out + 3 * c, finish(a3, bias, code, alpha), width)
-    vstore_n(yf, out + 4 * c, finish(a4, bias, code, alpha), width)
-    vstore_n(yf, out + 5 * c, finish(a5, bias, code, alpha), width)
-    vstore_n(yf, out + 6 * c, finish(a6, bias, code, alpha), width)
-    vstore_n(yf, out + 7 * c, finish(a7, bias, code, alpha), width)
+        w = load_rows_n(k, kq + i * 5 * c, c, width, 5)
+        acc = stream_row(xf, p + i * row, c, width, jlo, jhi, w, acc, 2, 2)
+    vstore_n(yf, out + 0 * c, finish(acc[0], bias, code, alpha), width)
+    vstore_n(yf, out + 1 * c, finish(acc[1], bias, code, alpha), width)
+    vstore_n(yf, out + 2 * c, finish(acc[2], bias, code, alpha), width)
+    vstore_n(yf, out + 3 * c, finish(acc[3], bias, code, alpha), width)
+    vstore_n(yf, out + 4 * c, finish(acc[4], bias, code, alpha), width)
+    vstore_n(yf, out + 5 * c, finish(acc[5], bias, code, alpha), width)
+    vstore_n(yf, out + 6 * c, finish(acc[6], bias, code, alpha), width)
+    vstore_n(yf, out + 7 * c, finish(acc[7], bias, code, alpha), width)
 
 
 @inlined
@@ -154,42 +57,14 @@ def dwconv5_tile_4x16_s1(xf, p, row, c, width, i0, i1, jlo, jhi, k, kq,
     """Output pixels 0..3 of a tile x one block of ``width`` channels: input column j of kernel row i at
     xf[p + i*row + j*c] (j < 8), read for i0 <= i < i1 and jlo <= j < jhi; weight (i, j) at k[kq + (i*5 + j)*c];
     pixel m stored at yf[out + m*c]."""
-    a0 = vzero()
-    a1 = vzero()
-    a2 = vzero()
-    a3 = vzero()
+    acc = vzeros(4)
     for i in range(i0, i1):
-        q = p + i * row
-        kr = kq + i * 5 * c
-        w0 = vload_n(k, kr + 0 * c, width)
-        w1 = vload_n(k, kr + 1 * c, width)
-        w2 = vload_n(k, kr + 2 * c, width)
-        w3 = vload_n(k, kr + 3 * c, width)
-        w4 = vload_n(k, kr + 4 * c, width)
-        if 0 >= jlo:
-            x = vload_n(xf, q + 0 * c, width)
-            a0 = vfma(x, w0, a0)
-        if 1 >= jlo:
-            x = vload_n(xf, q + 1 * c, width)
-            a0, a1 = vfma(x, w1, a0), vfma(x, w0, a1)
-        x = vload_n(xf, q + 2 * c, width)
-        a0, a1, a2 = vfma(x, w2, a0), vfma(x, w1, a1), vfma(x, w0, a2)
-        x = vload_n(xf, q + 3 * c, width)
-        a0, a1, a2, a3 = vfma(x, w3, a0), vfma(x, w2, a1), vfma(x, w1, a2), vfma(x, w0, a3)
-        x = vload_n(xf, q + 4 * c, width)
-        a0, a1, a2, a3 = vfma(x, w4, a0), vfma(x, w3, a1), vfma(x, w2, a2), vfma(x, w1, a3)
-        x = vload_n(xf, q + 5 * c, width)
-        a1, a2, a3 = vfma(x, w4, a1), vfma(x, w3, a2), vfma(x, w2, a3)
-        if 6 < jhi:
-            x = vload_n(xf, q + 6 * c, width)
-            a2, a3 = vfma(x, w4, a2), vfma(x, w3, a3)
-        if 7 < jhi:
-            x = vload_n(xf, q + 7 * c, width)
-            a3 = vfma(x, w4, a3)
-    vstore_n(yf, out + 0 * c, finish(a0, bias, code, alpha), width)
-    vstore_n(yf, out + 1 * c, finish(a1, bias, code, alpha), width)
-    vstore_n(yf, out + 2 * c, finish(a2, bias, code, alpha), width)
-    vstore_n(yf, out + 3 * c, finish(a3, bias, code, alpha), width)
+        w = load_rows_n(k, kq + i * 5 * c, c, width, 5)
+        acc = stream_row(xf, p + i * row, c, width, jlo, jhi, w, acc, 1, 2)
+    vstore_n(yf, out + 0 * c, finish(acc[0], bias, code, alpha), width)
+    vstore_n(yf, out + 1 * c, finish(acc[1], bias, code, alpha), width)
+    vstore_n(yf, out + 2 * c, finish(acc[2], bias, code, alpha), width)
+    vstore_n(yf, out + 3 * c, finish(acc[3], bias, code, alpha), width)
 
 
 @inlined
@@ -198,45 +73,11 @@ def dwconv5_tile_4x16_s2(xf, p, row, c, width, i0, i1, jlo, jhi, k, kq,
     """Output pixels 0..3 of a tile x one block of ``width`` channels: input column j of kernel row i at
     xf[p + i*row + j*c] (j < 11), read for i0 <= i < i1 and jlo <= j < jhi; weight (i, j) at k[kq + (i*5 + j)*c];
     pixel m stored at yf[out + m*c]."""
-    a0 = vzero()
-    a1 = vzero()
-    a2 = vzero()
-    a3 = vzero()
+    acc = vzeros(4)
     for i in range(i0, i1):
-        q = p + i * row
-        kr = kq + i * 5 * c
-        w0 = vload_n(k, kr + 0 * c, width)
-        w1 = vload_n(k, kr + 1 * c, width)
-        w2 = vload_n(k, kr + 2 * c, width)
-        w3 = vload_n(k, kr + 3 * c, width)
-        w4 = vload_n(k, kr + 4 * c, width)
-        if 0 >= jlo:
-            x = vload_n(xf, q + 0 * c, width)
-            a0 = vfma(x, w0, a0)
-        if 1 >= jlo:
-            x = vload_n(xf, q + 1 * c, width)
-            a0 = vfma(x, w1, a0)
-        x = vload_n(xf, q + 2 * c, width)
-        a0, a1 = vfma(x, w2, a0), vfma(x, w0, a1)
-        x = vload_n(xf, q + 3 * c, width)
-        a0, a1 = vfma(x, w3, a0), vfma(x, w1, a1)
-        x = vload_n(xf, q + 4 * c, width)
-        a0, a1, a2 = vfma(x, w4, a0), vfma(x, w2, a1), vfma(x, w0, a2)
-        x = vload_n(xf, q + 5 * c, width)
-        a1, a2 = vfma(x, w3, a1), vfma(x, w1, a2)
-        x = vload_n(xf, q + 6 * c, width)
-        a1, a2, a3 = vfma(x, w4, a1), vfma(x, w2, a2), vfma(x, w0, a3)
-        x = vload_n(xf, q + 7 * c, width)
-        a2, a3 = vfma(x, w3, a2), vfma(x, w1, a3)
-        x = vload_n(xf, q + 8 * c, width)
-        a2, a3 = vfma(x, w4, a2), vfma(x, w2, a3)
-        if 9 < jhi:
-            x = vload_n(xf, q + 9 * c, width)
-            a3 = vfma(x, w3, a3)
-        if 10 < jhi:
-            x = vload_n(xf, q + 10 * c, width)
-            a3 = vfma(x, w4, a3)
-    vstore_n(yf, out + 0 * c, finish(a0, bias, code, alpha), width)
-    vstore_n(yf, out + 1 * c, finish(a1, bias, code, alpha), width)
-    vstore_n(yf, out + 2 * c, finish(a2, bias, code, alpha), width)
-    vstore_n(yf, out + 3 * c, finish(a3, bias, code, alpha), width)
+        w = load_rows_n(k, kq + i * 5 * c, c, width, 5)
+        acc = stream_row(xf, p + i * row, c, width, jlo, jhi, w, acc, 2, 2)
+    vstore_n(yf, out + 0 * c, finish(acc[0], bias, code, alpha), width)
+    vstore_n(yf, out + 1 * c, finish(acc[1], bias, code, alpha), width)
+    vstore_n(yf, out + 2 * c, finish(acc[2], bias, code, alpha), width)
+    vstore_n(yf, out + 3 * c, finish(acc[3], bias, code, alpha), width)

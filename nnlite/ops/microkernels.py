@@ -4,242 +4,102 @@ Names say the tile: ``gemm_tile_8x32`` keeps 8 output rows x 32 channels of sums
 (``gemm_tile_1x32``: a panel's single last row), ``gemm_tile_16x16`` 16 rows x 16 channels (panels of at most
 16 channels: 16 independent sums keep both FMA pipes busy), and ``dwconv_tile_8x16`` 8 output pixels x 16
 channels of a depthwise convolution with any kernel (one weight load per tap for all 8 pixels). The square
-depthwise kernels' streaming tiles are in :mod:`nnlite.ops.depthwise_tiles3` (and ``5``, ``7``). Operators
-(packing, blocking, threads) live in :mod:`nnlite.ops.gemm` and :mod:`nnlite.ops.depthwise_simd`; the
-epilogue (bias, activation, masked stores) in :mod:`nnlite.ops.tiles`.
+depthwise kernels' streaming tiles are in :mod:`nnlite.ops.depthwise_tiles3` (and ``5``, ``7``). A tile's sums
+are one tuple of vectors, each inner step one intrinsic of :mod:`nnlite.ops.simd_rows`. Operators (packing,
+blocking, threads) live in :mod:`nnlite.ops.gemm` and :mod:`nnlite.ops.depthwise_simd`; the epilogue (bias,
+activation, masked stores) in :mod:`nnlite.ops.tiles`.
 """
 
 from .jit import helper, inlined
-from .simd import vfma, vload, vload_n, vsplat_at, vstore_n, vzero
+from .simd import vload, vload_n, vstore_n
+from .simd_rows import fma_load_rows, fma_splat_rows, gather_rows, pixel_rows, vzeros
 from .tiles import finish, store_row
 
 
 @inlined
 def gemm_tile_8x32(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, bias1, code, alpha):
     """Rows m0..m0+7 (those < m_end stored) x 32 channels; the panel's row i at pk[kk + i*ldk]."""
-    last = m_end - 1
-    q0 = bases[min(m0 + 0, last)]
-    q1 = bases[min(m0 + 1, last)]
-    q2 = bases[min(m0 + 2, last)]
-    q3 = bases[min(m0 + 3, last)]
-    q4 = bases[min(m0 + 4, last)]
-    q5 = bases[min(m0 + 5, last)]
-    q6 = bases[min(m0 + 6, last)]
-    q7 = bases[min(m0 + 7, last)]
-    a0_0 = vzero()
-    a0_1 = vzero()
-    a1_0 = vzero()
-    a1_1 = vzero()
-    a2_0 = vzero()
-    a2_1 = vzero()
-    a3_0 = vzero()
-    a3_1 = vzero()
-    a4_0 = vzero()
-    a4_1 = vzero()
-    a5_0 = vzero()
-    a5_1 = vzero()
-    a6_0 = vzero()
-    a6_1 = vzero()
-    a7_0 = vzero()
-    a7_1 = vzero()
+    q = gather_rows(bases, m0, m_end - 1, 8)
+    acc = vzeros(16)
     for t in range(taps.shape[0]):
         tap = taps[t]
-        p0 = q0 + tap
-        p1 = q1 + tap
-        p2 = q2 + tap
-        p3 = q3 + tap
-        p4 = q4 + tap
-        p5 = q5 + tap
-        p6 = q6 + tap
-        p7 = q7 + tap
         for ch in range(c):
-            w0 = vload(pk, kk + 0)
-            w1 = vload(pk, kk + 16)
+            acc = fma_splat_rows(x, q, tap + ch, (vload(pk, kk + 0), vload(pk, kk + 16)), acc)
             kk += ldk
-            v = vsplat_at(x, p0 + ch)
-            a0_0 = vfma(v, w0, a0_0)
-            a0_1 = vfma(v, w1, a0_1)
-            v = vsplat_at(x, p1 + ch)
-            a1_0 = vfma(v, w0, a1_0)
-            a1_1 = vfma(v, w1, a1_1)
-            v = vsplat_at(x, p2 + ch)
-            a2_0 = vfma(v, w0, a2_0)
-            a2_1 = vfma(v, w1, a2_1)
-            v = vsplat_at(x, p3 + ch)
-            a3_0 = vfma(v, w0, a3_0)
-            a3_1 = vfma(v, w1, a3_1)
-            v = vsplat_at(x, p4 + ch)
-            a4_0 = vfma(v, w0, a4_0)
-            a4_1 = vfma(v, w1, a4_1)
-            v = vsplat_at(x, p5 + ch)
-            a5_0 = vfma(v, w0, a5_0)
-            a5_1 = vfma(v, w1, a5_1)
-            v = vsplat_at(x, p6 + ch)
-            a6_0 = vfma(v, w0, a6_0)
-            a6_1 = vfma(v, w1, a6_1)
-            v = vsplat_at(x, p7 + ch)
-            a7_0 = vfma(v, w0, a7_0)
-            a7_1 = vfma(v, w1, a7_1)
     off = m0 * ldy + col0
-    store_row(y, off, finish(a0_0, bias0, code, alpha), finish(a0_1, bias1, code, alpha), width)
+    store_row(y, off, finish(acc[0], bias0, code, alpha), finish(acc[1], bias1, code, alpha), width)
     if m0 + 1 < m_end:
-        store_row(y, off + 1 * ldy, finish(a1_0, bias0, code, alpha), finish(a1_1, bias1, code, alpha), width)
+        store_row(y, off + 1 * ldy, finish(acc[2], bias0, code, alpha), finish(acc[3], bias1, code, alpha), width)
     if m0 + 2 < m_end:
-        store_row(y, off + 2 * ldy, finish(a2_0, bias0, code, alpha), finish(a2_1, bias1, code, alpha), width)
+        store_row(y, off + 2 * ldy, finish(acc[4], bias0, code, alpha), finish(acc[5], bias1, code, alpha), width)
     if m0 + 3 < m_end:
-        store_row(y, off + 3 * ldy, finish(a3_0, bias0, code, alpha), finish(a3_1, bias1, code, alpha), width)
+        store_row(y, off + 3 * ldy, finish(acc[6], bias0, code, alpha), finish(acc[7], bias1, code, alpha), width)
     if m0 + 4 < m_end:
-        store_row(y, off + 4 * ldy, finish(a4_0, bias0, code, alpha), finish(a4_1, bias1, code, alpha), width)
+        store_row(y, off + 4 * ldy, finish(acc[8], bias0, code, alpha), finish(acc[9], bias1, code, alpha), width)
     if m0 + 5 < m_end:
-        store_row(y, off + 5 * ldy, finish(a5_0, bias0, code, alpha), finish(a5_1, bias1, code, alpha), width)
+        store_row(y, off + 5 * ldy, finish(acc[10], bias0, code, alpha), finish(acc[11], bias1, code, alpha), width)
     if m0 + 6 < m_end:
-        store_row(y, off + 6 * ldy, finish(a6_0, bias0, code, alpha), finish(a6_1, bias1, code, alpha), width)
+        store_row(y, off + 6 * ldy, finish(acc[12], bias0, code, alpha), finish(acc[13], bias1, code, alpha), width)
     if m0 + 7 < m_end:
-        store_row(y, off + 7 * ldy, finish(a7_0, bias0, code, alpha), finish(a7_1, bias1, code, alpha), width)
+        store_row(y, off + 7 * ldy, finish(acc[14], bias0, code, alpha), finish(acc[15], bias1, code, alpha), width)
 
 
 @helper
 def gemm_tile_1x32(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, bias1, code, alpha):
     """Rows m0..m0+0 (those < m_end stored) x 32 channels; the panel's row i at pk[kk + i*ldk]."""
-    last = m_end - 1
-    q0 = bases[min(m0 + 0, last)]
-    a0_0 = vzero()
-    a0_1 = vzero()
+    q = gather_rows(bases, m0, m_end - 1, 1)
+    acc = vzeros(2)
     for t in range(taps.shape[0]):
         tap = taps[t]
-        p0 = q0 + tap
         for ch in range(c):
-            w0 = vload(pk, kk + 0)
-            w1 = vload(pk, kk + 16)
+            acc = fma_splat_rows(x, q, tap + ch, (vload(pk, kk + 0), vload(pk, kk + 16)), acc)
             kk += ldk
-            v = vsplat_at(x, p0 + ch)
-            a0_0 = vfma(v, w0, a0_0)
-            a0_1 = vfma(v, w1, a0_1)
     off = m0 * ldy + col0
-    store_row(y, off, finish(a0_0, bias0, code, alpha), finish(a0_1, bias1, code, alpha), width)
+    store_row(y, off, finish(acc[0], bias0, code, alpha), finish(acc[1], bias1, code, alpha), width)
 
 
 @helper
 def gemm_tile_16x16(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, code, alpha):
     """Rows m0..m0+15 (those < m_end stored) x 16 channels; the panel's row i at pk[kk + i*ldk]."""
-    last = m_end - 1
-    q0 = bases[min(m0 + 0, last)]
-    q1 = bases[min(m0 + 1, last)]
-    q2 = bases[min(m0 + 2, last)]
-    q3 = bases[min(m0 + 3, last)]
-    q4 = bases[min(m0 + 4, last)]
-    q5 = bases[min(m0 + 5, last)]
-    q6 = bases[min(m0 + 6, last)]
-    q7 = bases[min(m0 + 7, last)]
-    q8 = bases[min(m0 + 8, last)]
-    q9 = bases[min(m0 + 9, last)]
-    q10 = bases[min(m0 + 10, last)]
-    q11 = bases[min(m0 + 11, last)]
-    q12 = bases[min(m0 + 12, last)]
-    q13 = bases[min(m0 + 13, last)]
-    q14 = bases[min(m0 + 14, last)]
-    q15 = bases[min(m0 + 15, last)]
-    a0_0 = vzero()
-    a1_0 = vzero()
-    a2_0 = vzero()
-    a3_0 = vzero()
-    a4_0 = vzero()
-    a5_0 = vzero()
-    a6_0 = vzero()
-    a7_0 = vzero()
-    a8_0 = vzero()
-    a9_0 = vzero()
-    a10_0 = vzero()
-    a11_0 = vzero()
-    a12_0 = vzero()
-    a13_0 = vzero()
-    a14_0 = vzero()
-    a15_0 = vzero()
+    q = gather_rows(bases, m0, m_end - 1, 16)
+    acc = vzeros(16)
     for t in range(taps.shape[0]):
         tap = taps[t]
-        p0 = q0 + tap
-        p1 = q1 + tap
-        p2 = q2 + tap
-        p3 = q3 + tap
-        p4 = q4 + tap
-        p5 = q5 + tap
-        p6 = q6 + tap
-        p7 = q7 + tap
-        p8 = q8 + tap
-        p9 = q9 + tap
-        p10 = q10 + tap
-        p11 = q11 + tap
-        p12 = q12 + tap
-        p13 = q13 + tap
-        p14 = q14 + tap
-        p15 = q15 + tap
         for ch in range(c):
-            w0 = vload(pk, kk + 0)
+            acc = fma_splat_rows(x, q, tap + ch, (vload(pk, kk + 0),), acc)
             kk += ldk
-            v = vsplat_at(x, p0 + ch)
-            a0_0 = vfma(v, w0, a0_0)
-            v = vsplat_at(x, p1 + ch)
-            a1_0 = vfma(v, w0, a1_0)
-            v = vsplat_at(x, p2 + ch)
-            a2_0 = vfma(v, w0, a2_0)
-            v = vsplat_at(x, p3 + ch)
-            a3_0 = vfma(v, w0, a3_0)
-            v = vsplat_at(x, p4 + ch)
-            a4_0 = vfma(v, w0, a4_0)
-            v = vsplat_at(x, p5 + ch)
-            a5_0 = vfma(v, w0, a5_0)
-            v = vsplat_at(x, p6 + ch)
-            a6_0 = vfma(v, w0, a6_0)
-            v = vsplat_at(x, p7 + ch)
-            a7_0 = vfma(v, w0, a7_0)
-            v = vsplat_at(x, p8 + ch)
-            a8_0 = vfma(v, w0, a8_0)
-            v = vsplat_at(x, p9 + ch)
-            a9_0 = vfma(v, w0, a9_0)
-            v = vsplat_at(x, p10 + ch)
-            a10_0 = vfma(v, w0, a10_0)
-            v = vsplat_at(x, p11 + ch)
-            a11_0 = vfma(v, w0, a11_0)
-            v = vsplat_at(x, p12 + ch)
-            a12_0 = vfma(v, w0, a12_0)
-            v = vsplat_at(x, p13 + ch)
-            a13_0 = vfma(v, w0, a13_0)
-            v = vsplat_at(x, p14 + ch)
-            a14_0 = vfma(v, w0, a14_0)
-            v = vsplat_at(x, p15 + ch)
-            a15_0 = vfma(v, w0, a15_0)
     off = m0 * ldy + col0
-    vstore_n(y, off, finish(a0_0, bias0, code, alpha), width)
+    vstore_n(y, off, finish(acc[0], bias0, code, alpha), width)
     if m0 + 1 < m_end:
-        vstore_n(y, off + 1 * ldy, finish(a1_0, bias0, code, alpha), width)
+        vstore_n(y, off + 1 * ldy, finish(acc[1], bias0, code, alpha), width)
     if m0 + 2 < m_end:
-        vstore_n(y, off + 2 * ldy, finish(a2_0, bias0, code, alpha), width)
+        vstore_n(y, off + 2 * ldy, finish(acc[2], bias0, code, alpha), width)
     if m0 + 3 < m_end:
-        vstore_n(y, off + 3 * ldy, finish(a3_0, bias0, code, alpha), width)
+        vstore_n(y, off + 3 * ldy, finish(acc[3], bias0, code, alpha), width)
     if m0 + 4 < m_end:
-        vstore_n(y, off + 4 * ldy, finish(a4_0, bias0, code, alpha), width)
+        vstore_n(y, off + 4 * ldy, finish(acc[4], bias0, code, alpha), width)
     if m0 + 5 < m_end:
-        vstore_n(y, off + 5 * ldy, finish(a5_0, bias0, code, alpha), width)
+        vstore_n(y, off + 5 * ldy, finish(acc[5], bias0, code, alpha), width)
     if m0 + 6 < m_end:
-        vstore_n(y, off + 6 * ldy, finish(a6_0, bias0, code, alpha), width)
+        vstore_n(y, off + 6 * ldy, finish(acc[6], bias0, code, alpha), width)
     if m0 + 7 < m_end:
-        vstore_n(y, off + 7 * ldy, finish(a7_0, bias0, code, alpha), width)
+        vstore_n(y, off + 7 * ldy, finish(acc[7], bias0, code, alpha), width)
     if m0 + 8 < m_end:
-        vstore_n(y, off + 8 * ldy, finish(a8_0, bias0, code, alpha), width)
+        vstore_n(y, off + 8 * ldy, finish(acc[8], bias0, code, alpha), width)
     if m0 + 9 < m_end:
-        vstore_n(y, off + 9 * ldy, finish(a9_0, bias0, code, alpha), width)
+        vstore_n(y, off + 9 * ldy, finish(acc[9], bias0, code, alpha), width)
     if m0 + 10 < m_end:
-        vstore_n(y, off + 10 * ldy, finish(a10_0, bias0, code, alpha), width)
+        vstore_n(y, off + 10 * ldy, finish(acc[10], bias0, code, alpha), width)
     if m0 + 11 < m_end:
-        vstore_n(y, off + 11 * ldy, finish(a11_0, bias0, code, alpha), width)
+        vstore_n(y, off + 11 * ldy, finish(acc[11], bias0, code, alpha), width)
     if m0 + 12 < m_end:
-        vstore_n(y, off + 12 * ldy, finish(a12_0, bias0, code, alpha), width)
+        vstore_n(y, off + 12 * ldy, finish(acc[12], bias0, code, alpha), width)
     if m0 + 13 < m_end:
-        vstore_n(y, off + 13 * ldy, finish(a13_0, bias0, code, alpha), width)
+        vstore_n(y, off + 13 * ldy, finish(acc[13], bias0, code, alpha), width)
     if m0 + 14 < m_end:
-        vstore_n(y, off + 14 * ldy, finish(a14_0, bias0, code, alpha), width)
+        vstore_n(y, off + 14 * ldy, finish(acc[14], bias0, code, alpha), width)
     if m0 + 15 < m_end:
-        vstore_n(y, off + 15 * ldy, finish(a15_0, bias0, code, alpha), width)
+        vstore_n(y, off + 15 * ldy, finish(acc[15], bias0, code, alpha), width)
 
 
 @inlined
@@ -247,46 +107,23 @@ def dwconv_tile_8x16(xf, k, bias, tap_x, tap_k, taps, yf, out, c, c0, width, q0_
     """Output pixels q0_pixel..q0_pixel+7 (those < tiled_hi stored; past ``last`` the last one is
     recomputed) x channels [c0, c0 + width): sums over the row's taps tap_x/tap_k, then bias, activation,
     one masked store per pixel at yf[out + i*c]."""
-    q0 = min(q0_pixel + 0, last) * sw * c + c0
-    q1 = min(q0_pixel + 1, last) * sw * c + c0
-    q2 = min(q0_pixel + 2, last) * sw * c + c0
-    q3 = min(q0_pixel + 3, last) * sw * c + c0
-    q4 = min(q0_pixel + 4, last) * sw * c + c0
-    q5 = min(q0_pixel + 5, last) * sw * c + c0
-    q6 = min(q0_pixel + 6, last) * sw * c + c0
-    q7 = min(q0_pixel + 7, last) * sw * c + c0
-    a0 = vzero()
-    a1 = vzero()
-    a2 = vzero()
-    a3 = vzero()
-    a4 = vzero()
-    a5 = vzero()
-    a6 = vzero()
-    a7 = vzero()
+    q = pixel_rows(q0_pixel, last, sw * c, c0, 8)
+    acc = vzeros(8)
     for t in range(taps):
-        p = tap_x[t]
-        wv = vload_n(k, tap_k[t] + c0, width)
-        a0 = vfma(vload_n(xf, p + q0, width), wv, a0)
-        a1 = vfma(vload_n(xf, p + q1, width), wv, a1)
-        a2 = vfma(vload_n(xf, p + q2, width), wv, a2)
-        a3 = vfma(vload_n(xf, p + q3, width), wv, a3)
-        a4 = vfma(vload_n(xf, p + q4, width), wv, a4)
-        a5 = vfma(vload_n(xf, p + q5, width), wv, a5)
-        a6 = vfma(vload_n(xf, p + q6, width), wv, a6)
-        a7 = vfma(vload_n(xf, p + q7, width), wv, a7)
+        acc = fma_load_rows(xf, q, tap_x[t], width, vload_n(k, tap_k[t] + c0, width), acc)
     bv = vload_n(bias, c0, width)
-    vstore_n(yf, out, finish(a0, bv, code, alpha), width)
+    vstore_n(yf, out, finish(acc[0], bv, code, alpha), width)
     if q0_pixel + 1 < tiled_hi:
-        vstore_n(yf, out + 1 * c, finish(a1, bv, code, alpha), width)
+        vstore_n(yf, out + 1 * c, finish(acc[1], bv, code, alpha), width)
     if q0_pixel + 2 < tiled_hi:
-        vstore_n(yf, out + 2 * c, finish(a2, bv, code, alpha), width)
+        vstore_n(yf, out + 2 * c, finish(acc[2], bv, code, alpha), width)
     if q0_pixel + 3 < tiled_hi:
-        vstore_n(yf, out + 3 * c, finish(a3, bv, code, alpha), width)
+        vstore_n(yf, out + 3 * c, finish(acc[3], bv, code, alpha), width)
     if q0_pixel + 4 < tiled_hi:
-        vstore_n(yf, out + 4 * c, finish(a4, bv, code, alpha), width)
+        vstore_n(yf, out + 4 * c, finish(acc[4], bv, code, alpha), width)
     if q0_pixel + 5 < tiled_hi:
-        vstore_n(yf, out + 5 * c, finish(a5, bv, code, alpha), width)
+        vstore_n(yf, out + 5 * c, finish(acc[5], bv, code, alpha), width)
     if q0_pixel + 6 < tiled_hi:
-        vstore_n(yf, out + 6 * c, finish(a6, bv, code, alpha), width)
+        vstore_n(yf, out + 6 * c, finish(acc[6], bv, code, alpha), width)
     if q0_pixel + 7 < tiled_hi:
-        vstore_n(yf, out + 7 * c, finish(a7, bv, code, alpha), width)
+        vstore_n(yf, out + 7 * c, finish(acc[7], bv, code, alpha), width)

@@ -62,10 +62,42 @@ def _masked_name(op: str, ptr) -> str:
     return f"llvm.masked.{op}.v16f32.{'p0' if opaque else 'p0v16f32'}"
 
 
+# LLVM IR of the operations below, for intrinsics that emit many of them at once (nnlite.ops.simd_rows)
+
+def splat_ir(builder, value):
+    """<16 x float> with every lane = the float ``value``."""
+    first = builder.insert_element(ir.Constant(_VEC, ir.Undefined), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(first, ir.Constant(_VEC, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+
+
+def fma_ir(builder, a, b, c):
+    """a * b + c with one rounding."""
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
+    return builder.call(fn, [a, b, c])
+
+
+def load_ir(builder, element_ptr):
+    """16 floats from ``element_ptr`` on."""
+    return builder.load(builder.bitcast(element_ptr, _VEC.as_pointer()), align=4)
+
+
+def load_n_ir(builder, element_ptr, count):
+    """The first ``count`` floats from ``element_ptr`` on, 0 in the other lanes; reads nothing beyond."""
+    ptr = builder.bitcast(element_ptr, _VEC.as_pointer())
+    mask = _lane_mask(builder, count)
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(_VEC, [ptr.type, _I32, mask.type, _VEC]), _masked_name("load", ptr))
+    return builder.call(fn, [ptr, ir.Constant(_I32, 4), mask, ir.Constant(_VEC, [0.0] * LANES)])
+
+
+ZERO_IR = ir.Constant(_VEC, [0.0] * LANES)
+
+
 @intrinsic
 def vzero(typingctx):
     """All lanes 0."""
-    return f32x16(), lambda context, builder, sig, args: ir.Constant(_VEC, [0.0] * LANES)
+    return f32x16(), lambda context, builder, sig, args: ZERO_IR
 
 
 @intrinsic
@@ -73,12 +105,7 @@ def vsplat(typingctx, x):
     """All lanes = the float32 scalar x."""
     if x != types.float32:
         return None
-
-    def codegen(context, builder, sig, args):
-        first = builder.insert_element(ir.Constant(_VEC, ir.Undefined), args[0], ir.Constant(_I32, 0))
-        return builder.shuffle_vector(first, ir.Constant(_VEC, ir.Undefined),
-                                      ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
-    return f32x16(x), codegen
+    return f32x16(x), lambda context, builder, sig, args: splat_ir(builder, args[0])
 
 
 @intrinsic
@@ -91,10 +118,7 @@ def vsplat_at(typingctx, arr, offset):
 
     def codegen(context, builder, sig, args):
         data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        value = builder.load(builder.gep(data, [args[1]]), align=4)
-        first = builder.insert_element(ir.Constant(_VEC, ir.Undefined), value, ir.Constant(_I32, 0))
-        return builder.shuffle_vector(first, ir.Constant(_VEC, ir.Undefined),
-                                      ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+        return splat_ir(builder, builder.load(builder.gep(data, [args[1]]), align=4))
     return f32x16(arr, types.intp), codegen
 
 
@@ -110,11 +134,8 @@ def vload(typingctx, arr, offset):
 def vload_n(typingctx, arr, offset, count):
     """arr[offset : offset + count] in the first ``count`` lanes, 0 in the others; reads nothing beyond."""
     def codegen(context, builder, sig, args):
-        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1])
-        mask = _lane_mask(builder, args[2])
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_VEC, [ptr.type, _I32, mask.type, _VEC]), _masked_name("load", ptr))
-        return builder.call(fn, [ptr, ir.Constant(_I32, 4), mask, ir.Constant(_VEC, [0.0] * LANES)])
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return load_n_ir(builder, builder.gep(data, [args[1]]), args[2])
     return f32x16(arr, types.intp, types.intp), codegen
 
 
@@ -144,10 +165,7 @@ def vstore_n(typingctx, arr, offset, v, count):
 @intrinsic
 def vfma(typingctx, a, b, c):
     """a * b + c, lane by lane, with one rounding (as BLAS's FMA kernels)."""
-    def codegen(context, builder, sig, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
-        return builder.call(fn, args)
-    return f32x16(f32x16, f32x16, f32x16), codegen
+    return f32x16(f32x16, f32x16, f32x16), lambda context, builder, sig, args: fma_ir(builder, *args)
 
 
 @intrinsic

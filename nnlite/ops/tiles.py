@@ -2,7 +2,7 @@
 
 Used by the GEMM (:mod:`nnlite.ops.gemm`), the fused conv -> max pool (:mod:`nnlite.ops.convpool`) and
 depthwise -> 1x1 (:mod:`nnlite.ops.separable`) kernels, the matrix-vector product (:mod:`nnlite.ops.gemv`)
-and the SIMD depthwise (:mod:`nnlite.ops.depthwise_simd`). The unrolled microkernels themselves are in
+and the SIMD depthwise (:mod:`nnlite.ops.depthwise_simd`). The register tiles themselves are in
 :mod:`nnlite.ops.microkernels` and :mod:`nnlite.ops.depthwise_tiles3` (5, 7) (generated).
 
 Activation codes are those of :mod:`nnlite.ops.activations`: the register epilogue :func:`finish` applies
