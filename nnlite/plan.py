@@ -316,7 +316,7 @@ class InvertedStep(Step):
         from .ops.inverted import prepare_inverted_residual
         x = xs[0]
         args, kwargs = self._arguments()
-        block = prepare_inverted_residual(x, *args, **kwargs)
+        block = prepare_inverted_residual(x, *args, **kwargs, shortcut=self.residual is not None)
         if block is None or self.residual is None:
             return block
         if block.out_shape != x.shape:  # the add would broadcast: not the fused shortcut

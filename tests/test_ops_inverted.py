@@ -130,6 +130,36 @@ def test_blocks_not_worth_fusing_run_layer_by_layer(monkeypatch):
     assert calls == [] and np.array_equal(got, layer_by_layer(*weights, (None, None, None), padding="same"))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_block_not_fused_sums_its_shortcut_in_the_projection(monkeypatch, threads):
+    """A block worth_fusing turns down, given a residual: the 1x1 projection's kernel adds it as it writes (no
+    separate add over the output), with ops.add's bits; the plan's prepared step does the same."""
+    rng = np.random.default_rng(12)
+    case = (1, 7, 7, 32, 192, 32, 3, 1, "same", 1)
+    x, ek, eb, dk, db, pk, pb = block(rng, case)
+    want = ops.add(x, layer_by_layer(x, ek, eb, dk, db, pk, pb, ("relu6", "relu6", None), padding="same"))
+    monkeypatch.setattr(inverted, "worth_fusing", lambda *args: False)
+    monkeypatch.setattr(separable, "worth_fusing", lambda *args: threads == 1)  # the pair fused, or not
+    monkeypatch.setattr(inverted, "add", lambda *args, **kwargs: pytest.fail("a separate add"))
+    inverted._geometry.cache_clear()
+    separable._fast_pair_key.cache_clear()
+    saved = ops.get_num_threads()
+    ops.set_num_threads(threads)
+    try:
+        with engine.use("simd"):
+            f = inverted.prepare_inverted_residual(x, ek, eb, dk, db, pk, pb, padding="same",
+                                                   expand_activation="relu6", depthwise_activation="relu6",
+                                                   shortcut=True)
+            got = f(x, x)
+            direct = ops.inverted_residual(x, ek, eb, dk, db, pk, pb, padding="same", expand_activation="relu6",
+                                           depthwise_activation="relu6", residual=x)
+    finally:
+        ops.set_num_threads(saved)
+        inverted._geometry.cache_clear()
+        separable._fast_pair_key.cache_clear()
+    assert np.array_equal(got, want) and np.array_equal(direct, want)
+
+
 def test_arguments_it_cannot_take_as_they_are_take_the_checked_path():
     """Lists, float64 and a bias of the wrong size go through the ops one by one (their conversions, their errors)."""
     rng = np.random.default_rng(5)

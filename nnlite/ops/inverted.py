@@ -27,7 +27,7 @@ from .activations import CODES, LAST_REGISTER_CODE, LINEAR
 from .conv import _plain, _plain_input, cached_geometry, conv2d, prepare_conv2d
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
-from .prepare import chain, like
+from .prepare import like
 from .separable import depthwise_pointwise, prepare_depthwise_pointwise
 from .shape import add
 from .tiles import NR, ZERO, act_address, copy_run, pack_all, zeros
@@ -48,7 +48,7 @@ def inverted_residual(x, expand_kernel, expand_bias, depthwise_kernel, depthwise
         x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias,
         stride=stride, padding=padding, dilation=dilation, expand_activation=expand_activation,
         depthwise_activation=depthwise_activation, activation=activation, expand_alpha=expand_alpha,
-        depthwise_alpha=depthwise_alpha, alpha=alpha)
+        depthwise_alpha=depthwise_alpha, alpha=alpha, shortcut=residual is not None)
     if fast is not None and (residual is None or (_plain_input(residual) and residual.shape == fast.out_shape)):
         return fast(x, residual)
     mid = conv2d(x, expand_kernel, expand_bias, activation=expand_activation, alpha=expand_alpha)
@@ -127,10 +127,11 @@ def _fast_geometry(x, ek, eb, dk, db, pk, pb, stride, padding, dilation, acts):
 def prepare_inverted_residual(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
                               pointwise_bias, *, stride=1, padding="valid", dilation=1, expand_activation=None,
                               depthwise_activation=None, activation=None, expand_alpha=0.2, depthwise_alpha=0.2,
-                              alpha=0.2):
+                              alpha=0.2, shortcut=False):
     """:func:`inverted_residual` for inputs of ``x``'s shape as a function ``f(x, residual=None)`` (see
     :mod:`nnlite.ops.prepare`): the banded kernel, or the layers' fast paths where it is not worth fusing; None
-    unless those take these arguments."""
+    unless those take these arguments. With ``shortcut``, ``f(x, residual)`` needs the residual: the layers' path
+    then sums it in the 1x1 projection's kernel, as the banded kernel does, rather than in an add after it."""
     if not engine.simd():
         return None
     geo = _fast_geometry(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
@@ -141,15 +142,18 @@ def prepare_inverted_residual(x, expand_kernel, expand_bias, depthwise_kernel, d
         rest = expand and prepare_depthwise_pointwise(
             like(expand), depthwise_kernel, depthwise_bias, pointwise_kernel, pointwise_bias, stride=stride,
             padding=padding, dilation=dilation, depthwise_activation=depthwise_activation,
-            depthwise_alpha=depthwise_alpha, activation=activation, alpha=alpha)
-        block = chain(expand, rest)
-        if block is None:
+            depthwise_alpha=depthwise_alpha, activation=activation, alpha=alpha,
+            accumulate=("linear", 0.0, False) if shortcut else None)  # acc + y: add(residual, y)'s sum
+        if expand is None or rest is None:
             return None
-
-        def layers(x, residual=None):
-            y = block(x)
-            return y if residual is None else add(residual, y)
-        layers.out_shape = block.out_shape
+        if shortcut:
+            def layers(x, residual):
+                return rest(expand(x), residual)
+        else:
+            def layers(x, residual=None):
+                y = rest(expand(x))
+                return y if residual is None else add(residual, y)
+        layers.out_shape = rest.out_shape
         return layers
     return _prepare(x.shape[0], expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
                     pointwise_bias, CODES[expand_activation], expand_alpha, CODES[depthwise_activation],
