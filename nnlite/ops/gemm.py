@@ -48,7 +48,7 @@ from .jit import helper, kernel
 from .microkernels import gemm_tile_1x32, gemm_tile_8x32, gemm_tile_16x16
 from .prepare import summing, writing_into
 from .simd import vload_n
-from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, zero_run, zeros
+from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, sum_address, zero_run, zeros
 from .workspace import scratch
 
 # A one-row tile keeps one or two sums, each waiting on the FMA latency (4 cycles): a quarter of a whole tile's
@@ -388,7 +388,7 @@ def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None, into=None):
 
     if accumulate is not None:
         scode, salpha, keep = accumulate
-        sum_at = bound.address("sum_block")
+        sum_at = sum_address(keep)
         return summing(lay.out_shape, keep, lambda x, acc, total, y: launch(
             x, y, (acc.reshape(-1), total.reshape(-1), scode, salpha, sum_at)))
 

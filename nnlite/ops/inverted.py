@@ -208,9 +208,14 @@ def _inverted_rows(xf, h, w, cin, ek, epre, ebias, ecode, ealpha, dk, dbias, kh,
     else:
         ppacked = np.empty(ppanels * e * NR, np.float32)
         pack_all(pk, e, cout, ppacked)
-    ebases = np.arange(ring * w) * cin  # each input pixel's offset from the first expanded row's
-    pbases = np.arange(band * ow) * e  # each depthwise output pixel's offset in mid
-    taps = np.zeros(1, np.int64)  # 1x1 convs: one tap
+    ebases = np.empty(ring * w, np.int64)  # each input pixel's offset from the first expanded row's
+    for i in range(ring * w):
+        ebases[i] = i * cin
+    pbases = np.empty(band * ow, np.int64)  # each depthwise output pixel's offset in mid
+    for i in range(band * ow):
+        pbases[i] = i * e
+    taps = np.empty(1, np.int64)  # 1x1 convs: one tap
+    taps[0] = 0
     efused = ecode if ecode <= LAST_REGISTER_CODE else LINEAR
     pfused = pcode if pcode <= LAST_REGISTER_CODE else LINEAR
     have, k0, k1 = -1, ZERO, ZERO

@@ -22,7 +22,7 @@ from .depthwise import depthwise_conv2d, prepare_depthwise_conv2d
 from .jit import kernel
 from .padding import pair, resolve_padding_2d
 from .prepare import chain, like, sum_of, summing
-from .tiles import NR, ZERO, act_address, pack_all, sum_block, zeros
+from .tiles import NR, ZERO, act_address, pack_all, sum_address, zeros
 
 
 def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid", dilation=1,
@@ -189,7 +189,8 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
             zeros(cout) if pb is None else w_(pb), pcode, np.float32(alpha))
     dw_rows_at = depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, l, ow)
     tail = (oh, ow, cout, band, bound.address("depthwise_rows"), bound.address("panel_tiles"), act_address(dcode),
-            act_address(pcode), dw_rows_at, machine.caches().l1d, machine.caches().l2, ZERO)
+            act_address(pcode), dw_rows_at, machine.caches().l1d, machine.caches().l2,
+            ZERO if accumulate is None else sum_address(accumulate[2]), ZERO)
 
     out_shape = (n, oh, ow, cout)
     none = (prepack.NONE, prepack.NONE, LINEAR, np.float32(0))
@@ -213,13 +214,14 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
 @kernel
 def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pre, pbias,
                     pcode, palpha, acc, total, scode, salpha, yf, oh, ow, cout, band, rows_at, tiles_at, dact_at,
-                    pact_at, dw_rows_at, l1, l2, row_off, r0, r1):
+                    pact_at, dw_rows_at, l1, l2, sum_at, row_off, r0, r1):
     # Output rows [r0, r1) of depthwise_pointwise, ``band`` rows at a time: the depthwise rows go to ``mid``
     # (band*ow, c), then nnlite.ops.gemm's tiles multiply them by the pointwise kernel pk (c*cout,), packed
     # here or already (pre, from nnlite.ops.prepack; else empty).
     # rows_at, tiles_at: the bound.address of depthwise_rows and panel_tiles; dact_at, pact_at: tiles.act_address
     # of dcode and pcode; dw_rows_at, l1: depthwise_rows' own. acc (flat, as yf) or empty: each
-    # band becomes act_scode(acc + band), the sum first copied to total unless that is empty. Row r is stored
+    # band becomes act_scode(acc + band), the sum first copied to total unless that is empty (tiles.sum_block,
+    # by address sum_at, so that models without such sums never compile it; 0 without acc). Row r is stored
     # at row r - row_off of yf (and of acc and total)
     mid = np.empty(band * ow * c, np.float32)
     panels = (cout + NR - 1) // NR
@@ -228,8 +230,11 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
     else:
         packed = np.empty(panels * c * NR, np.float32)  # the pointwise kernel packed once, for every band
         pack_all(pk, c, cout, packed)
-    bases = np.arange(band * ow) * c  # (band*ow,) int64: each depthwise output pixel's offset in mid
-    taps = np.zeros(1, np.int64)  # a 1x1 conv: one tap
+    bases = np.empty(band * ow, np.int64)  # each depthwise output pixel's offset in mid
+    for i in range(band * ow):
+        bases[i] = i * c
+    taps = np.empty(1, np.int64)  # a 1x1 conv: one tap
+    taps[0] = 0
     fused = pcode if pcode <= LAST_REGISTER_CODE else LINEAR
     for b0 in range(r0, r1, band):
         b1 = min(r1, b0 + band)
@@ -244,10 +249,11 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
         if pcode > LAST_REGISTER_CODE:
             bound.call(pact_at, "act_block", (out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha))
         if acc.shape[0]:  # acc + y in add's order (nnlite.ops.shape._add_into), then its activation
-            sum_block(yf, acc, total, cout, (b0 - row_off) * ow, (b1 - row_off) * ow, ZERO, cout, scode, salpha)
+            bound.call(sum_at, "sum_block", (yf, acc, total, cout, (b0 - row_off) * ow, (b1 - row_off) * ow, ZERO, cout,
+                                             scode, salpha))
 
 
 _separable_parallel = drivers.driver(_separable_rows)
 _F, _I = types.float32[::1], types.int64
 bound.declare("separable_rows", _separable_rows, (_F, _I, _I, _I, _F, _F, *[_I] * 8, _I, types.float32, _F, _F, _F, _I,
-                                                  types.float32, _F, _F, _I, types.float32, _F, *[_I] * 14))
+                                                  types.float32, _F, _F, _I, types.float32, _F, *[_I] * 15))

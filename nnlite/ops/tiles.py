@@ -102,9 +102,9 @@ def act_address(code: int) -> int:
 
 @helper
 def sum_block(y, acc, total, n, r0, r1, c0, c1, code, alpha):
-    """y = act(acc + y) on rows [r0, r1) x columns [c0, c1) of y and acc flat (rows*n,), the sum first copied to
-    total (flat, the same) unless that is empty: a residual add run on a block of a kernel's output while it
-    is in cache, in :func:`nnlite.ops.add`'s order (the same bits)."""
+    """y = act(acc + y) on rows [r0, r1) x columns [c0, c1) of y and acc flat (rows*n,): a residual add run on a
+    block of a kernel's output while it is in cache, in :func:`nnlite.ops.add`'s order (the same bits).
+    ``total`` (empty here) is :func:`sum_block_kept`'s: the two take the same arguments."""
     if c0 == 0 and c1 == n:  # whole rows: one run
         sum_run(y, acc, total, r0 * n, r1 * n, code, alpha)
     else:
@@ -113,20 +113,46 @@ def sum_block(y, acc, total, n, r0, r1, c0, c1, code, alpha):
 
 
 @helper
+def sum_block_kept(y, acc, total, n, r0, r1, c0, c1, code, alpha):
+    """:func:`sum_block` that first stores the sum in ``total`` (flat, as y): a sum the model reads again."""
+    if c0 == 0 and c1 == n:
+        sum_run_kept(y, acc, total, r0 * n, r1 * n, code, alpha)
+    else:
+        for r in range(r0, r1):
+            sum_run_kept(y, acc, total, r * n + c0, r * n + c1, code, alpha)
+
+
+@helper
 def sum_run(y, acc, total, start, end, code, alpha):
     """:func:`sum_block` on the flat run [start, end), 4096 values at a time: still in L1 for the activation."""
     for s0 in range(start, end, 4096):
         s1 = min(end, s0 + 4096)
-        block, summand = y[s0:s1], acc[s0:s1]  # sliced: range() indices need no wraparound test, so the
-        if total.shape[0]:                     # loops vectorise
-            act_sum_kept(block, total[s0:s1], summand, block, code, alpha)
-        else:
-            act_sum_into(block, summand, code, alpha)  # the sum and its activation in one loop
+        # sliced: range() indices need no wraparound test, so the loops vectorise
+        act_sum_into(y[s0:s1], acc[s0:s1], code, alpha)  # the sum and its activation in one loop
+
+
+@helper
+def sum_run_kept(y, acc, total, start, end, code, alpha):
+    """:func:`sum_block_kept` on the flat run [start, end), as :func:`sum_run`."""
+    for s0 in range(start, end, 4096):
+        s1 = min(end, s0 + 4096)
+        block = y[s0:s1]
+        act_sum_kept(block, total[s0:s1], acc[s0:s1], block, code, alpha)
+
+
+def sum_address(keep: bool, run: bool = False) -> int:
+    """Where kernels call the residual sum of a block of their output (``run``: of a flat run), by address
+    (:mod:`nnlite.ops.bound`; call it as "sum_block" or "sum_run": the kept twins take the same arguments). Only
+    the variant a model uses is compiled: the kept sum (:func:`act_sum_kept`) was a fifth of a second of a
+    first run that never kept one."""
+    return bound.address(("sum_run" if run else "sum_block") + ("_kept" if keep else ""))
 
 
 _SUM = (types.float32[::1], types.float32[::1], types.float32[::1], types.int64, types.int64)
-bound.declare("sum_block", sum_block, (*_SUM, *[types.int64] * 4, types.float32))
-bound.declare("sum_run", sum_run, (*_SUM[:3], *[types.int64] * 3, types.float32))
+for _name, _fn in (("sum_block", sum_block), ("sum_block_kept", sum_block_kept)):
+    bound.declare(_name, _fn, (*_SUM, *[types.int64] * 4, types.float32))
+for _name, _fn in (("sum_run", sum_run), ("sum_run_kept", sum_run_kept)):
+    bound.declare(_name, _fn, (*_SUM[:3], *[types.int64] * 3, types.float32))
 
 
 @helper

@@ -46,7 +46,7 @@ from .activations import LINEAR
 from .jit import inlined, kernel
 from .prepare import summing, writing_into
 from .simd import vadd, vload_n, vstore_n, vsub, vzero
-from .tiles import NR, ZERO, finish, zeros
+from .tiles import NR, ZERO, finish, sum_address, zeros
 
 POSITIONS = 16                 # 4x4 products per tile
 MIN_CHANNELS = 16              # fewer input or output channels: the transforms cost more than they save
@@ -134,7 +134,7 @@ def prepare(kernel: np.ndarray, bias, code: int, alpha: float, in_shape, pads, o
 
     if accumulate is not None:
         scode, salpha, keep = accumulate
-        sum_at = bound.address("sum_run")
+        sum_at = sum_address(keep, run=True)
         return summing(out_shape, keep, lambda x, acc, total, y: launch(
             x, y, (acc.reshape(-1), total.reshape(-1), scode, salpha, sum_at)))
 
