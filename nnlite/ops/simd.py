@@ -77,11 +77,6 @@ def fma_ir(builder, a, b, c):
     return builder.call(fn, [a, b, c])
 
 
-def load_ir(builder, element_ptr):
-    """16 floats from ``element_ptr`` on."""
-    return builder.load(builder.bitcast(element_ptr, _VEC.as_pointer()), align=4)
-
-
 def load_n_ir(builder, element_ptr, count):
     """The first ``count`` floats from ``element_ptr`` on, 0 in the other lanes; reads nothing beyond."""
     ptr = builder.bitcast(element_ptr, _VEC.as_pointer())
