@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from . import replay
 from .errors import ConfigError, ModelError, ShapeError
 from .layer import Layer
 from .plan import Step, plan_steps
@@ -174,6 +175,7 @@ class Model:
         self._by_name = {layer.name: layer for layer in layers}
         self.optimize = True  # forward() runs the fused execution plan (see plan_steps)
         self._plan: tuple[list[Step], list[tuple[str, ...]]] | None = None
+        self._replays: dict[tuple, list] = {}  # input signature -> each step's call (nnlite.replay)
 
     def __getitem__(self, name: str) -> Layer:
         try:
@@ -243,13 +245,30 @@ class Model:
                 frees[i].append(src)
         return [tuple(f) for f in frees]
 
-    def _run_steps(self, steps: list[Step], frees: list[tuple[str, ...]] | None,
-                   feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run ``steps`` on ``feed``; after step i, delete the tensors ``frees[i]`` (None: keep every one)."""
+    def _run_plan(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The execution plan on ``feed``, replayed where it ran on inputs like these before (nnlite.replay)."""
+        steps, frees = self._execution_plan()
+        key = replay.signature(feed)
+        calls = self._replays.get(key)
+        if calls is not None:
+            return self._run_steps(steps, frees, feed, calls)
+        recorder = replay.Recorder(feed)
+        values = self._run_steps(steps, frees, feed, recorder=recorder)
+        if replay.signature(feed) == key:  # no layer changed meanwhile
+            replay.keep(self._replays, key, recorder.calls)
+        return values
+
+    def _run_steps(self, steps: list[Step], frees: list[tuple[str, ...]] | None, feed: dict[str, np.ndarray],
+                   calls: list | None = None, recorder: replay.Recorder | None = None) -> dict[str, np.ndarray]:
+        """Run ``steps`` on ``feed``; after step i, delete the tensors ``frees[i]`` (None: keep every one).
+        ``calls``: what to call for each step instead of the step; ``recorder`` notes each step's run."""
         values = dict(feed)
         for i, step in enumerate(steps):
             try:
-                out = step(*[values[src] for src in step.inputs])
+                xs = [values[src] for src in step.inputs]
+                out = (step if calls is None else calls[i])(*xs)
+                if recorder is not None:
+                    recorder.note(step, xs)
                 if step.outs is not None:  # a plan step returning several tensors (nnlite.plan_sums)
                     values.update(zip(step.outs, out))
                 elif step.layer.n_outputs == 1:
@@ -275,7 +294,7 @@ class Model:
         the first run on, conv and dense kernels are read-only (ops/prepack.py): assign new arrays to change them."""
         feed = self._feed(args, kwargs)
         if self.optimize:
-            values = self._run_steps(*self._execution_plan(), feed)
+            values = self._run_plan(feed)
         else:
             values = self._run(feed, keep_all=False)
         outs = tuple(values[o] for o in self.outputs)
