@@ -78,3 +78,50 @@ def test_a_warm_process_loads_kernels_without_numbas_registries_and_can_still_co
     assert cold[1] == "True"     # a compilation installs every registry ...
     assert warm[1] == "False"    # ... a load does not
     assert warm[2] == "15.0"
+
+
+_STAMP_PROBE = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import stamp_probe_caller as m
+print(m.scaled(np.float32(5)), sum(m.scaled.stats.cache_hits.values()), sum(m.scaled.stats.cache_misses.values()))
+"""
+
+
+def test_a_kernel_compiles_again_when_a_file_it_may_have_compiled_in_changes(tmp_path):
+    """Numba keys a function's cache on its own file: a kernel calling a helper of another file kept the old
+    helper's code after an edit of that file. nnlite's stamp covers the folder (and nnlite/ops)."""
+    import subprocess
+    import sys
+    callee = tmp_path / "stamp_probe_callee.py"
+    callee.write_text("from nnlite.ops.jit import helper\n\n\n@helper\ndef times(x):\n    return x * 2\n")
+    (tmp_path / "stamp_probe_caller.py").write_text(
+        "from nnlite.ops.jit import kernel\nfrom stamp_probe_callee import times\n\n\n"
+        "@kernel\ndef scaled(x):\n    return times(x) + 1\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), NNLITE_PRECOMPILE="0")
+
+    def run():
+        done = subprocess.run([sys.executable, "-c", _STAMP_PROBE, str(tmp_path)], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.split()
+
+    assert run() == ["11.0", "0", "1"]   # compiled
+    assert run() == ["11.0", "1", "0"]   # loaded
+    callee.write_text(callee.read_text().replace("x * 2", "x * 30"))  # the caller's own file is unchanged
+    assert run() == ["151.0", "0", "1"]  # compiled again, with the new helper
+    assert run() == ["151.0", "1", "0"]
+
+
+def test_the_sources_stamp_follows_every_python_file_of_the_folder(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    before = jit.sources_stamp.__wrapped__(str(tmp_path))
+    assert jit.sources_stamp.__wrapped__(str(tmp_path)) == before
+    (tmp_path / "notes.txt").write_text("not Python\n")
+    assert jit.sources_stamp.__wrapped__(str(tmp_path)) == before
+    (tmp_path / "b.py").write_text("y = 2\n")
+    with_b = jit.sources_stamp.__wrapped__(str(tmp_path))
+    assert with_b != before
+    os.utime(tmp_path / "a.py", ns=(0, 0))  # the same size, another time
+    assert jit.sources_stamp.__wrapped__(str(tmp_path)) not in (before, with_b)

@@ -34,10 +34,20 @@ compiler). Loading cached machine code needs none of them but the runtime's symb
 and a compilation refreshes the contexts itself before it starts, so nnlite's dispatchers look up their
 cache without the refresh: a warm start that only loads kernels never pays for it. The runtime itself is
 loaded from machine code cached beside the kernels too (:mod:`nnlite.ops.runtime`).
+
+A cached function is used only while the files it may have compiled in are as they were (:func:`sources_stamp`).
+Numba keys each function's cache on its own file's time and size alone, yet a kernel carries the machine code
+of every helper it calls or inlines, from other files: after an edit of the GEMM tiles (``microkernels.py``),
+the GEMM kernel of ``gemm.py`` still loaded the old tiles from its cache, and so would an editable install
+updated by ``git pull``. So each nnlite function's cache stamp also covers every Python file of
+``nnlite/ops`` (the bottom layer, where every kernel's callees live) and of its own folder: a change to any
+of them compiles those functions again, once.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import time
 
@@ -118,12 +128,35 @@ class _QuickLoad:
         return None   # an I/O error the guard swallowed: a miss
 
 
+@functools.cache
+def sources_stamp(folder: str) -> str:
+    """A digest of the name, size and modification time of every Python file in ``nnlite/ops`` and in
+    ``folder``: the files a function defined in ``folder`` may have compiled in (module docstring)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for where in sorted({os.path.dirname(os.path.abspath(__file__)), os.path.abspath(folder)}):
+        try:
+            names = sorted(n for n in os.listdir(where) if n.endswith(".py"))
+        except OSError:
+            names = []
+        for name in names:
+            try:
+                st = os.stat(os.path.join(where, name))
+            except OSError:
+                continue
+            digest.update(f"{os.path.basename(where)}/{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def locked(dispatcher):
     """``dispatcher``, whose cache lookups and compilations of new signatures hold its file lock, and whose
     cache lookups skip Numba's context refresh."""
     if not hasattr(dispatcher, "overloads"):   # NUMBA_DISABLE_JIT: a plain Python function
         return dispatcher
     cache = getattr(dispatcher, "_cache", None)
+    index = getattr(cache, "_cache_file", None)
+    if hasattr(index, "_source_stamp"):  # Numba's own stamp, and what the function may have compiled in
+        folder = os.path.dirname(dispatcher.py_func.__code__.co_filename)
+        index._source_stamp = (index._source_stamp, sources_stamp(folder))
     if hasattr(cache, "_load_overload") and hasattr(cache, "_guard_against_spurious_io_errors"):
         dispatcher._cache = _QuickLoad(cache)
     compile_unlocked = dispatcher.compile
