@@ -52,8 +52,8 @@ class Recorder:
 def keep(replays: dict, key: tuple, calls: list[Callable]) -> None:
     """Store ``calls`` under ``key``, first dropping replays that can no longer be valid (another revision,
     thread count or engine) and, past :data:`MAX_SIGNATURES`, all of them."""
-    for old in [k for k in replays if k[:3] != key[:3]]:
-        del replays[old]
+    for old in [k for k in list(replays) if k[:3] != key[:3]]:
+        replays.pop(old, None)  # (another thread running the model may have dropped it already)
     if len(replays) >= MAX_SIGNATURES:
         replays.clear()
     replays[key] = calls

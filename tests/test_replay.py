@@ -132,3 +132,14 @@ def test_at_most_max_signatures_replays_are_kept():
         x = rand(rng, 1, h, 6, 3)
         assert np.array_equal(model(x), layer_by_layer(model, x))
         assert 1 <= len(model._replays) <= replay.MAX_SIGNATURES
+
+
+def test_threads_running_one_model_on_inputs_of_several_shapes_get_the_layers_bits():
+    from concurrent.futures import ThreadPoolExecutor
+    model = small_model(np.random.default_rng(12))
+    rng = np.random.default_rng(13)
+    inputs = [rand(rng, 1, 4 + i, 6, 3) for i in range(replay.MAX_SIGNATURES + 2)]  # more than are kept
+    want = [layer_by_layer(model, x) for x in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: model(inputs[i % len(inputs)]), range(12 * len(inputs))))
+    assert all(np.array_equal(g, want[i % len(inputs)]) for i, g in enumerate(got))
