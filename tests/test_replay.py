@@ -8,20 +8,9 @@ import pytest
 
 from nnlite import ops, prepared, replay
 from nnlite.graph import GraphBuilder
+from tests.test_prepared import layer_by_layer, rand
 
 pytestmark = pytest.mark.usefixtures("simd_engine")
-
-
-def rand(rng, *shape):
-    return rng.standard_normal(shape).astype(np.float32)
-
-
-def layer_by_layer(model, x):
-    model.optimize = False
-    try:
-        return model(x)
-    finally:
-        model.optimize = True
 
 
 def small_model(rng, middle=None):
