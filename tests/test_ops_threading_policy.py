@@ -32,7 +32,8 @@ class FakeClock:
 
 def make_guard(**kwargs):
     clock = FakeClock()
-    return parallel.BusyGuard(clock=clock, window=4, ratio=1.0, hold=0.25, max_hold=1.0, trial=10, **kwargs), clock
+    settings = dict(window=4, span=0.0, ratio=1.0, hold=0.25, max_hold=1.0, trial=3) | kwargs
+    return parallel.BusyGuard(clock=clock, **settings), clock
 
 
 def test_guard_stays_parallel_while_regions_take_their_usual_time():
@@ -68,6 +69,21 @@ def test_guard_runs_serially_once_a_window_loses_more_than_its_best_then_tries_t
     assert not guard.serial()
 
 
+def test_guard_decides_on_a_span_of_work_so_one_late_region_of_a_small_model_does_not_hold_it():
+    guard, clock = make_guard(window=32, span=0.01)
+    regions = [("conv", i % 10) for i in range(10)]            # a small model: ten 40 us regions a run
+    for key in regions:
+        guard.record(key, 40e-6)
+    for run in range(100):                                    # 40 ms of work, one 3 ms delay: stays parallel
+        for i, key in enumerate(regions):
+            guard.record(key, 3e-3 if run == 50 and i == 3 else 40e-6)
+    assert guard.trips == 0 and not guard.serial()
+    for run in range(30):                                     # 2 ms of work per 3 ms of waiting: one thread
+        for i, key in enumerate(regions):
+            guard.record(key, 3e-3 if i == 3 and run % 5 == 0 else 40e-6)
+    assert guard.trips == 1 and guard.serial()
+
+
 def test_each_region_is_compared_with_its_own_best():
     guard, _ = make_guard()
     guard.record(("conv", 1), 0.002)
@@ -88,7 +104,7 @@ def test_guard_hold_doubles_when_threads_fail_again_soon_and_resets_after_a_calm
     trip()
     assert guard.hold == 0.25
     clock.now += 0.3
-    trip()                                # within `trial` (10) regions of the last trip
+    trip()                                # the next window: within `trial` (3) windows of the last trip
     assert guard.hold == 0.5 and guard.serial()
     clock.now += 0.6
     trip()
@@ -97,7 +113,7 @@ def test_guard_hold_doubles_when_threads_fail_again_soon_and_resets_after_a_calm
     trip()
     assert guard.hold == 1.0
     clock.now += 1.1
-    for _ in range(20):                   # a calm trial
+    for _ in range(20):                   # a calm trial: 5 windows
         guard.record("conv", 0.002)
     trip()
     assert guard.hold == 0.25 and guard.trips == 5

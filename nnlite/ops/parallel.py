@@ -122,18 +122,24 @@ _layer_is_threadsafe = [False]
 
 
 class BusyGuard:
-    """Decides when parallel regions run on one thread. Every ``window`` regions it compares the time they
-    lost (each region's time minus the best seen for the same region) with their best times: lost more
-    than ``ratio`` times best means the threads ran the work slower than about one thread would, so every
-    region runs serially for ``hold`` seconds, then threads are tried again. A trip within ``trial``
-    regions of the last one doubles the hold (up to ``max_hold``); a calm trial resets it. ``clock`` is
-    injectable (tests drive it by hand)."""
+    """Decides when parallel regions run on one thread. Once a window holds at least ``window`` regions
+    whose best times add up to at least ``span`` seconds, it compares the time they lost (each region's time
+    minus the best seen for the same region) with those best times: lost more than ``ratio`` times best means
+    the threads ran the work slower than about one thread would, so every region runs serially for ``hold``
+    seconds, then threads are tried again. A trip within ``trial`` windows of the last one doubles the hold
+    (up to ``max_hold``); a calm trial resets it. ``clock`` is injectable (tests drive it by hand).
+
+    Why a span of time as well as a count: a descheduled thread on a quiet machine (an interrupt, another
+    tenant's burst) costs one region a few milliseconds, a few times a second. Over 32 regions of a small
+    model (about a millisecond of work) that one delay outweighs the window and would hold every region on
+    one thread for ``hold`` seconds. A busy machine loses about as much as it works in every stretch of
+    10 ms, so the longer window still catches it, a few tens of milliseconds later."""
 
     MAX_REGIONS = 4096
 
-    def __init__(self, clock=time.perf_counter, window: int = 32, ratio: float = 1.0, hold: float = 0.1,
-                 max_hold: float = 1.0, trial: int = 256):
-        self.clock, self.window, self.ratio = clock, window, ratio
+    def __init__(self, clock=time.perf_counter, window: int = 32, span: float = 0.01, ratio: float = 1.0,
+                 hold: float = 0.1, max_hold: float = 1.0, trial: int = 4):
+        self.clock, self.window, self.span, self.ratio = clock, window, span, ratio
         self.base_hold, self.max_hold, self.trial = hold, max_hold, trial
         self.enabled = True
         self.best: dict = {}
@@ -158,9 +164,9 @@ class BusyGuard:
         self.lost += seconds - best
         self.spent += best
         self.count += 1
-        self.since += 1
-        if self.count < self.window:
+        if self.count < self.window or self.spent < self.span:
             return
+        self.since += 1
         if self.enabled and self.lost > self.ratio * self.spent:
             self.hold = min(self.hold * 2, self.max_hold) if self.since < self.trial else self.base_hold
             self.until = self.clock() + self.hold
