@@ -133,7 +133,7 @@ class BusyGuard:
     tenant's burst) costs one region a few milliseconds, a few times a second. Over 32 regions of a small
     model (about a millisecond of work) that one delay outweighs the window and would hold every region on
     one thread for ``hold`` seconds. A busy machine loses about as much as it works in every stretch of
-    10 ms, so the longer window still catches it, a few tens of milliseconds later."""
+    a hundredth of a second, so the longer window still catches it, a few tens of milliseconds later."""
 
     MAX_REGIONS = 4096
 
