@@ -73,26 +73,29 @@ def matmul_rate(threads: int) -> dict:
 
 def latency(threads: int, seconds: float, models: list[str], pipeline: bool, failures: list,
             batches: str = "1,8", tag: str = "") -> dict:
-    """{(model, batch, engine): {min, median, rounds, macs, err, first}} from pytest-benchmark's JSON."""
-    path = common.CACHE / (f"latency-{threads}t-{_CORETYPE['value'] or 'env'}-{_ENGINE['value'] or 'auto'}"
-                           f"{tag}.json")
+    """{(model, batch, engine): {min, median, rounds, macs, err, first}}: test_latency.py's records (engines in
+    turns) and test_pipeline.py's pytest-benchmark JSON."""
+    stem = f"{threads}t-{_CORETYPE['value'] or 'env'}-{_ENGINE['value'] or 'auto'}{tag}"
+    turns, path = common.CACHE / f"latency-turns-{stem}.json", common.CACHE / f"latency-{stem}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     env = _env(threads, seconds)
     env["NNLITE_BENCH_MODELS"] = ",".join(models)
     env["NNLITE_BENCH_BATCHES"] = batches
+    env["NNLITE_BENCH_LATENCY_JSON"] = str(turns)
     files = ["benchmarks/test_latency.py"] + (["benchmarks/test_pipeline.py"] if pipeline else [])
     path.unlink(missing_ok=True)
+    turns.unlink(missing_ok=True)
     out = _run([sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider", "-rfE",
                 f"--benchmark-json={path}"], env, 3600, ok=(0, 1))     # 1: some test failed, the rest is kept
     failures.extend(line for line in out.splitlines() if line.startswith(("FAILED", "ERROR")))
-    lat = {}
-    for b in json.loads(path.read_text())["benchmarks"]:
-        info, stats = b["extra_info"], b["stats"]
-        err = info.get("rel_err_vs_nnlite", info.get("max_descriptor_distance_vs_nnlite"))
-        lat[(info["model"], info["batch"], info["engine"])] = {
-            "min": stats["min"], "median": stats["median"], "rounds": stats["rounds"], "macs": info["macs"],
-            "err": err, "first": info["first_call_s"]}
-    return lat
+    records = json.loads(turns.read_text()) if turns.is_file() else []
+    for b in json.loads(path.read_text())["benchmarks"] if path.is_file() else []:   # the face pipeline
+        info = b["extra_info"]
+        records.append({**info, **{k: b["stats"][k] for k in ("min", "median", "rounds")},
+                        "rel_err_vs_nnlite": info.get("max_descriptor_distance_vs_nnlite")})
+    return {(r["model"], r["batch"], r["engine"]): {"min": r["min"], "median": r["median"], "rounds": r["rounds"],
+                                                    "macs": r["macs"], "err": r["rel_err_vs_nnlite"],
+                                                    "first": r["first_call_s"]} for r in records}
 
 
 def busy(threads: int, seconds: float, models: list[str], failures: list) -> dict:
@@ -249,7 +252,9 @@ def write(results: dict, path: Path = OUT_MD) -> None:
         f"- BLAS (dense layers, the \"blas\" engine, the matmul rate): OpenBLAS {main['matmul']['blas_core']} "
         f"kernels (OPENBLAS_CORETYPE={main['matmul']['openblas_coretype_env']}), pinned to 1 thread",
         "",
-        "Latency = best of the rounds (other processes only ever add time); the median is in brackets. "
+        "Latency = best call (other processes only ever add time); the median is in brackets. The engines of a "
+        "model take turns (benchmarks/test_latency.py: three turns each, order rotating), so a slow stretch of the "
+        "host hits them alike; the face pipeline's engines run one after another. "
         "TF and ORT run the same layer graph as nnlite with the same weights (benchmarks/tf_graph.py); "
         "'TF Keras-export' is the independent Keras SavedModel of the same weights used by the parity tests. "
         "The last column is each engine's largest relative L2 difference from nnlite's output.", ""]
