@@ -43,6 +43,10 @@ def latency_table(lat: dict, batch: int, matmul: float) -> list[str]:
                     f"{_ms(e['ort'])} | {_ms(e['ov'])} | {_ms(e['tf_keras'])} | {_f(ratio)} | {verdict} | "
                     f"{_f(peer)} {_ok(peer <= TARGET_PEER) if peer is not None else ''} | {_f(gflops, 1)} | "
                     f"{_pct(gflops / matmul) if gflops and matmul else '-'} | {errs} |")
+    tripped = [f"{m} ({n})" for m in common.MODELS if (n := (lat.get((m, batch, "nnlite")) or {}).get("trips"))]
+    if tripped:
+        rows += ["", "nnlite's busy guard tripped during its turns (it read the host as busy and ran on one thread "
+                 "for a while; benchmarks/test_latency.py): " + ", ".join(tripped) + "."]
     return rows
 
 

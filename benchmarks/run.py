@@ -95,7 +95,8 @@ def latency(threads: int, seconds: float, models: list[str], pipeline: bool, fai
                         "rel_err_vs_nnlite": info.get("max_descriptor_distance_vs_nnlite")})
     return {(r["model"], r["batch"], r["engine"]): {"min": r["min"], "median": r["median"], "rounds": r["rounds"],
                                                     "macs": r["macs"], "err": r["rel_err_vs_nnlite"],
-                                                    "first": r["first_call_s"]} for r in records}
+                                                    "first": r["first_call_s"], "trips": r.get("guard_trips")}
+            for r in records}
 
 
 def busy(threads: int, seconds: float, models: list[str], failures: list) -> dict:

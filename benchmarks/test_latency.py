@@ -7,7 +7,7 @@ On a shared VM the second vCPU can be taken by a neighbour for seconds to minute
 in a row then compares one engine in a slow stretch with another in a fast one (round 18 of
 benchmarks/RESULTS.md: onnxruntime's MobileNetV2 at 2 threads went from 3.6 to 6.1 ms within minutes). In turns,
 every engine meets the same stretches. Latency = the best call over all turns (other processes only ever add
-time), with the median of all calls beside it.
+time), with the median of all calls beside it. nnlite's record counts the busy guard's trips during its turns.
 
 Before each engine's turn: a pause of :data:`SETTLE_S`. onnxruntime's threads spin for tens of milliseconds after
 a run (a 0.3 s idle right after one still had 50 ms of CPU) and took the second core from the next engine's first
@@ -55,22 +55,26 @@ def rounds_for(seconds_per_call: float) -> int:
     return int(min(50, max(3, budget // max(seconds_per_call, 1e-6))))
 
 
-def in_turns(runs: dict, x, calls: dict, turns: int = TURNS) -> dict[str, list[float]]:
+def in_turns(runs: dict, x, calls: dict, turns: int = TURNS) -> tuple[dict[str, list[float]], int]:
     """Seconds of each call of ``runs[engine](x)``: ``calls[engine]`` calls per engine, spread over ``turns``
-    turns in which every engine runs once, each turn's order rotated by one."""
+    turns in which every engine runs once, each turn's order rotated by one; and how many times nnlite's busy
+    guard tripped during nnlite's turns (its kernels then ran on one thread for a while)."""
+    from nnlite.ops import parallel
     times: dict[str, list[float]] = {e: [] for e in runs}
-    order = list(runs)
+    order, trips = list(runs), 0
     for turn in range(turns):
         for engine in order[turn % len(order):] + order[:turn % len(order)]:
             share = calls[engine] * (turn + 1) // turns - calls[engine] * turn // turns
             if share == 0:
                 continue
             settle(engine)
+            before = parallel.guard.trips
             for _ in range(share):
                 start = time.perf_counter()
                 runs[engine](x)
                 times[engine].append(time.perf_counter() - start)
-    return times
+            trips += parallel.guard.trips - before if engine == "nnlite" else 0
+    return times, trips
 
 
 def _record(path: str | None, records: list[dict]) -> None:
@@ -101,10 +105,11 @@ def test_latency(zoo, name, batch):
             reference = out
         errors[engine] = (max(relative_error(o, r) for o, r in zip(out, reference))
                           if engine != "tf_keras" and len(out) == len(reference) else None)
-    times = in_turns(runs, x, calls)
+    times, trips = in_turns(runs, x, calls)
     records = [{"model": name, "batch": batch, "engine": e, "min": min(t), "median": statistics.median(t),
                 "rounds": len(t), "turns": TURNS, "macs": entry["macs"], "threads": zoo.threads,
-                "first_call_s": first[e], "rel_err_vs_nnlite": errors[e], "input_shape": list(entry["shape"])}
+                "first_call_s": first[e], "rel_err_vs_nnlite": errors[e], "input_shape": list(entry["shape"]),
+                **({"guard_trips": trips} if e == "nnlite" else {})}
                for e, t in times.items()]
     _record(os.environ.get("NNLITE_BENCH_LATENCY_JSON"), records)
     print(f"\n{name} batch {batch}: " + ", ".join(f"{r['engine']} {r['min'] * 1e3:.3f} ms" for r in records))
