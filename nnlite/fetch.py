@@ -20,8 +20,6 @@ import hashlib
 import json
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +148,8 @@ def download(url: str, target: Path, *, md5: str | None, progress: TextIO | None
 
 def _copy(url: str, out, progress: TextIO | None, timeout: float) -> dict:
     """Copy the body of ``url`` to ``out``, hashing as it goes; checks the announced length."""
+    import urllib.error  # here, not at import: a warm start never downloads, and http.client and ssl are slow to import
+    import urllib.request
     digests = {"md5": hashlib.md5(usedforsecurity=False), "sha256": hashlib.sha256()}
     try:
         response = urllib.request.urlopen(url, timeout=timeout)   # noqa: S310 - http(s) and file URLs
