@@ -1,8 +1,10 @@
 """Fast kernels (nnlite.ops) against their naive twins (nnlite.ops.reference) on randomized shapes.
 
-Relative error ||fast - reference|| / ||reference|| <= 1e-5. Hypothesis draws shapes, strides 1-3,
-dilations, every padding kind, channel multipliers and activations; invalid draws must fail the same way
-(a typed ShapeError) in both implementations.
+Sums of products (convolutions, dense layers, averages, resizes, adds) agree value by value within 1e-5 of
+the size of the terms each value sums, other ops to a relative error ||fast - reference|| / ||reference||
+<= 1e-5 (tests/closeness.py says why). Hypothesis draws shapes, strides 1-3, dilations, every padding kind,
+channel multipliers and activations; invalid draws must fail the same way (a typed ShapeError) in both
+implementations.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from hypothesis import strategies as st
 from nnlite import ops
 from nnlite.errors import ShapeError
 from nnlite.ops import reference
+from tests.closeness import TOL, assert_within_rounding, rel, term_scale
 
-TOL = 1e-5
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 ACTS = st.sampled_from([None, "relu", "relu6", "leaky_relu", "sigmoid", "swish"])
@@ -25,18 +27,17 @@ STRIDE = st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1
 DILATION = st.one_of(st.just(1), st.integers(1, 3), st.tuples(st.integers(1, 2), st.integers(1, 2)))
 
 
-def rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape, f"fast shape {a.shape} != reference {b.shape}"
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
-
-
 def rand(seed, *shape, scale=1.0):
     return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
 
 
+# ops whose every output value is a sum of products of their inputs: a drawn output of a single value can cancel
+SUMS = {"conv2d", "depthwise_conv2d", "separable_conv2d", "avg_pool2d", "resize_bilinear", "add"}
+
+
 def same_result(name, *args, **kwargs):
-    """Run ops.<name> and reference.<name>; both raise the same typed error, or agree to TOL."""
+    """Run ops.<name> and reference.<name>; both raise the same typed error, or agree to TOL: value by value
+    against the size of each sum's terms for the ops in SUMS, else relative to the whole output."""
     try:
         want = getattr(reference, name)(*args, **kwargs)
     except ShapeError:
@@ -45,7 +46,10 @@ def same_result(name, *args, **kwargs):
         return
     got = getattr(ops, name)(*args, **kwargs)
     assert got.dtype == np.float32 and got.flags.c_contiguous
-    assert rel(got, want) <= TOL
+    if name in SUMS:
+        assert_within_rounding(got, want, term_scale(getattr(reference, name), *args, **kwargs))
+    else:
+        assert rel(got, want) <= TOL
 
 
 @FAST
@@ -172,8 +176,7 @@ def test_dense_and_activations(seed, rows, n_in, n_out, act):
     # Each output sums n_in products and the bias: float32 rounds it relative to the sum of their magnitudes, not
     # to the result, which can cancel to near zero (the example above); relu, relu6 and leaky_relu (alpha < 1)
     # move two values no further apart, so the bound holds after them too.
-    scale = np.abs(x).astype(np.float64) @ np.abs(k).astype(np.float64) + np.abs(b)
-    assert np.all(np.abs(got.astype(np.float64) - want) <= TOL * scale)
+    assert_within_rounding(got, want, term_scale(reference.dense, x, k, b))
     if exp_based:  # exp turns float32's rounding of z = x @ k + b into relative error |z| times larger (sigmoid(-52):
         z = ops.dense(x, k, b)  # 1.1e-5); the fused activation against the twin's on the same z
         assert rel(ops.dense(x, k, b, activation=act), getattr(reference, act)(z)) <= TOL
@@ -182,6 +185,26 @@ def test_dense_and_activations(seed, rows, n_in, n_out, act):
     same_result("leaky_relu", x, alpha=0.3)
     same_result("softmax", x * 20)
     same_result("softmax", x, axis=0)
+
+
+def test_the_rounding_bound_takes_a_cancelled_sum_and_rejects_an_error_of_a_term():
+    """tests/closeness.py's value-by-value check: the draw that cancels (above) passes it where the relative
+    check fails; a weight dropped, or one value off by a thousandth of its terms' size, fails it."""
+    x, k, b = rand(283, 1, 21, scale=4), rand(284, 21, 1), rand(285, 1)
+    got, want = ops.dense(x, k, b), reference.dense(x, k, b)
+    assert rel(got, want) > TOL
+    assert_within_rounding(got, want, term_scale(reference.dense, x, k, b))
+    x, k, b = rand(1, 1, 9, 9, 6), rand(2, 3, 3, 6, 5), rand(3, 5)
+    kwargs = dict(padding="same", activation="relu6")
+    want, scale = reference.conv2d(x, k, b, **kwargs), term_scale(reference.conv2d, x, k, b, **kwargs)
+    assert_within_rounding(ops.conv2d(x, k, b, **kwargs), want, scale)
+    dropped = k.copy()
+    dropped[1, 1, 3, 2] = 0
+    off = ops.conv2d(x, k, b, **kwargs)
+    off[0, 4, 4, 2] += 1e-3 * scale[0, 4, 4, 2]
+    for bad in (ops.conv2d(x, dropped, b, **kwargs), off):
+        with pytest.raises(AssertionError, match="> bound"):
+            assert_within_rounding(bad, want, scale)
 
 
 @settings(max_examples=25, deadline=None)

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from nnlite import ops
 from nnlite.errors import ShapeError
 from nnlite.ops import reference
+from tests.closeness import assert_within_rounding, term_scale
 
 PACKAGE = Path(ops.__file__).resolve().parents[1]
-TOL = 1e-5
 
 
 def test_every_kernel_has_a_naive_twin_of_the_same_name():
@@ -74,12 +74,6 @@ def test_tiles_run_without_reference_counting():
     assert "NRT_incref" not in fresh.inspect_asm(args)
 
 
-def rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
-
-
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ACTS = st.sampled_from([None, "relu", "relu6", "leaky_relu", "sigmoid", "swish"])
 
@@ -99,8 +93,9 @@ def test_fused_depthwise_pointwise_against_its_composed_twin(seed, n, h, w, cin,
                   depthwise_alpha=0.3)
     if padding == "valid" and k > min(h, w):  # nothing to convolve: covered by the shape-error tests
         return
-    assert rel(ops.depthwise_pointwise(x, dk, db, pk, pb, **kwargs),
-               reference.depthwise_pointwise(x, dk, db, pk, pb, **kwargs)) <= TOL
+    assert_within_rounding(ops.depthwise_pointwise(x, dk, db, pk, pb, **kwargs),
+                           reference.depthwise_pointwise(x, dk, db, pk, pb, **kwargs),
+                           term_scale(reference.depthwise_pointwise, x, dk, db, pk, pb, **kwargs))
 
 
 @FAST
@@ -121,7 +116,8 @@ def test_fused_conv_max_pool_against_its_composed_twin(seed, n, h, w, cin, cout,
         with pytest.raises(ShapeError):
             ops.conv2d_max_pool(x, kernel, bias, **kwargs)
         return
-    assert rel(ops.conv2d_max_pool(x, kernel, bias, **kwargs), want) <= TOL
+    assert_within_rounding(ops.conv2d_max_pool(x, kernel, bias, **kwargs), want,
+                           term_scale(reference.conv2d_max_pool, x, kernel, bias, **kwargs))
 
 
 
@@ -144,7 +140,8 @@ def test_fused_separable_max_pool_against_its_composed_twin(seed, n, h, w, cin, 
         with pytest.raises(ShapeError):
             ops.separable_max_pool(x, dk, pk, bias, **kwargs)
         return
-    assert rel(ops.separable_max_pool(x, dk, pk, bias, **kwargs), want) <= TOL
+    assert_within_rounding(ops.separable_max_pool(x, dk, pk, bias, **kwargs), want,
+                           term_scale(reference.separable_max_pool, x, dk, pk, bias, **kwargs))
 
 SPECIALISATIONS_PROBE = r"""
 import gc, numpy as np

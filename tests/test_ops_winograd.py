@@ -10,13 +10,7 @@ import pytest
 
 from nnlite import ops
 from nnlite.ops import conv, gemm, machine, parallel, reference, winograd
-
-TOL = 1e-5
-
-
-def rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+from tests.closeness import TOL, rel
 
 
 def rand(rng, *shape):
