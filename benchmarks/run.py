@@ -212,22 +212,22 @@ def busy_lines(result: dict) -> list[str]:
             f"threads; nnlite on Numba's {info.get('layer', '?')} layer, OpenMP wait policy "
             f"{info.get('wait_policy', '?')}, {guard}. ms = best call (median in brackets); slowdown = busy / "
             "quiet of the same engine, best calls (medians in brackets); last column: nnlite's slowdown / "
-            "onnxruntime's (best calls).", "",
+            "onnxruntime's, best calls (medians in brackets: a busy machine's cost shows in the typical call; a "
+            "best call is one the busy loop left alone).", "",
             "| model | " + " | ".join(f"{e} quiet ms | {e} busy ms | {e} slowdown" for e in engines)
             + " | nnlite / ort slowdown |", "|---|" + "---:|" * (3 * len(engines) + 1)]
-    for m, by_engine in result.items():
-        if m == "numba":
-            continue
-        cells, slow = [], {}
+    for m, by_engine in ((m, b) for m, b in result.items() if m != "numba"):
+        cells, slow, typical = [], {}, {}
         for e in engines:
             r = by_engine.get(e)
             if r is None:
                 cells += ["-", "-", "-"]
                 continue
-            slow[e] = r["busy"]["min"] / r["quiet"]["min"]
+            slow[e], typical[e] = r["busy"]["min"] / r["quiet"]["min"], r["busy"]["median"] / r["quiet"]["median"]
             cells += [f"{r[p]['min'] * 1e3:.2f} ({r[p]['median'] * 1e3:.1f})" for p in ("quiet", "busy")]
-            cells.append(f"{slow[e]:.2f} ({r['busy']['median'] / r['quiet']['median']:.2f})")
-        cells.append(f"{slow['nnlite'] / slow['ort']:.2f}" if {"nnlite", "ort"} <= slow.keys() else "-")
+            cells.append(f"{slow[e]:.2f} ({typical[e]:.2f})")
+        cells.append(f"{slow['nnlite'] / slow['ort']:.2f} ({typical['nnlite'] / typical['ort']:.2f})"
+                     if {"nnlite", "ort"} <= slow.keys() else "-")
         rows.append(f"| {m} | " + " | ".join(cells) + " |")
     return rows
 
