@@ -32,9 +32,18 @@ def test_a_free_buffer_is_handed_out_again_and_a_held_one_never(small_pool):
     box = [c]
     del b, c
     d = buffers.empty((8, 256))                # b through a view, c through a list: neither is free
-    assert d.base is None and not np.shares_memory(d, view) and not np.shares_memory(d, box[0])
+    assert not np.shares_memory(d, view) and not np.shares_memory(d, box[0])
     del view, box, d
     assert id(buffers.empty((8, 256))) == first
+
+
+@pytest.mark.parametrize("shape", [(10,), (3, 5, 7), (8, 256), (64, 1024)])
+def test_every_array_starts_on_a_cache_line(small_pool, shape):
+    for _ in range(3):  # small arrays, and pooled ones made and handed out again
+        a = buffers.empty(shape)
+        assert a.shape == shape and a.dtype == np.float32 and a.flags.c_contiguous and a.flags.writeable
+        assert a.ctypes.data % buffers.LINE == 0
+        del a
 
 
 def test_only_the_same_shape_and_small_arrays_never(small_pool):

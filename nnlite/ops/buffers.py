@@ -7,18 +7,27 @@ that costs far more than the layer: on its first call after another model ran, X
 ten times its layer's compute in the system faulting in one 88 MB output (benchmarks/RESULTS.md, round 15).
 onnxruntime keeps such memory in its arena; :func:`empty` does the same for nnlite's kernels.
 
-:func:`empty` is ``np.empty(shape, np.float32)``; for :data:`LARGE` bytes or more it hands out a kept buffer
-of exactly that shape that nothing else references any more (its reference count is that of a kept buffer
-nothing else holds, measured once at import by the same code: :func:`_refs`), else makes one and keeps it.
+:func:`empty` is ``np.empty(shape, np.float32)`` (starting on a cache line, below); for :data:`LARGE` bytes or
+more it hands out a kept buffer of exactly that shape that nothing else references any more (its reference
+counts are those of a kept buffer nothing else holds, measured once at import by the same code:
+:func:`_refs`), else makes one and keeps it.
 An array still held anywhere, by the caller, a view of it or a container, is never handed out again. The
 buffers kept total at most ``NNLITE_BUFFER_POOL_MB`` megabytes (default 256; 0 turns the pool off); past that
 the least recently used are forgotten. :func:`release` forgets them all (their memory goes back once nothing
 else holds them). An interpreter that counts references otherwise is caught by the same measurement: where
 one more holder does not raise the count, there is no pool.
+
+Every array :func:`empty` returns starts on a cache line (:func:`aligned`). NumPy aligns its allocations to 16
+bytes only, and the kernels load and store 16 floats (64 bytes) at a time, so with a row of channels a multiple
+of 16 floats long every vector of such an array straddled two lines. Where a map's pixels also lie a multiple
+of 1-4 KiB apart (256-1024 channels), those split accesses fall into the few L1 sets the pixels share:
+a 3x3 depthwise layer on 16x16x1024 took twice as long (benchmarks/RESULTS.md, round 19). The array is a
+view of one a line longer; a view of it has that longer array as its base, so the pool checks both.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import sys
@@ -29,25 +38,38 @@ import numpy as np
 from .memory import MMAP_THRESHOLD
 
 LARGE = MMAP_THRESHOLD  # bytes: smaller arrays come from glibc's heap, which keeps freed memory itself
+LINE = 64  # bytes: where every array empty() returns starts (a cache line; one 16-float vector)
 _kept: list[np.ndarray] = []  # least recently handed out first
 _lock = threading.Lock()
 
 
-def _refs(i: int) -> int:
-    """sys.getrefcount of kept buffer i, as the checks below see it."""
+def aligned(shape: tuple[int, ...]) -> np.ndarray:
+    """``np.empty(shape, np.float32)`` starting on a cache line: a view of an array one line longer."""
+    raw = np.empty(math.prod(shape) + LINE // 4, np.float32)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(raw))  # a quarter of what raw.ctypes.data costs
+    return np.ndarray(shape, np.float32, raw, -start % LINE)
+
+
+def _refs(i: int) -> tuple[int, int]:
+    """sys.getrefcount of kept buffer i and of the array it views, as the checks below see them."""
     buf = _kept[i]
-    return sys.getrefcount(buf)
+    return sys.getrefcount(buf), sys.getrefcount(buf.base)
 
 
-def _free_count() -> int:
-    """:func:`_refs` of a buffer nothing else holds, or 0 (no pool) where one more holder would not show."""
-    _kept.append(np.empty(1, np.float32))
+def _free_count() -> tuple[int, int] | None:
+    """:func:`_refs` of a buffer nothing else holds, or None (no pool) where one more holder of the buffer, or
+    of a view of it, would not show."""
+    _kept.append(aligned((1,)))
     free = _refs(0)
     held = _kept[0]
     seen = _refs(0)
     del held
+    view = _kept[0][:]
+    seen_view = _refs(0)
+    del view
     _kept.clear()
-    return free if seen == free + 1 else 0
+    ok = seen == (free[0] + 1, free[1]) and seen_view[1] == free[1] + 1
+    return free if ok else None
 
 
 _FREE = _free_count()
@@ -63,21 +85,22 @@ def capacity() -> int:
 
 
 def empty(shape: tuple[int, ...]) -> np.ndarray:
-    """``np.empty(shape, np.float32)``, from a kept buffer when it is :data:`LARGE` or larger (see above)."""
+    """:func:`aligned` (``np.empty(shape, np.float32)`` starting on a cache line), from a kept buffer when it is
+    :data:`LARGE` or larger (see above)."""
+    shape = tuple(shape)
     nbytes = 4 * math.prod(shape)
     if nbytes < LARGE:
-        return np.empty(shape, np.float32)
+        return aligned(shape)
     limit = capacity()
-    if nbytes > limit or not _FREE:
-        return np.empty(shape, np.float32)
-    shape = tuple(shape)
+    if nbytes > limit or _FREE is None:
+        return aligned(shape)
     with _lock:
         for i in range(len(_kept)):
             if _kept[i].shape == shape and _refs(i) == _FREE:
                 buf = _kept.pop(i)
                 _kept.append(buf)
                 return buf
-        buf = np.empty(shape, np.float32)
+        buf = aligned(shape)
         _kept.append(buf)
         _trim(limit)
         return buf
