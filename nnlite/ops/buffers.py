@@ -17,12 +17,13 @@ the least recently used are forgotten. :func:`release` forgets them all (their m
 else holds them). An interpreter that counts references otherwise is caught by the same measurement: where
 one more holder does not raise the count, there is no pool.
 
-Every array :func:`empty` returns starts on a cache line (:func:`aligned`). NumPy aligns its allocations to 16
-bytes only, and the kernels load and store 16 floats (64 bytes) at a time, so with a row of channels a multiple
-of 16 floats long every vector of such an array straddled two lines. Where a map's pixels also lie a multiple
-of 1-4 KiB apart (256-1024 channels), those split accesses fall into the few L1 sets the pixels share:
-a 3x3 depthwise layer on 16x16x1024 took twice as long (benchmarks/RESULTS.md, round 19). The array is a
-view of one a line longer; a view of it has that longer array as its base, so the pool checks both.
+Maps whose pixels lie a multiple of 1 KiB apart (a last dimension of :data:`ALIGN_CHANNELS` floats or a
+multiple of it), and every kept buffer, start on a cache line (:func:`aligned`). NumPy aligns its allocations
+to 16 bytes only, and the kernels load and store 16 floats (64 bytes) at a time, so every vector of such a map
+straddled two lines, and those split accesses fall into the few L1 sets its pixels share: a 3x3 depthwise
+layer on 16x16x1024 took twice as long (benchmarks/RESULTS.md, round 19). Other channel counts gain less than
+the microsecond an aligned array costs, which small models at two threads pay once per layer. An aligned array
+is a view of one a line longer; a view of it has that longer array as its base, so the pool checks both.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ import numpy as np
 from .memory import MMAP_THRESHOLD
 
 LARGE = MMAP_THRESHOLD  # bytes: smaller arrays come from glibc's heap, which keeps freed memory itself
-LINE = 64  # bytes: where every array empty() returns starts (a cache line; one 16-float vector)
+LINE = 64  # bytes: a cache line, one 16-float vector
+ALIGN_CHANNELS = 256  # floats: maps with a multiple of this many channels start on a line (see above)
 _kept: list[np.ndarray] = []  # least recently handed out first
 _lock = threading.Lock()
 
@@ -85,12 +87,12 @@ def capacity() -> int:
 
 
 def empty(shape: tuple[int, ...]) -> np.ndarray:
-    """:func:`aligned` (``np.empty(shape, np.float32)`` starting on a cache line), from a kept buffer when it is
-    :data:`LARGE` or larger (see above)."""
+    """``np.empty(shape, np.float32)``, from a kept buffer when it is :data:`LARGE` or larger, starting on a
+    cache line where it is kept or its pixels lie a multiple of 1 KiB apart (see above)."""
     shape = tuple(shape)
     nbytes = 4 * math.prod(shape)
     if nbytes < LARGE:
-        return aligned(shape)
+        return aligned(shape) if shape and shape[-1] % ALIGN_CHANNELS == 0 else np.empty(shape, np.float32)
     limit = capacity()
     if nbytes > limit or _FREE is None:
         return aligned(shape)
