@@ -7,7 +7,7 @@ that costs far more than the layer: on its first call after another model ran, X
 ten times its layer's compute in the system faulting in one 88 MB output (benchmarks/RESULTS.md, round 15).
 onnxruntime keeps such memory in its arena; :func:`empty` does the same for nnlite's kernels.
 
-:func:`empty` is ``np.empty(shape, np.float32)`` (starting on a cache line, below); for :data:`LARGE` bytes or
+:func:`empty` is ``np.empty(shape, np.float32)`` (some start on a cache line, below); for :data:`LARGE` bytes or
 more it hands out a kept buffer of exactly that shape that nothing else references any more (its reference
 counts are those of a kept buffer nothing else holds, measured once at import by the same code:
 :func:`_refs`), else makes one and keeps it.
@@ -18,12 +18,13 @@ else holds them). An interpreter that counts references otherwise is caught by t
 one more holder does not raise the count, there is no pool.
 
 Maps whose pixels lie a multiple of 1 KiB apart (a last dimension of :data:`ALIGN_CHANNELS` floats or a
-multiple of it), and every kept buffer, start on a cache line (:func:`aligned`). NumPy aligns its allocations
-to 16 bytes only, and the kernels load and store 16 floats (64 bytes) at a time, so every vector of such a map
-straddled two lines, and those split accesses fall into the few L1 sets its pixels share: a 3x3 depthwise
-layer on 16x16x1024 took twice as long (benchmarks/RESULTS.md, round 19). Other channel counts gain less than
-the microsecond an aligned array costs, which small models at two threads pay once per layer. An aligned array
-is a view of one a line longer; a view of it has that longer array as its base, so the pool checks both.
+multiple of it), and every array of :data:`LARGE` bytes or more, start on a cache line (:func:`aligned`).
+NumPy aligns its allocations to 16 bytes only, and the kernels load and store 16 floats (64 bytes) at a time,
+so every vector of such a map straddled two lines, and those split accesses fall into the few L1 sets its
+pixels share: a 3x3 depthwise layer on 16x16x1024 took twice as long (benchmarks/RESULTS.md, round 19).
+Other channel counts gain less than the microsecond an aligned array costs, which small models at two threads
+pay once per layer. An aligned array is a view of one a line longer; a view of it has that longer array as its
+base, so the pool checks both.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def capacity() -> int:
 
 def empty(shape: tuple[int, ...]) -> np.ndarray:
     """``np.empty(shape, np.float32)``, from a kept buffer when it is :data:`LARGE` or larger, starting on a
-    cache line where it is kept or its pixels lie a multiple of 1 KiB apart (see above)."""
+    cache line where it is that large or its pixels lie a multiple of 1 KiB apart (see above)."""
     shape = tuple(shape)
     nbytes = 4 * math.prod(shape)
     if nbytes < LARGE:
