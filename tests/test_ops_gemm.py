@@ -144,10 +144,18 @@ def test_engine_choice_from_the_environment(monkeypatch):
     with pytest.raises(ConfigError, match="NNLITE_GEMM"):
         engines.choose()
     monkeypatch.delenv("NNLITE_GEMM")
-    assert engines.choose() == ("simd" if engines.cpu_has_avx512() and engines.numba_targets_host() else "blas")
-    monkeypatch.setenv("NUMBA_CPU_NAME", "generic")  # a portable Numba build: no AVX-512 tiles
+    monkeypatch.delenv("NUMBA_CPU_NAME", raising=False)
     monkeypatch.delenv("NUMBA_CPU_FEATURES", raising=False)
-    assert engines.choose() == "blas"
+    cases = [({"avx512f", "avx2", "fma"}, 32), ({"avx2", "fma"}, 8), ({"avx2"}, 0), ({"sse4_2"}, 0)]
+    for flags, registers in cases:  # the register tiles' size follows the register file
+        monkeypatch.setattr(engines, "cpu_flags", lambda flags=flags: flags)
+        assert engines.vector_registers() == registers, flags
+        assert engines.choose() == ("simd" if registers else "blas")
+    monkeypatch.setattr(engines, "cpu_flags", lambda: {"avx512f", "avx2", "fma"})
+    monkeypatch.setenv("NUMBA_CPU_NAME", "generic")  # a portable Numba build: no tiles sized for this CPU
+    assert (engines.vector_registers(), engines.choose()) == (0, "blas")
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "+avx2,+fma")
+    assert engines.vector_registers() == 8
     with pytest.raises(ConfigError, match="mkl"):
         with engines.use("mkl"):
             pass

@@ -31,7 +31,7 @@ def test_kernel_read_in_place_packed_or_as_a_vector_product_gives_the_same_bits(
     for act in ("relu6", "swish"):
         fast = ops.conv2d(x, kernel, bias, padding="same", activation=act)
         with monkeypatch.context() as m:
-            m.setattr(gemm, "DIRECT_MAX_TILES", 0)
+            m.setattr(gemm, "DIRECT_MAX_ROWS", 0)
             m.setattr(gemv, "GEMV_MAX_ROWS", 0)
             packed = ops.conv2d(x, kernel, bias, padding="same", activation=act)
         assert np.array_equal(fast, packed)

@@ -4,9 +4,10 @@
   :mod:`nnlite.ops.depthwise_simd`, :mod:`nnlite.ops.gemv`, and the fused pairs built on them).
 - ``"blas"``: im2col + NumPy's matmul (:mod:`nnlite.ops.conv`) and the plain Numba depthwise loops.
 
-The default is "simd" where the CPU has AVX-512 (the 16-lane register tiles fit its 32 vector registers)
-and Numba compiles for this CPU; else "blas". ``NNLITE_GEMM=simd|blas`` overrides it; :func:`use` changes
-it for a block of code (tests and benchmarks compare the two). Both give results equal to float32 rounding.
+The default is "simd" where the CPU has AVX-512, or AVX2 with FMA, and Numba compiles for this CPU (the
+register tiles are sized by the register file: :func:`vector_registers`); else "blas". ``NNLITE_GEMM=simd|blas``
+overrides it; :func:`use` changes it for a block of code (tests and benchmarks compare the two). Both give results
+equal to float32 rounding.
 """
 
 from __future__ import annotations
@@ -20,24 +21,51 @@ from ..errors import ConfigError
 ENGINES = ("simd", "blas")
 
 
-def cpu_has_avx512() -> bool:
-    """True when /proc/cpuinfo lists avx512f (False where there is no such file)."""
+def cpu_flags() -> set[str]:
+    """The first CPU's flags in /proc/cpuinfo (empty where there is no such file)."""
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
                 if line.startswith("flags"):
-                    return "avx512f" in line.split()
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return set()
+
+
+def cpu_has_avx512() -> bool:
+    """True when /proc/cpuinfo lists avx512f."""
+    return "avx512f" in cpu_flags()
+
+
+def _numba_compiles_for(*features: str) -> bool:
+    """True unless Numba was told to compile for another CPU (``NUMBA_CPU_NAME``, e.g. "generic" for a cache
+    shared between machines) without all of ``features`` in ``NUMBA_CPU_FEATURES``: the vectors would then be
+    split into narrower registers than the tiles were sized for, and spill."""
+    name = os.environ.get("NUMBA_CPU_NAME", "").strip()
+    given = os.environ.get("NUMBA_CPU_FEATURES", "")
+    return name in ("", "host") or all(f"+{feature}" in given for feature in features)
 
 
 def numba_targets_host() -> bool:
-    """False when Numba was told to compile for another CPU (``NUMBA_CPU_NAME``, e.g. "generic" for a cache
-    shared between machines) without AVX-512 in ``NUMBA_CPU_FEATURES``: the 16-lane tiles would then be
-    split into narrower registers and spill."""
-    name = os.environ.get("NUMBA_CPU_NAME", "").strip()
-    return name in ("", "host") or "+avx512f" in os.environ.get("NUMBA_CPU_FEATURES", "")
+    """True when Numba compiles AVX-512 code here if the CPU has it (see :func:`_numba_compiles_for`)."""
+    return _numba_compiles_for("avx512f")
+
+
+def vector_registers() -> int:
+    """How many 16-lane float32 vectors the register file holds as Numba compiles here: 32 with AVX-512, 8 with
+    AVX2 and FMA (16 registers of 8 lanes), else 0. The register tiles are sized by it (:data:`tiles.MR`)."""
+    flags = cpu_flags()
+    if "avx512f" in flags and numba_targets_host():
+        return 32
+    if {"avx2", "fma"} <= flags and _numba_compiles_for("avx2", "fma"):
+        return 8
+    return 0
+
+
+def wide_registers() -> bool:
+    """True when the register file holds 32 vectors of 16 lanes (AVX-512): the large register tiles."""
+    return vector_registers() >= 32
 
 
 def choose() -> str:
@@ -47,7 +75,7 @@ def choose() -> str:
         return raw
     if raw:
         raise ConfigError(f"NNLITE_GEMM: expected 'simd' or 'blas', found {raw!r}")
-    return "simd" if cpu_has_avx512() and numba_targets_host() else "blas"
+    return "simd" if vector_registers() else "blas"
 
 
 _current: str | None = None

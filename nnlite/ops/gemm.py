@@ -1,9 +1,9 @@
-"""Convolution as an implicit GEMM on explicit AVX-512 tiles: nnlite's own matrix multiply.
+"""Convolution as an implicit GEMM on explicit SIMD register tiles: nnlite's own matrix multiply.
 
-Why not BLAS: a convolution layer at batch 1 is a modest matrix product (49 to 3136 rows), and NumPy's
-OpenBLAS re-packs the whole kernel on every call and, where ``OPENBLAS_CORETYPE`` pins its AVX2 kernels on
-an AVX-512 CPU, runs at half the machine's float32 rate. On ResNet50's and MobileNetV2's layer shapes this
-GEMM beat OpenBLAS's AVX2 kernels by 1.3-1.8x on one core; the figures are in benchmarks/RESULTS.md.
+Why not BLAS: a convolution layer at batch 1 is a modest matrix product (49 to 3136 rows), and NumPy's OpenBLAS
+re-packs the whole kernel on every call and, where ``OPENBLAS_CORETYPE`` pins its AVX2 kernels on an AVX-512 CPU,
+runs at half the float32 rate. On ResNet50's and MobileNetV2's layer shapes this GEMM beat OpenBLAS's AVX2
+kernels by 1.3-1.8x on one core, and on an AVX2-only CPU too (figures in benchmarks/RESULTS.md).
 
 The product: output row r (one output pixel) times kernel column j (one output channel) is
     y[r, j] = act(bias[j] + sum over taps t, channels c of  x[base(r) + tap(t) + c] * k[t*C + c, j])
@@ -14,17 +14,16 @@ kw taps read kw*C consecutive inputs, so the loop runs over kh "taps" of kw*C va
 inner loops: an RGB stem's 3x3x3 is 3 runs of 9, not 9 of 3). The kernel matrix is the layer's own
 (kh*kw*cin, cout) weights, unchanged.
 
-Blocking: output channels go in panels of 32 (two 16-lane vectors). Each panel's slice of the kernel is
-copied into a contiguous (K, 32) scratch (zero-filled past the last channel), then every tile of 8 output
-rows is one pass over K keeping its 8x32 sums in 16 vector registers: per step, 2 vector loads, 8
-broadcasts, 16 fused multiply-adds. A panel's single last row runs on a one-row tile (see :data:`TAIL_ROWS`);
-a last 2 or more take a whole tile, which recomputes the last row for its spare rows (not stored). Panels of
-at most 16 channels use 16x16 tiles, the same way but without a one-row tile.
-Where a panel serves at most :data:`DIRECT_MAX_TILES` tiles (late layers at batch 1) the copy would be read
-as often as it is written, so the tiles read full panels of the kernel in place; a convolution with at most
-four output pixels runs as a matrix-vector product (:mod:`nnlite.ops.gemv`), which reads the kernel once.
-Both sum in the same order as the packed tiles (the same bits).
-Bias and relu/relu6/leaky_relu are applied to the registers before the store; sigmoid/swish afterwards.
+Blocking: output channels go in panels of 32 (two 16-lane vectors). Each panel's slice of the kernel is copied into a
+contiguous (K, 32) scratch, then every tile of :data:`MR` output rows (8 with AVX-512, 2 with AVX2) is one pass over K
+keeping its MR x 32 sums in registers: per step, 2 vector loads, MR broadcasts, 2*MR fused multiply-adds. A panel's
+single last row runs on a one-row tile (:data:`TAIL_ROWS`); a last 2 or more take a whole tile, which recomputes the
+last row for its spare rows (not stored). Panels of at most 16 channels use 2*MR x 16 tiles, the same way but without
+a one-row tile. Where a layer has at most :data:`DIRECT_MAX_ROWS` output rows (late layers at batch 1) the copy would
+be read as often as it is written, so the tiles read full panels of the kernel in place; a convolution with at most
+four output pixels runs as a matrix-vector product (:mod:`nnlite.ops.gemv`), which reads the kernel once. Both sum in
+the same order as the packed tiles (the same bits). Bias and relu/relu6/leaky_relu go on the registers before the
+store; sigmoid/swish after.
 
 The sum over K runs in the same order (taps, then channels) whatever the thread split, so every thread
 count gives bit-identical results. Reference twin: :func:`nnlite.ops.reference.conv2d`.
@@ -45,17 +44,18 @@ from numba import types
 from . import bound, buffers, drivers, gemv, machine, parallel, prepack, winograd
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
-from .microkernels import gemm_tile_1x32, gemm_tile_8x32, gemm_tile_16x16
+from .microkernels import gemm_tile_1x32, gemm_tile_2x32, gemm_tile_4x16, gemm_tile_8x32, gemm_tile_16x16
 from .prepare import summing, writing_into
 from .simd import vload_n
 from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, sum_address, zero_run, zeros
 from .workspace import scratch
 
-# A one-row tile keeps one or two sums, each waiting on the FMA latency (4 cycles): a quarter of a whole tile's
-# time with one 512-bit FMA per cycle (Zen 4), half with two (most AVX-512 Xeons). So only a panel's single
-# last row runs on one; 2-7 last rows take a whole tile either way.
+# A one-row tile keeps one or two sums, each waiting on the FMA latency (4 cycles): a quarter of a whole 8-row
+# tile's time with one 512-bit FMA per cycle (Zen 4), half with two (most AVX-512 Xeons). So only a panel's
+# single last row runs on one; 2-7 last rows take a whole tile either way. The MR x 32 and 2*MR x 16 tiles:
 TAIL_ROWS = 2
-DIRECT_MAX_TILES = 2  # at most this many 8-row tiles per panel: the tiles read the kernel in place, unpacked
+DIRECT_MAX_ROWS = 16  # at most this many output rows: the tiles read the kernel in place, unpacked
+tile_wide, tile_narrow = (gemm_tile_8x32, gemm_tile_16x16) if MR == 8 else (gemm_tile_2x32, gemm_tile_4x16)
 
 
 @functools.lru_cache(maxsize=512)
@@ -89,13 +89,13 @@ def panel_tiles(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, ldy, r0
         bias1 = vload_n(bias, col0 + 16, width - 16)
         m0 = r0
         while r1 - m0 >= TAIL_ROWS:  # whole tiles, the last one's spare rows not stored
-            gemm_tile_8x32(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
+            tile_wide(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
             m0 += MR
         for m in range(m0, r1):  # fewer than TAIL_ROWS rows left: one by one
             gemm_tile_1x32(x, c, taps, bases, pk, kk, ldk, m, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
     else:  # a panel of at most 16 channels (rare on 7x7 maps; no one-row tile, which would compile longer)
         for m0 in range(r0, r1, 2 * MR):
-            gemm_tile_16x16(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, code, alpha)
+            tile_narrow(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, code, alpha)
 
 
 _F, _I = types.float32[::1], types.int64[::1]
@@ -369,7 +369,7 @@ def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None, into=None):
     pre = prepack.panels(kernel) if cout >= lay.rows else None  # more kernel than input: pack it once
     head = (lay.run, lay.taps, lay.bases, kernel_w.reshape(-1), prepack.NONE if pre is None else pre,
             zeros(cout) if bias is None else prepack.as_writable(bias), code, np.float32(alpha))
-    tail = (lay.rows, by_rows, tiles <= DIRECT_MAX_TILES, _row_block(lay, panels) if by_rows else 0,
+    tail = (lay.rows, by_rows, lay.rows <= DIRECT_MAX_ROWS, _row_block(lay, panels) if by_rows else 0,
             bound.address("panel_tiles"), act_address(code))
     pad = pad_geometry(lay) if padded else NO_PAD
     pad_at = bound.address("pad_for_rows") if padded else 0

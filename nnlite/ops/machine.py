@@ -119,7 +119,7 @@ def describe() -> dict:
             f"{winograd.block_tiles(64, 64, 1 << 20, 1)} tiles at 64 -> 64 channels" if winograd.enabled()
             else "off (NNLITE_WINOGRAD=0)")
     fixed = (f"register tiles {tiles.MR}x{tiles.NR} and {2 * tiles.MR}x16 (16-lane vectors), kernels read in place "
-             f"up to {gemm.DIRECT_MAX_TILES} tiles, matrix-vector product up to {gemv.GEMV_MAX_ROWS} rows, "
+             f"up to {gemm.DIRECT_MAX_ROWS} output rows, matrix-vector product up to {gemv.GEMV_MAX_ROWS} rows, "
              f"threads from {parallel.MIN_WORK} values of work, kernels packed once: "
              f"{'yes' if prepack.enabled() else 'no (NNLITE_PREPACK=0)'}; 3x3 stride-1 convolutions by Winograd "
              f"F(2x2, 3x3) {wino}")

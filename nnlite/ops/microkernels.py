@@ -2,8 +2,10 @@
 
 Names say the tile: ``gemm_tile_8x32`` keeps 8 output rows x 32 channels of sums in 16 vector registers
 (``gemm_tile_1x32``: a panel's single last row), ``gemm_tile_16x16`` 16 rows x 16 channels (panels of at most
-16 channels: 16 independent sums keep both FMA pipes busy), and ``dwconv_tile_8x16`` 8 output pixels x 16
-channels of a depthwise convolution with any kernel (one weight load per tap for all 8 pixels). The square
+16 channels: 16 independent sums keep both FMA pipes busy); ``gemm_tile_2x32`` and ``gemm_tile_4x16`` are their
+AVX2 twins (4 vectors of sums in 8 of its 16 registers: :data:`nnlite.ops.tiles.MR`); and ``dwconv_tile_8x16``
+8 output pixels x 16 channels of a depthwise convolution with any kernel (one weight load per tap for all 8
+pixels). The square
 depthwise kernels' streaming tiles are in :mod:`nnlite.ops.depthwise_tiles3` (and ``5``, ``7``). A tile's sums
 are one tuple of vectors, each inner step one intrinsic of :mod:`nnlite.ops.simd_rows`. Operators (packing,
 blocking, threads) live in :mod:`nnlite.ops.gemm` and :mod:`nnlite.ops.depthwise_simd`; the epilogue (bias,
@@ -42,6 +44,22 @@ def gemm_tile_8x32(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, widt
         store_row(y, off + 6 * ldy, finish(acc[12], bias0, code, alpha), finish(acc[13], bias1, code, alpha), width)
     if m0 + 7 < m_end:
         store_row(y, off + 7 * ldy, finish(acc[14], bias0, code, alpha), finish(acc[15], bias1, code, alpha), width)
+
+
+@inlined
+def gemm_tile_2x32(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, bias1, code, alpha):
+    """Rows m0..m0+1 (those < m_end stored) x 32 channels; the panel's row i at pk[kk + i*ldk]."""
+    q = gather_rows(bases, m0, m_end - 1, 2)
+    acc = vzeros(4)
+    for t in range(taps.shape[0]):
+        tap = taps[t]
+        for ch in range(c):
+            acc = fma_splat_rows(x, q, tap + ch, (vload(pk, kk + 0), vload(pk, kk + 16)), acc)
+            kk += ldk
+    off = m0 * ldy + col0
+    store_row(y, off, finish(acc[0], bias0, code, alpha), finish(acc[1], bias1, code, alpha), width)
+    if m0 + 1 < m_end:
+        store_row(y, off + 1 * ldy, finish(acc[2], bias0, code, alpha), finish(acc[3], bias1, code, alpha), width)
 
 
 @helper
@@ -100,6 +118,26 @@ def gemm_tile_16x16(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, wid
         vstore_n(y, off + 14 * ldy, finish(acc[14], bias0, code, alpha), width)
     if m0 + 15 < m_end:
         vstore_n(y, off + 15 * ldy, finish(acc[15], bias0, code, alpha), width)
+
+
+@helper
+def gemm_tile_4x16(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, code, alpha):
+    """Rows m0..m0+3 (those < m_end stored) x 16 channels; the panel's row i at pk[kk + i*ldk]."""
+    q = gather_rows(bases, m0, m_end - 1, 4)
+    acc = vzeros(4)
+    for t in range(taps.shape[0]):
+        tap = taps[t]
+        for ch in range(c):
+            acc = fma_splat_rows(x, q, tap + ch, (vload(pk, kk + 0),), acc)
+            kk += ldk
+    off = m0 * ldy + col0
+    vstore_n(y, off, finish(acc[0], bias0, code, alpha), width)
+    if m0 + 1 < m_end:
+        vstore_n(y, off + 1 * ldy, finish(acc[1], bias0, code, alpha), width)
+    if m0 + 2 < m_end:
+        vstore_n(y, off + 2 * ldy, finish(acc[2], bias0, code, alpha), width)
+    if m0 + 3 < m_end:
+        vstore_n(y, off + 3 * ldy, finish(acc[3], bias0, code, alpha), width)
 
 
 @inlined

@@ -6,8 +6,8 @@ an LLVM ``<16 x float>``: LLVM keeps them in vector registers (one AVX-512 ``zmm
 ``fma`` is one instruction. Each operation below is a Numba ``@intrinsic`` emitting a few lines of LLVM IR;
 the kernels that use them (:mod:`nnlite.ops.gemm`) are ordinary ``@njit`` code.
 
-On a CPU without AVX-512 LLVM splits each vector into two AVX2 (or four SSE) registers: still correct, but
-a 16-vector tile then spills, so :mod:`nnlite.ops.gemm` is only chosen where AVX-512 exists.
+On a CPU without AVX-512 LLVM splits each vector into two AVX2 registers (of 16, against AVX-512's 32): still
+one instruction per half, so the tiles there keep a quarter as many vectors of sums (:data:`nnlite.ops.tiles.MR`).
 
 Memory operations take a 1-D C-contiguous float32 array and an element offset, and do no bounds check:
 callers guarantee ``offset + 16 <= size`` (``*_n`` variants: ``offset + count <= size``).

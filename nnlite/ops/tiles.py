@@ -17,7 +17,7 @@ import functools
 import numpy as np
 from numba import types
 
-from . import bound
+from . import bound, engine
 from .activations import LAST_REGISTER_CODE, LEAKY_RELU, RELU, RELU6, act, act_sum_into, act_sum_kept
 from .jit import helper, kernel
 from .simd import vadd, vload, vload_n, vmul, vselect_ge, vselect_gt, vsplat, vstore, vstore_n, vzero
@@ -25,7 +25,11 @@ from .simd import vadd, vload, vload_n, vmul, vselect_ge, vselect_gt, vsplat, vs
 # A literal 0 passed from one Numba kernel to another makes Numba compile a separate copy of the callee for the
 # literal (Literal[int](0)); kernels pass ZERO instead, a plain int64, so each kernel is compiled once.
 ZERO = np.int64(0)
-MR = 8  # output rows per register tile (gemm_tile_8x32; gemm_tile_16x16 takes 2*MR)
+# Output rows per register tile (gemm_tile_8x32; gemm_tile_16x16 takes 2*MR): the sums take half the vector
+# registers, the rest hold a step's weights and inputs. AVX-512 has 32 registers, each a 16-lane vector: 8 rows x 32
+# channels are 16 of them. AVX2's 16 registers hold 8 such vectors (each split in two): 2 rows x 32 channels
+# (gemm_tile_2x32, and gemm_tile_4x16) keep 4 (3 rows ran a third slower: benchmarks/RESULTS.md, round 20).
+MR = 8 if engine.wide_registers() else 2
 NR = 32  # output channels per packed panel (two 16-lane vectors)
 
 
