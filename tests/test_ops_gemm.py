@@ -173,12 +173,18 @@ def _roundtrip(src, dst, offset, count, scalar, alpha):
     simd.vstore(dst, 60, simd.vselect_ge(full, zero, full, simd.vmul(full, simd.vsplat(alpha))))
 
 
-@pytest.mark.parametrize("count", [0, 1, 5, 15, 16])
-def test_simd_primitives_lane_by_lane(count):
+@pytest.mark.parametrize("plain_when_full", [None, False, True])  # as compiled here; with AVX-512; without
+@pytest.mark.parametrize("count", [0, 1, 5, 15, 16, 17])
+def test_simd_primitives_lane_by_lane(count, plain_when_full, monkeypatch):
+    roundtrip = _roundtrip
+    if plain_when_full is not None:  # a fresh compile with full vectors' loads and stores made one way or the other
+        monkeypatch.setattr(simd, "PLAIN_WHEN_FULL", plain_when_full)
+        roundtrip = njit(_roundtrip.py_func)
     src = np.arange(-8, 72, dtype=np.float32)  # 80 values, lanes 0..15 = -8..7
     src[3] = np.nan
     dst = np.full(80, 99.0, np.float32)
-    _roundtrip(src, dst, 2, count, np.float32(2.0), np.float32(0.5))
+    roundtrip(src, dst, 2, count, np.float32(2.0), np.float32(0.5))
+    count = min(count, 16)
     assert np.array_equal(dst[2:2 + count], src[2:2 + count], equal_nan=True)
     assert (dst[:2] == 99).all() and (dst[2 + count:20] == 99).all()  # masked store wrote nothing else
     lanes = src[:16]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from numba import njit
 
+from nnlite.ops import simd
 from nnlite.ops.simd import vfma, vload, vload_n, vsplat_at, vstore, vzero
 from nnlite.ops.simd_rows import fma_splat_rows, gather_rows, pixel_rows, stream_row, vzeros
 
@@ -81,14 +82,17 @@ def _stream_twin(xf, q, c, width, jlo, jhi, wk, out, size, pixels, stride):
         vstore(out, 16 * m, a)
 
 
+@pytest.mark.parametrize("plain_when_full", [False, True])  # the loads as compiled with AVX-512, and without
 @pytest.mark.parametrize("size, pixels, stride", [(3, 8, 1), (3, 4, 1), (3, 4, 2), (5, 8, 2), (5, 4, 1), (7, 8, 1)])
-def test_stream_row_is_each_sums_taps_in_order_and_reads_only_inside(size, pixels, stride):
+def test_stream_row_is_each_sums_taps_in_order_and_reads_only_inside(size, pixels, stride, plain_when_full,
+                                                                      monkeypatch):
+    monkeypatch.setattr(simd, "PLAIN_WHEN_FULL", plain_when_full)
     edge = size // 2
     run = _stream_runner(size, pixels, stride, edge)
     columns = (pixels - 1) * stride + size
     c = 24
     for trial in range(12):
-        width = int(RNG.integers(1, 17))
+        width = 16 if trial < 3 else int(RNG.integers(1, 17))
         jlo, jhi = int(RNG.integers(0, edge + 1)), columns - int(RNG.integers(0, edge + 1))
         c0 = int(RNG.integers(0, c - width + 1))
         xf = np.full(columns * c, np.nan, np.float32)  # NaN wherever the row must not read

@@ -13,7 +13,7 @@ import numpy as np
 from . import drivers, parallel, prepack
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import kernel
-from .simd import vfma, vload_n, vsplat_at, vstore_n, vzero
+from .simd import vfma, vload, vload_n, vsplat_at, vstore_n, vzero
 from .tiles import act_block, finish, zeros
 
 GEMV_MAX_ROWS = 4  # dense layers with at most this many rows run as matrix-vector products (_gemv_cols)
@@ -45,13 +45,22 @@ def _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, blocked, b0, b1):
             w2, w3 = min(16, n - c0 - 32), min(16, n - c0 - 48)
             a0, a1, a2, a3 = vzero(), vzero(), vzero(), vzero()
             off = blk * k * GEMV_COLS if blocked else c0
-            for kk in range(k):
-                v = vsplat_at(x, r * k + kk)
-                a0 = vfma(v, vload_n(w, off, w0), a0)
-                a1 = vfma(v, vload_n(w, off + 16, w1), a1)
-                a2 = vfma(v, vload_n(w, off + 32, w2), a2)
-                a3 = vfma(v, vload_n(w, off + 48, w3), a3)
-                off += step
+            if w3 == 16:  # a whole block: plain loads (a masked load is several instructions on AVX2)
+                for kk in range(k):
+                    v = vsplat_at(x, r * k + kk)
+                    a0 = vfma(v, vload(w, off), a0)
+                    a1 = vfma(v, vload(w, off + 16), a1)
+                    a2 = vfma(v, vload(w, off + 32), a2)
+                    a3 = vfma(v, vload(w, off + 48), a3)
+                    off += step
+            else:
+                for kk in range(k):
+                    v = vsplat_at(x, r * k + kk)
+                    a0 = vfma(v, vload_n(w, off, w0), a0)
+                    a1 = vfma(v, vload_n(w, off + 16, w1), a1)
+                    a2 = vfma(v, vload_n(w, off + 32, w2), a2)
+                    a3 = vfma(v, vload_n(w, off + 48, w3), a3)
+                    off += step
             out = r * n + c0
             vstore_n(y, out, finish(a0, vload_n(bias, c0, w0), code, alpha), w0)
             if w1 > 0:

@@ -20,7 +20,10 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
+from . import engine
+
 LANES = 16
+PLAIN_WHEN_FULL = not engine.wide_registers()  # see _plain_when_full
 _F32 = ir.FloatType()
 _VEC = ir.VectorType(_F32, LANES)
 _I32 = ir.IntType(32)
@@ -80,10 +83,32 @@ def fma_ir(builder, a, b, c):
 def load_n_ir(builder, element_ptr, count):
     """The first ``count`` floats from ``element_ptr`` on, 0 in the other lanes; reads nothing beyond."""
     ptr = builder.bitcast(element_ptr, _VEC.as_pointer())
-    mask = _lane_mask(builder, count)
-    fn = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(_VEC, [ptr.type, _I32, mask.type, _VEC]), _masked_name("load", ptr))
-    return builder.call(fn, [ptr, ir.Constant(_I32, 4), mask, ir.Constant(_VEC, [0.0] * LANES)])
+
+    def masked():
+        mask = _lane_mask(builder, count)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_VEC, [ptr.type, _I32, mask.type, _VEC]), _masked_name("load", ptr))
+        return builder.call(fn, [ptr, ir.Constant(_I32, 4), mask, ir.Constant(_VEC, [0.0] * LANES)])
+    return _plain_when_full(builder, count, lambda: builder.load(ptr, align=4), masked)
+
+
+def _plain_when_full(builder, count, plain, masked):
+    """masked(), or where the CPU has no AVX-512 and count >= 16 at run time, plain(): AVX2 has no mask
+    registers, so a masked load there is a slower instruction, and a masked store one many times slower
+    (microcoded on AMD's cores). A full vector, the common case, then takes the plain one."""
+    if not PLAIN_WHEN_FULL:
+        return masked()
+    with builder.if_else(builder.icmp_signed(">=", count, ir.Constant(count.type, LANES))) as (full, partial):
+        with full:
+            a, from_full = plain(), builder.block
+        with partial:
+            b, from_partial = masked(), builder.block
+    if a is None:
+        return None
+    value = builder.phi(_VEC)
+    value.add_incoming(a, from_full)
+    value.add_incoming(b, from_partial)
+    return value
 
 
 ZERO_IR = ir.Constant(_VEC, [0.0] * LANES)
@@ -148,11 +173,17 @@ def vstore_n(typingctx, arr, offset, v, count):
     """arr[offset : offset + count] = the first ``count`` lanes of v; writes nothing beyond."""
     def codegen(context, builder, sig, args):
         ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1])
-        mask = _lane_mask(builder, args[3])
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [_VEC, ptr.type, _I32, mask.type]),
-            _masked_name("store", ptr))
-        builder.call(fn, [args[2], ptr, ir.Constant(_I32, 4), mask])
+
+        def masked():
+            mask = _lane_mask(builder, args[3])
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [_VEC, ptr.type, _I32, mask.type]),
+                _masked_name("store", ptr))
+            builder.call(fn, [args[2], ptr, ir.Constant(_I32, 4), mask])
+
+        def plain():
+            builder.store(args[2], ptr, align=4)
+        _plain_when_full(builder, args[3], plain, masked)
         return context.get_dummy_value()
     return types.void(arr, types.intp, f32x16, types.intp), codegen
 

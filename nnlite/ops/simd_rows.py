@@ -142,6 +142,7 @@ def stream_row(typingctx, xf, q, c, width, jlo, jhi, w, acc, stride, edge):
             for m, tap in uses:
                 sums[m] = fma_ir(builder, x, ws[tap], sums[m])
             if cond is not None:
+                then = builder.block  # where the loaded column's sums come from (the load may add blocks)
                 builder.branch(merge)
                 builder.position_at_end(merge)
                 for m, _ in uses:
