@@ -81,6 +81,63 @@ def gemm_tile(rows: int, vectors: int, decorator: str = "@helper") -> str:
     return _lines(*out)
 
 
+def gemm_part_tile(rows: int, vectors: int) -> str:
+    """:func:`gemm_tile` over one chunk of K: input channels [ch0, ch1) of one tap. The sums start at 0 (``first``)
+    or at what the chunk before stored in y, and are stored as they are, except after the last chunk (bias and
+    activation then): a float32 sum stored and loaded again is the same value, so the chunks give the bits of
+    one pass (:func:`nnlite.ops.panels.panel_tiles_chunked`). Rows past m_end load the last row's sums and are
+    not stored, as in the whole tile."""
+    name = f"gemm_part_{rows}x{16 * vectors}"
+    bias_args = ", ".join(f"bias{v}" for v in range(vectors))
+    weights = ", ".join(f"vload(pk, kk + {16 * v})" for v in range(vectors))
+    counts = ["min(16, width)", "width - 16"] if vectors == 2 else ["width"]
+    loads = []
+    for r in range(rows):
+        at = "off" if r == 0 else f"o{r}"
+        loads += [f"vload_n(y, {at}{f' + {16 * v}' if v else ''}, {counts[v]})" for v in range(vectors)]
+    out = [
+        "",
+        "",
+        "@inlined",
+        f"def {name}(x, tap, ch0, ch1, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, {bias_args}, first, last,",
+        f"{' ' * (len(name) + 5)}code, alpha):",
+        f'    """Rows m0..m0+{rows - 1} (those < m_end stored) x {16 * vectors} channels over channels [ch0, ch1) of '
+        "one tap; the",
+        '    panel\'s row of channel ch0 at pk[kk], the next ldk on."""',
+        f"    q = gather_rows(bases, m0, m_end - 1, {rows})",
+        "    off = m0 * ldy + col0",
+        "    if first:",
+        f"        acc = vzeros({rows * vectors})",
+        "    else:",
+    ]
+    out += [f"        o{r} = min(m0 + {r}, m_end - 1) * ldy + col0" for r in range(1, rows)]
+    if len(loads) == 1:
+        out += [f"        acc = ({loads[0]},)"]
+    else:
+        pad = " " * 15
+        out += [f"        acc = ({loads[0]},"] + [f"{pad}{a}," for a in loads[1:-1]] + [f"{pad}{loads[-1]})"]
+    out += [
+        "    for ch in range(ch0, ch1):",
+        f"        acc = fma_splat_rows(x, q, tap + ch, ({weights}{',' if vectors == 1 else ''}), acc)",
+        "        kk += ldk",
+    ]
+    for done in (True, False):
+        out += ["    if last:" if done else "    else:"]
+        for r in range(rows):
+            indent = "        " if r == 0 else "            "
+            if r:
+                out += [f"        if m0 + {r} < m_end:"]
+            at = "off" if r == 0 else f"off + {r} * ldy"
+            sums = [f"acc[{r * vectors + v}]" for v in range(vectors)]
+            if done:
+                sums = [f"finish({a}, bias{v}, code, alpha)" for v, a in enumerate(sums)]
+            if vectors == 2:
+                out += [f"{indent}store_row(y, {at}, {sums[0]}, {sums[1]}, width)"]
+            else:
+                out += [f"{indent}vstore_n(y, {at}, {sums[0]}, width)"]
+    return _lines(*out)
+
+
 def dwconv_tile(pixels: int) -> str:
     """One depthwise tile: ``pixels`` output pixels x one 16-channel block, over a row's valid taps."""
     name = f"dwconv_tile_{pixels}x16"
@@ -161,7 +218,7 @@ STREAM_TILES = [(size, pixels, stride) for size in (3, 5, 7) for pixels in (8, 4
 
 def source() -> str:
     return (HEADER + gemm_tile(8, 2, "@inlined") + gemm_tile(2, 2, "@inlined") + gemm_tile(1, 2) + gemm_tile(16, 1)
-            + gemm_tile(4, 1) + dwconv_tile(8))
+            + gemm_tile(4, 1) + gemm_part_tile(2, 2) + gemm_part_tile(1, 2) + gemm_part_tile(4, 1) + dwconv_tile(8))
 
 
 def depthwise_source(size: int) -> str:

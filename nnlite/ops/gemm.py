@@ -15,15 +15,13 @@ inner loops: an RGB stem's 3x3x3 is 3 runs of 9, not 9 of 3). The kernel matrix 
 (kh*kw*cin, cout) weights, unchanged.
 
 Blocking: output channels go in panels of 32 (two 16-lane vectors). Each panel's slice of the kernel is copied into a
-contiguous (K, 32) scratch, then every tile of :data:`MR` output rows (8 with AVX-512, 2 with AVX2) is one pass over K
-keeping its MR x 32 sums in registers: per step, 2 vector loads, MR broadcasts, 2*MR fused multiply-adds. A panel's
-single last row runs on a one-row tile (:data:`TAIL_ROWS`); a last 2 or more take a whole tile, which recomputes the
-last row for its spare rows (not stored). Panels of at most 16 channels use 2*MR x 16 tiles, the same way but without
-a one-row tile. Where a layer has at most :data:`DIRECT_MAX_ROWS` output rows (late layers at batch 1) the copy would
-be read as often as it is written, so the tiles read full panels of the kernel in place; a convolution with at most
-four output pixels runs as a matrix-vector product (:mod:`nnlite.ops.gemv`), which reads the kernel once. Both sum in
-the same order as the packed tiles (the same bits). Bias and relu/relu6/leaky_relu go on the registers before the
-store; sigmoid/swish after.
+contiguous (K, 32) scratch, then tiles of :data:`MR` output rows (8 with AVX-512, 2 with AVX2) keep MR x 32 sums in
+registers: per step of K, 2 vector loads, MR broadcasts, 2*MR fused multiply-adds (:mod:`nnlite.ops.panels`: with
+AVX2, K in chunks that stay in L1). Panels of at most 16 channels use 2*MR x 16 tiles. Where a layer has at most
+:data:`DIRECT_MAX_ROWS` output rows (late layers at batch 1) the copy would be read as often as it is written, so the
+tiles read full panels of the kernel in place; a convolution with at most four output pixels runs as a matrix-vector
+product (:mod:`nnlite.ops.gemv`), which reads the kernel once. Both sum in the same order as the packed tiles (the
+same bits). Bias and relu/relu6/leaky_relu go on the registers before the store; sigmoid/swish after.
 
 The sum over K runs in the same order (taps, then channels) whatever the thread split, so every thread
 count gives bit-identical results. Reference twin: :func:`nnlite.ops.reference.conv2d`.
@@ -44,18 +42,12 @@ from numba import types
 from . import bound, buffers, drivers, gemv, machine, parallel, prepack, winograd
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
-from .microkernels import gemm_tile_1x32, gemm_tile_2x32, gemm_tile_4x16, gemm_tile_8x32, gemm_tile_16x16
+from .panels import panel_tiles  # noqa: F401 (declares "panel_tiles", which the kernels call by address)
 from .prepare import summing, writing_into
-from .simd import vload_n
 from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, sum_address, zero_run, zeros
 from .workspace import scratch
 
-# A one-row tile keeps one or two sums, each waiting on the FMA latency (4 cycles): a quarter of a whole 8-row
-# tile's time with one 512-bit FMA per cycle (Zen 4), half with two (most AVX-512 Xeons). So only a panel's
-# single last row runs on one; 2-7 last rows take a whole tile either way. The MR x 32 and 2*MR x 16 tiles:
-TAIL_ROWS = 2
 DIRECT_MAX_ROWS = 16  # at most this many output rows: the tiles read the kernel in place, unpacked
-tile_wide, tile_narrow = (gemm_tile_8x32, gemm_tile_16x16) if MR == 8 else (gemm_tile_2x32, gemm_tile_4x16)
 
 
 @functools.lru_cache(maxsize=512)
@@ -73,34 +65,6 @@ def _offsets(n_img, hp, wp, c, kh, kw, sh, sw, dh, dw, oh, ow):
     col = np.arange(ow, dtype=np.int64)[None, None, :] * (sw * c)
     bases = (img + row + col).reshape(-1)
     return taps, bases  # not marked read-only (shared, but only read): see tiles.zeros
-
-
-@helper
-def panel_tiles(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, ldy, r0, r1, p):
-    """Rows [r0, r1) of channel panel p, whose kernel row i is at pk[kk + i*ldk]: packed
-    (:func:`nnlite.ops.tiles.pack_panel`, ldk 32) or the layer's own (kh*kw*cin, cout) kernel (ldk cout, kk
-    the panel's first column). x the flattened (padded) input, taps/bases from :func:`layout`; output row r's
-    n values at y[r*ldy] (flat; ldy = n, or a wider map's channel count when y starts at this layer's channels
-    of it, as a concat's input written in place)."""
-    col0 = p * NR
-    width = min(NR, n - col0)
-    bias0 = vload_n(bias, col0, min(16, width))
-    if width > 16:
-        bias1 = vload_n(bias, col0 + 16, width - 16)
-        m0 = r0
-        while r1 - m0 >= TAIL_ROWS:  # whole tiles, the last one's spare rows not stored
-            tile_wide(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
-            m0 += MR
-        for m in range(m0, r1):  # fewer than TAIL_ROWS rows left: one by one
-            gemm_tile_1x32(x, c, taps, bases, pk, kk, ldk, m, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
-    else:  # a panel of at most 16 channels (rare on 7x7 maps; no one-row tile, which would compile longer)
-        for m0 in range(r0, r1, 2 * MR):
-            tile_narrow(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, code, alpha)
-
-
-_F, _I = types.float32[::1], types.int64[::1]
-bound.declare("panel_tiles", panel_tiles, (_F, types.int64, _I, _I, _F, types.int64, types.int64, _F, types.int64,
-                                           types.float32, _F, *[types.int64] * 5))
 
 
 @helper
@@ -129,6 +93,7 @@ def pad_for_rows(src, xp, g, r0, r1):
                 zero_run(xp, d + lead + run, prow - lead - run)
 
 
+_F, _I = types.float32[::1], types.int64[::1]
 bound.declare("pad_for_rows", pad_for_rows, (_F, _F, _I, types.int64, types.int64))
 
 

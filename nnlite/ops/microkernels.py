@@ -141,6 +141,93 @@ def gemm_tile_4x16(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, widt
 
 
 @inlined
+def gemm_part_2x32(x, tap, ch0, ch1, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, bias1, first, last,
+                   code, alpha):
+    """Rows m0..m0+1 (those < m_end stored) x 32 channels over channels [ch0, ch1) of one tap; the
+    panel's row of channel ch0 at pk[kk], the next ldk on."""
+    q = gather_rows(bases, m0, m_end - 1, 2)
+    off = m0 * ldy + col0
+    if first:
+        acc = vzeros(4)
+    else:
+        o1 = min(m0 + 1, m_end - 1) * ldy + col0
+        acc = (vload_n(y, off, min(16, width)),
+               vload_n(y, off + 16, width - 16),
+               vload_n(y, o1, min(16, width)),
+               vload_n(y, o1 + 16, width - 16))
+    for ch in range(ch0, ch1):
+        acc = fma_splat_rows(x, q, tap + ch, (vload(pk, kk + 0), vload(pk, kk + 16)), acc)
+        kk += ldk
+    if last:
+        store_row(y, off, finish(acc[0], bias0, code, alpha), finish(acc[1], bias1, code, alpha), width)
+        if m0 + 1 < m_end:
+            store_row(y, off + 1 * ldy, finish(acc[2], bias0, code, alpha), finish(acc[3], bias1, code, alpha), width)
+    else:
+        store_row(y, off, acc[0], acc[1], width)
+        if m0 + 1 < m_end:
+            store_row(y, off + 1 * ldy, acc[2], acc[3], width)
+
+
+@inlined
+def gemm_part_1x32(x, tap, ch0, ch1, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, bias1, first, last,
+                   code, alpha):
+    """Rows m0..m0+0 (those < m_end stored) x 32 channels over channels [ch0, ch1) of one tap; the
+    panel's row of channel ch0 at pk[kk], the next ldk on."""
+    q = gather_rows(bases, m0, m_end - 1, 1)
+    off = m0 * ldy + col0
+    if first:
+        acc = vzeros(2)
+    else:
+        acc = (vload_n(y, off, min(16, width)),
+               vload_n(y, off + 16, width - 16))
+    for ch in range(ch0, ch1):
+        acc = fma_splat_rows(x, q, tap + ch, (vload(pk, kk + 0), vload(pk, kk + 16)), acc)
+        kk += ldk
+    if last:
+        store_row(y, off, finish(acc[0], bias0, code, alpha), finish(acc[1], bias1, code, alpha), width)
+    else:
+        store_row(y, off, acc[0], acc[1], width)
+
+
+@inlined
+def gemm_part_4x16(x, tap, ch0, ch1, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, first, last,
+                   code, alpha):
+    """Rows m0..m0+3 (those < m_end stored) x 16 channels over channels [ch0, ch1) of one tap; the
+    panel's row of channel ch0 at pk[kk], the next ldk on."""
+    q = gather_rows(bases, m0, m_end - 1, 4)
+    off = m0 * ldy + col0
+    if first:
+        acc = vzeros(4)
+    else:
+        o1 = min(m0 + 1, m_end - 1) * ldy + col0
+        o2 = min(m0 + 2, m_end - 1) * ldy + col0
+        o3 = min(m0 + 3, m_end - 1) * ldy + col0
+        acc = (vload_n(y, off, width),
+               vload_n(y, o1, width),
+               vload_n(y, o2, width),
+               vload_n(y, o3, width))
+    for ch in range(ch0, ch1):
+        acc = fma_splat_rows(x, q, tap + ch, (vload(pk, kk + 0),), acc)
+        kk += ldk
+    if last:
+        vstore_n(y, off, finish(acc[0], bias0, code, alpha), width)
+        if m0 + 1 < m_end:
+            vstore_n(y, off + 1 * ldy, finish(acc[1], bias0, code, alpha), width)
+        if m0 + 2 < m_end:
+            vstore_n(y, off + 2 * ldy, finish(acc[2], bias0, code, alpha), width)
+        if m0 + 3 < m_end:
+            vstore_n(y, off + 3 * ldy, finish(acc[3], bias0, code, alpha), width)
+    else:
+        vstore_n(y, off, acc[0], width)
+        if m0 + 1 < m_end:
+            vstore_n(y, off + 1 * ldy, acc[1], width)
+        if m0 + 2 < m_end:
+            vstore_n(y, off + 2 * ldy, acc[2], width)
+        if m0 + 3 < m_end:
+            vstore_n(y, off + 3 * ldy, acc[3], width)
+
+
+@inlined
 def dwconv_tile_8x16(xf, k, bias, tap_x, tap_k, taps, yf, out, c, c0, width, q0_pixel, last, sw, tiled_hi, code, alpha):
     """Output pixels q0_pixel..q0_pixel+7 (those < tiled_hi stored; past ``last`` the last one is
     recomputed) x channels [c0, c0 + width): sums over the row's taps tap_x/tap_k, then bias, activation,

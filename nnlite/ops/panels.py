@@ -1,0 +1,109 @@
+"""The register tiles over one channel panel of a convolution: the inner loop of :mod:`nnlite.ops.gemm` and of
+every fused kernel built on it (conv -> pool, depthwise -> 1x1, inverted blocks, Winograd's products), which
+call it by address as "panel_tiles" (:mod:`nnlite.ops.bound`).
+
+Two ways over K (taps x input channels), chosen by the register file (:data:`nnlite.ops.tiles.MR`):
+
+- :func:`panel_tiles_whole` (AVX-512: 8-row tiles). Each tile takes the whole of K in one pass, reading the
+  panel's K x 32 weights once per 8 output rows.
+- :func:`panel_tiles_chunked` (AVX2: 2-row tiles, 4 vectors of sums in 8 of its 16 registers). A 2-row tile
+  would read the whole panel once per 2 rows: a panel over L1 (K > 256) then streams from L2 at the rate of the
+  multiply-adds, and a panel over L2 (a 3x3 conv on 512 channels) from L3. So K goes in chunks of
+  :data:`KC` channels of one tap, whose weights (KC x 32 floats, half of L1) every tile of the panel takes in
+  turn while they stay in L1; each tile stores its sums after a chunk and loads them for the next. A float32
+  stored and loaded is the same value, so the sums are the one pass's, bit for bit; bias and activation go on
+  after the last chunk.
+
+A panel's single last row runs on a one-row tile (:data:`TAIL_ROWS`); a last 2 or more take a whole tile,
+which recomputes the last row for its spare rows (not stored).
+"""
+
+from __future__ import annotations
+
+from numba import types
+
+from . import bound, machine
+from .jit import helper
+from .microkernels import (
+    gemm_part_1x32,
+    gemm_part_2x32,
+    gemm_part_4x16,
+    gemm_tile_1x32,
+    gemm_tile_2x32,
+    gemm_tile_4x16,
+    gemm_tile_8x32,
+    gemm_tile_16x16,
+)
+from .simd import vload_n
+from .tiles import MR, NR
+
+# A one-row tile keeps one or two sums, each waiting on the FMA latency (4 cycles): a quarter of a whole 8-row
+# tile's time with one 512-bit FMA per cycle (Zen 4), half with two (most AVX-512 Xeons). So only a panel's
+# single last row runs on one; 2-7 last rows take a whole tile either way. The MR x 32 and 2*MR x 16 tiles:
+TAIL_ROWS = 2
+tile_wide, tile_narrow = (gemm_tile_8x32, gemm_tile_16x16) if MR == 8 else (gemm_tile_2x32, gemm_tile_4x16)
+KC = max(16, machine.caches().l1d // (8 * NR))  # channels per chunk: KC x 32 floats of weights, half of L1
+WHOLE_MAX_K = machine.caches().l2 // (16 * NR)  # K of a panel of a quarter of L2: a pass over it reads it from L2
+
+
+@helper
+def panel_tiles_whole(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, ldy, r0, r1, p):
+    """Rows [r0, r1) of channel panel p, whose kernel row i is at pk[kk + i*ldk]: packed
+    (:func:`nnlite.ops.tiles.pack_panel`, ldk 32) or the layer's own (kh*kw*cin, cout) kernel (ldk cout, kk
+    the panel's first column). x the flattened (padded) input, taps/bases from :func:`nnlite.ops.gemm.layout`
+    (c inputs per tap); output row r's n values at y[r*ldy] (flat; ldy = n, or a wider map's channel count when
+    y starts at this layer's channels of it, as a concat's input written in place)."""
+    col0 = p * NR
+    width = min(NR, n - col0)
+    bias0 = vload_n(bias, col0, min(16, width))
+    if width > 16:
+        bias1 = vload_n(bias, col0 + 16, width - 16)
+        m0 = r0
+        while r1 - m0 >= TAIL_ROWS:  # whole tiles, the last one's spare rows not stored
+            tile_wide(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
+            m0 += MR
+        for m in range(m0, r1):  # fewer than TAIL_ROWS rows left: one by one
+            gemm_tile_1x32(x, c, taps, bases, pk, kk, ldk, m, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
+    else:  # a panel of at most 16 channels (rare on 7x7 maps; no one-row tile, which would compile longer)
+        for m0 in range(r0, r1, 2 * MR):
+            tile_narrow(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, code, alpha)
+
+
+@helper
+def panel_tiles_chunked(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, ldy, r0, r1, p):
+    """:func:`panel_tiles_whole`, K in chunks of :data:`KC` channels of one tap (module docstring), on 2-row
+    tiles whatever the machine (tests compare the two ways everywhere). A panel of at most :data:`WHOLE_MAX_K`
+    rows takes the whole pass: in chunks, each row of the input would be read in short runs, one per chunk."""
+    if c * taps.shape[0] <= WHOLE_MAX_K:
+        panel_tiles_whole(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, ldy, r0, r1, p)
+        return
+    col0 = p * NR
+    width = min(NR, n - col0)
+    bias0 = vload_n(bias, col0, min(16, width))
+    bias1 = vload_n(bias, col0 + 16, max(0, width - 16))
+    last_tap = taps.shape[0] - 1
+    for t in range(last_tap + 1):
+        tap = taps[t]
+        for ch0 in range(0, c, KC):
+            ch1 = min(c, ch0 + KC)
+            first, last = t == 0 and ch0 == 0, t == last_tap and ch1 == c
+            at = kk + (t * c + ch0) * ldk
+            if width > 16:
+                m0 = r0
+                while r1 - m0 >= TAIL_ROWS:
+                    gemm_part_2x32(x, tap, ch0, ch1, bases, pk, at, ldk, m0, r1, y, ldy, col0, width, bias0, bias1,
+                                   first, last, code, alpha)
+                    m0 += 2
+                for m in range(m0, r1):
+                    gemm_part_1x32(x, tap, ch0, ch1, bases, pk, at, ldk, m, r1, y, ldy, col0, width, bias0, bias1,
+                                   first, last, code, alpha)
+            else:
+                for m0 in range(r0, r1, 4):
+                    gemm_part_4x16(x, tap, ch0, ch1, bases, pk, at, ldk, m0, r1, y, ldy, col0, width, bias0, first,
+                                   last, code, alpha)
+
+
+panel_tiles = panel_tiles_whole if MR == 8 else panel_tiles_chunked
+_F, _I = types.float32[::1], types.int64[::1]
+bound.declare("panel_tiles", panel_tiles, (_F, types.int64, _I, _I, _F, types.int64, types.int64, _F, types.int64,
+                                           types.float32, _F, *[types.int64] * 5))

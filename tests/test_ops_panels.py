@@ -1,0 +1,57 @@
+"""nnlite.ops.panels: the chunked pass over K (AVX2's 2-row tiles) gives the bits of the whole pass, on any machine.
+
+Each way is compiled here with small chunks (``KC``) and no whole-pass shortcut (``WHOLE_MAX_K``), so chunks
+end inside a tap's channels, at a tap's end and past it, on 1x1 and 3x3 convolutions, panels of 32, 16-32 and
+at most 16 channels, and row counts with and without a one-row tail.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from nnlite.ops import bound, gemm, panels, reference
+from nnlite.ops.tiles import NR
+from tests.closeness import TOL, rel
+
+
+def _fresh(fn):
+    """``fn`` compiled now, with the module's globals as they are (not the disk cache's copy)."""
+    options = {k: v for k, v in fn.targetoptions.items() if k != "cache"}
+    return numba.njit(**options)(fn.py_func)
+
+
+def _address(name, fn):
+    """Where kernels call ``fn`` (as nnlite.ops.gemm's do: by address, nnlite.ops.bound)."""
+    bound.declare(name, fn, bound._DECLARED["panel_tiles"][1])
+    return bound.address(name)
+
+
+@pytest.mark.parametrize("chunk", [8, 40])
+def test_chunks_over_k_give_the_whole_pass_bits(chunk, monkeypatch):
+    monkeypatch.setattr(panels, "KC", chunk)
+    monkeypatch.setattr(panels, "WHOLE_MAX_K", 0)
+    ways = (_address("test_panel_whole", _fresh(panels.panel_tiles_whole)),
+            _address(f"test_panel_chunked_{chunk}", _fresh(panels.panel_tiles_chunked)))
+    rng = np.random.default_rng(chunk)
+    for trial in range(24):
+        kernel_size = (1, 3)[trial % 2]
+        h, w = int(rng.integers(kernel_size, 9)), int(rng.integers(kernel_size, 9))
+        cin, cout = int(rng.integers(1, 60)), int(rng.choice([5, 16, 24, 32, 45, 70]))
+        x = rng.standard_normal((1, h, w, cin)).astype(np.float32)
+        kernel = rng.standard_normal((kernel_size, kernel_size, cin, cout)).astype(np.float32)
+        bias = rng.standard_normal(cout).astype(np.float32)
+        oh, ow = h - kernel_size + 1, w - kernel_size + 1
+        lay = gemm.layout(x.shape, kernel.shape, (1, 1), (1, 1), (0, 0, 0, 0), (oh, ow))
+        code = trial % 3  # linear, relu, relu6: the activation goes on after the last chunk only
+        outs = []
+        for tiles_at in ways:  # one call over every row and panel, each panel packed just before its tiles
+            y = np.full(lay.rows * cout, np.nan, np.float32)
+            gemm._units(x.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32),
+                        bias, code, np.float32(0.2), y, cout, cout, lay.rows, False, False, 0, tiles_at, 0,
+                        x.reshape(-1), gemm.NO_PAD, 0, *gemm.NO_SUM, 0, -(-cout // NR))
+            outs.append(y.reshape(1, oh, ow, cout))
+        assert outs[0].tobytes() == outs[1].tobytes(), (trial, h, w, cin, cout, kernel_size)
+        want = reference.conv2d(x, kernel, bias, activation=(None, "relu", "relu6")[code])
+        assert rel(outs[1], want) <= TOL, trial
