@@ -248,7 +248,8 @@ def write(results: dict, path: Path = OUT_MD) -> None:
         f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
         + f"; nnlite at commit {m['commit']} plus the working tree",
         f"- nnlite's conv engine: **{main.get('engine', 'blas')}** in the main configuration (\"simd\": its own "
-        "AVX-512 implicit GEMM, nnlite/ops/gemm.py; \"blas\": im2col + NumPy's OpenBLAS matmul); threads: "
+        "implicit GEMM on 16-lane vectors, nnlite/ops/gemm.py, tiles sized for AVX-512 or AVX2; \"blas\": im2col + "
+        "NumPy's OpenBLAS matmul); threads: "
         f"Numba's {results['numba_layer']} (nnlite/ops/drivers.py, nnlite/ops/parallel.py)",
         f"- BLAS (dense layers, the \"blas\" engine, the matmul rate): OpenBLAS {main['matmul']['blas_core']} "
         f"kernels (OPENBLAS_CORETYPE={main['matmul']['openblas_coretype_env']}), pinned to 1 thread",

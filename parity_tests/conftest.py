@@ -1,9 +1,10 @@
 """Fixtures for parity tests: TensorFlow (required, never skipped) and a per-run export cache.
 
 TensorFlow SavedModels built from the same weights are cached under ``$NNLITE_PARITY_CACHE``
-(default ``<repo>/.cache/parity``) so one test run exports each reference once. The default cache is removed
-when the run ends (``NNLITE_KEEP_PARITY_CACHE=1`` keeps it, for re-running parity tests quickly; a cache named
-by ``NNLITE_PARITY_CACHE`` is always kept). It is git-ignored; CI starts clean, so nothing is reused.
+(default ``<repo>/.cache/parity``) so one test run exports each reference once. The default cache is
+removed when the run that made it ends (``NNLITE_KEEP_PARITY_CACHE=1`` keeps it, for re-running parity tests
+quickly; a cache named by ``NNLITE_PARITY_CACHE`` is always kept). It is git-ignored; CI starts clean, so
+nothing is reused.
 """
 
 import os
@@ -15,9 +16,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+_CREATED: list[Path] = []  # the default cache, when this run made it (the one it removes at the end)
+
+
 def parity_cache() -> Path:
     path = Path(os.environ.get("NNLITE_PARITY_CACHE", REPO / ".cache" / "parity"))
-    path.mkdir(parents=True, exist_ok=True)
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        _CREATED.append(path)
     return path
 
 
@@ -47,8 +53,12 @@ def shared_dir() -> Path:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Remove the default export cache (about 2.4 GB) at the end of the run, unless NNLITE_KEEP_PARITY_CACHE=1
-    or NNLITE_PARITY_CACHE names a cache of one's own."""
+    """Remove the default export cache (about 2.4 GB) at the end of the run that made it, unless
+    NNLITE_KEEP_PARITY_CACHE=1 or NNLITE_PARITY_CACHE names a cache of one's own. A run that found it there (a
+    second pytest in the same checkout, even ``--collect-only``) leaves it to the run using it: removed under
+    that run, it failed a reference export halfway."""
     if os.environ.get("NNLITE_KEEP_PARITY_CACHE", "") not in ("", "0") or os.environ.get("NNLITE_PARITY_CACHE"):
         return
-    shutil.rmtree(REPO / ".cache" / "parity", ignore_errors=True)
+    default = REPO / ".cache" / "parity"
+    if default in _CREATED:
+        shutil.rmtree(default, ignore_errors=True)
