@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import types
 
-from . import bound, buffers, checks, conv, drivers, engine, machine, parallel, prepack
+from . import bound, buffers, checks, conv, drivers, engine, machine, panels, parallel, prepack
 from .activations import LAST_REGISTER_CODE, LINEAR, code_of
 from .gemm import NO_PAD, layout, pad_geometry
 from .jit import helper, inlined, kernel
@@ -59,7 +59,7 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     bias = np.zeros(cout, np.float32) if bias is None else prepack.as_writable(bias)  # (the caller holds bias)
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, prepack.as_writable(kernel).reshape(-1), bias, code,
             np.float32(alpha), cout, oh, ow, ph, pw, psh, psw, pt, pl, poh, pow_, y.reshape(-1), band,
-            bound.address("panel_tiles"), act_address(code), x.reshape(-1), pad,
+            panels.address(lay.run * lay.taps.shape[0]), act_address(code), x.reshape(-1), pad,
             bound.address("pad_for_rows") if pad.shape[0] else 0)
     parallel.split(_conv_pool_rows, _conv_pool_parallel, args, rows, lay.work)
     return y

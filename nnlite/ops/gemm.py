@@ -42,7 +42,8 @@ from numba import types
 from . import bound, buffers, drivers, gemv, machine, parallel, prepack, winograd
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
-from .panels import panel_tiles  # noqa: F401 (declares "panel_tiles", which the kernels call by address)
+from .panels import address as panel_address
+from .panels import panel_tiles_whole as panel_tiles  # noqa: F401 (the tests' name for the panel's tiles)
 from .prepare import summing, writing_into
 from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, sum_address, zero_run, zeros
 from .workspace import scratch
@@ -104,7 +105,7 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, ldy, rows, by_row
     # Output row r at y[r*ldy] (see panel_tiles; ldy > n only without acc and with a code the tiles apply).
     # pre: b's panels packed once (nnlite.ops.prepack), or empty; direct: full panels read the kernel b in
     # place (see the module docstring); block: rows per block (_row_block) or 0; tiles_at:
-    # bound.address("panel_tiles"); act_at: tiles.act_address(code); pad: empty, or the geometry with which
+    # panel_address(K); act_at: tiles.act_address(code); pad: empty, or the geometry with which
     # this piece first pads the input rows it reads from src into x (by panels: into a copy of its own), by
     # pad_at: bound.address("pad_for_rows") (0 when pad is empty). acc (flat, as y) or empty: each block of
     # output, still in cache, becomes act_scode(acc + y), the sum first copied to total unless that is empty
@@ -335,7 +336,7 @@ def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None, into=None):
     head = (lay.run, lay.taps, lay.bases, kernel_w.reshape(-1), prepack.NONE if pre is None else pre,
             zeros(cout) if bias is None else prepack.as_writable(bias), code, np.float32(alpha))
     tail = (lay.rows, by_rows, lay.rows <= DIRECT_MAX_ROWS, _row_block(lay, panels) if by_rows else 0,
-            bound.address("panel_tiles"), act_address(code))
+            panel_address(lay.run * lay.taps.shape[0]), act_address(code))
     pad = pad_geometry(lay) if padded else NO_PAD
     pad_at = bound.address("pad_for_rows") if padded else 0
     padded_shape = (lay.in_shape[0], lay.in_shape[1] + top + bottom, lay.in_shape[2] + left + right, lay.in_shape[3])

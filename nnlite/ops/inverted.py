@@ -22,7 +22,7 @@ import functools
 import numpy as np
 
 from ..errors import NnliteError
-from . import bound, buffers, depthwise_stream, drivers, engine, machine, parallel, prepack
+from . import bound, buffers, depthwise_stream, drivers, engine, machine, panels, parallel, prepack
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR
 from .conv import _plain, _plain_input, cached_geometry, conv2d, prepare_conv2d
 from .jit import kernel
@@ -169,7 +169,7 @@ def _prepare(n, ek, eb, dk, db, pk, pb, ecode, ealpha, dcode, dalpha, pcode, alp
     head = (h, w, cin, w_(ek).reshape(-1), prepack.NONE if epre is None else epre, eb, ecode, np.float32(ealpha),
             w_(dk).reshape(-1), db, kh, kw, sh, sw, dh, dw, t, l, dcode, np.float32(dalpha), w_(pk).reshape(-1),
             prepack.NONE if ppre is None else ppre, pb, pcode, np.float32(alpha))
-    tail = (oh, ow, e, cout, band, ring, bound.address("depthwise_rows"), bound.address("panel_tiles"),
+    tail = (oh, ow, e, cout, band, ring, bound.address("depthwise_rows"), panels.address(max(cin, e)),
             act_address(ecode), act_address(dcode), act_address(pcode),
             depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, l, ow), machine.caches().l1d,
             machine.caches().l2)

@@ -1,18 +1,18 @@
 """The register tiles over one channel panel of a convolution: the inner loop of :mod:`nnlite.ops.gemm` and of
 every fused kernel built on it (conv -> pool, depthwise -> 1x1, inverted blocks, Winograd's products), which
-call it by address as "panel_tiles" (:mod:`nnlite.ops.bound`).
+call it by address (:func:`address`, :mod:`nnlite.ops.bound`).
 
-Two ways over K (taps x input channels), chosen by the register file (:data:`nnlite.ops.tiles.MR`):
+Two ways over K (taps x input channels):
 
-- :func:`panel_tiles_whole` (AVX-512: 8-row tiles). Each tile takes the whole of K in one pass, reading the
-  panel's K x 32 weights once per 8 output rows.
-- :func:`panel_tiles_chunked` (AVX2: 2-row tiles, 4 vectors of sums in 8 of its 16 registers). A 2-row tile
-  would read the whole panel once per 2 rows: a panel over L1 (K > 256) then streams from L2 at the rate of the
-  multiply-adds, and a panel over L2 (a 3x3 conv on 512 channels) from L3. So K goes in chunks of
-  :data:`KC` channels of one tap, whose weights (KC x 32 floats, half of L1) every tile of the panel takes in
-  turn while they stay in L1; each tile stores its sums after a chunk and loads them for the next. A float32
-  stored and loaded is the same value, so the sums are the one pass's, bit for bit; bias and activation go on
-  after the last chunk.
+- :func:`panel_tiles_whole`: each tile of :data:`nnlite.ops.tiles.MR` rows (8 with AVX-512, 2 with AVX2) takes the
+  whole of K in one pass, reading the panel's K x 32 weights once per MR output rows.
+- :func:`panel_tiles_chunked`, for AVX2's 2-row tiles (4 vectors of sums in 8 of its 16 registers) on panels
+  over a quarter of L2 (:data:`WHOLE_MAX_K`; a 3x3 conv on 512 channels), which a pass per 2 rows would stream
+  from L3. K goes in chunks of :data:`KC` channels of one tap, whose weights (KC x 32 floats, half of L1) every
+  tile of the panel takes in turn while they stay in L1; each tile stores its sums after a chunk and loads them
+  for the next. A float32 stored and loaded is the same value, so the sums are the one pass's, bit for bit;
+  bias and activation go on after the last chunk. Smaller panels take one pass: in chunks, each input row is
+  read in short runs, one per chunk, which the prefetchers follow worse (benchmarks/RESULTS.md, round 20).
 
 A panel's single last row runs on a one-row tile (:data:`TAIL_ROWS`); a last 2 or more take a whole tile,
 which recomputes the last row for its spare rows (not stored).
@@ -103,7 +103,14 @@ def panel_tiles_chunked(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n,
                                    last, code, alpha)
 
 
-panel_tiles = panel_tiles_whole if MR == 8 else panel_tiles_chunked
 _F, _I = types.float32[::1], types.int64[::1]
-bound.declare("panel_tiles", panel_tiles, (_F, types.int64, _I, _I, _F, types.int64, types.int64, _F, types.int64,
-                                           types.float32, _F, *[types.int64] * 5))
+_ARGS = (_F, types.int64, _I, _I, _F, types.int64, types.int64, _F, types.int64, types.float32, _F, *[types.int64] * 5)
+bound.declare("panel_tiles", panel_tiles_whole, _ARGS)
+bound.declare("panel_tiles_chunked", panel_tiles_chunked, _ARGS)
+
+
+def address(k: int) -> int:
+    """Where kernels call the tiles of a panel of ``k`` kernel rows (K): :func:`panel_tiles_chunked` where 2-row
+    tiles meet a panel over a quarter of L2, else :func:`panel_tiles_whole`. Chosen per layer, so that a model
+    without such a panel never compiles the chunked tiles (a first run's seconds)."""
+    return bound.address("panel_tiles_chunked" if MR != 8 and k > WHOLE_MAX_K else "panel_tiles")

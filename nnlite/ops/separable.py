@@ -15,7 +15,7 @@ import numpy as np
 from numba import types
 
 from ..errors import ShapeError
-from . import bound, buffers, checks, depthwise_stream, drivers, engine, machine, parallel, prepack
+from . import bound, buffers, checks, depthwise_stream, drivers, engine, machine, panels, parallel, prepack
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR, code_of
 from .conv import _plain, _plain_input, cached_geometry, conv2d, prepare_conv2d
 from .depthwise import depthwise_conv2d, prepare_depthwise_conv2d
@@ -188,7 +188,7 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
             np.float32(dalpha), w_(pk).reshape(-1), prepack.NONE if pre is None else pre,
             zeros(cout) if pb is None else w_(pb), pcode, np.float32(alpha))
     dw_rows_at = depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, l, ow)
-    tail = (oh, ow, cout, band, bound.address("depthwise_rows"), bound.address("panel_tiles"), act_address(dcode),
+    tail = (oh, ow, cout, band, bound.address("depthwise_rows"), panels.address(cin), act_address(dcode),
             act_address(pcode), dw_rows_at, machine.caches().l1d, machine.caches().l2,
             ZERO if accumulate is None else sum_address(accumulate[2]), ZERO)
 

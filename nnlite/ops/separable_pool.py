@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NnliteError
-from . import bound, buffers, depthwise_stream, drivers, engine, machine, parallel, prepack
+from . import bound, buffers, depthwise_stream, drivers, engine, machine, panels, parallel, prepack
 from .activations import CODES, LINEAR
 from .convpool import pooled_band  # (convpool declares max_pool_band, called by address here)
 from .jit import kernel
@@ -94,7 +94,7 @@ def _prepare_fused(x, depthwise_kernel, pointwise_kernel, bias, stride, padding,
             np.float32(0.2), w_(pointwise_kernel).reshape(-1), pre,
             zeros(cout) if bias is None else w_(bias), pcode, np.float32(alpha), oh, ow, cout, ph, pw, psh, psw, pt,
             pl, poh, pow_)
-    tail = (band, bound.address("depthwise_rows"), bound.address("panel_tiles"), act_address(LINEAR),
+    tail = (band, bound.address("depthwise_rows"), panels.address(cin), act_address(LINEAR),
             act_address(pcode), depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, l, ow),
             machine.caches().l1d, machine.caches().l2, bound.address("separable_rows"), bound.address("max_pool_band"))
 

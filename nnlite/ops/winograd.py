@@ -41,7 +41,7 @@ import functools
 import numpy as np
 
 from ..limits import env_switch
-from . import bound, buffers, drivers, machine, parallel, prepack
+from . import bound, buffers, drivers, machine, panels, parallel, prepack
 from .activations import LINEAR
 from .jit import inlined, kernel
 from .prepare import summing, writing_into
@@ -122,7 +122,7 @@ def prepare(kernel: np.ndarray, bias, code: int, alpha: float, in_shape, pads, o
     bases = np.arange(block, dtype=np.int64) * cin
     work = tiles * POSITIONS * cin * cout // 4
     head = (h, w, cin, top, left, oh, ow, th, tw, packed, bias, code, np.float32(alpha))
-    tail = (block, taps, bases, zeros(cout), bound.address("panel_tiles"))
+    tail = (block, taps, bases, zeros(cout), panels.address(cin))
 
     def launch(x, y, sums, ldy=cout, _held=held, _packed=packed):  # held while their views are used
         parallel.split(_blocks, _blocks_parallel, (x.reshape(-1), *head, y.reshape(-1), cout, ldy, *tail, *sums), tiles,
