@@ -62,16 +62,18 @@ def test_tiles_run_without_reference_counting():
     arrays in and out through the runtime, and a loop of tiles saved every vector register around each one."""
     import numba
 
-    from nnlite.ops import depthwise_stream, depthwise_tiles3, gemm, microkernels, tiles
-    for fn in (gemm.panel_tiles, tiles.finish, depthwise_stream._rows3, microkernels.gemm_tile_8x32,
+    from nnlite.ops import depthwise_stream, depthwise_tiles3, microkernels, panels, tiles
+    for fn in (panels.panel_tiles_whole, panels.panel_tiles_chunked, tiles.finish, depthwise_stream._rows3,
+               microkernels.gemm_tile_8x32,
                depthwise_tiles3.dwconv3_tile_8x16_s1):
         assert fn.targetoptions.get("_nrt") is False, fn
-    options = {k: v for k, v in gemm.panel_tiles.targetoptions.items() if k != "cache"}
-    fresh = numba.njit(**options)(gemm.panel_tiles.py_func)   # compiled here, not loaded from the disk cache
     f, i = numba.types.float32[::1], numba.types.int64[::1]
     args = (f, numba.int64, i, i, f, numba.int64, numba.int64, f, numba.int64, numba.float32, f, *[numba.int64] * 5)
-    fresh.compile(args)
-    assert "NRT_incref" not in fresh.inspect_asm(args)
+    for panel in (panels.panel_tiles_whole, panels.panel_tiles_chunked):
+        options = {k: v for k, v in panel.targetoptions.items() if k != "cache"}
+        fresh = numba.njit(**options)(panel.py_func)   # compiled here, not loaded from the disk cache
+        fresh.compile(args)
+        assert "NRT_incref" not in fresh.inspect_asm(args)
 
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -45,7 +45,7 @@ def _lines(*parts: str) -> str:
 
 def gemm_tile(rows: int, vectors: int, decorator: str = "@helper") -> str:
     """y[m0 + r, col0 : col0 + 16*vectors] for r < rows, one pass over K (taps x channels). ``@inlined`` for
-    the tile a panel runs most: LLVM inlines it into :func:`nnlite.ops.gemm.panel_tiles`, where the call (17
+    the tile a panel runs most: LLVM inlines it into :func:`nnlite.ops.panels.panel_tiles_whole`, where the call (17
     arguments, the bias vectors through memory) and the epilogue's tests of ``code``, ``width`` and ``m_end``
     (the same for every tile of a panel) no longer cost each tile (benchmarks/RESULTS.md, round 8). The sums
     are one tuple, row-major, updated a channel at a time by :func:`nnlite.ops.simd_rows.fma_splat_rows`."""

@@ -13,6 +13,7 @@ equal to float32 rounding.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 
@@ -21,21 +22,17 @@ from ..errors import ConfigError
 ENGINES = ("simd", "blas")
 
 
-def cpu_flags() -> set[str]:
-    """The first CPU's flags in /proc/cpuinfo (empty where there is no such file)."""
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The first CPU's flags in /proc/cpuinfo (empty where there is no such file), read once."""
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
                 if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return set()
-
-
-def cpu_has_avx512() -> bool:
-    """True when /proc/cpuinfo lists avx512f."""
-    return "avx512f" in cpu_flags()
+    return frozenset()
 
 
 def _numba_compiles_for(*features: str) -> bool:
@@ -47,16 +44,11 @@ def _numba_compiles_for(*features: str) -> bool:
     return name in ("", "host") or all(f"+{feature}" in given for feature in features)
 
 
-def numba_targets_host() -> bool:
-    """True when Numba compiles AVX-512 code here if the CPU has it (see :func:`_numba_compiles_for`)."""
-    return _numba_compiles_for("avx512f")
-
-
 def vector_registers() -> int:
     """How many 16-lane float32 vectors the register file holds as Numba compiles here: 32 with AVX-512, 8 with
     AVX2 and FMA (16 registers of 8 lanes), else 0. The register tiles are sized by it (:data:`tiles.MR`)."""
     flags = cpu_flags()
-    if "avx512f" in flags and numba_targets_host():
+    if "avx512f" in flags and _numba_compiles_for("avx512f"):
         return 32
     if {"avx2", "fma"} <= flags and _numba_compiles_for("avx2", "fma"):
         return 8

@@ -43,7 +43,6 @@ from . import bound, buffers, drivers, gemv, machine, parallel, prepack, winogra
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import helper, kernel
 from .panels import address as panel_address
-from .panels import panel_tiles_whole as panel_tiles  # noqa: F401 (the tests' name for the panel's tiles)
 from .prepare import summing, writing_into
 from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, sum_address, zero_run, zeros
 from .workspace import scratch

@@ -103,11 +103,8 @@ def cpu_model() -> str:
 
 
 def cpu_flags(wanted=("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")) -> list[str]:
-    try:
-        with open("/proc/cpuinfo") as info:
-            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
-    except OSError:
-        flags = []
+    from .engine import cpu_flags as every_flag
+    flags = every_flag()
     return [f for f in wanted if f in flags]
 
 

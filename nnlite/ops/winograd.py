@@ -12,7 +12,7 @@ fixed matrices
 the block is  A^T [ sum over input channels c of (G g_c G^T) * (B^T d_c B) ] A  (``*``: element by element,
 g_c the 3x3 kernel of channel c), exactly the convolution in exact arithmetic. The sum over channels at each
 of the 16 positions of the 4x4 product is a matrix product: (tiles x cin) times (cin x cout), one per
-position. nnlite runs those 16 products on the GEMM's own register tiles (:func:`nnlite.ops.gemm.panel_tiles`,
+position. nnlite runs those 16 products on the GEMM's own register tiles (:func:`nnlite.ops.panels.panel_tiles_whole`,
 called by address), on the kernel transformed once, G g G^T in float64 rounded to float32, and packed into
 the GEMM's panels (:mod:`nnlite.ops.prepack`; a writable kernel is transformed on every call).
 
@@ -240,7 +240,8 @@ def _blocks(xf, h, w, c, top, left, oh, ow, th, tw, packed, bias, code, alpha, y
     # block's patches into v, the 16 products into mm (panel_tiles, by address tiles_at), and mm back into yf;
     # acc (flat, as yf) or empty: then the block's outputs become act_scode(acc + y), the sum first copied to
     # total unless that is empty (tiles.sum_run, by address sum_at, on each tile row's two runs of output pixels);
-    # output pixels ldy values apart (k, or a wider map's channels: see nnlite.ops.gemm.panel_tiles; no acc then)
+    # output pixels ldy values apart (k, or a wider map's channels: see nnlite.ops.panels.panel_tiles_whole;
+    # no acc then)
     v = np.empty(POSITIONS * block * c, np.float32)
     mm = np.empty(POSITIONS * block * k, np.float32)
     panels = (k + NR - 1) // NR
