@@ -55,7 +55,8 @@ def test_row_blocks_give_the_same_bits(simd_engine, direct_gemm, monkeypatch, sh
     for blocks in (False, True):
         with monkeypatch.context() as m:
             m.setattr(machine, "blocking", lambda on=blocks: small if on else small._replace(row_block_input=0))
-            assert gemm._row_block(lay, panels) == (panels * gemm.NR if blocks else 0)
+            rows = panels * gemm.NR // (2 * gemm.MR) * (2 * gemm.MR)  # whole pairs of tiles (6- or 8-row)
+            assert gemm._row_block(lay, panels) == (rows if blocks else 0)
             for threads in (1, 2):
                 parallel.set_threads(threads)
                 numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
@@ -88,7 +89,7 @@ def test_a_kernel_too_large_for_blocks_takes_them_on_an_input_past_the_cache(sim
             m.setattr(machine, "blocking", lambda: tight)
             m.setattr(machine, "caches",
                       lambda s=size: caches._replace(l3=s) if with_l3 else caches._replace(l3=0, l2=s))
-            assert gemm._row_block(lay, panels) == (32 if past else 0)
+            assert gemm._row_block(lay, panels) == (32 // (2 * gemm.MR) * (2 * gemm.MR) if past else 0)
             for threads in (1, 2):
                 parallel.set_threads(threads)
                 numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))

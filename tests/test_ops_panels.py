@@ -1,4 +1,5 @@
-"""nnlite.ops.panels: the chunked pass over K (AVX2's 2-row tiles) gives the bits of the whole pass, on any machine.
+"""nnlite.ops.panels: AVX2's ways over a panel give the bits of AVX-512's, on any machine: the chunked pass over K
+(2-row tiles) those of the whole pass, and 6 x 16 tiles on each half of a panel those of 8 x 32 tiles.
 
 Each way is compiled here with small chunks (``KC``) and no whole-pass shortcut (``WHOLE_MAX_K``), so chunks
 end inside a tap's channels, at a tap's end and past it, on 1x1 and 3x3 convolutions, panels of 32, 16-32 and
@@ -28,14 +29,10 @@ def _address(name, fn):
     return bound.address(name)
 
 
-@pytest.mark.parametrize("chunk", [8, 40])
-def test_chunks_over_k_give_the_whole_pass_bits(chunk, monkeypatch):
-    monkeypatch.setattr(panels, "KC", chunk)
-    monkeypatch.setattr(panels, "WHOLE_MAX_K", 0)
-    ways = (_address("test_panel_whole", _fresh(panels.panel_tiles_whole)),
-            _address(f"test_panel_chunked_{chunk}", _fresh(panels.panel_tiles_chunked)))
-    rng = np.random.default_rng(chunk)
-    for trial in range(24):
+def _compare(ways, rng, trials):
+    """Each way over every row and panel of random 1x1 and 3x3 convolutions: the same bits, and the reference's
+    values."""
+    for trial in range(trials):
         kernel_size = (1, 3)[trial % 2]
         h, w = int(rng.integers(kernel_size, 9)), int(rng.integers(kernel_size, 9))
         cin, cout = int(rng.integers(1, 60)), int(rng.choice([5, 16, 24, 32, 45, 70]))
@@ -55,3 +52,20 @@ def test_chunks_over_k_give_the_whole_pass_bits(chunk, monkeypatch):
         assert outs[0].tobytes() == outs[1].tobytes(), (trial, h, w, cin, cout, kernel_size)
         want = reference.conv2d(x, kernel, bias, activation=(None, "relu", "relu6")[code])
         assert rel(outs[1], want) <= TOL, trial
+
+
+@pytest.mark.parametrize("chunk", [8, 40])
+def test_chunks_over_k_give_the_whole_pass_bits(chunk, monkeypatch):
+    monkeypatch.setattr(panels, "KC", chunk)
+    monkeypatch.setattr(panels, "WHOLE_MAX_K", 0)
+    ways = (_address("test_panel_whole", _fresh(panels.panel_tiles_whole)),
+            _address(f"test_panel_chunked_{chunk}", _fresh(panels.panel_tiles_chunked)))
+    _compare(ways, np.random.default_rng(chunk), 24)
+
+
+def test_half_panel_tiles_give_the_whole_tiles_bits(monkeypatch):
+    ways = []
+    for halves in (False, True):  # 8 x 32 (16 x 16) tiles, then 6 x 16 ones on each half of a panel
+        monkeypatch.setattr(panels, "HALVES", halves)
+        ways.append(_address(f"test_panel_halves_{halves}", _fresh(panels.panel_tiles_whole)))
+    _compare(ways, np.random.default_rng(6), 32)

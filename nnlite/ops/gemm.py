@@ -15,9 +15,10 @@ inner loops: an RGB stem's 3x3x3 is 3 runs of 9, not 9 of 3). The kernel matrix 
 (kh*kw*cin, cout) weights, unchanged.
 
 Blocking: output channels go in panels of 32 (two 16-lane vectors). Each panel's slice of the kernel is copied into a
-contiguous (K, 32) scratch, then tiles of :data:`MR` output rows (8 with AVX-512, 2 with AVX2) keep MR x 32 sums in
-registers: per step of K, 2 vector loads, MR broadcasts, 2*MR fused multiply-adds (:mod:`nnlite.ops.panels`: with
-AVX2, K in chunks that stay in L1). Panels of at most 16 channels use 2*MR x 16 tiles. Where a layer has at most
+contiguous (K, 32) scratch, then register tiles of :data:`MR` output rows take it (:mod:`nnlite.ops.panels`): with
+AVX-512, 8 x 32 sums, per step of K 2 vector loads, 8 broadcasts and 16 fused multiply-adds (16 x 16 on panels of at
+most 16 channels); with AVX2, 6 x 16 on each half of the panel in turn, and K in chunks that stay in L1 where the
+panel is over a quarter of L2. Where a layer has at most
 :data:`DIRECT_MAX_ROWS` output rows (late layers at batch 1) the copy would be read as often as it is written, so the
 tiles read full panels of the kernel in place; a convolution with at most four output pixels runs as a matrix-vector
 product (:mod:`nnlite.ops.gemv`), which reads the kernel once. Both sum in the same order as the packed tiles (the
@@ -211,7 +212,7 @@ def _row_block(lay: Layout, panels: int) -> int:
     caches = machine.caches()
     if panels < 2 or (k * panels * NR * 4 > limit and 4 * int(np.prod(lay.in_shape)) <= (caches.l3 // 4 or caches.l2)):
         return 0
-    return max(2 * MR, limit // (4 * k) // (2 * MR) * (2 * MR))  # whole 16-row tiles
+    return max(2 * MR, limit // (4 * k) // (2 * MR) * (2 * MR))  # whole pairs of tiles
 
 
 NO_PAD = np.zeros(0, np.int64)

@@ -110,12 +110,14 @@ def cpu_flags(wanted=("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "a
 
 def describe() -> dict:
     """This machine and the choices the kernels made on it, for benchmark reports."""
-    from . import engine, gemm, gemv, parallel, prepack, tiles, winograd
+    from . import engine, gemm, gemv, panels, parallel, prepack, tiles, winograd
     c, b = caches(), blocking()
     wino = (f"from {winograd.MIN_TILES} tiles and {winograd.MIN_CHANNELS} channels, blocks of up to "
             f"{winograd.block_tiles(64, 64, 1 << 20, 1)} tiles at 64 -> 64 channels" if winograd.enabled()
             else "off (NNLITE_WINOGRAD=0)")
-    fixed = (f"register tiles {tiles.MR}x{tiles.NR} and {2 * tiles.MR}x16 (16-lane vectors), kernels read in place "
+    shapes = (f"{tiles.MR}x16 on each half of a {tiles.NR}-channel panel" if panels.HALVES
+              else f"{tiles.MR}x{tiles.NR} and {2 * tiles.MR}x16")
+    fixed = (f"register tiles {shapes} (16-lane vectors), kernels read in place "
              f"up to {gemm.DIRECT_MAX_ROWS} output rows, matrix-vector product up to {gemv.GEMV_MAX_ROWS} rows, "
              f"threads from {parallel.MIN_WORK} values of work, kernels packed once: "
              f"{'yes' if prepack.enabled() else 'no (NNLITE_PREPACK=0)'}; 3x3 stride-1 convolutions by Winograd "

@@ -2,8 +2,9 @@
 
 Names say the tile: ``gemm_tile_8x32`` keeps 8 output rows x 32 channels of sums in 16 vector registers
 (``gemm_tile_1x32``: a panel's single last row), ``gemm_tile_16x16`` 16 rows x 16 channels (panels of at most
-16 channels: 16 independent sums keep both FMA pipes busy); ``gemm_tile_2x32`` and ``gemm_tile_4x16`` are their
-AVX2 twins (4 vectors of sums in 8 of its 16 registers: :data:`nnlite.ops.tiles.MR`); and ``dwconv_tile_8x16``
+16 channels: 16 independent sums keep both FMA pipes busy); with AVX2, ``gemm_tile_6x16`` takes each half of a
+panel in turn (6 vectors of sums in 12 of its 16 registers: :data:`nnlite.ops.tiles.MR`), and ``gemm_part_2x32``,
+``gemm_part_4x16`` a chunk of K (:mod:`nnlite.ops.panels`); and ``dwconv_tile_8x16``
 8 output pixels x 16 channels of a depthwise convolution with any kernel (one weight load per tap for all 8
 pixels). The square
 depthwise kernels' streaming tiles are in :mod:`nnlite.ops.depthwise_tiles3` (and ``5``, ``7``). A tile's sums
@@ -47,19 +48,27 @@ def gemm_tile_8x32(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, widt
 
 
 @inlined
-def gemm_tile_2x32(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, bias1, code, alpha):
-    """Rows m0..m0+1 (those < m_end stored) x 32 channels; the panel's row i at pk[kk + i*ldk]."""
-    q = gather_rows(bases, m0, m_end - 1, 2)
-    acc = vzeros(4)
+def gemm_tile_6x16(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, code, alpha):
+    """Rows m0..m0+5 (those < m_end stored) x 16 channels; the panel's row i at pk[kk + i*ldk]."""
+    q = gather_rows(bases, m0, m_end - 1, 6)
+    acc = vzeros(6)
     for t in range(taps.shape[0]):
         tap = taps[t]
         for ch in range(c):
-            acc = fma_splat_rows(x, q, tap + ch, (vload(pk, kk + 0), vload(pk, kk + 16)), acc)
+            acc = fma_splat_rows(x, q, tap + ch, (vload(pk, kk + 0),), acc)
             kk += ldk
     off = m0 * ldy + col0
-    store_row(y, off, finish(acc[0], bias0, code, alpha), finish(acc[1], bias1, code, alpha), width)
+    vstore_n(y, off, finish(acc[0], bias0, code, alpha), width)
     if m0 + 1 < m_end:
-        store_row(y, off + 1 * ldy, finish(acc[2], bias0, code, alpha), finish(acc[3], bias1, code, alpha), width)
+        vstore_n(y, off + 1 * ldy, finish(acc[1], bias0, code, alpha), width)
+    if m0 + 2 < m_end:
+        vstore_n(y, off + 2 * ldy, finish(acc[2], bias0, code, alpha), width)
+    if m0 + 3 < m_end:
+        vstore_n(y, off + 3 * ldy, finish(acc[3], bias0, code, alpha), width)
+    if m0 + 4 < m_end:
+        vstore_n(y, off + 4 * ldy, finish(acc[4], bias0, code, alpha), width)
+    if m0 + 5 < m_end:
+        vstore_n(y, off + 5 * ldy, finish(acc[5], bias0, code, alpha), width)
 
 
 @helper
@@ -118,26 +127,6 @@ def gemm_tile_16x16(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, wid
         vstore_n(y, off + 14 * ldy, finish(acc[14], bias0, code, alpha), width)
     if m0 + 15 < m_end:
         vstore_n(y, off + 15 * ldy, finish(acc[15], bias0, code, alpha), width)
-
-
-@helper
-def gemm_tile_4x16(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, code, alpha):
-    """Rows m0..m0+3 (those < m_end stored) x 16 channels; the panel's row i at pk[kk + i*ldk]."""
-    q = gather_rows(bases, m0, m_end - 1, 4)
-    acc = vzeros(4)
-    for t in range(taps.shape[0]):
-        tap = taps[t]
-        for ch in range(c):
-            acc = fma_splat_rows(x, q, tap + ch, (vload(pk, kk + 0),), acc)
-            kk += ldk
-    off = m0 * ldy + col0
-    vstore_n(y, off, finish(acc[0], bias0, code, alpha), width)
-    if m0 + 1 < m_end:
-        vstore_n(y, off + 1 * ldy, finish(acc[1], bias0, code, alpha), width)
-    if m0 + 2 < m_end:
-        vstore_n(y, off + 2 * ldy, finish(acc[2], bias0, code, alpha), width)
-    if m0 + 3 < m_end:
-        vstore_n(y, off + 3 * ldy, finish(acc[3], bias0, code, alpha), width)
 
 
 @inlined

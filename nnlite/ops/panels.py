@@ -4,9 +4,10 @@ call it by address (:func:`address`, :mod:`nnlite.ops.bound`).
 
 Two ways over K (taps x input channels):
 
-- :func:`panel_tiles_whole`: each tile of :data:`nnlite.ops.tiles.MR` rows (8 with AVX-512, 2 with AVX2) takes the
-  whole of K in one pass, reading the panel's K x 32 weights once per MR output rows.
-- :func:`panel_tiles_chunked`, for AVX2's 2-row tiles (4 vectors of sums in 8 of its 16 registers) on panels
+- :func:`panel_tiles_whole`: each tile of :data:`nnlite.ops.tiles.MR` rows takes the whole of K in one pass: 8 rows x
+  32 channels with AVX-512, reading the panel's K x 32 weights once per 8 output rows; with AVX2 (:data:`HALVES`),
+  6 rows x 16 channels, first on the panel's left half, then on its right, while the 6 input rows are in L1.
+- :func:`panel_tiles_chunked`, with AVX2, 2-row tiles (4 vectors of sums in 8 of its 16 registers) on panels
   over a quarter of L2 (:data:`WHOLE_MAX_K`; a 3x3 conv on 512 channels), which a pass per 2 rows would stream
   from L3. K goes in chunks of :data:`KC` channels of one tap, whose weights (KC x 32 floats, half of L1) every
   tile of the panel takes in turn while they stay in L1; each tile stores its sums after a chunk and loads them
@@ -29,8 +30,7 @@ from .microkernels import (
     gemm_part_2x32,
     gemm_part_4x16,
     gemm_tile_1x32,
-    gemm_tile_2x32,
-    gemm_tile_4x16,
+    gemm_tile_6x16,
     gemm_tile_8x32,
     gemm_tile_16x16,
 )
@@ -39,9 +39,9 @@ from .tiles import MR, NR
 
 # A one-row tile keeps one or two sums, each waiting on the FMA latency (4 cycles): a quarter of a whole 8-row
 # tile's time with one 512-bit FMA per cycle (Zen 4), half with two (most AVX-512 Xeons). So only a panel's
-# single last row runs on one; 2-7 last rows take a whole tile either way. The MR x 32 and 2*MR x 16 tiles:
+# single last row runs on one; 2-7 last rows take a whole tile either way.
 TAIL_ROWS = 2
-tile_wide, tile_narrow = (gemm_tile_8x32, gemm_tile_16x16) if MR == 8 else (gemm_tile_2x32, gemm_tile_4x16)
+HALVES = MR == 6  # AVX2: 6 x 16 tiles on each half of a panel; AVX-512: 8 x 32 tiles (16 x 16 on narrow panels)
 KC = max(16, machine.caches().l1d // (8 * NR))  # channels per chunk: KC x 32 floats of weights, half of L1
 WHOLE_MAX_K = machine.caches().l2 // (16 * NR)  # K of a panel of a quarter of L2: a pass over it reads it from L2
 
@@ -60,13 +60,21 @@ def panel_tiles_whole(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, l
         bias1 = vload_n(bias, col0 + 16, width - 16)
         m0 = r0
         while r1 - m0 >= TAIL_ROWS:  # whole tiles, the last one's spare rows not stored
-            tile_wide(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
-            m0 += MR
+            if HALVES:
+                gemm_tile_6x16(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, 16, bias0, code, alpha)
+                gemm_tile_6x16(x, c, taps, bases, pk, kk + 16, ldk, m0, r1, y, ldy, col0 + 16, width - 16, bias1,
+                               code, alpha)
+            else:
+                gemm_tile_8x32(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
+            m0 += 6 if HALVES else 8
         for m in range(m0, r1):  # fewer than TAIL_ROWS rows left: one by one
             gemm_tile_1x32(x, c, taps, bases, pk, kk, ldk, m, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
-    else:  # a panel of at most 16 channels (rare on 7x7 maps; no one-row tile, which would compile longer)
-        for m0 in range(r0, r1, 2 * MR):
-            tile_narrow(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, code, alpha)
+    elif HALVES:  # a panel of at most 16 channels (rare on 7x7 maps; no one-row tile, which would compile longer)
+        for m0 in range(r0, r1, 6):
+            gemm_tile_6x16(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, code, alpha)
+    else:
+        for m0 in range(r0, r1, 16):
+            gemm_tile_16x16(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, code, alpha)
 
 
 @helper
@@ -113,4 +121,4 @@ def address(k: int) -> int:
     """Where kernels call the tiles of a panel of ``k`` kernel rows (K): :func:`panel_tiles_chunked` where 2-row
     tiles meet a panel over a quarter of L2, else :func:`panel_tiles_whole`. Chosen per layer, so that a model
     without such a panel never compiles the chunked tiles (a first run's seconds)."""
-    return bound.address("panel_tiles_chunked" if MR != 8 and k > WHOLE_MAX_K else "panel_tiles")
+    return bound.address("panel_tiles_chunked" if HALVES and k > WHOLE_MAX_K else "panel_tiles")

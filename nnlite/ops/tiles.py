@@ -25,11 +25,12 @@ from .simd import vadd, vload, vload_n, vmul, vselect_ge, vselect_gt, vsplat, vs
 # A literal 0 passed from one Numba kernel to another makes Numba compile a separate copy of the callee for the
 # literal (Literal[int](0)); kernels pass ZERO instead, a plain int64, so each kernel is compiled once.
 ZERO = np.int64(0)
-# Output rows per register tile (gemm_tile_8x32; gemm_tile_16x16 takes 2*MR): the sums take half the vector
-# registers, the rest hold a step's weights and inputs. AVX-512 has 32 registers, each a 16-lane vector: 8 rows x 32
-# channels are 16 of them. AVX2's 16 registers hold 8 such vectors (each split in two): 2 rows x 32 channels
-# (gemm_tile_2x32, and gemm_tile_4x16) keep 4 (3 rows ran a third slower: benchmarks/RESULTS.md, round 20).
-MR = 8 if engine.wide_registers() else 2
+# Output rows per register tile. AVX-512 has 32 registers, each a 16-lane vector: 8 rows x 32 channels
+# (gemm_tile_8x32; gemm_tile_16x16 takes 2*MR) keep 16 of them, the rest hold a step's weights and inputs. AVX2's 16
+# registers hold 8 such vectors (each split in two): 6 rows x 16 channels (gemm_tile_6x16, each half of a panel in
+# turn) keep 6, with 2 registers for the weights and one for an input; per step of K, 8 loads feed 12 fused
+# multiply-adds, against 6 for 8 with 2 rows x 32 (benchmarks/RESULTS.md, round 21).
+MR = 8 if engine.wide_registers() else 6
 NR = 32  # output channels per packed panel (two 16-lane vectors)
 
 
