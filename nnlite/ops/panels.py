@@ -7,13 +7,13 @@ Two ways over K (taps x input channels):
 - :func:`panel_tiles_whole`: each tile of :data:`nnlite.ops.tiles.MR` rows takes the whole of K in one pass: 8 rows x
   32 channels with AVX-512, reading the panel's K x 32 weights once per 8 output rows; with AVX2 (:data:`HALVES`),
   6 rows x 16 channels, first on the panel's left half, then on its right, while the 6 input rows are in L1.
-- :func:`panel_tiles_chunked`, with AVX2, 2-row tiles (4 vectors of sums in 8 of its 16 registers) on panels
-  over a quarter of L2 (:data:`WHOLE_MAX_K`; a 3x3 conv on 512 channels), which a pass per 2 rows would stream
-  from L3. K goes in chunks of :data:`KC` channels of one tap, whose weights (KC x 32 floats, half of L1) every
-  tile of the panel takes in turn while they stay in L1; each tile stores its sums after a chunk and loads them
-  for the next. A float32 stored and loaded is the same value, so the sums are the one pass's, bit for bit;
-  bias and activation go on after the last chunk. Smaller panels take one pass: in chunks, each input row is
-  read in short runs, one per chunk, which the prefetchers follow worse (benchmarks/RESULTS.md, round 20).
+- :func:`panel_tiles_chunked`, with AVX2, the same 6 x 16 tiles on panels over a quarter of L2
+  (:data:`WHOLE_MAX_K`; a 3x3 conv on 512 channels), which a pass per 6 rows would stream from L3. K goes in chunks
+  of :data:`KC` channels of one tap, whose weights (KC x 32 floats, half of L1) every tile of the panel takes in
+  turn while they stay in L1; each tile stores its sums after a chunk and loads them for the next. A float32 stored
+  and loaded is the same value, so the sums are the one pass's, bit for bit; bias and activation go on after the
+  last chunk. Smaller panels take one pass: in chunks, each input row is read in short runs, one per chunk, which
+  the prefetchers follow worse (benchmarks/RESULTS.md, rounds 20 and 21).
 
 A panel's single last row runs on a one-row tile (:data:`TAIL_ROWS`); a last 2 or more take a whole tile,
 which recomputes the last row for its spare rows (not stored).
@@ -27,8 +27,7 @@ from . import bound, machine
 from .jit import helper
 from .microkernels import (
     gemm_part_1x32,
-    gemm_part_2x32,
-    gemm_part_4x16,
+    gemm_part_6x16,
     gemm_tile_1x32,
     gemm_tile_6x16,
     gemm_tile_8x32,
@@ -79,7 +78,7 @@ def panel_tiles_whole(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, l
 
 @helper
 def panel_tiles_chunked(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, ldy, r0, r1, p):
-    """:func:`panel_tiles_whole`, K in chunks of :data:`KC` channels of one tap (module docstring), on 2-row
+    """:func:`panel_tiles_whole`, K in chunks of :data:`KC` channels of one tap (module docstring), on 6 x 16
     tiles whatever the machine (tests compare the two ways everywhere). A panel of at most :data:`WHOLE_MAX_K`
     rows takes the whole pass: in chunks, each row of the input would be read in short runs, one per chunk."""
     if c * taps.shape[0] <= WHOLE_MAX_K:
@@ -99,15 +98,17 @@ def panel_tiles_chunked(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n,
             if width > 16:
                 m0 = r0
                 while r1 - m0 >= TAIL_ROWS:
-                    gemm_part_2x32(x, tap, ch0, ch1, bases, pk, at, ldk, m0, r1, y, ldy, col0, width, bias0, bias1,
-                                   first, last, code, alpha)
-                    m0 += 2
+                    gemm_part_6x16(x, tap, ch0, ch1, bases, pk, at, ldk, m0, r1, y, ldy, col0, 16, bias0, first, last,
+                                   code, alpha)
+                    gemm_part_6x16(x, tap, ch0, ch1, bases, pk, at + 16, ldk, m0, r1, y, ldy, col0 + 16, width - 16,
+                                   bias1, first, last, code, alpha)
+                    m0 += 6
                 for m in range(m0, r1):
                     gemm_part_1x32(x, tap, ch0, ch1, bases, pk, at, ldk, m, r1, y, ldy, col0, width, bias0, bias1,
                                    first, last, code, alpha)
             else:
-                for m0 in range(r0, r1, 4):
-                    gemm_part_4x16(x, tap, ch0, ch1, bases, pk, at, ldk, m0, r1, y, ldy, col0, width, bias0, first,
+                for m0 in range(r0, r1, 6):
+                    gemm_part_6x16(x, tap, ch0, ch1, bases, pk, at, ldk, m0, r1, y, ldy, col0, width, bias0, first,
                                    last, code, alpha)
 
 
