@@ -1,5 +1,5 @@
 """nnlite.ops.panels: AVX2's ways over a panel give the bits of AVX-512's, on any machine: the chunked pass over K
-(2-row tiles) those of the whole pass, and 6 x 16 tiles on each half of a panel those of 8 x 32 tiles.
+those of the whole pass, and 6 x 16 tiles on each half of a panel those of 8 x 32 tiles.
 
 Each way is compiled here with small chunks (``KC``) and no whole-pass shortcut (``WHOLE_MAX_K``), so chunks
 end inside a tap's channels, at a tap's end and past it, on 1x1 and 3x3 convolutions, panels of 32, 16-32 and
