@@ -113,3 +113,37 @@ def test_fused_depthwise_reads_ahead_with_the_same_bits(simd_engine, monkeypatch
         got.append((ops.depthwise_pointwise(x, dk, db, pk, pb, stride=stride, padding="same", activation="relu"),
                     ops.inverted_residual(x, ek, None, dk, db, pk, pb, stride=stride, padding="same")))
     assert all(np.array_equal(a, b) for a, b in zip(*got))
+
+
+def test_3x3_tiles_that_load_their_weights_give_the_same_bits(monkeypatch):
+    """AVX2's 3x3 tiles load each kernel row's weights (depthwise_stream.LOAD_WEIGHTS); AVX-512's keep all 9 in
+    registers. Both rows functions are compiled here, whatever the machine, and run every row of random layers
+    (8- and 4-pixel tiles, strides 1 and 2, padded edges, channel tails): the same bits, and the reference's."""
+    import numba
+
+    from nnlite.ops import bound, depthwise_simd, depthwise_stream, padding
+    ways = []
+    for loads in (False, True):
+        monkeypatch.setattr(depthwise_stream, "LOAD_WEIGHTS", loads)
+        options = {k: v for k, v in depthwise_stream._rows3.targetoptions.items() if k != "cache"}
+        bound.declare(f"test_rows3_loads_{loads}", numba.njit(**options)(depthwise_stream._rows3.py_func),
+                      depthwise_simd.ROWS_ARGS)
+        ways.append(bound.address(f"test_rows3_loads_{loads}"))
+    rng = np.random.default_rng(3)
+    for trial in range(16):
+        stride, pad = (1, 2)[trial % 2], ("same", "valid")[trial // 2 % 2]
+        n, h, w, c = (int(rng.integers(lo, hi)) for lo, hi in ((1, 3), (3, 12), (9, 30), (1, 50)))
+        x, kernel, bias = rand(rng, n, h, w, c), rand(rng, 3, 3, c, 1), rand(rng, c)
+        (top, _, oh), (left, _, ow) = padding.resolve_padding_2d(h, w, 3, 3, stride, 1, pad)
+        code = trial % 3  # linear, relu, relu6
+        outs = []
+        for rows_at in ways:
+            y = np.full(n * oh * ow * c, np.nan, np.float32)
+            depthwise_simd.depthwise_rows(x.reshape(-1), h, w, c, kernel.reshape(-1), bias, 3, 3, stride, stride, 1,
+                                          1, top, left, code, np.float32(0.2), y, oh, ow, 0, 0, rows_at, 32 << 10,
+                                          512 << 10, 0, n * oh)
+            outs.append(y.reshape(n, oh, ow, c))
+        assert outs[0].tobytes() == outs[1].tobytes(), (trial, n, h, w, c, stride, pad)
+        want = reference.depthwise_conv2d(x, kernel, bias, stride=stride, padding=pad,
+                                          activation=(None, "relu", "relu6")[code])
+        assert rel(outs[1], want) <= TOL, trial

@@ -4,11 +4,12 @@ The generic tile of :mod:`nnlite.ops.depthwise_simd` loads one input vector per 
 pixels at a row's ends take a one-pixel path. Here a tile of 8 (in rows of 4-7 pixels, or of a 3x3 kernel
 at stride 2: 4) output pixels x 16 channels walks each kernel row once: every input vector under it is loaded
 once and feeds each sum of the tile that reads it (:mod:`nnlite.ops.depthwise_tiles3`, ``5``, ``7``). A 3x3
-kernel's 9 weight vectors stay in registers while a tile moves along the row; a larger kernel loads a kernel
-row's weights per tile. The row's last tile starts at ``ow - pixels``, recomputing pixels the one before it
-stored (the same bits), so rows of any width from 4 pixels are whole tiles, the ends included: a tile's taps in
-the padding (rows outside [i0, i1), columns outside [jlo, jhi)) are skipped, as the generic path skips them,
-and each sum takes its taps in the generic path's order, so both give the same bits.
+kernel's 9 weight vectors stay in registers while a tile moves along the row (with AVX-512's 32 registers:
+:data:`LOAD_WEIGHTS`); a larger kernel, and a 3x3 one with AVX2, loads a kernel row's weights per tile. The
+row's last tile starts at ``ow - pixels``, recomputing pixels the one before it stored (the same bits), so rows
+of any width from 4 pixels are whole tiles, the ends included: a tile's taps in the padding (rows outside
+[i0, i1), columns outside [jlo, jhi)) are skipped, as the generic path skips them, and each sum takes its taps in
+the generic path's order, so both give the same bits.
 
 Which way a row is walked: where the row's kernel-high band of input (kh rows x w x c floats) fits in L1,
 each 16-channel block takes the whole row before the next (the band stays in L1 across the blocks, and a
@@ -26,15 +27,26 @@ under the memory's bandwidth (benchmarks/RESULTS.md, round 13). The hints change
 
 from __future__ import annotations
 
-from . import bound
+from . import bound, engine
 from .depthwise_simd import ROWS_ARGS, valid_range
-from .depthwise_tiles3 import dwconv3_tile_4x16_s1, dwconv3_tile_4x16_s2, dwconv3_tile_8x16_s1
+from .depthwise_tiles3 import (
+    dwconv3_tile_4x16_s1,
+    dwconv3_tile_4x16_s1_loads,
+    dwconv3_tile_4x16_s2,
+    dwconv3_tile_4x16_s2_loads,
+    dwconv3_tile_8x16_s1,
+    dwconv3_tile_8x16_s1_loads,
+)
 from .depthwise_tiles5 import dwconv5_tile_4x16_s1, dwconv5_tile_4x16_s2, dwconv5_tile_8x16_s1, dwconv5_tile_8x16_s2
 from .depthwise_tiles7 import dwconv7_tile_8x16_s1, dwconv7_tile_8x16_s2
 from .jit import helper
 from .simd import prefetch_l2, vload_n, vzero
 
 SIZES = {3: "rows3", 5: "rows_large", 7: "rows_large"}  # kernel size -> the bound name of its rows function
+# AVX2's 16 registers cannot hold a 3x3 kernel's 9 weight vectors (18 registers) beside an 8-pixel tile's sums: there
+# the 3x3 tiles load each kernel row's weights themselves (``*_loads``), 6-20 % faster than spilling them
+# (benchmarks/RESULTS.md, round 21). A constant, so each machine's rows3 compiles only its own tiles.
+LOAD_WEIGHTS = not engine.wide_registers()
 
 
 def rows_name(h, w, kh, kw, sh, sw, dh, dw, left, ow) -> str | None:
@@ -80,15 +92,23 @@ def _rows3(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, al
             b, t = (u // tiles, u % tiles) if by_channel else (u % blocks, u // blocks)
             c0, width = b * 16, min(16, c - b * 16)
             if t == 0 or not by_channel:
-                w00, w01, w02 = vload_n(k, c0, width), vload_n(k, c + c0, width), vload_n(k, 2 * c + c0, width)
-                w10, w11 = vload_n(k, 3 * c + c0, width), vload_n(k, 4 * c + c0, width)
-                w12, w20 = vload_n(k, 5 * c + c0, width), vload_n(k, 6 * c + c0, width)
-                w21, w22 = vload_n(k, 7 * c + c0, width), vload_n(k, 8 * c + c0, width)
+                if not LOAD_WEIGHTS:
+                    w00, w01, w02 = vload_n(k, c0, width), vload_n(k, c + c0, width), vload_n(k, 2 * c + c0, width)
+                    w10, w11 = vload_n(k, 3 * c + c0, width), vload_n(k, 4 * c + c0, width)
+                    w12, w20 = vload_n(k, 5 * c + c0, width), vload_n(k, 6 * c + c0, width)
+                    w21, w22 = vload_n(k, 7 * c + c0, width), vload_n(k, 8 * c + c0, width)
                 bv = vload_n(bias, c0, width)
             ox0 = min(pixels * t, ow - pixels)
             ix0 = ox0 * sw - left  # input column of the tile's first tap
             p, out, jlo, jhi = top + ix0 * c + c0, out_row + ox0 * c + c0, max(0, -ix0), min(columns, w - ix0)
-            if pixels == 8:
+            if LOAD_WEIGHTS:
+                if pixels == 8:
+                    dwconv3_tile_8x16_s1_loads(xf, p, row, c, width, i0, i1, jlo, jhi, k, c0, bv, yf, out, code, alpha)
+                elif sw == 1:
+                    dwconv3_tile_4x16_s1_loads(xf, p, row, c, width, i0, i1, jlo, jhi, k, c0, bv, yf, out, code, alpha)
+                else:
+                    dwconv3_tile_4x16_s2_loads(xf, p, row, c, width, i0, i1, jlo, jhi, k, c0, bv, yf, out, code, alpha)
+            elif pixels == 8:
                 dwconv3_tile_8x16_s1(xf, p, row, c, width, i0, i1, jlo, jhi, w00, w01, w02, w10, w11, w12, w20, w21,
                                      w22, bv, yf, out, code, alpha)
             elif sw == 1:
