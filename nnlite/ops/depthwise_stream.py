@@ -44,7 +44,7 @@ from .simd import prefetch_l2, vload_n, vzero
 
 SIZES = {3: "rows3", 5: "rows_large", 7: "rows_large"}  # kernel size -> the bound name of its rows function
 # AVX2's 16 registers cannot hold a 3x3 kernel's 9 weight vectors (18 registers) beside an 8-pixel tile's sums: there
-# the 3x3 tiles load each kernel row's weights themselves (``*_loads``), 6-20 % faster than spilling them
+# the 3x3 tiles load each kernel row's weights themselves (``*_loads``), up to 20 % faster than spilling them
 # (benchmarks/RESULTS.md, round 21). A constant, so each machine's rows3 compiles only its own tiles.
 LOAD_WEIGHTS = not engine.wide_registers()
 
