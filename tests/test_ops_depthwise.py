@@ -119,16 +119,12 @@ def test_3x3_tiles_that_load_their_weights_give_the_same_bits(monkeypatch):
     """AVX2's 3x3 tiles load each kernel row's weights (depthwise_stream.LOAD_WEIGHTS); AVX-512's keep all 9 in
     registers. Both rows functions are compiled here, whatever the machine, and run every row of random layers
     (8- and 4-pixel tiles, strides 1 and 2, padded edges, channel tails): the same bits, and the reference's."""
-    import numba
-
-    from nnlite.ops import bound, depthwise_simd, depthwise_stream, padding
+    from nnlite.ops import depthwise_simd, depthwise_stream, padding
+    from tests.fresh_kernels import fresh_address
     ways = []
     for loads in (False, True):
         monkeypatch.setattr(depthwise_stream, "LOAD_WEIGHTS", loads)
-        options = {k: v for k, v in depthwise_stream._rows3.targetoptions.items() if k != "cache"}
-        bound.declare(f"test_rows3_loads_{loads}", numba.njit(**options)(depthwise_stream._rows3.py_func),
-                      depthwise_simd.ROWS_ARGS)
-        ways.append(bound.address(f"test_rows3_loads_{loads}"))
+        ways.append(fresh_address(f"test_rows3_loads_{loads}", depthwise_stream._rows3, depthwise_simd.ROWS_ARGS))
     rng = np.random.default_rng(3)
     for trial in range(16):
         stride, pad = (1, 2)[trial % 2], ("same", "valid")[trial // 2 % 2]

@@ -63,17 +63,17 @@ def test_tiles_run_without_reference_counting():
     import numba
 
     from nnlite.ops import depthwise_stream, depthwise_tiles3, microkernels, panels, tiles
+    from tests.fresh_kernels import fresh
     for fn in (panels.panel_tiles_whole, panels.panel_tiles_chunked, tiles.finish, depthwise_stream._rows3,
-               microkernels.gemm_tile_8x32,
-               depthwise_tiles3.dwconv3_tile_8x16_s1):
+               microkernels.gemm_tile_8x32, microkernels.gemm_tile_6x16, microkernels.gemm_part_6x16,
+               depthwise_tiles3.dwconv3_tile_8x16_s1, depthwise_tiles3.dwconv3_tile_8x16_s1_loads):
         assert fn.targetoptions.get("_nrt") is False, fn
     f, i = numba.types.float32[::1], numba.types.int64[::1]
     args = (f, numba.int64, i, i, f, numba.int64, numba.int64, f, numba.int64, numba.float32, f, *[numba.int64] * 5)
     for panel in (panels.panel_tiles_whole, panels.panel_tiles_chunked):
-        options = {k: v for k, v in panel.targetoptions.items() if k != "cache"}
-        fresh = numba.njit(**options)(panel.py_func)   # compiled here, not loaded from the disk cache
-        fresh.compile(args)
-        assert "NRT_incref" not in fresh.inspect_asm(args)
+        compiled = fresh(panel)   # compiled here, not loaded from the disk cache
+        compiled.compile(args)
+        assert "NRT_incref" not in compiled.inspect_asm(args)
 
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

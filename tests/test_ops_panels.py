@@ -8,25 +8,19 @@ at most 16 channels, and row counts with and without a one-row tail.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
 
 from nnlite.ops import bound, gemm, panels, reference
 from nnlite.ops.tiles import NR
 from tests.closeness import TOL, rel
-
-
-def _fresh(fn):
-    """``fn`` compiled now, with the module's globals as they are (not the disk cache's copy)."""
-    options = {k: v for k, v in fn.targetoptions.items() if k != "cache"}
-    return numba.njit(**options)(fn.py_func)
+from tests.fresh_kernels import fresh_address
 
 
 def _address(name, fn):
-    """Where kernels call ``fn`` (as nnlite.ops.gemm's do: by address, nnlite.ops.bound)."""
-    bound.declare(name, fn, bound._DECLARED["panel_tiles"][1])
-    return bound.address(name)
+    """Where kernels call ``fn`` compiled now, with panels' globals as the test set them (as nnlite.ops.gemm's
+    kernels call it: by address)."""
+    return fresh_address(name, fn, bound._DECLARED["panel_tiles"][1])
 
 
 def _compare(ways, rng, trials):
@@ -58,8 +52,8 @@ def _compare(ways, rng, trials):
 def test_chunks_over_k_give_the_whole_pass_bits(chunk, monkeypatch):
     monkeypatch.setattr(panels, "KC", chunk)
     monkeypatch.setattr(panels, "WHOLE_MAX_K", 0)
-    ways = (_address("test_panel_whole", _fresh(panels.panel_tiles_whole)),
-            _address(f"test_panel_chunked_{chunk}", _fresh(panels.panel_tiles_chunked)))
+    ways = (_address("test_panel_whole", panels.panel_tiles_whole),
+            _address(f"test_panel_chunked_{chunk}", panels.panel_tiles_chunked))
     _compare(ways, np.random.default_rng(chunk), 24)
 
 
@@ -67,5 +61,5 @@ def test_half_panel_tiles_give_the_whole_tiles_bits(monkeypatch):
     ways = []
     for halves in (False, True):  # 8 x 32 (16 x 16) tiles, then 6 x 16 ones on each half of a panel
         monkeypatch.setattr(panels, "HALVES", halves)
-        ways.append(_address(f"test_panel_halves_{halves}", _fresh(panels.panel_tiles_whole)))
+        ways.append(_address(f"test_panel_halves_{halves}", panels.panel_tiles_whole))
     _compare(ways, np.random.default_rng(6), 32)
