@@ -15,12 +15,23 @@ import threading
 
 from numba.core import event
 
-# seconds of compiling, measured (benchmarks/RESULTS.md, "First run (round 3)" and "(round 4)"): ~2-3 s for
-# the face nets after a classifier ran, ~4 s for a first classifier with the first-run helper (6 s without it
-# or on a busy machine), 8-9 s for a first face pipeline; README, "Speed", quotes them
-FIRST_RUN_SECONDS = "3-10"
-MESSAGE = (f"nnlite: compiling kernels for this CPU, once: ~{FIRST_RUN_SECONDS} s "
-           f"(longer on a busy machine; later runs reuse them)")
+from . import engine
+
+# seconds of compiling, measured (benchmarks/RESULTS.md): with AVX-512, ~2-3 s for the face nets after a
+# classifier ran, ~4-5 s for a first classifier with the first-run helper (6 s without it or on a busy machine),
+# 8-9 s for a first face pipeline ("First run (round 3)" to "Round 16"); with AVX2 only, whose 6 x 16 tiles and
+# depthwise tiles are compiled too, 7.8-18.5 s for a first classifier with the helper, 13.6-17.9 s without it
+# (rounds 20-22). README, "Speed", quotes them
+FIRST_RUN_SECONDS = {True: "3-10", False: "8-18"}  # by engine.wide_registers()
+
+
+def message(wide: bool) -> str:
+    """The line, with the figure measured on machines of this register width (``wide``: AVX-512)."""
+    return (f"nnlite: compiling kernels for this CPU, once: ~{FIRST_RUN_SECONDS[wide]} s "
+            f"(longer on a busy machine; later runs reuse them)")
+
+
+MESSAGE = message(engine.wide_registers() or not engine.vector_registers())
 
 
 class _FirstCompile(event.Listener):
