@@ -51,7 +51,7 @@ def test_quiet_variable_and_foreign_functions_print_nothing(capsys, monkeypatch)
 
 
 def test_the_figure_is_the_one_measured_on_this_class_of_machine():
-    """AVX2-only machines compile more tiles, and took 8-18 s where AVX-512 ones took 3-10 (RESULTS.md)."""
+    """The AVX2-only machine measured took 8-18 s where the AVX-512 one took 3-10 (RESULTS.md)."""
     from nnlite.ops import engine
     assert "~3-10 s" in compile_notice.message(True) and "~8-18 s" in compile_notice.message(False)
     avx2_only = engine.vector_registers() == 8

@@ -17,11 +17,11 @@ from numba.core import event
 
 from . import engine
 
-# seconds of compiling, measured (benchmarks/RESULTS.md): with AVX-512, ~2-3 s for the face nets after a
+# seconds of compiling, measured (benchmarks/RESULTS.md): with AVX-512 (Zen 4), ~2-3 s for the face nets after a
 # classifier ran, ~4-5 s for a first classifier with the first-run helper (6 s without it or on a busy machine),
-# 8-9 s for a first face pipeline ("First run (round 3)" to "Round 16"); with AVX2 only, whose 6 x 16 tiles and
-# depthwise tiles are compiled too, 7.8-18.5 s for a first classifier with the helper, 13.6-17.9 s without it
-# (rounds 20-22). README, "Speed", quotes them
+# 8-9 s for a first face pipeline ("First run (round 3)" to "Round 16"); on the one AVX2-only machine measured
+# (Zen 3), 7.8-18.5 s for a first classifier with the helper, 13.6-17.9 s without it (rounds 20-22): the same 47
+# compilations as on Zen 4, each taking about twice as long. README, "Speed", quotes them
 FIRST_RUN_SECONDS = {True: "3-10", False: "8-18"}  # by engine.wide_registers()
 
 
