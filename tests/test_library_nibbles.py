@@ -62,10 +62,19 @@ def test_quantized_weights_stay_within_their_error_bound(dims):
         assert error <= 15 * dims * scale / 2 + 1e-12   # never looser than half a step a weight
 
 
-def test_the_portable_path_matches_its_numpy_twin_too(monkeypatch):
-    """The IR for CPUs without AVX-512 VNNI (32-bit lanes), compiled here on purpose: the same integers."""
+def _host_has(*features) -> bool:
+    import llvmlite.binding as llvm
+    return all(f"+{f}" in llvm.get_host_cpu_features().flatten().split(",") for f in features)
+
+
+@pytest.mark.parametrize("mode", ["portable", "avx2", "vnni"])
+def test_each_path_matches_its_numpy_twin(mode, monkeypatch):
+    """The IR of each kind of CPU (nibbles.MODE), compiled here on purpose where this CPU can run it: the same
+    integers. The paths this CPU cannot run are compiled and run where it can (CI machines differ)."""
     from nnlite.library import nibbles
-    monkeypatch.setattr(nibbles, "VNNI", False)
+    if mode != "portable" and not _host_has(*{"avx2": ("avx2",), "vnni": ("avx512vnni", "avx512bw")}[mode]):
+        pytest.skip(f"this CPU cannot run the {mode} instructions")
+    monkeypatch.setattr(nibbles, "MODE", mode)
 
     @numba.njit(cache=False)
     def one(codes, offset, weights, woffset, count):
@@ -78,8 +87,14 @@ def test_the_portable_path_matches_its_numpy_twin_too(monkeypatch):
     rng = np.random.default_rng(5)
     codes = rng.integers(0, 256, 1000).astype(np.uint8)
     weights = rng.integers(-128, 128, 2 * RUN).astype(np.int8)
-    for offset, woffset, count in [(0, 0, 64), (7, RUN, 64), (5, 0, 17), (9, 0, 0)]:
+    weights[:4] = (-128, 127, -128, 127)   # the extremes of both bytes, with nibbles of 15 below
+    codes[:64] = 255
+    for offset, woffset, count in [(0, 0, 64), (7, RUN, 64), (5, 0, 17), (9, 0, 0), (0, 0, 63), (3, RUN, 1)]:
         assert one(codes, offset, weights, woffset, count) == nibble_dot_reference(codes, offset, weights, woffset,
                                                                                  count)
         want = tuple(nibble_dot_reference(codes, offset + r * 200, weights, woffset, count) for r in range(4))
         assert four(codes, offset, 200, weights, woffset, count) == want
+    extreme = np.full(64, 255, np.uint8)   # every nibble 15 against every weight byte at -128 or 127
+    for value in (-128, 127):
+        w = np.full(RUN, value, np.int8)
+        assert one(extreme, 0, w, 0, 64) == nibble_dot_reference(extreme, 0, w, 0, 64)

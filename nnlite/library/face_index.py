@@ -39,6 +39,7 @@ import numba
 import numpy as np
 
 from ..errors import LibraryError
+from ..ops.jit import locked
 from .nibbles import BYTES, RUN, nibble_dot, nibble_dot4, quantize
 
 QUANTIZE_ABOVE = 50_000
@@ -126,9 +127,10 @@ def scan_coarse(coarse, weights, scale, norms, offset, delta, err4, limit, best_
         counts[c] = count
 
 
-scan_coarse_parallel = numba.njit(parallel=True, cache=True, nogil=True, fastmath=FAST)(
-    _named(scan_coarse, "parallel"))
-scan_coarse = numba.njit(cache=True, nogil=True, fastmath=FAST)(scan_coarse)   # the first rows, for a limit
+# locked: each cache entry is also stamped with this folder's files (nibbles.py's instructions are compiled in)
+scan_coarse_parallel = locked(numba.njit(parallel=True, cache=True, nogil=True, fastmath=FAST)(
+    _named(scan_coarse, "parallel")))
+scan_coarse = locked(numba.njit(cache=True, nogil=True, fastmath=FAST)(scan_coarse))   # the first rows, for a limit
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST)

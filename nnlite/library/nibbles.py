@@ -4,7 +4,9 @@ A byte of codes holds two nibbles, ``e + 16 o`` (an even and an odd dimension). 
 64 such bytes and returns, as one integer, ``sum_i we_i * e_i + wo_i * o_i`` for 16-bit integer weights. Each
 weight is stored as two signed bytes, ``w = 256 hi + lo`` (:func:`quantize` lays them out), so that on a CPU
 with AVX-512 VNNI the sum is four ``vpdpbusd`` instructions (64 byte products summed into 16 lanes each) on the
-nibbles as they are, with no widening; elsewhere it is portable LLVM vector IR in 32-bit lanes. It is a Numba
+nibbles as they are, with no widening; with AVX2, eight ``vpmaddubsw`` (pairs of byte products summed into 16-bit
+lanes: at most 2 * 15 * 128, so never saturated) and four ``vpmaddwd`` (pairs of those into 32-bit lanes, the high
+bytes' times 256); elsewhere portable LLVM vector IR in 32-bit lanes (:data:`MODE`). It is a Numba
 ``@intrinsic``. Integer sums are exact, so the only error against float weights is their rounding to 16 bits,
 which :func:`quantize` bounds. The naive twin is :func:`nibble_dot_reference`.
 """
@@ -22,17 +24,20 @@ RUN = 4 * BYTES  # weight bytes per call: even hi, even lo, odd hi, odd lo
 _I8, _I32, _I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 
 
-def _has_vnni() -> bool:
-    """Numba compiles for a CPU with AVX-512 VNNI (512-bit ``vpdpbusd``)."""
+def _mode() -> str:
+    """"vnni" where Numba compiles for a CPU with AVX-512 VNNI (512-bit ``vpdpbusd``), "avx2" with AVX2, else
+    "portable"."""
     try:
         import llvmlite.binding as llvm
         features = llvm.get_host_cpu_features().flatten().split(",")
     except Exception:   # no feature list on this platform: the portable IR
-        return False
-    return "+avx512vnni" in features and "+avx512bw" in features
+        return "portable"
+    if "+avx512vnni" in features and "+avx512bw" in features:
+        return "vnni"
+    return "avx2" if "+avx2" in features else "portable"
 
 
-VNNI = _has_vnni()
+MODE = _mode()
 
 
 def _call(builder, name, ret, args):
@@ -41,7 +46,8 @@ def _call(builder, name, ret, args):
 
 
 def _row_total(context, builder, sig, code_arr, off, w_arr, woff, n):
-    """One row's products as a vector of 32-bit sums (16 lanes with VNNI, else 64); their sum is the dot."""
+    """One row's products as a vector of 32-bit sums (16 lanes with VNNI, 8 with AVX2, else 64); their sum is the
+    dot."""
     v8 = ir.VectorType(_I8, BYTES)
     data = context.make_array(sig.args[0])(context, builder, code_arr).data
     ptr = builder.bitcast(builder.gep(data, [off]), v8.as_pointer())
@@ -49,26 +55,68 @@ def _row_total(context, builder, sig, code_arr, off, w_arr, woff, n):
     bits = builder.select(on, builder.lshr(ir.Constant(_I64, -1), builder.sub(ir.Constant(_I64, BYTES), n)),
                           ir.Constant(_I64, 0))
     name = f"llvm.masked.load.v{BYTES}i8.{'p0' if getattr(ptr.type, 'is_opaque', False) else f'p0v{BYTES}i8'}"
-    packed = _call(builder, name, v8, [ptr, ir.Constant(_I32, 1), builder.bitcast(bits, ir.VectorType(
-        ir.IntType(1), BYTES)), ir.Constant(v8, [0] * BYTES)])
+
+    def masked():
+        return _call(builder, name, v8, [ptr, ir.Constant(_I32, 1), builder.bitcast(bits, ir.VectorType(
+            ir.IntType(1), BYTES)), ir.Constant(v8, [0] * BYTES)])
+    if MODE == "vnni":   # AVX-512BW masks bytes in one load
+        packed = masked()
+    else:   # no byte masks below AVX-512: LLVM loads a masked vector byte by byte, so a whole one loads plainly
+        with builder.if_else(builder.icmp_signed(">=", n, ir.Constant(_I64, BYTES))) as (whole, part):
+            with whole:
+                plain, from_whole = builder.load(ptr, align=1), builder.block
+            with part:
+                partial, from_part = masked(), builder.block
+        packed = builder.phi(v8)
+        packed.add_incoming(plain, from_whole)
+        packed.add_incoming(partial, from_part)
     nibbles = (builder.and_(packed, ir.Constant(v8, [15] * BYTES)), builder.lshr(packed, ir.Constant(v8, [4] * BYTES)))
     wdata = context.make_array(sig.args[2])(context, builder, w_arr).data
     planes = [builder.load(builder.bitcast(builder.gep(wdata, [builder.add(woff, ir.Constant(_I64, i * BYTES))]),
                                            v8.as_pointer()), align=1) for i in range(4)]
-    if VNNI:   # u8 x s8 products, four summed into each 32-bit lane
+    if MODE == "vnni":   # u8 x s8 products, four summed into each 32-bit lane
         v32 = ir.VectorType(_I32, 16)
         as32 = [builder.bitcast(v, v32) for v in (*nibbles, *planes)]
         dot = "llvm.x86.avx512.vpdpbusd.512"
         zero = ir.Constant(v32, [0] * 16)
         high = _call(builder, dot, v32, [_call(builder, dot, v32, [zero, as32[0], as32[2]]), as32[1], as32[4]])
         low = _call(builder, dot, v32, [_call(builder, dot, v32, [zero, as32[0], as32[3]]), as32[1], as32[5]])
-    else:   # portable: 32-bit lanes
-        v32 = ir.VectorType(_I32, BYTES)
-        even, odd = (builder.zext(v, v32) for v in nibbles)
-        w = [builder.sext(v, v32) for v in planes]
-        high = builder.add(builder.mul(even, w[0]), builder.mul(odd, w[2]))
-        low = builder.add(builder.mul(even, w[1]), builder.mul(odd, w[3]))
-    return builder.add(builder.shl(high, ir.Constant(high.type, [8] * high.type.count)), low)
+        return builder.add(builder.shl(high, ir.Constant(v32, [8] * 16)), low)
+    if MODE == "avx2":
+        return _row_total_avx2(builder, nibbles, planes)
+    v32 = ir.VectorType(_I32, BYTES)   # portable: 32-bit lanes
+    even, odd = (builder.zext(v, v32) for v in nibbles)
+    w = [builder.sext(v, v32) for v in planes]
+    high = builder.add(builder.mul(even, w[0]), builder.mul(odd, w[2]))
+    low = builder.add(builder.mul(even, w[1]), builder.mul(odd, w[3]))
+    return builder.add(builder.shl(high, ir.Constant(v32, [8] * BYTES)), low)
+
+
+def _row_total_avx2(builder, nibbles, planes):
+    """<8 x i32> whose sum is the row's dot: per 32-byte half, ``vpmaddubsw`` of each nibble plane with each weight
+    plane (u8 x s8, pairs summed into i16: |2 * 15 * 128| < 2^15, exact), the even and odd nibbles' sums added in
+    i16 (< 2^14), then ``vpmaddwd`` of the high bytes' sums by 256 and the low bytes' by 1 into i32."""
+    v16x16 = ir.VectorType(ir.IntType(16), 16)
+    halves = [list(range(32)), list(range(32, 64))]
+
+    def half(v, h):
+        return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, 32), halves[h]))
+
+    def maddubs(a, b):
+        return _call(builder, "llvm.x86.avx2.pmadd.ub.sw", v16x16, [a, b])
+
+    def maddwd(a, factor):
+        return _call(builder, "llvm.x86.avx2.pmadd.wd", ir.VectorType(_I32, 8), [a, ir.Constant(v16x16, [factor] * 16)])
+
+    total = None
+    for h in range(2):
+        even, odd = half(nibbles[0], h), half(nibbles[1], h)
+        w = [half(p, h) for p in planes]
+        high = builder.add(maddubs(even, w[0]), maddubs(odd, w[2]))
+        low = builder.add(maddubs(even, w[1]), maddubs(odd, w[3]))
+        part = builder.add(maddwd(high, 256), maddwd(low, 1))
+        total = part if total is None else builder.add(total, part)
+    return total
 
 
 def _reduce(builder, v):
@@ -115,11 +163,16 @@ def nibble_dot4(typingctx, codes, offset, stride, weights, woffset, count):
         inner = types.int64(sig.args[0], types.intp, sig.args[3], types.intp, types.intp)
         rows = [_row_total(context, builder, inner, code_arr, builder.add(off, builder.mul(stride, ir.Constant(
             _I64, r))), w_arr, woff, n) for r in range(4)]
-        if VNNI:   # 4 x 16 lanes -> 2 x (8 + 8) -> 4 x 4 -> 4 x 2 -> 4 x 1
+        if MODE == "vnni":   # 4 x 16 lanes -> 2 x (8 + 8) -> 4 x 4 -> 4 x 2 -> 4 x 1
             pair01, pair23 = _halve(builder, rows[0], rows[1], 8), _halve(builder, rows[2], rows[3], 8)
             four = _halve(builder, pair01, pair23, 4)   # 16 lanes: each row's 4 partial sums, row by row
             two = _halve(builder, four, four, 2)        # 32 lanes, the first 8: each row's 2 partial sums
             two = builder.shuffle_vector(two, two, ir.Constant(ir.VectorType(_I32, 8), list(range(8))))
+            one = _halve(builder, two, two, 1)          # 8 lanes, the first 4: the rows' sums
+            sums = [builder.sext(builder.extract_element(one, ir.Constant(_I32, r)), _I64) for r in range(4)]
+        elif MODE == "avx2":   # 4 x 8 lanes -> 2 x (4 + 4) -> 4 x 2 -> 4 x 1
+            pair01, pair23 = _halve(builder, rows[0], rows[1], 4), _halve(builder, rows[2], rows[3], 4)
+            two = _halve(builder, pair01, pair23, 2)    # 8 lanes: each row's 2 partial sums, row by row
             one = _halve(builder, two, two, 1)          # 8 lanes, the first 4: the rows' sums
             sums = [builder.sext(builder.extract_element(one, ir.Constant(_I32, r)), _I64) for r in range(4)]
         else:
