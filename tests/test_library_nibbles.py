@@ -98,3 +98,15 @@ def test_each_path_matches_its_numpy_twin(mode, monkeypatch):
     for value in (-128, 127):
         w = np.full(RUN, value, np.int8)
         assert one(extreme, 0, w, 0, 64) == nibble_dot_reference(extreme, 0, w, 0, 64)
+
+
+def test_numba_told_to_compile_for_a_generic_cpu_gets_the_portable_ir(monkeypatch):
+    """NUMBA_CPU_NAME=generic (a cache shared between machines): an AVX2 or VNNI instruction there would stop
+    LLVM, so the mode is the portable one unless NUMBA_CPU_FEATURES grants the features."""
+    from nnlite.library import nibbles
+    monkeypatch.setenv("NUMBA_CPU_NAME", "generic")
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "")
+    assert nibbles._mode() == "portable"
+    if _host_has("avx2"):
+        monkeypatch.setenv("NUMBA_CPU_FEATURES", "+avx2")
+        assert nibbles._mode() in ("avx2", "vnni")

@@ -19,6 +19,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..ops.engine import numba_compiles_for
+
 BYTES = 64     # code bytes per call (a 128-d descriptor's coarse nibbles)
 RUN = 4 * BYTES  # weight bytes per call: even hi, even lo, odd hi, odd lo
 _I8, _I32, _I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -26,15 +28,16 @@ _I8, _I32, _I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 
 def _mode() -> str:
     """"vnni" where Numba compiles for a CPU with AVX-512 VNNI (512-bit ``vpdpbusd``), "avx2" with AVX2, else
-    "portable"."""
+    "portable". Numba told to compile for another CPU (``NUMBA_CPU_NAME``, e.g. "generic") without those features
+    in ``NUMBA_CPU_FEATURES`` gets the portable IR: LLVM cannot emit an instruction its target lacks."""
     try:
         import llvmlite.binding as llvm
         features = llvm.get_host_cpu_features().flatten().split(",")
     except Exception:   # no feature list on this platform: the portable IR
         return "portable"
-    if "+avx512vnni" in features and "+avx512bw" in features:
+    if "+avx512vnni" in features and "+avx512bw" in features and numba_compiles_for("avx512vnni", "avx512bw"):
         return "vnni"
-    return "avx2" if "+avx2" in features else "portable"
+    return "avx2" if "+avx2" in features and numba_compiles_for("avx2") else "portable"
 
 
 MODE = _mode()

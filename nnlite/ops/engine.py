@@ -35,7 +35,7 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def _numba_compiles_for(*features: str) -> bool:
+def numba_compiles_for(*features: str) -> bool:
     """True unless Numba was told to compile for another CPU (``NUMBA_CPU_NAME``, e.g. "generic" for a cache
     shared between machines) without all of ``features`` in ``NUMBA_CPU_FEATURES``: the vectors would then be
     split into narrower registers than the tiles were sized for, and spill."""
@@ -48,9 +48,9 @@ def vector_registers() -> int:
     """How many 16-lane float32 vectors the register file holds as Numba compiles here: 32 with AVX-512, 8 with
     AVX2 and FMA (16 registers of 8 lanes), else 0. The register tiles are sized by it (:data:`tiles.MR`)."""
     flags = cpu_flags()
-    if "avx512f" in flags and _numba_compiles_for("avx512f"):
+    if "avx512f" in flags and numba_compiles_for("avx512f"):
         return 32
-    if {"avx2", "fma"} <= flags and _numba_compiles_for("avx2", "fma"):
+    if {"avx2", "fma"} <= flags and numba_compiles_for("avx2", "fma"):
         return 8
     return 0
 
