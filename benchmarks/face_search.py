@@ -132,6 +132,39 @@ def _status() -> dict[str, int]:
     return {k: int(v.split()[0]) // 1024 for k, v in (line.split(":", 1) for line in lines) if v.strip().endswith("kB")}
 
 
+SCAN_BYTES = 72   # a face's bytes the coarse scan reads: 64 of 4-bit codes, its float32 norm and error bound
+
+
+def read_rate(threads: int, megabytes: int = 256, repeats: int = 10) -> float:
+    """GB/s of a streaming float32 sum over ``megabytes`` (past any cache) on ``threads`` threads, best of
+    ``repeats``: the memory read rate the coarse scan is bound by once its arithmetic is fast enough."""
+    import numba
+
+    @numba.njit(parallel=True, nogil=True, fastmath=True)
+    def total(a, parts):
+        sums = np.zeros(parts)
+        for p in numba.prange(parts):
+            acc = np.float32(0)
+            for i in range(a.size * p // parts, a.size * (p + 1) // parts):
+                acc += a[i]
+            sums[p] = acc
+        return sums.sum()
+
+    a = np.ones(megabytes << 18, np.float32)
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        total(a, threads)
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            total(a, threads)
+            best = min(best, time.perf_counter() - start)
+    finally:
+        numba.set_num_threads(before)
+    return a.nbytes / best / 1e9
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
@@ -145,8 +178,15 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], int(args.child[2]), args.child[3], args.reps)))
         return 0
+    import numba
+
     import nnlite.ops.machine as machine
     print(machine.describe())
+    threads = numba.get_num_threads()
+    one, many = read_rate(1), read_rate(threads)
+    floors = ", ".join(f"{n:,} faces {n * SCAN_BYTES / many / 1e6:.1f} ms" for n in args.sizes)
+    print(f"memory read rate (a streaming sum over 256 MB): {one:.1f} GB/s on 1 thread, {many:.1f} GB/s on {threads}; "
+          f"the coarse scan reads {SCAN_BYTES} bytes a face, so at {many:.1f} GB/s a query takes at least: {floors}")
     args.dir.mkdir(parents=True, exist_ok=True)
     print("| kind | faces | rows | build s | median ms | min ms | p90 ms | exact top-10 | candidates known / stranger "
           "| peak RSS MB (after imports) |\n|---|---:|---|---:|---:|---:|---:|---|---|---:|")
