@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from benchmarks.common import run_child
@@ -135,30 +136,32 @@ def _status() -> dict[str, int]:
 SCAN_BYTES = 72   # a face's bytes the coarse scan reads: 64 of 4-bit codes, its float32 norm and error bound
 
 
+def _total(a, parts):
+    """The sum of float32 ``a``, read in ``parts`` contiguous pieces in a ``prange``."""
+    sums = np.zeros(parts)
+    for p in numba.prange(parts):
+        acc = np.float32(0)
+        for i in range(a.size * p // parts, a.size * (p + 1) // parts):
+            acc += a[i]
+        sums[p] = acc
+    return sums.sum()
+
+
+_total = numba.njit(parallel=True, nogil=True, fastmath=True)(_total)   # compiled once, at the first call
+
+
 def read_rate(threads: int, megabytes: int = 256, repeats: int = 10) -> float:
     """GB/s of a streaming float32 sum over ``megabytes`` (past any cache) on ``threads`` threads, best of
     ``repeats``: the memory read rate the coarse scan is bound by once its arithmetic is fast enough."""
-    import numba
-
-    @numba.njit(parallel=True, nogil=True, fastmath=True)
-    def total(a, parts):
-        sums = np.zeros(parts)
-        for p in numba.prange(parts):
-            acc = np.float32(0)
-            for i in range(a.size * p // parts, a.size * (p + 1) // parts):
-                acc += a[i]
-            sums[p] = acc
-        return sums.sum()
-
     a = np.ones(megabytes << 18, np.float32)
     before = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        total(a, threads)
+        _total(a, threads)
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
-            total(a, threads)
+            _total(a, threads)
             best = min(best, time.perf_counter() - start)
     finally:
         numba.set_num_threads(before)
@@ -178,8 +181,6 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], int(args.child[2]), args.child[3], args.reps)))
         return 0
-    import numba
-
     import nnlite.ops.machine as machine
     print(machine.describe())
     threads = numba.get_num_threads()
