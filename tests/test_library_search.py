@@ -73,6 +73,15 @@ def test_face_index_matches_brute_force(quantize_above):
     assert [h[0] for h in near] == [107] and near[0][1] == 0.0
 
 
+def test_face_index_computes_every_distance_for_descriptors_too_wide_for_the_codes():
+    rng = np.random.default_rng(4)
+    matrix = rng.normal(0, 0.02, (300, 4098)).astype(np.float32)   # over face_scan.MAX_SIZE dimensions
+    index = FaceIndex(np.arange(300), matrix, quantize_above=0)
+    assert index.coarse is None
+    query = matrix[5] + rng.normal(0, 0.01, 4098).astype(np.float32)
+    assert [h[0] for h in index.search(query, 3)] == brute_force(matrix, query, 3)[0]
+
+
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_face_index_is_exact_on_faces_of_people(metric):
     faces, new_face, stranger = faces_of_people(30_000, seed=1)

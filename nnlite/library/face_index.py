@@ -25,7 +25,8 @@ in the kernels (relative 1e-4, plus an absolute term per query).
 The scan reads D/2 bytes a row (64 MB for 1M 128-d faces), the bounds need no training beyond the
 per-dimension grid, and rows appended later reuse the grid (a row outside it is clipped, which only widens
 its own error term). The float32 rows are read only for the few candidates, so they may be a
-``numpy.memmap`` of a file instead of RAM. Small indexes skip the codes and compute every distance.
+``numpy.memmap`` of a file instead of RAM. Small indexes, and descriptors of over 4096
+dimensions (``face_scan.MAX_SIZE``), skip the codes and compute every distance.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import threading
 import numpy as np
 
 from ..errors import LibraryError
-from .face_scan import CHUNK, SLACK, exact_distances, exact_distances_parallel, refine, scan_coarse_parallel
+from .face_scan import CHUNK, MAX_SIZE, SLACK, exact_distances, exact_distances_parallel, refine, scan_coarse_parallel
 from .nibbles import quantize
 
 QUANTIZE_ABOVE = 50_000
@@ -121,7 +122,7 @@ class FaceIndex:
         self.matrix = np.ascontiguousarray(descriptors) if not isinstance(descriptors, np.memmap) else descriptors
         self.grid = grid
         self.coarse = self.fine = self.err4 = self.err8 = self.norms = None
-        if len(self.ids) > quantize_above and size % 2 == 0:
+        if len(self.ids) > quantize_above and size % 2 == 0 and size <= MAX_SIZE:
             self._encode()
         # Numba's default thread pool must not be entered by two threads at once (web server)
         self.lock = threading.Lock()
@@ -187,7 +188,7 @@ class FaceIndex:
         grown.lock = threading.Lock()
         if grown.coarse is not None:
             grown._encode(len(self.ids))
-        elif len(grown.ids) > self.quantize_above and self.size % 2 == 0:
+        elif len(grown.ids) > self.quantize_above and self.size % 2 == 0 and self.size <= MAX_SIZE:
             grown._encode()
         return grown
 

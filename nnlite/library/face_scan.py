@@ -16,6 +16,7 @@ from .nibbles import BYTES, RUN, nibble_dot, nibble_dot4
 CHUNK = 8192          # rows per scan chunk: each keeps its own k best, so the split never changes a result
 SLACK = 1e-4          # relative shrink of every bound, far above float32 rounding in the kernels
 BLOCK = 64            # rows whose bounds are computed together, as vectors across rows
+MAX_SIZE = 4096       # descriptor dimensions at most: the scan's integer dot products stay within int32
 FAST = {"reassoc", "contract", "arcp"}   # lets LLVM vectorize the row reductions (no NaN/Inf assumptions)
 
 
@@ -40,12 +41,14 @@ def scan_coarse(coarse, weights, scale, norms, offset, delta, err4, limit, best_
     n, half = coarse.shape
     flat = coarse.reshape(-1)
     k = best_d.shape[1]
+    scale32 = np.float32(scale)
     for c in numba.prange(best_d.shape[0]):
         for t in range(k):
             best_d[c, t] = np.inf
             best_i[c, t] = -1
         worst = np.float32(np.inf)
         count = 0
+        dots = np.empty(BLOCK, np.int32)   # |dot| <= 15 * 32000 * D < 2^31 (D <= MAX_SIZE)
         accs, lows = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32)
         stop = min(n, (c + 1) * CHUNK)
         for start in range(c * CHUNK, stop, BLOCK):
@@ -57,22 +60,21 @@ def scan_coarse(coarse, weights, scale, norms, offset, delta, err4, limit, best_
                     e0, e1, e2, e3 = nibble_dot4(flat, row + b0, half, weights, b0 // BYTES * RUN,
                                                  min(BYTES, half - b0))
                     d0, d1, d2, d3 = d0 + e0, d1 + e1, d2 + e2, d3 + e3
-                accs[r], accs[r + 1] = np.float32(d0 * scale), np.float32(d1 * scale)
-                accs[r + 2], accs[r + 3] = np.float32(d2 * scale), np.float32(d3 * scale)
+                dots[r], dots[r + 1], dots[r + 2], dots[r + 3] = d0, d1, d2, d3
             for r in range(quads, m):
                 row, dot = (start + r) * half, 0
                 for b0 in range(0, half, BYTES):
                     dot += nibble_dot(flat, row + b0, weights, b0 // BYTES * RUN, min(BYTES, half - b0))
-                accs[r] = np.float32(dot * scale)
-            least = np.float32(np.inf)
-            for r in range(m):   # a block's bounds at once (vectors across rows)
-                acc = accs[r] + offset + norms[start + r]
+                dots[r] = dot
+            for r in range(m):   # a block's bounds at once, as vectors across rows: no float min reduction here,
+                acc = np.float32(dots[r]) * scale32 + offset + norms[start + r]   # which LLVM would leave scalar
                 accs[r] = acc
-                low = np.sqrt(max(acc - delta, np.float32(0))) * np.float32(1 - SLACK) \
+                lows[r] = np.sqrt(max(acc - delta, np.float32(0))) * np.float32(1 - SLACK) \
                     - err4[start + r] * np.float32(1 + SLACK)
-                lows[r] = low
-                least = min(least, low)
-            if least > limit:
+            within = 0
+            for r in range(m):
+                within += lows[r] <= limit
+            if within == 0:
                 continue
             for r in range(m):
                 if lows[r] > limit:
