@@ -5,10 +5,14 @@ float64 distances for the few rows left.
 
 from __future__ import annotations
 
-import types
+import types as pytypes
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ..ops.jit import locked
 from .nibbles import BYTES, RUN, nibble_dot, nibble_dot4
@@ -24,9 +28,35 @@ def _named(fn, suffix: str):
     """A copy of a kernel's Python function under its own name: Numba's on-disk cache is keyed by the function's
     name, not by ``parallel=True``, so a serial and a parallel compilation of one function would share (and
     load) each other's machine code."""
-    twin = types.FunctionType(fn.__code__, fn.__globals__, f"{fn.__name__}_{suffix}", fn.__defaults__)
+    twin = pytypes.FunctionType(fn.__code__, fn.__globals__, f"{fn.__name__}_{suffix}", fn.__defaults__)
     twin.__qualname__ = f"{fn.__qualname__}_{suffix}"
     return twin
+
+
+@intrinsic
+def lowest_bit(typingctx, mask):
+    """The index of the lowest set bit of a nonzero uint64 (``llvm.cttz``: one instruction, tzcnt or bsf)."""
+    if mask != types.uint64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, ir.IntType(1)]), "llvm.cttz.i64")
+        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 1)])
+    return types.int64(mask), codegen
+
+
+@numba.njit(cache=True, nogil=True)
+def _insert(best_d, best_i, acc, row):
+    """acc (of row) into the sorted k best best_d / best_i in place of the last; returns the new last."""
+    t = best_d.shape[0] - 1
+    while t > 0 and best_d[t - 1] > acc:
+        best_d[t] = best_d[t - 1]
+        best_i[t] = best_i[t - 1]
+        t -= 1
+    best_d[t] = acc
+    best_i[t] = row
+    return best_d[best_d.shape[0] - 1]
 
 
 def scan_coarse(coarse, weights, scale, norms, offset, delta, err4, limit, best_d, best_i, cand_i, cand_b, counts):
@@ -71,27 +101,17 @@ def scan_coarse(coarse, weights, scale, norms, offset, delta, err4, limit, best_
                 accs[r] = acc
                 lows[r] = np.sqrt(max(acc - delta, np.float32(0))) * np.float32(1 - SLACK) \
                     - err4[start + r] * np.float32(1 + SLACK)
-            within = 0
+            within = np.uint64(0)   # bit r: row r's bound is within the limit (a few % of rows, or none)
             for r in range(m):
-                within += lows[r] <= limit
-            if within == 0:
-                continue
-            for r in range(m):
-                if lows[r] > limit:
-                    continue
+                within |= np.uint64(lows[r] <= limit) << np.uint64(r)
+            while within != np.uint64(0):
+                r = lowest_bit(within)
+                within &= within - np.uint64(1)
                 cand_i[c * CHUNK + count] = start + r
                 cand_b[c * CHUNK + count] = lows[r]
                 count += 1
-                acc = accs[r]
-                if acc < worst:   # insert into this chunk's sorted k best
-                    t = k - 1
-                    while t > 0 and best_d[c, t - 1] > acc:
-                        best_d[c, t] = best_d[c, t - 1]
-                        best_i[c, t] = best_i[c, t - 1]
-                        t -= 1
-                    best_d[c, t] = acc
-                    best_i[c, t] = start + r
-                    worst = best_d[c, k - 1]
+                if accs[r] < worst:
+                    worst = _insert(best_d[c], best_i[c], accs[r], start + r)
         counts[c] = count
 
 
