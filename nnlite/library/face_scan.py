@@ -15,12 +15,13 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..ops.jit import locked
-from .nibbles import BYTES, RUN, nibble_dot, nibble_dot4
+from .nibbles import BYTES, RUN, nibble_dot, nibble_dot4, prefetch_codes
 
 CHUNK = 8192          # rows per scan chunk: each keeps its own k best, so the split never changes a result
 SLACK = 1e-4          # relative shrink of every bound, far above float32 rounding in the kernels
 BLOCK = 64            # rows whose bounds are computed together, as vectors across rows
 MAX_SIZE = 4096       # descriptor dimensions at most: the scan's integer dot products stay within int32
+AHEAD, LINE = 64, 64  # the scan asks the cache for the codes this many rows ahead, a line of this many bytes at a time
 FAST = {"reassoc", "contract", "arcp"}   # lets LLVM vectorize the row reductions (no NaN/Inf assumptions)
 
 
@@ -86,6 +87,8 @@ def scan_coarse(coarse, weights, scale, norms, offset, delta, err4, limit, best_
             quads = m - m % 4
             for r in range(0, quads, 4):   # four rows at once: their sums are reduced together
                 row, d0, d1, d2, d3 = (start + r) * half, 0, 0, 0, 0
+                for b0 in range(0, 4 * half, LINE):   # the four rows AHEAD on (past the end: a hint, no fault)
+                    prefetch_codes(flat, row + AHEAD * half + b0)
                 for b0 in range(0, half, BYTES):
                     e0, e1, e2, e3 = nibble_dot4(flat, row + b0, half, weights, b0 // BYTES * RUN,
                                                  min(BYTES, half - b0))
