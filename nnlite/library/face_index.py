@@ -15,7 +15,7 @@ A query (1) scans the first FIRST rows' codes and takes the exact distances of t
 distance ``||q - x_hat4||`` (computed as a dot product of the nibbles with per-query weights, see
 Grid.coarse_terms): their k-th is an upper bound ``tau`` on the true k-th distance; (2) scans all rows in one
 parallel region, keeping only the rows whose coarse bound is <= tau (a few %) while each chunk keeps its k
-rows of smallest coarse distance; (3) lowers tau to the k-th exact distance of the k best of those; (4)
+rows of smallest coarse distance; (3) lowers tau to the k-th exact distance of the 3 k best of those; (4)
 re-checks the kept rows whose coarse bound is <= tau with their 8-bit code; (5) computes exact distances
 (float64) for the rows that survive that tighter bound too, and returns the k nearest (ties by face id). A row
 is skipped only when a lower bound on its distance exceeds a distance already achieved by k rows, so the
@@ -250,7 +250,7 @@ class FaceIndex:
         """Row numbers that may be among the k nearest (always a superset of them), by the bounds above."""
         limit, best_d, best_i, cand_i, cand_b, counts = self._scan(q, k)
         flat_d, flat_i = best_d.ravel(), best_i.ravel()
-        guesses = flat_i[np.argsort(flat_d, kind="stable")[:k]]   # the k best coarse rows of all
+        guesses = flat_i[np.argsort(flat_d, kind="stable")[:3 * k]]   # the 3 k best coarse rows of all
         limit = min(limit, self._limit(q, guesses[guesses >= 0], k))
         out = np.empty(int(counts.sum()), np.int64)
         found, _ = refine(self.coarse, self.fine, *self.grid.fine_terms(q), self.err8, cand_i, cand_b, counts,
