@@ -19,7 +19,7 @@ from .nibbles import BYTES, RUN, nibble_dot, nibble_dot4, prefetch_codes
 
 CHUNK = 8192          # rows per scan chunk: each keeps its own k best, so the split never changes a result
 SLACK = 1e-4          # relative shrink of every bound, far above float32 rounding in the kernels
-BLOCK = 64            # rows whose bounds are computed together, as vectors across rows
+BLOCK = 64            # rows whose bounds are computed together, as vectors across rows; <= 64: one bit each
 MAX_SIZE = 4096       # descriptor dimensions at most: the scan's integer dot products stay within int32
 AHEAD, LINE = 64, 64  # the scan asks the cache for the codes this many rows ahead, a line of this many bytes at a time
 FAST = {"reassoc", "contract", "arcp"}   # lets LLVM vectorize the row reductions (no NaN/Inf assumptions)
@@ -67,8 +67,8 @@ def scan_coarse(coarse, weights, scale, norms, offset, delta, err4, limit, best_
     (Grid.coarse_terms says why; delta bounds the weights' rounding and float32's). Chunk c of CHUNK rows
     writes (row, bound) of its rows whose bound is <= limit to cand_i / cand_b[c * CHUNK:][:counts[c]], and
     the k of those of smallest ||q - x_hat4||^2 to best_d / best_i (C, k), sorted. No per-row output: a query
-    writes only its few candidates. Dot products come four rows at a time, bounds 64 rows at a time (vectors
-    across rows)."""
+    writes only its few candidates. Dot products come four rows at a time (the codes AHEAD rows on asked for),
+    bounds a block of 64 rows at a time (vectors across rows), its candidates found from a 64-bit mask."""
     n, half = coarse.shape
     flat = coarse.reshape(-1)
     k = best_d.shape[1]
