@@ -19,6 +19,7 @@ Neither side's dispatch between layers is in these sums; compare them with ``ben
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import tempfile
 from collections import defaultdict
@@ -116,14 +117,25 @@ def report(name: str, layers: list[dict], nodes, top: int) -> str:
     return "\n".join(out)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def arguments(argv, doc: str, repeats: int, repeats_help: str, top_help: str = "largest gaps shown"):
+    """The command line of this tool and of benchmarks.step_gap."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("models", nargs="+", choices=common.MODELS)
     parser.add_argument("--threads", type=int, default=None, help="default: NNLITE_NUM_THREADS, else all cores")
     parser.add_argument("--calls", type=int, default=300, help="onnxruntime calls profiled (best kept)")
-    parser.add_argument("--repeats", type=int, default=20, help="nnlite passes (best kept per layer)")
-    parser.add_argument("--top", type=int, default=15)
-    args = parser.parse_args(argv)
+    parser.add_argument("--repeats", type=int, default=repeats, help=repeats_help)
+    parser.add_argument("--top", type=int, default=15, help=top_help)
+    return parser.parse_args(argv)
+
+
+def ort_nodes_of(name: str, model, shape, x, threads: int, calls: int) -> list[tuple]:
+    """ort_node_times on the ONNX file of ``name`` (exported once, the same graph and weights as ``model``)."""
+    return ort_node_times(common.onnx_path(name, model, shape), x, threads, calls)
+
+
+def each_model(args):
+    """(name, model, x, onnxruntime's node times as a function to call once nnlite is measured) for each model of
+    the command line, with the thread count set for both."""
     common.bench_env()
     threads = args.threads or common.num_threads()
     from nnlite import ops
@@ -134,9 +146,14 @@ def main(argv=None) -> int:
         model = common.load(name).model
         shape = common.input_shape(name, model)
         x = common.input_batch(name, shape, 1)
+        yield name, model, x, functools.partial(ort_nodes_of, name, model, shape, x, threads, args.calls)
+
+
+def main(argv=None) -> int:
+    args = arguments(argv, __doc__, 20, "nnlite passes (best kept per layer)")
+    for name, model, x, nodes in each_model(args):
         layers = profile(model, x, args.repeats)
-        nodes = ort_node_times(common.onnx_path(name, model, shape), x, threads, args.calls)
-        print(report(name, layers, nodes, args.top), flush=True)
+        print(report(name, layers, nodes(), args.top), flush=True)
     return 0
 
 

@@ -17,12 +17,10 @@ directly); the best whole call is printed beside it.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 
-from benchmarks import common
-from benchmarks.layer_gap import NNLITE_OPS, ORT_OPS, lined_up, ort_node_times
+from benchmarks.layer_gap import NNLITE_OPS, ORT_OPS, arguments, each_model, lined_up
 
 
 def step_layers(step) -> list:
@@ -109,26 +107,11 @@ def report(name: str, model, x, steps, best, whole, nodes, top: int) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("models", nargs="+", choices=common.MODELS)
-    parser.add_argument("--threads", type=int, default=None, help="default: NNLITE_NUM_THREADS, else all cores")
-    parser.add_argument("--calls", type=int, default=300, help="onnxruntime calls profiled (best kept)")
-    parser.add_argument("--repeats", type=int, default=50, help="nnlite runs of the plan (best kept per step)")
-    parser.add_argument("--top", type=int, default=15, help="largest gaps shown (0: every step, in order)")
-    args = parser.parse_args(argv)
-    common.bench_env()
-    threads = args.threads or common.num_threads()
-    from nnlite import ops
-    ops.set_num_threads(threads)
-    for name in args.models:
-        if name in common.KERAS_RANDOM:
-            common.ensure_keras_weights([name])
-        model = common.load(name).model
-        shape = common.input_shape(name, model)
-        x = common.input_batch(name, shape, 1)
+    args = arguments(argv, __doc__, 50, "nnlite runs of the plan (best kept per step)",
+                     "largest gaps shown (0: every step, in order)")
+    for name, model, x, nodes in each_model(args):
         steps, best, whole = step_times(model, x, args.repeats)
-        nodes = ort_node_times(common.onnx_path(name, model, shape), x, threads, args.calls)
-        print(report(name, model, x, steps, best, whole, nodes, args.top), flush=True)
+        print(report(name, model, x, steps, best, whole, nodes(), args.top), flush=True)
     return 0
 
 
