@@ -15,7 +15,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..ops.jit import locked
-from .nibbles import BYTES, RUN, nibble_dot, nibble_dot4, prefetch_codes
+from ..ops.simd import prefetch_l2
+from .nibbles import BYTES, RUN, nibble_dot, nibble_dot4
 
 CHUNK = 8192          # rows per scan chunk: each keeps its own k best, so the split never changes a result
 SLACK = 1e-4          # relative shrink of every bound, far above float32 rounding in the kernels
@@ -88,7 +89,7 @@ def scan_coarse(coarse, weights, scale, norms, offset, delta, err4, limit, best_
             for r in range(0, quads, 4):   # four rows at once: their sums are reduced together
                 row, d0, d1, d2, d3 = (start + r) * half, 0, 0, 0, 0
                 for b0 in range(0, 4 * half, LINE):   # the four rows AHEAD on (past the end: a hint, no fault)
-                    prefetch_codes(flat, row + AHEAD * half + b0)
+                    prefetch_l2(flat, row + AHEAD * half + b0)
                 for b0 in range(0, half, BYTES):
                     e0, e1, e2, e3 = nibble_dot4(flat, row + b0, half, weights, b0 // BYTES * RUN,
                                                  min(BYTES, half - b0))
@@ -119,8 +120,7 @@ def scan_coarse(coarse, weights, scale, norms, offset, delta, err4, limit, best_
 
 
 # locked: each cache entry is also stamped with this folder's files (nibbles.py's instructions are compiled in)
-scan_coarse_parallel = locked(numba.njit(parallel=True, cache=True, nogil=True, fastmath=FAST)(
-    _named(scan_coarse, "parallel")))
+scan_coarse_parallel = locked(numba.njit(parallel=True, cache=True, nogil=True, fastmath=FAST)(scan_coarse))
 
 
 def refine(coarse, fine, a_even, a_odd, step_even, step_odd, err8, cand_i, cand_b, counts, limit, out):

@@ -184,26 +184,6 @@ def nibble_dot4(typingctx, codes, offset, stride, weights, woffset, count):
     return types.UniTuple(types.int64, 4)(codes, types.intp, types.intp, weights, types.intp, types.intp), codegen
 
 
-@intrinsic
-def prefetch_codes(typingctx, codes, offset):
-    """A hint to bring the cache line holding ``codes[offset]`` (uint8) into L1 (x86 ``prefetcht0``): never faults,
-    whatever the offset, and changes no value. The face scan asks for the rows 64 ahead of the four it is on: left
-    to the hardware prefetchers alone it was 5-10 % slower on Zen 3 (benchmarks/RESULTS.md, round 23)."""
-    if not (isinstance(codes, types.Array) and codes.dtype == types.uint8 and isinstance(offset, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        byte_ptr = _I8.as_pointer()
-        name = "llvm.prefetch.p0" if getattr(data.type, "is_opaque", False) else "llvm.prefetch.p0i8"
-        signature = ir.FunctionType(ir.VoidType(), [byte_ptr, _I32, _I32, _I32])
-        fn = cgutils.get_or_insert_function(builder.module, signature, name)
-        address = builder.bitcast(builder.gep(data, [args[1]]), byte_ptr)
-        builder.call(fn, [address, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
-        return context.get_dummy_value()
-    return types.none(codes, offset), codegen
-
-
 def nibble_dot_reference(codes: np.ndarray, offset: int, weights: np.ndarray, woffset: int, count: int) -> int:
     """nibble_dot in plain NumPy integers."""
     b = codes[offset:offset + count].astype(np.int64)

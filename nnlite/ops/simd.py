@@ -236,9 +236,9 @@ def vselect_ge(typingctx, a, b, yes, no):
 
 @intrinsic
 def prefetch_l2(typingctx, arr, offset):
-    """A hint to bring the cache line holding ``arr[offset]`` into L2 (x86 ``prefetcht1``): never faults, whatever
-    the address, and changes no value."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(offset, types.Integer)):
+    """A hint to bring the cache line holding ``arr[offset]`` (an array of any type, ``offset`` in its elements) into
+    L2 (x86 ``prefetcht1``): never faults, whatever the address, and changes no value."""
+    if not (isinstance(arr, types.Array) and isinstance(offset, types.Integer)):
         return None
 
     def codegen(context, builder, sig, args):
