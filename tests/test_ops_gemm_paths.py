@@ -147,9 +147,9 @@ def test_each_piece_pads_the_input_rows_it_reads(simd_engine, shape):
     (t, b, oh), (l, r, ow) = resolve_padding_2d(h, w, k, k, stride, 1, padding)
     lay = gemm.layout(x.shape, kernel.shape, (stride,) * 2, (1, 1), (t, b, l, r), (oh, ow))
     pad = gemm.pad_geometry(lay)
-    tiles, panels = -(-lay.rows // gemm.MR), -(-cout // gemm.NR)
+    units_of_rows, panels = -(-lay.rows // gemm.ROW_UNIT), -(-cout // gemm.NR)
     by_rows = panels == 1
-    units = tiles if by_rows else panels
+    units = units_of_rows if by_rows else panels
     size = n * (h + t + b) * (w + l + r) * cin
     ranges = [(0, units)] + [tuple(sorted(rng.choice(units + 1, 2, replace=False))) for _ in range(12)]
     for u0, u1 in ranges:
@@ -160,7 +160,7 @@ def test_each_piece_pads_the_input_rows_it_reads(simd_engine, shape):
                     act_address(1), x.reshape(-1), pad, bound.address("pad_for_rows"), *gemm.NO_SUM, u0, u1)
         got, full = y.reshape(lay.rows, cout), want.reshape(lay.rows, cout)
         if by_rows:
-            rows = slice(u0 * gemm.MR, min(lay.rows, u1 * gemm.MR))
+            rows = slice(u0 * gemm.ROW_UNIT, min(lay.rows, u1 * gemm.ROW_UNIT))
             np.testing.assert_array_equal(got[rows], full[rows])
         else:
             cols = slice(u0 * gemm.NR, min(cout, u1 * gemm.NR))

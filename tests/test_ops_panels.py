@@ -63,3 +63,34 @@ def test_half_panel_tiles_give_the_whole_tiles_bits(monkeypatch):
         monkeypatch.setattr(panels, "HALVES", halves)
         ways.append(_address(f"test_panel_halves_{halves}", panels.panel_tiles_whole))
     _compare(ways, np.random.default_rng(6), 32)
+
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_every_last_row_count_gives_the_reference(chunked, monkeypatch):
+    """AVX2's tiles over 1-20 rows, each count ending on its own mix of 6-, 4- and one-row tiles
+    (:func:`nnlite.ops.panels.tile_rows`): every row stored, with the reference's values and the bits of
+    AVX-512's 8 x 32 tiles."""
+    monkeypatch.setattr(panels, "KC", 16)
+    monkeypatch.setattr(panels, "WHOLE_MAX_K", 0)
+    rng = np.random.default_rng(20)
+    cases = []
+    for rows in range(1, 21):
+        x = rng.standard_normal((1, rows, 1, 40)).astype(np.float32)
+        kernel = rng.standard_normal((1, 1, 40, 32)).astype(np.float32)
+        cases.append((x, kernel, rng.standard_normal(32).astype(np.float32)))
+    bits = {}
+    for halves in (False, True):
+        monkeypatch.setattr(panels, "HALVES", halves)
+        fn = panels.panel_tiles_chunked if chunked and halves else panels.panel_tiles_whole
+        at = _address(f"test_panel_rows_{halves}_{chunked}", fn)
+        for x, kernel, bias in cases:
+            rows = x.shape[1]
+            lay = gemm.layout(x.shape, kernel.shape, (1, 1), (1, 1), (0, 0, 0, 0), (rows, 1))
+            y = np.full(rows * 32, np.nan, np.float32)
+            gemm._units(x.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32),
+                        bias, 1, np.float32(0.2), y, 32, 32, rows, False, False, 0, at, 0, x.reshape(-1), gemm.NO_PAD,
+                        0, *gemm.NO_SUM, 0, 1)
+            want = reference.conv2d(x, kernel, bias, activation="relu").reshape(-1)
+            assert not np.isnan(y).any() and rel(y, want) <= TOL, (halves, rows)
+            assert bits.setdefault(rows, y.tobytes()) == y.tobytes(), (halves, rows)

@@ -49,6 +49,10 @@ from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, su
 from .workspace import scratch
 
 DIRECT_MAX_ROWS = 16  # at most this many output rows: the tiles read the kernel in place, unpacked
+# Split by rows, a piece takes whole units of this many output rows: pairs of rows with AVX2, whose 6- and 4-row
+# tiles cover any even count of at least 4 without spare rows (nnlite.ops.panels.tile_rows), so that the pieces
+# get even shares (an 8x8 map's 64 rows at 2 threads: 32 + 32, not 36 + 28 in 6-row tiles); whole tiles with AVX-512.
+ROW_UNIT = 2 if MR == 6 else MR
 
 
 @functools.lru_cache(maxsize=512)
@@ -101,7 +105,7 @@ bound.declare("pad_for_rows", pad_for_rows, (_F, _F, _I, types.int64, types.int6
 @kernel
 def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, ldy, rows, by_rows, direct, block, tiles_at, act_at,
            src, pad, pad_at, acc, total, scode, salpha, sum_at, u0, u1):
-    # units [u0, u1) of the output: 8-row tiles (by_rows) or 32-channel panels; then codes 4/5 on them.
+    # units [u0, u1) of the output: ROW_UNIT rows (by_rows) or 32-channel panels; then codes 4/5 on them.
     # Output row r at y[r*ldy] (see panel_tiles; ldy > n only without acc and with a code the tiles apply).
     # pre: b's panels packed once (nnlite.ops.prepack), or empty; direct: full panels read the kernel b in
     # place (see the module docstring); block: rows per block (_row_block) or 0; tiles_at:
@@ -114,7 +118,7 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, ldy, rows, by_row
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     panels = (n + NR - 1) // NR
     if by_rows:
-        r0, r1, p0, p1 = u0 * MR, min(rows, u1 * MR), 0, panels
+        r0, r1, p0, p1 = u0 * ROW_UNIT, min(rows, u1 * ROW_UNIT), 0, panels
         if pad.shape[0] and r1 > r0:
             bound.call(pad_at, "pad_for_rows", (src, x, pad, r0, r1))
     else:
@@ -331,7 +335,7 @@ def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None, into=None):
     tiles, panels = -(-lay.rows // MR), -(-cout // NR)
     threads = parallel.numba_threads()
     by_rows = panels < threads or (tiles >= 4 * threads and not _panel_split(lay, panels, threads))
-    units = tiles if by_rows else panels
+    units = -(-lay.rows // ROW_UNIT) if by_rows else panels
     pre = prepack.panels(kernel) if cout >= lay.rows else None  # more kernel than input: pack it once
     head = (lay.run, lay.taps, lay.bases, kernel_w.reshape(-1), prepack.NONE if pre is None else pre,
             zeros(cout) if bias is None else prepack.as_writable(bias), code, np.float32(alpha))

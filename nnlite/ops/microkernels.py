@@ -3,8 +3,9 @@
 Names say the tile: ``gemm_tile_8x32`` keeps 8 output rows x 32 channels of sums in 16 vector registers
 (``gemm_tile_1x32``: a panel's single last row), ``gemm_tile_16x16`` 16 rows x 16 channels (panels of at most
 16 channels: 16 independent sums keep both FMA pipes busy); with AVX2, ``gemm_tile_6x16`` takes each half of a
-panel in turn (6 vectors of sums in 12 of its 16 registers: :data:`nnlite.ops.tiles.MR`), and ``gemm_part_6x16``
-(``gemm_part_1x32``) a chunk of K (:mod:`nnlite.ops.panels`); and ``dwconv_tile_8x16``
+panel in turn (6 vectors of sums in 12 of its 16 registers: :data:`nnlite.ops.tiles.MR`), ``gemm_tile_4x16`` a
+panel's last 2-4 or 8 rows, and ``gemm_part_6x16`` (``gemm_part_4x16``, ``gemm_part_1x32``) a chunk of K
+(:mod:`nnlite.ops.panels`); and ``dwconv_tile_8x16``
 8 output pixels x 16 channels of a depthwise convolution with any kernel (one weight load per tap for all 8
 pixels). The square
 depthwise kernels' streaming tiles are in :mod:`nnlite.ops.depthwise_tiles3` (and ``5``, ``7``). A tile's sums
@@ -69,6 +70,26 @@ def gemm_tile_6x16(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, widt
         vstore_n(y, off + 4 * ldy, finish(acc[4], bias0, code, alpha), width)
     if m0 + 5 < m_end:
         vstore_n(y, off + 5 * ldy, finish(acc[5], bias0, code, alpha), width)
+
+
+@inlined
+def gemm_tile_4x16(x, c, taps, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, code, alpha):
+    """Rows m0..m0+3 (those < m_end stored) x 16 channels; the panel's row i at pk[kk + i*ldk]."""
+    q = gather_rows(bases, m0, m_end - 1, 4)
+    acc = vzeros(4)
+    for t in range(taps.shape[0]):
+        tap = taps[t]
+        for ch in range(c):
+            acc = fma_splat_rows(x, q, tap + ch, (vload(pk, kk + 0),), acc)
+            kk += ldk
+    off = m0 * ldy + col0
+    vstore_n(y, off, finish(acc[0], bias0, code, alpha), width)
+    if m0 + 1 < m_end:
+        vstore_n(y, off + 1 * ldy, finish(acc[1], bias0, code, alpha), width)
+    if m0 + 2 < m_end:
+        vstore_n(y, off + 2 * ldy, finish(acc[2], bias0, code, alpha), width)
+    if m0 + 3 < m_end:
+        vstore_n(y, off + 3 * ldy, finish(acc[3], bias0, code, alpha), width)
 
 
 @helper
@@ -177,6 +198,44 @@ def gemm_part_6x16(x, tap, ch0, ch1, bases, pk, kk, ldk, m0, m_end, y, ldy, col0
             vstore_n(y, off + 4 * ldy, acc[4], width)
         if m0 + 5 < m_end:
             vstore_n(y, off + 5 * ldy, acc[5], width)
+
+
+@inlined
+def gemm_part_4x16(x, tap, ch0, ch1, bases, pk, kk, ldk, m0, m_end, y, ldy, col0, width, bias0, first, last,
+                   code, alpha):
+    """Rows m0..m0+3 (those < m_end stored) x 16 channels over channels [ch0, ch1) of one tap; the
+    panel's row of channel ch0 at pk[kk], the next ldk on."""
+    q = gather_rows(bases, m0, m_end - 1, 4)
+    off = m0 * ldy + col0
+    if first:
+        acc = vzeros(4)
+    else:
+        o1 = min(m0 + 1, m_end - 1) * ldy + col0
+        o2 = min(m0 + 2, m_end - 1) * ldy + col0
+        o3 = min(m0 + 3, m_end - 1) * ldy + col0
+        acc = (vload_n(y, off, width),
+               vload_n(y, o1, width),
+               vload_n(y, o2, width),
+               vload_n(y, o3, width))
+    for ch in range(ch0, ch1):
+        acc = fma_splat_rows(x, q, tap + ch, (vload(pk, kk + 0),), acc)
+        kk += ldk
+    if last:
+        vstore_n(y, off, finish(acc[0], bias0, code, alpha), width)
+        if m0 + 1 < m_end:
+            vstore_n(y, off + 1 * ldy, finish(acc[1], bias0, code, alpha), width)
+        if m0 + 2 < m_end:
+            vstore_n(y, off + 2 * ldy, finish(acc[2], bias0, code, alpha), width)
+        if m0 + 3 < m_end:
+            vstore_n(y, off + 3 * ldy, finish(acc[3], bias0, code, alpha), width)
+    else:
+        vstore_n(y, off, acc[0], width)
+        if m0 + 1 < m_end:
+            vstore_n(y, off + 1 * ldy, acc[1], width)
+        if m0 + 2 < m_end:
+            vstore_n(y, off + 2 * ldy, acc[2], width)
+        if m0 + 3 < m_end:
+            vstore_n(y, off + 3 * ldy, acc[3], width)
 
 
 @inlined

@@ -15,8 +15,10 @@ Two ways over K (taps x input channels):
   last chunk. Smaller panels take one pass: in chunks, each input row is read in short runs, one per chunk, which
   the prefetchers follow worse (benchmarks/RESULTS.md, rounds 20 and 21).
 
-A panel's single last row runs on a one-row tile (:data:`TAIL_ROWS`); a last 2 or more take a whole tile,
-which recomputes the last row for its spare rows (not stored).
+A panel's single last row runs on a one-row tile (:data:`TAIL_ROWS`). With AVX2 its last 2-4 rows, or 8, run on
+4 x 16 tiles (:func:`tile_rows`): a 4x4 map's 16 rows are 6 + 6 + 4 rows of sums, not 18, and a 3x3 map's 9 are 10,
+not 12. Otherwise a last 2 or more rows take a whole tile, which recomputes the last row for its spare rows (not
+stored).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from __future__ import annotations
 from numba import types
 
 from . import bound, machine
-from .jit import helper
+from .jit import helper, inlined
 from .microkernels import (
     gemm_part_1x32,
+    gemm_part_4x16,
     gemm_part_6x16,
     gemm_tile_1x32,
+    gemm_tile_4x16,
     gemm_tile_6x16,
     gemm_tile_8x32,
     gemm_tile_16x16,
@@ -45,6 +49,15 @@ KC = max(16, machine.caches().l1d // (8 * NR))  # channels per chunk: KC x 32 fl
 WHOLE_MAX_K = machine.caches().l2 // (16 * NR)  # K of a panel of a quarter of L2: a pass over it reads it from L2
 
 
+@inlined
+def tile_rows(rest):
+    """Rows of AVX2's next tile, ``rest`` (at least 2) rows of the panel left: 4 for the last 2-4, and for the
+    last 8 (two 4-row tiles), else 6. Every even count of at least 4 then runs without spare rows, and an odd
+    count with at most one (a last row alone runs on the one-row tile). A 4 x 16 tile keeps 4 vectors of sums in
+    8 registers, as many as two FMA pipes of 4 cycles' latency need (benchmarks/RESULTS.md, round 24)."""
+    return 4 if rest <= 4 or rest == 8 else 6
+
+
 @helper
 def panel_tiles_whole(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, ldy, r0, r1, p):
     """Rows [r0, r1) of channel panel p, whose kernel row i is at pk[kk + i*ldk]: packed
@@ -59,13 +72,19 @@ def panel_tiles_whole(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, l
         bias1 = vload_n(bias, col0 + 16, width - 16)
         m0 = r0
         while r1 - m0 >= TAIL_ROWS:  # whole tiles, the last one's spare rows not stored
-            if HALVES:
+            if not HALVES:
+                gemm_tile_8x32(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
+                m0 += 8
+            elif tile_rows(r1 - m0) == 4:
+                gemm_tile_4x16(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, 16, bias0, code, alpha)
+                gemm_tile_4x16(x, c, taps, bases, pk, kk + 16, ldk, m0, r1, y, ldy, col0 + 16, width - 16, bias1,
+                               code, alpha)
+                m0 += 4
+            else:
                 gemm_tile_6x16(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, 16, bias0, code, alpha)
                 gemm_tile_6x16(x, c, taps, bases, pk, kk + 16, ldk, m0, r1, y, ldy, col0 + 16, width - 16, bias1,
                                code, alpha)
-            else:
-                gemm_tile_8x32(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
-            m0 += 6 if HALVES else 8
+                m0 += 6
         for m in range(m0, r1):  # fewer than TAIL_ROWS rows left: one by one
             gemm_tile_1x32(x, c, taps, bases, pk, kk, ldk, m, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
     elif HALVES:  # a panel of at most 16 channels (rare on 7x7 maps; no one-row tile, which would compile longer)
@@ -98,11 +117,18 @@ def panel_tiles_chunked(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n,
             if width > 16:
                 m0 = r0
                 while r1 - m0 >= TAIL_ROWS:
-                    gemm_part_6x16(x, tap, ch0, ch1, bases, pk, at, ldk, m0, r1, y, ldy, col0, 16, bias0, first, last,
-                                   code, alpha)
-                    gemm_part_6x16(x, tap, ch0, ch1, bases, pk, at + 16, ldk, m0, r1, y, ldy, col0 + 16, width - 16,
-                                   bias1, first, last, code, alpha)
-                    m0 += 6
+                    if tile_rows(r1 - m0) == 4:
+                        gemm_part_4x16(x, tap, ch0, ch1, bases, pk, at, ldk, m0, r1, y, ldy, col0, 16, bias0, first,
+                                       last, code, alpha)
+                        gemm_part_4x16(x, tap, ch0, ch1, bases, pk, at + 16, ldk, m0, r1, y, ldy, col0 + 16,
+                                       width - 16, bias1, first, last, code, alpha)
+                        m0 += 4
+                    else:
+                        gemm_part_6x16(x, tap, ch0, ch1, bases, pk, at, ldk, m0, r1, y, ldy, col0, 16, bias0, first,
+                                       last, code, alpha)
+                        gemm_part_6x16(x, tap, ch0, ch1, bases, pk, at + 16, ldk, m0, r1, y, ldy, col0 + 16,
+                                       width - 16, bias1, first, last, code, alpha)
+                        m0 += 6
                 for m in range(m0, r1):
                     gemm_part_1x32(x, tap, ch0, ch1, bases, pk, at, ldk, m, r1, y, ldy, col0, width, bias0, bias1,
                                    first, last, code, alpha)
