@@ -322,14 +322,13 @@ def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None, into=None):
     if few:  # a few output pixels: a matrix-vector product reads the kernel once
         source, blocks = _vector_product_inputs(lay, kernel)  # (rows, K) into x with a zero appended: no padding
         extended = int(np.prod(lay.in_shape)) + 1
+        product = gemv.prepare_rows(kernel_w.reshape(-1, cout), bias, code, alpha, source.shape, blocks)
 
         def matrix_vector(x, _kernel=kernel):  # _kernel: held while the view is used
-            flat = np.empty(extended, np.float32)
+            flat = scratch("gemv_input", (extended,))
             flat[:-1] = x.reshape(-1)
             flat[-1] = 0.0
-            patches = flat[source]
-            return gemv.dense_rows(patches, kernel_w.reshape(-1, cout), bias, code, alpha,
-                                   blocks).reshape(lay.out_shape)
+            return product(flat[source]).reshape(lay.out_shape)
         matrix_vector.out_shape = lay.out_shape
         return matrix_vector
     tiles, panels = -(-lay.rows // MR), -(-cout // NR)
