@@ -75,16 +75,15 @@ def panel_tiles_whole(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n, l
             if not HALVES:
                 gemm_tile_8x32(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
                 m0 += 8
-            elif tile_rows(r1 - m0) == 4:
-                gemm_tile_4x16(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, 16, bias0, code, alpha)
-                gemm_tile_4x16(x, c, taps, bases, pk, kk + 16, ldk, m0, r1, y, ldy, col0 + 16, width - 16, bias1,
-                               code, alpha)
-                m0 += 4
-            else:
-                gemm_tile_6x16(x, c, taps, bases, pk, kk, ldk, m0, r1, y, ldy, col0, 16, bias0, code, alpha)
-                gemm_tile_6x16(x, c, taps, bases, pk, kk + 16, ldk, m0, r1, y, ldy, col0 + 16, width - 16, bias1,
-                               code, alpha)
-                m0 += 6
+                continue
+            rows = tile_rows(r1 - m0)
+            for half in range(2):  # a loop, not two calls: each tile is compiled into the function once
+                at, col, wide, b = (kk, col0, 16, bias0) if half == 0 else (kk + 16, col0 + 16, width - 16, bias1)
+                if rows == 4:
+                    gemm_tile_4x16(x, c, taps, bases, pk, at, ldk, m0, r1, y, ldy, col, wide, b, code, alpha)
+                else:
+                    gemm_tile_6x16(x, c, taps, bases, pk, at, ldk, m0, r1, y, ldy, col, wide, b, code, alpha)
+            m0 += rows
         for m in range(m0, r1):  # fewer than TAIL_ROWS rows left: one by one
             gemm_tile_1x32(x, c, taps, bases, pk, kk, ldk, m, r1, y, ldy, col0, width, bias0, bias1, code, alpha)
     elif HALVES:  # a panel of at most 16 channels (rare on 7x7 maps; no one-row tile, which would compile longer)
@@ -117,18 +116,17 @@ def panel_tiles_chunked(x, c, taps, bases, pk, kk, ldk, bias, code, alpha, y, n,
             if width > 16:
                 m0 = r0
                 while r1 - m0 >= TAIL_ROWS:
-                    if tile_rows(r1 - m0) == 4:
-                        gemm_part_4x16(x, tap, ch0, ch1, bases, pk, at, ldk, m0, r1, y, ldy, col0, 16, bias0, first,
-                                       last, code, alpha)
-                        gemm_part_4x16(x, tap, ch0, ch1, bases, pk, at + 16, ldk, m0, r1, y, ldy, col0 + 16,
-                                       width - 16, bias1, first, last, code, alpha)
-                        m0 += 4
-                    else:
-                        gemm_part_6x16(x, tap, ch0, ch1, bases, pk, at, ldk, m0, r1, y, ldy, col0, 16, bias0, first,
-                                       last, code, alpha)
-                        gemm_part_6x16(x, tap, ch0, ch1, bases, pk, at + 16, ldk, m0, r1, y, ldy, col0 + 16,
-                                       width - 16, bias1, first, last, code, alpha)
-                        m0 += 6
+                    rows = tile_rows(r1 - m0)
+                    for half in range(2):  # as in panel_tiles_whole: each tile compiled in once
+                        hat, col, wide, b = (at, col0, 16, bias0) if half == 0 else (at + 16, col0 + 16, width - 16,
+                                                                                      bias1)
+                        if rows == 4:
+                            gemm_part_4x16(x, tap, ch0, ch1, bases, pk, hat, ldk, m0, r1, y, ldy, col, wide, b, first,
+                                           last, code, alpha)
+                        else:
+                            gemm_part_6x16(x, tap, ch0, ch1, bases, pk, hat, ldk, m0, r1, y, ldy, col, wide, b, first,
+                                           last, code, alpha)
+                    m0 += rows
                 for m in range(m0, r1):
                     gemm_part_1x32(x, tap, ch0, ch1, bases, pk, at, ldk, m, r1, y, ldy, col0, width, bias0, bias1,
                                    first, last, code, alpha)
