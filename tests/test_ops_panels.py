@@ -65,7 +65,6 @@ def test_half_panel_tiles_give_the_whole_tiles_bits(monkeypatch):
     _compare(ways, np.random.default_rng(6), 32)
 
 
-
 @pytest.mark.parametrize("chunked", [False, True])
 def test_every_last_row_count_gives_the_reference(chunked, monkeypatch):
     """AVX2's tiles over 1-20 rows, each count ending on its own mix of 6-, 4- and one-row tiles
