@@ -243,3 +243,40 @@ def test_no_helper_when_the_load_average_already_fills_the_cores(monkeypatch):
     assert precompile.spare_cores() == 0
     monkeypatch.setattr(os, "getloadavg", lambda: (cores - 0.5, 0.0, 0.0))
     assert precompile.spare_cores() == cores - 1
+
+
+_LOAD_PROBE = """
+import sys
+from nnlite.ops import jit, precompile
+d = precompile.dispatcher_of(sys.argv[1], sys.argv[2])
+sig = precompile.decode(sys.argv[3])
+loaded = jit.load_cached(d, sig)
+print(int(loaded), len(d.signatures), sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values()))
+"""
+
+
+def test_load_cached_loads_what_the_cache_holds_and_never_compiles(tmp_path):
+    entry = _cheap_entry()
+
+    def probe():
+        done = subprocess.run([sys.executable, "-c", _LOAD_PROBE, *entry], env=_env(tmp_path, NNLITE_PRECOMPILE="0"),
+                              capture_output=True, text=True, timeout=300, check=True)
+        return tuple(int(v) for v in done.stdout.split())
+
+    assert probe() == (0, 0, 0, 0)   # an empty cache: nothing loaded, nothing compiled
+    assert not [p.name for p in tmp_path.rglob("*_add_into*") if p.suffix in (".nbi", ".nbc")]
+    assert _probe(entry, tmp_path) == (0, 1)   # compiled into the cache
+    assert probe() == (1, 1, 1, 0)   # loaded from it
+
+
+def test_expect_loads_a_warm_models_kernels_in_a_thread(fake_start, monkeypatch):
+    started, index, _ = fake_start
+    index.write_bytes(b"")
+    loaded = []
+    monkeypatch.setattr(precompile, "preload", loaded.append)
+    assert precompile.expect("net") is None
+    deadline = time.monotonic() + 10
+    while not loaded and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert loaded == [[("nnlite.ops.shape", "_add_into", "(int64,)")]]
+    assert started == []

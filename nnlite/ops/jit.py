@@ -49,6 +49,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 import time
 
 from numba import njit
@@ -124,8 +125,34 @@ class _QuickLoad:
     def load_overload(self, sig, target_context):
         runtime.initialize(target_context, self._inner)   # what loaded code needs of the refresh: the runtime
         with self._inner._guard_against_spurious_io_errors():
-            return self._inner._load_overload(sig, target_context)
-        return None   # an I/O error the guard swallowed: a miss
+            found = self._inner._load_overload(sig, target_context)
+            if found is not None:
+                return found
+        if getattr(_load_only, "on", False):   # a miss (or an I/O error the guard swallowed) in load_cached
+            raise NotCached(sig)
+        return None
+
+
+class NotCached(Exception):
+    """Raised through a dispatcher's ``compile`` by :func:`load_cached` on a cache miss."""
+
+
+_load_only = threading.local()   # .on: this thread is in load_cached
+
+
+def load_cached(dispatcher, sig) -> bool:
+    """Load ``dispatcher``'s machine code for argument types ``sig`` from the disk cache, as its first call
+    with them would, but never compile: False when the cache does not hold it."""
+    if not isinstance(getattr(dispatcher, "_cache", None), _QuickLoad):
+        return False
+    _load_only.on = True
+    try:
+        dispatcher.compile(sig)
+        return True
+    except NotCached:
+        return False
+    finally:
+        _load_only.on = False
 
 
 @functools.cache

@@ -17,6 +17,13 @@ itself: each process goes on until it meets what the other compiled. A stale ent
 arguments changed) costs the helper one useless compilation, never a wrong result: the cache is keyed
 by the exact types.
 
+On a warm start (every function of the plan has a cache index) no helper starts, but loading each cached
+function at its first call is still Python work (benchmarks/RESULTS.md measures it). :func:`expect` then
+starts a thread that loads the plan's functions (:func:`preload`; a signature the cache lacks is skipped,
+never compiled) while this process reads the model's weights. Where that reading waits outside the GIL (a
+Keras file's structure is read by a child process, :mod:`nnlite.io._guard`), the loads come free. Where
+reading is Python work (a PyTorch file's pickle), the two take turns on the GIL and the start is no faster.
+
 The helper stops when this process ends (it reads its stdin, a pipe from this process, until the end),
 finishing the function at hand for at most :data:`GRACE_S` seconds, and after :data:`TIMEOUT_S` at the
 latest. It is not started with one core, on a machine whose load average already fills its cores, without a
@@ -143,7 +150,8 @@ def _index_files(todo) -> list[Path] | None:
 
 def expect(*names: str) -> subprocess.Popen | None:
     """This process is about to run the models ``names``: start a helper on their kernels unless the
-    cache holds them all (every function has an index file), or a helper cannot help (module docstring)."""
+    cache holds them all (every function has an index file), or a helper cannot help (module docstring).
+    When the cache holds them, a thread of this process loads them ahead (:func:`preload`)."""
     if not enabled() or spare_cores() < 1:
         return None
     with _lock:
@@ -156,12 +164,29 @@ def expect(*names: str) -> subprocess.Popen | None:
             index = _index_files(todo)
         except (ImportError, AttributeError, ValueError):
             return None
-        if index is None or all(p.exists() for p in index) or not os.access(index[0].parent, os.W_OK):
+        if index is not None and all(p.exists() for p in index):   # a warm cache: load ahead, in a thread
+            threading.Thread(target=preload, args=(todo,), name="nnlite-preload", daemon=True).start()
+            return None
+        if index is None or not os.access(index[0].parent, os.W_OK):
             return None
         helper = _state["helper"] = start(names)
         if helper is not None:   # reaped when it ends, so a long-lived process keeps no zombie
             threading.Thread(target=helper.wait, name="nnlite-precompile-reaper", daemon=True).start()
         return helper
+
+
+def preload(todo) -> int:
+    """Load the machine code of plan entries ``todo`` from the disk cache, in the order the model calls them,
+    never compiling (a stale entry is skipped); how many were loaded. Run in a thread while the model's
+    weights are read: the loads then cost the first call nothing."""
+    from .jit import load_cached
+    done = 0
+    for module, name, text in todo:
+        try:
+            done += load_cached(dispatcher_of(module, name), decode(text))
+        except Exception:  # noqa: BLE001  (the model's own first call loads or compiles what it needs)
+            continue
+    return done
 
 
 def start(names, plan_file: Path | str = PLAN_FILE, env: dict | None = None) -> subprocess.Popen | None:

