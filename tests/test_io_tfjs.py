@@ -198,4 +198,5 @@ def test_faceapi_first_entry_dequantized_by_hand(faceapi_models):
     q = np.frombuffer(stream[:count], np.uint8)
     want = first["quantization"]["min"] + first["quantization"]["scale"] * q.astype(np.float64)
     got = load_tfjs(path)[first["name"]]
-    np.testing.assert_allclose(got.ravel(), want, rtol=1e-6)
+    assert count > 256   # more values than codes: the loader looks each code's value up in a table
+    np.testing.assert_array_equal(got.ravel(), want.astype(np.float32))   # float64 arithmetic, rounded once

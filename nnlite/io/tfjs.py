@@ -182,6 +182,8 @@ def _dequantize(stored: np.ndarray, entry: dict) -> np.ndarray:
         return stored.astype(target)  # a copy: the result does not pin the whole shard buffer
     if quant["dtype"] == "float16":
         values = stored.astype(np.float64)
+    elif stored.dtype.kind == "u" and stored.size > 1 << 8 * stored.dtype.itemsize:  # each code's value once
+        return _dequantize(np.arange(1 << 8 * stored.dtype.itemsize, dtype=stored.dtype), entry)[stored]
     else:
         values = float(quant["min"]) + float(quant["scale"]) * stored.astype(np.float64)
     if target.kind == "i":
