@@ -360,3 +360,20 @@ def test_dense(engine, rows, n_in, n_out, act):
     assert got.shape == (rows, n_out) and got.dtype == np.float32
     assert rel(got, reference.dense(x, kernel, bias, activation=act)) <= TOL
     assert rel(ops.dense(x[0], kernel, None), reference.dense(x[0], kernel, None)) <= TOL  # 1-D input
+
+
+@pytest.mark.parametrize("n_out", [1000, 100, 70])  # blocks split into pairs, odd counts, a partial last block
+def test_matrix_vector_product_gives_the_same_bits_at_each_thread_count_and_layout(simd_engine, n_out):
+    rng = np.random.default_rng(n_out)
+    x, kernel, bias = rand(rng, 3, 700), rand(rng, 700, n_out), rand(rng, n_out)
+    frozen = kernel.copy()
+    frozen.flags.writeable = False   # read in pack_blocks' layout, the other as (k, n)
+    before, results = ops.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            ops.set_num_threads(threads)
+            results += [ops.dense(x, k, bias, activation="relu") for k in (kernel, frozen)]
+    finally:
+        ops.set_num_threads(before)
+    assert all(np.array_equal(results[0], r) for r in results[1:])
+    assert rel(results[0], reference.dense(x, kernel, bias, activation="relu")) <= TOL

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nnlite import graph, ops
-from nnlite.ops import prepack, reference
+from nnlite.ops import gemv, prepack, reference
 
 CASES = [  # (n, h, w, cin, cout, kernel size): more output channels than output pixels, so packed once
     (1, 7, 7, 40, 70, 3),
@@ -86,7 +86,7 @@ def test_a_read_only_conv_kernel_on_a_few_pixels_is_blocked_once_and_gives_the_s
     assert np.array_equal(ops.conv2d(x, fixed, bias, padding=padding, activation="relu"), want)
     (name, blocks), = prepack._entry(fixed)[2].items()   # one layout made
     assert name == "gemv" if rows == 9 else name.startswith("gemv-rows-")
-    assert blocks.size == 2 * 64 * rows * shape[3]  # (taps*cin) rows of two 64-column blocks
+    assert blocks.size == -(-70 // gemv.GEMV_COLS) * gemv.GEMV_COLS * rows * shape[3]  # (taps*cin) rows per block
     assert np.array_equal(ops.conv2d(x, fixed, bias, padding=padding, activation="relu"), want)
     assert prepack.once(fixed, name, None) is blocks  # not remade
 

@@ -1,8 +1,11 @@
 """Dense layers with a few rows (a classifier at batch 1) as a matrix-vector product on 16-lane vectors.
 
 A matrix-vector product is bound by reading the kernel (ResNet50's classifier: 8 MB), so its columns are
-split across threads in blocks of 64, each block's sums kept in four vector registers while the kernel's
-rows stream past. BLAS, pinned to one thread (:mod:`nnlite.ops.threads`), would read it on one core.
+split across threads in blocks of 32, each block's sums kept in two vector registers while the kernel's
+rows stream past. A thread sums two blocks at a time: read from memory, a kernel laid out block after block
+(:func:`pack_blocks`) is then two streams, not one, and one core keeps more of its reads in flight (a single
+stream read memory at about three quarters of two streams' rate, benchmarks/RESULTS.md, round 25). BLAS,
+pinned to one thread (:mod:`nnlite.ops.threads`), would read it on one core.
 Used by :func:`nnlite.ops.dense` with the "simd" engine.
 """
 
@@ -17,7 +20,7 @@ from .simd import vfma, vload, vload_n, vsplat_at, vstore_n, vzero
 from .tiles import act_block, finish, zeros
 
 GEMV_MAX_ROWS = 4  # dense layers with at most this many rows run as matrix-vector products (_gemv_cols)
-GEMV_COLS = 64  # output columns per block: four vectors of sums
+GEMV_COLS = 32  # output columns per block: two vectors of sums
 
 
 @kernel
@@ -34,32 +37,33 @@ def pack_blocks(w, k, n, out):
 
 @kernel
 def _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, blocked, b0, b1):
-    # y (rows*n,) = act(x (rows*k,) @ w (k*n,) + bias) for column blocks [b0, b1) of GEMV_COLS columns:
-    # per block, four vectors of sums over k (a streaming read of the kernel's columns, each once per row).
-    # blocked: w is in pack_blocks' layout (each block contiguous) instead of (k, n)
+    # y (rows*n,) = act(x (rows*k,) @ w (k*n,) + bias) for column blocks [b0, b1) of GEMV_COLS columns, two
+    # blocks at a time: four vectors of sums over k, the two blocks' weights read as two streams (module
+    # docstring). blocked: w is in pack_blocks' layout (each block contiguous) instead of (k, n)
     step = GEMV_COLS if blocked else n
-    for blk in range(b0, b1):  # each block for every row in turn: rows after the first read it from cache
+    other = k * GEMV_COLS if blocked else GEMV_COLS  # from a block's weights to the next block's
+    for blk in range(b0, b1, 2):  # each pair for every row in turn: rows after the first read it from cache
+        c0 = blk * GEMV_COLS
+        w0, w1 = min(16, n - c0), min(16, n - c0 - 16)
+        w2, w3 = (min(16, n - c0 - 32), min(16, n - c0 - 48)) if blk + 1 < b1 else (0, 0)
         for r in range(rows):
-            c0 = blk * GEMV_COLS
-            w0, w1 = min(16, n - c0), min(16, n - c0 - 16)
-            w2, w3 = min(16, n - c0 - 32), min(16, n - c0 - 48)
             a0, a1, a2, a3 = vzero(), vzero(), vzero(), vzero()
             off = blk * k * GEMV_COLS if blocked else c0
-            if w3 == 16:  # a whole block: plain loads (a masked load is several instructions on AVX2)
+            if w3 == 16:  # two whole blocks: plain loads (a masked load is several instructions on AVX2)
                 for kk in range(k):
                     v = vsplat_at(x, r * k + kk)
                     a0 = vfma(v, vload(w, off), a0)
                     a1 = vfma(v, vload(w, off + 16), a1)
-                    a2 = vfma(v, vload(w, off + 32), a2)
-                    a3 = vfma(v, vload(w, off + 48), a3)
+                    a2 = vfma(v, vload(w, off + other), a2)
+                    a3 = vfma(v, vload(w, off + other + 16), a3)
                     off += step
             else:
                 for kk in range(k):
                     v = vsplat_at(x, r * k + kk)
                     a0 = vfma(v, vload_n(w, off, w0), a0)
                     a1 = vfma(v, vload_n(w, off + 16, w1), a1)
-                    a2 = vfma(v, vload_n(w, off + 32, w2), a2)
-                    a3 = vfma(v, vload_n(w, off + 48, w3), a3)
+                    a2 = vfma(v, vload_n(w, off + other, w2), a2)
+                    a3 = vfma(v, vload_n(w, off + other + 16, w3), a3)
                     off += step
             out = r * n + c0
             vstore_n(y, out, finish(a0, vload_n(bias, c0, w0), code, alpha), w0)
