@@ -169,3 +169,10 @@ def test_vector_plot_bars_go_up_and_down_from_zero():
     assert (img[0:zero, 0] == 0).all() and (img[zero + 1:, 1] == 0).all()
     assert (img[:zero, 2] == 255).all() and (img[zero + 1:, 2] == 255).all()
     assert img[10, 3] == 0 and img[9, 3] == 255
+
+
+def test_the_help_lists_every_command_without_loading_numba():
+    """``nnlite --help`` builds every command's parser; none may bring in Numba (it took a second)."""
+    probe = "import sys; from nnlite.cli import build_parser; build_parser(); print('numba' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "False"

@@ -13,10 +13,14 @@ Cost: building the graph compares every pair, in row blocks (O(N^2) time, O(bloc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import LibraryError
-from .index import DEFAULT_RECOGNIZER, LibraryIndex
+
+if TYPE_CHECKING:  # the index module brings in the models and Numba: `nnlite --help` reads DEFAULT_THRESHOLD
+    from .index import LibraryIndex
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -77,6 +81,7 @@ def people(library: LibraryIndex, *, threshold: float = DEFAULT_THRESHOLD, min_f
     is the face nearest the group's mean descriptor: the most typical picture of that person."""
     if not threshold > 0:   # also NaN
         raise LibraryError(f"the people threshold must be > 0, got {threshold}")
+    from .index import DEFAULT_RECOGNIZER
     if recognizer is None:   # the recognizer that described most faces (face-api.js's on a tie or none)
         counts = library.recognizers()
         recognizer = max(counts, key=lambda r: (counts[r], r == DEFAULT_RECOGNIZER)) if counts else DEFAULT_RECOGNIZER
