@@ -69,7 +69,6 @@ def test_the_transforms_compute_the_convolution():
         assert np.allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
-
 def test_the_kernel_transform_keeps_each_channel_pair_apart():
     """Every (cin, cout) pair of a multi-channel kernel gets its own G g G^T (G written out here)."""
     g_mat = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
@@ -77,6 +76,7 @@ def test_the_kernel_transform_keeps_each_channel_pair_apart():
     u = winograd.kernel_transform(g).reshape(4, 4, 2, 5)
     for c, k in np.ndindex(2, 5):
         assert np.array_equal(u[:, :, c, k], (g_mat @ g[:, :, c, k].astype(np.float64) @ g_mat.T).astype(np.float32))
+
 
 def test_thread_counts_and_blocks_give_the_same_bits(everywhere, monkeypatch):
     """A tile's arithmetic does not depend on its block or thread: 1 and 2 threads, blocks of 16 tiles (a
