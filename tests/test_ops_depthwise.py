@@ -17,6 +17,13 @@ def rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
+def rows_kernel(*args):
+    """The depthwise kernel on a range of rows, called from Python: its driver's twin with a Python wrapper
+    (the kernel itself has none, see nnlite.ops.jit.driven)."""
+    from nnlite.ops import depthwise_simd
+    depthwise_simd.depthwise_rows_parallel.callable()(*args)
+
+
 @pytest.fixture(params=("simd", "blas"))
 def engine(request):
     with engines.use(request.param):
@@ -135,7 +142,7 @@ def test_3x3_tiles_that_load_their_weights_give_the_same_bits(monkeypatch):
         outs = []
         for rows_at in ways:
             y = np.full(n * oh * ow * c, np.nan, np.float32)
-            depthwise_simd.depthwise_rows(x.reshape(-1), h, w, c, kernel.reshape(-1), bias, 3, 3, stride, stride, 1,
+            rows_kernel(x.reshape(-1), h, w, c, kernel.reshape(-1), bias, 3, 3, stride, stride, 1,
                                           1, top, left, code, np.float32(0.2), y, oh, ow, 0, 0, rows_at, 32 << 10,
                                           512 << 10, 0, n * oh)
             outs.append(y.reshape(n, oh, ow, c))

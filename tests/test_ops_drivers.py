@@ -24,6 +24,10 @@ def _scaled_rows(x, y, scale, width, r0, r1):
             y[r * width + j] = x[r * width + j] * scale + extra
 
 
+# the same kernel as nnlite.ops.jit.driven compiles its kernels: no Python wrapper, only the driver calls it
+_bare_rows = njit(nogil=True, no_cpython_wrapper=True)(_scaled_rows.py_func)
+
+
 @pytest.fixture(params=["chosen", "prange"])
 def fan_out(request):
     """Each test through the fan-out the drivers chose, then through Numba's prange one."""
@@ -109,6 +113,41 @@ def test_an_error_in_a_piece_is_raised_with_its_message(fan_out):
     x = np.ones(8, np.float32)
     with pytest.raises(ZeroDivisionError):
         drivers.driver(_scaled_rows)(x, np.zeros_like(x), np.float32(1), 0, 4, 2)
+
+
+def test_a_kernel_without_a_python_wrapper_gives_the_same_bits_in_one_piece_or_many(fan_out):
+    rng = np.random.default_rng(4)
+    rows, width = 23, 7
+    x = rng.standard_normal(rows * width).astype(np.float32)
+    want = np.zeros_like(x)
+    _scaled_rows(x, want, np.float32(0.5), width, 0, rows)
+    drive = drivers.driver(_bare_rows)
+    for pieces in (1, 2, 5):
+        got = np.full_like(x, np.nan)
+        drive(x, got, np.float32(0.5), width, rows, pieces)
+        assert np.array_equal(got, want), pieces
+
+
+def test_an_error_in_a_kernel_without_a_python_wrapper_is_raised_with_its_message(fan_out):
+    x = np.ones(8, np.float32)
+    drive = drivers.driver(_bare_rows)
+    for pieces in (1, 2):
+        with pytest.raises(ZeroDivisionError, match="division by zero"):
+            drive(x, np.zeros_like(x), np.float32(1), 0, 4, pieces)
+    twin = drive.callable()
+    assert twin is not _bare_rows and drive.callable() is twin
+    assert drivers.driver(_scaled_rows).callable() is _scaled_rows
+
+
+def test_one_piece_runs_on_the_calling_thread_without_a_fan_out():
+    x = np.arange(12, dtype=np.float32)
+    want, got = np.zeros_like(x), np.zeros_like(x)
+    _scaled_rows(x, want, np.float32(3), 4, 0, 3)
+    drive = drivers.driver(_bare_rows)
+    args = (x, got, np.float32(3), 4)
+    address, key = drive._bind(args, parallel=False)
+    assert drivers._run(address, key, args, 3, 1, 0, 0) == 0 and np.array_equal(got, want)
+    assert drivers._run(address, key, args, 3, 2, 0, 0) == -1  # more pieces need the fan-out
 
 
 def test_type_key_depends_only_on_the_types():

@@ -18,6 +18,18 @@ def rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
+def run_units(*args):
+    """The GEMM kernel on a range of units, called from Python: its driver's twin with a Python wrapper (the
+    kernel itself has none, see nnlite.ops.jit.driven)."""
+    gemm._units_parallel.callable()(*args)
+
+
+def conv_pool_rows(*args):
+    """The conv -> max pool kernel on a range of rows, called from Python (as :func:`run_units`)."""
+    from nnlite.ops import convpool
+    convpool._conv_pool_parallel.callable()(*args)
+
+
 @pytest.mark.parametrize("shape", [(1, 4, 4, 300, 48), (1, 3, 3, 64, 270), (1, 2, 2, 24, 80), (1, 1, 1, 50, 96),
                                    (1, 9, 9, 16, 64)])
 def test_kernel_read_in_place_packed_or_as_a_vector_product_gives_the_same_bits(simd_engine, direct_gemm, monkeypatch,
@@ -155,7 +167,7 @@ def test_each_piece_pads_the_input_rows_it_reads(simd_engine, shape):
     for u0, u1 in ranges:
         xp = np.full(size, np.nan, np.float32)
         y = np.full(lay.rows * cout, np.nan, np.float32)
-        gemm._units(xp, lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32), bias, 1,
+        run_units(xp, lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32), bias, 1,
                     np.float32(0.2), y, cout, cout, lay.rows, by_rows, False, 0, bound.address("panel_tiles"),
                     act_address(1), x.reshape(-1), pad, bound.address("pad_for_rows"), *gemm.NO_SUM, u0, u1)
         got, full = y.reshape(lay.rows, cout), want.reshape(lay.rows, cout)
@@ -192,7 +204,7 @@ def test_each_band_of_conv_max_pool_pads_the_input_rows_it_reads(simd_engine, ca
     for r0, r1 in ranges:
         xp = np.full(n * (h + t + b) * (w + l + r) * cin, np.nan, np.float32)
         y = np.full(want.size, np.nan, np.float32)
-        convpool._conv_pool_rows(xp, lay.run, lay.taps, lay.bases, kernel.reshape(-1), bias, 1, np.float32(0.2),
+        conv_pool_rows(xp, lay.run, lay.taps, lay.bases, kernel.reshape(-1), bias, 1, np.float32(0.2),
                                  cout, oh, ow, pool, pool, pool_stride, pool_stride, pt, pl, poh, pow_, y, band,
                                  bound.address("panel_tiles"), act_address(1), x.reshape(-1),
                                  gemm.pad_geometry(lay), bound.address("pad_for_rows"), r0, r1)

@@ -23,6 +23,12 @@ def _address(name, fn):
     return fresh_address(name, fn, bound._DECLARED["panel_tiles"][1])
 
 
+def run_units(*args):
+    """The GEMM kernel on a range of units, called from Python: its driver's twin with a Python wrapper (the
+    kernel itself has none, see nnlite.ops.jit.driven)."""
+    gemm._units_parallel.callable()(*args)
+
+
 def _compare(ways, rng, trials):
     """Each way over every row and panel of random 1x1 and 3x3 convolutions: the same bits, and the reference's
     values."""
@@ -39,7 +45,7 @@ def _compare(ways, rng, trials):
         outs = []
         for tiles_at in ways:  # one call over every row and panel, each panel packed just before its tiles
             y = np.full(lay.rows * cout, np.nan, np.float32)
-            gemm._units(x.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32),
+            run_units(x.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32),
                         bias, code, np.float32(0.2), y, cout, cout, lay.rows, False, False, 0, tiles_at, 0,
                         x.reshape(-1), gemm.NO_PAD, 0, *gemm.NO_SUM, 0, -(-cout // NR))
             outs.append(y.reshape(1, oh, ow, cout))
@@ -87,7 +93,7 @@ def test_every_last_row_count_gives_the_reference(chunked, monkeypatch):
             rows = x.shape[1]
             lay = gemm.layout(x.shape, kernel.shape, (1, 1), (1, 1), (0, 0, 0, 0), (rows, 1))
             y = np.full(rows * 32, np.nan, np.float32)
-            gemm._units(x.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32),
+            run_units(x.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32),
                         bias, 1, np.float32(0.2), y, 32, 32, rows, False, False, 0, at, 0, x.reshape(-1), gemm.NO_PAD,
                         0, *gemm.NO_SUM, 0, 1)
             want = reference.conv2d(x, kernel, bias, activation="relu").reshape(-1)

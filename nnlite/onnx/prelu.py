@@ -4,12 +4,12 @@ applies it after every unit's first convolution. Reference twin: :func:`nnlite.o
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ..ops import drivers, parallel
+from ..ops.jit import driven
 
 
-@njit(cache=True, nogil=True)
+@driven
 def _prelu_rows(x, slope, y, r0, r1):
     # x, y (rows, C); slope (C,): y = x where x >= 0, else x * slope
     c = x.shape[1]

@@ -18,7 +18,7 @@ from numba import types
 from . import bound, buffers, checks, conv, drivers, engine, machine, panels, parallel, prepack
 from .activations import LAST_REGISTER_CODE, LINEAR, code_of
 from .gemm import NO_PAD, layout, pad_geometry
-from .jit import helper, inlined, kernel
+from .jit import driven, helper, inlined
 from .padding import pair, resolve_padding_2d
 from .simd import vload_n, vselect_gt, vsplat, vstore_n
 from .tiles import NR, ZERO, act_address, pack_all
@@ -65,7 +65,7 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     return y
 
 
-@kernel
+@driven
 def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph, pw, psh, psw, ptop, pleft, poh,
                     pow_, y, band, tiles_at, act_at, src, pad, pad_at, r0, r1):
     # pooled rows R = n*poh + py in [r0, r1), ``band`` of them at a time, never across images: the conv rows

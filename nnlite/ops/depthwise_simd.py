@@ -20,7 +20,7 @@ from numba import types
 
 from . import bound, drivers
 from .activations import LAST_REGISTER_CODE, LINEAR
-from .jit import helper, kernel
+from .jit import driven, helper, kernel
 from .microkernels import dwconv_tile_8x16
 from .simd import vfma, vload_n, vstore_n, vzero
 from .tiles import ZERO, finish
@@ -54,7 +54,7 @@ def _dw_pixel(xf, top, i0, i1, h, w, c, k, kw, sw, dh, dw, left, ox, c0):
     return a0, a1, a2, a3
 
 
-@kernel
+@driven
 def depthwise_rows(xf, h, w, c, k, bias, kh, kw, sh, sw, dh, dw, top_pad, left, code, alpha, yf, oh, ow,
                    row_off, act_at, rows_at, l1, l2, r0, r1):
     # Multiplier 1 on explicit 16-lane vectors (nnlite.ops.simd). xf = x (N, H, W, C) flattened; k (kh*kw*C,)

@@ -179,11 +179,15 @@ def _call_fan_out(typingctx, where, piece, block, total, pieces, points):
 @locked
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _run(address, key, args, total, pieces, fan_out, points):
-    # -1 when ``key`` is not this specialisation's or no fan-out is chosen (nothing ran); else how many pieces
-    # raised
-    if key != _key_of(args) or fan_out == 0:
+    # -1 when ``key`` is not this specialisation's, or pieces > 1 and no fan-out is chosen (nothing ran); else
+    # how many pieces raised. One piece runs on the calling thread, without a parallel region.
+    if key != _key_of(args):
         return -1
     block, piece = _block(address, args)
+    if pieces == 1:
+        return _call_piece(piece, block, 0, total)
+    if fan_out == 0:
+        return -1
     return _call_fan_out(fan_out, piece, block, total, pieces, points)
 
 
@@ -198,13 +202,15 @@ def _native_address(dispatcher, argtypes) -> int:
 
 class Driver:
     """``drive(*args, total, pieces)``: ``kernel(*args, a, b)`` on ``pieces`` ranges covering [0, total) on
-    Numba's threads. The kernel must be a ``@njit`` function returning None."""
+    Numba's threads (one piece: on the calling thread). The kernel must be a ``@njit`` function returning
+    None; it needs no Python wrapper (:data:`nnlite.ops.jit.driven`)."""
 
     def __init__(self, kernel):
         self.kernel = kernel
         self._bound = (0, -2)  # (address, key) of the last specialisation used
         self._by_key: dict[int, int] = {}
         self._lock = threading.Lock()
+        self._twin = None
 
     def __call__(self, *call):
         self.run(call[:-2], call[-2], call[-1])
@@ -214,17 +220,29 @@ class Driver:
         address, key = self._bound
         failed = _run(address, key, args, total, pieces, *_fan_out_at[0])
         if failed < 0:
-            address, key = self._bind(args)
+            address, key = self._bind(args, pieces > 1)
             failed = _run(address, key, args, total, pieces, *_fan_out_at[0])
         if failed:  # run it on this thread, where its error surfaces with its message
-            self.kernel(*args, 0, total)
+            self.callable()(*args, 0, total)
 
-    def _bind(self, args) -> tuple[int, int]:
-        """The address and key of the kernel compiled for these arguments (compiled now if needed)."""
+    def callable(self):
+        """The kernel, callable from Python: itself where it has Numba's Python wrapper, else a twin compiled
+        with one on first need (only after a piece raised), and not cached: the kernel's cache holds its
+        wrapper-less code under the same signatures."""
+        if not self.kernel.targetoptions.get("no_cpython_wrapper"):
+            return self.kernel
+        with self._lock:
+            if self._twin is None:
+                self._twin = numba.njit(nogil=True)(self.kernel.py_func)
+            return self._twin
+
+    def _bind(self, args, parallel: bool = True) -> tuple[int, int]:
+        """The address and key of the kernel compiled for these arguments (compiled now if needed); for a
+        parallel call, the fan-out chosen first if it is not yet."""
         argtypes = tuple(numba.typeof(a) for a in args) + _RANGE
         key = type_key(argtypes)
         with self._lock:
-            if not _fan_out_at[0][0]:
+            if parallel and not _fan_out_at[0][0]:
                 _fan_out_at[0] = _choose_fan_out()
             address = self._by_key.get(key)
             if address is None:

@@ -42,7 +42,7 @@ from numba import types
 
 from . import bound, buffers, drivers, gemv, machine, parallel, prepack, winograd
 from .activations import LAST_REGISTER_CODE, LINEAR
-from .jit import helper, kernel
+from .jit import driven, helper
 from .panels import address as panel_address
 from .prepare import summing, writing_into
 from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, sum_address, zero_run, zeros
@@ -102,7 +102,7 @@ _F, _I = types.float32[::1], types.int64[::1]
 bound.declare("pad_for_rows", pad_for_rows, (_F, _F, _I, types.int64, types.int64))
 
 
-@kernel
+@driven
 def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, ldy, rows, by_rows, direct, block, tiles_at, act_at,
            src, pad, pad_at, acc, total, scode, salpha, sum_at, u0, u1):
     # units [u0, u1) of the output: ROW_UNIT rows (by_rows) or 32-channel panels; then codes 4/5 on them.

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import drivers, parallel, prepack
 from .activations import LAST_REGISTER_CODE, LINEAR
-from .jit import kernel
+from .jit import driven, kernel
 from .simd import vfma, vload, vload_n, vsplat_at, vstore_n, vzero
 from .tiles import act_block, finish, zeros
 
@@ -35,7 +35,7 @@ def pack_blocks(w, k, n, out):
                 out[dst + j] = w[kk * n + c0 + j] if c0 + j < n else np.float32(0)
 
 
-@kernel
+@driven
 def _gemv_cols(x, w, bias, code, alpha, y, rows, k, n, blocked, b0, b1):
     # y (rows*n,) = act(x (rows*k,) @ w (k*n,) + bias) for column blocks [b0, b1) of GEMV_COLS columns, two
     # blocks at a time: four vectors of sums over k, the two blocks' weights read as two streams (module

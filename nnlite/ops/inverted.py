@@ -25,7 +25,7 @@ from ..errors import NnliteError
 from . import bound, buffers, depthwise_stream, drivers, engine, machine, panels, parallel, prepack
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR
 from .conv import _plain, _plain_input, cached_geometry, conv2d, prepare_conv2d
-from .jit import kernel
+from .jit import driven
 from .padding import pair, resolve_padding_2d
 from .prepare import like
 from .separable import depthwise_pointwise, prepare_depthwise_pointwise
@@ -185,7 +185,7 @@ def _prepare(n, ek, eb, dk, db, pk, pb, ecode, ealpha, dcode, dalpha, pcode, alp
     return fused
 
 
-@kernel
+@driven
 def _inverted_rows(xf, h, w, cin, ek, epre, ebias, ecode, ealpha, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left,
                    dcode, dalpha, pk, ppre, pbias, pcode, palpha, res, yf, oh, ow, e, cout, band, ring, rows_at,
                    tiles_at, eact_at, dact_at, pact_at, dw_rows_at, l1, l2, r0, r1):

@@ -1,11 +1,13 @@
-"""How nnlite compiles its Numba functions: :data:`kernel` for those Python calls, :data:`helper` for those
-only other compiled functions call.
+"""How nnlite compiles its Numba functions: :data:`kernel` for those Python calls, :data:`driven` for those
+only a parallel driver calls (:mod:`nnlite.ops.drivers`, serially too), :data:`helper` for those only other
+compiled functions call.
 
-Both cache their machine code on disk (``cache=True``) and release the GIL. Neither gets Numba's C-callable
-wrapper (nothing calls them through C: the parallel drivers of :mod:`nnlite.ops.drivers` call a kernel's
-own entry point), and a helper gets no Python wrapper either. Wrappers are code that LLVM optimises and
-compiles again in every module that links the function in, which made them a measurable part of the
-first run's compile time (benchmarks/RESULTS.md).
+All cache their machine code on disk (``cache=True``) and release the GIL. None gets Numba's C-callable
+wrapper (nothing calls them through C: the parallel drivers call a kernel's own entry point), and only a
+:data:`kernel` gets the Python one, which unboxes each argument: for a kernel of twenty arrays and numbers
+it was as much code as the kernel's own loop (benchmarks/RESULTS.md, round 26). Wrappers are code that
+LLVM optimises and compiles in every module that links the function in, which made them a measurable part
+of the first run's compile time.
 
 :data:`inlined` is a helper that LLVM always inlines into its callers: for a tile called with many arguments
 inside a caller's loop, where the call, and tests of arguments that stay the same for the whole loop, would
@@ -208,6 +210,7 @@ def _locked_jit(**options):
 
 
 kernel = _locked_jit(cache=True, nogil=True, no_cfunc_wrapper=True)
+driven = _locked_jit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 helper = _locked_jit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
 inlined = _locked_jit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, forceinline=True,
                       _nrt=False)

@@ -19,7 +19,7 @@ from . import bound, buffers, checks, depthwise_stream, drivers, engine, machine
 from .activations import CODES, LAST_REGISTER_CODE, LINEAR, code_of
 from .conv import _plain, _plain_input, cached_geometry, conv2d, prepare_conv2d
 from .depthwise import depthwise_conv2d, prepare_depthwise_conv2d
-from .jit import kernel
+from .jit import driven
 from .padding import pair, resolve_padding_2d
 from .prepare import chain, like, sum_of, summing
 from .tiles import NR, ZERO, act_address, pack_all, sum_address, zeros
@@ -211,7 +211,7 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
     return summing(out_shape, keep, run)
 
 
-@kernel
+@driven
 def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pre, pbias,
                     pcode, palpha, acc, total, scode, salpha, yf, oh, ow, cout, band, rows_at, tiles_at, dact_at,
                     pact_at, dw_rows_at, l1, l2, sum_at, row_off, r0, r1):

@@ -20,7 +20,7 @@ from ..errors import NnliteError
 from . import bound, buffers, depthwise_stream, drivers, engine, machine, panels, parallel, prepack
 from .activations import CODES, LINEAR
 from .convpool import pooled_band  # (convpool declares max_pool_band, called by address here)
-from .jit import kernel
+from .jit import driven
 from .pooling import _geometry as pool_geometry
 from .pooling import max_pool2d, prepare_pool2d
 from .prepare import chain, like
@@ -107,7 +107,7 @@ def _prepare_fused(x, depthwise_kernel, pointwise_kernel, bias, stride, padding,
     return fused
 
 
-@kernel
+@driven
 def _separable_pool_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pre,
                          pbias, pcode, palpha, oh, ow, cout, ph, pw, psh, psw, ptop, pleft, poh, pow_, y, band,
                          rows_at, tiles_at, dact_at, pact_at, dw_rows_at, l1, l2, sep_at, pool_at, r0, r1):

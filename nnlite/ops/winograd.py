@@ -43,7 +43,7 @@ import numpy as np
 from ..limits import env_switch
 from . import bound, buffers, drivers, machine, panels, parallel, prepack
 from .activations import LINEAR
-from .jit import inlined, kernel
+from .jit import driven, inlined
 from .prepare import summing, writing_into
 from .simd import vadd, vload_n, vstore_n, vsub, vzero
 from .tiles import NR, ZERO, finish, sum_address, zeros
@@ -243,7 +243,7 @@ def _output_tile(mm, stride, at, y, oh, ow, k, ldy, img, oy, ox, bias, code, alp
                 vstore_n(y, o + (ow + 1) * ldy + ch, finish(y11, b, code, alpha), m)
 
 
-@kernel
+@driven
 def _blocks(xf, h, w, c, top, left, oh, ow, th, tw, packed, bias, code, alpha, yf, k, ldy, block, taps, bases,
             nobias, tiles_at, acc, total, scode, salpha, sum_at, u0, u1):
     # tiles [u0, u1) (tile t = (img, ty, tx) in row-major order) in blocks of at most ``block``: transform a
