@@ -150,6 +150,16 @@ def test_one_piece_runs_on_the_calling_thread_without_a_fan_out():
     assert drivers._run(address, key, args, 3, 2, 0, 0) == -1  # more pieces need the fan-out
 
 
+def test_one_piece_calls_a_kernel_with_a_python_wrapper_directly_and_a_bare_one_through_its_entry():
+    x = np.arange(12, dtype=np.float32)
+    want = np.zeros_like(x)
+    _scaled_rows(x, want, np.float32(2), 3, 0, 4)
+    for kernel, binds in ((_scaled_rows, 0), (_bare_rows, 1)):
+        drive, got = drivers.driver(kernel), np.zeros_like(x)
+        drive.serial((x, got, np.float32(2), 3), 4)
+        assert np.array_equal(got, want) and len(drive._by_key) == binds, kernel
+
+
 def test_type_key_depends_only_on_the_types():
     a = (types.float32[::1], types.int64, types.int64)
     assert drivers.type_key(a) == drivers.type_key(tuple(a))

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..ops import drivers, parallel
-from ..ops.jit import driven
+from ..ops.jit import kernel
 
 
-@driven
+@kernel
 def _prelu_rows(x, slope, y, r0, r1):
     # x, y (rows, C); slope (C,): y = x where x >= 0, else x * slope
     c = x.shape[1]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import checks, drivers, parallel
-from .jit import driven, helper, kernel
+from .jit import helper, kernel
 from .simd import vadd, vload, vload_n, vselect_gt, vstore, vstore_n, vzero
 
 # Activation codes, as the Numba kernels take them (compile-time constants inside the kernels).
@@ -163,7 +163,7 @@ def _bias_act_flat(flat, tiled_bias, has_bias, code, alpha, c, r0, r1):
         pos += m
 
 
-@driven
+@kernel
 def _affine_act_rows(x, scale, shift, code, alpha, y, r0, r1):  # x, y (rows, C), rows [r0, r1); scale, shift (C,)
     c = x.shape[1]
     for r in range(r0, r1):
@@ -218,7 +218,7 @@ def affine_act(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, code: int = 
     return y
 
 
-@driven
+@kernel
 def _act_into(y, x, code, alpha, start, stop):
     # y[i] = act(x[i]) for i in [start, stop) (flat arrays) in one pass (a copy, then act_row over it in L1,
     # took 1.6-1.8x as long)
@@ -280,7 +280,7 @@ def softmax(x, *, axis=-1):
     return _last_axis_softmax(np.ascontiguousarray(x), x.shape[-1], x.size // x.shape[-1])
 
 
-@driven
+@kernel
 def _softmax_rows(x, y, n, start, stop):
     # y = softmax of each row r in [start, stop) of n values (flat arrays): its max, exp(x - max) stored with
     # the sum accumulated in float64, then each value divided by the float32 sum

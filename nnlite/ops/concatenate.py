@@ -25,7 +25,7 @@ from numba.extending import intrinsic
 
 from ..errors import ShapeError
 from . import buffers, checks, drivers, parallel
-from .jit import driven
+from .jit import kernel
 from .shape import _plain
 
 SMALL = parallel.MIN_WORK  # outputs of fewer values: NumPy's concatenate (this call's set-up costs microseconds)
@@ -42,7 +42,7 @@ def _copy_bytes(typingctx, dst, src, nbytes):
     return types.none(types.int64, types.int64, types.int64), codegen
 
 
-@driven
+@kernel
 def _concat_rows(out, addresses, widths, start, stop):
     # out[r] = input 0's row r, then input 1's, ... for rows [start, stop); input i is a C-contiguous
     # (rows, widths[i]) float32 array at addresses[i]

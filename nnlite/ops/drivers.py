@@ -225,6 +225,14 @@ class Driver:
         if failed:  # run it on this thread, where its error surfaces with its message
             self.callable()(*args, 0, total)
 
+    def serial(self, args: tuple, total: int) -> None:
+        """``kernel(*args, 0, total)`` on this thread: a direct call where the kernel has Numba's Python
+        wrapper (no entry to compile for its types), else one piece through :meth:`run`."""
+        if self.kernel.targetoptions.get("no_cpython_wrapper"):
+            self.run(args, total, 1)
+        else:
+            self.kernel(*args, 0, total)
+
     def callable(self):
         """The kernel, callable from Python: itself where it has Numba's Python wrapper, else a twin compiled
         with one on first need (only after a piece raised), and not cached: the kernel's cache holds its

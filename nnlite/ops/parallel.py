@@ -107,13 +107,14 @@ def split(kernel, driver, args: tuple, total: int, work: int) -> None:
     its driver (:func:`nnlite.ops.drivers.driver`, or any callable ``driver(*args, total, pieces)``) in
     ``pieces``, timed for :data:`guard` as :func:`launch` times a region."""
     pieces = parts(total, work)
-    run = getattr(driver, "run", None)  # a Driver takes its arguments as one tuple: not packed again
-    if pieces == 1:  # through a Driver too: its kernel may have no Python wrapper (nnlite.ops.jit.driven)
-        if run is None:
+    if pieces == 1:  # a Driver's own way: its kernel may have no Python wrapper (nnlite.ops.jit.driven)
+        serial = getattr(driver, "serial", None)
+        if serial is None:
             kernel(*args, 0, total)
         else:
-            run(args, total, 1)
+            serial(args, total)
         return
+    run = getattr(driver, "run", None)  # a Driver takes its arguments as one tuple: not packed again
     if run is None:  # a driver of the convention alone, driver(*args, total, pieces)
         _timed(driver, (*args, total, pieces), (driver, total, work, pieces))
     else:

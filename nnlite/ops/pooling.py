@@ -13,12 +13,12 @@ from ..errors import NnliteError
 from . import bound, buffers, checks, drivers, parallel
 from .conv import _plain_input
 from .depthwise_simd import valid_range
-from .jit import driven, helper, kernel
+from .jit import helper, kernel
 from .padding import pair, resolve_padding_2d
 from .simd import vadd, vdiv, vload, vload_n, vselect_gt, vsplat, vstore, vstore_n, vzero
 
 
-@driven
+@kernel
 def _pool(x, kh, kw, sh, sw, top, left, rows_at, y, r0, r1):
     # x (N, H, W, C); y (N, oh, ow, C), rows r = n*oh + oy in [r0, r1); windows clipped to the image. rows_at: the
     # address of the rows function (:func:`_rows_name`; all three share POOL_ARGS), so a model compiles only

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import checks, drivers, parallel
-from .jit import driven
+from .jit import kernel
 from .padding import pair
 
 
@@ -42,7 +42,7 @@ def _bilinear_axis(n_in, n_out, half_pixel_centers, align_corners):
     return lower, upper, (src - floor).astype(np.float32)
 
 
-@driven
+@kernel
 def _bilinear(x, y0, y1, fy, x0, x1, fx, y, r0, r1):
     # x (N, H, W, C); y0, y1, fy (oh,); x0, x1, fx (ow,); y (N, oh, ow, C), rows r = n*oh + oy in [r0, r1)
     n_, oh, ow, c = y.shape
