@@ -150,7 +150,7 @@ def test_each_piece_pads_the_input_rows_it_reads(simd_engine, shape):
     computes equal the whole layer's (a row it needs and did not pad would bring a NaN in)."""
     from nnlite.ops import bound
     from nnlite.ops.padding import resolve_padding_2d
-    from nnlite.ops.tiles import act_address
+    from nnlite.ops.tiles import act_address, pack_address
     n, h, w, cin, cout, k, stride, padding = shape
     rng = np.random.default_rng(h * w)
     x, kernel, bias = rand(rng, n, h, w, cin), rand(rng, k, k, cin, cout), rand(rng, cout)
@@ -169,7 +169,8 @@ def test_each_piece_pads_the_input_rows_it_reads(simd_engine, shape):
         y = np.full(lay.rows * cout, np.nan, np.float32)
         run_units(xp, lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32), bias, 1,
                     np.float32(0.2), y, cout, cout, lay.rows, by_rows, False, 0, bound.address("panel_tiles"),
-                    act_address(1), x.reshape(-1), pad, bound.address("pad_for_rows"), *gemm.NO_SUM, u0, u1)
+                    act_address(1), x.reshape(-1), pad, bound.address("pad_for_rows"), pack_address(), *gemm.NO_SUM,
+                    u0, u1)
         got, full = y.reshape(lay.rows, cout), want.reshape(lay.rows, cout)
         if by_rows:
             rows = slice(u0 * gemm.ROW_UNIT, min(lay.rows, u1 * gemm.ROW_UNIT))
@@ -188,7 +189,7 @@ def test_each_band_of_conv_max_pool_pads_the_input_rows_it_reads(simd_engine, ca
     NaN, the rows a range pools equal the whole layer's."""
     from nnlite.ops import bound, convpool
     from nnlite.ops.padding import resolve_padding_2d
-    from nnlite.ops.tiles import act_address
+    from nnlite.ops.tiles import act_address, pack_address
     n, h, w, cin, cout, k, stride, padding, pool, pool_stride, pool_padding, band = case
     rng = np.random.default_rng(h * w)
     x, kernel, bias = rand(rng, n, h, w, cin), rand(rng, k, k, cin, cout), rand(rng, cout)
@@ -207,7 +208,7 @@ def test_each_band_of_conv_max_pool_pads_the_input_rows_it_reads(simd_engine, ca
         conv_pool_rows(xp, lay.run, lay.taps, lay.bases, kernel.reshape(-1), bias, 1, np.float32(0.2),
                                  cout, oh, ow, pool, pool, pool_stride, pool_stride, pt, pl, poh, pow_, y, band,
                                  bound.address("panel_tiles"), act_address(1), x.reshape(-1),
-                                 gemm.pad_geometry(lay), bound.address("pad_for_rows"), r0, r1)
+                                 gemm.pad_geometry(lay), bound.address("pad_for_rows"), pack_address(), r0, r1)
         np.testing.assert_array_equal(y.reshape(rows, -1)[r0:r1], want.reshape(rows, -1)[r0:r1])
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from nnlite.ops import bound, gemm, panels, reference
-from nnlite.ops.tiles import NR
+from nnlite.ops.tiles import NR, pack_address
 from tests.closeness import TOL, rel
 from tests.fresh_kernels import fresh_address
 
@@ -47,7 +47,7 @@ def _compare(ways, rng, trials):
             y = np.full(lay.rows * cout, np.nan, np.float32)
             run_units(x.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32),
                         bias, code, np.float32(0.2), y, cout, cout, lay.rows, False, False, 0, tiles_at, 0,
-                        x.reshape(-1), gemm.NO_PAD, 0, *gemm.NO_SUM, 0, -(-cout // NR))
+                        x.reshape(-1), gemm.NO_PAD, 0, pack_address(), *gemm.NO_SUM, 0, -(-cout // NR))
             outs.append(y.reshape(1, oh, ow, cout))
         assert outs[0].tobytes() == outs[1].tobytes(), (trial, h, w, cin, cout, kernel_size)
         want = reference.conv2d(x, kernel, bias, activation=(None, "relu", "relu6")[code])
@@ -95,7 +95,7 @@ def test_every_last_row_count_gives_the_reference(chunked, monkeypatch):
             y = np.full(rows * 32, np.nan, np.float32)
             run_units(x.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32),
                         bias, 1, np.float32(0.2), y, 32, 32, rows, False, False, 0, at, 0, x.reshape(-1), gemm.NO_PAD,
-                        0, *gemm.NO_SUM, 0, 1)
+                        0, pack_address(), *gemm.NO_SUM, 0, 1)
             want = reference.conv2d(x, kernel, bias, activation="relu").reshape(-1)
             assert not np.isnan(y).any() and rel(y, want) <= TOL, (halves, rows)
             assert bits.setdefault(rows, y.tobytes()) == y.tobytes(), (halves, rows)

@@ -21,7 +21,7 @@ from .gemm import NO_PAD, layout, pad_geometry
 from .jit import driven, helper, inlined
 from .padding import pair, resolve_padding_2d
 from .simd import vload_n, vselect_gt, vsplat, vstore_n
-from .tiles import NR, ZERO, act_address, pack_all
+from .tiles import NR, ZERO, act_address, pack_address, pack_all_at
 from .workspace import scratch
 
 
@@ -60,22 +60,23 @@ def conv2d_max_pool(x, kernel, bias=None, *, stride=1, padding="valid", dilation
     args = (xp.reshape(-1), lay.run, lay.taps, lay.bases, prepack.as_writable(kernel).reshape(-1), bias, code,
             np.float32(alpha), cout, oh, ow, ph, pw, psh, psw, pt, pl, poh, pow_, y.reshape(-1), band,
             panels.address(lay.run * lay.taps.shape[0]), act_address(code), x.reshape(-1), pad,
-            bound.address("pad_for_rows") if pad.shape[0] else 0)
+            bound.address("pad_for_rows") if pad.shape[0] else 0, pack_address())
     parallel.split(_conv_pool_rows, _conv_pool_parallel, args, rows, lay.work)
     return y
 
 
 @driven
 def _conv_pool_rows(xf, run, taps, bases, k, bias, code, alpha, cout, oh, ow, ph, pw, psh, psw, ptop, pleft, poh,
-                    pow_, y, band, tiles_at, act_at, src, pad, pad_at, r0, r1):
+                    pow_, y, band, tiles_at, act_at, src, pad, pad_at, pack_at, r0, r1):
     # pooled rows R = n*poh + py in [r0, r1), ``band`` of them at a time, never across images: the conv rows
     # they need, [a, e) of image n, are computed into ``buf`` and max-pooled into y (flat (N*poh*pow_*cout,));
     # pad: empty, or the geometry (gemm.pad_geometry) with which each band first pads the input rows it reads
-    # from src into xf, by pad_at: bound.address("pad_for_rows") (0 when pad is empty)
+    # from src into xf, by pad_at: bound.address("pad_for_rows") (0 when pad is empty); the kernel is packed
+    # through pack_at: tiles.pack_address()
     kk = taps.shape[0] * run
     panels = (cout + NR - 1) // NR
     packed = np.empty(panels * kk * NR, np.float32)
-    pack_all(k, kk, cout, packed)
+    pack_all_at(pack_at, k, kk, cout, packed)
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     buf = np.empty(((band - 1) * psh + ph) * ow * cout, np.float32)
     b0 = r0

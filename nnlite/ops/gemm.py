@@ -45,7 +45,7 @@ from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import driven, helper
 from .panels import address as panel_address
 from .prepare import summing, writing_into
-from .tiles import MR, NR, ZERO, act_address, copy_run, pack_all, pack_panel, sum_address, zero_run, zeros
+from .tiles import MR, NR, ZERO, act_address, copy_run, pack_address, pack_all_at, sum_address, zero_run, zeros
 from .workspace import scratch
 
 DIRECT_MAX_ROWS = 16  # at most this many output rows: the tiles read the kernel in place, unpacked
@@ -104,15 +104,16 @@ bound.declare("pad_for_rows", pad_for_rows, (_F, _F, _I, types.int64, types.int6
 
 @driven
 def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, ldy, rows, by_rows, direct, block, tiles_at, act_at,
-           src, pad, pad_at, acc, total, scode, salpha, sum_at, u0, u1):
+           src, pad, pad_at, pack_at, acc, total, scode, salpha, sum_at, u0, u1):
     # units [u0, u1) of the output: ROW_UNIT rows (by_rows) or 32-channel panels; then codes 4/5 on them.
     # Output row r at y[r*ldy] (see panel_tiles; ldy > n only without acc and with a code the tiles apply).
     # pre: b's panels packed once (nnlite.ops.prepack), or empty; direct: full panels read the kernel b in
     # place (see the module docstring); block: rows per block (_row_block) or 0; tiles_at:
     # panel_address(K); act_at: tiles.act_address(code); pad: empty, or the geometry with which
     # this piece first pads the input rows it reads from src into x (by panels: into a copy of its own), by
-    # pad_at: bound.address("pad_for_rows") (0 when pad is empty). acc (flat, as y) or empty: each block of
-    # output, still in cache, becomes act_scode(acc + y), the sum first copied to total unless that is empty
+    # pad_at: bound.address("pad_for_rows") (0 when pad is empty); pack_at: tiles.pack_address() (0 with pre).
+    # acc (flat, as y) or empty: each block of output, still in cache, becomes act_scode(acc + y), the sum first
+    # copied to total unless that is empty
     # (tiles.sum_block, by address sum_at, so that models without such sums never compile it; code is then
     # one the tiles apply)
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
@@ -132,7 +133,7 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, ldy, rows, by_row
             packed = pre
         else:
             packed = np.empty(panels * k * NR, np.float32)
-            pack_all(b, k, n, packed)
+            pack_all_at(pack_at, b, k, n, packed)
         for m0 in range(r0, r1, block):
             m1 = min(r1, m0 + block)
             for p in range(p0, p1):
@@ -151,7 +152,7 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, ldy, rows, by_row
                 bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, b, p * NR, n, bias, fused, alpha, y, n, ldy, r0,
                                                      r1, p))
             else:
-                pack_panel(b, k, n, p * NR, width, pk)
+                bound.call(pack_at, "pack_panel", (b, k, n, p * NR, width, pk))
                 bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pk, ZERO, NR, bias, fused, alpha, y, n, ldy,
                                                      r0, r1, p))
         if acc.shape[0]:
@@ -342,6 +343,7 @@ def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None, into=None):
             panel_address(lay.run * lay.taps.shape[0]), act_address(code))
     pad = pad_geometry(lay) if padded else NO_PAD
     pad_at = bound.address("pad_for_rows") if padded else 0
+    pack_at = 0 if pre is not None else pack_address()  # pack_panel, by address (not linked in)
     padded_shape = (lay.in_shape[0], lay.in_shape[1] + top + bottom, lay.in_shape[2] + left + right, lay.in_shape[3])
 
     def launch(x, y, sums, ldy=cout, _kernel=kernel, _bias=bias):  # held while their writable views are used
@@ -349,7 +351,7 @@ def prepare(kernel, bias, code, alpha, lay: Layout, accumulate=None, into=None):
         # by panels, each into its own copy)
         xp = scratch("gemm_pad", padded_shape).reshape(-1) if padded else x.reshape(-1)
         parallel.split(_units, _units_parallel, (xp, *head, y.reshape(-1), cout, ldy, *tail, x.reshape(-1), pad, pad_at,
-                                                 *sums), units, lay.work)
+                                                 pack_at, *sums), units, lay.work)
 
     if into is not None:
         channels, offset = into

@@ -30,7 +30,7 @@ from .padding import pair, resolve_padding_2d
 from .prepare import like
 from .separable import depthwise_pointwise, prepare_depthwise_pointwise
 from .shape import add
-from .tiles import NR, ZERO, act_address, copy_run, pack_all, zeros
+from .tiles import NR, ZERO, act_address, copy_run, pack_address, pack_all_at, zeros
 
 
 def inverted_residual(x, expand_kernel, expand_bias, depthwise_kernel, depthwise_bias, pointwise_kernel,
@@ -172,7 +172,7 @@ def _prepare(n, ek, eb, dk, db, pk, pb, ecode, ealpha, dcode, dalpha, pcode, alp
     tail = (oh, ow, e, cout, band, ring, bound.address("depthwise_rows"), panels.address(max(cin, e)),
             act_address(ecode), act_address(dcode), act_address(pcode),
             depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, l, ow), machine.caches().l1d,
-            machine.caches().l2)
+            machine.caches().l2, 0 if epre is not None and ppre is not None else pack_address())
     out_shape = (n, oh, ow, cout)
 
     def fused(x, residual=None, _weights=weights):
@@ -188,13 +188,13 @@ def _prepare(n, ek, eb, dk, db, pk, pb, ecode, ealpha, dcode, dalpha, pcode, alp
 @driven
 def _inverted_rows(xf, h, w, cin, ek, epre, ebias, ecode, ealpha, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left,
                    dcode, dalpha, pk, ppre, pbias, pcode, palpha, res, yf, oh, ow, e, cout, band, ring, rows_at,
-                   tiles_at, eact_at, dact_at, pact_at, dw_rows_at, l1, l2, r0, r1):
+                   tiles_at, eact_at, dact_at, pact_at, dw_rows_at, l1, l2, pack_at, r0, r1):
     # Output rows r = n*oh + oy in [r0, r1), at most ``band`` rows of one image at a time. ``buf`` holds the
     # expanded input rows [k0, k1) of image ``have``; the next band keeps the rows it shares with them (moved to
     # the front) and expands only the rest. pre arrays: kernels packed once (nnlite.ops.prepack), or empty; res:
     # the residual added to the output (flat, as yf), or empty.
     # rows_at, tiles_at: bound.address of depthwise_rows and panel_tiles; *act_at: tiles.act_address of each code;
-    # dw_rows_at, l1: depthwise_rows' own
+    # dw_rows_at, l1: depthwise_rows' own; pack_at: tiles.pack_address() (0 when both kernels come packed)
     buf = np.empty(ring * w * e, np.float32)
     mid = np.empty(band * ow * e, np.float32)
     epanels, ppanels = (e + NR - 1) // NR, (cout + NR - 1) // NR
@@ -202,12 +202,12 @@ def _inverted_rows(xf, h, w, cin, ek, epre, ebias, ecode, ealpha, dk, dbias, kh,
         epacked = epre
     else:
         epacked = np.empty(epanels * cin * NR, np.float32)
-        pack_all(ek, cin, e, epacked)
+        pack_all_at(pack_at, ek, cin, e, epacked)
     if ppre.shape[0]:
         ppacked = ppre
     else:
         ppacked = np.empty(ppanels * e * NR, np.float32)
-        pack_all(pk, e, cout, ppacked)
+        pack_all_at(pack_at, pk, e, cout, ppacked)
     ebases = np.empty(ring * w, np.int64)  # each input pixel's offset from the first expanded row's
     for i in range(ring * w):
         ebases[i] = i * cin

@@ -22,7 +22,7 @@ from .depthwise import depthwise_conv2d, prepare_depthwise_conv2d
 from .jit import driven
 from .padding import pair, resolve_padding_2d
 from .prepare import chain, like, sum_of, summing
-from .tiles import NR, ZERO, act_address, pack_all, sum_address, zeros
+from .tiles import NR, ZERO, act_address, pack_address, pack_all_at, sum_address, zeros
 
 
 def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid", dilation=1,
@@ -190,7 +190,7 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
     dw_rows_at = depthwise_stream.rows_address(h, w, kh, kw, sh, sw, dh, dw, l, ow)
     tail = (oh, ow, cout, band, bound.address("depthwise_rows"), panels.address(cin), act_address(dcode),
             act_address(pcode), dw_rows_at, machine.caches().l1d, machine.caches().l2,
-            ZERO if accumulate is None else sum_address(accumulate[2]), ZERO)
+            ZERO if accumulate is None else sum_address(accumulate[2]), 0 if pre is not None else pack_address(), ZERO)
 
     out_shape = (n, oh, ow, cout)
     none = (prepack.NONE, prepack.NONE, LINEAR, np.float32(0))
@@ -214,14 +214,15 @@ def _prepare_pair(n, dk, db, pk, pb, dcode, dalpha, pcode, alpha, geo, accumulat
 @driven
 def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode, dalpha, pk, pre, pbias,
                     pcode, palpha, acc, total, scode, salpha, yf, oh, ow, cout, band, rows_at, tiles_at, dact_at,
-                    pact_at, dw_rows_at, l1, l2, sum_at, row_off, r0, r1):
+                    pact_at, dw_rows_at, l1, l2, sum_at, pack_at, row_off, r0, r1):
     # Output rows [r0, r1) of depthwise_pointwise, ``band`` rows at a time: the depthwise rows go to ``mid``
     # (band*ow, c), then nnlite.ops.gemm's tiles multiply them by the pointwise kernel pk (c*cout,), packed
     # here or already (pre, from nnlite.ops.prepack; else empty).
     # rows_at, tiles_at: the bound.address of depthwise_rows and panel_tiles; dact_at, pact_at: tiles.act_address
     # of dcode and pcode; dw_rows_at, l1: depthwise_rows' own. acc (flat, as yf) or empty: each
     # band becomes act_scode(acc + band), the sum first copied to total unless that is empty (tiles.sum_block,
-    # by address sum_at, so that models without such sums never compile it; 0 without acc). Row r is stored
+    # by address sum_at, so that models without such sums never compile it; 0 without acc); pack_at:
+    # tiles.pack_address() (0 with pre). Row r is stored
     # at row r - row_off of yf (and of acc and total)
     mid = np.empty(band * ow * c, np.float32)
     panels = (cout + NR - 1) // NR
@@ -229,7 +230,7 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
         packed = pre
     else:
         packed = np.empty(panels * c * NR, np.float32)  # the pointwise kernel packed once, for every band
-        pack_all(pk, c, cout, packed)
+        pack_all_at(pack_at, pk, c, cout, packed)
     bases = np.empty(band * ow, np.int64)  # each depthwise output pixel's offset in mid
     for i in range(band * ow):
         bases[i] = i * c
@@ -256,4 +257,4 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
 _separable_parallel = drivers.driver(_separable_rows)
 _F, _I = types.float32[::1], types.int64
 bound.declare("separable_rows", _separable_rows, (_F, _I, _I, _I, _F, _F, *[_I] * 8, _I, types.float32, _F, _F, _F, _I,
-                                                  types.float32, _F, _F, _I, types.float32, _F, *[_I] * 15))
+                                                  types.float32, _F, _F, _I, types.float32, _F, *[_I] * 16))

@@ -135,7 +135,7 @@ def _separable_pool_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad
             bound.call(sep_at, "separable_rows", (xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, left, dcode,
                                                   dalpha, pk, pre, pbias, pcode, palpha, none, none, LINEAR,
                                                   np.float32(0), buf, oh, ow, cout, e - start, rows_at, tiles_at,
-                                                  dact_at, pact_at, dw_rows_at, l1, l2, ZERO, base + a,
+                                                  dact_at, pact_at, dw_rows_at, l1, l2, ZERO, ZERO, base + a,
                                                   base + start, base + e))
         have, k0, k1 = n, a, e
         bound.call(pool_at, "max_pool_band", (buf, a, oh, ow, cout, ph, pw, psh, psw, ptop, pleft, poh, pow_, n, py0,
