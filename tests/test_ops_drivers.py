@@ -84,13 +84,14 @@ def test_a_forked_child_goes_back_to_prange(fan_out):
     assert drivers._fan_out_at[0] == before and not drivers._forked[0]
 
 
-def test_pieces_give_the_bits_of_one_serial_call(fan_out):
+@pytest.mark.parametrize("kernel", [_scaled_rows, _bare_rows], ids=["with a Python wrapper", "without"])
+def test_pieces_give_the_bits_of_one_serial_call(fan_out, kernel):
     rng = np.random.default_rng(3)
     rows, width = 37, 5
     x = rng.standard_normal(rows * width).astype(np.float32)
     want = np.zeros_like(x)
     _scaled_rows(x, want, np.float32(1.5), width, 0, rows)
-    drive = drivers.driver(_scaled_rows)
+    drive = drivers.driver(kernel)
     for pieces in (1, 2, 3, 8, rows):  # more pieces than threads: each thread runs several
         got = np.full_like(x, np.nan)
         drive(x, got, np.float32(1.5), width, rows, pieces)
@@ -113,19 +114,6 @@ def test_an_error_in_a_piece_is_raised_with_its_message(fan_out):
     x = np.ones(8, np.float32)
     with pytest.raises(ZeroDivisionError):
         drivers.driver(_scaled_rows)(x, np.zeros_like(x), np.float32(1), 0, 4, 2)
-
-
-def test_a_kernel_without_a_python_wrapper_gives_the_same_bits_in_one_piece_or_many(fan_out):
-    rng = np.random.default_rng(4)
-    rows, width = 23, 7
-    x = rng.standard_normal(rows * width).astype(np.float32)
-    want = np.zeros_like(x)
-    _scaled_rows(x, want, np.float32(0.5), width, 0, rows)
-    drive = drivers.driver(_bare_rows)
-    for pieces in (1, 2, 5):
-        got = np.full_like(x, np.nan)
-        drive(x, got, np.float32(0.5), width, rows, pieces)
-        assert np.array_equal(got, want), pieces
 
 
 def test_an_error_in_a_kernel_without_a_python_wrapper_is_raised_with_its_message(fan_out):
