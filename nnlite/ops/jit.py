@@ -5,11 +5,10 @@ compiled functions call.
 All cache their machine code on disk (``cache=True``) and release the GIL. None gets Numba's C-callable
 wrapper (nothing calls them through C: the parallel drivers call a kernel's own entry point), and only a
 :data:`kernel` gets the Python one, which unboxes each argument: for a kernel of twenty arrays and numbers
-it was as much code as the kernel's own loop (benchmarks/RESULTS.md, round 26). A small kernel that often runs
-serially stays a :data:`kernel`: its driver calls it directly then, where a :data:`driven` one needs the
-driver's own entry compiled for its argument types. Wrappers are code that
-LLVM optimises and compiles in every module that links the function in, which made them a measurable part
-of the first run's compile time.
+it was as much code as the kernel's own loop (benchmarks/RESULTS.md, round 26). A small kernel that often
+runs serially stays a :data:`kernel`: its driver calls it directly then, where a :data:`driven` one needs the
+driver's own entry compiled for its argument types. Wrappers are code that LLVM optimises and compiles in
+every module that links the function in, which made them a measurable part of the first run's compile time.
 
 :data:`inlined` is a helper that LLVM always inlines into its callers: for a tile called with many arguments
 inside a caller's loop, where the call, and tests of arguments that stay the same for the whole loop, would
