@@ -211,6 +211,8 @@ class Driver:
         self._by_key: dict[int, int] = {}
         self._lock = threading.Lock()
         self._twin = None
+        # without Numba's Python wrapper (nnlite.ops.jit.driven): Python reaches it only through _run
+        self._bare = bool(getattr(kernel, "targetoptions", {}).get("no_cpython_wrapper"))
 
     def __call__(self, *call):
         self.run(call[:-2], call[-2], call[-1])
@@ -228,7 +230,7 @@ class Driver:
     def serial(self, args: tuple, total: int) -> None:
         """``kernel(*args, 0, total)`` on this thread: a direct call where the kernel has Numba's Python
         wrapper (no entry to compile for its types), else one piece through :meth:`run`."""
-        if self.kernel.targetoptions.get("no_cpython_wrapper"):
+        if self._bare:
             self.run(args, total, 1)
         else:
             self.kernel(*args, 0, total)
@@ -237,7 +239,7 @@ class Driver:
         """The kernel, callable from Python: itself where it has Numba's Python wrapper, else a twin compiled
         with one on first need (only after a piece raised), and not cached: the kernel's cache holds its
         wrapper-less code under the same signatures."""
-        if not self.kernel.targetoptions.get("no_cpython_wrapper"):
+        if not self._bare:
             return self.kernel
         with self._lock:
             if self._twin is None:
