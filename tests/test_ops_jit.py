@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+import numpy as np
 from numba import types
 
 from nnlite.ops import jit
@@ -125,3 +126,29 @@ def test_the_sources_stamp_follows_every_python_file_of_the_folder(tmp_path):
     assert with_b != before
     os.utime(tmp_path / "a.py", ns=(0, 0))  # the same size, another time
     assert jit.sources_stamp.__wrapped__(str(tmp_path)) not in (before, with_b)
+
+
+def _wrapper_attributes(dispatcher, sig) -> set[str]:
+    dispatcher.compile(sig)
+    cres = dispatcher.overloads[tuple(sig)]
+    fn = cres.library.get_function(cres.fndesc.llvm_cpython_wrapper_name)
+    return {word for a in fn.attributes for word in a.decode().split()}
+
+
+def test_python_wrappers_of_nnlite_functions_alone_are_compiled_unoptimised():
+    from numba import njit
+
+    from nnlite.ops import tiles
+    ours = njit(nogil=True)(tiles.act_block.py_func)       # uncached: its module is still nnlite.ops.tiles
+    sig = (types.float32[::1], *[types.int64] * 6, types.float32)
+    assert {"optnone", "noinline"} <= _wrapper_attributes(ours, sig)
+
+    def scaled(x, k):
+        return x * k
+    theirs = njit(scaled)                                     # anyone else's Numba code: as Numba compiles it
+    assert "optnone" not in _wrapper_attributes(theirs, (types.float64, types.float64))
+    assert theirs(1.5, 2.0) == 3.0
+
+    y = np.array([-1.0, 2.0, -3.0, 4.0], np.float32)
+    ours(y, 2, 0, 2, 0, 2, 1, np.float32(0))               # relu on a 2x2 block: the wrapper still unboxes right
+    assert y.tolist() == [0.0, 2.0, 0.0, 4.0]

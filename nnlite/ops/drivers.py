@@ -74,6 +74,8 @@ def _piece_function(context, module, args, block_type, name):
         return existing
     fn = ir.Function(module, ir.FunctionType(i64, [ir.IntType(8).as_pointer(), i64, i64]), name=name)
     fn.linkage = "linkonce_odr"
+    fn.attributes.add("noinline")   # a few loads and a call: not worth LLVM's passes (as Python wrappers, ops.jit)
+    fn.attributes.add("optnone")
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
     block = builder.bitcast(fn.args[0], block_type.as_pointer())
     zero = ir.Constant(ir.IntType(32), 0)

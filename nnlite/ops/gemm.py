@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import types
 
-from . import bound, buffers, drivers, gemv, machine, parallel, prepack, winograd
+from . import bound, buffers, drivers, gemv, machine, parallel, prepack, tiles, winograd
 from .activations import LAST_REGISTER_CODE, LINEAR
 from .jit import driven, helper
 from .panels import address as panel_address
@@ -114,7 +114,7 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, ldy, rows, by_row
     # pad_at: bound.address("pad_for_rows") (0 when pad is empty); pack_at: tiles.pack_address() (0 with pre).
     # acc (flat, as y) or empty: each block of output, still in cache, becomes act_scode(acc + y), the sum first
     # copied to total unless that is empty
-    # (tiles.sum_block, by address sum_at, so that models without such sums never compile it; code is then
+    # (tiles.sum_rows_at, by address sum_at, so that models without such sums never compile it; code is then
     # one the tiles apply)
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     panels = (n + NR - 1) // NR
@@ -140,7 +140,7 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, ldy, rows, by_row
                 bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, packed, p * k * NR, NR, bias, fused, alpha, y,
                                                      n, ldy, m0, m1, p))
             if acc.shape[0]:
-                bound.call(sum_at, "sum_block", (y, acc, total, n, m0, m1, ZERO, n, scode, salpha))
+                tiles.sum_rows_at(sum_at, y, acc, total, n, m0, m1, ZERO, n, scode, salpha)
     else:
         pk = np.empty(0 if pre.shape[0] else k * NR, np.float32)  # this piece's packed panel
         for p in range(p0, p1):  # each panel is packed into pk just before its tiles run, or read in place
@@ -156,7 +156,7 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, ldy, rows, by_row
                 bound.call(tiles_at, "panel_tiles", (x, c, taps, bases, pk, ZERO, NR, bias, fused, alpha, y, n, ldy,
                                                      r0, r1, p))
         if acc.shape[0]:
-            bound.call(sum_at, "sum_block", (y, acc, total, n, r0, r1, p0 * NR, min(n, p1 * NR), scode, salpha))
+            tiles.sum_rows_at(sum_at, y, acc, total, n, r0, r1, p0 * NR, min(n, p1 * NR), scode, salpha)
     if code > LAST_REGISTER_CODE:
         bound.call(act_at, "act_block", (y, n, r0, r1, p0 * NR, min(n, p1 * NR), code, alpha))
 

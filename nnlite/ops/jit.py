@@ -10,6 +10,12 @@ runs serially stays a :data:`kernel`: its driver calls it directly then, where a
 driver's own entry compiled for its argument types. Wrappers are code that LLVM optimises and compiles in
 every module that links the function in, which made them a measurable part of the first run's compile time.
 
+The Python wrappers that remain (a :data:`kernel`'s, and each driver entry's, :mod:`nnlite.ops.drivers`) are
+compiled without LLVM's optimisation (:func:`_plain_wrappers`): they run once per call, and their unboxing is
+calls into Numba's runtime that optimising hardly speeds up (a serial call measured the same), while optimising
+and compiling them at full level was a tenth of a first run's LLVM time. Only nnlite's own functions are
+concerned: other Numba code in the same process compiles as Numba does.
+
 :data:`inlined` is a helper that LLVM always inlines into its callers: for a tile called with many arguments
 inside a caller's loop, where the call, and tests of arguments that stay the same for the whole loop, would
 cost a measurable part of the work (the small depthwise tiles; the GEMM's main tile in its panel loop). Unlike
@@ -56,7 +62,7 @@ import threading
 import time
 
 from numba import njit
-from numba.core import sigutils
+from numba.core import callwrapper, sigutils
 from numba.core.compiler_lock import global_compiler_lock
 
 from . import runtime
@@ -203,6 +209,30 @@ def locked(dispatcher):
 
     dispatcher.compile = compile
     return dispatcher
+
+
+def _plain_wrappers() -> None:
+    """Mark the Python wrappers Numba builds for nnlite's functions ``optnone`` (module docstring): LLVM then
+    skips its passes on them and selects their instructions the quick way. Where Numba's wrapper builder is not
+    where this expects it, wrappers compile as Numba compiles them."""
+    build = getattr(callwrapper.PyCallWrapper, "build", None)
+    if build is None or getattr(build, "nnlite_plain", False):
+        return
+
+    def plain_build(self):
+        built = build(self)
+        if str(getattr(getattr(self, "fndesc", None), "modname", "")).startswith("nnlite."):
+            for fn in getattr(getattr(self, "module", None), "functions", ()):
+                if not fn.is_declaration:
+                    fn.attributes.add("noinline")   # LLVM's rule: an optnone function is never inlined
+                    fn.attributes.add("optnone")
+        return built
+
+    plain_build.nnlite_plain = True
+    callwrapper.PyCallWrapper.build = plain_build
+
+
+_plain_wrappers()
 
 
 def _locked_jit(**options):

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..limits import env_switch
 from .jit import kernel
-from .tiles import NR, pack_all
+from .tiles import NR, pack_address, pack_all_at
 
 NONE = np.empty(0, np.float32)  # what kernels taking a packed copy get when there is none
 _cache: dict[int, list] = {}  # id(kernel) -> see _entry
@@ -36,13 +36,14 @@ _lock = threading.Lock()
 
 
 @kernel
-def _pack(b, k, n, packed):
-    pack_all(b, k, n, packed)
+def _pack(b, k, n, packed, pack_at):
+    pack_all_at(pack_at, b, k, n, packed)   # the packing loop by address: not compiled into this kernel again
 
 
 def pack_matrix(b: np.ndarray, k: int, n: int, packed: np.ndarray) -> None:
-    """b flat (k*n,), a (k, n) matrix, into ``packed`` in :func:`nnlite.ops.tiles.pack_all`'s 32-column panels."""
-    _pack(b, k, n, packed)
+    """b flat (k*n,), a (k, n) matrix, into ``packed`` in :func:`nnlite.ops.tiles.pack_all_at`'s 32-column
+    panels."""
+    _pack(b, k, n, packed, pack_address())
 
 
 def frozen(array: np.ndarray) -> bool:
@@ -126,7 +127,7 @@ def once(kernel_array: np.ndarray, layout: str, make) -> np.ndarray | None:
 
 def panels(kernel_array: np.ndarray) -> np.ndarray | None:
     """``kernel_array`` (..., cin, cout) float32, C-contiguous, as (kh*kw*cin, cout) packed into 32-column
-    panels (:func:`nnlite.ops.tiles.pack_all`'s layout), made once (see :func:`once`)."""
+    panels (:func:`nnlite.ops.tiles.pack_all_at`'s layout), made once (see :func:`once`)."""
     return once(kernel_array, "panels", _panels)
 
 
@@ -141,5 +142,5 @@ def _panels(view: np.ndarray) -> np.ndarray:
     n = view.shape[-1]
     k = view.size // n
     packed = np.empty(-(-n // NR) * k * NR, np.float32)
-    _pack(view.reshape(-1), k, n, packed)
+    _pack(view.reshape(-1), k, n, packed, pack_address())
     return packed

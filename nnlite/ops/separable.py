@@ -22,7 +22,7 @@ from .depthwise import depthwise_conv2d, prepare_depthwise_conv2d
 from .jit import driven
 from .padding import pair, resolve_padding_2d
 from .prepare import chain, like, sum_of, summing
-from .tiles import NR, ZERO, act_address, pack_address, pack_all_at, sum_address, zeros
+from .tiles import NR, ZERO, act_address, pack_address, pack_all_at, sum_address, sum_rows_at, zeros
 
 
 def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, *, stride=1, padding="valid", dilation=1,
@@ -220,7 +220,7 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
     # here or already (pre, from nnlite.ops.prepack; else empty).
     # rows_at, tiles_at: the bound.address of depthwise_rows and panel_tiles; dact_at, pact_at: tiles.act_address
     # of dcode and pcode; dw_rows_at, l1: depthwise_rows' own. acc (flat, as yf) or empty: each
-    # band becomes act_scode(acc + band), the sum first copied to total unless that is empty (tiles.sum_block,
+    # band becomes act_scode(acc + band), the sum first copied to total unless that is empty (tiles.sum_rows_at,
     # by address sum_at, so that models without such sums never compile it; 0 without acc); pack_at:
     # tiles.pack_address() (0 with pre). Row r is stored
     # at row r - row_off of yf (and of acc and total)
@@ -250,8 +250,8 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
         if pcode > LAST_REGISTER_CODE:
             bound.call(pact_at, "act_block", (out, cout, ZERO, n_rows, ZERO, cout, pcode, palpha))
         if acc.shape[0]:  # acc + y in add's order (nnlite.ops.shape._add_into), then its activation
-            bound.call(sum_at, "sum_block", (yf, acc, total, cout, (b0 - row_off) * ow, (b1 - row_off) * ow, ZERO, cout,
-                                             scode, salpha))
+            sum_rows_at(sum_at, yf, acc, total, cout, (b0 - row_off) * ow, (b1 - row_off) * ow, ZERO, cout, scode,
+                        salpha)
 
 
 _separable_parallel = drivers.driver(_separable_rows)

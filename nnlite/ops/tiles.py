@@ -51,16 +51,10 @@ def pack_panel(b, k, n, col0, width, pk):
 
 
 @helper
-def pack_all(b, k, n, packed):
-    """Every panel of b flat (k*n,) into packed (panels*k*32,), panel p at p*k*32."""
-    for p in range((n + NR - 1) // NR):
-        pack_panel(b, k, n, p * NR, min(NR, n - p * NR), packed[p * k * NR:(p + 1) * k * NR])
-
-
-@helper
 def pack_all_at(pack_at, b, k, n, packed):
-    """:func:`pack_all` calling :func:`pack_panel` by address ``pack_at`` (:func:`pack_address`): a kernel that
-    packs through this links no copy of the packing loop in (one copy was 700 LLVM instructions)."""
+    """Every panel of b flat (k*n,) into packed (panels*k*32,), panel p at p*k*32, by :func:`pack_panel` called
+    at address ``pack_at`` (:func:`pack_address`): a kernel that packs through this links no copy of the
+    packing loop in (one copy was 700 LLVM instructions)."""
     for p in range((n + NR - 1) // NR):
         bound.call(pack_at, "pack_panel", (b, k, n, p * NR, min(NR, n - p * NR), packed[p * k * NR:(p + 1) * k * NR]))
 
@@ -119,30 +113,22 @@ def act_address(code: int) -> int:
 
 
 @helper
-def sum_block(y, acc, total, n, r0, r1, c0, c1, code, alpha):
-    """y = act(acc + y) on rows [r0, r1) x columns [c0, c1) of y and acc flat (rows*n,): a residual add run on a
-    block of a kernel's output while it is in cache, in :func:`nnlite.ops.add`'s order (the same bits).
-    ``total`` (empty here) is :func:`sum_block_kept`'s: the two take the same arguments."""
+def sum_rows_at(sum_at, y, acc, total, n, r0, r1, c0, c1, code, alpha):
+    """y = act(acc + y) on rows [r0, r1) x columns [c0, c1) of y and acc flat (rows*n,), by the run sum at
+    address ``sum_at`` (:func:`sum_address`: :func:`sum_run` or its kept twin): a residual add run on a block
+    of a kernel's output while it is in cache, in :func:`nnlite.ops.add`'s order (the same bits). Called, not
+    linked in: a kernel carries no copy of the sum's loops."""
     if c0 == 0 and c1 == n:  # whole rows: one run
-        sum_run(y, acc, total, r0 * n, r1 * n, code, alpha)
+        bound.call(sum_at, "sum_run", (y, acc, total, r0 * n, r1 * n, code, alpha))
     else:
         for r in range(r0, r1):
-            sum_run(y, acc, total, r * n + c0, r * n + c1, code, alpha)
-
-
-@helper
-def sum_block_kept(y, acc, total, n, r0, r1, c0, c1, code, alpha):
-    """:func:`sum_block` that first stores the sum in ``total`` (flat, as y): a sum the model reads again."""
-    if c0 == 0 and c1 == n:
-        sum_run_kept(y, acc, total, r0 * n, r1 * n, code, alpha)
-    else:
-        for r in range(r0, r1):
-            sum_run_kept(y, acc, total, r * n + c0, r * n + c1, code, alpha)
+            bound.call(sum_at, "sum_run", (y, acc, total, r * n + c0, r * n + c1, code, alpha))
 
 
 @helper
 def sum_run(y, acc, total, start, end, code, alpha):
-    """:func:`sum_block` on the flat run [start, end), 4096 values at a time: still in L1 for the activation."""
+    """y = act(acc + y) on the flat run [start, end) of y and acc, 4096 values at a time: still in L1 for the
+    activation. ``total`` (empty here) is :func:`sum_run_kept`'s: the two take the same arguments."""
     for s0 in range(start, end, 4096):
         s1 = min(end, s0 + 4096)
         # sliced: range() indices need no wraparound test, so the loops vectorise
@@ -151,27 +137,25 @@ def sum_run(y, acc, total, start, end, code, alpha):
 
 @helper
 def sum_run_kept(y, acc, total, start, end, code, alpha):
-    """:func:`sum_block_kept` on the flat run [start, end), as :func:`sum_run`."""
+    """:func:`sum_run` that first stores the sum in ``total`` (flat, as y): a sum the model reads again."""
     for s0 in range(start, end, 4096):
         s1 = min(end, s0 + 4096)
         block = y[s0:s1]
         act_sum_kept(block, total[s0:s1], acc[s0:s1], block, code, alpha)
 
 
-def sum_address(keep: bool, run: bool = False) -> int:
-    """Where kernels call the residual sum of a block of their output (``run``: of a flat run), by address
-    (:mod:`nnlite.ops.bound`; call it as "sum_block" or "sum_run": the kept twins take the same arguments). Only
-    the variant a model uses is compiled: the kept sum (:func:`act_sum_kept`) was a fifth of a second of a
-    first run that never kept one."""
-    return bound.address(("sum_run" if run else "sum_block") + ("_kept" if keep else ""))
+def sum_address(keep: bool) -> int:
+    """Where kernels call the residual sum of a flat run of their output, by address (:mod:`nnlite.ops.bound`;
+    call it as "sum_run", or through :func:`sum_rows_at`: the kept twin takes the same arguments). Only the
+    variant a model uses is compiled: the kept sum (:func:`act_sum_kept`) was a fifth of a second of a first
+    run that never kept one."""
+    return bound.address("sum_run" + ("_kept" if keep else ""))
 
 
 bound.declare("pack_panel", pack_panel, (types.float32[::1], *[types.int64] * 4, types.float32[::1]))
-_SUM = (types.float32[::1], types.float32[::1], types.float32[::1], types.int64, types.int64)
-for _name, _fn in (("sum_block", sum_block), ("sum_block_kept", sum_block_kept)):
-    bound.declare(_name, _fn, (*_SUM, *[types.int64] * 4, types.float32))
+_SUM = (types.float32[::1],) * 3  # y, acc, total
 for _name, _fn in (("sum_run", sum_run), ("sum_run_kept", sum_run_kept)):
-    bound.declare(_name, _fn, (*_SUM[:3], *[types.int64] * 3, types.float32))
+    bound.declare(_name, _fn, (*_SUM, *[types.int64] * 3, types.float32))
 
 
 @helper

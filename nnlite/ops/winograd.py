@@ -144,7 +144,7 @@ def prepare(kernel: np.ndarray, bias, code: int, alpha: float, in_shape, pads, o
 
     if accumulate is not None:
         scode, salpha, keep = accumulate
-        sum_at = sum_address(keep, run=True)
+        sum_at = sum_address(keep)
         return summing(out_shape, keep, lambda x, acc, total, y: launch(
             x, y, (acc.reshape(-1), total.reshape(-1), scode, salpha, sum_at)))
 
