@@ -6,15 +6,16 @@ instead of three). Rules: relu6 = min(max(x, 0), 6); leaky_relu = x if x >= 0 el
 0.2); sigmoid = 1 / (1 + exp(-x)); swish = x * sigmoid(x); softmax subtracts the max first (stable).
 fastmath stays off so results match TensorFlow to float32 rounding.
 
-Numba caches per file: after editing :func:`act`, delete ``nnlite/ops/__pycache__/*.nbi`` so kernels in
-other modules, which hold a copy of it in their compiled code, are recompiled.
+Kernels in other modules hold a copy of :func:`act` in their compiled code: an edit of this file compiles
+them again (:func:`nnlite.ops.jit.sources_stamp`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import types
 
-from . import checks, drivers, parallel
+from . import bound, checks, drivers, parallel
 from .jit import helper, kernel
 from .simd import vadd, vload, vload_n, vselect_gt, vstore, vstore_n, vzero
 
@@ -146,6 +147,11 @@ def act_sum_kept(dst, kept, a, b, code, alpha):
         vstore_n(dst, full, vselect_gt(zero, v, zero, v) if code == RELU else v, n - full)
     if code != LINEAR and code != RELU:
         act_row(dst, code, alpha)
+
+
+_F = types.float32[::1]
+bound.declare("act_sum", act_sum, (_F, _F, _F, types.int64, types.float32))
+bound.declare("act_sum_into", act_sum_into, (_F, _F, types.int64, types.float32))
 
 
 @kernel

@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from . import activations, buffers, checks, drivers, parallel
-from .activations import act_sum, act_sum_into
+from . import activations, bound, buffers, checks, drivers, parallel, prepack
 from .jit import kernel
 from .padding import four
 
@@ -58,17 +57,19 @@ def _broadcast(xs, op: str):
 
 
 @kernel
-def _add_into(y, a, b, c, d, more, code, alpha, start, stop):
+def _add_into(y, a, b, c, d, more, code, alpha, sum_at, into_at, start, stop):
     # y[i] = act(((a[i] + b[i]) + c[i]) + d[i]) for i in [start, stop) (flat arrays; a may be y itself), c and d
     # only when ``more`` is 1 or 2 (else they are not read: pass any array), 4096 values at a time: each loop
     # vectorises, and the block is still in L1 for the next, so up to four inputs cost one pass over memory; the
-    # activation is applied in the last sum's loop (nnlite.ops.activations.act_sum, act_sum_into)
+    # activation is applied in the last sum's loop (nnlite.ops.activations.act_sum, act_sum_into, called at
+    # the bound.address sum_at (when more is 0, else unused) and into_at (when more is not 0): not linked in, so
+    # each is compiled once, and only where a model needs it)
     for s0 in range(start, stop, 4096):
         s1 = min(stop, s0 + 4096)
         block = y[s0:s1]
         ab, bb = a[s0:s1], b[s0:s1]
         if more == 0:
-            act_sum(block, ab, bb, code, alpha)
+            bound.call(sum_at, "act_sum", (block, ab, bb, code, alpha))
             continue
         for i in range(s1 - s0):
             block[i] = ab[i] + bb[i]
@@ -77,7 +78,7 @@ def _add_into(y, a, b, c, d, more, code, alpha, start, stop):
             cb = c[s0:s1]
             for i in range(s1 - s0):
                 block[i] += cb[i]
-        act_sum_into(block, last, code, alpha)  # last + block: a + b is b + a
+        bound.call(into_at, "act_sum_into", (block, last, code, alpha))  # last + block: a + b is b + a
 
 
 _add_into_parallel = drivers.driver(_add_into)
@@ -90,13 +91,15 @@ def _same_shape_add(arrays, code: int, alpha: float) -> np.ndarray:
     flat = y.reshape(-1)
     size = flat.shape[0]
     pieces = parallel.parts(size, size * len(arrays) // 2)
-    flats = [a.reshape(-1) for a in arrays]
+    flats = [prepack.as_writable(a).reshape(-1) for a in arrays]  # read-only: the type the sums are compiled for
     acc, rest = flats[0], flats[1:]
     while rest:  # the first pass takes up to 3 inputs after the first; each later one 3 more onto y
         group, rest = rest[:3], rest[3:]
         more = len(group) - 1
         b, c, d = group[0], group[min(1, more)], group[more]
-        args = (flat, acc, b, c, d, more, code if not rest else 0, np.float32(alpha))
+        sum_at = bound.address("act_sum") if more == 0 else 0
+        into_at = bound.address("act_sum_into") if more else 0
+        args = (flat, acc, b, c, d, more, code if not rest else 0, np.float32(alpha), sum_at, into_at)
         if pieces == 1:
             _add_into(*args, 0, size)
         else:
