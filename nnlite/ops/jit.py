@@ -13,8 +13,8 @@ every module that links the function in, which made them a measurable part of th
 The Python wrappers that remain (a :data:`kernel`'s, and each driver entry's, :mod:`nnlite.ops.drivers`) are
 compiled without LLVM's optimisation (:func:`_plain_wrappers`): they run once per call, and their unboxing is
 calls into Numba's runtime that optimising hardly speeds up (a serial call measured the same), while optimising
-and compiling them at full level was a tenth of a first run's LLVM time. Only nnlite's own functions are
-concerned: other Numba code in the same process compiles as Numba does.
+them was a measurable part of a first run's LLVM time (benchmarks/RESULTS.md, round 27). Only nnlite's own
+functions are concerned: other Numba code in the same process compiles as Numba does.
 
 :data:`inlined` is a helper that LLVM always inlines into its callers: for a tile called with many arguments
 inside a caller's loop, where the call, and tests of arguments that stay the same for the whole loop, would
