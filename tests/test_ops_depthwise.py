@@ -17,13 +17,6 @@ def rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def rows_kernel(*args):
-    """The depthwise kernel on a range of rows, called from Python: its driver's twin with a Python wrapper
-    (the kernel itself has none, see nnlite.ops.jit.driven)."""
-    from nnlite.ops import depthwise_simd
-    depthwise_simd.depthwise_rows_parallel.callable()(*args)
-
-
 @pytest.fixture(params=("simd", "blas"))
 def engine(request):
     with engines.use(request.param):
@@ -132,6 +125,7 @@ def test_3x3_tiles_that_load_their_weights_give_the_same_bits(monkeypatch):
     for loads in (False, True):
         monkeypatch.setattr(depthwise_stream, "LOAD_WEIGHTS", loads)
         ways.append(fresh_address(f"test_rows3_loads_{loads}", depthwise_stream._rows3, depthwise_simd.ROWS_ARGS))
+    rows_kernel = depthwise_simd.depthwise_rows_parallel.callable()  # no Python wrapper of its own: the twin
     rng = np.random.default_rng(3)
     for trial in range(16):
         stride, pad = (1, 2)[trial % 2], ("same", "valid")[trial // 2 % 2]
@@ -143,8 +137,8 @@ def test_3x3_tiles_that_load_their_weights_give_the_same_bits(monkeypatch):
         for rows_at in ways:
             y = np.full(n * oh * ow * c, np.nan, np.float32)
             rows_kernel(x.reshape(-1), h, w, c, kernel.reshape(-1), bias, 3, 3, stride, stride, 1,
-                                          1, top, left, code, np.float32(0.2), y, oh, ow, 0, 0, rows_at, 32 << 10,
-                                          512 << 10, 0, n * oh)
+                        1, top, left, code, np.float32(0.2), y, oh, ow, 0, 0, rows_at, 32 << 10,
+                        512 << 10, 0, n * oh)
             outs.append(y.reshape(n, oh, ow, c))
         assert outs[0].tobytes() == outs[1].tobytes(), (trial, n, h, w, c, stride, pad)
         want = reference.depthwise_conv2d(x, kernel, bias, stride=stride, padding=pad,

@@ -18,18 +18,6 @@ def rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def run_units(*args):
-    """The GEMM kernel on a range of units, called from Python: its driver's twin with a Python wrapper (the
-    kernel itself has none, see nnlite.ops.jit.driven)."""
-    gemm._units_parallel.callable()(*args)
-
-
-def conv_pool_rows(*args):
-    """The conv -> max pool kernel on a range of rows, called from Python (as :func:`run_units`)."""
-    from nnlite.ops import convpool
-    convpool._conv_pool_parallel.callable()(*args)
-
-
 @pytest.mark.parametrize("shape", [(1, 4, 4, 300, 48), (1, 3, 3, 64, 270), (1, 2, 2, 24, 80), (1, 1, 1, 50, 96),
                                    (1, 9, 9, 16, 64)])
 def test_kernel_read_in_place_packed_or_as_a_vector_product_gives_the_same_bits(simd_engine, direct_gemm, monkeypatch,
@@ -151,6 +139,7 @@ def test_each_piece_pads_the_input_rows_it_reads(simd_engine, shape):
     from nnlite.ops import bound
     from nnlite.ops.padding import resolve_padding_2d
     from nnlite.ops.tiles import act_address, pack_address
+    run_units = gemm._units_parallel.callable()  # the kernel has no Python wrapper of its own: its twin
     n, h, w, cin, cout, k, stride, padding = shape
     rng = np.random.default_rng(h * w)
     x, kernel, bias = rand(rng, n, h, w, cin), rand(rng, k, k, cin, cout), rand(rng, cout)
@@ -168,9 +157,9 @@ def test_each_piece_pads_the_input_rows_it_reads(simd_engine, shape):
         xp = np.full(size, np.nan, np.float32)
         y = np.full(lay.rows * cout, np.nan, np.float32)
         run_units(xp, lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32), bias, 1,
-                    np.float32(0.2), y, cout, cout, lay.rows, by_rows, False, 0, bound.address("panel_tiles"),
-                    act_address(1), x.reshape(-1), pad, bound.address("pad_for_rows"), pack_address(), *gemm.NO_SUM,
-                    u0, u1)
+                  np.float32(0.2), y, cout, cout, lay.rows, by_rows, False, 0, bound.address("panel_tiles"),
+                  act_address(1), x.reshape(-1), pad, bound.address("pad_for_rows"), pack_address(), *gemm.NO_SUM,
+                  u0, u1)
         got, full = y.reshape(lay.rows, cout), want.reshape(lay.rows, cout)
         if by_rows:
             rows = slice(u0 * gemm.ROW_UNIT, min(lay.rows, u1 * gemm.ROW_UNIT))
@@ -190,6 +179,7 @@ def test_each_band_of_conv_max_pool_pads_the_input_rows_it_reads(simd_engine, ca
     from nnlite.ops import bound, convpool
     from nnlite.ops.padding import resolve_padding_2d
     from nnlite.ops.tiles import act_address, pack_address
+    conv_pool_rows = convpool._conv_pool_parallel.callable()  # as run_units above
     n, h, w, cin, cout, k, stride, padding, pool, pool_stride, pool_padding, band = case
     rng = np.random.default_rng(h * w)
     x, kernel, bias = rand(rng, n, h, w, cin), rand(rng, k, k, cin, cout), rand(rng, cout)
@@ -206,9 +196,9 @@ def test_each_band_of_conv_max_pool_pads_the_input_rows_it_reads(simd_engine, ca
         xp = np.full(n * (h + t + b) * (w + l + r) * cin, np.nan, np.float32)
         y = np.full(want.size, np.nan, np.float32)
         conv_pool_rows(xp, lay.run, lay.taps, lay.bases, kernel.reshape(-1), bias, 1, np.float32(0.2),
-                                 cout, oh, ow, pool, pool, pool_stride, pool_stride, pt, pl, poh, pow_, y, band,
-                                 bound.address("panel_tiles"), act_address(1), x.reshape(-1),
-                                 gemm.pad_geometry(lay), bound.address("pad_for_rows"), pack_address(), r0, r1)
+                       cout, oh, ow, pool, pool, pool_stride, pool_stride, pt, pl, poh, pow_, y, band,
+                       bound.address("panel_tiles"), act_address(1), x.reshape(-1),
+                       gemm.pad_geometry(lay), bound.address("pad_for_rows"), pack_address(), r0, r1)
         np.testing.assert_array_equal(y.reshape(rows, -1)[r0:r1], want.reshape(rows, -1)[r0:r1])
 
 

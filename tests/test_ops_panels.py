@@ -23,15 +23,10 @@ def _address(name, fn):
     return fresh_address(name, fn, bound._DECLARED["panel_tiles"][1])
 
 
-def run_units(*args):
-    """The GEMM kernel on a range of units, called from Python: its driver's twin with a Python wrapper (the
-    kernel itself has none, see nnlite.ops.jit.driven)."""
-    gemm._units_parallel.callable()(*args)
-
-
 def _compare(ways, rng, trials):
     """Each way over every row and panel of random 1x1 and 3x3 convolutions: the same bits, and the reference's
     values."""
+    run_units = gemm._units_parallel.callable()  # the kernel has no Python wrapper of its own: its twin
     for trial in range(trials):
         kernel_size = (1, 3)[trial % 2]
         h, w = int(rng.integers(kernel_size, 9)), int(rng.integers(kernel_size, 9))
@@ -46,8 +41,8 @@ def _compare(ways, rng, trials):
         for tiles_at in ways:  # one call over every row and panel, each panel packed just before its tiles
             y = np.full(lay.rows * cout, np.nan, np.float32)
             run_units(x.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32),
-                        bias, code, np.float32(0.2), y, cout, cout, lay.rows, False, False, 0, tiles_at, 0,
-                        x.reshape(-1), gemm.NO_PAD, 0, pack_address(), *gemm.NO_SUM, 0, -(-cout // NR))
+                      bias, code, np.float32(0.2), y, cout, cout, lay.rows, False, False, 0, tiles_at, 0,
+                      x.reshape(-1), gemm.NO_PAD, 0, pack_address(), *gemm.NO_SUM, 0, -(-cout // NR))
             outs.append(y.reshape(1, oh, ow, cout))
         assert outs[0].tobytes() == outs[1].tobytes(), (trial, h, w, cin, cout, kernel_size)
         want = reference.conv2d(x, kernel, bias, activation=(None, "relu", "relu6")[code])
@@ -85,6 +80,7 @@ def test_every_last_row_count_gives_the_reference(chunked, monkeypatch):
         kernel = rng.standard_normal((1, 1, 40, 32)).astype(np.float32)
         cases.append((x, kernel, rng.standard_normal(32).astype(np.float32)))
     bits = {}
+    run_units = gemm._units_parallel.callable()  # as in _compare
     for halves in (False, True):
         monkeypatch.setattr(panels, "HALVES", halves)
         fn = panels.panel_tiles_chunked if chunked and halves else panels.panel_tiles_whole
@@ -94,8 +90,8 @@ def test_every_last_row_count_gives_the_reference(chunked, monkeypatch):
             lay = gemm.layout(x.shape, kernel.shape, (1, 1), (1, 1), (0, 0, 0, 0), (rows, 1))
             y = np.full(rows * 32, np.nan, np.float32)
             run_units(x.reshape(-1), lay.run, lay.taps, lay.bases, kernel.reshape(-1), np.zeros(0, np.float32),
-                        bias, 1, np.float32(0.2), y, 32, 32, rows, False, False, 0, at, 0, x.reshape(-1), gemm.NO_PAD,
-                        0, pack_address(), *gemm.NO_SUM, 0, 1)
+                      bias, 1, np.float32(0.2), y, 32, 32, rows, False, False, 0, at, 0, x.reshape(-1), gemm.NO_PAD,
+                      0, pack_address(), *gemm.NO_SUM, 0, 1)
             want = reference.conv2d(x, kernel, bias, activation="relu").reshape(-1)
             assert not np.isnan(y).any() and rel(y, want) <= TOL, (halves, rows)
             assert bits.setdefault(rows, y.tobytes()) == y.tobytes(), (halves, rows)

@@ -113,9 +113,8 @@ def _units(x, c, taps, bases, b, pre, bias, code, alpha, y, n, ldy, rows, by_row
     # this piece first pads the input rows it reads from src into x (by panels: into a copy of its own), by
     # pad_at: bound.address("pad_for_rows") (0 when pad is empty); pack_at: tiles.pack_address() (0 with pre).
     # acc (flat, as y) or empty: each block of output, still in cache, becomes act_scode(acc + y), the sum first
-    # copied to total unless that is empty
-    # (tiles.sum_rows_at, by address sum_at, so that models without such sums never compile it; code is then
-    # one the tiles apply)
+    # copied to total unless that is empty (tiles.sum_rows_at, by address sum_at, so that models without such
+    # sums never compile it; code is then one the tiles apply)
     fused = code if code <= LAST_REGISTER_CODE else LINEAR
     panels = (n + NR - 1) // NR
     if by_rows:

@@ -222,8 +222,7 @@ def _separable_rows(xf, h, w, c, dk, dbias, kh, kw, sh, sw, dh, dw, top_pad, lef
     # of dcode and pcode; dw_rows_at, l1: depthwise_rows' own. acc (flat, as yf) or empty: each
     # band becomes act_scode(acc + band), the sum first copied to total unless that is empty (tiles.sum_rows_at,
     # by address sum_at, so that models without such sums never compile it; 0 without acc); pack_at:
-    # tiles.pack_address() (0 with pre). Row r is stored
-    # at row r - row_off of yf (and of acc and total)
+    # tiles.pack_address() (0 with pre). Row r is stored at row r - row_off of yf (and of acc and total)
     mid = np.empty(band * ow * c, np.float32)
     panels = (cout + NR - 1) // NR
     if pre.shape[0]:
