@@ -17,7 +17,8 @@ after installing, through the command line: ``nnlite classify`` on a sample phot
 on another, with Numba pointed at a new empty cache directory, each timed from launch to exit (wall and CPU
 seconds), then both again on the filled cache. ``--profile`` adds each compiled function's seconds;
 ``--helper-ab`` runs each repetition without, then with nnlite's first-run helper process
-(``NNLITE_PRECOMPILE`` 0 and 1, :mod:`nnlite.ops.precompile`).
+(``NNLITE_PRECOMPILE`` 0 and 1, :mod:`nnlite.ops.precompile`); ``--tiered-ab`` without, then with a tiered first
+run (``NNLITE_TIERED`` 0 and 1: the portable engine first, the fast kernels compiled in the background).
 
 Interpreters: nnlite is measured in the test venv and in a venv holding only its runtime dependencies
 (:func:`runtime_python`), which is what a user's ``pip install nnlite`` gives; the targets use the latter.
@@ -200,25 +201,37 @@ def _profiled_cli(out: str, argv: list[str]) -> None:
         Path(out).write_text(json.dumps(rows))
 
 
+AB_SWITCHES = {"helper": "NNLITE_PRECOMPILE", "tiered": "NNLITE_TIERED"}
+
+
 def first_run(repeat: int = 1, profile: bool = False, python: str | Path | None = None,
-              helper_ab: bool = False) -> list[dict]:
+              helper_ab: bool = False, tiered_ab: bool = False) -> list[dict]:
     """The first ``nnlite classify`` and then ``nnlite faces`` after installation: each repetition points
     Numba at a new, empty cache directory and runs the two commands (:data:`FIRST_RUN`) one after the other in
-    it, then both again on the filled cache (what every later run costs). With ``profile``, the cold runs
-    also record per-function compile seconds (slower: the figures of a profiled run are not the timings).
-    With ``helper_ab``, each repetition is run twice, without and with the first-run helper process
-    (``NNLITE_PRECOMPILE`` 0, then 1; :mod:`nnlite.ops.precompile`), the result's ``helper`` saying which."""
+    it, then both again on the filled cache (what every later run costs). A tiered first run
+    (:mod:`nnlite.ops.precompile`) leaves the fast kernels to a background process: the second command runs
+    beside it, as it would for a user, and the warm runs wait for it to end (``background_s``: how long after
+    the second command that took). With ``profile``, the cold runs also record per-function compile seconds
+    (slower: the figures of a profiled run are not the timings). With ``helper_ab`` (``tiered_ab``), each
+    repetition is run twice, with ``NNLITE_PRECOMPILE`` (``NNLITE_TIERED``) 0, then 1; the result's ``helper``
+    (``tiered``) says which."""
+    from nnlite.ops.precompile import BACKGROUND_LOCK, wait_background
+    switch = "helper" if helper_ab else "tiered" if tiered_ab else None
     results = []
-    for attempt in range(repeat * (2 if helper_ab else 1)):
+    for attempt in range(repeat * (2 if switch else 1)):
         with tempfile.TemporaryDirectory(prefix="nnlite-numba-") as empty:
             env = dict(os.environ, NUMBA_CACHE_DIR=empty)
-            if helper_ab:
-                env["NNLITE_PRECOMPILE"] = str(attempt % 2)
+            if switch:
+                env[AB_SWITCHES[switch]] = str(attempt % 2)
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env.pop("NNLITE_QUIET_COMPILE", None)
             run = {}
             for name, path in FIRST_RUN:
                 run[name] = _cli_run([name, path], env, python=python)
+            start = time.perf_counter()
+            for lock in Path(empty).rglob(BACKGROUND_LOCK):
+                wait_background(lock.parent)
+            background = time.perf_counter() - start
             for name, path in FIRST_RUN:
                 run[name]["warm"] = _cli_run([name, path], env, python=python)
             if profile:
@@ -228,30 +241,34 @@ def first_run(repeat: int = 1, profile: bool = False, python: str | Path | None 
                         table = Path(cold) / f"{name}.json"
                         _cli_run([name, path], env, profile=table, python=python)
                         run[name]["compiled"] = json.loads(table.read_text())
-            if helper_ab:
-                run["helper"] = env["NNLITE_PRECOMPILE"]
+                    for lock in Path(cold).rglob(BACKGROUND_LOCK):
+                        wait_background(lock.parent)
+            if switch:
+                run[switch] = env[AB_SWITCHES[switch]]
+            run["background_s"] = background
             results.append(run)
     return results
 
 
 def _print_first_run(results: list[dict], top: int) -> None:
     for i, run in enumerate(results):
-        if "helper" in run:
-            state = "on" if run["helper"] == "1" else "off"
-            print(f"[{i}] first-run helper {state} (NNLITE_PRECOMPILE={run['helper']})")
+        for switch, variable in AB_SWITCHES.items():
+            if switch in run:
+                print(f"[{i}] {switch} {'on' if run[switch] == '1' else 'off'} ({variable}={run[switch]})")
         for name, r in run.items():
-            if name == "helper":
+            if not isinstance(r, dict):
                 continue
             warm = r["warm"]
             print(f"[{i}] {name}: cold {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU; warm {warm['wall_s']:.2f} s "
                   f"wall, {warm['cpu_s']:.2f} s CPU; compile costs {r['wall_s'] - warm['wall_s']:.2f} s wall")
-            notice = [line for line in r["stderr"].splitlines() if "compiling kernels" in line]
+            notice = [line for line in r["stderr"].splitlines() if line.startswith("nnlite: ")]
             print(f"    notice: {notice[0] if notice else '(none)'}")
             rows = sorted(r.get("compiled", []), key=lambda row: -row["self_s"])
             if rows:
                 print(f"    {len(rows)} compilations, {sum(row['self_s'] for row in rows):.2f} s CPU; top {top}:")
             for row in rows[:top]:
                 print(f"    {row['self_s']:6.2f} s  (with nested {row['total_s']:6.2f} s)  {row['function']}")
+        print(f"[{i}] background compile still running after the second command: {run['background_s']:.2f} s")
 
 
 if __name__ == "__main__":
@@ -267,10 +284,13 @@ if __name__ == "__main__":
         parser.add_argument("--profile", action="store_true", help="also list each compiled function's seconds")
         parser.add_argument("--top", type=int, default=10)
         parser.add_argument("--json", help="write the results to this file")
-        parser.add_argument("--helper-ab", action="store_true",
-                            help="run each repetition without, then with the first-run helper process")
+        ab = parser.add_mutually_exclusive_group()
+        ab.add_argument("--helper-ab", action="store_true",
+                        help="run each repetition without, then with the first-run helper process")
+        ab.add_argument("--tiered-ab", action="store_true",
+                        help="run each repetition without, then with a tiered first run (NNLITE_TIERED)")
         opts = parser.parse_args(sys.argv[2:])
-        found = first_run(opts.repeat, opts.profile, helper_ab=opts.helper_ab)
+        found = first_run(opts.repeat, opts.profile, helper_ab=opts.helper_ab, tiered_ab=opts.tiered_ab)
         _print_first_run(found, opts.top)
         if opts.json:
             Path(opts.json).write_text(json.dumps(found, indent=1))

@@ -7,6 +7,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The CLI commands the tests run (in this process and in children) use the engine they would use on a warm
+# cache, whatever this run's cache holds: a tiered first run (nnlite.ops.precompile) would switch them to the
+# "blas" engine and leave a background compile behind. tests/test_precompile.py tests tiering itself.
+os.environ["NNLITE_TIERED"] = "0"
+
 
 def shared_path() -> Path:
     return Path(os.environ.get("NNLITE_SHARED", REPO.parent / "shared"))

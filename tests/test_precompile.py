@@ -106,7 +106,7 @@ def fake_start(monkeypatch, tmp_path):
     monkeypatch.setitem(precompile._state, "plan", {"net": [["nnlite.ops.shape", "_add_into", "(int64,)"]]})
     monkeypatch.setitem(precompile._state, "helper", None)
     monkeypatch.setattr(precompile, "_index_files", lambda todo: [index])
-    monkeypatch.setattr(precompile, "spare_cores", lambda: 1)
+    monkeypatch.setattr(precompile, "spare_cores", lambda discount=0: 1)
     helper = SimpleNamespace(wait=lambda: 0)
     monkeypatch.setattr(precompile, "start", lambda names: started.append(names) or helper)
     return started, index, helper
@@ -131,7 +131,7 @@ def test_expect_starts_nothing_where_a_helper_cannot_help(fake_start, monkeypatc
     elif case == "disabled":
         monkeypatch.setenv(precompile.ENV, "0")
     elif case == "one core":
-        monkeypatch.setattr(precompile, "spare_cores", lambda: 0)
+        monkeypatch.setattr(precompile, "spare_cores", lambda discount=0: 0)
     else:
         monkeypatch.setattr(precompile.os, "access", lambda path, mode: False)
     assert precompile.expect(name) is None
@@ -182,7 +182,8 @@ _PLAN_PROBE = """
 import json, sys
 import nnlite
 from nnlite.ops import precompile
-name = sys.argv[1]
+key = sys.argv[1]
+name = key.removeprefix("blas:")   # the "blas" engine's plan: the parent sets NNLITE_GEMM=blas
 if name.startswith("faces:"):
     from nnlite.vision.faces import FacePipeline
     detector, landmarks, recognizer = name.split(":")[1:]
@@ -190,18 +191,23 @@ if name.startswith("faces:"):
 else:  # as the first `nnlite classify` runs it (the recorder's run): the model, then the softmax of its logits
     nnlite.load(name).classify(sys.argv[3])
 used = {}
-for module, fn, _ in precompile.entries([name], precompile.plan()):
+for module, fn, _ in precompile.entries([key], precompile.plan()):
     d = precompile.dispatcher_of(module, fn)
     used[module + "." + fn] = sorted(precompile.encode(sig) for sig in d.signatures)
 print(json.dumps(used))
 """
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v2", "faces:ssd:full:faceapi"])
+@pytest.mark.parametrize("name", ["mobilenet_v2", "faces:ssd:full:faceapi", "blas:mobilenet_v2",
+                                  "blas:faces:ssd:full:faceapi"])
 def test_the_plan_lists_the_signatures_a_run_uses(name):
     """The plan is recorded by tools/precompile_plan.py; a kernel whose arguments changed since makes it stale
-    (the helper would compile signatures nobody uses). Runs on the usual cache: cheap once it is warm."""
+    (the helper would compile signatures nobody uses). Runs on the usual cache: cheap once it is warm. The
+    "blas:" entries are the "blas" engine's (a tiered first run's)."""
     env = dict(os.environ, NNLITE_PRECOMPILE="0", NNLITE_QUIET_COMPILE="1")
+    env.pop("NNLITE_GEMM", None)
+    if name.startswith("blas:"):
+        env["NNLITE_GEMM"] = "blas"
     faces, cat = (str(REPO / "nnlite" / "data" / "samples" / f) for f in ("faces.jpg", "chelsea.png"))
     done = subprocess.run([sys.executable, "-c", _PLAN_PROBE, name, faces, cat], env=env, capture_output=True,
                           text=True, timeout=600, cwd=REPO)
@@ -243,6 +249,8 @@ def test_no_helper_when_the_load_average_already_fills_the_cores(monkeypatch):
     assert precompile.spare_cores() == 0
     monkeypatch.setattr(os, "getloadavg", lambda: (cores - 0.5, 0.0, 0.0))
     assert precompile.spare_cores() == cores - 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 0.5, 0.0, 0.0))   # nnlite's background compile too
+    assert precompile.spare_cores(discount=1) == cores - 1
 
 
 _LOAD_PROBE = """

@@ -5,7 +5,9 @@
 Each model (or the face pipeline, ``faces:DETECTOR:LANDMARKS:RECOGNIZER``) runs once in a child process on
 a new, empty Numba cache, with a listener on Numba's compile events; the functions a first run compiles
 itself (not those compiled inside another's compilation) are kept with their argument types, as
-:mod:`nnlite.ops.precompile` reads them. The names given replace their entries in the file; the others stay.
+:mod:`nnlite.ops.precompile` reads them. Each name is recorded twice: with the default engine ("simd" on the
+machines it is recorded on) under its name, and with ``NNLITE_GEMM=blas`` under ``blas:NAME`` (what a tiered
+first run and a CPU without AVX2 compile). The names given replace their entries in the file; the others stay.
 """
 
 from __future__ import annotations
@@ -51,10 +53,13 @@ def _child(name: str) -> None:
     print(json.dumps(rows))
 
 
-def record(name: str) -> list:
+def record(name: str, engine: str | None = None) -> list:
     with tempfile.TemporaryDirectory(prefix="nnlite-plan-") as empty:
         env = dict(os.environ, NUMBA_CACHE_DIR=empty, NNLITE_PRECOMPILE="0", NNLITE_QUIET_COMPILE="1",
                    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        env.pop("NNLITE_GEMM", None)
+        if engine is not None:
+            env["NNLITE_GEMM"] = engine
         done = subprocess.run([sys.executable, __file__, "--child", name], env=env, capture_output=True,
                               text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -64,8 +69,9 @@ def main(names: list[str]) -> None:
     from nnlite.ops.precompile import PLAN_FILE, plan
     table = dict(plan())
     for name in names:
-        table[name] = record(name)
-        print(f"{name}: {len(table[name])} compilations")
+        for key, engine in ((name, None), (f"blas:{name}", "blas")):
+            table[key] = record(name, engine)
+            print(f"{key}: {len(table[key])} compilations")
     lines = [f"{json.dumps(name)}: [\n" + ",\n".join(json.dumps(entry) for entry in table[name]) + "\n]"
              for name in sorted(table)]
     PLAN_FILE.write_text("{\n" + ",\n".join(lines) + "\n}\n")

@@ -15,6 +15,8 @@ from ..errors import NnliteError
 # Order here is the order in `nnlite --help`.
 COMMANDS = ("classify", "models", "fetch", "faces", "compare", "inspect", "savedmodel", "onnx", "segment",
             "index", "search", "people", "serve")
+# Commands that run a model once and exit: their first run may be tiered (nnlite.ops.precompile.one_shot).
+ONE_SHOT = ("classify", "faces", "compare")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -60,8 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    precompile = None
+    if args.command in ONE_SHOT:   # one command, then exit: a first run may be tiered (nnlite.ops.precompile)
+        from ..ops import precompile
+        precompile.one_shot()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if precompile is not None and code == 0:
+            precompile.background_compile()   # a tiered first run's fast kernels, for the next runs
+        return code
     except NnliteError as exc:
         print(f"nnlite {args.command}: error: {exc}", file=sys.stderr)
         return 2

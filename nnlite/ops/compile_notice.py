@@ -32,12 +32,16 @@ def message(wide: bool) -> str:
 
 
 MESSAGE = message(engine.wide_registers() or not engine.vector_registers())
+# a tiered first run (nnlite.ops.precompile): the "blas" engine's kernels now, the fast ones after it exits
+TIERED_MESSAGE = ("nnlite: first run on this CPU: compiling the portable kernels now (a few seconds); the fast "
+                  "ones compile in the background for later runs")
 
 
 class _FirstCompile(event.Listener):
     def __init__(self):
         self.announced = False
         self._lock = threading.Lock()
+        self.text = MESSAGE
 
     def on_start(self, ev) -> None:
         if self.announced:
@@ -53,7 +57,7 @@ class _FirstCompile(event.Listener):
         if os.environ.get("NNLITE_QUIET_COMPILE", "") not in ("", "0"):
             return
         try:
-            print(MESSAGE, file=sys.stderr, flush=True)
+            print(self.text, file=sys.stderr, flush=True)
         except (OSError, ValueError):   # stderr closed: nothing to tell
             pass
 

@@ -138,10 +138,12 @@ def _depthwise3x3(x, k, bias, sh, sw, top, left, code, alpha, y, r0, r1):
                                     + b[ix + 1, ch] * k[1, 1, ch] + b[ix + 2, ch] * k[1, 2, ch]
                                     + d[ix, ch] * k[2, 0, ch] + d[ix + 1, ch] * k[2, 1, ch]
                                     + d[ix + 2, ch] * k[2, 2, ch])
-        for ox in list(range(0, lo)) + list(range(hi, ow)):  # border columns: skip taps outside the image
+        for q in range(lo + ow - hi):  # border columns [0, lo) and [hi, ow): skip taps outside the image
+            ox = q if q < lo else hi + q - lo
             for ch in range(c):
                 y[n, oy, ox, ch] = bias[ch]
-            for i, src in ((0, a), (1, b), (2, d)):
+            for i in range(3):
+                src = a if i == 0 else b if i == 1 else d
                 for j in range(3):
                     ix = ox * sw + j - left
                     if 0 <= ix < w:

@@ -86,6 +86,16 @@ def simd() -> bool:
     return (_current or current()) == "simd"
 
 
+def select(name: str) -> bool:
+    """Make ``name`` this process's engine if none was chosen yet (nothing has run); True if it now is."""
+    global _current
+    if name not in ENGINES:
+        raise ConfigError(f"unknown conv engine {name!r}; expected one of {', '.join(ENGINES)}")
+    if _current is None:
+        _current = name
+    return _current == name
+
+
 @contextlib.contextmanager
 def use(name: str) -> Iterator[None]:
     """Run a block with engine ``name``, then restore the previous one."""

@@ -24,6 +24,16 @@ never compiled) while this process reads the model's weights. Where that reading
 Keras file's structure is read by a child process, :mod:`nnlite.io._guard`), the loads come free. Where
 reading is Python work (a PyTorch file's pickle), the two take turns on the GIL and the start is no faster.
 
+A first run of one command (``nnlite classify``, ``faces``, ``compare``: :func:`one_shot`) is tiered: when the
+cache lacks the "simd" engine's kernels of the model, the command runs on the "blas" engine
+(:mod:`nnlite.ops.engine`), whose kernels are fewer and smaller (about a third of the compile time, measured in
+benchmarks/RESULTS.md, round 28), with a helper on *its* plan (``blas:NAME`` entries); when the command has
+succeeded, it starts a background process (:func:`start_background`, at a lower priority, not tied to this one) that
+compiles the "simd" plan into the cache, and later runs use the fast kernels. Both engines give results equal
+to float32 rounding (each is tested against the frameworks). A long-lived process (a library user, ``nnlite
+serve``) is not tiered: it compiles the fast kernels at once, with the helper. ``NNLITE_TIERED=0`` turns
+tiering off.
+
 The helper stops when this process ends (it reads its stdin, a pipe from this process, until the end),
 finishing the function at hand for at most :data:`GRACE_S` seconds, and after :data:`TIMEOUT_S` at the
 latest. It is not started with one core, on a machine whose load average already fills its cores, without a
@@ -46,11 +56,14 @@ from ..limits import env_switch
 
 PLAN_FILE = Path(__file__).with_name("precompile_plan.json")
 ENV = "NNLITE_PRECOMPILE"
+TIER_ENV = "NNLITE_TIERED"
 HELPER_ENV = "NNLITE_PRECOMPILE_HELPER"   # set in the helper's environment: a helper starts no helper
 GRACE_S = 3.0      # after this process ends, the helper's last compilation may run this long
 TIMEOUT_S = 300.0  # the helper's whole life, at most
 
-_state: dict = {"helper": None, "plan": None}
+BACKGROUND_LOCK = "nnlite-background.lock"   # in the cache folder: held (shared) while a background compile runs
+
+_state: dict = {"helper": None, "plan": None, "one_shot": False, "background": None}
 _lock = threading.Lock()
 
 
@@ -59,16 +72,17 @@ def enabled() -> bool:
     return env_switch(ENV) and not os.environ.get(HELPER_ENV)
 
 
-def spare_cores() -> int:
-    """Cores this process may use, minus the one it compiles on; none when the 1-minute load average is
-    already at least the number of cores (a helper would then take time slices from this process instead
-    of an idle core: on a machine kept busy it made the first run slower, benchmarks/RESULTS.md)."""
+def spare_cores(discount: float = 0.0) -> int:
+    """Cores this process may use, minus the one it compiles on; none when the 1-minute load average (less
+    ``discount``: nnlite's own background compile, which yields to this work) is already at least the number of
+    cores (a helper would then take time slices from this process instead of an idle core: on a machine kept
+    busy it made the first run slower, benchmarks/RESULTS.md)."""
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = os.cpu_count() or 1
     try:
-        if os.getloadavg()[0] >= usable:
+        if os.getloadavg()[0] - discount >= usable:
             return 0
     except (AttributeError, OSError):   # no load average here: assume idle cores
         pass
@@ -148,21 +162,60 @@ def _index_files(todo) -> list[Path] | None:
     return out
 
 
+def one_shot() -> None:
+    """Mark this process as running one command and exiting (the ``ONE_SHOT`` commands of :mod:`nnlite.cli`):
+    a first run may then be tiered (module docstring)."""
+    _state["one_shot"] = True
+
+
+def _index_or_none(todo) -> list[Path] | None:
+    try:
+        return _index_files(todo)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def _tiered(names) -> Path | None:
+    """The cache folder when this first run should run on the "blas" engine and compile the "simd" plan in the
+    background (module docstring), else None."""
+    from . import engine
+    if not _state["one_shot"] or not env_switch(TIER_ENV) or os.environ.get("NNLITE_GEMM", "").strip():
+        return None
+    if engine._current is not None or engine.choose() != "simd":
+        return None
+    todo = entries(names, plan())
+    index = _index_or_none(todo) if todo else None
+    if index is None or all(p.exists() for p in index) or not os.access(index[0].parent, os.W_OK):
+        return None
+    return index[0].parent
+
+
+def _plan_names(names) -> tuple[str, ...]:
+    """The plan names of ``names`` for this process's engine ("blas:" entries for the "blas" engine), tiering a
+    one-shot first run on the way."""
+    from . import engine
+    folder = _tiered(names)
+    if folder is not None and engine.select("blas"):
+        from . import compile_notice
+        compile_notice.LISTENER.text = compile_notice.TIERED_MESSAGE
+        _state["background"] = (tuple(names), folder)
+    return tuple(names) if engine.current() == "simd" else tuple(f"blas:{name}" for name in names)
+
+
 def expect(*names: str) -> subprocess.Popen | None:
     """This process is about to run the models ``names``: start a helper on their kernels unless the
     cache holds them all (every function has an index file), or a helper cannot help (module docstring).
-    When the cache holds them, a thread of this process loads them ahead (:func:`preload`)."""
-    if not enabled() or spare_cores() < 1:
+    When the cache holds them, a thread of this process loads them ahead (:func:`preload`). The first call
+    of a one-shot process may choose the "blas" engine for it (tiering, module docstring)."""
+    if not enabled():
         return None
     with _lock:
         if _state["helper"] is not None:
             return None
+        names = _plan_names(names)
         todo = entries(names, plan())
-        if not todo:
-            return None
-        try:
-            index = _index_files(todo)
-        except (ImportError, AttributeError, ValueError):
+        index = _index_or_none(todo) if todo else None
+        if not todo or spare_cores(discount=index is not None and _background_running(index[0].parent)) < 1:
             return None
         if index is not None and all(p.exists() for p in index):   # a warm cache: load ahead, in a thread
             threading.Thread(target=preload, args=(todo,), name="nnlite-preload", daemon=True).start()
@@ -173,6 +226,65 @@ def expect(*names: str) -> subprocess.Popen | None:
         if helper is not None:   # reaped when it ends, so a long-lived process keeps no zombie
             threading.Thread(target=helper.wait, name="nnlite-precompile-reaper", daemon=True).start()
         return helper
+
+
+def background_compile() -> subprocess.Popen | None:
+    """After a tiered first run's command succeeded (the CLI calls this as it exits): start the background
+    compile of the fast kernels it left out (:func:`start_background`); None where there is nothing to do."""
+    pending, _state["background"] = _state["background"], None
+    return None if pending is None else start_background(*pending)
+
+
+def start_background(names, folder: Path, plan_file: Path | str = PLAN_FILE,
+                     env: dict | None = None) -> subprocess.Popen | None:
+    """``python -m nnlite.ops.precompile --background NAME...``: compiles the plan of ``names`` at a lower
+    priority in a new session, outliving this process (at most :data:`TIMEOUT_S`). It inherits a shared lock
+    on ``folder``/:data:`BACKGROUND_LOCK`, held until it ends (:func:`wait_background`)."""
+    try:
+        import fcntl
+        fd = os.open(Path(folder) / BACKGROUND_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return subprocess.Popen(_helper_cmd(names, plan_file, "--background"), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_helper_env(env),
+                                pass_fds=(fd,), start_new_session=True)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)   # the child's copy keeps the lock
+
+
+def _background_running(folder: Path) -> bool:
+    """True while a background compile (:func:`start_background`) holds ``folder``'s lock."""
+    try:
+        import fcntl
+        with open(Path(folder) / BACKGROUND_LOCK, "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    except (ImportError, OSError):
+        return False
+
+
+def wait_background(folder: Path | str, timeout: float = TIMEOUT_S + GRACE_S) -> bool:
+    """Wait until no background compile holds ``folder``'s lock; True if none does (or none ever ran)."""
+    import fcntl
+    path = Path(folder) / BACKGROUND_LOCK
+    if not path.exists():
+        return True
+    deadline = time.monotonic() + timeout
+    with open(path, "rb") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
 
 
 def preload(todo) -> int:
@@ -189,17 +301,24 @@ def preload(todo) -> int:
     return done
 
 
-def start(names, plan_file: Path | str = PLAN_FILE, env: dict | None = None) -> subprocess.Popen | None:
-    """``python -m nnlite.ops.precompile NAME...``, reading its stdin from this process (its end ends the
-    helper); None if it cannot be started."""
+def _helper_env(env: dict | None) -> dict:
     package_root = str(Path(__file__).resolve().parents[2])   # the same nnlite as this process's
     env = dict(os.environ if env is None else env)
     env.update({HELPER_ENV: "1", "NNLITE_QUIET_COMPILE": "1",
                 "PYTHONPATH": os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))})
-    cmd = [sys.executable, "-m", "nnlite.ops.precompile", "--plan", str(plan_file), *names]
+    return env
+
+
+def _helper_cmd(names, plan_file, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "nnlite.ops.precompile", *flags, "--plan", str(plan_file), *names]
+
+
+def start(names, plan_file: Path | str = PLAN_FILE, env: dict | None = None) -> subprocess.Popen | None:
+    """``python -m nnlite.ops.precompile NAME...``, reading its stdin from this process (its end ends the
+    helper); None if it cannot be started."""
     try:
-        return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=env)
+        return subprocess.Popen(_helper_cmd(names, plan_file), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=_helper_env(env))
     except OSError:
         return None
 
@@ -233,11 +352,19 @@ def run_helper(names, plan_file: Path | str = PLAN_FILE, stop: threading.Event |
 
 
 def _main(argv: list[str]) -> int:
+    background = argv[:1] == ["--background"]
+    argv = argv[1:] if background else argv
     plan_file = PLAN_FILE
     if argv[:1] == ["--plan"]:
         plan_file, argv = Path(argv[1]), argv[2:]
     stop = threading.Event()
-    threading.Thread(target=_watch, args=(stop,), daemon=True).start()
+    if background:   # not tied to the process that started it; yields the cores to foreground work
+        try:
+            os.nice(10)
+        except OSError:
+            pass
+    else:
+        threading.Thread(target=_watch, args=(stop,), daemon=True).start()
     limit = threading.Timer(TIMEOUT_S + GRACE_S, os._exit, (0,))
     limit.daemon = True
     limit.start()
