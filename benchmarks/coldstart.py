@@ -215,7 +215,7 @@ def first_run(repeat: int = 1, profile: bool = False, python: str | Path | None 
     (slower: the figures of a profiled run are not the timings). With ``helper_ab`` (``tiered_ab``), each
     repetition is run twice, with ``NNLITE_PRECOMPILE`` (``NNLITE_TIERED``) 0, then 1; the result's ``helper``
     (``tiered``) says which."""
-    from nnlite.ops.precompile import BACKGROUND_LOCK, wait_background
+    from nnlite.ops import background
     switch = "helper" if helper_ab else "tiered" if tiered_ab else None
     results = []
     for attempt in range(repeat * (2 if switch else 1)):
@@ -229,9 +229,9 @@ def first_run(repeat: int = 1, profile: bool = False, python: str | Path | None 
             for name, path in FIRST_RUN:
                 run[name] = _cli_run([name, path], env, python=python)
             start = time.perf_counter()
-            for lock in Path(empty).rglob(BACKGROUND_LOCK):
-                wait_background(lock.parent)
-            background = time.perf_counter() - start
+            for lock in Path(empty).rglob(background.LOCK):
+                background.wait(lock.parent)
+            waited = time.perf_counter() - start
             for name, path in FIRST_RUN:
                 run[name]["warm"] = _cli_run([name, path], env, python=python)
             if profile:
@@ -241,11 +241,11 @@ def first_run(repeat: int = 1, profile: bool = False, python: str | Path | None 
                         table = Path(cold) / f"{name}.json"
                         _cli_run([name, path], env, profile=table, python=python)
                         run[name]["compiled"] = json.loads(table.read_text())
-                    for lock in Path(cold).rglob(BACKGROUND_LOCK):
-                        wait_background(lock.parent)
+                    for lock in Path(cold).rglob(background.LOCK):
+                        background.wait(lock.parent)
             if switch:
                 run[switch] = env[AB_SWITCHES[switch]]
-            run["background_s"] = background
+            run["background_s"] = waited
             results.append(run)
     return results
 

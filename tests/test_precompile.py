@@ -106,7 +106,7 @@ def fake_start(monkeypatch, tmp_path):
     monkeypatch.setitem(precompile._state, "plan", {"net": [["nnlite.ops.shape", "_add_into", "(int64,)"]]})
     monkeypatch.setitem(precompile._state, "helper", None)
     monkeypatch.setattr(precompile, "_index_files", lambda todo: [index])
-    monkeypatch.setattr(precompile, "spare_cores", lambda discount=0: 1)
+    monkeypatch.setattr(precompile, "spare_cores", lambda: 1)
     helper = SimpleNamespace(wait=lambda: 0)
     monkeypatch.setattr(precompile, "start", lambda names: started.append(names) or helper)
     return started, index, helper
@@ -131,7 +131,7 @@ def test_expect_starts_nothing_where_a_helper_cannot_help(fake_start, monkeypatc
     elif case == "disabled":
         monkeypatch.setenv(precompile.ENV, "0")
     elif case == "one core":
-        monkeypatch.setattr(precompile, "spare_cores", lambda discount=0: 0)
+        monkeypatch.setattr(precompile, "spare_cores", lambda: 0)
     else:
         monkeypatch.setattr(precompile.os, "access", lambda path, mode: False)
     assert precompile.expect(name) is None
@@ -242,15 +242,35 @@ def test_no_helper_outlives_a_parent_that_exits_abruptly(tmp_path):
     assert not _alive(pid)
 
 
-def test_no_helper_when_the_load_average_already_fills_the_cores(monkeypatch):
-    import os
+def test_no_helper_when_the_running_tasks_already_fill_the_cores(monkeypatch):
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    monkeypatch.setattr(os, "getloadavg", lambda: (float(cores), 0.0, 0.0))
+    monkeypatch.setattr(precompile, "running_tasks", lambda: float(cores))
     assert precompile.spare_cores() == 0
-    monkeypatch.setattr(os, "getloadavg", lambda: (cores - 0.5, 0.0, 0.0))
+    monkeypatch.setattr(precompile, "running_tasks", lambda: cores - 0.5)
     assert precompile.spare_cores() == cores - 1
-    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 0.5, 0.0, 0.0))   # nnlite's background compile too
-    assert precompile.spare_cores(discount=1) == cores - 1
+
+
+def _stat(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_busy_loop_holds_a_core_and_a_niced_one_does_not():
+    loop = [sys.executable, "-c", "while True: pass"]
+    busy = subprocess.Popen(loop)
+    niced = subprocess.Popen(loop, preexec_fn=lambda: os.nice(10))   # noqa: PLW1509  (no threads in this child)
+    try:
+        time.sleep(0.3)
+        assert precompile.running_tasks() >= 2   # this thread, reading, and the plain loop
+        seen = [(precompile.holds_a_core(_stat(busy.pid)), precompile.holds_a_core(_stat(niced.pid)))
+                for _ in range(50)]
+        assert any(b for b, _ in seen) and not any(n for _, n in seen)
+        assert not precompile.holds_a_core(_stat(os.getppid()))   # asleep, waiting for this test run
+    finally:
+        for p in (busy, niced):
+            p.kill()
+            p.wait()
 
 
 _LOAD_PROBE = """

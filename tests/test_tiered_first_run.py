@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from nnlite.ops import compile_notice, engine, precompile
+from nnlite.ops import background, compile_notice, engine, precompile
 
 REPO = Path(__file__).resolve().parents[1]
 CAT = REPO / "nnlite" / "data" / "samples" / "chelsea.png"
@@ -42,7 +42,7 @@ def one_shot(monkeypatch, tmp_path):
     for key, value in (("helper", None), ("one_shot", True), ("background", None)):
         monkeypatch.setitem(precompile._state, key, value)
     monkeypatch.setattr(precompile, "_index_files", lambda todo: [index])
-    monkeypatch.setattr(precompile, "spare_cores", lambda discount=0: 1)
+    monkeypatch.setattr(precompile, "spare_cores", lambda: 1)
     monkeypatch.setattr(precompile, "start", lambda names: started.append(names) or SimpleNamespace(wait=lambda: 0))
     monkeypatch.setattr(precompile, "preload", lambda todo: None)
     monkeypatch.setattr(engine, "_current", None)
@@ -57,10 +57,10 @@ def test_a_first_one_shot_run_goes_blas_and_compiles_the_fast_plan_after_it(one_
     assert one_shot.started == [("blas:net",)]   # the helper works on the blas engine's plan
     assert compile_notice.LISTENER.text == compile_notice.TIERED_MESSAGE
     assert precompile._state["background"] == (("net",), one_shot.folder)   # the simd plan, after the command
-    background = []
-    monkeypatch.setattr(precompile, "start_background", lambda *args: background.append(args) or "proc")
+    launched = []
+    monkeypatch.setattr(background, "start", lambda *args: launched.append(args) or "proc")
     assert precompile.background_compile() == "proc"
-    assert background == [(("net",), one_shot.folder)]
+    assert launched == [(("net",), one_shot.folder)]
     assert precompile.background_compile() is None   # once
 
 
@@ -99,8 +99,8 @@ def _cheap_entry() -> list:
 _PARENT = """
 import os, sys
 from pathlib import Path
-from nnlite.ops import precompile
-helper = precompile.start_background(["net"], Path(sys.argv[1]), sys.argv[2])
+from nnlite.ops import background
+helper = background.start(["net"], Path(sys.argv[1]), sys.argv[2])
 print(helper.pid, flush=True)
 os._exit(0)
 """
@@ -125,17 +125,39 @@ def test_the_background_compile_outlives_its_parent_holds_the_lock_and_fills_the
     done = subprocess.run([sys.executable, "-c", _PARENT, str(folder), str(plan_file)],
                           env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=60, check=True)
     pid = int(done.stdout.split()[0])
-    assert not precompile.wait_background(folder, timeout=0)   # its parent is gone; it still runs, locked
-    assert precompile._background_running(folder)   # a first run now would discount it from the load
+    assert not background.wait(folder, timeout=0)   # its parent is gone; it still runs, locked
     assert os.getsid(pid) == pid   # a session of its own: a terminal's hangup does not reach it
     assert _niceness_reaches(pid, 10)   # once imported, it yields the cores to foreground work
-    assert precompile.wait_background(folder, timeout=300)
+    assert background.wait(folder, timeout=300)
     assert any(p.name.startswith("shape._add_into") and p.suffix == ".nbi" for p in (tmp_path / "cache").rglob("*"))
 
 
-def test_wait_background_without_a_lock_file_returns_at_once(tmp_path):
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
+def test_a_first_run_stops_a_running_background_compile_and_takes_its_models_over(tmp_path):
+    folder = tmp_path / "lock"
+    folder.mkdir()
+    plan_file = tmp_path / "plan.json"   # enough work to be still running when stopped
+    plan_file.write_text(json.dumps({"net": [e for entries in precompile.plan().values() for e in entries][:40]}))
+    child = background.start(["net", "other"], folder, plan_file, env=_env(tmp_path / "cache"))
+    assert child is not None
+    deadline = time.monotonic() + 30   # until it runs Python (between fork and exec it shows this command line)
+    while b"--background" not in Path(f"/proc/{child.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert background.stop(folder) == ("net", "other")
+    assert child.wait(timeout=30) != 0   # ended by the signal, not by finishing its plan
+    assert background.wait(folder, timeout=5)   # its lock went with it
+    assert background.stop(folder) == ()   # nothing left to stop
+
+
+def test_stop_leaves_alone_a_process_that_reuses_the_recorded_pid(tmp_path):
+    (tmp_path / background.STATE).write_text(json.dumps({"pid": os.getpid(), "names": ["net"]}))
+    assert background.stop(tmp_path) == ()   # this pytest process is no background compile: still alive
+    assert background.stop(tmp_path / "missing") == ()
+
+
+def test_wait_without_a_lock_file_returns_at_once(tmp_path):
     start = time.monotonic()
-    assert precompile.wait_background(tmp_path, timeout=10)
+    assert background.wait(tmp_path, timeout=10)
     assert time.monotonic() - start < 1
 
 
@@ -156,9 +178,9 @@ def test_a_first_classify_runs_tiered_and_the_next_one_on_the_fast_kernels(tmp_p
     first = _classify(cache)
     assert first.returncode == 0, first.stderr[-2000:]
     assert compile_notice.TIERED_MESSAGE in first.stderr.splitlines()
-    locks = list(cache.rglob(precompile.BACKGROUND_LOCK))
+    locks = list(cache.rglob(background.LOCK))
     assert len(locks) == 1
-    assert precompile.wait_background(locks[0].parent, timeout=600)
+    assert background.wait(locks[0].parent, timeout=600)
     todo = precompile.entries(["mobilenet_v2"], precompile.plan())
     names = {f"{module.rsplit('.', 1)[1]}.{fn}" for module, fn, _ in todo}
     cached = {p.name.split("-")[0] for p in cache.rglob("*.nbi")}

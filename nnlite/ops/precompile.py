@@ -28,7 +28,7 @@ A first run of one command (``nnlite classify``, ``faces``, ``compare``: :func:`
 cache lacks the "simd" engine's kernels of the model, the command runs on the "blas" engine
 (:mod:`nnlite.ops.engine`), whose kernels are fewer and smaller (about a third of the compile time, measured in
 benchmarks/RESULTS.md, round 28), with a helper on *its* plan (``blas:NAME`` entries); when the command has
-succeeded, it starts a background process (:func:`start_background`, at a lower priority, not tied to this one) that
+succeeded, it starts a background process (:mod:`nnlite.ops.background`, at a lower priority, not tied to this one) that
 compiles the "simd" plan into the cache, and later runs use the fast kernels. Both engines give results equal
 to float32 rounding (each is tested against the frameworks). A long-lived process (a library user, ``nnlite
 serve``) is not tiered: it compiles the fast kernels at once, with the helper. ``NNLITE_TIERED=0`` turns
@@ -36,12 +36,13 @@ tiering off.
 
 The helper stops when this process ends (it reads its stdin, a pipe from this process, until the end),
 finishing the function at hand for at most :data:`GRACE_S` seconds, and after :data:`TIMEOUT_S` at the
-latest. It is not started with one core, on a machine whose load average already fills its cores, without a
+latest. It is not started with one core, on a machine whose running tasks already fill its cores, without a
 writable cache, inside a helper, or when ``NNLITE_PRECOMPILE=0``.
 """
 
 from __future__ import annotations
 
+import glob
 import importlib
 import json
 import os
@@ -53,6 +54,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..limits import env_switch
+from . import background
 
 PLAN_FILE = Path(__file__).with_name("precompile_plan.json")
 ENV = "NNLITE_PRECOMPILE"
@@ -61,7 +63,6 @@ HELPER_ENV = "NNLITE_PRECOMPILE_HELPER"   # set in the helper's environment: a h
 GRACE_S = 3.0      # after this process ends, the helper's last compilation may run this long
 TIMEOUT_S = 300.0  # the helper's whole life, at most
 
-BACKGROUND_LOCK = "nnlite-background.lock"   # in the cache folder: held (shared) while a background compile runs
 
 _state: dict = {"helper": None, "plan": None, "one_shot": False, "background": None}
 _lock = threading.Lock()
@@ -72,19 +73,47 @@ def enabled() -> bool:
     return env_switch(ENV) and not os.environ.get(HELPER_ENV)
 
 
-def spare_cores(discount: float = 0.0) -> int:
-    """Cores this process may use, minus the one it compiles on; none when the 1-minute load average (less
-    ``discount``: nnlite's own background compile, which yields to this work) is already at least the number of
-    cores (a helper would then take time slices from this process instead of an idle core: on a machine kept
-    busy it made the first run slower, benchmarks/RESULTS.md)."""
+def holds_a_core(stat: str) -> bool:
+    """True for a thread whose /proc stat line says it is running or ready to run at a normal priority
+    (niceness below 10: nnlite's background compile and a helper whose command ended yield the cores)."""
+    fields = stat.rsplit(")", 1)[-1].split()
+    return len(fields) > 16 and fields[0] == "R" and int(fields[16]) < 10
+
+
+def running_tasks(scans: int = 3) -> float:
+    """Threads holding a core now (:func:`holds_a_core`), this one included: the least of a few scans of
+    /proc (a short-lived process seen once is not a busy core; a busy loop is seen every time). Where there
+    is no /proc, the 1-minute load average (which stays high for a minute after a first command: the next
+    command's helper would not start on idle cores)."""
+    counts = []
+    for _ in range(scans):
+        count = 0
+        for path in glob.glob("/proc/[0-9]*/task/[0-9]*/stat"):
+            try:
+                with open(path) as f:
+                    count += holds_a_core(f.read())
+            except (OSError, ValueError):   # a thread that ended meanwhile
+                continue
+        counts.append(count)
+    return float(min(counts)) if min(counts) > 0 else os.getloadavg()[0]
+
+
+def _usable_cores() -> int:
     try:
-        usable = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        usable = os.cpu_count() or 1
+        return os.cpu_count() or 1
+
+
+def spare_cores() -> int:
+    """Cores this process may use, minus the one it compiles on; none when the threads holding a core now
+    (:func:`running_tasks`) fill them (a helper would then take time slices from this process instead of an
+    idle core: on a machine kept busy it made the first run slower, benchmarks/RESULTS.md)."""
+    usable = _usable_cores()
     try:
-        if os.getloadavg()[0] - discount >= usable:
+        if running_tasks() >= usable:
             return 0
-    except (AttributeError, OSError):   # no load average here: assume idle cores
+    except (AttributeError, OSError):   # no load figure here: assume idle cores
         pass
     return usable - 1
 
@@ -198,7 +227,8 @@ def _plan_names(names) -> tuple[str, ...]:
     if folder is not None and engine.select("blas"):
         from . import compile_notice
         compile_notice.LISTENER.text = compile_notice.TIERED_MESSAGE
-        _state["background"] = (tuple(names), folder)
+        left = background.stop(folder)   # it would hold locks this run waits for, at its low priority
+        _state["background"] = (tuple(dict.fromkeys(left + tuple(names))), folder)
     return tuple(names) if engine.current() == "simd" else tuple(f"blas:{name}" for name in names)
 
 
@@ -215,12 +245,14 @@ def expect(*names: str) -> subprocess.Popen | None:
         names = _plan_names(names)
         todo = entries(names, plan())
         index = _index_or_none(todo) if todo else None
-        if not todo or spare_cores(discount=index is not None and _background_running(index[0].parent)) < 1:
+        if not todo or _usable_cores() < 2:
             return None
         if index is not None and all(p.exists() for p in index):   # a warm cache: load ahead, in a thread
             threading.Thread(target=preload, args=(todo,), name="nnlite-preload", daemon=True).start()
             return None
         if index is None or not os.access(index[0].parent, os.W_OK):
+            return None
+        if spare_cores() < 1:
             return None
         helper = _state["helper"] = start(names)
         if helper is not None:   # reaped when it ends, so a long-lived process keeps no zombie
@@ -230,61 +262,22 @@ def expect(*names: str) -> subprocess.Popen | None:
 
 def background_compile() -> subprocess.Popen | None:
     """After a tiered first run's command succeeded (the CLI calls this as it exits): start the background
-    compile of the fast kernels it left out (:func:`start_background`); None where there is nothing to do."""
+    compile of the fast kernels it left out (:func:`nnlite.ops.background.start`); None where there is nothing
+    to do."""
     pending, _state["background"] = _state["background"], None
-    return None if pending is None else start_background(*pending)
+    return None if pending is None else background.start(*pending)
 
 
-def start_background(names, folder: Path, plan_file: Path | str = PLAN_FILE,
-                     env: dict | None = None) -> subprocess.Popen | None:
-    """``python -m nnlite.ops.precompile --background NAME...``: compiles the plan of ``names`` at a lower
-    priority in a new session, outliving this process (at most :data:`TIMEOUT_S`). It inherits a shared lock
-    on ``folder``/:data:`BACKGROUND_LOCK`, held until it ends (:func:`wait_background`)."""
-    try:
-        import fcntl
-        fd = os.open(Path(folder) / BACKGROUND_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except (ImportError, OSError):
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        return subprocess.Popen(_helper_cmd(names, plan_file, "--background"), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_helper_env(env),
-                                pass_fds=(fd,), start_new_session=True)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)   # the child's copy keeps the lock
+def helper_env(env: dict | None) -> dict:
+    package_root = str(Path(__file__).resolve().parents[2])   # the same nnlite as this process's
+    env = dict(os.environ if env is None else env)
+    env.update({HELPER_ENV: "1", "NNLITE_QUIET_COMPILE": "1",
+                "PYTHONPATH": os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))})
+    return env
 
 
-def _background_running(folder: Path) -> bool:
-    """True while a background compile (:func:`start_background`) holds ``folder``'s lock."""
-    try:
-        import fcntl
-        with open(Path(folder) / BACKGROUND_LOCK, "rb") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    except (ImportError, OSError):
-        return False
-
-
-def wait_background(folder: Path | str, timeout: float = TIMEOUT_S + GRACE_S) -> bool:
-    """Wait until no background compile holds ``folder``'s lock; True if none does (or none ever ran)."""
-    import fcntl
-    path = Path(folder) / BACKGROUND_LOCK
-    if not path.exists():
-        return True
-    deadline = time.monotonic() + timeout
-    with open(path, "rb") as lock:
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.05)
+def helper_cmd(names, plan_file, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "nnlite.ops.precompile", *flags, "--plan", str(plan_file), *names]
 
 
 def preload(todo) -> int:
@@ -301,24 +294,12 @@ def preload(todo) -> int:
     return done
 
 
-def _helper_env(env: dict | None) -> dict:
-    package_root = str(Path(__file__).resolve().parents[2])   # the same nnlite as this process's
-    env = dict(os.environ if env is None else env)
-    env.update({HELPER_ENV: "1", "NNLITE_QUIET_COMPILE": "1",
-                "PYTHONPATH": os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))})
-    return env
-
-
-def _helper_cmd(names, plan_file, *flags: str) -> list[str]:
-    return [sys.executable, "-m", "nnlite.ops.precompile", *flags, "--plan", str(plan_file), *names]
-
-
 def start(names, plan_file: Path | str = PLAN_FILE, env: dict | None = None) -> subprocess.Popen | None:
     """``python -m nnlite.ops.precompile NAME...``, reading its stdin from this process (its end ends the
     helper); None if it cannot be started."""
     try:
-        return subprocess.Popen(_helper_cmd(names, plan_file), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=_helper_env(env))
+        return subprocess.Popen(helper_cmd(names, plan_file), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=helper_env(env))
     except OSError:
         return None
 
@@ -331,6 +312,7 @@ def _watch(stop: threading.Event) -> None:
     except (OSError, ValueError):
         pass
     stop.set()
+    background.yield_cores()   # the command it helped has ended: its last compilation yields to the next one
     time.sleep(GRACE_S)
     os._exit(0)
 
@@ -352,17 +334,14 @@ def run_helper(names, plan_file: Path | str = PLAN_FILE, stop: threading.Event |
 
 
 def _main(argv: list[str]) -> int:
-    background = argv[:1] == ["--background"]
-    argv = argv[1:] if background else argv
+    detached = argv[:1] == ["--background"]
+    argv = argv[1:] if detached else argv
     plan_file = PLAN_FILE
     if argv[:1] == ["--plan"]:
         plan_file, argv = Path(argv[1]), argv[2:]
     stop = threading.Event()
-    if background:   # not tied to the process that started it; yields the cores to foreground work
-        try:
-            os.nice(10)
-        except OSError:
-            pass
+    if detached:   # not tied to the process that started it; yields the cores to foreground work
+        background.yield_cores()
     else:
         threading.Thread(target=_watch, args=(stop,), daemon=True).start()
     limit = threading.Timer(TIMEOUT_S + GRACE_S, os._exit, (0,))
