@@ -26,13 +26,13 @@ reading is Python work (a PyTorch file's pickle), the two take turns on the GIL 
 
 A first run of one command (``nnlite classify``, ``faces``, ``compare``: :func:`one_shot`) is tiered: when the
 cache lacks the "simd" engine's kernels of the model, the command runs on the "blas" engine
-(:mod:`nnlite.ops.engine`), whose kernels are fewer and smaller (about a third of the compile time, measured in
-benchmarks/RESULTS.md, round 28), with a helper on *its* plan (``blas:NAME`` entries); when the command has
-succeeded, it starts a background process (:mod:`nnlite.ops.background`, at a lower priority, not tied to this one) that
-compiles the "simd" plan into the cache, and later runs use the fast kernels. Both engines give results equal
-to float32 rounding (each is tested against the frameworks). A long-lived process (a library user, ``nnlite
-serve``) is not tiered: it compiles the fast kernels at once, with the helper. ``NNLITE_TIERED=0`` turns
-tiering off.
+(:mod:`nnlite.ops.engine`), whose kernels are fewer and smaller (about half the compile time, measured in
+benchmarks/RESULTS.md, round 28), with a helper on *its* plan (``blas:NAME`` entries). When the command has
+succeeded, it starts a background process (:mod:`nnlite.ops.background`: at a lower priority, not tied to this
+one) that compiles the "simd" plan into the cache; later runs use the fast kernels. Both engines give results
+equal to float32 rounding (each is tested against the frameworks). A long-lived process (a library user,
+``nnlite serve``) is not tiered: it compiles the fast kernels at once, with the helper. ``NNLITE_TIERED=0``
+turns tiering off.
 
 The helper stops when this process ends (it reads its stdin, a pipe from this process, until the end),
 finishing the function at hand for at most :data:`GRACE_S` seconds, and after :data:`TIMEOUT_S` at the
@@ -62,7 +62,6 @@ TIER_ENV = "NNLITE_TIERED"
 HELPER_ENV = "NNLITE_PRECOMPILE_HELPER"   # set in the helper's environment: a helper starts no helper
 GRACE_S = 3.0      # after this process ends, the helper's last compilation may run this long
 TIMEOUT_S = 300.0  # the helper's whole life, at most
-
 
 _state: dict = {"helper": None, "plan": None, "one_shot": False, "background": None}
 _lock = threading.Lock()
