@@ -66,3 +66,29 @@ def test_onnxruntime_nodes_go_to_the_steps_by_their_convolution_count():
     groups, others = group_nodes([step_layers(s) for s in steps], nodes)
     assert [[n[0] for n in g] for g in groups] == [["c0"], ["c1", "c2", "c3"], ["c4", "c5"]]
     assert [n[0] for n in others] == ["pad", "extra"]
+
+
+def _lat(nnlite_ms: float, ort_ms: float, ov_ms: float) -> dict:
+    return {"nnlite": {"min": nnlite_ms}, "ort": {"min": ort_ms}, "ov": {"min": ov_ms}}
+
+
+def test_the_targets_judge_a_cpu_without_avx512_at_one_and_a_half_times_the_faster_peer():
+    from benchmarks import common, report
+    a, b = common.MODELS[:2]
+    lat = {(m, 1, engine): row for m, ms in ((a, (13.0, 10.0, 12.0)), (b, (16.0, 11.0, 10.0)))
+           for engine, row in _lat(*ms).items()}
+    wide = report.target_summary(lat, {}, 0.0, avx512=True)
+    assert any("batch 1: no slower" in line and "**missed**" in line for line in wide)
+    assert not any("without AVX-512" in line for line in wide)
+    narrow = [line for line in report.target_summary(lat, {}, 0.0, avx512=False) if "without AVX-512" in line]
+    assert narrow == [f"- batch 1 on this CPU without AVX-512 (the issue's target there: <= 1.5 of the faster peer): "
+                      f"**missed** (largest 1.60, {b}); missed on {b}"]
+
+
+def test_the_targets_compare_a_warm_start_with_onnxruntimes_cold_start():
+    from benchmarks import report
+    run = {"total_s": 0.5, "peak_rss_mb": 150.0}
+    cold = {"net": {"nnlite": run, "tf": {"total_s": 5.0, "peak_rss_mb": 600.0},
+                    "ort": {"total_s": 0.4, "peak_rss_mb": 100.0}}}
+    assert report.warm_start_lines(cold) == ["- net: warm start nnlite/onnxruntime 1.25 (<= 1.0) **missed**, peak RSS "
+                                             "+50 MB over onnxruntime's (<= 60) **met**"]
