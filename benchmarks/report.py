@@ -73,6 +73,13 @@ def _peer_ratios(lat: dict, batch: int) -> dict[str, float]:
                             best_peer({k: lat.get((m, batch, k)) for k in common.PEERS}))) is not None}
 
 
+def has_avx512(machine: dict) -> bool:
+    """Whether the run's machine (benchmarks.run's ``machine()``) has AVX-512, by the flags nnlite's kernels read;
+    True where an older run did not record them (the stricter target)."""
+    flags = machine.get("kernels", {}).get("flags")
+    return True if flags is None else any(f.startswith("avx512") for f in flags)
+
+
 def narrow_cpu_lines(lat: dict) -> list[str]:
     """Goal 1 as the issue sets it for a CPU without AVX-512: nnlite <= 1.5x the faster peer, per batch."""
     out = []

@@ -272,10 +272,8 @@ def write(results: dict, path: Path = OUT_MD) -> None:
         if run.get("failures"):
             lines += ["### Failed measurements (an engine raised or disagreed with nnlite)", "",
                       *(f"- `{f}`" for f in run["failures"]), ""]
-        flags = results.get("machine", {}).get("kernels", {}).get("flags", ())
         lines += ["### Targets", "", *report.target_summary(run["latency"], run.get("cold", {}),
-                                                             run["matmul"]["gflops"],
-                                                             avx512=any(f.startswith("avx512") for f in flags)), ""]
+                                                             run["matmul"]["gflops"], report.has_avx512(m)), ""]
         if run.get("busy"):
             lines += ["### A busy machine: batch 1 with all cores but one running a busy loop", "",
                       *busy_lines(run["busy"]), ""]
