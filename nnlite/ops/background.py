@@ -24,7 +24,6 @@ from pathlib import Path
 
 LOCK = "nnlite-background.lock"   # in the cache folder: held (shared) while a background compile runs
 STATE = "nnlite-background.json"   # beside it: the last one's pid and names (stop)
-WAIT_S = 310.0   # the longest a background compile lives (precompile.TIMEOUT_S + GRACE_S)
 
 
 def start(names, folder: Path, plan_file: Path | str | None = None, env: dict | None = None) -> subprocess.Popen | None:
@@ -77,9 +76,13 @@ def stop(folder: Path) -> tuple[str, ...]:
     return names
 
 
-def wait(folder: Path | str, timeout: float = WAIT_S) -> bool:
-    """Wait until no background compile holds ``folder``'s lock; True if none does (or none ever ran)."""
+def wait(folder: Path | str, timeout: float | None = None) -> bool:
+    """Wait until no background compile holds ``folder``'s lock, at most ``timeout`` seconds (default: the
+    longest a background compile lives); True if none does (or none ever ran)."""
     import fcntl
+
+    from . import precompile
+    timeout = precompile.TIMEOUT_S + precompile.GRACE_S if timeout is None else timeout
     path = Path(folder) / LOCK
     if not path.exists():
         return True

@@ -97,18 +97,12 @@ def running_tasks(scans: int = 3) -> float:
     return float(min(counts)) if min(counts) > 0 else os.getloadavg()[0]
 
 
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def spare_cores() -> int:
     """Cores this process may use, minus the one it compiles on; none when the threads holding a core now
     (:func:`running_tasks`) fill them (a helper would then take time slices from this process instead of an
     idle core: on a machine kept busy it made the first run slower, benchmarks/RESULTS.md)."""
-    usable = _usable_cores()
+    from .threads import available_cores
+    usable = available_cores()
     try:
         if running_tasks() >= usable:
             return 0
@@ -238,13 +232,14 @@ def expect(*names: str) -> subprocess.Popen | None:
     of a one-shot process may choose the "blas" engine for it (tiering, module docstring)."""
     if not enabled():
         return None
+    from . import threads
     with _lock:
         if _state["helper"] is not None:
             return None
         names = _plan_names(names)
         todo = entries(names, plan())
         index = _index_or_none(todo) if todo else None
-        if not todo or _usable_cores() < 2:
+        if not todo or threads.available_cores() < 2:
             return None
         if index is not None and all(p.exists() for p in index):   # a warm cache: load ahead, in a thread
             threading.Thread(target=preload, args=(todo,), name="nnlite-preload", daemon=True).start()
