@@ -37,14 +37,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import replay
 from .errors import ConfigError, ModelError, ShapeError
-from .layer import Layer
-from .plan import Step, plan_steps
+from .layer import Declared, Layer, count_macs
+
+if TYPE_CHECKING:
+    from . import replay
+    from .plan import Step
 
 
 @dataclass
@@ -73,14 +75,17 @@ def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
     return float(num / den) if den > 0 else float(num)
 
 
-def resolve_op(op: str | Callable) -> tuple[str, Callable]:
-    """A kernel name in nnlite.ops (``"conv2d"``) or in one of its modules (``"tensor.reshape"``)."""
+def resolve_op(op: str | Callable, lazy: bool = False) -> tuple[str, Callable | None]:
+    """A kernel name in nnlite.ops (``"conv2d"``) or in one of its modules (``"tensor.reshape"``). ``lazy``: for
+    a kernel of nnlite.ops itself, None instead of the function (a :class:`Layer` loads it at first use)."""
     if callable(op):
         return getattr(op, "__name__", "custom"), op
     import importlib
 
     from . import ops  # imported here so graph.py stays importable while ops load lazily
     module, _, attr = op.rpartition(".")
+    if lazy and not module and attr in ops.KERNELS:
+        return op, None
     try:
         owner = importlib.import_module(f"{ops.__name__}.{module}") if module else ops
     except ImportError:
@@ -142,7 +147,7 @@ class GraphBuilder:
         for src in inputs:
             if src not in self._tensors:
                 raise ModelError(f"{self.name}: layer {name!r} reads {src!r}, which is not defined before it")
-        op_name, fn = resolve_op(op)
+        op_name, fn = resolve_op(op, lazy=True)
         weights = {k: v for k, v in kwargs.items() if isinstance(v, np.ndarray)}
         attrs = {k: v for k, v in kwargs.items() if not isinstance(v, np.ndarray)}
         layer = Layer(name, op_name, tuple(inputs), weights, attrs, fn, tuple(covers),
@@ -224,14 +229,22 @@ class Model:
         return feed
 
     def _run(self, feed: dict[str, np.ndarray], keep_all: bool) -> dict[str, np.ndarray]:
-        """Every declared layer in order (trace, summary); intermediates freed unless ``keep_all``."""
-        steps = [Step(layer, layer.name, layer.inputs) for layer in self.layers]
+        """Every declared layer in order (trace, summary); intermediates freed unless ``keep_all``. On the
+        "numpy" engine (nnlite.ops.engine) each layer with a NumPy form runs it (nnlite.ops.numpy_engine)."""
+        from .ops import engine
+        if engine.numpy():
+            from .ops.numpy_engine import KERNELS
+            steps = [Declared(layer, KERNELS.get(layer.op) if layer.kernel else None) for layer in self.layers]
+        else:
+            from .plan import Step
+            steps = [Step(layer, layer.name, layer.inputs) for layer in self.layers]
         return self._run_steps(steps, None if keep_all else self._free_lists(steps), feed)
 
     def _execution_plan(self) -> tuple[list[Step], list[tuple[str, ...]]]:
         """The plan's steps, and for each the tensors no later step reads (freed after it)."""
         if self._plan is None:
             from .ops import prepack
+            from .plan import plan_steps
             prepack.freeze_kernels(self.layers)  # the GEMM may pack them once: read-only from now on
             steps = plan_steps(self.layers, self.outputs)
             self._plan = (steps, self._free_lists(steps))
@@ -247,6 +260,7 @@ class Model:
 
     def _run_plan(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The execution plan on ``feed``, replayed where it ran on inputs like these before (nnlite.replay)."""
+        from . import replay
         steps, frees = self._execution_plan()
         key = replay.signature(feed)
         calls = self._replays.get(key)
@@ -258,7 +272,7 @@ class Model:
             replay.keep(self._replays, key, recorder.calls)
         return values
 
-    def _run_steps(self, steps: list[Step], frees: list[tuple[str, ...]] | None, feed: dict[str, np.ndarray],
+    def _run_steps(self, steps: list[Step | Declared], frees: list[tuple[str, ...]] | None, feed: dict[str, np.ndarray],
                    calls: list | None = None, recorder: replay.Recorder | None = None) -> dict[str, np.ndarray]:
         """Run ``steps`` on ``feed``; after step i, delete the tensors ``frees[i]`` (None: keep every one).
         ``calls``: what to call for each step instead of the step; ``recorder`` notes each step's run."""
@@ -293,7 +307,8 @@ class Model:
         """Run the model; returns the output array, or a tuple when the model has several outputs. From
         the first run on, conv and dense kernels are read-only (ops/prepack.py): assign new arrays to change them."""
         feed = self._feed(args, kwargs)
-        if self.optimize:
+        from .ops import engine
+        if self.optimize and not engine.numpy():
             values = self._run_plan(feed)
         else:
             values = self._run(feed, keep_all=False)
@@ -377,17 +392,3 @@ def _shown(spec: InputSpec) -> str:
     if spec.shape is None:
         return "(any shape)"
     return str(((None,) if spec.batch else ()) + spec.shape)
-
-
-def count_macs(layer: Layer, out: np.ndarray) -> int:
-    """Multiply-accumulates of one layer for one example (batch 1)."""
-    w = layer.weights
-    spatial = int(np.prod(out.shape[1:-1])) if getattr(out, "ndim", 0) >= 3 else 1
-    if layer.op in ("conv2d", "depthwise_conv2d") and "kernel" in w:
-        return spatial * int(w["kernel"].size)
-    if layer.op == "separable_conv2d":
-        return spatial * int(w["depthwise_kernel"].size + w["pointwise_kernel"].size)
-    if layer.op == "dense" and "kernel" in w:
-        rows = int(np.prod(out.shape[1:-1])) if out.ndim > 2 else 1
-        return rows * int(w["kernel"].size)
-    return 0

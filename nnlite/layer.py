@@ -83,8 +83,21 @@ class Layer:
     def __setattr__(self, name: str, value) -> None:
         if name in ("weights", "attrs") and type(value) is not TrackedDict:
             value = TrackedDict(value)
-        object.__setattr__(self, name, value)
+        if name == "fn" and value is None:  # an nnlite.ops kernel, imported at first use (__getattr__)
+            object.__getattribute__(self, "__dict__").pop("fn", None)
+        else:
+            object.__setattr__(self, name, value)
         _changed()
+
+    def __getattr__(self, name: str):
+        """``fn`` of a layer declared by kernel name: the kernel, imported from nnlite.ops on first use, so that
+        building a model loads no compiled code (the NumPy engine, nnlite.ops.numpy_engine, may never need it)."""
+        if name != "fn":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        from .graph import resolve_op
+        fn = resolve_op(self.op)[1]
+        object.__setattr__(self, "fn", fn)
+        return fn
 
     @property
     def params(self) -> int:
@@ -97,3 +110,31 @@ class Layer:
 
     def __call__(self, *xs: np.ndarray) -> np.ndarray:
         return self.fn(*xs, **self.weights, **self.attrs)
+
+
+class Declared:
+    """A declared layer as a step of the "numpy" engine (nnlite.ops.numpy_engine): its NumPy form ``fn`` where
+    it has one, else the layer's own function."""
+
+    outs = None
+
+    def __init__(self, layer: Layer, fn: Callable | None):
+        self.layer, self.out, self.inputs, self.fn = layer, layer.name, layer.inputs, fn
+
+    def __call__(self, *xs: np.ndarray):
+        layer = self.layer
+        return (self.fn or layer.fn)(*xs, **layer.weights, **layer.attrs)
+
+
+def count_macs(layer: Layer, out: np.ndarray) -> int:
+    """Multiply-accumulates of one layer for one example (batch 1)."""
+    w = layer.weights
+    spatial = int(np.prod(out.shape[1:-1])) if getattr(out, "ndim", 0) >= 3 else 1
+    if layer.op in ("conv2d", "depthwise_conv2d") and "kernel" in w:
+        return spatial * int(w["kernel"].size)
+    if layer.op == "separable_conv2d":
+        return spatial * int(w["depthwise_kernel"].size + w["pointwise_kernel"].size)
+    if layer.op == "dense" and "kernel" in w:
+        rows = int(np.prod(out.shape[1:-1])) if out.ndim > 2 else 1
+        return rows * int(w["kernel"].size)
+    return 0

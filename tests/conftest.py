@@ -12,6 +12,13 @@ REPO = Path(__file__).resolve().parents[1]
 # "blas" engine and leave a background compile behind. tests/test_precompile.py tests tiering itself.
 os.environ["NNLITE_TIERED"] = "0"
 
+# The engine is chosen once per process. The one-image CLI commands choose the "numpy" engine when nothing has run
+# yet (nnlite.cli); run in this process, the first such test would leave every later test on it. So this process
+# fixes the CPU's engine now, and tests/test_numpy_engine.py runs the commands in children.
+from nnlite.ops import engine  # noqa: E402
+
+engine.current()
+
 
 def shared_path() -> Path:
     return Path(os.environ.get("NNLITE_SHARED", REPO.parent / "shared"))

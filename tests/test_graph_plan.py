@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnlite.graph import GraphBuilder, plan_steps
+from nnlite.graph import GraphBuilder
+from nnlite.plan import plan_steps
 from nnlite.plan_sums import SumStep
 
 

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from nnlite.cli import NUMPY_IMAGES
 from nnlite.ops import background, compile_notice, engine, precompile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,7 +163,9 @@ def test_wait_without_a_lock_file_returns_at_once(tmp_path):
 
 
 def _classify(cache: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nnlite", "classify", str(CAT)], env=_env(cache, NNLITE_TIERED="1"),
+    """Three images: with one or two, the command runs on the NumPy engine and compiles nothing (nnlite.cli)."""
+    images = [str(CAT)] * (NUMPY_IMAGES + 1)
+    return subprocess.run([sys.executable, "-m", "nnlite", "classify", *images], env=_env(cache, NNLITE_TIERED="1"),
                           capture_output=True, text=True, timeout=600, cwd=REPO)
 
 

@@ -15,8 +15,10 @@ from ..errors import NnliteError
 # Order here is the order in `nnlite --help`.
 COMMANDS = ("classify", "models", "fetch", "faces", "compare", "inspect", "savedmodel", "onnx", "segment",
             "index", "search", "people", "serve")
-# Commands that run a model once and exit: their first run may be tiered (nnlite.ops.precompile.one_shot).
+# Commands that run a model once and exit: they run on the NumPy engine when they read at most NUMPY_IMAGES
+# images, else their first run may be tiered (nnlite.ops.precompile.one_shot).
 ONE_SHOT = ("classify", "faces", "compare")
+NUMPY_IMAGES = 2
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -53,6 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_shot(args: argparse.Namespace):
+    """Set up a command that runs a model once and exits. For one or two images, the NumPy engine: importing
+    Numba and loading the compiled kernels from their cache would take longer than the layers themselves, and
+    an empty cache would compile for seconds (nnlite.ops.engine). More images, or ``NNLITE_GEMM`` set: the
+    compiled kernels, a first run tiered (nnlite.ops.precompile); returns that module then, else None."""
+    from ..ops import engine
+    images = len(getattr(args, "images", None) or ()) + sum(hasattr(args, a) for a in ("image", "image1", "image2"))
+    if images <= NUMPY_IMAGES and not os.environ.get("NNLITE_GEMM", "").strip() and engine.select("numpy"):
+        return None
+    from ..ops import precompile
+    precompile.one_shot()
+    return precompile
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -63,9 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     precompile = None
-    if args.command in ONE_SHOT:   # one command, then exit: a first run may be tiered (nnlite.ops.precompile)
-        from ..ops import precompile
-        precompile.one_shot()
+    if args.command in ONE_SHOT:
+        precompile = _one_shot(args)
     try:
         code = int(args.func(args) or 0)
         if precompile is not None and code == 0:

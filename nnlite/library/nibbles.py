@@ -19,6 +19,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..ops import compile_notice  # noqa: F401  (before any kernel can compile)
 from ..ops.engine import numba_compiles_for
 
 BYTES = 64     # code bytes per call (a 128-d descriptor's coarse nibbles)

@@ -19,27 +19,29 @@ matmuls; NumPy's OpenBLAS is set to one thread (:mod:`nnlite.ops.threads` says w
 
 from __future__ import annotations
 
+import importlib
+
 from . import threads as _threads
 
 _threads.apply_env_before_numpy()  # must run before the first NumPy import to reach OpenBLAS
 
-from . import compile_notice, engine  # noqa: E402,F401  (compile_notice: before any kernel can compile)
-from .activations import ACTIVATIONS, leaky_relu, relu, relu6, sigmoid, softmax, swish  # noqa: E402
-from .concatenate import concat  # noqa: E402
-from .conv import conv2d, dense  # noqa: E402
-from .convpool import conv2d_max_pool  # noqa: E402
-from .depthwise import depthwise_conv2d  # noqa: E402
-from .inverted import inverted_residual  # noqa: E402
-from .normalization import batch_norm, bias_add, fold_batch_norm  # noqa: E402
-from .padding import resolve_padding, resolve_padding_2d  # noqa: E402
-from .pooling import avg_pool2d, global_avg_pool2d, max_pool2d  # noqa: E402
-from .resize import resize_bilinear, resize_nearest  # noqa: E402
-from .separable import depthwise_pointwise, separable_conv2d  # noqa: E402
-from .separable_pool import separable_max_pool  # noqa: E402
-from .shape import add, crop2d, flatten, mean, multiply, reshape, zero_pad2d  # noqa: E402
+from . import engine  # noqa: E402,F401
 from .threads import blas_core, blas_num_threads, get_num_threads, set_num_threads  # noqa: E402
 
-_threads.configure()
+# Where each kernel lives. A kernel's module (and Numba, which it compiles with) is imported at its first use,
+# not with this package: a process on the NumPy engine (nnlite.ops.numpy_engine) never imports Numba.
+_HOMES = {
+    "activations": ("ACTIVATIONS", "leaky_relu", "relu", "relu6", "sigmoid", "softmax", "swish"),
+    "concatenate": ("concat",), "conv": ("conv2d", "dense"), "convpool": ("conv2d_max_pool",),
+    "depthwise": ("depthwise_conv2d",), "inverted": ("inverted_residual",),
+    "normalization": ("batch_norm", "bias_add", "fold_batch_norm"),
+    "padding": ("resolve_padding", "resolve_padding_2d"),
+    "pooling": ("avg_pool2d", "global_avg_pool2d", "max_pool2d"), "resize": ("resize_bilinear",),
+    "resize_rules": ("resize_nearest",),
+    "separable": ("depthwise_pointwise", "separable_conv2d"), "separable_pool": ("separable_max_pool",),
+    "shape": ("add", "crop2d", "flatten", "mean", "multiply", "reshape", "zero_pad2d"),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "conv2d", "depthwise_conv2d", "separable_conv2d", "dense", "bias_add", "batch_norm", "fold_batch_norm",
@@ -55,3 +57,27 @@ __all__ = [
 KERNELS = tuple(name for name in __all__ if name not in (
     "resolve_padding", "resolve_padding_2d", "ACTIVATIONS", "set_num_threads", "get_num_threads",
     "blas_num_threads", "blas_core", "engine"))
+
+
+def for_engine(name: str):
+    """The kernel ``name`` as this process's engine runs it: its NumPy form on the "numpy" engine (without loading
+    Numba), else the compiled kernel."""
+    if engine.numpy():
+        from .numpy_engine import KERNELS
+        if name in KERNELS:
+            return KERNELS[name]
+    return __getattr__(name) if name in _HOME else globals()[name]
+
+
+def __getattr__(name: str):
+    """A kernel named in ``__all__``, imported from its module on first use (PEP 562)."""
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

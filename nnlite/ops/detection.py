@@ -12,6 +12,7 @@ import numba
 import numpy as np
 
 from ..errors import ShapeError
+from . import compile_notice  # noqa: F401  (before any kernel can compile)
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:

@@ -3,10 +3,13 @@
 - ``"simd"``: nnlite's own kernels on explicit 16-lane vectors (:mod:`nnlite.ops.gemm`,
   :mod:`nnlite.ops.depthwise_simd`, :mod:`nnlite.ops.gemv`, and the fused pairs built on them).
 - ``"blas"``: im2col + NumPy's matmul (:mod:`nnlite.ops.conv`) and the plain Numba depthwise loops.
+- ``"numpy"``: every layer a model declares in NumPy alone (:mod:`nnlite.ops.numpy_engine`), nothing compiled and
+  Numba never imported: for a process that runs a model once (the command line's one-image commands choose it,
+  :mod:`nnlite.cli`); slower per call. Layers without a NumPy form, and kernels called directly, run as on "blas".
 
 The default is "simd" where the CPU has AVX-512, or AVX2 with FMA, and Numba compiles for this CPU (the
-register tiles are sized by the register file: :func:`vector_registers`); else "blas". ``NNLITE_GEMM=simd|blas``
-overrides it; :func:`use` changes it for a block of code (tests and benchmarks compare the two). Both give results
+register tiles are sized by the register file: :func:`vector_registers`); else "blas". ``NNLITE_GEMM=simd|blas|numpy``
+overrides it; :func:`use` changes it for a block of code (tests and benchmarks compare them). All give results
 equal to float32 rounding.
 """
 
@@ -19,7 +22,7 @@ from collections.abc import Iterator
 
 from ..errors import ConfigError
 
-ENGINES = ("simd", "blas")
+ENGINES = ("simd", "blas", "numpy")
 
 
 @functools.cache
@@ -66,7 +69,7 @@ def choose() -> str:
     if raw in ENGINES:
         return raw
     if raw:
-        raise ConfigError(f"NNLITE_GEMM: expected 'simd' or 'blas', found {raw!r}")
+        raise ConfigError(f"NNLITE_GEMM: expected 'simd', 'blas' or 'numpy', found {raw!r}")
     return "simd" if vector_registers() else "blas"
 
 
@@ -84,6 +87,11 @@ def current() -> str:
 def simd() -> bool:
     """True when the "simd" engine is in use (the kernels' hot-path test)."""
     return (_current or current()) == "simd"
+
+
+def numpy() -> bool:
+    """True when the "numpy" engine is in use: models run their declared layers in NumPy alone."""
+    return (_current or current()) == "numpy"
 
 
 def select(name: str) -> bool:

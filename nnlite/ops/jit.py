@@ -65,7 +65,7 @@ from numba import njit
 from numba.core import callwrapper, sigutils
 from numba.core.compiler_lock import global_compiler_lock
 
-from . import runtime
+from . import compile_notice, runtime  # noqa: F401  (compile_notice: before any kernel can compile)
 
 try:
     import fcntl

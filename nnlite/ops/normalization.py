@@ -14,13 +14,13 @@ import numpy as np
 
 from ..errors import ShapeError
 from . import checks
-from .activations import affine_act
 
 
 def bias_add(x, bias):
     """x + bias on the last axis."""
     x = checks.floats(x, "bias_add", min_ndim=1)
     bias = checks.bias_vector(bias, x.shape[-1], "bias_add")
+    from .activations import affine_act  # compiled: Numba loads with it, not with fold_batch_norm's loaders
     return affine_act(x, np.ones_like(bias), bias)
 
 
@@ -33,6 +33,7 @@ def batch_norm(x, gamma, beta, mean, variance, *, epsilon=1e-3):
     m = checks.vector(mean, c, "batch_norm", "mean").astype(np.float64)
     v = checks.vector(variance, c, "batch_norm", "variance").astype(np.float64)
     scale = g / np.sqrt(v + epsilon)
+    from .activations import affine_act
     return affine_act(x, scale.astype(np.float32), (b - m * scale).astype(np.float32))
 
 

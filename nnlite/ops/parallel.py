@@ -44,7 +44,7 @@ import time
 import numba
 from numba.np.ufunc import parallel as _numba_parallel
 
-from . import memory
+from . import compile_notice, memory  # noqa: F401  (compile_notice: before any kernel can compile)
 
 _state = {"threads": 1, "pool": None}
 _lock = threading.Lock()
@@ -254,3 +254,8 @@ def run(task, total: int, work: int, min_parts: int = 1, min_rows: int = 1) -> N
     for job in jobs:
         if not job.cancel():  # started: it may be inside a chunk, so wait for it
             job.result()
+
+
+from . import threads as _threads  # noqa: E402  (after this module's names: configure() sets them)
+
+_threads.configure()  # NNLITE_NUM_THREADS and the busy guard, before the first kernel runs

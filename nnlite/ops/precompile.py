@@ -230,9 +230,9 @@ def expect(*names: str) -> subprocess.Popen | None:
     cache holds them all (every function has an index file), or a helper cannot help (module docstring).
     When the cache holds them, a thread of this process loads them ahead (:func:`preload`). The first call
     of a one-shot process may choose the "blas" engine for it (tiering, module docstring)."""
-    if not enabled():
+    from . import engine, threads
+    if not enabled() or (engine._current or engine.choose()) == "numpy":   # nothing to compile
         return None
-    from . import threads
     with _lock:
         if _state["helper"] is not None:
             return None

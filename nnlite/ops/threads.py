@@ -33,7 +33,6 @@ import sys
 
 from ..errors import ConfigError
 from ..limits import env_switch
-from . import parallel
 
 
 def available_cores() -> int:
@@ -149,6 +148,8 @@ def set_num_threads(n: int) -> None:
     this Python thread (at most ``NUMBA_NUM_THREADS``, fixed when Numba loaded). BLAS stays at one thread.
     A busy guard holding regions on one thread (:class:`nnlite.ops.parallel.BusyGuard`) lets go."""
     import numba
+
+    from . import parallel
     n = max(1, int(n))
     parallel.set_threads(n)
     parallel.guard.restart()  # an explicit request: try the threads now, whatever the guard saw before
@@ -161,10 +162,14 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The number of threads nnlite's kernels use (Numba's count for this Python thread)."""
     import numba
+
+    from . import parallel
     return min(parallel.threads(), numba.get_num_threads())
 
 
 def configure() -> None:
-    """Apply NNLITE_NUM_THREADS (default: all cores) and NNLITE_BUSY_GUARD once NumPy and Numba are importable."""
+    """Apply NNLITE_NUM_THREADS (default: all cores) and NNLITE_BUSY_GUARD; :mod:`nnlite.ops.parallel` calls it
+    as it loads, so before the first compiled kernel runs (a process on the NumPy engine never loads it)."""
+    from . import parallel
     set_num_threads(requested_threads())
     parallel.guard.enabled = busy_guard_requested()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..ops import compile_notice  # noqa: F401  (before the checksum kernel can compile)
+
 _POLY = 0x82F63B78
 
 

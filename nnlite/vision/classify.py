@@ -124,7 +124,7 @@ class Classifier:
         out = out.reshape(out.shape[0], -1)
         if self.output == "logits":
             from .. import ops
-            out = ops.softmax(out, axis=-1)
+            out = ops.for_engine("softmax")(out, axis=-1)
         return out[:, 1:] if self.background_class else out
 
     def classify(self, image) -> Predictions:

@@ -34,7 +34,7 @@ def to_square_tensor(image, size: int) -> np.ndarray:
     square, _ = pad_to_square(as_rgb(image, name="face net input"), center=True)
     x = square[None].astype(np.float32)                             # (1, side, side, 3)
     if x.shape[1] != size:
-        x = ops.resize_bilinear(x, size=(size, size), half_pixel_centers=False, align_corners=False)
+        x = ops.for_engine("resize_bilinear")(x, size=(size, size), half_pixel_centers=False, align_corners=False)
     return x
 
 

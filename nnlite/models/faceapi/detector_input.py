@@ -32,7 +32,7 @@ def detector_input(image, size: int, where: str) -> tuple[np.ndarray, int, int]:
     square, _ = pad_to_square(img, center=False)             # (side, side, 3), image at top-left
     x = square[None].astype(np.float32)                      # (1, side, side, 3)
     if square.shape[0] != size:
-        x = ops.resize_bilinear(x, size=(size, size), half_pixel_centers=False, align_corners=False)
+        x = ops.for_engine("resize_bilinear")(x, size=(size, size), half_pixel_centers=False, align_corners=False)
     return x, width, height
 
 

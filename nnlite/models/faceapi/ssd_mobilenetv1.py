@@ -66,7 +66,7 @@ def decode_boxes(encodings: np.ndarray, *, anchors: np.ndarray) -> np.ndarray:
 
 def face_scores(class_logits: np.ndarray) -> np.ndarray:
     """(N, A, 3) class logits (background, face, unused) -> (N, A) face probability sigmoid(logit 1)."""
-    return ops.sigmoid(class_logits[..., 1])
+    return ops.for_engine("sigmoid")(class_logits[..., 1])
 
 
 def _pointwise(g: GraphBuilder, w: NetWeights, name: str, x: str, stride: int) -> str:
