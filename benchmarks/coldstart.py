@@ -97,11 +97,12 @@ def _peak_rss_kb() -> float:
 
 
 def measure(engine: str, name: str, path: str | Path = "", shape=None, numba_cache: str | Path | None = None,
-            timeout: float = 300, python: str | Path | None = None) -> dict:
+            timeout: float = 300, python: str | Path | None = None, env: dict | None = None) -> dict:
     """Run one cold start in a subprocess; adds ``total_s`` = launch to first result (input prep excluded).
-    ``python``: the interpreter to run it with (default this one), e.g. :func:`runtime_python`'s."""
+    ``python``: the interpreter to run it with (default this one), e.g. :func:`runtime_python`'s; ``env``: more
+    environment (``NNLITE_GEMM=numpy``: nnlite's NumPy engine)."""
     from benchmarks import common
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", NNLITE_HOME=str(common.CACHE / "home"))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", NNLITE_HOME=str(common.CACHE / "home"), **(env or {}))
     if python is not None:  # a venv without nnlite installed: it runs from the checkout
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(common.REPO), env.get("PYTHONPATH")]))
     env.pop("PYTHONDONTWRITEBYTECODE", None)   # as installed: modules read from __pycache__ (module docstring)
