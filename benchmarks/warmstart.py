@@ -12,6 +12,7 @@ Prints the medians, each nnlite start over onnxruntime's (goal: at most 1.0) and
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 
 from benchmarks import coldstart, common
@@ -21,6 +22,7 @@ WAYS = {"compiled": {}, "numpy": {"NNLITE_GEMM": "numpy"}}
 
 
 def measure(name: str, repeat: int) -> dict[str, list[dict]]:
+    os.environ.setdefault("NNLITE_HOME", str(common.CACHE / "home"))   # where the children find the weights
     import nnlite
     python = coldstart.runtime_python()
     warm = common.CACHE / "warmstart-numba"
