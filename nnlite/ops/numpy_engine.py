@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from . import checks
+from . import checks, machine
 from .padding import four, pair, resolve_padding_2d
 from .resize_rules import bilinear_axis, resize_nearest
 
@@ -91,6 +91,14 @@ def _windows(xp: np.ndarray, kh: int, kw: int, stride, dilation, oh: int, ow: in
             yield i, j, xp[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw, :]
 
 
+def _bands(rows: int, row_bytes: int, budget: int) -> list[tuple[int, int]]:
+    """Output rows [r0, r1) in bands of about ``budget`` bytes of scratch (``row_bytes`` a row). Only the depthwise
+    convolution takes bands: a convolution's matrix product in bands was up to 9x slower than one product (BLAS
+    packs the kernel again for every band, which costs more than a band's rows when they are few)."""
+    step = max(1, budget // max(row_bytes, 1))
+    return [(r, min(r + step, rows)) for r in range(0, rows, step)]
+
+
 def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2):
     """2-D convolution (cross-correlation, as TF). x (N, H, W, cin), kernel (kh, kw, cin, cout) -> (N, oh, ow, cout).
     One matrix product: the windows unrolled into rows of kh*kw*cin values (a 1x1 at stride 1 reads x as is)."""
@@ -116,18 +124,26 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activ
 
 
 def depthwise_conv2d(x, kernel, bias=None, *, stride=1, padding="valid", dilation=1, activation=None, alpha=0.2):
-    """Depthwise conv. x (N, H, W, cin), kernel (kh, kw, cin, mult) -> (N, oh, ow, cin*mult), channel c*mult + m."""
+    """Depthwise conv. x (N, H, W, cin), kernel (kh, kw, cin, mult) -> (N, oh, ow, cin*mult), channel c*mult + m.
+    One multiply-add per kernel tap, in bands of output rows whose products take half of L2
+    (:func:`nnlite.ops.machine.caches`): each tap's two passes then stay in the cache."""
     x = checks.nhwc(x, "depthwise_conv2d")
     kernel = checks.array(kernel, "depthwise_conv2d", "kernel (kh, kw, cin, mult)", 4)
     kh, kw, cin, mult = kernel.shape
     checks.channels("depthwise_conv2d", f"kernel of shape {kernel.shape}", cin, x.shape[3])
     bias = checks.bias_vector(bias, cin * mult, "depthwise_conv2d")
     (t, b, oh), (l, r, ow) = resolve_padding_2d(x.shape[1], x.shape[2], kh, kw, stride, dilation, padding)
-    xp = _padded(x, t, b, l, r)
-    y = np.zeros((x.shape[0], oh, ow, cin, mult), np.float32)
-    term = np.empty_like(y)
-    for i, j, win in _windows(xp, kh, kw, stride, dilation, oh, ow):
-        y += np.multiply(win[..., None], kernel[i, j], out=term)
+    (sh, _), (dh, _) = pair(stride, "stride"), pair(dilation, "dilation")
+    xp = _padded(x, t, b, l, r)[..., None]                       # (N, H, W, cin, 1) * (cin, mult) taps
+    y = np.empty((x.shape[0], oh, ow, cin, mult), np.float32)
+    for r0, r1 in _bands(oh, ow * cin * mult * 4 * max(x.shape[0], 1), machine.caches().l2 // 2):
+        part = xp[:, r0 * sh:(r1 - 1) * sh + (kh - 1) * dh + 1]
+        out, term = y[:, r0:r1], np.empty(y[:, r0:r1].shape, np.float32)
+        for i, j, win in _windows(part, kh, kw, stride, dilation, r1 - r0, ow):
+            if i == j == 0:
+                np.multiply(win, kernel[0, 0], out=out)
+            else:
+                out += np.multiply(win, kernel[i, j], out=term)
     y = y.reshape(x.shape[0], oh, ow, cin * mult)
     if bias is not None:
         y += bias
