@@ -11,7 +11,8 @@ float64 loops of :mod:`nnlite.ops.reference`, which both engines are tested agai
 Same names, signatures, argument checks and rules as the kernels of :mod:`nnlite.ops` (padding, TF's average
 pool divisor, the activation list); sums are float32, so results agree with the other engines to float32
 rounding, not bit for bit. :data:`KERNELS` maps each op name to its function; an op missing from it runs on
-the compiled kernel.
+the compiled kernel. They run on one thread: NumPy's BLAS is held to one (:mod:`nnlite.ops.threads`), and two
+BLAS threads were slower whenever another process held a core.
 """
 
 from __future__ import annotations
