@@ -11,8 +11,9 @@ float64 loops of :mod:`nnlite.ops.reference`, which both engines are tested agai
 Same names, signatures, argument checks and rules as the kernels of :mod:`nnlite.ops` (padding, TF's average
 pool divisor, the activation list); sums are float32, so results agree with the other engines to float32
 rounding, not bit for bit. :data:`KERNELS` maps each op name to its function; an op missing from it runs on
-the compiled kernel. They run on one thread: NumPy's BLAS is held to one (:mod:`nnlite.ops.threads`), and two
-BLAS threads were slower whenever another process held a core.
+the compiled kernel. They run on one thread: NumPy's BLAS is held to one (:mod:`nnlite.ops.threads`). On a quiet
+2-core machine two BLAS threads made six face descriptors 1.4x faster and MobileNetV2 no faster; while other
+processes held the cores they made every model 1.9-6.5x slower (benchmarks/RESULTS.md, round 29).
 """
 
 from __future__ import annotations
