@@ -74,12 +74,13 @@ def _preparers() -> dict:
     if not _PREPARERS:
         from . import ops
         from .ops.activations import prepare_softmax
+        from .ops.arrays import prepare_flatten
         from .ops.concatenate import prepare_concat
         from .ops.conv import prepare_conv2d, prepare_dense
         from .ops.depthwise import prepare_depthwise_conv2d
         from .ops.pooling import prepare_pool2d
         from .ops.separable import prepare_separable_conv2d
-        from .ops.shape import prepare_add, prepare_flatten
+        from .ops.shape import prepare_add
         _PREPARERS.update({ops.conv2d: prepare_conv2d, ops.separable_conv2d: prepare_separable_conv2d,
                            ops.depthwise_conv2d: prepare_depthwise_conv2d, ops.add: prepare_add,
                            ops.concat: prepare_concat, ops.dense: prepare_dense, ops.softmax: prepare_softmax,

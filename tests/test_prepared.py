@@ -229,8 +229,8 @@ def test_a_classifier_tail_is_prepared_and_gives_the_layers_bits(activation, bat
 
 def test_prepared_dense_and_softmax_decline_what_their_ops_must_check_or_convert():
     from nnlite.ops.activations import prepare_softmax
+    from nnlite.ops.arrays import prepare_flatten
     from nnlite.ops.conv import prepare_dense
-    from nnlite.ops.shape import prepare_flatten
     rng = np.random.default_rng(13)
     k, b = rand(rng, 16, 5), rand(rng, 5)
     x = rand(rng, 2, 16)

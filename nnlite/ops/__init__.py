@@ -39,7 +39,7 @@ _HOMES = {
     "pooling": ("avg_pool2d", "global_avg_pool2d", "max_pool2d"), "resize": ("resize_bilinear",),
     "resize_rules": ("resize_nearest",),
     "separable": ("depthwise_pointwise", "separable_conv2d"), "separable_pool": ("separable_max_pool",),
-    "shape": ("add", "crop2d", "flatten", "mean", "multiply", "reshape", "zero_pad2d"),
+    "shape": ("add",), "arrays": ("crop2d", "flatten", "mean", "multiply", "reshape", "zero_pad2d"),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
 

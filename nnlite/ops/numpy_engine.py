@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
 from . import checks, machine
-from .padding import four, pair, resolve_padding_2d
+from .arrays import crop2d, flatten, mean, multiply, reshape, zero_pad2d
+from .padding import pair, resolve_padding_2d
 from .resize_rules import bilinear_axis, resize_nearest
 
 SIX = np.float32(6)
@@ -207,21 +207,6 @@ def global_avg_pool2d(x, *, keepdims=False):
     return x.mean(axis=(1, 2), keepdims=keepdims, dtype=np.float64).astype(np.float32)
 
 
-def zero_pad2d(x, *, padding=(1, 1, 1, 1)):
-    """Zero rows/columns around H and W: padding (top, bottom, left, right)."""
-    return _padded(checks.nhwc(x, "zero_pad2d"), *four(padding, "zero_pad2d padding"))
-
-
-def crop2d(x, *, cropping=(0, 0, 0, 0)):
-    """Drop rows/columns from H and W: cropping (top, bottom, left, right)."""
-    x = checks.nhwc(x, "crop2d")
-    t, b, l, r = four(cropping, "crop2d cropping")
-    h, w = x.shape[1:3]
-    if t + b >= h or l + r >= w:
-        raise ShapeError(f"crop2d: cropping {(t, b, l, r)} leaves nothing of an input {h}x{w}")
-    return np.ascontiguousarray(x[:, t:h - b, l:w - r, :])
-
-
 def add(*xs, activation=None, alpha=0.2):
     """Elementwise sum (NumPy broadcasting), then ``activation``."""
     y = np.add(checks.floats(xs[0], "add"), checks.floats(xs[1], "add")) if len(xs) > 1 else checks.floats(xs[0], "add")
@@ -233,37 +218,6 @@ def add(*xs, activation=None, alpha=0.2):
 def concat(*xs, axis=-1):
     """Concatenate along ``axis`` (channels by default)."""
     return np.concatenate([checks.floats(a, "concat") for a in xs], axis=axis)
-
-
-def multiply(*xs):
-    """Elementwise product (NumPy broadcasting)."""
-    y = checks.floats(xs[0], "multiply")
-    for more in xs[1:]:
-        y = y * checks.floats(more, "multiply")
-    return y
-
-
-def mean(x, *, axis, keepdims=False):
-    """Mean along ``axis`` (int or tuple), accumulated in float64."""
-    axis = tuple(axis) if isinstance(axis, (list, tuple)) else axis
-    x = checks.floats(x, "mean")
-    checks.axes(axis, x.ndim, "mean")
-    return x.mean(axis=axis, keepdims=keepdims, dtype=np.float64).astype(np.float32)
-
-
-def flatten(x):
-    """(N, ...) -> (N, prod(...)) in C order (H, W, C for NHWC, as Keras Flatten)."""
-    x = checks.floats(x, "flatten", min_ndim=1)
-    return x.reshape(x.shape[0], -1)
-
-
-def reshape(x, *, shape):
-    """Reshape each sample: ``shape`` excludes the batch axis."""
-    x = checks.floats(x, "reshape", min_ndim=1)
-    try:
-        return x.reshape((x.shape[0], *shape))
-    except (TypeError, ValueError):
-        raise ShapeError(f"reshape: cannot reshape a sample of shape {x.shape[1:]} to {tuple(shape)}") from None
 
 
 def resize_bilinear(x, *, size, half_pixel_centers=True, align_corners=False):

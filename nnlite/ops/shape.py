@@ -1,59 +1,24 @@
-"""Fast shape and elementwise ops: zero padding, cropping, add, multiply, mean, reshape, flatten
-(concat: :mod:`nnlite.ops.concatenate`).
+"""Elementwise add with broadcasting (the other shape layers, NumPy calls alone: :mod:`nnlite.ops.arrays`;
+concat: :mod:`nnlite.ops.concatenate`).
 
-Plain float32 NumPy: each is a single memory pass, which NumPy already does at memory speed. add and
-multiply broadcast (e.g. a squeeze-excite gate (N, 1, 1, C) times (N, H, W, C)) and write into one output.
-add of same-shape float32 inputs (residual and dense-block sums) is a Numba kernel instead: on every
-thread, up to four inputs in one pass, with the activation applied in the same pass as the last sum.
+add broadcasts (NumPy) into one output. add of same-shape float32 inputs (residual and dense-block sums) is a
+Numba kernel instead: on every thread, up to four inputs in one pass, with the activation applied in the same
+pass as the last sum.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
-from . import activations, bound, buffers, checks, drivers, parallel, prepack
+from . import activations, bound, buffers, drivers, parallel, prepack
+from .arrays import broadcast
 from .jit import kernel
-from .padding import four
 
 _F32 = np.dtype(np.float32)
 
 
 def _plain(a) -> bool:
     return type(a) is np.ndarray and a.dtype is _F32 and a.flags.c_contiguous and a.ndim > 0
-
-
-def zero_pad2d(x, *, padding=(1, 1, 1, 1)):
-    """Zero rows/columns around H and W: padding (top, bottom, left, right)."""
-    x = checks.nhwc(x, "zero_pad2d")
-    t, b, l, r = four(padding, "zero_pad2d padding")
-    n, h, w, c = x.shape
-    y = np.zeros((n, h + t + b, w + l + r, c), np.float32)
-    y[:, t:t + h, l:l + w] = x
-    return y
-
-
-def crop2d(x, *, cropping=(0, 0, 0, 0)):
-    """Drop rows/columns from H and W: cropping (top, bottom, left, right). A contiguous copy of a slice
-    (there is no faster form; the twin is :func:`nnlite.ops.reference.crop2d`)."""
-    x = checks.nhwc(x, "crop2d")
-    top, bottom, left, right = four(cropping, "crop2d cropping")
-    keep_h, keep_w = x.shape[1] - top - bottom, x.shape[2] - left - right
-    if keep_h <= 0 or keep_w <= 0:
-        raise ShapeError(f"crop2d: cropping {(top, bottom, left, right)} leaves nothing of an input "
-                         f"{x.shape[1]}x{x.shape[2]}")
-    return np.ascontiguousarray(x[:, top:top + keep_h, left:left + keep_w, :])
-
-
-def _broadcast(xs, op: str):
-    arrays = [checks.floats(a, op) for a in xs]
-    if not arrays:
-        raise ShapeError(f"{op}: expected at least one input, found none")
-    try:
-        shape = np.broadcast_shapes(*(a.shape for a in arrays))
-    except ValueError:
-        raise ShapeError(f"{op}: input shapes {[a.shape for a in arrays]} do not broadcast together") from None
-    return arrays, shape
 
 
 @kernel
@@ -113,7 +78,7 @@ def add(*xs, activation=None, alpha=0.2):
     code = activations.code_of(activation, "add")
     if len(xs) >= 2 and all(_plain(a) and a.shape == xs[0].shape for a in xs):
         return _same_shape_add(xs, code, alpha)
-    arrays, shape = _broadcast(xs, "add")
+    arrays, shape = broadcast(xs, "add")
     y = np.empty(shape, np.float32)
     if len(arrays) == 1:
         y[...] = arrays[0]
@@ -142,46 +107,3 @@ def prepare_add(*xs, activation=None, alpha=0.2):
     return summed
 
 
-def multiply(*xs):
-    """Elementwise product with broadcasting."""
-    arrays, shape = _broadcast(xs, "multiply")
-    y = np.empty(shape, np.float32)
-    y[...] = arrays[0]
-    for a in arrays[1:]:
-        np.multiply(y, a, out=y)
-    return y
-
-
-def mean(x, *, axis, keepdims=False):
-    """Mean along ``axis`` (int or tuple), accumulated in float64."""
-    axis = tuple(axis) if isinstance(axis, (list, tuple)) else axis
-    x = checks.floats(x, "mean")
-    checks.axes(axis, x.ndim, "mean")
-    return x.mean(axis=axis, keepdims=keepdims, dtype=np.float64).astype(np.float32)
-
-
-def reshape(x, *, shape):
-    """Reshape each sample: ``shape`` excludes the batch axis."""
-    x = checks.floats(x, "reshape", min_ndim=1)
-    try:
-        return x.reshape((x.shape[0], *shape))
-    except (TypeError, ValueError):
-        raise ShapeError(f"reshape: cannot reshape a sample of shape {x.shape[1:]} to {tuple(shape)}") from None
-
-
-def flatten(x):
-    """(N, ...) -> (N, prod(...)) in C order (H, W, C for NHWC, as Keras Flatten)."""
-    x = checks.floats(x, "flatten", min_ndim=1)
-    return x.reshape(x.shape[0], -1)
-
-
-def prepare_flatten(x):
-    """``flatten(x)`` for float32 inputs of ``x``'s shape as a function of the input alone (a reshaped view)."""
-    if not (type(x) is np.ndarray and x.dtype == np.float32 and x.ndim >= 1):
-        return None
-    out_shape = x.reshape(x.shape[0], -1).shape
-
-    def flattened(x):
-        return x.reshape(out_shape)
-    flattened.out_shape = out_shape
-    return flattened
