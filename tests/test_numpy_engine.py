@@ -173,6 +173,19 @@ def test_three_images_run_on_the_compiled_kernels():
     assert any("Egyptian_cat" in line for line in lines)
 
 
+def test_the_arcface_recogniser_and_a_set_engine_keep_the_compiled_kernels(monkeypatch):
+    from nnlite.cli import _one_shot, build_parser
+    from nnlite.ops import precompile
+    monkeypatch.setattr(engine, "_current", None)
+    monkeypatch.setitem(precompile._state, "one_shot", False)   # _one_shot marks this process: undone after
+    args = build_parser().parse_args(["faces", "x.jpg", "--recognizer", "arcface", "--arcface-model", "m.onnx"])
+    assert _one_shot(args) is not None and engine._current is None
+    monkeypatch.setenv("NNLITE_GEMM", "blas")
+    assert _one_shot(build_parser().parse_args(["classify", "x.jpg"])) is not None and engine._current is None
+    monkeypatch.delenv("NNLITE_GEMM")
+    assert _one_shot(build_parser().parse_args(["compare", "a.jpg", "b.jpg"])) is None and engine._current == "numpy"
+
+
 def test_building_a_model_loads_no_compiled_code_until_a_kernel_is_used():
     out = _child("""
 import sys

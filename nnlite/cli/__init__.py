@@ -58,11 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _one_shot(args: argparse.Namespace):
     """Set up a command that runs a model once and exits. For one or two images, the NumPy engine: importing
     Numba and loading the compiled kernels from their cache would take longer than the layers themselves, and
-    an empty cache would compile for seconds (nnlite.ops.engine). More images, or ``NNLITE_GEMM`` set: the
-    compiled kernels, a first run tiered (nnlite.ops.precompile); returns that module then, else None."""
+    an empty cache would compile for seconds (nnlite.ops.engine). More images, the ArcFace recogniser, or
+    ``NNLITE_GEMM`` set: the compiled kernels, a first run tiered (nnlite.ops.precompile); returns that module
+    then, else None."""
     from ..ops import engine
     images = len(getattr(args, "images", None) or ()) + sum(hasattr(args, a) for a in ("image", "image1", "image2"))
-    if images <= NUMPY_IMAGES and not os.environ.get("NNLITE_GEMM", "").strip() and engine.select("numpy"):
+    # An ONNX ArcFace recogniser's layers (PReLU, batch norm) have no NumPy form: it would load Numba anyway.
+    numpy_layers = getattr(args, "recognizer", "faceapi") != "arcface"
+    if (images <= NUMPY_IMAGES and numpy_layers and not os.environ.get("NNLITE_GEMM", "").strip()
+            and engine.select("numpy")):
         return None
     from ..ops import precompile
     precompile.one_shot()
