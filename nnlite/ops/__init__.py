@@ -8,8 +8,10 @@ None, "relu", "relu6", "leaky_relu" (``alpha``, default 0.2), "sigmoid" or "swis
 Engines (:mod:`nnlite.ops.engine`): convolutions run on nnlite's own AVX-512 implicit GEMM
 (:mod:`nnlite.ops.gemm`: register tiles from :mod:`nnlite.ops.microkernels`, shared packing and epilogue in
 :mod:`nnlite.ops.tiles`, on the explicit SIMD vectors of :mod:`nnlite.ops.simd`) where the CPU has AVX-512,
-else on im2col + NumPy's BLAS; ``NNLITE_GEMM=simd|blas`` overrides the choice. Results agree to float32
-rounding either way (tested).
+else on im2col + NumPy's BLAS; ``NNLITE_GEMM=simd|blas|numpy`` overrides the choice ("numpy": every layer of a
+model in NumPy alone, :mod:`nnlite.ops.numpy_engine`, for a process that runs one image). Results agree to float32
+rounding either way (tested). Each kernel's module, and Numba with it, is imported at the kernel's first use, so a
+process on the "numpy" engine never loads Numba.
 
 Threads: ``NNLITE_NUM_THREADS`` (default all cores) sets how many threads run every kernel: Numba's
 threads for the Numba kernels (:mod:`nnlite.ops.parallel`), nnlite's Python pool for the BLAS engine's
