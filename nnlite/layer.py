@@ -84,7 +84,7 @@ class Layer:
         if name in ("weights", "attrs") and type(value) is not TrackedDict:
             value = TrackedDict(value)
         if name == "fn" and value is None:  # an nnlite.ops kernel, imported at first use (__getattr__)
-            object.__getattribute__(self, "__dict__").pop("fn", None)
+            self.__dict__.pop("fn", None)
         else:
             object.__setattr__(self, name, value)
         _changed()

@@ -68,7 +68,7 @@ def for_engine(name: str):
         from .numpy_engine import KERNELS
         if name in KERNELS:
             return KERNELS[name]
-    return __getattr__(name) if name in _HOME else globals()[name]
+    return globals()[name] if name in globals() else __getattr__(name)
 
 
 def __getattr__(name: str):

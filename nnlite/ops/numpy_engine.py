@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import checks, machine
-from .arrays import crop2d, flatten, mean, multiply, reshape, zero_pad2d
+from .arrays import broadcast, crop2d, flatten, mean, multiply, reshape, zero_pad2d
 from .padding import pair, resolve_padding_2d
 from .resize_rules import bilinear_axis, resize_nearest
 
@@ -208,11 +208,16 @@ def global_avg_pool2d(x, *, keepdims=False):
 
 
 def add(*xs, activation=None, alpha=0.2):
-    """Elementwise sum (NumPy broadcasting), then ``activation``."""
-    y = np.add(checks.floats(xs[0], "add"), checks.floats(xs[1], "add")) if len(xs) > 1 else checks.floats(xs[0], "add")
-    for more in xs[2:]:
-        y += checks.floats(more, "add")
-    return _activate(y.copy() if len(xs) == 1 else y, activation, alpha)
+    """Elementwise sum (NumPy broadcasting, the kernel's shape checks), then ``activation``."""
+    arrays, shape = broadcast(xs, "add")
+    y = np.empty(shape, np.float32)
+    if len(arrays) == 1:
+        y[...] = arrays[0]
+    else:
+        np.add(arrays[0], arrays[1], out=y)
+    for a in arrays[2:]:
+        y += a
+    return _activate(y, activation, alpha)
 
 
 def concat(*xs, axis=-1):

@@ -8,7 +8,7 @@ import numpy as np
 from . import checks, drivers, parallel
 from .jit import kernel
 from .padding import pair
-from .resize_rules import bilinear_axis, resize_nearest  # noqa: F401  (resize_nearest: nnlite.ops's)
+from .resize_rules import bilinear_axis
 
 
 @kernel

@@ -83,8 +83,9 @@ def apply_env_before_numpy() -> None:
             os.environ["NUMBA_NUM_THREADS"] = str(requested_threads())
         except ConfigError:
             pass  # configure() reports the bad value
-    if "numpy" in sys.modules:
-        return  # too late for the environment; configure() uses ctypes instead
+    if "numpy" in sys.modules:   # too late for the environment: OpenBLAS's own setter (the NumPy engine has no
+        pin_blas()                 # configure(), which Numba's kernels get)
+        return
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     coretype = _openblas_coretype()
     if coretype and "OPENBLAS_CORETYPE" not in os.environ:
@@ -143,6 +144,13 @@ def blas_core() -> str | None:
     return None if fn is None else fn().decode()
 
 
+def pin_blas() -> None:
+    """One OpenBLAS thread from now on, through its setter (where an OpenBLAS is loaded)."""
+    fn = _openblas_function("openblas_set_num_threads", None, [ctypes.c_int])
+    if fn is not None:
+        fn(1)
+
+
 def set_num_threads(n: int) -> None:
     """Run nnlite's kernels on ``n`` threads from now on: the Python pool, and Numba's kernels launched from
     this Python thread (at most ``NUMBA_NUM_THREADS``, fixed when Numba loaded). BLAS stays at one thread.
@@ -154,9 +162,7 @@ def set_num_threads(n: int) -> None:
     parallel.set_threads(n)
     parallel.guard.restart()  # an explicit request: try the threads now, whatever the guard saw before
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))  # this Python thread's prange kernels
-    fn = _openblas_function("openblas_set_num_threads", None, [ctypes.c_int])
-    if fn is not None:
-        fn(1)
+    pin_blas()
 
 
 def get_num_threads() -> int:
