@@ -130,7 +130,8 @@ def test_an_unknown_engine_name_is_a_config_error(monkeypatch):
 
 
 def _child(code: str, env: dict | None = None) -> str:
-    env = {**{k: v for k, v in os.environ.items() if k != "NNLITE_GEMM"}, "PYTHONPATH": str(REPO), **(env or {})}
+    inherited = {k: v for k, v in os.environ.items() if k not in ("NNLITE_GEMM", "OPENBLAS_NUM_THREADS")}  # as a shell
+    env = {**inherited, "PYTHONPATH": str(REPO), **(env or {})}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -140,9 +141,10 @@ def _child(code: str, env: dict | None = None) -> str:
 ONE_IMAGE = """
 import json, sys
 from nnlite.cli import main
-from nnlite.ops import engine
 rc = main(sys.argv[1:])
-print(json.dumps({"rc": rc, "numba": "numba" in sys.modules, "engine": engine._current}))
+from nnlite.ops import engine, threads   # after: imported first, nnlite.ops would set BLAS's thread count itself
+print(json.dumps({"rc": rc, "numba": "numba" in sys.modules, "engine": engine._current,
+                  "blas": threads.blas_num_threads() in (1, None)}))   # NumPy was loaded before nnlite.ops
 """
 
 
@@ -161,9 +163,9 @@ def test_one_image_commands_run_without_numba_and_print_what_the_compiled_engine
     for argv in (["classify", str(SAMPLES / "chelsea.png")], ["faces", str(SAMPLES / "faces.jpg")],
                  ["compare", str(SAMPLES / "chelsea.png"), str(SAMPLES / "faces.jpg")]):
         lines, state = _cli_child(*argv)
-        assert state == {"rc": 0, "numba": False, "engine": "numpy"}, argv
+        assert state == {"rc": 0, "numba": False, "engine": "numpy", "blas": True}, argv
         compiled, compiled_state = _cli_child(*argv, env={"NNLITE_GEMM": "simd"})
-        assert compiled_state == {"rc": 0, "numba": True, "engine": "simd"}
+        assert compiled_state == {"rc": 0, "numba": True, "engine": "simd", "blas": True}
         assert lines == compiled and lines, argv
 
 
